@@ -1,0 +1,48 @@
+//! `openkb log`: the operations log.
+
+use std::io::Write;
+
+use crate::error::{IoContext, Result};
+use crate::lock::LockMode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show the newest N entries
+    #[arg(
+        short = 'n',
+        long = "limit",
+        value_name = "N",
+        default_value_t = 20,
+        conflicts_with = "all"
+    )]
+    limit: u64,
+    /// Show every entry
+    #[arg(long)]
+    all: bool,
+    /// Only entries of this operation (ingest, remove, query, lint, migrate, ...)
+    #[arg(long, value_name = "OPERATION")]
+    op: Option<String>,
+    /// Print JSON (an array of entries)
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let open = super::open_kb(ctx, LockMode::Shared)?;
+    let limit = (!args.all).then_some(args.limit);
+    let entries = open.store.log_tail(limit, args.op.as_deref())?;
+    if args.json {
+        return super::print_json(&entries);
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for entry in &entries {
+        writeln!(
+            out,
+            "[{}] {} | {}",
+            entry.timestamp, entry.operation, entry.description
+        )
+        .with_path("cannot write", "standard output")?;
+    }
+    out.flush().with_path("cannot write", "standard output")
+}

@@ -1,0 +1,136 @@
+//! The `openkb` command line: one module per command. Each command parses its arguments,
+//! composes the library (kb, state, lock, config) and prints; none of them runs SQL.
+
+mod init;
+mod list;
+mod log;
+mod status;
+mod use_kb;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Result, exit};
+use crate::kb::{Kb, OPENKB_DIR_ENV};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usage error,
+3 no usable knowledge base (none found, or a legacy KB that needs `openkb migrate`),
+4 another openkb process holds the KB (lock wait timed out or database busy): try again.
+
+Environment: OPENKB_DIR (the KB, like --kb-dir), OPENKB_LOCK_TIMEOUT (seconds to wait for a
+busy KB; unset waits forever), HOME (where ~/.config/openkb/global.yaml lives).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "openkb",
+    version,
+    about = "State engine for OpenKB knowledge bases",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// The knowledge base folder (default: the nearest ancestor with a .openkb/ folder, then
+    /// default_kb of ~/.config/openkb/global.yaml)
+    #[arg(long, global = true, env = OPENKB_DIR_ENV, value_name = "PATH")]
+    pub kb_dir: Option<PathBuf>,
+
+    /// Say more (repeat for more detail)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a knowledge base in the current folder (or --kb-dir)
+    Init(init::Args),
+    /// Make a knowledge base the default one
+    Use(use_kb::Args),
+    /// List the registered documents in registry order
+    List(list::Args),
+    /// Show the state of the knowledge base
+    Status(status::Args),
+    /// Show the operations log, newest last
+    Log(log::Args),
+}
+
+/// What every command gets: the global options and the way to find the KB.
+pub struct Ctx {
+    pub kb_dir: Option<PathBuf>,
+    pub verbose: u8,
+}
+
+impl Ctx {
+    /// The KB this command works on.
+    pub fn kb(&self) -> Result<Kb> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| crate::Error::io("cannot read", "the current folder", e))?;
+        let kb = Kb::discover(self.kb_dir.as_deref(), &cwd)?;
+        if self.verbose > 0 {
+            eprintln!("knowledge base: {}", kb.root().display());
+        }
+        Ok(kb)
+    }
+}
+
+/// Run a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let ctx = Ctx {
+        kb_dir: cli.kb_dir,
+        verbose: cli.verbose,
+    };
+    match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Use(args) => use_kb::run(&ctx, args),
+        Command::List(args) => list::run(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
+        Command::Log(args) => log::run(&ctx, args),
+    }
+    .map(|()| exit::OK)
+}
+
+/// Print `value` as pretty JSON on stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| crate::Error::Invalid(format!("cannot serialize JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+pub(crate) fn stdin_is_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// A KB opened for a command: its lock (held until dropped) and its store.
+pub(crate) struct OpenKb {
+    pub kb: Kb,
+    pub store: crate::state::Store,
+    pub _lock: crate::lock::LockGuard,
+}
+
+/// Find the KB, lock it in `mode`, open its store, and warn when a legacy `hashes.json`
+/// reappeared beside `state.db` (the Python tool was used on the KB since its migration).
+pub(crate) fn open_kb(ctx: &Ctx, mode: crate::lock::LockMode) -> Result<OpenKb> {
+    let kb = ctx.kb()?;
+    let lock = match mode {
+        crate::lock::LockMode::Shared => kb.lock_shared()?,
+        crate::lock::LockMode::Exclusive => kb.lock_exclusive()?,
+    };
+    let store = kb.open_store()?;
+    if let Some(entries) = kb.legacy_registry_entries()? {
+        eprintln!(
+            "warning: {} reappeared after migration ({entries} entries; was the Python tool used \
+             on this KB?); run `openkb migrate` to merge the entries state.db does not have",
+            kb.hashes_json().display()
+        );
+    }
+    Ok(OpenKb {
+        kb,
+        store,
+        _lock: lock,
+    })
+}

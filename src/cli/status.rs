@@ -1,0 +1,146 @@
+//! `openkb status`: what the knowledge base holds.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{IoContext, Result};
+use crate::lock::LockMode;
+use crate::state::{LogEntry, Queries, StatusCounts};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// Wiki folders counted by `status`, as the Python tool shows them.
+const WIKI_FOLDERS: &[&str] = &[
+    "sources",
+    "summaries",
+    "concepts",
+    "entities",
+    "explorations",
+    "reports",
+];
+
+#[derive(Serialize)]
+struct Report {
+    knowledge_base: String,
+    documents: StatusCounts,
+    total_documents: u64,
+    raw_files: u64,
+    wiki: Vec<(String, u64)>,
+    last_compile: Option<LogEntry>,
+    last_lint: Option<LogEntry>,
+    schema_version: i64,
+    state_db_bytes: u64,
+    wal_bytes: u64,
+    log_entries: u64,
+}
+
+pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let open = super::open_kb(ctx, LockMode::Shared)?;
+    let reader = open.store.reader()?;
+    let documents = reader.counts()?;
+    let last_compile = ["compile", "recompile", "ingest"]
+        .into_iter()
+        .filter_map(|op| reader.last_log_of(op).transpose())
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .max_by_key(|e| e.id);
+    let db = open.kb.state_db();
+    let report = Report {
+        knowledge_base: open.kb.root().display().to_string(),
+        total_documents: documents.total(),
+        documents,
+        raw_files: count_files(&open.kb.raw_dir(), true)?,
+        wiki: WIKI_FOLDERS
+            .iter()
+            .map(|f| {
+                Ok((
+                    f.to_string(),
+                    count_files(&open.kb.wiki_dir().join(f), false)?,
+                ))
+            })
+            .collect::<Result<_>>()?,
+        last_compile,
+        last_lint: reader.last_log_of("lint")?,
+        schema_version: open.store.schema_version(),
+        state_db_bytes: file_size(&db),
+        wal_bytes: file_size(&db.with_extension("db-wal")),
+        log_entries: reader.log_count()?,
+    };
+    if args.json {
+        return super::print_json(&report);
+    }
+    println!("Knowledge base: {}", report.knowledge_base);
+    println!(
+        "Documents: {} (compiled {}, pending {}, failed {})",
+        report.total_documents, documents.compiled, documents.pending, documents.failed
+    );
+    println!("Raw files: {}", report.raw_files);
+    let wiki: Vec<String> = report
+        .wiki
+        .iter()
+        .map(|(f, n)| format!("{f} {n}"))
+        .collect();
+    println!("Wiki: {}", wiki.join(", "));
+    let when = |e: &Option<LogEntry>| match e {
+        Some(e) => format!("{} ({} | {})", e.timestamp, e.operation, e.description),
+        None => "never".to_owned(),
+    };
+    println!("Last compile: {}", when(&report.last_compile));
+    println!("Last lint: {}", when(&report.last_lint));
+    println!("Log entries: {}", report.log_entries);
+    println!(
+        "State: schema version {}, state.db {} (WAL {})",
+        report.schema_version,
+        human_bytes(report.state_db_bytes),
+        human_bytes(report.wal_bytes)
+    );
+    Ok(())
+}
+
+/// Regular files in `dir` (recursively when asked), ignoring dotfiles; a missing folder is 0.
+fn count_files(dir: &Path, recursive: bool) -> Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(crate::Error::io("cannot read folder", dir, e)),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry.with_path("cannot read folder", dir)?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type().with_path("cannot read", entry.path())?;
+        if kind.is_file() {
+            n += 1;
+        } else if kind.is_dir() && recursive {
+            n += count_files(&entry.path(), true)?;
+        }
+    }
+    Ok(n)
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,128 @@
+//! The library's one error type.
+//!
+//! Every variant a user can cause names the file it concerns, says what went wrong and, where
+//! there is one, what to do next. `exit_code` maps each variant to the documented exit code so
+//! that scripts can tell "try again later" from "fix your input".
+
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit codes of the `openkb` binary (documented in the README).
+pub mod exit {
+    /// The command did what was asked.
+    pub const OK: i32 = 0;
+    /// The command failed; the message says why. Nothing was half-done.
+    pub const FAILURE: i32 = 1;
+    /// The command line was wrong (unknown flag, missing argument).
+    pub const USAGE: i32 = 2;
+    /// No usable knowledge base: none found, not initialized, or a legacy KB that needs
+    /// `openkb migrate`.
+    pub const NO_KB: i32 = 3;
+    /// Another process holds the KB (lock wait timed out, or the database stayed busy):
+    /// nothing changed, try again.
+    pub const BUSY: i32 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{}: invalid YAML at line {line}, column {column}: {message}\n  fix the file by hand; openkb did not change it", path.display())]
+    YamlSyntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
+    #[error("{}: {message}\n  fix the file by hand; openkb did not change it", path.display())]
+    ConfigShape { path: PathBuf, message: String },
+
+    #[error("{}: database error: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("{}: another openkb process is writing to this database; nothing was changed, try again", path.display())]
+    Busy { path: PathBuf },
+
+    #[error("{}: is not an openkb state database ({reason})\n  run `openkb doctor` to inspect it", path.display())]
+    NotStateDb { path: PathBuf, reason: String },
+
+    #[error("{}: schema version {found} is newer than this openkb understands (up to {supported})\n  upgrade openkb; refusing to write so the newer data stays intact", path.display())]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error("timed out after {seconds}s waiting for another openkb process on {}\n  is another openkb (or the Python openkb tool) running? raise OPENKB_LOCK_TIMEOUT to wait longer", kb.display())]
+    LockTimeout { kb: PathBuf, seconds: f64 },
+
+    #[error("cannot upgrade a shared lock on {} to an exclusive one in the same thread; take the exclusive lock first", path.display())]
+    LockUpgrade { path: PathBuf },
+
+    #[error("no knowledge base found{}\n  run `openkb init` to create one here, or pass --kb-dir PATH", searched_from.as_ref().map(|p| format!(" (searched from {} upwards, OPENKB_DIR and default_kb)", p.display())).unwrap_or_default())]
+    NoKb { searched_from: Option<PathBuf> },
+
+    #[error("{}: {reason}", path.display())]
+    NotAKb { path: PathBuf, reason: String },
+
+    #[error("{} is a legacy knowledge base: {} holds {entries} document(s) and there is no state.db yet\n  run `openkb migrate` to import it (nothing is lost; hashes.json is kept as hashes.json.migrated)", kb.display(), hashes_json.display())]
+    LegacyKb {
+        kb: PathBuf,
+        hashes_json: PathBuf,
+        entries: usize,
+    },
+
+    #[error("{} is already an openkb knowledge base (.openkb/ exists); nothing was changed", path.display())]
+    AlreadyInitialized { path: PathBuf },
+
+    #[error("invalid document hash {hash:?}: expected 64 lowercase hex digits (a SHA-256)")]
+    InvalidHash { hash: String },
+
+    #[error("doc_name {doc_name:?} is already owned by document {owner}")]
+    DocNameTaken { doc_name: String, owner: String },
+
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::NoKb { .. } | Error::NotAKb { .. } | Error::LegacyKb { .. } => exit::NO_KB,
+            Error::Busy { .. } | Error::LockTimeout { .. } => exit::BUSY,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+/// Attach a path and an action to an `io::Result`, so no I/O error reaches the user without
+/// the file it concerns.
+pub trait IoContext<T> {
+    fn with_path(self, action: &'static str, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn with_path(self, action: &'static str, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(action, path, e))
+    }
+}

@@ -1,0 +1,174 @@
+//! A knowledge base on disk: finding it, its paths, and the entry points every command uses
+//! to lock it and open its state.
+//!
+//! Discovery follows the Python tool: `--kb-dir` (or `OPENKB_DIR`), else the first ancestor of
+//! the working directory containing a `.openkb/` folder, else `default_kb` of global.yaml.
+//! The `.openkb/` folder is the marker of a KB, so it is never removed.
+//!
+//! A KB whose `.openkb/hashes.json` exists and whose `state.db` does not is a legacy KB: no
+//! command may open (and so create) a `state.db` beside it, because an empty registry would
+//! make every document look new. [`Kb::open_store`] refuses with a message pointing at
+//! `openkb migrate`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{GlobalConfig, KbConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::fsx;
+use crate::lock::{self, LockGuard, LockMode};
+use crate::state::{self, LOG_MD_HEADER, LogEntry, Store};
+
+pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kb {
+    root: PathBuf,
+}
+
+impl Kb {
+    /// A KB rooted at `root` (made absolute); does not check that it exists.
+    pub fn at(root: &Path) -> Result<Kb> {
+        // Resolved like the Python tool's `Path.resolve()`, so global.yaml names one KB once.
+        let root = match root.canonicalize() {
+            Ok(resolved) => resolved,
+            Err(_) => std::path::absolute(root).with_path("cannot resolve", root)?,
+        };
+        Ok(Kb { root })
+    }
+
+    /// Find the KB for a command: `explicit` (from `--kb-dir` or `OPENKB_DIR`), else walk up
+    /// from `cwd`, else global `default_kb`.
+    pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Kb> {
+        if let Some(dir) = explicit {
+            return Self::open_explicit(dir);
+        }
+        for dir in cwd.ancestors() {
+            if dir.join(".openkb").is_dir() {
+                return Kb::at(dir);
+            }
+        }
+        if let Some(default) = GlobalConfig::load()?.default_kb()
+            && default.join(".openkb").is_dir()
+        {
+            return Kb::at(&default);
+        }
+        Err(Error::NoKb {
+            searched_from: Some(cwd.to_path_buf()),
+        })
+    }
+
+    fn open_explicit(dir: &Path) -> Result<Kb> {
+        let not_a_kb = |reason: &str| Error::NotAKb {
+            path: dir.to_path_buf(),
+            reason: reason.to_owned(),
+        };
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(not_a_kb("does not exist; check --kb-dir / OPENKB_DIR"))
+            }
+            Err(e) => Err(Error::io("cannot read", dir, e)),
+            Ok(meta) if !meta.is_dir() => Err(not_a_kb(
+                "is a file, not a folder; --kb-dir / OPENKB_DIR must name the KB folder",
+            )),
+            Ok(_) if !dir.join(".openkb").is_dir() => Err(not_a_kb(
+                "is not an openkb knowledge base (no .openkb/ folder); run `openkb init` there",
+            )),
+            Ok(_) => Kb::at(dir),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn openkb_dir(&self) -> PathBuf {
+        self.root.join(".openkb")
+    }
+    pub fn state_db(&self) -> PathBuf {
+        self.openkb_dir().join("state.db")
+    }
+    pub fn hashes_json(&self) -> PathBuf {
+        self.openkb_dir().join("hashes.json")
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.openkb_dir().join("config.yaml")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.openkb_dir().join("ingest.lock")
+    }
+    pub fn raw_dir(&self) -> PathBuf {
+        self.root.join("raw")
+    }
+    pub fn wiki_dir(&self) -> PathBuf {
+        self.root.join("wiki")
+    }
+    pub fn log_md(&self) -> PathBuf {
+        self.wiki_dir().join("log.md")
+    }
+    pub fn index_md(&self) -> PathBuf {
+        self.wiki_dir().join("index.md")
+    }
+
+    pub fn config(&self) -> Result<KbConfig> {
+        KbConfig::load(&self.config_path())
+    }
+
+    /// Shared KB lock, for commands that only read.
+    pub fn lock_shared(&self) -> Result<LockGuard> {
+        lock::acquire(&self.lock_path(), LockMode::Shared, &self.root)
+    }
+
+    /// Exclusive KB lock, for commands that change `raw/`, `wiki/` or the registry.
+    pub fn lock_exclusive(&self) -> Result<LockGuard> {
+        lock::acquire(&self.lock_path(), LockMode::Exclusive, &self.root)
+    }
+
+    /// Open `state.db`, creating it when the KB has neither it nor a legacy `hashes.json`.
+    pub fn open_store(&self) -> Result<Store> {
+        let db = self.state_db();
+        if !db.exists() {
+            self.refuse_if_legacy()?;
+        }
+        Store::open(&db, state::Create::IfMissing)
+    }
+
+    /// The legacy registry waiting to be migrated, if any: its entry count.
+    pub fn legacy_registry_entries(&self) -> Result<Option<usize>> {
+        let path = self.hashes_json();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        };
+        // A count for the message only; a file that does not parse still blocks: it is the
+        // user's data and `openkb migrate` reports exactly what is wrong with it.
+        let entries = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(serde_json::Value::Object(map)) => map.len(),
+            _ => 0,
+        };
+        Ok(Some(entries))
+    }
+
+    fn refuse_if_legacy(&self) -> Result<()> {
+        match self.legacy_registry_entries()? {
+            Some(entries) => Err(Error::LegacyKb {
+                kb: self.root.clone(),
+                hashes_json: self.hashes_json(),
+                entries,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Render a committed log row into `wiki/log.md` (the table is the source of truth; the
+    /// page is for people).
+    pub fn append_log_md(&self, entry: &LogEntry) -> Result<()> {
+        fsx::append(&self.log_md(), LOG_MD_HEADER, &entry.to_markdown())
+    }
+
+    /// Commit a log row and render it into `wiki/log.md`.
+    pub fn record(&self, store: &Store, operation: &str, description: &str) -> Result<LogEntry> {
+        let entry = store.write(|tx| tx.append_log(operation, description))?;
+        self.append_log_md(&entry)?;
+        Ok(entry)
+    }
+}

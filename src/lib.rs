@@ -1,0 +1,20 @@
+//! openkb: the state engine of OpenKB knowledge bases.
+//!
+//! Layers, top to bottom (data flows one way):
+//! - `cli`: one module per command; parses arguments and composes the layers below.
+//! - `kb`: finding a KB, its paths, its lock and its store.
+//! - `state`: the SQLite engine (`.openkb/state.db`); `lock`: flock; `fsx`: atomic files;
+//!   `config`: YAML config files.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fsx;
+pub mod kb;
+pub mod lock;
+pub mod names;
+pub mod state;
+pub mod wiki;
+
+pub use error::{Error, Result};
+pub use kb::Kb;

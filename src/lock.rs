@@ -1,0 +1,236 @@
+//! File locks: the KB lock (`.openkb/ingest.lock`) and the global lock
+//! (`~/.config/openkb/global.lock`).
+//!
+//! Both are BSD `flock(2)` locks on an empty file, the protocol of the Python openkb tool, so
+//! that the two tools exclude each other on one KB. `flock` belongs to an open file
+//! description: two threads of one process that each open the file conflict exactly as two
+//! processes do, so no in-process reader/writer lock is needed on top of it. A dead holder's
+//! lock is released by the kernel. The lock file is never deleted: deleting it would let a new
+//! process lock a fresh inode while an old one still holds the old.
+//!
+//! Re-entrancy is per thread (a thread-local table of held locks): a nested acquisition
+//! only bumps a counter. A thread that holds the lock shared and asks for it exclusive gets
+//! [`Error::LockUpgrade`]: upgrading in place would deadlock two such threads.
+//!
+//! A busy lock is announced once on stderr ("waiting for another openkb process on ...") and
+//! then waited for; `OPENKB_LOCK_TIMEOUT` (seconds) bounds the wait.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::marker::PhantomData;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Environment variable bounding how long a command waits for a busy lock, in seconds.
+pub const LOCK_TIMEOUT_ENV: &str = "OPENKB_LOCK_TIMEOUT";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    Shared,
+    Exclusive,
+}
+
+struct Held {
+    /// Keeps the open file description (and so the flock) alive.
+    _file: File,
+    exclusive_depth: u32,
+    shared_depth: u32,
+}
+
+thread_local! {
+    static HELD: RefCell<HashMap<PathBuf, Held>> = RefCell::new(HashMap::new());
+}
+
+/// A held lock. Dropping it releases one level of re-entrancy; the flock goes with the last.
+/// Not `Send`: re-entrancy is tracked per thread.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard {
+    path: PathBuf,
+    mode: LockMode,
+    first: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl LockGuard {
+    pub fn mode(&self) -> LockMode {
+        self.mode
+    }
+
+    /// True when this guard took the OS lock (not a nested re-entry). Recovery of interrupted
+    /// work runs only then.
+    pub fn is_outermost(&self) -> bool {
+        self.first
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            if let Some(entry) = held.get_mut(&self.path) {
+                match self.mode {
+                    LockMode::Exclusive => entry.exclusive_depth -= 1,
+                    LockMode::Shared => entry.shared_depth -= 1,
+                }
+                if entry.exclusive_depth == 0 && entry.shared_depth == 0 {
+                    // Closing the file releases the flock.
+                    held.remove(&self.path);
+                }
+            }
+        });
+    }
+}
+
+/// What the current thread holds on `lock_path`, if anything.
+pub fn held_mode(lock_path: &Path) -> Option<LockMode> {
+    HELD.with(|held| {
+        held.borrow().get(lock_path).map(|h| {
+            if h.exclusive_depth > 0 {
+                LockMode::Exclusive
+            } else {
+                LockMode::Shared
+            }
+        })
+    })
+}
+
+/// Acquire `lock_path` in `mode`, waiting as described in the module docs. `subject` is what
+/// the waiting message and the timeout error name (the KB folder, or the global config).
+pub fn acquire(lock_path: &Path, mode: LockMode, subject: &Path) -> Result<LockGuard> {
+    if let Some(guard) = reenter(lock_path, mode)? {
+        return Ok(guard);
+    }
+    let file = open_lock_file(lock_path)?;
+    let try_once = |file: &File| match mode {
+        LockMode::Exclusive => file.try_lock(),
+        LockMode::Shared => file.try_lock_shared(),
+    };
+    match try_once(&file) {
+        Ok(()) => {}
+        Err(TryLockError::Error(e)) => return Err(Error::io("cannot lock", lock_path, e)),
+        Err(TryLockError::WouldBlock) => {
+            eprintln!(
+                "waiting for another openkb process on {} (lock {})",
+                subject.display(),
+                lock_path.display()
+            );
+            match lock_timeout()? {
+                None => match mode {
+                    LockMode::Exclusive => file.lock(),
+                    LockMode::Shared => file.lock_shared(),
+                }
+                .with_path("cannot lock", lock_path)?,
+                Some(timeout) => wait_with_deadline(&file, lock_path, subject, timeout, try_once)?,
+            }
+        }
+    }
+    HELD.with(|held| {
+        held.borrow_mut().insert(
+            lock_path.to_path_buf(),
+            Held {
+                _file: file,
+                exclusive_depth: u32::from(mode == LockMode::Exclusive),
+                shared_depth: u32::from(mode == LockMode::Shared),
+            },
+        )
+    });
+    Ok(LockGuard {
+        path: lock_path.to_path_buf(),
+        mode,
+        first: true,
+        _not_send: PhantomData,
+    })
+}
+
+fn reenter(lock_path: &Path, mode: LockMode) -> Result<Option<LockGuard>> {
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        let Some(entry) = held.get_mut(lock_path) else {
+            return Ok(None);
+        };
+        match mode {
+            LockMode::Exclusive if entry.exclusive_depth == 0 => Err(Error::LockUpgrade {
+                path: lock_path.to_path_buf(),
+            }),
+            LockMode::Exclusive => {
+                entry.exclusive_depth += 1;
+                Ok(Some(()))
+            }
+            LockMode::Shared => {
+                entry.shared_depth += 1;
+                Ok(Some(()))
+            }
+        }
+        .map(|reentered| {
+            reentered.map(|()| LockGuard {
+                path: lock_path.to_path_buf(),
+                mode,
+                first: false,
+                _not_send: PhantomData,
+            })
+        })
+    })
+}
+
+fn open_lock_file(lock_path: &Path) -> Result<File> {
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent).with_path("cannot create folder", parent)?;
+    }
+    // Opened for append and never truncated: the file stays empty and is shared with the
+    // Python tool, which opens it "a+".
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o666)
+        .open(lock_path)
+        .with_path("cannot open lock file", lock_path)
+}
+
+fn wait_with_deadline(
+    file: &File,
+    lock_path: &Path,
+    subject: &Path,
+    timeout: Duration,
+    try_once: impl Fn(&File) -> Result<(), TryLockError>,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match try_once(file) {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(Error::io("cannot lock", lock_path, e)),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::LockTimeout {
+                kb: subject.to_path_buf(),
+                seconds: timeout.as_secs_f64(),
+            });
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// `OPENKB_LOCK_TIMEOUT` as a duration; unset or empty means wait forever.
+pub fn lock_timeout() -> Result<Option<Duration>> {
+    let Ok(raw) = std::env::var(LOCK_TIMEOUT_ENV) else {
+        return Ok(None);
+    };
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
+        _ => Err(Error::Invalid(format!(
+            "{LOCK_TIMEOUT_ENV}={raw:?} is not a number of seconds (e.g. 30 or 0.5)"
+        ))),
+    }
+}

@@ -1,0 +1,478 @@
+//! The state engine: `.openkb/state.db`, a WAL-mode SQLite database holding the document
+//! registry, the operations log and a few meta facts.
+//!
+//! Connection rules (each one is there because its absence has bitten someone):
+//! - One connection is opened first: it checks that the file is an openkb database (its
+//!   `application_id`), switches to WAL and checks that SQLite answered `wal`, and applies the
+//!   schema migrations. Only then is the r2d2 pool built, so a bad path or a foreign file fails
+//!   at once with a clear message instead of after a pool time-out.
+//! - Every pooled connection sets `busy_timeout`, `synchronous=FULL` (a command that says
+//!   "added" must survive a power cut; a WAL commit with FULL costs one fsync, about 0.25 ms
+//!   here) and `foreign_keys=ON`.
+//! - Every write is a `BEGIN IMMEDIATE` transaction: a deferred one that reads and then writes
+//!   can fail with SQLITE_BUSY whatever the busy timeout. A transaction that still meets a busy
+//!   database is retried whole a bounded number of times, then reported as [`Error::Busy`].
+//! - A database whose schema is newer than this binary opens read-only: reads work, every write
+//!   is refused with [`Error::SchemaTooNew`].
+//!
+//! Callers that mutate the KB hold the KB flock (see `kb.rs`) before they open a write
+//! transaction, never the other way round.
+
+pub mod documents;
+pub mod log;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+pub use documents::{Document, Status, StatusCounts};
+pub use log::{LOG_MD_HEADER, LogEntry};
+
+use crate::error::{Error, Result};
+use crate::names;
+
+/// How long one statement waits for another connection's write lock before SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times a whole write transaction is tried before giving up with `Error::Busy`.
+const WRITE_ATTEMPTS: u32 = 4;
+
+/// ISO-8601 UTC with milliseconds, the format of every `*_at` column.
+pub fn utc_now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Local time as `wiki/log.md` shows it.
+pub fn local_log_timestamp() -> String {
+    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Whether `open` may create the database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    IfMissing,
+    Never,
+}
+
+pub struct Store {
+    path: PathBuf,
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    schema_version: i64,
+    too_new: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("schema_version", &self.schema_version)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open (or create) the database at `path`, bring its schema up to date and build the pool.
+    pub fn open(path: &Path, create: Create) -> Result<Store> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create == Create::IfMissing {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        } else if !path.exists() {
+            return Err(Error::NotStateDb {
+                path: path.to_path_buf(),
+                reason: "the file does not exist".into(),
+            });
+        }
+        let sql = |e| sql_error(path, e);
+        let mut conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        check_identity(&conn, path)?;
+
+        let version = schema::check(&conn).map_err(sql)?;
+        let too_new = matches!(version, schema::Version::TooNew(_));
+        if !too_new {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .map_err(sql)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::Invalid(format!(
+                    "{}: SQLite refused WAL mode (journal_mode is {mode}); is the folder on a \
+                     network filesystem? run `openkb doctor`",
+                    path.display()
+                )));
+            }
+        }
+        if let schema::Version::Behind(_) = version {
+            schema::migrate(&mut conn, &utc_now()).map_err(sql)?;
+        }
+        let schema_version = schema::user_version(&conn).map_err(sql)?;
+        drop(conn);
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|c| {
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            });
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)
+            .map_err(|e| Error::Invalid(format!("{}: cannot open: {e}", path.display())))?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            pool,
+            schema_version,
+            too_new,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn schema_version(&self) -> i64 {
+        self.schema_version
+    }
+
+    /// True when the database was written by a newer openkb: it can be read, not written.
+    pub fn is_too_new(&self) -> bool {
+        self.too_new
+    }
+
+    /// A pooled connection for reading.
+    pub fn reader(&self) -> Result<Reader> {
+        let conn = self
+            .pool
+            .get()
+            .map_err(|e| Error::Invalid(format!("{}: cannot open: {e}", self.path.display())))?;
+        Ok(Reader {
+            conn,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Run `body` in a `BEGIN IMMEDIATE` transaction and commit it. A busy database retries the
+    /// whole body (so it must be repeatable); the last failure becomes [`Error::Busy`].
+    pub fn write<T>(&self, mut body: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
+        if self.too_new {
+            return Err(Error::SchemaTooNew {
+                path: self.path.clone(),
+                found: self.schema_version,
+                supported: schema::latest_version(),
+            });
+        }
+        let mut reader = self.reader()?;
+        let mut pause = Duration::from_millis(20);
+        for attempt in 1..=WRITE_ATTEMPTS {
+            match run_transaction(&mut reader.conn, &self.path, &mut body) {
+                Err(Error::Busy { .. }) if attempt < WRITE_ATTEMPTS => {
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Busy {
+            path: self.path.clone(),
+        })
+    }
+
+    /// Move the WAL's content into the database file (after bulk imports), so readers do not
+    /// pay for a long WAL and the `-wal` file shrinks.
+    pub fn checkpoint(&self) -> Result<()> {
+        let reader = self.reader()?;
+        reader
+            .conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .map_err(|e| sql_error(&self.path, e))
+    }
+
+    // Convenience reads, each on a pooled connection.
+
+    pub fn get(&self, hash: &str) -> Result<Option<Document>> {
+        self.reader()?.get(hash)
+    }
+
+    pub fn is_known(&self, hash: &str) -> Result<bool> {
+        self.reader()?.is_known(hash)
+    }
+
+    pub fn find_by_path(&self, path: &str) -> Result<Option<Document>> {
+        self.reader()?.find_by_path(path)
+    }
+
+    pub fn find_by_doc_name(&self, doc_name: &str) -> Result<Option<Document>> {
+        self.reader()?.find_by_doc_name(doc_name)
+    }
+
+    pub fn list(&self) -> Result<Vec<Document>> {
+        self.reader()?.list()
+    }
+
+    pub fn counts(&self) -> Result<StatusCounts> {
+        self.reader()?.counts()
+    }
+
+    pub fn log_tail(&self, limit: Option<u64>, operation: Option<&str>) -> Result<Vec<LogEntry>> {
+        self.reader()?.log_tail(limit, operation)
+    }
+}
+
+fn run_transaction<T>(
+    conn: &mut Connection,
+    path: &Path,
+    body: &mut impl FnMut(&WriteTx<'_>) -> Result<T>,
+) -> Result<T> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_error(path, e))?;
+    let write = WriteTx { tx, path };
+    let value = body(&write)?;
+    write.tx.commit().map_err(|e| sql_error(path, e))?;
+    Ok(value)
+}
+
+/// Typed reads, shared by pooled readers and write transactions.
+pub trait Queries {
+    fn conn(&self) -> &Connection;
+    fn db_path(&self) -> &Path;
+
+    fn get(&self, hash: &str) -> Result<Option<Document>> {
+        documents::get(self.conn(), hash).map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    fn is_known(&self, hash: &str) -> Result<bool> {
+        documents::is_known(self.conn(), hash).map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    /// First document (registry order) whose `path`, `raw_path` or `source_path` is `path`.
+    fn find_by_path(&self, path: &str) -> Result<Option<Document>> {
+        documents::find_by_path(self.conn(), path).map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    fn find_by_doc_name(&self, doc_name: &str) -> Result<Option<Document>> {
+        documents::find_by_doc_name(self.conn(), doc_name).map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    /// Documents whose name key (NFKC of doc_name, or of the name's stem) is NFKC(`name`),
+    /// in registry order.
+    fn find_by_name_key(&self, name: &str) -> Result<Vec<Document>> {
+        documents::find_by_name_key(self.conn(), &names::nfkc(name))
+            .map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    fn list(&self) -> Result<Vec<Document>> {
+        documents::list(self.conn()).map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    fn for_each_document(&self, visit: &mut dyn FnMut(Document) -> Result<()>) -> Result<()> {
+        forward_visits(self.db_path(), visit, |v| documents::for_each(self.conn(), v))
+    }
+
+    fn counts(&self) -> Result<StatusCounts> {
+        documents::counts(self.conn()).map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    fn log_tail(&self, limit: Option<u64>, operation: Option<&str>) -> Result<Vec<LogEntry>> {
+        log::tail(self.conn(), limit, operation).map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    fn log_count(&self) -> Result<u64> {
+        log::count(self.conn()).map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    fn last_log_of(&self, operation: &str) -> Result<Option<LogEntry>> {
+        log::last_of(self.conn(), operation).map_err(|e| sql_error(self.db_path(), e))
+    }
+
+    fn for_each_log_entry(&self, visit: &mut dyn FnMut(LogEntry) -> Result<()>) -> Result<()> {
+        forward_visits(self.db_path(), visit, |v| log::for_each(self.conn(), v))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        self.conn()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| sql_error(self.db_path(), e))
+    }
+}
+
+/// Run a row scan that calls `visit` per row, carrying the visitor's own error out of the
+/// rusqlite callback unchanged.
+fn forward_visits<T>(
+    path: &Path,
+    visit: &mut dyn FnMut(T) -> Result<()>,
+    scan: impl FnOnce(&mut dyn FnMut(T) -> rusqlite::Result<()>) -> rusqlite::Result<()>,
+) -> Result<()> {
+    let mut failure = None;
+    let outcome = scan(&mut |item| {
+        visit(item).map_err(|e| {
+            failure = Some(e);
+            rusqlite::Error::QueryReturnedNoRows
+        })
+    });
+    match (failure, outcome) {
+        (Some(visitor_error), _) => Err(visitor_error),
+        (None, Err(e)) => Err(sql_error(path, e)),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
+/// A pooled connection, for reads outside a write transaction.
+pub struct Reader {
+    conn: r2d2::PooledConnection<SqliteConnectionManager>,
+    path: PathBuf,
+}
+
+impl Queries for Reader {
+    fn conn(&self) -> &Connection {
+        &self.conn
+    }
+    fn db_path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// An open `BEGIN IMMEDIATE` transaction: the typed writes, plus every read of [`Queries`].
+pub struct WriteTx<'c> {
+    tx: rusqlite::Transaction<'c>,
+    path: &'c Path,
+}
+
+impl Queries for WriteTx<'_> {
+    fn conn(&self) -> &Connection {
+        &self.tx
+    }
+    fn db_path(&self) -> &Path {
+        self.path
+    }
+}
+
+impl WriteTx<'_> {
+    /// Insert or update a document by hash (`INSERT ... ON CONFLICT DO UPDATE`). An update
+    /// keeps the document's registry position and `created_at`. Refuses a malformed hash and a
+    /// `doc_name` owned by another document.
+    pub fn upsert_document(&self, doc: &Document) -> Result<()> {
+        if !names::is_valid_hash(&doc.hash) {
+            return Err(Error::InvalidHash {
+                hash: doc.hash.clone(),
+            });
+        }
+        if let Some(doc_name) = &doc.doc_name
+            && let Some(owner) = self.find_by_doc_name(doc_name)?
+            && owner.hash != doc.hash
+        {
+            return Err(Error::DocNameTaken {
+                doc_name: doc_name.clone(),
+                owner: owner.hash,
+            });
+        }
+        documents::upsert(&self.tx, doc, &utc_now()).map_err(|e| sql_error(self.path, e))
+    }
+
+    /// Set a document's lifecycle status (and the error that explains a failure).
+    pub fn set_status(&self, hash: &str, status: Status, error: Option<&str>) -> Result<bool> {
+        documents::set_status(&self.tx, hash, status, error, &utc_now())
+            .map_err(|e| sql_error(self.path, e))
+    }
+
+    /// Delete a document by hash; false when it was not registered.
+    pub fn remove_document(&self, hash: &str) -> Result<bool> {
+        documents::remove(&self.tx, hash).map_err(|e| sql_error(self.path, e))
+    }
+
+    /// Append a log row stamped now. Render it into `wiki/log.md` after the commit
+    /// (see `Kb::append_log_md`).
+    pub fn append_log(&self, operation: &str, description: &str) -> Result<LogEntry> {
+        log::append(
+            &self.tx,
+            &local_log_timestamp(),
+            operation,
+            description,
+            Some(&utc_now()),
+        )
+        .map_err(|e| sql_error(self.path, e))
+    }
+
+    /// Append a log row with a given timestamp text (imports keep what they read).
+    pub fn import_log(
+        &self,
+        timestamp: &str,
+        operation: &str,
+        description: &str,
+    ) -> Result<LogEntry> {
+        log::append(&self.tx, timestamp, operation, description, None)
+            .map_err(|e| sql_error(self.path, e))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(drop)
+            .map_err(|e| sql_error(self.path, e))
+    }
+
+    /// Escape hatch for modules of the state layer's own family (imports, intents) that need
+    /// statements of their own inside this transaction.
+    pub fn connection(&self) -> &Connection {
+        &self.tx
+    }
+}
+
+fn check_identity(conn: &Connection, path: &Path) -> Result<()> {
+    let not_ours = |reason: String| Error::NotStateDb {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let app_id = match schema::application_id(conn) {
+        Ok(id) => id,
+        Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
+            return Err(not_ours("the file is not a SQLite database".into()));
+        }
+        Err(e) => return Err(sql_error(path, e)),
+    };
+    if app_id == schema::APPLICATION_ID {
+        return Ok(());
+    }
+    if app_id != 0 {
+        return Err(not_ours(format!(
+            "it belongs to another application (application_id {app_id:#x})"
+        )));
+    }
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(|e| sql_error(path, e))?;
+    if tables > 0 {
+        return Err(not_ours(
+            "it is a SQLite database with tables of another program".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Map a SQLite error to the library error: busy/locked become [`Error::Busy`].
+pub(crate) fn sql_error(path: &Path, e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Busy {
+            path: path.to_path_buf(),
+        },
+        Some(ErrorCode::NotADatabase) => Error::NotStateDb {
+            path: path.to_path_buf(),
+            reason: "the file is not a SQLite database".into(),
+        },
+        _ => Error::Sqlite {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
