@@ -47,6 +47,7 @@ thread_local! {
 
 /// A held lock. Dropping it releases one level of re-entrancy; the flock goes with the last.
 /// Not `Send`: re-entrancy is tracked per thread.
+#[derive(Debug)]
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
     path: PathBuf,
@@ -101,6 +102,16 @@ pub fn held_mode(lock_path: &Path) -> Option<LockMode> {
 /// Acquire `lock_path` in `mode`, waiting as described in the module docs. `subject` is what
 /// the waiting message and the timeout error name (the KB folder, or the global config).
 pub fn acquire(lock_path: &Path, mode: LockMode, subject: &Path) -> Result<LockGuard> {
+    acquire_with_timeout(lock_path, mode, subject, lock_timeout()?)
+}
+
+/// [`acquire`] with an explicit bound on the wait (`None`: wait as long as it takes).
+pub fn acquire_with_timeout(
+    lock_path: &Path,
+    mode: LockMode,
+    subject: &Path,
+    timeout: Option<Duration>,
+) -> Result<LockGuard> {
     if let Some(guard) = reenter(lock_path, mode)? {
         return Ok(guard);
     }
@@ -118,7 +129,7 @@ pub fn acquire(lock_path: &Path, mode: LockMode, subject: &Path) -> Result<LockG
                 subject.display(),
                 lock_path.display()
             );
-            match lock_timeout()? {
+            match timeout {
                 None => match mode {
                     LockMode::Exclusive => file.lock(),
                     LockMode::Shared => file.lock_shared(),

@@ -77,6 +77,16 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open (or create) the database at `path`, bring its schema up to date and build the pool.
     pub fn open(path: &Path, create: Create) -> Result<Store> {
+        Self::open_with_busy_timeout(path, create, BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open`] with a custom wait for another connection's write lock (tests use a
+    /// short one to reach [`Error::Busy`] quickly).
+    pub fn open_with_busy_timeout(
+        path: &Path,
+        create: Create,
+        busy_timeout: Duration,
+    ) -> Result<Store> {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create == Create::IfMissing {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -88,7 +98,7 @@ impl Store {
         }
         let sql = |e| sql_error(path, e);
         let mut conn = Connection::open_with_flags(path, flags).map_err(sql)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        conn.busy_timeout(busy_timeout).map_err(sql)?;
         check_identity(&conn, path)?;
 
         let version = schema::check(&conn).map_err(sql)?;
@@ -113,8 +123,8 @@ impl Store {
 
         let manager = SqliteConnectionManager::file(path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(|c| {
-                c.busy_timeout(BUSY_TIMEOUT)?;
+            .with_init(move |c| {
+                c.busy_timeout(busy_timeout)?;
                 c.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             });
         let pool = r2d2::Pool::builder()
@@ -271,7 +281,9 @@ pub trait Queries {
     }
 
     fn for_each_document(&self, visit: &mut dyn FnMut(Document) -> Result<()>) -> Result<()> {
-        forward_visits(self.db_path(), visit, |v| documents::for_each(self.conn(), v))
+        forward_visits(self.db_path(), visit, |v| {
+            documents::for_each(self.conn(), v)
+        })
     }
 
     fn counts(&self) -> Result<StatusCounts> {
