@@ -1,1 +1,92 @@
-fn main() {}
+//! Criterion benchmarks of the state engine: durable upserts at several registry sizes and the
+//! lookups every command makes. Run: `cargo bench --bench store`.
+
+use std::path::Path;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use openkb::state::{Create, Document, Queries, Store};
+
+fn doc(n: u64) -> Document {
+    let stem = format!("doc-{n}");
+    Document {
+        name: Some(format!("{stem}.md")),
+        doc_type: Some("md".into()),
+        path: Some(format!("inbox/{stem}.md")),
+        raw_path: Some(format!("raw/{stem}.md")),
+        source_path: Some(format!("wiki/sources/{stem}.md")),
+        doc_name: Some(stem),
+        ..Document::new(format!("{n:064x}"))
+    }
+}
+
+/// A store holding `n` documents, filled in one transaction.
+fn store_with(dir: &Path, n: u64) -> Store {
+    let store = Store::open(&dir.join("state.db"), Create::IfMissing).unwrap();
+    store
+        .write(|tx| {
+            for i in 0..n {
+                tx.upsert_document(&doc(i))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    store.checkpoint().unwrap();
+    store
+}
+
+fn upsert(c: &mut Criterion) {
+    let mut group = c.benchmark_group("upsert_with_log_row");
+    for size in [0u64, 10_000, 100_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), size);
+        let mut next = 1u64 << 40;
+        group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
+            b.iter(|| {
+                next += 1;
+                let d = doc(next);
+                store
+                    .write(|tx| {
+                        tx.upsert_document(&d)?;
+                        tx.append_log("ingest", d.name.as_deref().unwrap_or(""))
+                    })
+                    .unwrap();
+            })
+        });
+    }
+    group.finish();
+}
+
+fn lookups(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), 100_000);
+    let reader = store.reader().unwrap();
+    let hash = format!("{:064x}", 77_777);
+    c.bench_function("is_known/100k", |b| {
+        b.iter(|| assert!(reader.is_known(&hash).unwrap()))
+    });
+    c.bench_function("get/100k", |b| {
+        b.iter(|| assert!(reader.get(&hash).unwrap().is_some()))
+    });
+    c.bench_function("find_by_path/100k", |b| {
+        b.iter(|| assert!(reader.find_by_path("raw/doc-77777.md").unwrap().is_some()))
+    });
+    c.bench_function("find_by_name_key/100k", |b| {
+        b.iter(|| assert_eq!(reader.find_by_name_key("doc-77777").unwrap().len(), 1))
+    });
+    let mut group = c.benchmark_group("scan");
+    group.sample_size(10);
+    group.bench_function("list/100k", |b| {
+        b.iter_batched(
+            || (),
+            |()| assert_eq!(reader.list().unwrap().len(), 100_000),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("counts/100k", |b| {
+        b.iter(|| assert_eq!(reader.counts().unwrap().total(), 100_000))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, upsert, lookups);
+criterion_main!(benches);
