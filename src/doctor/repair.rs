@@ -1,0 +1,320 @@
+//! `openkb doctor --fix`: the repairs that are safe. The caller holds the exclusive KB lock,
+//! so no other openkb (or Python openkb) process has `state.db` open or is writing files.
+//!
+//! - A damaged, foreign or missing `state.db` is moved aside with its `-wal`, `-shm` and
+//!   `-journal` (never deleted) and a new one is built from what the files tell: every file in
+//!   `raw/` becomes a document, and the log is re-imported from `wiki/log.md`. The new file is
+//!   built under a temp name and renamed into place only when complete, so a crash during the
+//!   rebuild leaves no half-filled `state.db` that would look healthy.
+//! - Temp files older than a few minutes are removed (they are openkb's or the Python tool's
+//!   own, never user files).
+//! - A large WAL is checkpointed.
+//! - `wiki/log.md` is rewritten from the log table (atomically).
+//! - Unfinished intents are finished or rolled back (integration point, `leftovers.rs`).
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsx;
+use crate::kb::Kb;
+use crate::names;
+use crate::state::{Create, Document, Status, Store};
+
+use super::files::{WalkStep, walk};
+use super::{DbState, Diagnosis, Finding, leftovers};
+
+pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
+    let mut fixed = Vec::new();
+    match &diagnosis.db {
+        DbState::Broken(reason) => fixed.push(rebuild_state_db(kb, Some(reason))?),
+        DbState::Missing => fixed.push(rebuild_state_db(kb, None)?),
+        DbState::Legacy | DbState::Usable { .. } => {}
+    }
+    for rel in leftovers::old_temp_files(kb)? {
+        let path = kb.root().join(&rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("cannot remove", &path, e)),
+        }
+        fixed.push(done("temp-file", format!("removed the temp file {rel}")));
+    }
+    let writable = matches!(diagnosis.db, DbState::Usable { too_new: false, .. })
+        || matches!(diagnosis.db, DbState::Broken(_) | DbState::Missing);
+    if !writable {
+        return Ok(fixed);
+    }
+    let store = Store::open(&kb.state_db(), Create::Never)?;
+    if store.refused_network_fs().is_some() {
+        // openkb writes nothing on a network filesystem without the single-host opt-in.
+        return Ok(fixed);
+    }
+    if diagnosis
+        .findings
+        .iter()
+        .any(|f| f.check == "wal-size" && f.fixable)
+    {
+        store.checkpoint()?;
+        fixed.push(done("wal-size", "checkpointed the write-ahead log"));
+    }
+    fixed.extend(leftovers::fix_intents(kb, &store)?);
+    let expected = super::render_log_md(&store.reader()?)?;
+    let current = std::fs::read(kb.log_md()).ok();
+    if current.as_deref() != Some(expected.as_bytes()) {
+        fsx::atomic_write(&kb.log_md(), expected.as_bytes())?;
+        fixed.push(done("log.md", "rewrote wiki/log.md from the log table"));
+    }
+    Ok(fixed)
+}
+
+/// A repaired finding. Severity is what the finding was: damaged databases are problems, the
+/// rest are warnings.
+fn done(check: &'static str, message: impl Into<String>) -> Finding {
+    let severity = match check {
+        "state.db" => super::Severity::Problem,
+        _ => super::Severity::Warning,
+    };
+    Finding {
+        check,
+        severity,
+        message: message.into(),
+        fixable: true,
+        fixed: true,
+    }
+}
+
+/// Move the damaged database aside (when there is one) and build a new one from the files.
+fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
+    let db = kb.state_db();
+    let moved = match reason {
+        Some(_) => Some(move_aside(&db)?),
+        None => None,
+    };
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let temp = kb
+        .openkb_dir()
+        .join(format!(".state.db.rebuild-{stamp}.tmp"));
+    let outcome = build_from_files(kb, &temp, moved.as_deref());
+    let (documents, log_entries) = match outcome {
+        Ok(counts) => counts,
+        Err(e) => {
+            remove_db_files(&temp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&temp, &db).with_path("cannot move the rebuilt database to", &db)?;
+    remove_db_files(&temp);
+    fsx::fsync_dir(&kb.openkb_dir())?;
+    let kept = match &moved {
+        Some(p) => format!(
+            "; the damaged file was kept as .openkb/{} (with its -wal/-shm)",
+            p.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        None => String::new(),
+    };
+    Ok(done(
+        "state.db",
+        format!(
+            "rebuilt .openkb/state.db from the KB's files: {documents} document(s) from raw/, \
+             {log_entries} log entries from wiki/log.md{kept}"
+        ),
+    ))
+}
+
+/// Rename `state.db` and its companions to `state.db.corrupt-<UTC>`(`-wal`, `-shm`,
+/// `-journal`); returns the new main path.
+fn move_aside(db: &Path) -> Result<PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let mut base = format!("state.db.corrupt-{stamp}");
+    let mut n = 1;
+    while dir.join(&base).exists() {
+        base = format!("state.db.corrupt-{stamp}-{n}");
+        n += 1;
+    }
+    // Companions first: a crash in between leaves the main file in place, still reported as
+    // damaged, rather than a main file separated from its WAL.
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let from = PathBuf::from(format!("{}{suffix}", db.display()));
+        let to = dir.join(format!("{base}{suffix}"));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot move aside", &from, e)),
+        }
+    }
+    let target = dir.join(&base);
+    std::fs::rename(db, &target).with_path("cannot move aside", db)?;
+    fsx::fsync_dir(dir)?;
+    Ok(target)
+}
+
+fn remove_db_files(main: &Path) {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", main.display()));
+    }
+    let _ = std::fs::remove_file(main);
+}
+
+/// Build a complete database at `temp`; returns (documents, log entries).
+fn build_from_files(kb: &Kb, temp: &Path, moved: Option<&Path>) -> Result<(usize, usize)> {
+    let documents = documents_from_raw(kb)?;
+    let log = match std::fs::read_to_string(kb.log_md()) {
+        Ok(text) => parse_log_md(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("cannot read", kb.log_md(), e)),
+    };
+    let store = Store::open(temp, Create::IfMissing)?;
+    let description = match moved {
+        Some(p) => format!(
+            "rebuilt state.db from files ({} documents); damaged file kept as {}",
+            documents.len(),
+            p.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        None => format!(
+            "rebuilt missing state.db from files ({} documents)",
+            documents.len()
+        ),
+    };
+    store.write(|tx| {
+        for doc in &documents {
+            tx.upsert_document(doc)?;
+        }
+        for (ts, op, desc) in &log {
+            tx.import_log(ts, op, desc)?;
+        }
+        tx.append_log("doctor", &description)?;
+        Ok(())
+    })?;
+    store.checkpoint()?;
+    drop(store);
+    Ok((documents.len(), log.len() + 1))
+}
+
+/// One document per file in `raw/`, oldest first (the closest guess at registry order).
+fn documents_from_raw(kb: &Kb) -> Result<Vec<Document>> {
+    let mut files: Vec<(std::time::SystemTime, String)> = Vec::new();
+    walk(kb.root(), "raw", &mut |rel, entry| {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        if rel.ends_with('/') || name.starts_with('.') {
+            return WalkStep::Continue;
+        }
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file {
+            let mtime = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            files.push((mtime, rel.to_owned()));
+        }
+        WalkStep::Continue
+    })?;
+    files.sort();
+    let sources = kb.wiki_dir().join("sources");
+    let summaries = kb.wiki_dir().join("summaries");
+    let mut seen_hashes = HashSet::new();
+    let mut taken_names = HashSet::new();
+    let mut documents = Vec::new();
+    for (_, rel) in files {
+        let hash = hash_file(&kb.root().join(&rel))?;
+        if !seen_hashes.insert(hash.clone()) {
+            continue; // the same content twice: the registry keys by content
+        }
+        let name = rel.rsplit('/').next().unwrap_or(&rel).to_owned();
+        let stem = names::stem(&name).to_owned();
+        let mut doc_name = stem.clone();
+        if !taken_names.insert(names::nfkc(&doc_name)) {
+            doc_name = format!("{stem}-{}", &hash[..8]);
+            taken_names.insert(names::nfkc(&doc_name));
+        }
+        let mut doc = Document::new(hash);
+        doc.doc_type = Some(names::suffix(&name).trim_start_matches('.').to_owned());
+        doc.source_path = ["md", "json"]
+            .iter()
+            .map(|ext| format!("{doc_name}.{ext}"))
+            .find(|f| sources.join(f).is_file())
+            .map(|f| format!("wiki/sources/{f}"));
+        doc.status = if summaries.join(format!("{doc_name}.md")).is_file() {
+            Status::Compiled
+        } else {
+            Status::Pending
+        };
+        doc.name = Some(name);
+        doc.doc_name = Some(doc_name);
+        doc.path = Some(rel.clone());
+        doc.raw_path = Some(rel);
+        documents.push(doc);
+    }
+    Ok(documents)
+}
+
+/// SHA-256 of a file, streamed in 64 KiB chunks like the Python tool.
+fn hash_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).with_path("cannot open", path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).with_path("cannot read", path)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Entries of a `wiki/log.md`: `## [timestamp] operation | description`, the description
+/// running until the next entry (descriptions may span lines). Other lines are skipped.
+pub(super) fn parse_log_md(text: &str) -> Vec<(String, String, String)> {
+    let mut entries: Vec<(String, String, String)> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("## [")
+            && let Some((ts, rest)) = rest.split_once("] ")
+            && let Some((op, desc)) = rest.split_once(" | ")
+        {
+            entries.push((ts.to_owned(), op.to_owned(), desc.to_owned()));
+        } else if let Some(last) = entries.last_mut() {
+            last.2.push_str(line);
+        }
+    }
+    for entry in &mut entries {
+        // to_markdown() ends each entry with one blank line.
+        let trimmed = entry
+            .2
+            .strip_suffix("\n\n")
+            .unwrap_or(entry.2.trim_end_matches('\n'));
+        entry.2 = trimmed.to_owned();
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_md_round_trips_through_the_parser() {
+        let text = "# Operations Log\n\n## [2026-01-02 03:04:05] ingest | a.md\n\n\
+                    ## [2026-01-02 03:04:06] query | two\nlines\n\n";
+        let parsed = parse_log_md(text);
+        assert_eq!(
+            parsed,
+            vec![
+                ("2026-01-02 03:04:05".into(), "ingest".into(), "a.md".into()),
+                (
+                    "2026-01-02 03:04:06".into(),
+                    "query".into(),
+                    "two\nlines".into()
+                ),
+            ]
+        );
+    }
+}
