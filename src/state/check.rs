@@ -39,12 +39,30 @@ impl DbReport {
     }
 }
 
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
 /// How many integrity messages to collect at most (SQLite's default is 100 as well).
 const MAX_ERRORS: u32 = 100;
 
 /// Examine `path` (which must exist). `full` runs `integrity_check` and `foreign_key_check`
 /// instead of the faster `quick_check`.
 pub fn inspect(path: &Path, full: bool) -> crate::Result<DbHealth> {
+    // Look at the header before SQLite does: SQLite, handed a file that is not a database
+    // beside a `-wal`, deletes that `-wal` when the connection closes, and the `-wal` may be
+    // the only copy of recent transactions (or evidence). An empty file would be taken for a
+    // new database, and an empty registry would make every document look new.
+    let mut header = [0u8; 16];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut header))
+        .map_err(|e| crate::Error::io("cannot read", path, e))?;
+    if read == 0 {
+        return Ok(DbHealth::NotADatabase("the file is empty".to_owned()));
+    }
+    if read < header.len() || &header != SQLITE_HEADER {
+        return Ok(DbHealth::NotADatabase(
+            "the file is not a SQLite database".to_owned(),
+        ));
+    }
     let conn = match open_existing(path) {
         Ok(c) => c,
         Err(e) => return classify(path, e),
@@ -56,16 +74,19 @@ pub fn inspect(path: &Path, full: bool) -> crate::Result<DbHealth> {
 }
 
 fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
-    // Read-write without CREATE: a read-only open of a WAL database fails when its -shm is
-    // missing. Nothing here writes; SQLite may only checkpoint the WAL when the last
-    // connection closes, which changes no content.
-    let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = match Connection::open_with_flags(path, rw) {
+    // Read-only first: a read-only connection never checkpoints or removes the WAL when it
+    // closes, so inspecting changes nothing. Read-write (never CREATE) only when SQLite cannot
+    // open the file read-only (a WAL database whose -shm is missing in a read-only folder).
+    let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match Connection::open_with_flags(path, ro) {
         Ok(c) => c,
-        Err(_) => Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?,
+        Err(e) if e.sqlite_error_code() == Some(ErrorCode::CannotOpen) => {
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?
+        }
+        Err(e) => return Err(e),
     };
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
