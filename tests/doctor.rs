@@ -400,3 +400,52 @@ fn python_journals_and_a_reappeared_hashes_json_are_reported() {
     );
     assert!(kb.path(".openkb/hashes.json").exists());
 }
+
+/// Scale check (run by hand: `cargo test --test doctor -- --ignored --nocapture`): doctor and
+/// lint on 100k registered documents with their raw copies, sources and summaries. With
+/// `OPENKB_SCALE_KB=<dir>` the KB is built there and kept, to time other builds of the binary.
+#[test]
+#[ignore]
+fn doctor_scales_to_100k_documents() {
+    const N: usize = 100_000;
+    let kb = TestKb::new();
+    let kb = match std::env::var_os("OPENKB_SCALE_KB") {
+        Some(dir) => TestKb::keep_at(kb, std::path::Path::new(&dir)),
+        None => kb,
+    };
+    let started = std::time::Instant::now();
+    let mut docs = Vec::with_capacity(N);
+    for i in 0..N {
+        let name = format!("doc-{i:06}.md");
+        let content = format!("document {i}");
+        kb.write(&format!("raw/{name}"), &content);
+        kb.write(&format!("wiki/sources/doc-{i:06}.md"), &content);
+        kb.write(&format!("wiki/summaries/doc-{i:06}.md"), "# s\n");
+        let mut doc = Document::new(sha256(content.as_bytes()));
+        doc.name = Some(name.clone());
+        doc.doc_name = Some(format!("doc-{i:06}"));
+        doc.doc_type = Some("md".into());
+        doc.path = Some(format!("raw/{name}"));
+        doc.raw_path = Some(format!("raw/{name}"));
+        doc.source_path = Some(format!("wiki/sources/doc-{i:06}.md"));
+        doc.status = Status::Compiled;
+        docs.push(doc);
+    }
+    kb.store()
+        .write(|tx| {
+            for doc in &docs {
+                tx.upsert_document(doc)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    kb.store().checkpoint().unwrap();
+    eprintln!("setup: {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let (code, json) = doctor_json(&kb, &[]);
+    eprintln!("doctor on {N} documents: {:?}", started.elapsed());
+    assert_eq!(code, 0, "{}", json["findings"]);
+    let started = std::time::Instant::now();
+    kb.cmd().arg("lint").assert().success();
+    eprintln!("lint on {N} documents: {:?}", started.elapsed());
+}

@@ -199,3 +199,26 @@ fn an_unknown_opt_in_value_is_an_error() {
     assert!(stderr(&output).contains("OPENKB_NETWORK_FS=\"yes\" is not understood"));
     assert_eq!(journal_mode(&kb), "wal");
 }
+
+#[test]
+fn doctor_fix_leaves_a_damaged_database_in_place_on_a_network_filesystem() {
+    let kb = TestKb::new();
+    std::fs::write(kb.db(), b"not a database at all, just some text").unwrap();
+    let output = kb
+        .cmd()
+        .env("OPENKB_FS_TYPE", "nfs")
+        .args(["doctor", "--fix"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("network filesystem (nfs)"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read(kb.db()).unwrap(),
+        b"not a database at all, just some text"
+    );
+    assert!(kb.openkb_files("state.db.corrupt").is_empty());
+}

@@ -160,16 +160,18 @@ fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
     if db.is_readable() {
         // Store::open never creates here (the file exists) and refuses to write on a network
         // filesystem, so reading the registry is safe in every case that reaches this point.
-        match Store::open(&kb.state_db(), Create::Never) {
-            Ok(store) => {
-                let reader = store.reader()?;
-                findings.extend(files::check(kb, &reader)?);
-                findings.extend(leftovers::check_intents(kb, &store)?);
-            }
-            Err(e) => findings.push(Finding::problem(
-                "state.db",
-                format!("cannot read the registry: {e}"),
-            )),
+        let registry = Store::open(&kb.state_db(), Create::Never).and_then(|store| {
+            let mut found = files::check(kb, &store.reader()?)?;
+            found.extend(leftovers::check_intents(kb, &store)?);
+            Ok(found)
+        });
+        match registry {
+            Ok(found) => findings.extend(found),
+            // A newer schema may not be readable by this binary; say so instead of failing.
+            Err(e) if e.exit_code() == crate::error::exit::FAILURE => findings.push(
+                Finding::problem("state.db", format!("cannot read the registry: {e}")),
+            ),
+            Err(e) => return Err(e),
         }
     } else {
         findings.push(Finding::warning(

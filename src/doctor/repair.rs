@@ -90,6 +90,17 @@ fn done(check: &'static str, message: impl Into<String>) -> Finding {
 /// Move the damaged database aside (when there is one) and build a new one from the files.
 fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
     let db = kb.state_db();
+    // Where the new database could not be written, leave the old one where it is.
+    let openkb_dir = kb.openkb_dir();
+    if let Some(fs) = crate::netfs::detect_any(&[kb.root(), &openkb_dir])?
+        && fs.network
+        && !crate::netfs::single_host_opt_in()?
+    {
+        return Err(Error::NetworkFs {
+            path: db,
+            fs_type: fs.name,
+        });
+    }
     let moved = match reason {
         Some(_) => Some(move_aside(&db)?),
         None => None,

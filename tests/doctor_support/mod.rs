@@ -31,6 +31,16 @@ impl TestKb {
         kb
     }
 
+    /// Move a fresh KB to `root` (outside any temp folder) so it outlives the test.
+    pub fn keep_at(kb: TestKb, root: &Path) -> TestKb {
+        std::fs::create_dir_all(root.parent().unwrap()).unwrap();
+        std::fs::rename(&kb.root, root).unwrap();
+        TestKb {
+            root: root.to_path_buf(),
+            ..kb
+        }
+    }
+
     /// `openkb --kb-dir <root>` with HOME in the temp folder and no filesystem overrides.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::cargo_bin("openkb").unwrap();
