@@ -222,3 +222,24 @@ fn doctor_fix_leaves_a_damaged_database_in_place_on_a_network_filesystem() {
     );
     assert!(kb.openkb_files("state.db.corrupt").is_empty());
 }
+
+#[test]
+fn a_syncthing_folder_is_a_warning_in_doctor_only() {
+    let kb = TestKb::new();
+    kb.add_doc("a.md", "a", true);
+    std::fs::create_dir(kb.path(".stfolder")).unwrap();
+    let (code, json) = doctor_json(&kb, &[]);
+    assert_eq!(code, 0, "{json:#}");
+    let sync = findings(&json, "sync-folder");
+    assert_eq!(sync.len(), 1, "{json:#}");
+    assert_eq!(sync[0].0, "warning");
+    assert!(sync[0].1.contains("Syncthing"), "{}", sync[0].1);
+    assert!(
+        sync[0].1.contains("exclude .openkb/state.db*"),
+        "{}",
+        sync[0].1
+    );
+    // Writes still work there (and stay in WAL mode).
+    kb.cmd().arg("lint").assert().success();
+    assert_eq!(journal_mode(&kb), "wal");
+}

@@ -1,5 +1,7 @@
 //! `openkb doctor`: check the knowledge base's health, and repair what is safe with `--fix`.
 
+use std::collections::HashMap;
+
 use crate::doctor::{self, Finding, Options, Severity};
 use crate::error::Result;
 
@@ -50,16 +52,11 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
         return Ok(report.exit_code());
     }
     println!("Knowledge base: {}", report.knowledge_base);
-    let mut shown: Vec<(&str, usize)> = Vec::new();
+    // Long lists (100k unowned files) are cut per check; --json has them all.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut hidden: Vec<(&str, usize)> = Vec::new();
     for finding in &report.findings {
-        let count = match shown.iter_mut().find(|(c, _)| *c == finding.check) {
-            Some((_, n)) => n,
-            None => {
-                shown.push((finding.check, 0));
-                &mut shown.last_mut().expect("just pushed").1
-            }
-        };
+        let count = seen.entry(finding.check).or_default();
         *count += 1;
         if *count > SHOWN_PER_CHECK && finding.severity != Severity::Ok {
             match hidden.iter_mut().find(|(c, _)| *c == finding.check) {

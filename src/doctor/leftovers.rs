@@ -39,7 +39,7 @@ pub fn fix_intents(_kb: &Kb, _store: &Store) -> Result<Vec<Finding>> {
 
 pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
-    let temps = old_temp_files(kb)?;
+    let temps = old_temp_files(kb, TEMP_MIN_AGE)?;
     if temps.is_empty() {
         findings.push(Finding::ok("temp-file", "no leftover temp files"));
     }
@@ -73,9 +73,9 @@ pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
     Ok(findings)
 }
 
-/// KB-relative paths of openkb/Python temp files (`.<name>.<random>.tmp`) older than
-/// [`TEMP_MIN_AGE`], anywhere in the KB but the PageIndex blob store.
-pub fn old_temp_files(kb: &Kb) -> Result<Vec<String>> {
+/// KB-relative paths of openkb/Python temp files (`.<name>.<random>.tmp`) at least `min_age`
+/// old ([`TEMP_MIN_AGE`] for doctor), anywhere in the KB but the PageIndex blob store.
+pub fn old_temp_files(kb: &Kb, min_age: Duration) -> Result<Vec<String>> {
     let now = SystemTime::now();
     let mut found = Vec::new();
     walk(kb.root(), "", &mut |rel, entry| {
@@ -93,7 +93,7 @@ pub fn old_temp_files(kb: &Kb) -> Result<Vec<String>> {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age >= TEMP_MIN_AGE);
+                .is_some_and(|age| age >= min_age);
             if old {
                 found.push(rel.to_owned());
             }

@@ -35,7 +35,7 @@ use crate::state::{Create, Store};
 
 pub use db::DbState;
 pub use files::render_log_md;
-pub use leftovers::{check_intents, fix_intents};
+pub use leftovers::{TEMP_MIN_AGE, check_intents, fix_intents, old_temp_files};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -34,7 +34,7 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
         DbState::Missing => fixed.push(rebuild_state_db(kb, None)?),
         DbState::Legacy | DbState::Usable { .. } => {}
     }
-    for rel in leftovers::old_temp_files(kb)? {
+    for rel in leftovers::old_temp_files(kb, leftovers::TEMP_MIN_AGE)? {
         let path = kb.root().join(&rel);
         match std::fs::remove_file(&path) {
             Ok(()) => {}

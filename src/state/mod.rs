@@ -6,6 +6,8 @@
 //!   `application_id`), switches to WAL and checks that SQLite answered `wal`, and applies the
 //!   schema migrations. Only then is the r2d2 pool built, so a bad path or a foreign file fails
 //!   at once with a clear message instead of after a pool time-out.
+//! - On a network filesystem (see `netfs.rs`) writes are refused, or, with the single-host
+//!   opt-in or a pinned `meta.journal_mode = delete`, the rollback journal replaces WAL.
 //! - Every pooled connection sets `busy_timeout`, `synchronous=FULL` (a command that says
 //!   "added" must survive a power cut; a WAL commit with FULL costs one fsync, about 0.25 ms
 //!   here) and `foreign_keys=ON`.
