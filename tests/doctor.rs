@@ -323,8 +323,17 @@ fn a_missing_state_db_is_rebuilt_but_a_legacy_kb_is_sent_to_migrate() {
     assert_eq!(code, 1);
     assert!(findings(&json, "state.db")[0].1.contains("missing"));
     assert!(!kb.db().exists(), "a check never creates state.db");
+    // A stray WAL of the lost database must not be replayed into the new one.
+    std::fs::write(kb.path(".openkb/state.db-wal"), b"stale wal").unwrap();
     kb.cmd().args(["doctor", "--fix"]).assert().code(0);
     assert_rebuilt_from_files(&kb, &alpha, &beta);
+    let aside = kb.openkb_files("state.db.corrupt-");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(aside[0].ends_with("-wal"));
+    assert_eq!(
+        std::fs::read(kb.path(&format!(".openkb/{}", aside[0]))).unwrap(),
+        b"stale wal"
+    );
 
     let legacy = TestKb::new();
     std::fs::remove_file(legacy.db()).unwrap();
@@ -448,4 +457,27 @@ fn doctor_scales_to_100k_documents() {
     let started = std::time::Instant::now();
     kb.cmd().arg("lint").assert().success();
     eprintln!("lint on {N} documents: {:?}", started.elapsed());
+}
+
+#[test]
+fn long_lists_are_cut_in_text_output_but_complete_in_json() {
+    let kb = TestKb::new();
+    for i in 0..25 {
+        kb.write(&format!("raw/stray-{i:02}.md"), "stray");
+    }
+    let output = kb.cmd().arg("doctor").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "unowned files are warnings");
+    let text = stdout(&output);
+    assert_eq!(
+        text.matches("warning unowned-file: raw/stray-").count(),
+        20,
+        "{text}"
+    );
+    assert!(
+        text.contains("... and 5 more unowned-file finding(s)"),
+        "{text}"
+    );
+    assert!(text.contains("Healthy (25 warning(s))"), "{text}");
+    let (_, json) = doctor_json(&kb, &[]);
+    assert_eq!(findings(&json, "unowned-file").len(), 25);
 }

@@ -87,12 +87,14 @@ fn done(check: &'static str, message: impl Into<String>) -> Finding {
     }
 }
 
-/// Move the damaged database aside (when there is one) and build a new one from the files.
+/// Build a new database from the files, then move the damaged one (or stray companions of a
+/// missing one) aside and put the new one in its place. Building first means a failure
+/// (an unreadable raw file, a full disk) changes nothing.
 fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
     let db = kb.state_db();
+    let dir = kb.openkb_dir();
     // Where the new database could not be written, leave the old one where it is.
-    let openkb_dir = kb.openkb_dir();
-    if let Some(fs) = crate::netfs::detect_any(&[kb.root(), &openkb_dir])?
+    if let Some(fs) = crate::netfs::detect_any(&[kb.root(), &dir])?
         && fs.network
         && !crate::netfs::single_host_opt_in()?
     {
@@ -101,67 +103,73 @@ fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
             fs_type: fs.name,
         });
     }
-    let moved = match reason {
-        Some(_) => Some(move_aside(&db)?),
-        None => None,
-    };
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let temp = kb
-        .openkb_dir()
-        .join(format!(".state.db.rebuild-{stamp}.tmp"));
-    let outcome = build_from_files(kb, &temp, moved.as_deref());
-    let (documents, log_entries) = match outcome {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut aside = format!("state.db.corrupt-{stamp}");
+    let mut n = 1;
+    while dir.join(&aside).exists() || dir.join(format!("{aside}-wal")).exists() {
+        aside = format!("state.db.corrupt-{stamp}-{n}");
+        n += 1;
+    }
+    let temp = dir.join(format!(".state.db.rebuild-{stamp}.tmp"));
+    let kept_as = reason.map(|_| aside.as_str());
+    let (documents, log_entries, skipped) = match build_from_files(kb, &temp, kept_as) {
         Ok(counts) => counts,
         Err(e) => {
             remove_db_files(&temp);
             return Err(e);
         }
     };
+    let moved = move_aside(&db, &dir.join(&aside))?;
     std::fs::rename(&temp, &db).with_path("cannot move the rebuilt database to", &db)?;
     remove_db_files(&temp);
-    fsx::fsync_dir(&kb.openkb_dir())?;
-    let kept = match &moved {
-        Some(p) => format!(
-            "; the damaged file was kept as .openkb/{} (with its -wal/-shm)",
-            p.file_name().unwrap_or_default().to_string_lossy()
-        ),
-        None => String::new(),
+    fsx::fsync_dir(&dir)?;
+    let kept = if moved.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; kept the old files as .openkb/{}",
+            moved.join(", .openkb/")
+        )
+    };
+    let skipped = if skipped > 0 {
+        format!("; skipped {skipped} file(s) in raw/ whose names are not UTF-8")
+    } else {
+        String::new()
     };
     Ok(done(
         "state.db",
         format!(
             "rebuilt .openkb/state.db from the KB's files: {documents} document(s) from raw/, \
-             {log_entries} log entries from wiki/log.md{kept}"
+             {log_entries} log entries from wiki/log.md{kept}{skipped}"
         ),
     ))
 }
 
-/// Rename `state.db` and its companions to `state.db.corrupt-<UTC>`(`-wal`, `-shm`,
-/// `-journal`); returns the new main path.
-fn move_aside(db: &Path) -> Result<PathBuf> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+/// Rename `state.db` and its `-wal`, `-shm`, `-journal` to `<aside>` + the same suffixes;
+/// returns the new names of the files that existed.
+fn move_aside(db: &Path, aside: &Path) -> Result<Vec<String>> {
     let dir = db.parent().unwrap_or(Path::new("."));
-    let mut base = format!("state.db.corrupt-{stamp}");
-    let mut n = 1;
-    while dir.join(&base).exists() {
-        base = format!("state.db.corrupt-{stamp}-{n}");
-        n += 1;
-    }
-    // Companions first: a crash in between leaves the main file in place, still reported as
-    // damaged, rather than a main file separated from its WAL.
-    for suffix in ["-wal", "-shm", "-journal"] {
+    let mut moved = Vec::new();
+    // Companions first: a stale -wal or -journal must never be left beside a different main
+    // file, because SQLite would replay it into the new database. A crash after this loop
+    // leaves the damaged main file in place, still reported, with no companions.
+    for suffix in ["-wal", "-shm", "-journal", ""] {
         let from = PathBuf::from(format!("{}{suffix}", db.display()));
-        let to = dir.join(format!("{base}{suffix}"));
+        let to = PathBuf::from(format!("{}{suffix}", aside.display()));
         match std::fs::rename(&from, &to) {
-            Ok(()) => {}
+            Ok(()) => moved.push(
+                to.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("cannot move aside", &from, e)),
         }
     }
-    let target = dir.join(&base);
-    std::fs::rename(db, &target).with_path("cannot move aside", db)?;
+    moved.sort();
     fsx::fsync_dir(dir)?;
-    Ok(target)
+    Ok(moved)
 }
 
 fn remove_db_files(main: &Path) {
@@ -171,20 +179,19 @@ fn remove_db_files(main: &Path) {
     let _ = std::fs::remove_file(main);
 }
 
-/// Build a complete database at `temp`; returns (documents, log entries).
-fn build_from_files(kb: &Kb, temp: &Path, moved: Option<&Path>) -> Result<(usize, usize)> {
-    let documents = documents_from_raw(kb)?;
+/// Build a complete database at `temp`; returns (documents, log entries, skipped files).
+fn build_from_files(kb: &Kb, temp: &Path, kept_as: Option<&str>) -> Result<(usize, usize, usize)> {
+    let (documents, skipped) = documents_from_raw(kb)?;
     let log = match std::fs::read_to_string(kb.log_md()) {
         Ok(text) => parse_log_md(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(Error::io("cannot read", kb.log_md(), e)),
     };
     let store = Store::open(temp, Create::IfMissing)?;
-    let description = match moved {
-        Some(p) => format!(
-            "rebuilt state.db from files ({} documents); damaged file kept as {}",
-            documents.len(),
-            p.file_name().unwrap_or_default().to_string_lossy()
+    let description = match kept_as {
+        Some(name) => format!(
+            "rebuilt state.db from files ({} documents); damaged file kept as {name}",
+            documents.len()
         ),
         None => format!(
             "rebuilt missing state.db from files ({} documents)",
@@ -203,15 +210,21 @@ fn build_from_files(kb: &Kb, temp: &Path, moved: Option<&Path>) -> Result<(usize
     })?;
     store.checkpoint()?;
     drop(store);
-    Ok((documents.len(), log.len() + 1))
+    Ok((documents.len(), log.len() + 1, skipped))
 }
 
-/// One document per file in `raw/`, oldest first (the closest guess at registry order).
-fn documents_from_raw(kb: &Kb) -> Result<Vec<Document>> {
+/// One document per file in `raw/`, oldest first (the closest guess at registry order), and
+/// how many files were skipped because their names are not UTF-8.
+fn documents_from_raw(kb: &Kb) -> Result<(Vec<Document>, usize)> {
     let mut files: Vec<(std::time::SystemTime, String)> = Vec::new();
+    let mut skipped = 0;
     walk(kb.root(), "raw", &mut |rel, entry| {
         let name = rel.rsplit('/').next().unwrap_or(rel);
         if rel.ends_with('/') || name.starts_with('.') {
+            return WalkStep::Continue;
+        }
+        if entry.file_name().to_str().is_none() {
+            skipped += 1;
             return WalkStep::Continue;
         }
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
@@ -260,7 +273,7 @@ fn documents_from_raw(kb: &Kb) -> Result<Vec<Document>> {
         doc.raw_path = Some(rel);
         documents.push(doc);
     }
-    Ok(documents)
+    Ok((documents, skipped))
 }
 
 /// SHA-256 of a file, streamed in 64 KiB chunks like the Python tool.
