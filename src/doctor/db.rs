@@ -128,8 +128,8 @@ pub fn check(kb: &Kb, full: bool) -> Result<(Vec<Finding>, DbState)> {
         std::cmp::Ordering::Less => Finding::warning(
             "schema",
             format!(
-                "schema version {} is older than this openkb's {latest}; the next openkb \
-                 command upgrades it",
+                "schema version {} is older than this openkb's {latest}; openkb upgrades it \
+                 whenever it opens it (this check included)",
                 report.user_version
             ),
         ),
