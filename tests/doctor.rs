@@ -155,6 +155,16 @@ fn fix_rebuilds_log_md_from_the_log_table() {
         "record renders the same text"
     );
 
+    // An entry the table lacks (the Python tool appended after migration) is not lost.
+    let python_appended =
+        format!("{expected}## [2026-02-03 04:05:06] query | asked by the Python tool\n\n");
+    std::fs::write(kb.path("wiki/log.md"), &python_appended).unwrap();
+    kb.cmd().args(["doctor", "--fix"]).assert().success();
+    assert_eq!(kb.read("wiki/log.md"), expected);
+    let saved = kb.openkb_files("log.md.before-doctor-");
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(kb.read(&format!(".openkb/{}", saved[0])), python_appended);
+
     std::fs::write(kb.path("wiki/log.md"), "# Operations Log\n\nhand edits\n").unwrap();
     let (code, json) = doctor_json(&kb, &[]);
     assert_eq!(code, 0);

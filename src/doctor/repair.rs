@@ -65,10 +65,43 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
     let expected = super::render_log_md(&store.reader()?)?;
     let current = std::fs::read(kb.log_md()).ok();
     if current.as_deref() != Some(expected.as_bytes()) {
+        let kept = keep_entries_the_table_lacks(kb, current.as_deref(), &expected)?;
         fsx::atomic_write(&kb.log_md(), expected.as_bytes())?;
-        fixed.push(done("log.md", "rewrote wiki/log.md from the log table"));
+        let kept = match kept {
+            Some(name) => format!(" (its entries the table lacks were kept in .openkb/{name})"),
+            None => String::new(),
+        };
+        fixed.push(done(
+            "log.md",
+            format!("rewrote wiki/log.md from the log table{kept}"),
+        ));
     }
     Ok(fixed)
+}
+
+/// Before `wiki/log.md` is rewritten: when it holds entries the table does not (the Python
+/// tool appended after migration, or the table was rebuilt), save the old page as
+/// `.openkb/log.md.before-doctor-<UTC>` so no history is lost. Returns the saved name.
+fn keep_entries_the_table_lacks(
+    kb: &Kb,
+    current: Option<&[u8]>,
+    expected: &str,
+) -> Result<Option<String>> {
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let current_text = String::from_utf8_lossy(current);
+    let in_table: HashSet<(String, String, String)> = parse_log_md(expected).into_iter().collect();
+    let lacking = parse_log_md(&current_text)
+        .into_iter()
+        .any(|entry| !in_table.contains(&entry));
+    if !lacking {
+        return Ok(None);
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let name = format!("log.md.before-doctor-{stamp}");
+    fsx::atomic_write(&kb.openkb_dir().join(&name), current)?;
+    Ok(Some(name))
 }
 
 /// A repaired finding. Severity is what the finding was: damaged databases are problems, the
