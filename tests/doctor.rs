@@ -491,3 +491,25 @@ fn long_lists_are_cut_in_text_output_but_complete_in_json() {
     let (_, json) = doctor_json(&kb, &[]);
     assert_eq!(findings(&json, "unowned-file").len(), 25);
 }
+
+#[test]
+fn a_check_shares_the_kb_and_fix_waits_for_the_exclusive_lock() {
+    let kb = TestKb::new();
+    kb.add_doc("a.md", "a", true);
+    let lock_path = kb.path(".openkb/ingest.lock");
+    let _reader =
+        openkb::lock::acquire(&lock_path, openkb::lock::LockMode::Shared, &kb.root).unwrap();
+    kb.cmd()
+        .env("OPENKB_LOCK_TIMEOUT", "0.3")
+        .arg("doctor")
+        .assert()
+        .code(0);
+    let output = kb
+        .cmd()
+        .env("OPENKB_LOCK_TIMEOUT", "0.3")
+        .args(["doctor", "--fix"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("waiting for another openkb process"));
+}

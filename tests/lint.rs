@@ -187,3 +187,27 @@ fn fix_turns_broken_links_into_plain_text_and_keeps_the_rest() {
         2
     );
 }
+
+#[test]
+fn lint_reads_beside_other_readers_and_writes_nothing_until_it_has_the_exclusive_lock() {
+    let kb = messy_kb();
+    let lock_path = kb.path(".openkb/ingest.lock");
+    let reader =
+        openkb::lock::acquire(&lock_path, openkb::lock::LockMode::Shared, &kb.root).unwrap();
+    let output = kb
+        .cmd()
+        .env("OPENKB_LOCK_TIMEOUT", "0.3")
+        .args(["lint", "--fix"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(reports(&kb).is_empty());
+    assert!(
+        kb.read("wiki/concepts/linked.md")
+            .contains("[[concepts/nowhere]]")
+    );
+    assert_eq!(kb.store().reader().unwrap().log_count().unwrap(), 0);
+    drop(reader);
+    kb.cmd().arg("lint").assert().code(1);
+    assert_eq!(reports(&kb).len(), 1);
+}
