@@ -93,6 +93,9 @@ pub enum Error {
     #[error("doc_name {doc_name:?} is already owned by document {owner}")]
     DocNameTaken { doc_name: String, owner: String },
 
+    #[error("{} is on a network filesystem ({fs_type}): SQLite's WAL mode and file locks are not safe there, so openkb refuses to write\n  move the knowledge base to a local disk, or, if only ONE machine at a time ever uses it, set OPENKB_NETWORK_FS=single-host (SQLite's rollback journal: journal_mode=DELETE, synchronous=FULL)", path.display())]
+    NetworkFs { path: PathBuf, fs_type: String },
+
     #[error("{0}")]
     Invalid(String),
 }

@@ -8,11 +8,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod fsx;
 pub mod kb;
+pub mod lint;
 pub mod lock;
 pub mod names;
+pub mod netfs;
 pub mod state;
 pub mod wiki;
 

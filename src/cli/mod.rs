@@ -1,7 +1,9 @@
 //! The `openkb` command line: one module per command. Each command parses its arguments,
 //! composes the library (kb, state, lock, config) and prints; none of them runs SQL.
 
+mod doctor;
 mod init;
+mod lint;
 mod list;
 mod log;
 mod status;
@@ -56,6 +58,10 @@ pub enum Command {
     Status(status::Args),
     /// Show the operations log, newest last
     Log(log::Args),
+    /// Check the knowledge base's health (and repair what is safe with --fix)
+    Doctor(doctor::Args),
+    /// Check the wiki's structure: broken links, orphan pages, missing summaries
+    Lint(lint::Args),
 }
 
 /// What every command gets: the global options and the way to find the KB.
@@ -89,6 +95,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::List(args) => list::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Log(args) => log::run(&ctx, args),
+        Command::Doctor(args) => return doctor::run(&ctx, args),
+        Command::Lint(args) => return lint::run(&ctx, args),
     }
     .map(|()| exit::OK)
 }

@@ -6,6 +6,8 @@
 //!   `application_id`), switches to WAL and checks that SQLite answered `wal`, and applies the
 //!   schema migrations. Only then is the r2d2 pool built, so a bad path or a foreign file fails
 //!   at once with a clear message instead of after a pool time-out.
+//! - On a network filesystem (see `netfs.rs`) writes are refused, or, with the single-host
+//!   opt-in or a pinned `meta.journal_mode = delete`, the rollback journal replaces WAL.
 //! - Every pooled connection sets `busy_timeout`, `synchronous=FULL` (a command that says
 //!   "added" must survive a power cut; a WAL commit with FULL costs one fsync, about 0.25 ms
 //!   here) and `foreign_keys=ON`.
@@ -18,6 +20,7 @@
 //! Callers that mutate the KB hold the KB flock (see `kb.rs`) before they open a write
 //! transaction, never the other way round.
 
+pub mod check;
 pub mod documents;
 pub mod log;
 pub mod schema;
@@ -63,6 +66,11 @@ pub struct Store {
     pool: r2d2::Pool<SqliteConnectionManager>,
     schema_version: i64,
     too_new: bool,
+    /// Set when the file is on a network filesystem and the user did not opt in: reads work,
+    /// writes are refused.
+    refused: Option<crate::netfs::FsInfo>,
+    /// True in single-host rollback-journal mode (pinned or opted in).
+    rollback: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -76,6 +84,12 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Open (or create) the database at `path`, bring its schema up to date and build the pool.
+    ///
+    /// The journal mode depends on where the file lives (see `netfs.rs`): WAL on a local disk;
+    /// on a network filesystem writes are refused ([`Error::NetworkFs`]) unless the user opted
+    /// in with `OPENKB_NETWORK_FS=single-host`, which selects the rollback journal and pins it
+    /// in `meta.journal_mode`. A pinned database is opened in rollback mode by every process,
+    /// wherever it runs, so the file server's own view (a local disk) cannot flip it to WAL.
     pub fn open(path: &Path, create: Create) -> Result<Store> {
         Self::open_with_busy_timeout(path, create, BUSY_TIMEOUT)
     }
@@ -96,6 +110,19 @@ impl Store {
                 reason: "the file does not exist".into(),
             });
         }
+        let network_fs = network_fs_of(path)?;
+        let opted_in = crate::netfs::single_host_opt_in()?;
+        let refuse = |fs: &crate::netfs::FsInfo| Error::NetworkFs {
+            path: path.to_path_buf(),
+            fs_type: fs.name.clone(),
+        };
+        if let Some(fs) = &network_fs
+            && !opted_in
+            && !path.exists()
+        {
+            // Never create a database where it could not be written safely.
+            return Err(refuse(fs));
+        }
         let sql = |e| sql_error(path, e);
         let mut conn = Connection::open_with_flags(path, flags).map_err(sql)?;
         conn.busy_timeout(busy_timeout).map_err(sql)?;
@@ -103,20 +130,30 @@ impl Store {
 
         let version = schema::check(&conn).map_err(sql)?;
         let too_new = matches!(version, schema::Version::TooNew(_));
-        if !too_new {
-            let mode: String = conn
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        let pinned = schema::pinned_journal_mode(&conn).map_err(sql)?;
+        let rollback =
+            pinned.as_deref() == Some(schema::JOURNAL_DELETE) || (network_fs.is_some() && opted_in);
+        let mut refused = None;
+        if too_new {
+            // Read-only: neither the journal mode nor the schema is touched.
+        } else if rollback {
+            set_journal_mode(&conn, path, schema::JOURNAL_DELETE)?;
+            conn.execute_batch("PRAGMA synchronous = FULL")
                 .map_err(sql)?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                return Err(Error::Invalid(format!(
-                    "{}: SQLite refused WAL mode (journal_mode is {mode}); is the folder on a \
-                     network filesystem? run `openkb doctor`",
-                    path.display()
-                )));
+        } else if let Some(fs) = network_fs {
+            if !matches!(version, schema::Version::Current) {
+                // Bringing the schema up to date is a write.
+                return Err(refuse(&fs));
             }
+            refused = Some(fs);
+        } else {
+            set_journal_mode(&conn, path, "wal")?;
         }
         if let schema::Version::Behind(_) = version {
             schema::migrate(&mut conn, &utc_now()).map_err(sql)?;
+        }
+        if rollback && pinned.is_none() {
+            schema::pin_journal_mode(&conn, schema::JOURNAL_DELETE).map_err(sql)?;
         }
         let schema_version = schema::user_version(&conn).map_err(sql)?;
         drop(conn);
@@ -138,6 +175,8 @@ impl Store {
             pool,
             schema_version,
             too_new,
+            refused,
+            rollback,
         })
     }
 
@@ -152,6 +191,37 @@ impl Store {
     /// True when the database was written by a newer openkb: it can be read, not written.
     pub fn is_too_new(&self) -> bool {
         self.too_new
+    }
+
+    /// True when the database uses the rollback journal (single-host network mode) instead
+    /// of WAL.
+    pub fn is_rollback_mode(&self) -> bool {
+        self.rollback
+    }
+
+    /// The network filesystem that makes this store refuse writes, if any.
+    pub fn refused_network_fs(&self) -> Option<&crate::netfs::FsInfo> {
+        self.refused.as_ref()
+    }
+
+    /// The error every write would meet (a too-new schema, a network filesystem without the
+    /// single-host opt-in), if any. Commands that write files before their database row call
+    /// this first, so a refused write leaves nothing half-done.
+    pub fn ensure_writable(&self) -> Result<()> {
+        if self.too_new {
+            return Err(Error::SchemaTooNew {
+                path: self.path.clone(),
+                found: self.schema_version,
+                supported: schema::latest_version(),
+            });
+        }
+        if let Some(fs) = &self.refused {
+            return Err(Error::NetworkFs {
+                path: self.path.clone(),
+                fs_type: fs.name.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// A pooled connection for reading.
@@ -169,13 +239,7 @@ impl Store {
     /// Run `body` in a `BEGIN IMMEDIATE` transaction and commit it. A busy database retries the
     /// whole body (so it must be repeatable); the last failure becomes [`Error::Busy`].
     pub fn write<T>(&self, mut body: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
-        if self.too_new {
-            return Err(Error::SchemaTooNew {
-                path: self.path.clone(),
-                found: self.schema_version,
-                supported: schema::latest_version(),
-            });
-        }
+        self.ensure_writable()?;
         let mut reader = self.reader()?;
         let mut pause = Duration::from_millis(20);
         for attempt in 1..=WRITE_ATTEMPTS {
@@ -439,6 +503,43 @@ impl WriteTx<'_> {
     pub fn connection(&self) -> &Connection {
         &self.tx
     }
+}
+
+/// The network filesystem holding the database's folder or the folder above it (the KB root
+/// for `.openkb/state.db`; a mount point may sit between them), if any.
+fn network_fs_of(path: &Path) -> Result<Option<crate::netfs::FsInfo>> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    let mut dirs = vec![dir];
+    dirs.extend(dir.parent().filter(|d| !d.as_os_str().is_empty()));
+    // A folder that does not exist is SQLite's to report when it opens the file.
+    dirs.retain(|d| d.exists());
+    Ok(crate::netfs::detect_any(&dirs)?.filter(|fs| fs.network))
+}
+
+/// Switch the journal mode and check SQLite's answer: it keeps the old mode when it cannot
+/// switch (e.g. leaving WAL while another connection has the file open).
+fn set_journal_mode(conn: &Connection, path: &Path, mode: &str) -> Result<()> {
+    let answer: String = conn
+        .query_row(&format!("PRAGMA journal_mode={mode}"), [], |r| r.get(0))
+        .map_err(|e| sql_error(path, e))?;
+    if answer.eq_ignore_ascii_case(mode) {
+        return Ok(());
+    }
+    Err(Error::Invalid(if mode == "wal" {
+        format!(
+            "{}: SQLite refused WAL mode (journal_mode is {answer}); is the folder on a \
+             network filesystem? run `openkb doctor`",
+            path.display()
+        )
+    } else {
+        format!(
+            "{}: cannot switch to journal_mode={mode} (still {answer}); another process has \
+             the database open: close other openkb processes and try again",
+            path.display()
+        )
+    }))
 }
 
 fn check_identity(conn: &Connection, path: &Path) -> Result<()> {

@@ -34,6 +34,37 @@ pub fn application_id(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA application_id", [], |r| r.get(0))
 }
 
+/// `meta` key pinning the journal mode of a database used in single-host network mode.
+pub const JOURNAL_MODE_META: &str = "journal_mode";
+/// The pinned value: SQLite's rollback journal.
+pub const JOURNAL_DELETE: &str = "delete";
+
+/// The journal mode pinned in `meta`, if any (a fresh database has no `meta` table yet).
+pub fn pinned_journal_mode(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    let has_meta: bool = conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")?
+        .exists([])?;
+    if !has_meta {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT value FROM meta WHERE key = ?1",
+        [JOURNAL_MODE_META],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+pub fn pin_journal_mode(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [JOURNAL_MODE_META, mode],
+    )
+    .map(drop)
+}
+
 /// Outcome of checking a database's version against this binary.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Version {

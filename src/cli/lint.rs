@@ -1,0 +1,115 @@
+//! `openkb lint`: structural checks of the wiki, with a report page and a log row.
+
+use serde::Serialize;
+
+use crate::error::{Result, exit};
+use crate::lint::{self, Issue};
+use crate::state::Queries;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Checks broken [[wikilinks]], orphan concept/entity/exploration pages, summaries without a
+document and compiled documents without a summary. Writes wiki/reports/lint_YYYYMMDD_HHMMSS.md
+and a `lint` log row. --fix turns broken links into plain text ([[x]] -> x, [[x|label]] ->
+label), rewriting each page atomically.
+
+Exit codes: 0 no issue left, 1 issues remain (listed in the report), 3 no knowledge base,
+4 another openkb process holds the KB. A KB without documents has nothing to lint: exit 0,
+nothing written.")]
+pub struct Args {
+    /// Turn broken links into plain text
+    #[arg(long)]
+    fix: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    report: Option<String>,
+    pages: usize,
+    documents: u64,
+    remaining: usize,
+    pages_rewritten: usize,
+    issues: &'a [Issue],
+}
+
+pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
+    let kb = ctx.kb()?;
+    // Read and analyse under the shared lock, so lint never blocks other readers for long.
+    let (mut analysis, store) = {
+        let _shared = kb.lock_shared()?;
+        let store = kb.open_store()?;
+        // lint always writes (its report and log row): refuse up front, before any work.
+        store.ensure_writable()?;
+        let reader = store.reader()?;
+        if reader.counts()?.total() == 0 {
+            drop(reader);
+            if args.json {
+                super::print_json(&Output {
+                    report: None,
+                    pages: 0,
+                    documents: 0,
+                    remaining: 0,
+                    pages_rewritten: 0,
+                    issues: &[],
+                })?;
+            } else {
+                println!("Nothing to lint: the knowledge base has no documents.");
+            }
+            return Ok(exit::OK);
+        }
+        let analysis = lint::analyze(&kb, &reader)?;
+        drop(reader);
+        (analysis, store)
+    };
+    // Writing (report, log row, --fix rewrites) takes the exclusive lock, briefly.
+    let _exclusive = kb.lock_exclusive()?;
+    let pages_rewritten = if args.fix {
+        lint::fix_broken_links(&kb, &mut analysis)?
+    } else {
+        0
+    };
+    let (name, timestamp) = lint::report_name(&chrono::Local::now());
+    let report_path = kb.wiki_dir().join("reports").join(&name);
+    crate::fsx::atomic_write(
+        &report_path,
+        lint::render_report(&timestamp, &analysis).as_bytes(),
+    )?;
+    kb.record(&store, "lint", &format!("report \u{2192} {name}"))?;
+
+    let remaining = analysis.remaining();
+    if args.json {
+        super::print_json(&Output {
+            report: Some(format!("wiki/reports/{name}")),
+            pages: analysis.pages,
+            documents: analysis.documents,
+            remaining,
+            pages_rewritten,
+            issues: &analysis.issues,
+        })?;
+    } else {
+        for issue in &analysis.issues {
+            let tag = if issue.fixed { "fixed  " } else { "issue  " };
+            println!("{tag}{}", lint::describe(issue));
+        }
+        if args.fix && pages_rewritten > 0 {
+            println!("Rewrote {pages_rewritten} page(s) to turn broken links into plain text.");
+        }
+        if remaining == 0 {
+            println!(
+                "No structural issues left ({} pages, {} documents).",
+                analysis.pages, analysis.documents
+            );
+        } else {
+            println!("{remaining} structural issue(s).");
+        }
+        println!("Report: wiki/reports/{name}");
+    }
+    Ok(if remaining == 0 {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}

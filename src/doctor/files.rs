@@ -1,0 +1,212 @@
+//! The registry against the files on disk, and `wiki/log.md` against the log table.
+//!
+//! Built for 100k documents: one pass over the registry (collecting the paths documents own
+//! and checking theirs against a set), and one walk of `raw/` and `wiki/sources/`; no stat
+//! per document.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+use crate::kb::Kb;
+use crate::state::{LOG_MD_HEADER, Queries};
+
+use super::Finding;
+
+/// KB-relative folders whose files documents own (`wiki/sources/images/` is excluded: its
+/// folders are named by doc_name and hold extracted images, not registry paths).
+const OWNED_DIRS: [&str; 2] = ["raw", "wiki/sources"];
+
+pub fn check(kb: &Kb, reader: &impl Queries) -> Result<Vec<Finding>> {
+    let mut present = HashSet::new();
+    for dir in OWNED_DIRS {
+        walk(kb.root(), dir, &mut |rel, _| {
+            if rel.ends_with('/') {
+                return match rel {
+                    "wiki/sources/images/" => WalkStep::Skip,
+                    _ => WalkStep::Continue,
+                };
+            }
+            // Dotfiles (temp files, .DS_Store) are not documents; leftovers.rs sweeps temps.
+            if !rel.rsplit('/').next().unwrap_or(rel).starts_with('.') {
+                present.insert(rel.to_owned());
+            }
+            WalkStep::Continue
+        })?;
+    }
+    let is_walked = |p: &str| OWNED_DIRS.iter().any(|d| p.starts_with(&format!("{d}/")));
+    let exists = |p: &str| present.contains(p) || (!is_walked(p) && kb.root().join(p).exists());
+
+    let mut findings = Vec::new();
+    let mut owned: HashSet<String> = HashSet::new();
+    let mut doc_names: HashSet<String> = HashSet::new();
+    let mut documents = 0u64;
+    reader.for_each_document(&mut |doc| {
+        documents += 1;
+        let label = doc
+            .display_doc_name()
+            .unwrap_or_else(|| doc.hash[..12].to_owned());
+        let cloud = doc.origin.as_deref() == Some("cloud")
+            || doc.doc_type.as_deref() == Some("pageindex_cloud");
+        // Entries from before raw_path (eras A and B) kept their copy at raw/<name>.
+        let raw = doc.raw_path.clone().or_else(|| match (&doc.name, cloud) {
+            (Some(name), false) => Some(format!("raw/{name}")),
+            _ => None,
+        });
+        if let Some(raw) = raw {
+            if !exists(&raw) {
+                findings.push(Finding::problem(
+                    "missing-raw",
+                    format!(
+                        "document {label}: its raw copy {raw} is missing; restore the file, or \
+                         run `openkb remove {label}`"
+                    ),
+                ));
+            }
+            owned.insert(raw);
+        }
+        if let Some(path) = doc.path.as_deref().filter(|p| p.starts_with("raw/")) {
+            owned.insert(path.to_owned());
+        }
+        if let Some(source) = &doc.source_path {
+            if !exists(source) {
+                findings.push(Finding::problem(
+                    "missing-source",
+                    format!(
+                        "document {label}: its source {source} is missing; re-add the document \
+                         (`openkb remove {label}` then `openkb add`) to regenerate it"
+                    ),
+                ));
+            }
+            owned.insert(source.clone());
+        }
+        if let Some(name) = doc.display_doc_name() {
+            owned.insert(format!("wiki/sources/{name}.md"));
+            owned.insert(format!("wiki/sources/{name}.json"));
+            doc_names.insert(name);
+        }
+        Ok(())
+    })?;
+
+    let mut unowned: Vec<&String> = present.difference(&owned).collect();
+    unowned.sort();
+    for path in unowned {
+        findings.push(Finding::warning(
+            "unowned-file",
+            format!(
+                "{path} belongs to no registered document; `openkb add` it, or move it out of \
+                 the KB"
+            ),
+        ));
+    }
+
+    let summaries = kb.wiki_dir().join("summaries");
+    let mut orphans = Vec::new();
+    for entry in read_dir_if_exists(&summaries)? {
+        let entry = entry.with_path("cannot read folder", &summaries)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".md")
+            && !name.starts_with('.')
+            && !doc_names.contains(stem)
+        {
+            orphans.push(name.clone());
+        }
+    }
+    orphans.sort();
+    for name in orphans {
+        findings.push(Finding::warning(
+            "orphan-summary",
+            format!("wiki/summaries/{name} has no registered document"),
+        ));
+    }
+
+    if !findings.iter().any(|f| f.check.starts_with("missing-")) {
+        findings.push(Finding::ok(
+            "registry",
+            format!("{documents} document(s); every raw copy and source is present"),
+        ));
+    }
+    findings.push(check_log_md(kb, reader)?);
+    Ok(findings)
+}
+
+/// `wiki/log.md` as the log table renders it: the header and every entry, oldest first.
+pub fn render_log_md(reader: &impl Queries) -> Result<String> {
+    let mut text = String::from(LOG_MD_HEADER);
+    reader.for_each_log_entry(&mut |entry| {
+        text.push_str(&entry.to_markdown());
+        Ok(())
+    })?;
+    Ok(text)
+}
+
+fn check_log_md(kb: &Kb, reader: &impl Queries) -> Result<Finding> {
+    let expected = render_log_md(reader)?;
+    let path = kb.log_md();
+    let actual = match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("cannot read", &path, e)),
+    };
+    Ok(match actual {
+        Some(bytes) if bytes == expected.as_bytes() => {
+            Finding::ok("log.md", "wiki/log.md matches the log table")
+        }
+        Some(_) => Finding::warning(
+            "log.md",
+            "wiki/log.md differs from the log table (the source of truth); `openkb doctor --fix` \
+             rewrites it from the table",
+        )
+        .fixable(),
+        None => Finding::warning(
+            "log.md",
+            "wiki/log.md is missing; `openkb doctor --fix` rewrites it from the log table",
+        )
+        .fixable(),
+    })
+}
+
+pub(super) enum WalkStep {
+    Continue,
+    /// Do not descend into this folder (ignored for files).
+    Skip,
+}
+
+/// Walk `root/rel` recursively without following symlinks, calling `visit` with each entry's
+/// KB-relative POSIX path: files and symlinks as they are, folders with a trailing `/` (before
+/// descending, so the visitor can skip them). A missing folder is empty.
+pub(super) fn walk(
+    root: &Path,
+    rel: &str,
+    visit: &mut dyn FnMut(&str, &std::fs::DirEntry) -> WalkStep,
+) -> Result<()> {
+    let dir = root.join(rel);
+    for entry in read_dir_if_exists(&dir)? {
+        let entry = entry.with_path("cannot read folder", &dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let kind = entry.file_type().with_path("cannot read", entry.path())?;
+        if kind.is_dir() {
+            if let WalkStep::Continue = visit(&format!("{child}/"), &entry) {
+                walk(root, &child, visit)?;
+            }
+        } else {
+            visit(&child, &entry);
+        }
+    }
+    Ok(())
+}
+
+fn read_dir_if_exists(
+    dir: &Path,
+) -> Result<Box<dyn Iterator<Item = std::io::Result<std::fs::DirEntry>>>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Box::new(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),
+        Err(e) => Err(Error::io("cannot read folder", dir, e)),
+    }
+}

@@ -1,0 +1,61 @@
+//! Where the KB lives: network filesystems and sync-client folders.
+
+use crate::error::Result;
+use crate::kb::Kb;
+use crate::netfs;
+
+use super::{DbState, Finding};
+
+pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    let openkb_dir = kb.openkb_dir();
+    let Some(fs) = netfs::detect_any(&[kb.root(), &openkb_dir])? else {
+        return Ok(findings);
+    };
+    let how = if fs.overridden {
+        format!(" (from {}, a testing override)", netfs::FS_TYPE_ENV)
+    } else {
+        String::new()
+    };
+    if !fs.network {
+        findings.push(Finding::ok(
+            "filesystem",
+            format!("filesystem {}{how}: local", fs.name),
+        ));
+    } else if db.pinned_rollback() || netfs::single_host_opt_in()? {
+        findings.push(Finding::warning(
+            "filesystem",
+            format!(
+                "{} is on a network filesystem ({}){how}; openkb runs in single-host mode \
+                 (rollback journal, synchronous=FULL): never use this KB from two machines at \
+                 once",
+                fs.path.display(),
+                fs.name
+            ),
+        ));
+    } else {
+        findings.push(Finding::problem(
+            "filesystem",
+            format!(
+                "{} is on a network filesystem ({}){how}: SQLite's WAL mode and file locks are \
+                 not safe there, so openkb refuses to write; move the KB to a local disk, or, if \
+                 only one machine at a time ever uses it, set {}={}",
+                fs.path.display(),
+                fs.name,
+                netfs::NETWORK_FS_ENV,
+                netfs::SINGLE_HOST
+            ),
+        ));
+    }
+    for marker in netfs::sync_markers(kb.root()) {
+        findings.push(Finding::warning(
+            "sync-folder",
+            format!(
+                "the KB is inside a sync-client folder ({marker}): a sync client can ship \
+                 state.db without its -wal and corrupt it; exclude .openkb/state.db* from \
+                 syncing and write from one machine at a time"
+            ),
+        ));
+    }
+    Ok(findings)
+}

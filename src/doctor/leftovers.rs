@@ -1,0 +1,168 @@
+//! What interrupted commands leave behind: unfinished intents, temp files, Python-tool crash
+//! journals, and a `hashes.json` that reappeared after migration.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result};
+use crate::fsx;
+use crate::kb::Kb;
+use crate::state::Store;
+
+use super::files::{WalkStep, walk};
+use super::{DbState, Finding};
+
+/// A temp file younger than this may belong to a command that is still running.
+pub const TEMP_MIN_AGE: Duration = Duration::from_secs(5 * 60);
+
+/// Folders never searched for temp files: the PageIndex blob store belongs to another package.
+const TEMP_SKIP: &[&str] = &[".openkb/files/"];
+
+/// Unfinished operations recorded in the `intents` table by an interrupted `add`/`remove`.
+///
+/// integration point: the `intents` table (migrations/0003_intents.sql) and its recovery are
+/// built in `src/ingest/` (issue 4). When they land, report each unfinished intent here as a
+/// fixable `Problem` with check `"intent"` (operation, document, age), and let
+/// [`fix_intents`] finish or roll them back with the same code the next exclusive command
+/// runs. Until then there is nothing to report.
+pub fn check_intents(_kb: &Kb, _store: &Store) -> Result<Vec<Finding>> {
+    Ok(Vec::new())
+}
+
+/// Finish or roll back unfinished intents (`--fix`, exclusive lock held); returns the
+/// findings it repaired, marked `fixed`.
+///
+/// integration point: see [`check_intents`]; currently there are no intents to finish.
+pub fn fix_intents(_kb: &Kb, _store: &Store) -> Result<Vec<Finding>> {
+    Ok(Vec::new())
+}
+
+pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    let temps = old_temp_files(kb, TEMP_MIN_AGE)?;
+    if temps.is_empty() {
+        findings.push(Finding::ok("temp-file", "no leftover temp files"));
+    }
+    for path in temps {
+        findings.push(
+            Finding::warning(
+                "temp-file",
+                format!(
+                    "{path} is a temp file left by an interrupted write (older than {} minutes); \
+                     `openkb doctor --fix` removes it",
+                    TEMP_MIN_AGE.as_secs() / 60
+                ),
+            )
+            .fixable(),
+        );
+    }
+    findings.extend(python_journals(kb)?);
+    if *db != DbState::Legacy
+        && db != &DbState::Missing
+        && let Some(entries) = kb.legacy_registry_entries()?
+    {
+        findings.push(Finding::warning(
+            "hashes.json",
+            format!(
+                ".openkb/hashes.json reappeared after migration ({entries} entries; was the \
+                 Python tool used on this KB?): openkb ignores it; run `openkb migrate` to merge \
+                 the entries state.db does not have"
+            ),
+        ));
+    }
+    Ok(findings)
+}
+
+/// KB-relative paths of openkb/Python temp files (`.<name>.<random>.tmp`) at least `min_age`
+/// old ([`TEMP_MIN_AGE`] for doctor), anywhere in the KB but the PageIndex blob store.
+pub fn old_temp_files(kb: &Kb, min_age: Duration) -> Result<Vec<String>> {
+    let now = SystemTime::now();
+    let mut found = Vec::new();
+    walk(kb.root(), "", &mut |rel, entry| {
+        if rel.ends_with('/') {
+            return if TEMP_SKIP.contains(&rel) {
+                WalkStep::Skip
+            } else {
+                WalkStep::Continue
+            };
+        }
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        if fsx::is_temp_name(name) {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= min_age);
+            if old {
+                found.push(rel.to_owned());
+            }
+        }
+        WalkStep::Continue
+    })?;
+    found.sort();
+    Ok(found)
+}
+
+/// `.openkb/journal/*.json` of the Python tool (0.4.3+): an `active` one is an operation that
+/// crashed half-way and that only the Python tool can roll back.
+fn python_journals(kb: &Kb) -> Result<Vec<Finding>> {
+    let dir = kb.openkb_dir().join("journal");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
+    };
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("cannot read folder", &dir, e))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut findings = Vec::new();
+    for path in paths {
+        let shown = format!(
+            ".openkb/journal/{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let journal: Option<serde_json::Value> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let field = |k: &str| {
+            journal
+                .as_ref()
+                .and_then(|j| j.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let operation = field("operation").unwrap_or_else(|| "an operation".to_owned());
+        findings.push(match field("status").as_deref() {
+            Some("active") => Finding::problem(
+                "python-journal",
+                format!(
+                    "{shown}: the Python openkb tool was interrupted during {operation} and its \
+                     changes may be half-applied; run any write command of the Python tool \
+                     once (it rolls the operation back), then `openkb doctor` again"
+                ),
+            ),
+            Some(status) => Finding::warning(
+                "python-journal",
+                format!(
+                    "{shown}: a finished ({status}) Python-tool journal was left behind; the \
+                     Python tool discards it on its next write command"
+                ),
+            ),
+            None => Finding::warning(
+                "python-journal",
+                format!(
+                    "{shown}: an unreadable Python-tool journal; the Python tool removes it on \
+                     its next write command"
+                ),
+            ),
+        });
+    }
+    Ok(findings)
+}

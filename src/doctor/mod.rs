@@ -1,0 +1,184 @@
+//! `openkb doctor`: is this knowledge base healthy, and repair what can be repaired safely.
+//!
+//! A run is a list of [`Finding`]s, one per thing looked at (or per problem found), each with a
+//! [`Severity`]: `Ok`, `Warning` (works, but something deserves attention) or `Problem` (the
+//! KB is damaged or unusable as it is). The checks, each in its own module:
+//! - `db`: the `state.db` file itself: is it an openkb database, `quick_check` (`--full`:
+//!   `integrity_check` + `foreign_key_check`), schema version against this binary, journal
+//!   mode, WAL size. A missing `state.db` beside a `hashes.json` is a legacy KB: reported, and
+//!   never created here.
+//! - `fs`: network filesystems (where openkb refuses to write, see `netfs.rs`) and sync folders.
+//! - `files`: the registry against the files: missing raw copies and sources, files nobody
+//!   owns, summaries without a document, `wiki/log.md` against the log table.
+//! - `leftovers`: unfinished intents, old temp files, Python-tool crash journals, a
+//!   `hashes.json` that reappeared after migration.
+//!
+//! With `--fix` (under the exclusive KB lock) `repair` does what is safe, then every check
+//! runs again so the result reflects the repaired KB. Nothing the user made is ever deleted:
+//! a damaged `state.db` is moved aside (`state.db.corrupt-<UTC timestamp>`, with its `-wal`
+//! and `-shm`) and rebuilt from the files; only openkb's own temp files are removed.
+//!
+//! The run takes the caller's lock as given: the CLI holds the shared lock for a check and the
+//! exclusive one for `--fix`.
+
+mod db;
+mod files;
+mod fs;
+mod leftovers;
+mod repair;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::kb::Kb;
+use crate::state::{Create, Store};
+
+pub use db::DbState;
+pub use files::render_log_md;
+pub use leftovers::{TEMP_MIN_AGE, check_intents, fix_intents, old_temp_files};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    Warning,
+    Problem,
+}
+
+/// One result of one check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable identifier of the check, for scripts (`state.db`, `temp-file`, `missing-raw`...).
+    pub check: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    /// `openkb doctor --fix` can repair it.
+    pub fixable: bool,
+    /// `--fix` repaired it in this run.
+    pub fixed: bool,
+}
+
+impl Finding {
+    pub fn ok(check: &'static str, message: impl Into<String>) -> Self {
+        Self::new(check, Severity::Ok, message, false)
+    }
+    pub fn warning(check: &'static str, message: impl Into<String>) -> Self {
+        Self::new(check, Severity::Warning, message, false)
+    }
+    pub fn problem(check: &'static str, message: impl Into<String>) -> Self {
+        Self::new(check, Severity::Problem, message, false)
+    }
+    fn new(
+        check: &'static str,
+        severity: Severity,
+        message: impl Into<String>,
+        fixable: bool,
+    ) -> Self {
+        Finding {
+            check,
+            severity,
+            message: message.into(),
+            fixable,
+            fixed: false,
+        }
+    }
+    pub fn fixable(mut self) -> Self {
+        self.fixable = true;
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// `integrity_check` and `foreign_key_check` instead of `quick_check`.
+    pub full: bool,
+    /// Repair what is safe (the caller holds the exclusive KB lock).
+    pub fix: bool,
+}
+
+/// The outcome of a doctor run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub knowledge_base: String,
+    pub healthy: bool,
+    pub problems: usize,
+    pub warnings: usize,
+    pub fixed: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    fn new(kb: &Kb, findings: Vec<Finding>) -> Report {
+        let count = |s: Severity| {
+            findings
+                .iter()
+                .filter(|f| !f.fixed && f.severity == s)
+                .count()
+        };
+        let problems = count(Severity::Problem);
+        Report {
+            knowledge_base: kb.root().display().to_string(),
+            healthy: problems == 0,
+            problems,
+            warnings: count(Severity::Warning),
+            fixed: findings.iter().filter(|f| f.fixed).count(),
+            findings,
+        }
+    }
+
+    /// 0 when no problem remains (warnings allowed), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        if self.healthy {
+            crate::error::exit::OK
+        } else {
+            crate::error::exit::FAILURE
+        }
+    }
+}
+
+/// Check the KB (and repair it with `options.fix`).
+pub fn run(kb: &Kb, options: Options) -> Result<Report> {
+    let diagnosis = diagnose(kb, options.full)?;
+    if !options.fix {
+        return Ok(Report::new(kb, diagnosis.findings));
+    }
+    let mut fixed = repair::repair(kb, &diagnosis)?;
+    let after = diagnose(kb, options.full)?;
+    fixed.extend(after.findings);
+    Ok(Report::new(kb, fixed))
+}
+
+/// Everything the checks found, and what `repair` needs to know about the database.
+pub(crate) struct Diagnosis {
+    pub findings: Vec<Finding>,
+    pub db: DbState,
+}
+
+fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
+    let (mut findings, db) = db::check(kb, full)?;
+    findings.extend(fs::check(kb, &db)?);
+    if db.is_readable() {
+        // Store::open never creates here (the file exists) and refuses to write on a network
+        // filesystem, so reading the registry is safe in every case that reaches this point.
+        let registry = Store::open(&kb.state_db(), Create::Never).and_then(|store| {
+            let mut found = files::check(kb, &store.reader()?)?;
+            found.extend(leftovers::check_intents(kb, &store)?);
+            Ok(found)
+        });
+        match registry {
+            Ok(found) => findings.extend(found),
+            // A newer schema may not be readable by this binary; say so instead of failing.
+            Err(e) if e.exit_code() == crate::error::exit::FAILURE => findings.push(
+                Finding::problem("state.db", format!("cannot read the registry: {e}")),
+            ),
+            Err(e) => return Err(e),
+        }
+    } else {
+        findings.push(Finding::warning(
+            "registry",
+            "registry checks skipped: state.db cannot be read",
+        ));
+    }
+    findings.extend(leftovers::check(kb, &db)?);
+    Ok(Diagnosis { findings, db })
+}

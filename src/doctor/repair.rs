@@ -1,0 +1,377 @@
+//! `openkb doctor --fix`: the repairs that are safe. The caller holds the exclusive KB lock,
+//! so no other openkb (or Python openkb) process has `state.db` open or is writing files.
+//!
+//! - A damaged, foreign or missing `state.db` is moved aside with its `-wal`, `-shm` and
+//!   `-journal` (never deleted) and a new one is built from what the files tell: every file in
+//!   `raw/` becomes a document, and the log is re-imported from `wiki/log.md`. The new file is
+//!   built under a temp name and renamed into place only when complete, so a crash during the
+//!   rebuild leaves no half-filled `state.db` that would look healthy.
+//! - Temp files older than a few minutes are removed (they are openkb's or the Python tool's
+//!   own, never user files).
+//! - A large WAL is checkpointed.
+//! - `wiki/log.md` is rewritten from the log table (atomically).
+//! - Unfinished intents are finished or rolled back (integration point, `leftovers.rs`).
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsx;
+use crate::kb::Kb;
+use crate::names;
+use crate::state::{Create, Document, Status, Store};
+
+use super::files::{WalkStep, walk};
+use super::{DbState, Diagnosis, Finding, leftovers};
+
+pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
+    let mut fixed = Vec::new();
+    match &diagnosis.db {
+        DbState::Broken(reason) => fixed.push(rebuild_state_db(kb, Some(reason))?),
+        DbState::Missing => fixed.push(rebuild_state_db(kb, None)?),
+        DbState::Legacy | DbState::Usable { .. } => {}
+    }
+    for rel in leftovers::old_temp_files(kb, leftovers::TEMP_MIN_AGE)? {
+        let path = kb.root().join(&rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("cannot remove", &path, e)),
+        }
+        fixed.push(done("temp-file", format!("removed the temp file {rel}")));
+    }
+    let writable = matches!(diagnosis.db, DbState::Usable { too_new: false, .. })
+        || matches!(diagnosis.db, DbState::Broken(_) | DbState::Missing);
+    if !writable {
+        return Ok(fixed);
+    }
+    let store = Store::open(&kb.state_db(), Create::Never)?;
+    if store.refused_network_fs().is_some() {
+        // openkb writes nothing on a network filesystem without the single-host opt-in.
+        return Ok(fixed);
+    }
+    if diagnosis
+        .findings
+        .iter()
+        .any(|f| f.check == "wal-size" && f.fixable)
+    {
+        store.checkpoint()?;
+        fixed.push(done("wal-size", "checkpointed the write-ahead log"));
+    }
+    fixed.extend(leftovers::fix_intents(kb, &store)?);
+    let expected = super::render_log_md(&store.reader()?)?;
+    let current = std::fs::read(kb.log_md()).ok();
+    if current.as_deref() != Some(expected.as_bytes()) {
+        let kept = keep_entries_the_table_lacks(kb, current.as_deref(), &expected)?;
+        fsx::atomic_write(&kb.log_md(), expected.as_bytes())?;
+        let kept = match kept {
+            Some(name) => format!(" (its entries the table lacks were kept in .openkb/{name})"),
+            None => String::new(),
+        };
+        fixed.push(done(
+            "log.md",
+            format!("rewrote wiki/log.md from the log table{kept}"),
+        ));
+    }
+    Ok(fixed)
+}
+
+/// Before `wiki/log.md` is rewritten: when it holds entries the table does not (the Python
+/// tool appended after migration, or the table was rebuilt), save the old page as
+/// `.openkb/log.md.before-doctor-<UTC>` so no history is lost. Returns the saved name.
+fn keep_entries_the_table_lacks(
+    kb: &Kb,
+    current: Option<&[u8]>,
+    expected: &str,
+) -> Result<Option<String>> {
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let current_text = String::from_utf8_lossy(current);
+    let in_table: HashSet<(String, String, String)> = parse_log_md(expected).into_iter().collect();
+    let lacking = parse_log_md(&current_text)
+        .into_iter()
+        .any(|entry| !in_table.contains(&entry));
+    if !lacking {
+        return Ok(None);
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let name = format!("log.md.before-doctor-{stamp}");
+    fsx::atomic_write(&kb.openkb_dir().join(&name), current)?;
+    Ok(Some(name))
+}
+
+/// A repaired finding. Severity is what the finding was: damaged databases are problems, the
+/// rest are warnings.
+fn done(check: &'static str, message: impl Into<String>) -> Finding {
+    let severity = match check {
+        "state.db" => super::Severity::Problem,
+        _ => super::Severity::Warning,
+    };
+    Finding {
+        check,
+        severity,
+        message: message.into(),
+        fixable: true,
+        fixed: true,
+    }
+}
+
+/// Build a new database from the files, then move the damaged one (or stray companions of a
+/// missing one) aside and put the new one in its place. Building first means a failure
+/// (an unreadable raw file, a full disk) changes nothing.
+fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
+    let db = kb.state_db();
+    let dir = kb.openkb_dir();
+    // Where the new database could not be written, leave the old one where it is.
+    if let Some(fs) = crate::netfs::detect_any(&[kb.root(), &dir])?
+        && fs.network
+        && !crate::netfs::single_host_opt_in()?
+    {
+        return Err(Error::NetworkFs {
+            path: db,
+            fs_type: fs.name,
+        });
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut aside = format!("state.db.corrupt-{stamp}");
+    let mut n = 1;
+    while dir.join(&aside).exists() || dir.join(format!("{aside}-wal")).exists() {
+        aside = format!("state.db.corrupt-{stamp}-{n}");
+        n += 1;
+    }
+    let temp = dir.join(format!(".state.db.rebuild-{stamp}.tmp"));
+    let kept_as = reason.map(|_| aside.as_str());
+    let (documents, log_entries, skipped) = match build_from_files(kb, &temp, kept_as) {
+        Ok(counts) => counts,
+        Err(e) => {
+            remove_db_files(&temp);
+            return Err(e);
+        }
+    };
+    let moved = move_aside(&db, &dir.join(&aside))?;
+    std::fs::rename(&temp, &db).with_path("cannot move the rebuilt database to", &db)?;
+    remove_db_files(&temp);
+    fsx::fsync_dir(&dir)?;
+    let kept = if moved.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; kept the old files as .openkb/{}",
+            moved.join(", .openkb/")
+        )
+    };
+    let skipped = if skipped > 0 {
+        format!("; skipped {skipped} file(s) in raw/ whose names are not UTF-8")
+    } else {
+        String::new()
+    };
+    Ok(done(
+        "state.db",
+        format!(
+            "rebuilt .openkb/state.db from the KB's files: {documents} document(s) from raw/, \
+             {log_entries} log entries from wiki/log.md{kept}{skipped}"
+        ),
+    ))
+}
+
+/// Rename `state.db` and its `-wal`, `-shm`, `-journal` to `<aside>` + the same suffixes;
+/// returns the new names of the files that existed.
+fn move_aside(db: &Path, aside: &Path) -> Result<Vec<String>> {
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let mut moved = Vec::new();
+    // Companions first: a stale -wal or -journal must never be left beside a different main
+    // file, because SQLite would replay it into the new database. A crash after this loop
+    // leaves the damaged main file in place, still reported, with no companions.
+    for suffix in ["-wal", "-shm", "-journal", ""] {
+        let from = PathBuf::from(format!("{}{suffix}", db.display()));
+        let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => moved.push(
+                to.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot move aside", &from, e)),
+        }
+    }
+    moved.sort();
+    fsx::fsync_dir(dir)?;
+    Ok(moved)
+}
+
+fn remove_db_files(main: &Path) {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", main.display()));
+    }
+    let _ = std::fs::remove_file(main);
+}
+
+/// Build a complete database at `temp`; returns (documents, log entries, skipped files).
+fn build_from_files(kb: &Kb, temp: &Path, kept_as: Option<&str>) -> Result<(usize, usize, usize)> {
+    let (documents, skipped) = documents_from_raw(kb)?;
+    let log = match std::fs::read_to_string(kb.log_md()) {
+        Ok(text) => parse_log_md(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("cannot read", kb.log_md(), e)),
+    };
+    let store = Store::open(temp, Create::IfMissing)?;
+    let description = match kept_as {
+        Some(name) => format!(
+            "rebuilt state.db from files ({} documents); damaged file kept as {name}",
+            documents.len()
+        ),
+        None => format!(
+            "rebuilt missing state.db from files ({} documents)",
+            documents.len()
+        ),
+    };
+    store.write(|tx| {
+        for doc in &documents {
+            tx.upsert_document(doc)?;
+        }
+        for (ts, op, desc) in &log {
+            tx.import_log(ts, op, desc)?;
+        }
+        tx.append_log("doctor", &description)?;
+        Ok(())
+    })?;
+    store.checkpoint()?;
+    drop(store);
+    Ok((documents.len(), log.len() + 1, skipped))
+}
+
+/// One document per file in `raw/`, oldest first (the closest guess at registry order), and
+/// how many files were skipped because their names are not UTF-8.
+fn documents_from_raw(kb: &Kb) -> Result<(Vec<Document>, usize)> {
+    let mut files: Vec<(std::time::SystemTime, String)> = Vec::new();
+    let mut skipped = 0;
+    walk(kb.root(), "raw", &mut |rel, entry| {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        if rel.ends_with('/') || name.starts_with('.') {
+            return WalkStep::Continue;
+        }
+        if entry.file_name().to_str().is_none() {
+            skipped += 1;
+            return WalkStep::Continue;
+        }
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file {
+            let mtime = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            files.push((mtime, rel.to_owned()));
+        }
+        WalkStep::Continue
+    })?;
+    files.sort();
+    let sources = kb.wiki_dir().join("sources");
+    let summaries = kb.wiki_dir().join("summaries");
+    let mut seen_hashes = HashSet::new();
+    let mut taken_names = HashSet::new();
+    let mut documents = Vec::new();
+    for (_, rel) in files {
+        let hash = hash_file(&kb.root().join(&rel))?;
+        if !seen_hashes.insert(hash.clone()) {
+            continue; // the same content twice: the registry keys by content
+        }
+        let name = rel.rsplit('/').next().unwrap_or(&rel).to_owned();
+        let stem = names::stem(&name).to_owned();
+        let mut doc_name = stem.clone();
+        if !taken_names.insert(names::nfkc(&doc_name)) {
+            doc_name = format!("{stem}-{}", &hash[..8]);
+            taken_names.insert(names::nfkc(&doc_name));
+        }
+        let mut doc = Document::new(hash);
+        doc.doc_type = Some(names::suffix(&name).trim_start_matches('.').to_owned());
+        doc.source_path = ["md", "json"]
+            .iter()
+            .map(|ext| format!("{doc_name}.{ext}"))
+            .find(|f| sources.join(f).is_file())
+            .map(|f| format!("wiki/sources/{f}"));
+        doc.status = if summaries.join(format!("{doc_name}.md")).is_file() {
+            Status::Compiled
+        } else {
+            Status::Pending
+        };
+        doc.name = Some(name);
+        doc.doc_name = Some(doc_name);
+        doc.path = Some(rel.clone());
+        doc.raw_path = Some(rel);
+        documents.push(doc);
+    }
+    Ok((documents, skipped))
+}
+
+/// SHA-256 of a file, streamed in 64 KiB chunks like the Python tool.
+fn hash_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).with_path("cannot open", path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).with_path("cannot read", path)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Entries of a `wiki/log.md`: `## [timestamp] operation | description`, the description
+/// running until the next entry (descriptions may span lines). Other lines are skipped.
+pub(super) fn parse_log_md(text: &str) -> Vec<(String, String, String)> {
+    let mut entries: Vec<(String, String, String)> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("## [")
+            && let Some((ts, rest)) = rest.split_once("] ")
+            && let Some((op, desc)) = rest.split_once(" | ")
+        {
+            entries.push((ts.to_owned(), op.to_owned(), desc.to_owned()));
+        } else if let Some(last) = entries.last_mut() {
+            last.2.push_str(line);
+        }
+    }
+    for entry in &mut entries {
+        // to_markdown() ends each entry with one blank line.
+        let trimmed = entry
+            .2
+            .strip_suffix("\n\n")
+            .unwrap_or(entry.2.trim_end_matches('\n'));
+        entry.2 = trimmed.to_owned();
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_md_round_trips_through_the_parser() {
+        let text = "# Operations Log\n\n## [2026-01-02 03:04:05] ingest | a.md\n\n\
+                    ## [2026-01-02 03:04:06] query | two\nlines\n\n";
+        let parsed = parse_log_md(text);
+        assert_eq!(
+            parsed,
+            vec![
+                ("2026-01-02 03:04:05".into(), "ingest".into(), "a.md".into()),
+                (
+                    "2026-01-02 03:04:06".into(),
+                    "query".into(),
+                    "two\nlines".into()
+                ),
+            ]
+        );
+    }
+}

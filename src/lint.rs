@@ -1,0 +1,415 @@
+//! `openkb lint`: structural checks of the wiki, like the Python tool's `lint`.
+//!
+//! Pages examined: `wiki/index.md` and every `.md` under `summaries/`, `concepts/`,
+//! `entities/` and `explorations/` (not `sources/`, which is document text, nor `reports/`,
+//! `log.md` or `AGENTS.md`). Checks:
+//! - broken `[[wikilinks]]`: `[[target]]`, `[[target|label]]`, `[[target#anchor]]`, whose
+//!   `wiki/<target>.md` (or `.json`, for long sources) does not exist; links inside fenced
+//!   code blocks are ignored;
+//! - orphan pages: concept, entity and exploration pages no other page links to (`index.md`
+//!   counts as linking);
+//! - summaries without a registered document, and compiled documents without a summary
+//!   (pending and failed documents are not compiled yet, so they have none by design).
+//!
+//! [`analyze`] only reads (the caller holds the shared lock); [`fix_broken_links`] rewrites
+//! pages atomically and re-checks each page as it reads it, so it is correct even if the wiki
+//! changed between the analysis and the exclusive lock.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsx;
+use crate::kb::Kb;
+use crate::state::{Queries, Status};
+
+/// Folders of linkable pages, relative to `wiki/`.
+const PAGE_DIRS: [&str; 4] = ["summaries", "concepts", "entities", "explorations"];
+/// Pages that must be linked from somewhere.
+const ORPHAN_DIRS: [&str; 3] = ["concepts", "entities", "explorations"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IssueKind {
+    BrokenLink,
+    OrphanPage,
+    SummaryWithoutDocument,
+    DocumentWithoutSummary,
+}
+
+impl IssueKind {
+    fn heading(self) -> &'static str {
+        match self {
+            IssueKind::BrokenLink => "Broken links",
+            IssueKind::OrphanPage => "Orphan pages",
+            IssueKind::SummaryWithoutDocument => "Summaries without a document",
+            IssueKind::DocumentWithoutSummary => "Documents without a summary",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub kind: IssueKind,
+    /// The page concerned, relative to `wiki/` (for a document without a summary: the
+    /// summary page that is missing).
+    pub page: String,
+    /// The link target (broken links) or the document's name.
+    pub target: Option<String>,
+    /// `lint --fix` repaired it.
+    pub fixed: bool,
+}
+
+impl Issue {
+    fn describe(&self) -> String {
+        match self.kind {
+            IssueKind::BrokenLink => format!(
+                "`{}`: [[{}]] points to a page that does not exist",
+                self.page,
+                self.target.as_deref().unwrap_or_default()
+            ),
+            IssueKind::OrphanPage => format!("`{}`: no page links to it", self.page),
+            IssueKind::SummaryWithoutDocument => {
+                format!("`{}`: no registered document has this name", self.page)
+            }
+            IssueKind::DocumentWithoutSummary => format!(
+                "document `{}` is compiled but `{}` does not exist",
+                self.target.as_deref().unwrap_or_default(),
+                self.page
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Analysis {
+    pub pages: usize,
+    pub documents: u64,
+    pub issues: Vec<Issue>,
+}
+
+impl Analysis {
+    /// Issues still present (not fixed).
+    pub fn remaining(&self) -> usize {
+        self.issues.iter().filter(|i| !i.fixed).count()
+    }
+}
+
+/// One `[[...]]` occurrence in a page.
+#[derive(Debug, PartialEq, Eq)]
+struct Link<'a> {
+    /// Byte range of the whole `[[...]]`.
+    start: usize,
+    end: usize,
+    /// The target without anchor, trimmed.
+    target: &'a str,
+    label: Option<&'a str>,
+}
+
+/// Wikilinks of `text`, outside fenced code blocks.
+fn links(text: &str) -> Vec<Link<'_>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut in_fence = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+        } else if !in_fence {
+            let mut from = 0;
+            while let Some(open) = line[from..].find("[[") {
+                let inner_start = from + open + 2;
+                let Some(close) = line[inner_start..].find("]]") else {
+                    break;
+                };
+                let inner = &line[inner_start..inner_start + close];
+                let (target, label) = match inner.split_once('|') {
+                    Some((t, l)) => (t, Some(l.trim())),
+                    None => (inner, None),
+                };
+                let target = target.split('#').next().unwrap_or("").trim();
+                out.push(Link {
+                    start: offset + from + open,
+                    end: offset + inner_start + close + 2,
+                    target,
+                    label,
+                });
+                from = inner_start + close + 2;
+            }
+        }
+        offset += line.len();
+    }
+    out
+}
+
+/// The page key a target names: `concepts/x` for `concepts/x`, `/concepts/x` or
+/// `concepts/x.md`.
+fn page_key(target: &str) -> &str {
+    let t = target.trim_start_matches('/');
+    t.strip_suffix(".md").unwrap_or(t)
+}
+
+fn target_exists(wiki: &Path, target: &str) -> bool {
+    let key = page_key(target);
+    // A target with `..` could point outside the wiki; it is never a valid wiki page.
+    if key.split('/').any(|c| c == "..") {
+        return false;
+    }
+    wiki.join(format!("{key}.md")).is_file() || wiki.join(format!("{key}.json")).is_file()
+}
+
+/// Pages lint reads, relative to `wiki/`, sorted.
+fn pages(wiki: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if wiki.join("index.md").is_file() {
+        out.push("index.md".to_owned());
+    }
+    for dir in PAGE_DIRS {
+        collect_md(wiki, dir, &mut out)?;
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn collect_md(wiki: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
+    let dir = wiki.join(rel);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.with_path("cannot read folder", &dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let child = format!("{rel}/{name}");
+        let kind = entry.file_type().with_path("cannot read", entry.path())?;
+        if kind.is_dir() {
+            collect_md(wiki, &child, out)?;
+        } else if name.ends_with(".md") {
+            out.push(child);
+        }
+    }
+    Ok(())
+}
+
+/// Run every structural check.
+pub fn analyze(kb: &Kb, reader: &impl Queries) -> Result<Analysis> {
+    let wiki = kb.wiki_dir();
+    let pages = pages(&wiki)?;
+    let mut issues = Vec::new();
+    let mut linked: HashSet<String> = HashSet::new();
+    for page in &pages {
+        let path = wiki.join(page);
+        let text = read_page(&path)?;
+        let own_key = page.strip_suffix(".md").unwrap_or(page);
+        for link in links(&text) {
+            if link.target.is_empty() {
+                continue; // [[#anchor]]: a link within the page
+            }
+            let key = page_key(link.target);
+            if key != own_key {
+                linked.insert(key.to_owned());
+            }
+            if !target_exists(&wiki, link.target) {
+                issues.push(Issue {
+                    kind: IssueKind::BrokenLink,
+                    page: page.clone(),
+                    target: Some(link.target.to_owned()),
+                    fixed: false,
+                });
+            }
+        }
+    }
+    for page in &pages {
+        let key = page.strip_suffix(".md").unwrap_or(page);
+        if ORPHAN_DIRS
+            .iter()
+            .any(|d| key.starts_with(&format!("{d}/")))
+            && !linked.contains(key)
+        {
+            issues.push(Issue {
+                kind: IssueKind::OrphanPage,
+                page: page.clone(),
+                target: None,
+                fixed: false,
+            });
+        }
+    }
+
+    let mut doc_names = HashSet::new();
+    let mut documents = 0;
+    reader.for_each_document(&mut |doc| {
+        documents += 1;
+        if let Some(name) = doc.display_doc_name() {
+            let summary = format!("summaries/{name}.md");
+            if doc.status == Status::Compiled && !wiki.join(&summary).is_file() {
+                issues.push(Issue {
+                    kind: IssueKind::DocumentWithoutSummary,
+                    page: summary,
+                    target: Some(name.clone()),
+                    fixed: false,
+                });
+            }
+            doc_names.insert(name);
+        }
+        Ok(())
+    })?;
+    for page in &pages {
+        if let Some(stem) = page
+            .strip_prefix("summaries/")
+            .and_then(|p| p.strip_suffix(".md"))
+            && !doc_names.contains(stem)
+        {
+            issues.push(Issue {
+                kind: IssueKind::SummaryWithoutDocument,
+                page: page.clone(),
+                target: None,
+                fixed: false,
+            });
+        }
+    }
+    issues.sort_by(|a, b| (a.kind, &a.page).cmp(&(b.kind, &b.page)));
+    Ok(Analysis {
+        pages: pages.len(),
+        documents,
+        issues,
+    })
+}
+
+fn read_page(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_path("cannot read", path)?;
+    // A page that is not UTF-8 is linted as far as it can be decoded; it is never rewritten
+    // (fix_broken_links reads it strictly).
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Turn the broken links of every page in `analysis` into plain text (`[[x]]` → `x`,
+/// `[[x|label]]` → `label`), writing each changed page atomically. Marks the broken-link
+/// issues it repaired as fixed. The caller holds the exclusive lock.
+pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
+    let wiki = kb.wiki_dir();
+    let pages: HashSet<String> = analysis
+        .issues
+        .iter()
+        .filter(|i| i.kind == IssueKind::BrokenLink)
+        .map(|i| i.page.clone())
+        .collect();
+    let mut repaired: HashSet<(String, String)> = HashSet::new();
+    let mut rewritten = 0;
+    for page in pages {
+        let path = wiki.join(&page);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue; // not UTF-8: never rewritten, its links stay reported
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for link in links(&text) {
+            if link.target.is_empty() || target_exists(&wiki, link.target) {
+                continue;
+            }
+            out.push_str(&text[last..link.start]);
+            out.push_str(link.label.unwrap_or(link.target));
+            last = link.end;
+            repaired.insert((page.clone(), link.target.to_owned()));
+        }
+        if last == 0 {
+            continue;
+        }
+        out.push_str(&text[last..]);
+        fsx::atomic_write(&path, out.as_bytes())?;
+        rewritten += 1;
+    }
+    for issue in &mut analysis.issues {
+        if issue.kind == IssueKind::BrokenLink
+            && let Some(target) = &issue.target
+            && repaired.contains(&(issue.page.clone(), target.clone()))
+        {
+            issue.fixed = true;
+        }
+    }
+    Ok(rewritten)
+}
+
+/// `lint_YYYYMMDD_HHMMSS.md` and the title timestamp, in local time.
+pub fn report_name(now: &chrono::DateTime<chrono::Local>) -> (String, String) {
+    (
+        now.format("lint_%Y%m%d_%H%M%S.md").to_string(),
+        now.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
+}
+
+/// The report page, in the Python tool's layout (formats §1.7).
+pub fn render_report(timestamp: &str, analysis: &Analysis) -> String {
+    let mut structural = format!(
+        "Checked {} page(s) and {} document(s).\n",
+        analysis.pages, analysis.documents
+    );
+    let mut groups: BTreeMap<IssueKind, Vec<&Issue>> = BTreeMap::new();
+    for issue in &analysis.issues {
+        groups.entry(issue.kind).or_default().push(issue);
+    }
+    if groups.is_empty() {
+        structural.push_str("\nNo structural issues found.");
+    }
+    for (kind, issues) in groups {
+        structural.push_str(&format!("\n### {} ({})\n\n", kind.heading(), issues.len()));
+        for issue in issues {
+            let fixed = if issue.fixed {
+                " (fixed: now plain text)"
+            } else {
+                ""
+            };
+            structural.push_str(&format!("- {}{fixed}\n", issue.describe()));
+        }
+    }
+    let structural = structural.trim_end();
+    format!(
+        "# Lint Report — {timestamp}\n\n## Structural\n\n{structural}\n\n## Semantic\n\n\
+         Not run (no LLM).\n"
+    )
+}
+
+/// One line per issue, for the terminal.
+pub fn describe(issue: &Issue) -> String {
+    issue.describe()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_parsed_with_labels_and_anchors() {
+        let text = "see [[concepts/a]] and [[entities/b|Bee]]\n```\n[[not/a-link]]\n```\n\
+                    and [[summaries/c#part]] [[#self]]";
+        let found: Vec<(&str, Option<&str>)> =
+            links(text).iter().map(|l| (l.target, l.label)).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("concepts/a", None),
+                ("entities/b", Some("Bee")),
+                ("summaries/c", None),
+                ("", None),
+            ]
+        );
+        let first = &links(text)[0];
+        assert_eq!(&text[first.start..first.end], "[[concepts/a]]");
+    }
+
+    #[test]
+    fn page_keys_ignore_slash_and_suffix() {
+        assert_eq!(page_key("/concepts/x.md"), "concepts/x");
+        assert_eq!(page_key("concepts/x"), "concepts/x");
+    }
+}
