@@ -4,6 +4,12 @@ use clap::Parser;
 use openkb::cli::Cli;
 
 fn main() -> ExitCode {
+    // Behave like other Unix tools when the reader of our output goes away
+    // (`openkb list --json | head`): end quietly instead of panicking on EPIPE.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let verbose = cli.verbose;
     match openkb::cli::run(cli) {
