@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fsx;
+pub mod ingest;
 pub mod kb;
 pub mod lock;
 pub mod names;

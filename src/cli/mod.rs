@@ -1,11 +1,15 @@
 //! The `openkb` command line: one module per command. Each command parses its arguments,
 //! composes the library (kb, state, lock, config) and prints; none of them runs SQL.
 
+mod add;
+mod compile;
 mod init;
 mod list;
 mod log;
+mod remove;
 mod status;
 mod use_kb;
+mod watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -56,6 +60,14 @@ pub enum Command {
     Status(status::Args),
     /// Show the operations log, newest last
     Log(log::Args),
+    /// Add files and folders to the knowledge base
+    Add(add::Args),
+    /// Remove a document and its wiki pages
+    Remove(remove::Args),
+    /// Run compile_command for pending (or named) documents
+    Compile(compile::Args),
+    /// Watch raw/ and add new or changed files
+    Watch(watch::Args),
 }
 
 /// What every command gets: the global options and the way to find the KB.
@@ -89,6 +101,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::List(args) => list::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Log(args) => log::run(&ctx, args),
+        Command::Add(args) => add::run(&ctx, args),
+        Command::Remove(args) => remove::run(&ctx, args),
+        Command::Compile(args) => compile::run(&ctx, args),
+        Command::Watch(args) => watch::run(&ctx, args),
     }
     .map(|()| exit::OK)
 }
@@ -121,6 +137,9 @@ pub(crate) fn open_kb(ctx: &Ctx, mode: crate::lock::LockMode) -> Result<OpenKb> 
         crate::lock::LockMode::Exclusive => kb.lock_exclusive()?,
     };
     let store = kb.open_store()?;
+    if mode == crate::lock::LockMode::Exclusive && lock.is_outermost() {
+        crate::ingest::recover::recover_interrupted(&kb, &store)?;
+    }
     if let Some(entries) = kb.legacy_registry_entries()? {
         eprintln!(
             "warning: {} reappeared after migration ({entries} entries; was the Python tool used \

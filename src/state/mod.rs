@@ -19,6 +19,7 @@
 //! transaction, never the other way round.
 
 pub mod documents;
+pub mod intents;
 pub mod log;
 pub mod schema;
 
@@ -29,6 +30,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use documents::{Document, Status, StatusCounts};
+pub use intents::{Intent, IntentFile, IntentOp};
 pub use log::{LOG_MD_HEADER, LogEntry};
 
 use crate::error::{Error, Result};
@@ -271,7 +273,9 @@ pub trait Queries {
     }
 
     fn for_each_document(&self, visit: &mut dyn FnMut(Document) -> Result<()>) -> Result<()> {
-        forward_visits(self.db_path(), visit, |v| documents::for_each(self.conn(), v))
+        forward_visits(self.db_path(), visit, |v| {
+            documents::for_each(self.conn(), v)
+        })
     }
 
     fn counts(&self) -> Result<StatusCounts> {
