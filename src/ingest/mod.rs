@@ -123,6 +123,15 @@ pub fn kb_path(kb: &Kb, relative: &str) -> Result<PathBuf> {
     }
 }
 
+/// Hidden crash switch for the crash-safety tests: `OPENKB_TEST_ABORT_AT=<point>` aborts the
+/// process (no unwinding, no cleanup, like a SIGKILL) when it reaches `point`, just before
+/// the commit of an add (`add-commit`) or a remove (`remove-commit`).
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var_os("OPENKB_TEST_ABORT_AT").is_some_and(|v| v == point) {
+        std::process::abort();
+    }
+}
+
 /// `raw/<doc_name><lower-case suffix>`, KB-relative.
 pub fn raw_target(doc_name: &str, file_name: &str) -> String {
     format!(

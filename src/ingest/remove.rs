@@ -195,6 +195,7 @@ pub fn finish(
         wiki::index_remove(&kb.index_md(), &[d])?;
         wiki::strip_summary_links(&kb.wiki_dir(), d)?;
     }
+    super::crash_point("remove-commit");
     let entry = store.write(|tx| {
         let doc = tx.get(hash)?;
         let logged = match &doc {
