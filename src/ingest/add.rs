@@ -206,13 +206,17 @@ pub fn commit_batch(
 
     // 2. Files, then one fsync per folder.
     let mut dirs = BTreeSet::new();
+    let mut published = Vec::new();
     for p in &mut plans {
-        if let Err(e) = publish_plan(p, &mut dirs) {
+        if let Err(e) = publish_plan(p, &mut dirs, &mut published) {
             roll_back(kb, store, p);
             p.failed = Some(e);
         }
     }
-    publish::sync_dirs(&dirs)?;
+    if let Err(e) = publish::make_durable(kb.root(), &published, &dirs) {
+        abandon(kb, store, &mut plans, &e);
+        return Err(e);
+    }
 
     // 3. index.md, rewritten once for the batch.
     let entries: Vec<(String, String)> = plans
@@ -426,7 +430,11 @@ fn plan_inner(
     Ok((doc, steps, files, stale))
 }
 
-fn publish_plan(p: &Plan, dirs: &mut BTreeSet<PathBuf>) -> Result<()> {
+fn publish_plan(
+    p: &Plan,
+    dirs: &mut BTreeSet<PathBuf>,
+    published: &mut Vec<PathBuf>,
+) -> Result<()> {
     for step in &p.steps {
         if let Some(backup) = &step.backup {
             publish::backup(&step.target, backup)?;
@@ -439,6 +447,7 @@ fn publish_plan(p: &Plan, dirs: &mut BTreeSet<PathBuf>) -> Result<()> {
         if let Some(dir) = step.target.parent() {
             dirs.insert(dir.to_path_buf());
         }
+        published.push(step.target.clone());
     }
     Ok(())
 }

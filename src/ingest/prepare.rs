@@ -289,8 +289,9 @@ fn prepare_inner(
     }))
 }
 
-/// Copy `from` to a new file `to` (mode 0666 minus umask), fsync it, and return the SHA-256
-/// of the bytes copied.
+/// Copy `from` to a new file `to` (mode 0666 minus umask) and return the SHA-256 of the bytes
+/// copied. Not fsynced here: the batch publishing it syncs its files once, before the commit
+/// (see `publish::make_durable`).
 pub fn copy_hashing(from: &Path, to: &Path) -> Result<String> {
     let mut src = File::open(from).with_path("cannot open", from)?;
     let mut dst = OpenOptions::new()
@@ -311,7 +312,6 @@ pub fn copy_hashing(from: &Path, to: &Path) -> Result<String> {
         hasher.update(&buf[..n]);
         dst.write_all(&buf[..n]).with_path("cannot write", to)?;
     }
-    dst.sync_all().with_path("cannot flush", to)?;
     Ok(hasher
         .finalize()
         .iter()

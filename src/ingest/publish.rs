@@ -87,12 +87,32 @@ pub fn remove_file(path: &Path) -> Result<bool> {
     }
 }
 
-/// fsync each folder once.
-pub fn sync_dirs(dirs: &BTreeSet<PathBuf>) -> Result<()> {
+/// Make a batch's published files and the folder entries naming them durable, before the
+/// commit that registers them. One `syncfs(2)` of the KB's filesystem does it for the whole
+/// batch (staged copies are not fsynced one by one: for 10,000 small files that is 20,000
+/// fsyncs); where syncfs is unavailable or fails, each file and folder is fsynced.
+pub fn make_durable(kb_root: &Path, files: &[PathBuf], dirs: &BTreeSet<PathBuf>) -> Result<()> {
+    if syncfs(kb_root) {
+        return Ok(());
+    }
+    for file in files {
+        let handle = std::fs::File::open(file).with_path("cannot open", file)?;
+        handle.sync_all().with_path("cannot flush", file)?;
+    }
     for dir in dirs {
         if dir.exists() {
             fsx::fsync_dir(dir)?;
         }
     }
     Ok(())
+}
+
+/// `syncfs(2)` on the filesystem holding `path`; false when it could not be done.
+fn syncfs(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    match std::fs::File::open(path) {
+        // SAFETY: syncfs takes any open descriptor and touches no memory of ours.
+        Ok(handle) => unsafe { libc::syncfs(handle.as_raw_fd()) == 0 },
+        Err(_) => false,
+    }
 }

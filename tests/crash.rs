@@ -1,0 +1,125 @@
+//! Crash safety: a process killed at any instant leaves a KB the next command repairs.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Env, assert_consistent, make_files, stderr, stdout};
+use openkb::state::intents;
+
+fn intents_left(env: &Env) -> usize {
+    intents::unfinished(&env.store().reader().unwrap()).unwrap().len()
+}
+
+#[test]
+fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
+    let env = Env::with_kb();
+    let folder = make_files(&env, "in", 20);
+    let out = env
+        .cmd()
+        .env("OPENKB_TEST_ABORT_AT", "add-commit")
+        .arg("add")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // Files published, nothing committed, the intents say what to undo.
+    assert!(env.kb().join("raw/note-00000.md").is_file());
+    assert!(env.docs().is_empty());
+    assert_eq!(intents_left(&env), 20);
+
+    // Readers do not repair (they take the shared lock) and are not confused.
+    let out = env.run(&["list"]);
+    assert!(stdout(&out).contains("No documents registered"), "{}", stdout(&out));
+
+    let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("20 add(s) rolled back"), "{}", stderr(&out));
+    assert!(stdout(&out).ends_with("added 20, skipped 0, failed 0\n"));
+    assert_eq!(env.docs().len(), 20);
+    assert_consistent(&env);
+}
+
+#[test]
+fn a_killed_add_that_replaced_a_file_restores_it() {
+    let env = Env::with_kb();
+    let file = env.write("in/plan.md", "version 1\n");
+    assert!(env.run(&["add", "in"]).status.success());
+    std::fs::write(&file, "version 2\n").unwrap();
+    let out = env
+        .cmd()
+        .env("OPENKB_TEST_ABORT_AT", "add-commit")
+        .args(["add", "in"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let raw = env.kb().join("raw/plan.md");
+    assert_eq!(std::fs::read_to_string(&raw).unwrap(), "version 2\n");
+
+    // Any exclusive command repairs first: here, an add of something else.
+    env.write("other/x.md", "x\n");
+    let out = env.run(&["add", "other"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&raw).unwrap(), "version 1\n");
+    let plan = env.doc_named("plan").unwrap();
+    assert_eq!(plan.hash, openkb::ingest::hash::sha256_hex(b"version 1\n"));
+    assert_consistent(&env);
+}
+
+#[test]
+fn a_remove_killed_before_its_commit_is_finished() {
+    let env = Env::with_kb();
+    env.write("in/gone.md", "gone\n");
+    env.write("in/stays.md", "stays\n");
+    assert!(env.run(&["add", "in"]).status.success());
+    let out = env
+        .cmd()
+        .env("OPENKB_TEST_ABORT_AT", "remove-commit")
+        .args(["remove", "gone.md", "-y"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!env.kb().join("raw/gone.md").exists());
+    assert!(env.doc_named("gone").is_some(), "the row is the commit point");
+    assert_eq!(intents_left(&env), 1);
+
+    env.write("other/x.md", "x\n");
+    let out = env.run(&["add", "other"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.doc_named("gone").is_none());
+    let removes = env.store().log_tail(None, Some("remove")).unwrap();
+    assert_eq!(removes.len(), 1);
+    assert_eq!(removes[0].description, "gone.md");
+    assert_consistent(&env);
+}
+
+#[test]
+fn sigkill_during_a_folder_add_then_a_rerun_completes_it() {
+    for delay_ms in [50u64, 400, 1200, 2500] {
+        let env = Env::with_kb();
+        let folder = make_files(&env, "in", 400);
+        let mut child = env
+            .cmd()
+            .arg("add")
+            .arg(&folder)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let started = Instant::now();
+        let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+        assert!(out.status.success(), "delay {delay_ms}: {}", stderr(&out));
+        assert!(started.elapsed() < Duration::from_secs(60));
+        let docs = env.docs();
+        assert_eq!(docs.len(), 400, "delay {delay_ms}");
+        assert_consistent(&env);
+        // And a third run finds nothing to do.
+        let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+        assert!(stdout(&out).ends_with("added 0, skipped 400, failed 0\n"));
+    }
+}
