@@ -38,7 +38,10 @@ fn adds_files_and_folders_with_era_c_entries() {
     assert_eq!(a.status, Status::Pending);
     let abs_a = env.path().join("in/a/report.md").canonicalize().unwrap();
     assert_eq!(a.path.as_deref(), abs_a.to_str());
-    assert_eq!(std::fs::read_to_string(kb.join("raw/report.md")).unwrap(), "# A report\n");
+    assert_eq!(
+        std::fs::read_to_string(kb.join("raw/report.md")).unwrap(),
+        "# A report\n"
+    );
     assert_eq!(
         std::fs::read_to_string(kb.join("wiki/sources/report.md")).unwrap(),
         "# A report\n"
@@ -47,7 +50,9 @@ fn adds_files_and_folders_with_era_c_entries() {
     // Same stem from another folder: suffixed with sha256(path key)[:8].
     let b_path = env.path().join("in/b/report.md").canonicalize().unwrap();
     let suffix = &openkb::ingest::hash::sha256_hex(b_path.to_str().unwrap().as_bytes())[..8];
-    let b = env.doc_named(&format!("report-{suffix}")).expect("suffixed report");
+    let b = env
+        .doc_named(&format!("report-{suffix}"))
+        .expect("suffixed report");
     assert_eq!(b.raw_path.unwrap(), format!("raw/report-{suffix}.md"));
 
     // Non-text formats: raw copy with a lower-case suffix, type keeps its case, no source.
@@ -58,7 +63,10 @@ fn adds_files_and_folders_with_era_c_entries() {
     assert!(kb.join("raw/Long-Book.pdf").is_file());
 
     let index = std::fs::read_to_string(kb.join("wiki/index.md")).unwrap();
-    assert!(index.contains("## Documents\n- [[summaries/single]] (short) — single.txt\n"), "{index}");
+    assert!(
+        index.contains("## Documents\n- [[summaries/single]] (short) — single.txt\n"),
+        "{index}"
+    );
     let log = std::fs::read_to_string(kb.join("wiki/log.md")).unwrap();
     assert_eq!(log.matches("] ingest | ").count(), 4, "{log}");
     assert_eq!(env.store().log_tail(None, Some("ingest")).unwrap().len(), 4);
@@ -67,7 +75,11 @@ fn adds_files_and_folders_with_era_c_entries() {
     // A second run adds nothing.
     let out = env.run(&["add", "in", single.to_str().unwrap()]);
     assert!(out.status.success());
-    assert!(stdout(&out).ends_with("added 0, skipped 5, failed 0\n"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).ends_with("added 0, skipped 5, failed 0\n"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(env.docs().len(), 4);
 }
 
@@ -75,12 +87,19 @@ fn adds_files_and_folders_with_era_c_entries() {
 fn one_bad_file_does_not_stop_the_rest_and_fails_the_exit_code() {
     let env = Env::with_kb();
     env.write("in/good.md", "good\n");
-    let bad = env.path().join("in").join(std::ffi::OsStr::from_bytes(b"bad\xff.md"));
+    let bad = env
+        .path()
+        .join("in")
+        .join(std::ffi::OsStr::from_bytes(b"bad\xff.md"));
     std::fs::write(&bad, "bad name").unwrap();
     env.write("in/later.md", "later\n");
     let out = env.run(&["add", "in", "missing.md"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stdout(&out).ends_with("added 2, skipped 0, failed 2\n"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).ends_with("added 2, skipped 0, failed 2\n"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stderr(&out).contains("not valid UTF-8"), "{}", stderr(&out));
     assert!(stderr(&out).contains("missing.md"), "{}", stderr(&out));
     assert!(env.doc_named("good").is_some() && env.doc_named("later").is_some());
@@ -150,7 +169,10 @@ fn concurrent_adds_register_every_file_exactly_once() {
     let names: std::collections::BTreeSet<_> =
         docs.iter().map(|d| d.name.clone().unwrap()).collect();
     assert_eq!(names.len(), 300, "each file once");
-    assert_eq!(env.store().log_tail(None, Some("ingest")).unwrap().len(), 300);
+    assert_eq!(
+        env.store().log_tail(None, Some("ingest")).unwrap().len(),
+        300
+    );
     assert_consistent(&env);
 }
 

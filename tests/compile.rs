@@ -52,7 +52,11 @@ fn hook_failure_rolls_that_document_back_and_the_rest_goes_on() {
     assert!(!kb.join("wiki/sources/bad.md").exists());
     let index = std::fs::read_to_string(kb.join("wiki/index.md")).unwrap();
     assert!(!index.contains("summaries/bad]"), "{index}");
-    assert!(!std::fs::read_to_string(kb.join("wiki/log.md")).unwrap().contains("bad.md"));
+    assert!(
+        !std::fs::read_to_string(kb.join("wiki/log.md"))
+            .unwrap()
+            .contains("bad.md")
+    );
     assert_eq!(env.docs().len(), 2);
     assert_consistent(&env);
 }
@@ -68,7 +72,10 @@ fn hook_failure_on_an_edited_file_restores_the_previous_version() {
     let out = env.run(&["add", "in"]);
     assert_eq!(out.status.code(), Some(1));
     let kb = env.kb();
-    assert_eq!(std::fs::read_to_string(kb.join("raw/bad-plan.md")).unwrap(), "version 1\n");
+    assert_eq!(
+        std::fs::read_to_string(kb.join("raw/bad-plan.md")).unwrap(),
+        "version 1\n"
+    );
     assert_eq!(
         std::fs::read_to_string(kb.join("wiki/sources/bad-plan.md")).unwrap(),
         "version 1\n"
@@ -77,7 +84,11 @@ fn hook_failure_on_an_edited_file_restores_the_previous_version() {
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].hash, v1.hash);
     let index = std::fs::read_to_string(kb.join("wiki/index.md")).unwrap();
-    assert_eq!(index.matches("[[summaries/bad-plan]]").count(), 1, "{index}");
+    assert_eq!(
+        index.matches("[[summaries/bad-plan]]").count(),
+        1,
+        "{index}"
+    );
     assert_consistent(&env);
 }
 
@@ -91,16 +102,28 @@ fn compile_command_later_sets_compiled_and_failed() {
 
     let out = env.run(&["compile", "--pending"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no compile_command"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no compile_command"),
+        "{}",
+        stderr(&out)
+    );
 
     env.set_config(RECORDING_HOOK);
     let out = env.run(&["compile", "--pending"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stdout(&out).contains("compiled 1, failed 1"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("compiled 1, failed 1"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(env.doc_named("good").unwrap().status, Status::Compiled);
     let bad = env.doc_named("bad").unwrap();
     assert_eq!(bad.status, Status::Failed);
-    assert!(bad.error.as_deref().unwrap().contains("LLM quota exceeded"), "{:?}", bad.error);
+    assert!(
+        bad.error.as_deref().unwrap().contains("LLM quota exceeded"),
+        "{:?}",
+        bad.error
+    );
 
     let status = env.run(&["status"]);
     assert!(
@@ -113,7 +136,9 @@ fn compile_command_later_sets_compiled_and_failed() {
 
     // Fixed compiler: compiling the failed one by name succeeds and clears the error.
     let path = env.kb().join(".openkb/config.yaml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("bad*)", "nomatch*)");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("bad*)", "nomatch*)");
     std::fs::write(&path, text).unwrap();
     let out = env.run(&["compile", "bad"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -124,6 +149,10 @@ fn compile_command_later_sets_compiled_and_failed() {
 
     let out = env.run(&["compile", "no-such-doc"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no document has doc_name"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no document has doc_name"),
+        "{}",
+        stderr(&out)
+    );
     assert_consistent(&env);
 }

@@ -9,7 +9,9 @@ use common::{Env, assert_consistent, make_files, stderr, stdout};
 use openkb::state::intents;
 
 fn intents_left(env: &Env) -> usize {
-    intents::unfinished(&env.store().reader().unwrap()).unwrap().len()
+    intents::unfinished(&env.store().reader().unwrap())
+        .unwrap()
+        .len()
 }
 
 #[test]
@@ -31,11 +33,19 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
 
     // Readers do not repair (they take the shared lock) and are not confused.
     let out = env.run(&["list"]);
-    assert!(stdout(&out).contains("No documents registered"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("No documents registered"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = env.cmd().arg("add").arg(&folder).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("20 add(s) rolled back"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("20 add(s) rolled back"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stdout(&out).ends_with("added 20, skipped 0, failed 0\n"));
     assert_eq!(env.docs().len(), 20);
     assert_consistent(&env);
@@ -81,7 +91,10 @@ fn a_remove_killed_before_its_commit_is_finished() {
         .unwrap();
     assert!(!out.status.success());
     assert!(!env.kb().join("raw/gone.md").exists());
-    assert!(env.doc_named("gone").is_some(), "the row is the commit point");
+    assert!(
+        env.doc_named("gone").is_some(),
+        "the row is the commit point"
+    );
     assert_eq!(intents_left(&env), 1);
 
     env.write("other/x.md", "x\n");

@@ -16,7 +16,11 @@ fn legacy() -> Env {
 
 fn remove(env: &Env, identifier: &str) -> std::process::Output {
     let out = env.run(&["remove", identifier, "-y"]);
-    assert!(out.status.success(), "remove {identifier}: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "remove {identifier}: {}",
+        stderr(&out)
+    );
     out
 }
 
@@ -46,7 +50,11 @@ fn era_a_entry_without_doc_name_is_removed_by_hash() {
     let kb = env.kb();
     assert_eq!(by_name(&env, "Legacy Paper 0.md").len(), 1);
     let out = remove(&env, "Legacy Paper 0.md");
-    assert!(stdout(&out).contains("delete raw/Legacy Paper 0.md"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("delete raw/Legacy Paper 0.md"),
+        "{}",
+        stdout(&out)
+    );
     assert!(by_name(&env, "Legacy Paper 0.md").is_empty());
     for gone in [
         "raw/Legacy Paper 0.md",
@@ -60,7 +68,10 @@ fn era_a_entry_without_doc_name_is_removed_by_hash() {
     assert!(index(&env).contains("[[summaries/Legacy Paper 1]]"));
     assert_eq!(last_remove_log(&env), "Legacy Paper 0.md");
     let log = std::fs::read_to_string(kb.join("wiki/log.md")).unwrap();
-    assert!(log.trim_end().ends_with("] remove | Legacy Paper 0.md"), "{log}");
+    assert!(
+        log.trim_end().ends_with("] remove | Legacy Paper 0.md"),
+        "{log}"
+    );
     assert_eq!(env.docs().len(), 49);
 }
 
@@ -70,7 +81,11 @@ fn era_b_entry_is_removed_by_doc_name() {
     remove(&env, "Survey 0 (journal)");
     assert!(env.doc_named("Survey 0 (journal)").is_none());
     assert!(!env.kb().join("raw/Survey 0 (journal).md").exists());
-    assert!(!env.kb().join("wiki/summaries/Survey 0 (journal).md").exists());
+    assert!(
+        !env.kb()
+            .join("wiki/summaries/Survey 0 (journal).md")
+            .exists()
+    );
     assert!(env.kb().join("raw/Survey 1 (snapshot).md").exists());
 }
 
@@ -102,7 +117,11 @@ fn era_c_entries_and_wiki_links() {
     // A document added outside the KB: its original is never touched.
     remove(&env, "outside-kb");
     assert!(!kb.join("raw/outside-kb.md").exists());
-    assert!(Path::new(common::FIXTURE).join("external/outside-kb.md").exists());
+    assert!(
+        Path::new(common::FIXTURE)
+            .join("external/outside-kb.md")
+            .exists()
+    );
 
     // Dropped into raw/ with a sanitized copy: both raw files go.
     remove(&env, "2509.11420.md");
@@ -135,7 +154,11 @@ fn dry_run_keep_raw_and_confirmation() {
     let kb = env.kb();
     let out = env.run(&["remove", "doc-001-shard", "--dry-run"]);
     assert!(out.status.success());
-    assert!(stdout(&out).contains("delete raw/doc-001-shard.md"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("delete raw/doc-001-shard.md"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stdout(&out).contains("nothing was changed"));
     assert!(kb.join("raw/doc-001-shard.md").exists());
     assert!(env.doc_named("doc-001-shard").is_some());
@@ -175,9 +198,17 @@ fn never_deletes_outside_the_kb_whatever_the_entry_says() {
 
     let out = env.run(&["remove", "evil.md", "-y"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("leave ../victims/v1.md alone"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("leave ../victims/v1.md alone"),
+        "{}",
+        stdout(&out)
+    );
     for victim in &victims {
-        assert_eq!(std::fs::read_to_string(victim).unwrap(), "precious\n", "{victim:?}");
+        assert_eq!(
+            std::fs::read_to_string(victim).unwrap(),
+            "precious\n",
+            "{victim:?}"
+        );
     }
     assert!(env.docs().is_empty(), "the entry itself is removed");
 }

@@ -99,7 +99,8 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
 }
 
 /// A supported regular file under `raw`, with no dot-named component (dotfiles, `.openkb/`)
-/// and not a temp file.
+/// and not a temp file; or a new folder, walked whole because files written into it before
+/// its watch was set up raise no event of their own (add skips what is already registered).
 fn wanted(raw: &Path, path: &PathBuf) -> bool {
     let Ok(rel) = path.strip_prefix(raw) else {
         return false;
@@ -111,5 +112,7 @@ fn wanted(raw: &Path, path: &PathBuf) -> bool {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    !hidden && !fsx::is_temp_name(&name) && ingest::is_supported(&name) && path.is_file()
+    !hidden
+        && !fsx::is_temp_name(&name)
+        && ((ingest::is_supported(&name) && path.is_file()) || path.is_dir())
 }

@@ -159,7 +159,10 @@ pub fn assert_consistent(env: &Env) {
         }
     }
     for folder in ["raw", "wiki/sources"] {
-        for entry in std::fs::read_dir(kb.join(folder)).expect("read_dir").flatten() {
+        for entry in std::fs::read_dir(kb.join(folder))
+            .expect("read_dir")
+            .flatten()
+        {
             if entry.file_type().expect("type").is_file() {
                 let rel = format!("{folder}/{}", entry.file_name().to_string_lossy());
                 assert!(referenced.contains(&rel), "orphan published file {rel}");
@@ -178,7 +181,11 @@ pub fn assert_consistent(env: &Env) {
     for doc in &docs {
         if let Some(d) = &doc.doc_name {
             let link = format!("[[summaries/{d}]]");
-            assert_eq!(index.matches(&link).count(), 1, "index lines for {d}:\n{index}");
+            assert_eq!(
+                index.matches(&link).count(),
+                1,
+                "index lines for {d}:\n{index}"
+            );
         }
     }
     let staging = kb.join(".openkb/staging");
