@@ -200,7 +200,7 @@ fn strip_sources_entry(line: &str, doc_name: &str) -> Option<String> {
     let rest = line.strip_prefix("sources:")?;
     let list: Vec<String> = serde_json::from_str(rest.trim()).ok()?;
     let target = format!("summaries/{doc_name}.md");
-    if !list.iter().any(|s| *s == target) {
+    if !list.contains(&target) {
         return None;
     }
     let kept: Vec<String> = list

@@ -7,7 +7,7 @@
 //! finished first), with exit code 0 and nothing left half-done.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
                 verbose: ctx.verbose > 0,
             };
             if let Err(e) =
-                ingest::add::add_paths(&kb, &store, &[path.clone()], &options, &mut printer)
+                ingest::add::add_paths(&kb, &store, std::slice::from_ref(&path), &options, &mut printer)
             {
                 eprintln!("failed {}: {e}", path.display());
             }
@@ -101,7 +101,7 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
 /// A supported regular file under `raw`, with no dot-named component (dotfiles, `.openkb/`)
 /// and not a temp file; or a new folder, walked whole because files written into it before
 /// its watch was set up raise no event of their own (add skips what is already registered).
-fn wanted(raw: &Path, path: &PathBuf) -> bool {
+fn wanted(raw: &Path, path: &Path) -> bool {
     let Ok(rel) = path.strip_prefix(raw) else {
         return false;
     };

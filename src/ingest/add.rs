@@ -178,7 +178,10 @@ pub fn commit_batch(
             }
             match plan(kb, &reader, staging, item, &mut claims, options) {
                 Ok(p) => plans.push(p),
-                Err((item, e)) => report(&item.given, Outcome::Failed(e)),
+                Err(failed) => {
+                    let (item, e) = *failed;
+                    report(&item.given, Outcome::Failed(e));
+                }
             }
         }
     }
@@ -316,11 +319,11 @@ fn plan(
     item: Prepared,
     claims: &mut Claims,
     options: &Options,
-) -> std::result::Result<Plan, (Prepared, Error)> {
+) -> std::result::Result<Plan, Box<(Prepared, Error)>> {
     let stem = names::stem(&item.name).to_owned();
     let resolved = match docname::resolve(q, &item.path_key, &stem, claims) {
         Ok(r) => r,
-        Err(e) => return Err((item, e)),
+        Err(e) => return Err(Box::new((item, e))),
     };
     match plan_inner(kb, q, staging, &item, &resolved, options) {
         Ok((doc, steps, files, stale)) => {
@@ -336,7 +339,7 @@ fn plan(
                 failed: None,
             })
         }
-        Err(e) => Err((item, e)),
+        Err(e) => Err(Box::new((item, e))),
     }
 }
 
