@@ -121,19 +121,21 @@ pub fn roll_back_add(
 ) -> Result<()> {
     for file in files.iter().rev() {
         let target = kb_path(kb, &file.path)?;
-        let restored = match &file.backup {
+        match &file.backup {
+            // The target existed before the add. Its backup is made before it is replaced,
+            // so a missing backup means the add never got to this file: leave it alone
+            // (deleting it would lose the previous version).
             Some(backup) => {
                 let backup = kb_path(kb, backup)?;
                 match std::fs::rename(&backup, &target) {
-                    Ok(()) => true,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io("cannot restore", &target, e)),
                 }
             }
-            None => false,
-        };
-        if !restored {
-            remove_file(&target)?;
+            None => {
+                remove_file(&target)?;
+            }
         }
     }
     if let Some(d) = doc_name {
