@@ -122,6 +122,17 @@ impl Reporter for Printer {
                     true,
                 );
             }
+            Outcome::Known => {
+                if self.verbose {
+                    self.line(
+                        format!(
+                            "skipped {}: already registered (same content)",
+                            path.display()
+                        ),
+                        false,
+                    );
+                }
+            }
             Outcome::Skipped(why) => {
                 if self.show_skipped || self.verbose {
                     self.line(format!("skipped {}: {why}", path.display()), false);

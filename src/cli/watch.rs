@@ -86,9 +86,13 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
                 compile_command: kb.config()?.compile_command().map(str::to_owned),
                 verbose: ctx.verbose > 0,
             };
-            if let Err(e) =
-                ingest::add::add_paths(&kb, &store, std::slice::from_ref(&path), &options, &mut printer)
-            {
+            if let Err(e) = ingest::add::add_paths(
+                &kb,
+                &store,
+                std::slice::from_ref(&path),
+                &options,
+                &mut printer,
+            ) {
                 eprintln!("failed {}: {e}", path.display());
             }
         }

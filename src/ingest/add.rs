@@ -35,7 +35,12 @@ pub const BATCH_TIME: Duration = Duration::from_secs(1);
 /// What became of one file.
 #[derive(Debug)]
 pub enum Outcome {
-    Added { doc_name: String, status: Status },
+    Added {
+        doc_name: String,
+        status: Status,
+    },
+    /// Its content is registered already (the usual case of a re-run: reported quietly).
+    Known,
     Skipped(String),
     Failed(Error),
 }
@@ -74,7 +79,7 @@ pub fn add_paths(
     let mut emit = |path: &Path, outcome: Outcome, reporter: &mut dyn Reporter| {
         match &outcome {
             Outcome::Added { .. } => summary.added += 1,
-            Outcome::Skipped(_) => summary.skipped += 1,
+            Outcome::Skipped(_) | Outcome::Known => summary.skipped += 1,
             Outcome::Failed(_) => summary.failed += 1,
         }
         reporter.outcome(path, &outcome);
@@ -85,7 +90,7 @@ pub fn add_paths(
         match prep {
             Prep::Skipped(p, why) => emit(&p, Outcome::Skipped(why), reporter),
             Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
-            Prep::Ready(_) => {}
+            Prep::Ready(_) | Prep::Known(_) => {}
         }
     }
     if files.is_empty() {
@@ -104,6 +109,7 @@ pub fn add_paths(
                 }
                 batch.push(p);
             }
+            Prep::Known(p) => emit(&p, Outcome::Known, reporter),
             Prep::Skipped(p, why) => emit(&p, Outcome::Skipped(why), reporter),
             Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
         }
@@ -163,10 +169,7 @@ pub fn commit_batch(
         let mut claims = Claims::default();
         for item in items {
             if reader.is_known(&item.hash)? {
-                report(
-                    &item.given,
-                    Outcome::Skipped("already registered (same content)".into()),
-                );
+                report(&item.given, Outcome::Known);
                 continue;
             }
             if item.in_raw && !item.resolved.is_file() {

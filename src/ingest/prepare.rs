@@ -108,6 +108,8 @@ pub struct Prepared {
 #[derive(Debug)]
 pub enum Prep {
     Ready(Prepared),
+    /// Its content is registered already.
+    Known(PathBuf),
     Skipped(PathBuf, String),
     Failed(PathBuf, Error),
 }
@@ -230,12 +232,21 @@ fn prepare_inner(
         }
     };
     let resolved = path.canonicalize().with_path("cannot resolve", path)?;
-    let hash = sha256_file(&resolved)?;
+    // Small files are read once: hashed and staged from the same bytes.
+    let size = std::fs::metadata(&resolved)
+        .with_path("cannot read", &resolved)?
+        .len();
+    let bytes = if size <= SMALL_FILE {
+        Some(std::fs::read(&resolved).with_path("cannot read", &resolved)?)
+    } else {
+        None
+    };
+    let hash = match &bytes {
+        Some(b) => super::hash::sha256_hex(b),
+        None => sha256_file(&resolved)?,
+    };
     if store.is_known(&hash)? {
-        return Ok(Prep::Skipped(
-            path.to_path_buf(),
-            "already registered (same content)".into(),
-        ));
+        return Ok(Prep::Known(path.to_path_buf()));
     }
     if !run_hashes.insert(hash.clone()) {
         return Ok(Prep::Skipped(
@@ -258,18 +269,24 @@ fn prepare_inner(
     };
     if super::is_text(&name) {
         let source = staging.fresh("source");
-        if copy_hashing(&resolved, &source)? != hash {
-            return Ok(changed());
+        match &bytes {
+            Some(b) => write_new(&source, b)?,
+            None => {
+                if copy_hashing(&resolved, &source)? != hash {
+                    return Ok(changed());
+                }
+            }
         }
         staged_source = Some(source);
     }
     if !in_raw {
         let raw = staging.fresh("raw");
-        match &staged_source {
-            Some(source) => {
+        match (&bytes, &staged_source) {
+            (Some(b), _) => write_new(&raw, b)?,
+            (None, Some(source)) => {
                 copy_hashing(source, &raw)?;
             }
-            None => {
+            (None, None) => {
                 if copy_hashing(&resolved, &raw)? != hash {
                     return Ok(changed());
                 }
@@ -287,6 +304,20 @@ fn prepare_inner(
         staged_raw,
         staged_source,
     }))
+}
+
+/// Files up to this size are read into memory once instead of being streamed twice.
+const SMALL_FILE: u64 = 4 << 20;
+
+/// Write `bytes` to a new file `path` (mode 0666 minus umask); fsynced with its batch.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(path)
+        .with_path("cannot create", path)?;
+    file.write_all(bytes).with_path("cannot write", path)
 }
 
 /// Copy `from` to a new file `to` (mode 0666 minus umask) and return the SHA-256 of the bytes
