@@ -235,3 +235,74 @@ fn a_held_lock_makes_add_wait_and_the_timeout_ends_it_clearly() {
     let _ = holder.wait_with_output();
     assert_consistent(&env);
 }
+
+#[test]
+fn doc_names_follow_the_python_rules_on_a_legacy_kb() {
+    let env = Env::new();
+    common::legacy_kb(&env);
+    let before = env.docs().len();
+    // Era A entry {name, type}: a new version of the same file takes its name and replaces
+    // it (legacy convergence: one entry, not two).
+    env.write("new/Legacy Paper 0.md", "a new version of legacy paper 0\n");
+    // Era B entry (doc_name = raw stem): reused and replaced the same way.
+    env.write("new/Survey 1 (snapshot).md", "a new survey\n");
+    // Owned names get the sha256(path key) suffix; NFKC makes the NFD name collide too.
+    env.write("new/report.md", "yet another report\n");
+    env.write("new/cafe\u{301}-menu.md", "another menu\n");
+    // A fresh stem is sanitized and kept clean.
+    env.write("new/Fresh Notes (v2).md", "fresh\n");
+    let out = env.run(&["add", "new"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("added 5, skipped 0, failed 0\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    let docs = env.docs();
+    assert_eq!(docs.len(), before + 3, "two legacy entries were replaced");
+    let named = |name: &str| -> Vec<_> {
+        docs.iter()
+            .filter(|d| d.name.as_deref() == Some(name))
+            .collect()
+    };
+    let legacy0 = named("Legacy Paper 0.md");
+    assert_eq!(legacy0.len(), 1);
+    assert_eq!(legacy0[0].doc_name.as_deref(), Some("Legacy Paper 0"));
+    assert!(
+        legacy0[0]
+            .path
+            .as_deref()
+            .unwrap()
+            .ends_with("new/Legacy Paper 0.md")
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.kb().join("raw/Legacy Paper 0.md")).unwrap(),
+        "a new version of legacy paper 0\n"
+    );
+    let survey = named("Survey 1 (snapshot).md");
+    assert_eq!(survey.len(), 1);
+    assert_eq!(survey[0].doc_name.as_deref(), Some("Survey 1 (snapshot)"));
+
+    let key = |rel: &str| {
+        let p = env.path().join(rel).canonicalize().unwrap();
+        openkb::ingest::hash::sha256_hex(p.to_str().unwrap().as_bytes())[..8].to_owned()
+    };
+    assert!(
+        env.doc_named(&format!("report-{}", key("new/report.md")))
+            .is_some()
+    );
+    assert!(
+        env.doc_named(&format!(
+            "caf\u{e9}-menu-{}",
+            key("new/cafe\u{301}-menu.md")
+        ))
+        .is_some()
+    );
+    assert!(env.doc_named("Fresh-Notes-v2").is_some());
+    // The old entries that kept their names are untouched.
+    assert_eq!(
+        env.doc_named("report").unwrap().path.as_deref(),
+        Some("inbox/a/report.md")
+    );
+}

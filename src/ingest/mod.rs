@@ -11,7 +11,7 @@
 //!
 //! 1. an **intent** row is committed to `state.db` naming every file the operation will
 //!    create (and where the previous content of any file it replaces was kept) or delete;
-//! 2. the files are published (`rename` from staging, fsync, folder fsync) or deleted;
+//! 2. the files are published (`rename` from staging, then made durable) or deleted;
 //! 3. **one transaction** commits the document row, its log row and deletes the intent.
 //!    This is the commit point. `wiki/log.md` is rendered from the log row afterwards.
 //!

@@ -1,10 +1,9 @@
 //! Putting staged files in place, and taking them out again on rollback.
 //!
-//! A staged file is already fsynced; publishing is a `rename` (atomic: a reader sees the old
-//! file or the new one), falling back to copy-to-temp + fsync + rename when staging and target
-//! are on different filesystems (EXDEV). A replaced file keeps its mode. The folders touched
-//! are fsynced once per batch by the caller ([`sync_dirs`]), before the commit that makes
-//! the files official.
+//! Publishing is a `rename` from staging (atomic: a reader sees the old file or the new one),
+//! falling back to copy-to-temp + fsync + rename when staging and target are on different
+//! filesystems (EXDEV). A replaced file keeps its mode. Before the commit that registers a
+//! batch, [`make_durable`] flushes the batch's files and folder entries at once.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
