@@ -1,11 +1,13 @@
 -- openkb state database: intents of interrupted-safe operations.
 -- Applied once, in one transaction, by src/state/schema.rs. Never edit a shipped migration.
+-- IF NOT EXISTS: databases made by builds of the ingest branch before 0002 was merged have
+-- this table at user_version 2; re-applying it after the merge must be harmless.
 
 -- One row per document operation in flight. It is committed BEFORE the operation touches any
 -- file and deleted in the same transaction that commits the operation's result, so a row that
 -- survives a crash says exactly which files to roll back (or, for a remove, to finish
 -- deleting). The next openkb process that takes the KB's exclusive lock settles every row.
-CREATE TABLE intents (
+CREATE TABLE IF NOT EXISTS intents (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     operation  TEXT NOT NULL CHECK (operation IN ('add', 'remove', 'compile')),
     -- The document's content hash (the documents row this operation creates/deletes/compiles).

@@ -109,7 +109,24 @@ fn a_remove_killed_before_its_commit_is_finished() {
 
 #[test]
 fn sigkill_during_a_folder_add_then_a_rerun_completes_it() {
-    for delay_ms in [50u64, 400, 1200, 2500] {
+    // Kill points are spread over the whole run, whatever this machine's speed: time one
+    // full add first, then kill at fractions of it.
+    let timing = Env::with_kb();
+    let folder = make_files(&timing, "in", 400);
+    let started = Instant::now();
+    assert!(
+        timing
+            .cmd()
+            .arg("add")
+            .arg(&folder)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let full = started.elapsed();
+
+    for fraction in [0.1, 0.3, 0.5, 0.7, 0.9] {
         let env = Env::with_kb();
         let folder = make_files(&env, "in", 400);
         let mut child = env
@@ -120,16 +137,21 @@ fn sigkill_during_a_folder_add_then_a_rerun_completes_it() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        std::thread::sleep(full.mul_f64(fraction));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        let registered = env.docs().len();
+        eprintln!("killed at {fraction} of {full:?}: {registered} registered");
 
         let started = Instant::now();
         let out = env.cmd().arg("add").arg(&folder).output().unwrap();
-        assert!(out.status.success(), "delay {delay_ms}: {}", stderr(&out));
-        assert!(started.elapsed() < Duration::from_secs(60));
-        let docs = env.docs();
-        assert_eq!(docs.len(), 400, "delay {delay_ms}");
+        assert!(out.status.success(), "at {fraction}: {}", stderr(&out));
+        assert!(started.elapsed() < Duration::from_secs(120));
+        assert_eq!(
+            env.docs().len(),
+            400,
+            "at {fraction} ({registered} before the re-run)"
+        );
         assert_consistent(&env);
         // And a third run finds nothing to do.
         let out = env.cmd().arg("add").arg(&folder).output().unwrap();
