@@ -101,6 +101,13 @@ pub fn add_paths(
     let mut batch: Vec<Prepared> = Vec::new();
     let mut batch_started = Instant::now();
     let mut outcomes: Vec<(PathBuf, Outcome)> = Vec::new();
+    // A compile hook may take minutes per document and runs under the lock: one document per
+    // batch, so other commands get the lock between documents.
+    let max_batch = if options.compile_command.is_some() {
+        1
+    } else {
+        BATCH_FILES
+    };
     for (i, file) in files.iter().enumerate() {
         match prepare::prepare(kb, store, &staging, file, &mut run_hashes) {
             Prep::Ready(p) => {
@@ -115,7 +122,7 @@ pub fn add_paths(
         }
         let last = i + 1 == files.len();
         if !batch.is_empty()
-            && (last || batch.len() >= BATCH_FILES || batch_started.elapsed() >= BATCH_TIME)
+            && (last || batch.len() >= max_batch || batch_started.elapsed() >= BATCH_TIME)
         {
             commit_batch(
                 kb,
