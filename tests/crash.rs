@@ -158,3 +158,43 @@ fn sigkill_during_a_folder_add_then_a_rerun_completes_it() {
         assert!(stdout(&out).ends_with("added 0, skipped 400, failed 0\n"));
     }
 }
+
+#[test]
+fn a_compile_killed_mid_hook_is_marked_failed_and_an_add_rolled_back() {
+    let env = Env::with_kb();
+    env.write("in/doc.md", "doc\n");
+    assert!(env.run(&["add", "in"]).status.success());
+    // The hook kills openkb itself (its parent), as a SIGKILL from outside would.
+    env.set_config("compile_command: 'kill -9 $PPID; sleep 5'\n");
+    let out = env.run(&["compile", "--pending"]);
+    assert!(!out.status.success());
+    assert_eq!(intents_left(&env), 1);
+
+    env.write("other/new.md", "new\n");
+    let out = env.run(&["add", "other"]);
+    assert!(!out.status.success(), "the hook kills this add too");
+    // That add's own recovery marked the compile failed before its hook killed it.
+    let doc = env.doc_named("doc").unwrap();
+    assert_eq!(doc.status, openkb::state::Status::Failed);
+    assert!(doc.error.unwrap().contains("interrupted"));
+    assert!(env.doc_named("new").is_none());
+    assert_eq!(intents_left(&env), 1);
+
+    // Without the killer hook, the next add rolls the killed one back, then redoes it.
+    let path = env.kb().join(".openkb/config.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("compile_command: 'kill -9 $PPID; sleep 5'\n", ""),
+    )
+    .unwrap();
+    let out = env.run(&["add", "other"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 add(s) rolled back"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.doc_named("new").is_some());
+    assert_consistent(&env);
+}
