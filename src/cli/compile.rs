@@ -9,7 +9,15 @@ use crate::error::{Error, Result};
 use crate::ingest;
 use crate::state::{Document, IntentFile, IntentOp, Queries, Status};
 
+const AFTER_HELP: &str = "\
+compile_command (in .openkb/config.yaml) is run by `sh -c` in the KB folder, once per
+document, with OPENKB_KB_DIR, OPENKB_DOC_NAME, OPENKB_DOC_HASH, OPENKB_RAW_PATH and
+OPENKB_SOURCE_PATH (absolute paths, empty when the document has no such file). Exit 0 marks the
+document compiled; anything else marks it failed and keeps the end of its stderr as the error.
+It runs under the KB's exclusive lock: it must not run openkb commands on the same KB.";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// doc_names of the documents to compile
     #[arg(value_name = "DOC_NAME")]
