@@ -2,9 +2,10 @@
 //! holds, and copy what is new into a private staging folder (`.openkb/staging/rs-<pid>-<n>/`),
 //! fsynced, ready to be renamed into place under the lock.
 //!
-//! A staging folder is owned through an flock on its `.lock` file for as long as the process
-//! lives; recovery sweeps only folders nobody holds, so a long prepare running beside another
-//! command's recovery is never pulled from under its feet.
+//! A staging folder is owned through an flock on `<folder>.lock`, taken before the folder is
+//! made and held for as long as the process lives; recovery sweeps only folders nobody holds,
+//! so a long prepare running beside another command's recovery is never pulled from under its
+//! feet.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -26,9 +27,13 @@ use crate::state::Store;
 pub const STAGING_PREFIX: &str = "rs-";
 
 /// A private staging folder, removed when dropped.
+///
+/// Ownership is an flock on `<folder>.lock` beside it, taken BEFORE the folder exists: a
+/// sweeper that finds the folder can always tell a live owner (lock held) from a dead one.
 #[derive(Debug)]
 pub struct Staging {
     dir: PathBuf,
+    lock_path: PathBuf,
     _lock: File,
     next: std::cell::Cell<u64>,
 }
@@ -38,30 +43,36 @@ impl Staging {
         let parent = kb.openkb_dir().join("staging");
         std::fs::create_dir_all(&parent).with_path("cannot create folder", &parent)?;
         for attempt in 0u32.. {
-            let dir = parent.join(format!(
+            let name = format!(
                 "{STAGING_PREFIX}{}-{}-{attempt}",
                 std::process::id(),
                 chrono::Utc::now().timestamp_micros()
-            ));
-            match std::fs::create_dir(&dir) {
-                Ok(()) => {
-                    let lock_path = dir.join(".lock");
-                    let lock = OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .mode(0o666)
-                        .open(&lock_path)
-                        .with_path("cannot create", &lock_path)?;
-                    lock.lock().with_path("cannot lock", &lock_path)?;
-                    return Ok(Staging {
-                        dir,
-                        _lock: lock,
-                        next: std::cell::Cell::new(0),
-                    });
+            );
+            let lock_path = parent.join(format!("{name}.lock"));
+            let lock = match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o666)
+                .open(&lock_path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    continue;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {}
-                Err(e) => return Err(Error::io("cannot create folder", &dir, e)),
+                Err(e) => return Err(Error::io("cannot create", &lock_path, e)),
+            };
+            lock.lock().with_path("cannot lock", &lock_path)?;
+            let dir = parent.join(&name);
+            if let Err(e) = std::fs::create_dir(&dir) {
+                let _ = std::fs::remove_file(&lock_path);
+                return Err(Error::io("cannot create folder", &dir, e));
             }
+            return Ok(Staging {
+                dir,
+                lock_path,
+                _lock: lock,
+                next: std::cell::Cell::new(0),
+            });
         }
         unreachable!("the loop returns or fails within 100 attempts")
     }
@@ -81,6 +92,7 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.lock_path);
     }
 }
 

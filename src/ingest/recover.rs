@@ -4,8 +4,6 @@
 //! and `cli::open_kb`), so no other openkb process is mid-operation while it works: every
 //! intent it finds belongs to a process that died (or was killed) before its commit.
 
-use std::path::Path;
-
 use super::kb_path;
 use super::prepare::STAGING_PREFIX;
 use super::publish::remove_file;
@@ -159,8 +157,8 @@ pub fn drop_backups(kb: &Kb, files: &[IntentFile]) {
     }
 }
 
-/// Remove staging folders whose owner is gone: their `.lock` is not held, or (a folder made
-/// an instant before its owner died, with no lock file yet) it is older than this process.
+/// Remove staging folders whose owner is gone: nobody holds their `<folder>.lock` (taken
+/// before the folder is made, released only by the owner's exit), or the lock file is missing.
 fn sweep_staging(kb: &Kb) -> Result<usize> {
     let dir = kb.openkb_dir().join("staging");
     let entries = match std::fs::read_dir(&dir) {
@@ -168,37 +166,28 @@ fn sweep_staging(kb: &Kb) -> Result<usize> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
     };
-    let started = process_start();
     let mut swept = 0;
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(STAGING_PREFIX) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(STAGING_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let path = entry.path();
-        if is_abandoned(&path, started) && std::fs::remove_dir_all(&path).is_ok() {
+        let folder = entry.path();
+        let lock_path = dir.join(format!("{name}.lock"));
+        let lock = match std::fs::OpenOptions::new().append(true).open(&lock_path) {
+            Ok(file) => match file.try_lock() {
+                Ok(()) => Some(file),
+                Err(_) => continue,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(_) => continue,
+        };
+        if std::fs::remove_dir_all(&folder).is_ok() {
             swept += 1;
+        }
+        if lock.is_some() {
+            let _ = std::fs::remove_file(&lock_path);
         }
     }
     Ok(swept)
-}
-
-fn is_abandoned(staging: &Path, started: std::time::SystemTime) -> bool {
-    match std::fs::OpenOptions::new()
-        .append(true)
-        .open(staging.join(".lock"))
-    {
-        // The flock is released with its holder; if we can take it, the owner is gone. The
-        // file is closed (and the lock with it) before the folder is removed.
-        Ok(file) => file.try_lock().is_ok(),
-        Err(_) => std::fs::metadata(staging)
-            .and_then(|m| m.modified())
-            .is_ok_and(|m| m < started),
-    }
-}
-
-fn process_start() -> std::time::SystemTime {
-    std::fs::metadata("/proc/self")
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| std::time::SystemTime::now())
 }
