@@ -198,3 +198,57 @@ fn a_compile_killed_mid_hook_is_marked_failed_and_an_add_rolled_back() {
     assert!(env.doc_named("new").is_some());
     assert_consistent(&env);
 }
+
+#[test]
+fn ctrl_c_during_a_folder_add_finishes_the_batch_and_leaves_nothing_to_repair() {
+    let timing = Env::with_kb();
+    let folder = make_files(&timing, "in", 800);
+    let started = Instant::now();
+    assert!(
+        timing
+            .cmd()
+            .arg("add")
+            .arg(&folder)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let full = started.elapsed();
+
+    let env = Env::with_kb();
+    let folder = make_files(&env, "in", 800);
+    let child = env
+        .cmd()
+        .arg("add")
+        .arg(&folder)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(full.mul_f64(0.4));
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let signalled = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let registered = env.docs().len();
+    eprintln!(
+        "interrupted at 0.4 of {full:?}: {registered} registered, exited {:?} after the signal: {}",
+        signalled.elapsed(),
+        stderr(&out)
+    );
+    if registered < 800 {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("interrupted:"), "{}", stderr(&out));
+    }
+    // Nothing for recovery to do: no intents, no staging, every registered file in place.
+    assert_eq!(intents_left(&env), 0);
+    assert_consistent(&env);
+    let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("recovered"), "{}", stderr(&out));
+    assert_eq!(env.docs().len(), 800);
+    assert_consistent(&env);
+}

@@ -24,6 +24,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         compile_command: kb.config()?.compile_command().map(str::to_owned),
         verbose: ctx.verbose > 0,
     };
+    crate::ingest::stop_cleanly_on_interrupt();
     let mut reporter = Printer::new(ctx.verbose > 0);
     let summary = add::add_paths(&kb, &store, &args.paths, &options, &mut reporter)?;
     reporter.finish();
@@ -36,6 +37,13 @@ pub(super) fn finish(summary: Summary) -> Result<()> {
         "added {}, skipped {}, failed {}",
         summary.added, summary.skipped, summary.failed
     );
+    if summary.not_done > 0 {
+        return Err(Error::Incomplete(format!(
+            "interrupted: {} file(s) were not looked at (what was started was finished); run \
+             the same command again to add them",
+            summary.not_done
+        )));
+    }
     if summary.failed > 0 {
         return Err(Error::Incomplete(format!(
             "{} file(s) could not be added (see the messages above); the others were",

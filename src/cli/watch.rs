@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use notify_debouncer_full::new_debouncer;
@@ -20,12 +19,6 @@ use crate::ingest::{self, add::Options};
 
 /// Debounce delay in milliseconds; hidden, for tests.
 const DEBOUNCE_ENV: &str = "OPENKB_WATCH_DEBOUNCE_MS";
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -43,11 +36,7 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(2));
 
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    ingest::stop_cleanly_on_interrupt();
 
     let (tx, rx) = std::sync::mpsc::channel();
     let mut debouncer = new_debouncer(debounce, None, tx)
@@ -59,7 +48,7 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
 
     let mut printer = super::add::Printer::new(ctx.verbose > 0);
     printer.show_skipped = false;
-    while !STOP.load(Ordering::SeqCst) {
+    while !ingest::interrupted() {
         let events = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Ok(events)) => events,
             Ok(Err(errors)) => {
@@ -78,7 +67,7 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
             }
         }
         for path in paths {
-            if STOP.load(Ordering::SeqCst) {
+            if ingest::interrupted() {
                 break;
             }
             // Re-read per file: a compile_command set while watching takes effect.

@@ -59,6 +59,9 @@ pub struct Summary {
     pub added: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// Files not looked at because SIGINT/SIGTERM stopped the run (see
+    /// [`super::stop_cleanly_on_interrupt`]).
+    pub not_done: usize,
 }
 
 /// Receives progress: the number of files found, then one outcome per input.
@@ -101,6 +104,7 @@ pub fn add_paths(
     let mut batch: Vec<Prepared> = Vec::new();
     let mut batch_started = Instant::now();
     let mut outcomes: Vec<(PathBuf, Outcome)> = Vec::new();
+    let mut not_done = 0;
     // A compile hook may take minutes per document and runs under the lock: one document per
     // batch, so other commands get the lock between documents.
     let max_batch = if options.compile_command.is_some() {
@@ -109,6 +113,10 @@ pub fn add_paths(
         BATCH_FILES
     };
     for (i, file) in files.iter().enumerate() {
+        if super::interrupted() {
+            not_done = files.len() - i;
+            break;
+        }
         match prepare::prepare(kb, store, &staging, file, &mut run_hashes) {
             Prep::Ready(p) => {
                 if batch.is_empty() {
@@ -120,10 +128,7 @@ pub fn add_paths(
             Prep::Skipped(p, why) => emit(&p, Outcome::Skipped(why), reporter),
             Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
         }
-        let last = i + 1 == files.len();
-        if !batch.is_empty()
-            && (last || batch.len() >= max_batch || batch_started.elapsed() >= BATCH_TIME)
-        {
+        if batch.len() >= max_batch || batch_started.elapsed() >= BATCH_TIME {
             commit_batch(
                 kb,
                 store,
@@ -137,6 +142,16 @@ pub fn add_paths(
             }
         }
     }
+    if !batch.is_empty() {
+        commit_batch(kb, store, &staging, options, batch, &mut |p, o| {
+            outcomes.push((p.to_path_buf(), o))
+        })?;
+        for (p, o) in outcomes.drain(..) {
+            emit(&p, o, reporter);
+        }
+    }
+    drop(emit);
+    summary.not_done = not_done;
     Ok(summary)
 }
 

@@ -68,6 +68,33 @@ pub fn is_text(file_name: &str) -> bool {
     TEXT.contains(&crate::names::suffix(file_name).to_lowercase().as_str())
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Make SIGINT (Ctrl-C) and SIGTERM ask long-running work (`add` of a folder, `watch`) to stop
+/// at the next file boundary, finishing what it started, instead of dying mid-batch.
+pub fn stop_cleanly_on_interrupt() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+    }
+}
+
+/// True once SIGINT or SIGTERM arrived (after [`stop_cleanly_on_interrupt`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Take the KB's exclusive lock; when this is the outermost acquisition (not a re-entry),
 /// settle what interrupted processes left behind first.
 pub fn lock_exclusive(kb: &Kb, store: &Store) -> Result<LockGuard> {
