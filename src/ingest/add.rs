@@ -150,7 +150,6 @@ pub fn add_paths(
             emit(&p, o, reporter);
         }
     }
-    drop(emit);
     summary.not_done = not_done;
     Ok(summary)
 }
