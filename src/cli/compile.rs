@@ -73,6 +73,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             })?;
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|d| seen.insert(d.hash.clone()));
     let (mut compiled, mut failed) = (0usize, 0usize);
     for doc in targets {
         let _lock = ingest::lock_exclusive(&kb, &store)?;
