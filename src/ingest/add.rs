@@ -231,7 +231,7 @@ pub fn commit_batch(
         p.intent = id;
     }
 
-    // 2. Files, then one fsync per folder.
+    // 2. Files, then made durable (one syncfs for the batch).
     let mut dirs = BTreeSet::new();
     let mut published = Vec::new();
     for p in &mut plans {
