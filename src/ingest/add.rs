@@ -314,12 +314,14 @@ pub fn commit_batch(
             return Err(e);
         }
     };
-    for entry in &logs {
-        if let Err(e) = kb.append_log_md(entry) {
-            eprintln!(
-                "warning: {e} (the log table has the entry; `openkb doctor` can rebuild log.md)"
-            );
-        }
+    // One append for the batch's log.md lines (one write, so they stay together).
+    let text: String = logs.iter().map(|e| e.to_markdown()).collect();
+    if !text.is_empty()
+        && let Err(e) = crate::fsx::append(&kb.log_md(), crate::state::LOG_MD_HEADER, &text)
+    {
+        eprintln!(
+            "warning: {e} (the log table has the entries; `openkb doctor` can rebuild log.md)"
+        );
     }
     for p in plans {
         drop_backups(kb, &p.files);
