@@ -98,6 +98,11 @@ pub enum Error {
 
     #[error("{0}")]
     Invalid(String),
+
+    /// A command that works through many items finished, but some failed (each was reported
+    /// as it happened); only the exit code is left to say so.
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 impl Error {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod fsx;
+pub mod ingest;
 pub mod kb;
 pub mod lint;
 pub mod lock;

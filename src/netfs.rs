@@ -46,7 +46,7 @@ pub struct FsInfo {
     pub overridden: bool,
 }
 
-// Magic numbers of `statfs.f_type` (see /work/shared/reference/network-filesystems.md).
+// Magic numbers of `statfs.f_type` (see the network-filesystems reference in the project notes).
 // Named as in linux/magic.h or coreutils' stat.c; those `libc` has are used from `libc`.
 const CIFS_SUPER_MAGIC: u64 = 0xFF53_4D42;
 const SMB2_SUPER_MAGIC: u64 = 0xFE53_4D42;

@@ -15,3 +15,309 @@ pub const INDEX_SEED: &str =
 
 /// `wiki/AGENTS.md`: the schema an LLM compiler follows when it writes this wiki.
 pub const AGENTS_MD: &str = include_str!("wiki_schema.md");
+
+// ---------------------------------------------------------------------------------------------
+// Editing the wiki when documents come and go. Every page is rewritten with
+// `fsx::atomic_write`, and only when its text changed, so a crash leaves each page whole and
+// the edits can simply be redone (they are idempotent).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::fsx;
+
+/// The header of the section `index.md` lists documents in.
+const DOCUMENTS_HEADER: &str = "## Documents";
+
+/// The index line of a document added by openkb, in the Python compiler's shape.
+pub fn index_line(doc_name: &str, name: &str) -> String {
+    format!("- [[summaries/{doc_name}]] (short) — {name}")
+}
+
+/// Insert index lines (`(doc_name, line)`) at the top of `## Documents`, as if each had been
+/// inserted in turn (the last one ends up first). Documents already linked from the index are
+/// left alone. One rewrite of the file for the whole set. Returns the doc_names inserted.
+pub fn index_insert(index_md: &Path, entries: &[(String, String)]) -> Result<Vec<String>> {
+    let text = read_or(index_md, INDEX_SEED)?;
+    let linked = linked_summaries(&text);
+    let mut inserted = Vec::new();
+    let mut block = String::new();
+    for (doc_name, line) in entries.iter().rev() {
+        if linked.contains(doc_name.as_str()) || inserted.contains(doc_name) {
+            continue;
+        }
+        block.push_str(line);
+        block.push('\n');
+        inserted.push(doc_name.clone());
+    }
+    if inserted.is_empty() {
+        return Ok(inserted);
+    }
+    let updated = match find_header(&text, DOCUMENTS_HEADER) {
+        Some(after_header) => {
+            let newline = if text[..after_header].ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
+            format!(
+                "{}{newline}{block}{}",
+                &text[..after_header],
+                &text[after_header..]
+            )
+        }
+        None => {
+            let sep = if text.is_empty() || text.ends_with("\n\n") {
+                ""
+            } else if text.ends_with('\n') {
+                "\n"
+            } else {
+                "\n\n"
+            };
+            format!("{text}{sep}{DOCUMENTS_HEADER}\n{block}")
+        }
+    };
+    fsx::atomic_write(index_md, updated.as_bytes())?;
+    Ok(inserted)
+}
+
+/// The doc_names `text` links to as `[[summaries/<doc_name>...]]`.
+fn linked_summaries(text: &str) -> std::collections::HashSet<&str> {
+    let mut out = std::collections::HashSet::new();
+    let needle = "[[summaries/";
+    let mut rest = text;
+    while let Some(at) = rest.find(needle) {
+        let after = &rest[at + needle.len()..];
+        let end = after.find("]]").unwrap_or(after.len());
+        let target = &after[..end];
+        let target = target.split(['|', '#']).next().unwrap_or(target);
+        out.insert(target.strip_suffix(".md").unwrap_or(target));
+        rest = &after[end.min(after.len())..];
+    }
+    out
+}
+
+/// Remove the index lines linking to any of `doc_names`. Returns whether the file changed.
+pub fn index_remove(index_md: &Path, doc_names: &[&str]) -> Result<bool> {
+    let text = match std::fs::read_to_string(index_md) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("cannot read", index_md, e)),
+    };
+    let mut changed = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with("- ") && doc_names.iter().any(|d| line_links(line, d)) {
+            changed = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    if changed {
+        fsx::atomic_write(index_md, out.as_bytes())?;
+    }
+    Ok(changed)
+}
+
+/// Strip `[[summaries/<doc_name>]]` links (keeping their text) and `summaries/<doc_name>.md`
+/// from frontmatter `sources:` lists in every wiki page except `index.md`. Returns the pages
+/// changed (KB-relative to `wiki_dir`'s parent is the caller's business).
+pub fn strip_summary_links(wiki_dir: &Path, doc_name: &str) -> Result<Vec<std::path::PathBuf>> {
+    let mut changed = Vec::new();
+    let mut stack = vec![wiki_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("cannot read folder", &dir, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| Error::io("cannot read", &path, e))?;
+            // Sources are document text, not wiki prose: their links are the author's.
+            if kind.is_dir() && !(dir == wiki_dir && name == "sources") {
+                stack.push(path);
+            } else if kind.is_file()
+                && name.ends_with(".md")
+                && !(dir == wiki_dir && name == "index.md")
+            {
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    // A page that is not UTF-8 is not one openkb writes links into.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => continue,
+                    Err(e) => return Err(Error::io("cannot read", &path, e)),
+                };
+                if let Some(updated) = strip_links_in(&text, doc_name) {
+                    fsx::atomic_write(&path, updated.as_bytes())?;
+                    changed.push(path);
+                }
+            }
+        }
+    }
+    changed.sort();
+    Ok(changed)
+}
+
+/// The page text without links to `doc_name`'s summary, or `None` when there are none.
+pub fn strip_links_in(text: &str, doc_name: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    let mut in_frontmatter = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if bare == "---" {
+            in_frontmatter = i == 0;
+            out.push_str(line);
+            continue;
+        }
+        if in_frontmatter && let Some(fixed) = strip_sources_entry(bare, doc_name) {
+            changed = true;
+            out.push_str(&fixed);
+            out.push_str(&line[bare.len()..]);
+            continue;
+        }
+        match strip_wikilinks(line, doc_name) {
+            Some(fixed) => {
+                changed = true;
+                out.push_str(&fixed);
+            }
+            None => out.push_str(line),
+        }
+    }
+    changed.then_some(out)
+}
+
+/// `sources: ["summaries/a.md", ...]` without `summaries/<doc_name>.md`.
+fn strip_sources_entry(line: &str, doc_name: &str) -> Option<String> {
+    let rest = line.strip_prefix("sources:")?;
+    let list: Vec<String> = serde_json::from_str(rest.trim()).ok()?;
+    let target = format!("summaries/{doc_name}.md");
+    if !list.contains(&target) {
+        return None;
+    }
+    let kept: Vec<String> = list
+        .iter()
+        .filter(|s| **s != target)
+        .map(|s| serde_json::Value::String(s.clone()).to_string())
+        .collect();
+    Some(format!("sources: [{}]", kept.join(", ")))
+}
+
+/// Replace `[[summaries/<doc_name>]]`, `[[summaries/<doc_name>.md]]`, `...#section]]` and
+/// `...|text]]` by their visible text.
+fn strip_wikilinks(line: &str, doc_name: &str) -> Option<String> {
+    let needle = format!("[[summaries/{doc_name}");
+    if !line.contains(&needle) {
+        return None;
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    let mut changed = false;
+    while let Some(at) = rest.find(&needle) {
+        let after = &rest[at + needle.len()..];
+        let Some(close) = after.find("]]") else {
+            break;
+        };
+        let tail = &after[..close];
+        let tail_ok = tail.is_empty()
+            || tail == ".md"
+            || tail.starts_with('|')
+            || tail.starts_with('#')
+            || tail.starts_with(".md|")
+            || tail.starts_with(".md#");
+        out.push_str(&rest[..at]);
+        if tail_ok {
+            let shown = tail.split_once('|').map(|(_, t)| t).unwrap_or(doc_name);
+            out.push_str(shown);
+            changed = true;
+        } else {
+            out.push_str(&rest[at..at + needle.len() + close + 2]);
+        }
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+/// True when `line` holds a wiki link to `summaries/<doc_name>` exactly.
+fn line_links(line: &str, doc_name: &str) -> bool {
+    let needle = format!("[[summaries/{doc_name}");
+    let mut rest = line;
+    while let Some(at) = rest.find(&needle) {
+        let after = &rest[at + needle.len()..];
+        if after.starts_with("]]")
+            || after.starts_with('|')
+            || after.starts_with('#')
+            || after.starts_with(".md]]")
+        {
+            return true;
+        }
+        rest = after;
+    }
+    false
+}
+
+/// Byte offset just after the line `header` (its newline included), if present.
+fn find_header(text: &str, header: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == header {
+            return Some(offset + line.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn read_or(path: &Path, default: &str) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default.to_owned()),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_lines_go_to_the_top_of_documents_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index.md");
+        std::fs::write(&index, INDEX_SEED).unwrap();
+        let entries = vec![
+            ("a".to_owned(), index_line("a", "a.md")),
+            ("b".to_owned(), index_line("b", "b.md")),
+        ];
+        assert_eq!(index_insert(&index, &entries).unwrap(), ["b", "a"]);
+        assert!(index_insert(&index, &entries[..1]).unwrap().is_empty());
+        let text = std::fs::read_to_string(&index).unwrap();
+        assert!(text.starts_with(
+            "# Knowledge Base Index\n\n## Documents\n- [[summaries/b]] (short) — b.md\n- [[summaries/a]] (short) — a.md\n\n## Concepts"
+        ), "{text}");
+        assert!(index_remove(&index, &["a"]).unwrap());
+        let text = std::fs::read_to_string(&index).unwrap();
+        assert!(!text.contains("summaries/a]"), "{text}");
+        assert!(text.contains("summaries/b]"), "{text}");
+    }
+
+    #[test]
+    fn links_are_stripped_but_similar_names_kept() {
+        let page = "---\nsources: [\"summaries/report.md\", \"summaries/report-2.md\"]\n---\n\nSee [[summaries/report]] and [[summaries/report|the report]] and [[summaries/report-2]].\n";
+        let out = strip_links_in(page, "report").unwrap();
+        assert_eq!(
+            out,
+            "---\nsources: [\"summaries/report-2.md\"]\n---\n\nSee report and the report and [[summaries/report-2]].\n"
+        );
+        assert!(strip_links_in(&out, "report").is_none());
+    }
+}

@@ -1,13 +1,17 @@
 //! The `openkb` command line: one module per command. Each command parses its arguments,
 //! composes the library (kb, state, lock, config) and prints; none of them runs SQL.
 
+mod add;
+mod compile;
 mod doctor;
 mod init;
 mod lint;
 mod list;
 mod log;
+mod remove;
 mod status;
 mod use_kb;
+mod watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -58,6 +62,14 @@ pub enum Command {
     Status(status::Args),
     /// Show the operations log, newest last
     Log(log::Args),
+    /// Add files and folders to the knowledge base
+    Add(add::Args),
+    /// Remove a document and its wiki pages
+    Remove(remove::Args),
+    /// Run compile_command for pending (or named) documents
+    Compile(compile::Args),
+    /// Watch raw/ and add new or changed files
+    Watch(watch::Args),
     /// Check the knowledge base's health (and repair what is safe with --fix)
     Doctor(doctor::Args),
     /// Check the wiki's structure: broken links, orphan pages, missing summaries
@@ -95,6 +107,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::List(args) => list::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Log(args) => log::run(&ctx, args),
+        Command::Add(args) => add::run(&ctx, args),
+        Command::Remove(args) => remove::run(&ctx, args),
+        Command::Compile(args) => compile::run(&ctx, args),
+        Command::Watch(args) => watch::run(&ctx, args),
         Command::Doctor(args) => return doctor::run(&ctx, args),
         Command::Lint(args) => return lint::run(&ctx, args),
     }
@@ -129,6 +145,9 @@ pub(crate) fn open_kb(ctx: &Ctx, mode: crate::lock::LockMode) -> Result<OpenKb> 
         crate::lock::LockMode::Exclusive => kb.lock_exclusive()?,
     };
     let store = kb.open_store()?;
+    if mode == crate::lock::LockMode::Exclusive && lock.is_outermost() {
+        crate::ingest::recover::recover_interrupted(&kb, &store)?;
+    }
     if let Some(entries) = kb.legacy_registry_entries()? {
         eprintln!(
             "warning: {} reappeared after migration ({entries} entries; was the Python tool used \

@@ -22,6 +22,7 @@
 
 pub mod check;
 pub mod documents;
+pub mod intents;
 pub mod log;
 pub mod schema;
 
@@ -32,6 +33,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use documents::{Document, Status, StatusCounts};
+pub use intents::{Intent, IntentFile, IntentOp};
 pub use log::{LOG_MD_HEADER, LogEntry};
 
 use crate::error::{Error, Result};

@@ -1,10 +1,12 @@
-//! Helpers shared by the integration tests: a temp HOME, the built binary, and KBs.
+//! Helpers shared by the integration tests: a temp HOME, the built binary, KBs (fresh or a
+//! copy of the legacy fixture), and a whole-KB consistency check.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-use openkb::state::{Create, Document, Store};
+use openkb::state::{Create, Document, Store, intents};
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openkb");
@@ -84,11 +86,11 @@ pub fn open_store(kb: &Path) -> Store {
     Store::open(&kb.join(".openkb/state.db"), Create::Never).expect("open store")
 }
 
-pub fn stdout(out: &std::process::Output) -> String {
+pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-pub fn stderr(out: &std::process::Output) -> String {
+pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -135,4 +137,199 @@ impl Drop for PythonLockHolder {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The legacy KB written by the Python tool, in the shared folder beside the repository.
+pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/legacy-kb-50");
+
+/// A temp folder with a HOME of its own and a KB at `<tmp>/kb`.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        Env { dir }
+    }
+
+    /// A fresh KB (`openkb init`).
+    pub fn with_kb() -> Env {
+        let env = Env::new();
+        let out = env.run(&["init", "--model", "m", "--language", "en"]);
+        assert!(out.status.success(), "init: {}", stderr(&out));
+        env
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kb(&self) -> PathBuf {
+        self.dir.path().join("kb")
+    }
+
+    /// `openkb --kb-dir <kb> ...` with HOME inside the temp folder.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openkb"));
+        cmd.env("HOME", self.path().join("home"))
+            .env_remove("OPENKB_DIR")
+            .env_remove("OPENKB_LOCK_TIMEOUT")
+            .arg("--kb-dir")
+            .arg(self.kb())
+            .current_dir(self.path());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run openkb")
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.kb().join(".openkb/state.db"), Create::Never).expect("open store")
+    }
+
+    pub fn docs(&self) -> Vec<Document> {
+        self.store().list().expect("list")
+    }
+
+    pub fn doc_named(&self, doc_name: &str) -> Option<Document> {
+        self.store().find_by_doc_name(doc_name).expect("find")
+    }
+
+    pub fn set_config(&self, key_value_lines: &str) {
+        let path = self.kb().join(".openkb/config.yaml");
+        let mut text = std::fs::read_to_string(&path).expect("config");
+        text.push_str(key_value_lines);
+        std::fs::write(&path, text).expect("config");
+    }
+}
+
+/// Copy the legacy fixture KB to `<env>/kb` (writable) and build its state.db by importing
+/// hashes.json in order, as `openkb migrate` will; hashes.json is then set aside.
+pub fn legacy_kb(env: &Env) {
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(Path::new(FIXTURE).join("kb"))
+        .arg(env.kb())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let status = Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(env.kb())
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+    let hashes = env.kb().join(".openkb/hashes.json");
+    let text = std::fs::read_to_string(&hashes).expect("hashes.json");
+    let entries: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).expect("parse hashes.json");
+    let store = Store::open(&env.kb().join(".openkb/state.db"), Create::IfMissing).expect("store");
+    store
+        .write(|tx| {
+            for (hash, entry) in &entries {
+                let mut doc = Document::new(hash.clone());
+                let mut extra = serde_json::Map::new();
+                for (key, value) in entry.as_object().expect("entry object") {
+                    let text = value.as_str().map(str::to_owned);
+                    match (key.as_str(), text) {
+                        ("name", Some(v)) => doc.name = Some(v),
+                        ("doc_name", Some(v)) => doc.doc_name = Some(v),
+                        ("type", Some(v)) => doc.doc_type = Some(v),
+                        ("path", Some(v)) => doc.path = Some(v),
+                        ("raw_path", Some(v)) => doc.raw_path = Some(v),
+                        ("source_path", Some(v)) => doc.source_path = Some(v),
+                        ("doc_id", Some(v)) => doc.doc_id = Some(v),
+                        ("origin", Some(v)) => doc.origin = Some(v),
+                        _ => {
+                            extra.insert(key.clone(), value.clone());
+                        }
+                    }
+                }
+                doc.extra = extra;
+                doc.status = openkb::state::Status::Compiled;
+                tx.upsert_document(&doc)?;
+            }
+            Ok(())
+        })
+        .expect("import");
+    std::fs::rename(&hashes, hashes.with_extension("json.migrated")).expect("set aside");
+}
+
+/// Every invariant the crash-safety promise names: each registered document has its files;
+/// no published file in raw/ or wiki/sources/ lacks a document; no intents are left;
+/// `PRAGMA integrity_check` is ok; index.md lists each registered doc_name once.
+pub fn assert_consistent(env: &Env) {
+    let kb = env.kb();
+    let store = env.store();
+    let docs = store.list().expect("list");
+    let mut referenced = BTreeSet::new();
+    for doc in &docs {
+        for rel in [&doc.raw_path, &doc.source_path].into_iter().flatten() {
+            assert!(kb.join(rel).is_file(), "{} lacks {rel}", doc.hash);
+            referenced.insert(rel.clone());
+        }
+        if let Some(path) = &doc.path {
+            referenced.insert(path.clone());
+        }
+    }
+    for folder in ["raw", "wiki/sources"] {
+        for entry in std::fs::read_dir(kb.join(folder))
+            .expect("read_dir")
+            .flatten()
+        {
+            if entry.file_type().expect("type").is_file() {
+                let rel = format!("{folder}/{}", entry.file_name().to_string_lossy());
+                assert!(referenced.contains(&rel), "orphan published file {rel}");
+            }
+        }
+    }
+    let reader = store.reader().expect("reader");
+    let left = intents::unfinished(&reader).expect("intents");
+    assert!(left.is_empty(), "intents left: {left:?}");
+    let conn = rusqlite::Connection::open(kb.join(".openkb/state.db")).expect("sqlite");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(check, "ok");
+    let index = std::fs::read_to_string(kb.join("wiki/index.md")).expect("index");
+    for doc in &docs {
+        if let Some(d) = &doc.doc_name {
+            let link = format!("[[summaries/{d}]]");
+            assert_eq!(
+                index.matches(&link).count(),
+                1,
+                "index lines for {d}:\n{index}"
+            );
+        }
+    }
+    let staging = kb.join(".openkb/staging");
+    if staging.exists() {
+        let left: Vec<_> = std::fs::read_dir(&staging)
+            .expect("staging")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("rs-"))
+            .collect();
+        assert!(left.is_empty(), "staging leftovers: {left:?}");
+    }
+}
+
+/// `n` small text files under `<env>/<folder>/`, in a few subfolders.
+pub fn make_files(env: &Env, folder: &str, n: usize) -> PathBuf {
+    for i in 0..n {
+        env.write(
+            &format!("{folder}/sub{}/note-{i:05}.md", i % 7),
+            &format!("# Note {i}\n\nbody of note {i}\n"),
+        );
+    }
+    env.path().join(folder)
 }

@@ -1,0 +1,131 @@
+//! `openkb compile [DOC_NAME...] [--pending] [--failed]`: run `compile_command` for documents.
+//!
+//! Each document is compiled under the KB's exclusive lock (the hook writes shared wiki
+//! pages), taken per document and released in between, so other commands get their turn
+//! during a long run. An intent marks the compile in flight: a killed run leaves the document
+//! `failed` with a message, never silently `pending` or `compiled`.
+
+use crate::error::{Error, Result};
+use crate::ingest;
+use crate::state::{Document, IntentFile, IntentOp, Queries, Status};
+
+const AFTER_HELP: &str = "\
+compile_command (in .openkb/config.yaml) is run by `sh -c` in the KB folder, once per
+document, with OPENKB_KB_DIR, OPENKB_DOC_NAME, OPENKB_DOC_HASH, OPENKB_RAW_PATH and
+OPENKB_SOURCE_PATH (absolute paths, empty when the document has no such file). Exit 0 marks the
+document compiled; anything else marks it failed and keeps the end of its stderr as the error.
+It runs under the KB's exclusive lock: it must not run openkb commands on the same KB.";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct Args {
+    /// doc_names of the documents to compile
+    #[arg(value_name = "DOC_NAME")]
+    doc_names: Vec<String>,
+    /// Compile every pending document
+    #[arg(long)]
+    pending: bool,
+    /// Compile every document whose last compile failed
+    #[arg(long)]
+    failed: bool,
+}
+
+pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let (kb, store) = super::add::open_unlocked(ctx)?;
+    let config = kb.config()?;
+    let Some(command) = config.compile_command().map(str::to_owned) else {
+        return Err(Error::Invalid(format!(
+            "no compile_command in {}; set one (run by `sh -c` per document, see `openkb \
+             compile --help`)",
+            kb.config_path().display()
+        )));
+    };
+    if args.doc_names.is_empty() && !args.pending && !args.failed {
+        return Err(Error::Invalid(
+            "name the documents to compile (their doc_names), or pass --pending / --failed".into(),
+        ));
+    }
+    let mut targets: Vec<Document> = Vec::new();
+    {
+        let reader = store.reader()?;
+        for name in &args.doc_names {
+            let doc = match reader.find_by_doc_name(name)? {
+                Some(doc) => doc,
+                None => ingest::remove::find(&reader, name)?
+                    .into_iter()
+                    .find(|d| d.display_doc_name().as_deref() == Some(name.as_str()))
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "no document has doc_name {name:?}; `openkb list` shows them"
+                        ))
+                    })?,
+            };
+            targets.push(doc);
+        }
+        if args.pending || args.failed {
+            reader.for_each_document(&mut |doc| {
+                if (args.pending && doc.status == Status::Pending)
+                    || (args.failed && doc.status == Status::Failed)
+                {
+                    targets.push(doc);
+                }
+                Ok(())
+            })?;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|d| seen.insert(d.hash.clone()));
+    let (mut compiled, mut failed) = (0usize, 0usize);
+    for doc in targets {
+        let _lock = ingest::lock_exclusive(&kb, &store)?;
+        // Re-read under the lock: it may have been removed or compiled meanwhile.
+        let Some(doc) = store.get(&doc.hash)? else {
+            continue;
+        };
+        let label = doc.display_doc_name().unwrap_or_else(|| doc.hash.clone());
+        let files: Vec<IntentFile> = Vec::new();
+        let intent = store.write(|tx| {
+            tx.record_intent(
+                IntentOp::Compile,
+                &doc.hash,
+                doc.doc_name.as_deref(),
+                &files,
+            )
+        })?;
+        let outcome = ingest::compile::run_hook(&kb, &command, &doc, ctx.verbose > 0)?;
+        let (status, error) = match &outcome {
+            Ok(()) => (Status::Compiled, None),
+            Err(message) => (Status::Failed, Some(message.as_str())),
+        };
+        store.write(|tx| {
+            tx.set_status(&doc.hash, status, error)?;
+            tx.delete_intent(intent)
+        })?;
+        match outcome {
+            Ok(()) => {
+                compiled += 1;
+                println!("compiled {label}");
+            }
+            Err(message) => {
+                failed += 1;
+                eprintln!("failed {label}: {message}");
+            }
+        }
+    }
+    if compiled + failed > 0 {
+        let _lock = ingest::lock_exclusive(&kb, &store)?;
+        kb.record(
+            &store,
+            "compile",
+            &format!("compiled {compiled}, failed {failed}"),
+        )?;
+    }
+    println!("compiled {compiled}, failed {failed}");
+    if failed > 0 {
+        return Err(Error::Incomplete(format!(
+            "{failed} document(s) failed to compile; `openkb status` counts them, `openkb list` \
+             shows which"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! `openkb watch`: add files dropped into `raw/`.
+//!
+//! Events are debounced (about 2 s, so a file still being written is taken once it settles)
+//! and each file is added on its own: the exclusive lock is held only while that file is
+//! published and committed, never for the watch's lifetime, so `list` and `status` in other
+//! processes stay instant. SIGINT/SIGTERM end the watch between files (a file being added is
+//! finished first), with exit code 0 and nothing left half-done.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use notify_debouncer_full::new_debouncer;
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
+
+use crate::error::{Error, Result};
+use crate::fsx;
+use crate::ingest::{self, add::Options};
+
+/// Debounce delay in milliseconds; hidden, for tests.
+const DEBOUNCE_ENV: &str = "OPENKB_WATCH_DEBOUNCE_MS";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
+    let (kb, store) = super::add::open_unlocked(ctx)?;
+    let raw = kb.raw_dir();
+    std::fs::create_dir_all(&raw).map_err(|e| Error::io("cannot create folder", &raw, e))?;
+    let raw = raw
+        .canonicalize()
+        .map_err(|e| Error::io("cannot resolve", &raw, e))?;
+    let debounce = std::env::var(DEBOUNCE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(2));
+
+    ingest::stop_cleanly_on_interrupt();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut debouncer = new_debouncer(debounce, None, tx)
+        .map_err(|e| Error::Invalid(format!("cannot watch {}: {e}", raw.display())))?;
+    debouncer
+        .watch(&raw, RecursiveMode::Recursive)
+        .map_err(|e| Error::Invalid(format!("cannot watch {}: {e}", raw.display())))?;
+    eprintln!("watching {} (Ctrl-C to stop)", raw.display());
+
+    let mut printer = super::add::Printer::new(ctx.verbose > 0);
+    printer.show_skipped = false;
+    while !ingest::interrupted() {
+        let events = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Ok(events)) => events,
+            Ok(Err(errors)) => {
+                for e in errors {
+                    eprintln!("warning: watching {}: {e}", raw.display());
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut paths = BTreeSet::new();
+        for event in events {
+            if matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_)) {
+                paths.extend(event.paths.iter().filter(|p| wanted(&raw, p)).cloned());
+            }
+        }
+        for path in paths {
+            if ingest::interrupted() {
+                break;
+            }
+            // Re-read per file: a compile_command set while watching takes effect.
+            let options = Options {
+                compile_command: kb.config()?.compile_command().map(str::to_owned),
+                verbose: ctx.verbose > 0,
+            };
+            if let Err(e) = ingest::add::add_paths(
+                &kb,
+                &store,
+                std::slice::from_ref(&path),
+                &options,
+                &mut printer,
+            ) {
+                eprintln!("failed {}: {e}", path.display());
+            }
+        }
+    }
+    drop(debouncer);
+    eprintln!("stopped watching {}", raw.display());
+    Ok(())
+}
+
+/// A supported regular file under `raw`, with no dot-named component (dotfiles, `.openkb/`)
+/// and not a temp file; or a new folder, walked whole because files written into it before
+/// its watch was set up raise no event of their own (add skips what is already registered).
+fn wanted(raw: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(raw) else {
+        return false;
+    };
+    let hidden = rel
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    !hidden
+        && !fsx::is_temp_name(&name)
+        && ((ingest::is_supported(&name) && path.is_file()) || path.is_dir())
+}

@@ -1,0 +1,530 @@
+//! Adding documents: prepare outside the lock, then publish and commit in batches under it.
+//!
+//! A batch (up to [`BATCH_FILES`] files, or what was prepared in about [`BATCH_TIME`]) takes the
+//! exclusive lock once: it re-checks every file against the registry (another process may have
+//! added the same content meanwhile), resolves doc_names (see [`super::docname`]), records one
+//! intent per file in one transaction, publishes the files, rewrites `index.md` once, runs the
+//! compile hook per document when one is configured, and commits every document of the batch
+//! in one transaction. A file whose publish or compile fails is rolled back alone; the others
+//! go on.
+//!
+//! The commit body applies the Python tool's registry invariants (formats §1.2): the entry that
+//! owned the doc_name (an edited file's stale entry) and legacy entries without doc_name that
+//! carry the same file name are removed, then the new entry is inserted.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::docname::{self, Claims, Origin};
+use super::prepare::{self, Prep, Prepared, Staging};
+use super::publish;
+use super::recover::{drop_backups, roll_back_add};
+use super::{kb_path, raw_target, source_target};
+use crate::error::{Error, Result};
+use crate::kb::Kb;
+use crate::names;
+use crate::state::{Document, IntentFile, IntentOp, Queries, Status, Store};
+use crate::wiki;
+
+/// Most files published under one lock acquisition.
+pub const BATCH_FILES: usize = 256;
+/// Longest stretch of preparing before the prepared files are published.
+pub const BATCH_TIME: Duration = Duration::from_secs(1);
+
+/// What became of one file.
+#[derive(Debug)]
+pub enum Outcome {
+    Added {
+        doc_name: String,
+        status: Status,
+    },
+    /// Its content is registered already (the usual case of a re-run: reported quietly).
+    Known,
+    Skipped(String),
+    Failed(Error),
+}
+
+/// Options of an add run.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// `compile_command` of config.yaml, run per document before its commit.
+    pub compile_command: Option<String>,
+    pub verbose: bool,
+}
+
+/// Totals of a run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub added: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Files not looked at because SIGINT/SIGTERM stopped the run (see
+    /// [`super::stop_cleanly_on_interrupt`]).
+    pub not_done: usize,
+}
+
+/// Receives progress: the number of files found, then one outcome per input.
+pub trait Reporter {
+    fn found(&mut self, _files: usize) {}
+    fn outcome(&mut self, path: &Path, outcome: &Outcome);
+}
+
+/// Add `inputs` (files and folders) to the KB.
+pub fn add_paths(
+    kb: &Kb,
+    store: &Store,
+    inputs: &[PathBuf],
+    options: &Options,
+    reporter: &mut dyn Reporter,
+) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let mut emit = |path: &Path, outcome: Outcome, reporter: &mut dyn Reporter| {
+        match &outcome {
+            Outcome::Added { .. } => summary.added += 1,
+            Outcome::Skipped(_) | Outcome::Known => summary.skipped += 1,
+            Outcome::Failed(_) => summary.failed += 1,
+        }
+        reporter.outcome(path, &outcome);
+    };
+    let (files, early) = prepare::collect(kb, inputs);
+    reporter.found(files.len() + early.len());
+    for prep in early {
+        match prep {
+            Prep::Skipped(p, why) => emit(&p, Outcome::Skipped(why), reporter),
+            Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
+            Prep::Ready(_) | Prep::Known(_) => {}
+        }
+    }
+    if files.is_empty() {
+        return Ok(summary);
+    }
+    let staging = Staging::create(kb)?;
+    let mut run_hashes = HashSet::new();
+    let mut batch: Vec<Prepared> = Vec::new();
+    let mut batch_started = Instant::now();
+    let mut outcomes: Vec<(PathBuf, Outcome)> = Vec::new();
+    let mut not_done = 0;
+    // A compile hook may take minutes per document and runs under the lock: one document per
+    // batch, so other commands get the lock between documents.
+    let max_batch = if options.compile_command.is_some() {
+        1
+    } else {
+        BATCH_FILES
+    };
+    for (i, file) in files.iter().enumerate() {
+        if super::interrupted() {
+            not_done = files.len() - i;
+            break;
+        }
+        match prepare::prepare(kb, store, &staging, file, &mut run_hashes) {
+            Prep::Ready(p) => {
+                if batch.is_empty() {
+                    batch_started = Instant::now();
+                }
+                batch.push(p);
+            }
+            Prep::Known(p) => emit(&p, Outcome::Known, reporter),
+            Prep::Skipped(p, why) => emit(&p, Outcome::Skipped(why), reporter),
+            Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
+        }
+        if batch.len() >= max_batch || batch_started.elapsed() >= BATCH_TIME {
+            commit_batch(
+                kb,
+                store,
+                &staging,
+                options,
+                std::mem::take(&mut batch),
+                &mut |p, o| outcomes.push((p.to_path_buf(), o)),
+            )?;
+            for (p, o) in outcomes.drain(..) {
+                emit(&p, o, reporter);
+            }
+        }
+    }
+    if !batch.is_empty() {
+        commit_batch(kb, store, &staging, options, batch, &mut |p, o| {
+            outcomes.push((p.to_path_buf(), o))
+        })?;
+        for (p, o) in outcomes.drain(..) {
+            emit(&p, o, reporter);
+        }
+    }
+    summary.not_done = not_done;
+    Ok(summary)
+}
+
+/// One file's way through a batch.
+struct Plan {
+    item: Prepared,
+    doc: Document,
+    steps: Vec<Step>,
+    files: Vec<IntentFile>,
+    stale: Vec<String>,
+    intent: i64,
+    index_line_ours: bool,
+    failed: Option<Error>,
+}
+
+struct Step {
+    from: PathBuf,
+    /// Copy `from` (a file already in raw/ that stays) instead of moving it.
+    copy: bool,
+    target: PathBuf,
+    backup: Option<PathBuf>,
+}
+
+/// Publish and commit `items` under the exclusive lock. Outcomes go to `report`.
+pub fn commit_batch(
+    kb: &Kb,
+    store: &Store,
+    staging: &Staging,
+    options: &Options,
+    items: Vec<Prepared>,
+    report: &mut dyn FnMut(&Path, Outcome),
+) -> Result<()> {
+    let _lock = super::lock_exclusive(kb, store)?;
+    let mut plans = Vec::new();
+    {
+        let reader = store.reader()?;
+        let mut claims = Claims::default();
+        for item in items {
+            if reader.is_known(&item.hash)? {
+                report(&item.given, Outcome::Known);
+                continue;
+            }
+            if item.in_raw && !item.resolved.is_file() {
+                report(
+                    &item.given,
+                    Outcome::Skipped("the file is gone (moved or deleted meanwhile)".into()),
+                );
+                continue;
+            }
+            match plan(kb, &reader, staging, item, &mut claims, options) {
+                Ok(p) => plans.push(p),
+                Err(failed) => {
+                    let (item, e) = *failed;
+                    report(&item.given, Outcome::Failed(e));
+                }
+            }
+        }
+    }
+    if plans.is_empty() {
+        return Ok(());
+    }
+
+    // 1. Intents, committed before any file is touched.
+    let ids = store.write(|tx| {
+        plans
+            .iter()
+            .map(|p| {
+                tx.record_intent(
+                    IntentOp::Add,
+                    &p.doc.hash,
+                    p.doc.doc_name.as_deref(),
+                    &p.files,
+                )
+            })
+            .collect::<Result<Vec<i64>>>()
+    })?;
+    for (p, id) in plans.iter_mut().zip(ids) {
+        p.intent = id;
+    }
+
+    // 2. Files, then made durable (one syncfs for the batch).
+    let mut dirs = BTreeSet::new();
+    let mut published = Vec::new();
+    for p in &mut plans {
+        if let Err(e) = publish_plan(p, &mut dirs, &mut published) {
+            roll_back(kb, store, p);
+            p.failed = Some(e);
+        }
+    }
+    if let Err(e) = publish::make_durable(kb.root(), &published, &dirs) {
+        abandon(kb, store, &mut plans, &e);
+        return Err(e);
+    }
+
+    // 3. index.md, rewritten once for the batch.
+    let entries: Vec<(String, String)> = plans
+        .iter()
+        .filter(|p| p.failed.is_none())
+        .filter_map(|p| {
+            let d = p.doc.doc_name.clone()?;
+            let line = wiki::index_line(&d, &p.item.name);
+            Some((d, line))
+        })
+        .collect();
+    match wiki::index_insert(&kb.index_md(), &entries) {
+        Ok(inserted) => {
+            for p in &mut plans {
+                p.index_line_ours = p
+                    .doc
+                    .doc_name
+                    .as_ref()
+                    .is_some_and(|d| inserted.contains(d));
+            }
+        }
+        Err(e) => {
+            abandon(kb, store, &mut plans, &e);
+            return Err(e);
+        }
+    }
+
+    // 4. The compile hook, per document, before its commit.
+    if let Some(command) = &options.compile_command {
+        for p in plans.iter_mut().filter(|p| p.failed.is_none()) {
+            match super::compile::run_hook(kb, command, &p.doc, options.verbose) {
+                Ok(Ok(())) => p.doc.status = Status::Compiled,
+                Ok(Err(message)) => {
+                    roll_back(kb, store, p);
+                    p.failed = Some(Error::Invalid(format!(
+                        "{}: compile failed, nothing was added: {message}",
+                        p.item.given.display()
+                    )));
+                }
+                Err(e) => {
+                    roll_back(kb, store, p);
+                    p.failed = Some(e);
+                }
+            }
+        }
+    }
+
+    super::crash_point("add-commit");
+    // 5. The commit point: every document of the batch, its log row, its intent gone.
+    let committed = store.write(|tx| {
+        let mut logs = Vec::new();
+        for p in &plans {
+            if p.failed.is_none() {
+                for stale in &p.stale {
+                    tx.remove_document(stale)?;
+                }
+                tx.upsert_document(&p.doc)?;
+                logs.push(tx.append_log("ingest", &p.item.name)?);
+            }
+            tx.delete_intent(p.intent)?;
+        }
+        Ok(logs)
+    });
+    let logs = match committed {
+        Ok(logs) => logs,
+        Err(e) => {
+            abandon(kb, store, &mut plans, &e);
+            return Err(e);
+        }
+    };
+    // One append for the batch's log.md lines (one write, so they stay together).
+    let text: String = logs.iter().map(|e| e.to_markdown()).collect();
+    if !text.is_empty()
+        && let Err(e) = crate::fsx::append(&kb.log_md(), crate::state::LOG_MD_HEADER, &text)
+    {
+        eprintln!(
+            "warning: {e} (the log table has the entries; `openkb doctor` can rebuild log.md)"
+        );
+    }
+    for p in plans {
+        drop_backups(kb, &p.files);
+        let outcome = match p.failed {
+            Some(e) => Outcome::Failed(e),
+            None => Outcome::Added {
+                doc_name: p.doc.doc_name.clone().unwrap_or_default(),
+                status: p.doc.status,
+            },
+        };
+        report(&p.item.given, outcome);
+    }
+    Ok(())
+}
+
+/// Decide a file's doc_name, targets and the entries it replaces.
+fn plan(
+    kb: &Kb,
+    q: &impl Queries,
+    staging: &Staging,
+    item: Prepared,
+    claims: &mut Claims,
+    options: &Options,
+) -> std::result::Result<Plan, Box<(Prepared, Error)>> {
+    let stem = names::stem(&item.name).to_owned();
+    let resolved = match docname::resolve(q, &item.path_key, &stem, claims) {
+        Ok(r) => r,
+        Err(e) => return Err(Box::new((item, e))),
+    };
+    match plan_inner(kb, q, staging, &item, &resolved, options) {
+        Ok((doc, steps, files, stale)) => {
+            claims.claim(&resolved, &item.path_key);
+            Ok(Plan {
+                item,
+                doc,
+                steps,
+                files,
+                stale,
+                intent: 0,
+                index_line_ours: false,
+                failed: None,
+            })
+        }
+        Err(e) => Err(Box::new((item, e))),
+    }
+}
+
+type Planned = (Document, Vec<Step>, Vec<IntentFile>, Vec<String>);
+
+fn plan_inner(
+    kb: &Kb,
+    q: &impl Queries,
+    staging: &Staging,
+    item: &Prepared,
+    resolved: &docname::Resolved,
+    options: &Options,
+) -> Result<Planned> {
+    let doc_name = &resolved.doc_name;
+    let mut steps = Vec::new();
+    let mut files = Vec::new();
+    let mut add_step = |from: PathBuf, copy: bool, rel: String| -> Result<()> {
+        let target = kb_path(kb, &rel)?;
+        let backup_rel = if std::fs::symlink_metadata(&target).is_ok() {
+            let backup = staging.fresh("backup");
+            Some((relative(kb, &backup)?, backup))
+        } else {
+            None
+        };
+        files.push(IntentFile {
+            path: rel,
+            backup: backup_rel.as_ref().map(|(r, _)| r.clone()),
+        });
+        steps.push(Step {
+            from,
+            copy,
+            target,
+            backup: backup_rel.map(|(_, b)| b),
+        });
+        Ok(())
+    };
+
+    let raw_rel = raw_target(doc_name, &item.name);
+    let raw_path = if item.in_raw && kb_path(kb, &raw_rel)? == item.resolved {
+        item.path_key.clone()
+    } else {
+        match &item.staged_raw {
+            Some(staged) => add_step(staged.clone(), false, raw_rel.clone())?,
+            None => add_step(item.resolved.clone(), true, raw_rel.clone())?,
+        }
+        raw_rel
+    };
+    let source_path = match &item.staged_source {
+        Some(staged) => {
+            let rel = source_target(doc_name);
+            add_step(staged.clone(), false, rel.clone())?;
+            Some(rel)
+        }
+        None => None,
+    };
+
+    let mut stale: Vec<String> = Vec::new();
+    let mut push_stale = |hash: String| {
+        if hash != item.hash && !stale.contains(&hash) {
+            stale.push(hash);
+        }
+    };
+    if let Origin::SamePath(h) | Origin::Legacy(h) = &resolved.origin {
+        push_stale(h.clone());
+    }
+    if let Some(owner) = q.find_by_doc_name(doc_name)? {
+        push_stale(owner.hash);
+    }
+    for legacy in q.find_by_name_key(names::stem(&item.name))? {
+        if legacy.doc_name.is_none() && legacy.name.as_deref() == Some(item.name.as_str()) {
+            push_stale(legacy.hash);
+        }
+    }
+
+    let suffix = names::suffix(&item.name);
+    let doc = Document {
+        hash: item.hash.clone(),
+        name: Some(item.name.clone()),
+        doc_name: Some(doc_name.clone()),
+        doc_type: Some(suffix.strip_prefix('.').unwrap_or(suffix).to_owned()),
+        path: Some(item.path_key.clone()),
+        raw_path: Some(raw_path),
+        source_path,
+        status: if options.compile_command.is_some() {
+            Status::Compiled
+        } else {
+            Status::Pending
+        },
+        ..Document::default()
+    };
+    Ok((doc, steps, files, stale))
+}
+
+fn publish_plan(
+    p: &Plan,
+    dirs: &mut BTreeSet<PathBuf>,
+    published: &mut Vec<PathBuf>,
+) -> Result<()> {
+    for step in &p.steps {
+        if let Some(backup) = &step.backup {
+            publish::backup(&step.target, backup)?;
+        }
+        if step.copy {
+            publish::copy_into(&step.from, &step.target)?;
+        } else {
+            publish::publish(&step.from, &step.target)?;
+        }
+        if let Some(dir) = step.target.parent() {
+            dirs.insert(dir.to_path_buf());
+        }
+        published.push(step.target.clone());
+    }
+    Ok(())
+}
+
+/// Roll one file's publish back now (recovery would do the same after a crash).
+fn roll_back(kb: &Kb, store: &Store, p: &Plan) {
+    if let Err(e) = roll_back_add(
+        kb,
+        store,
+        &p.files,
+        p.doc.doc_name.as_deref(),
+        Some(p.index_line_ours),
+    ) {
+        eprintln!(
+            "warning: rolling back {} failed: {e}; the next openkb command retries",
+            p.item.given.display()
+        );
+    }
+}
+
+/// The batch cannot commit: roll every file back and drop the intents (recovery finishes the
+/// job if this fails too).
+fn abandon(kb: &Kb, store: &Store, plans: &mut [Plan], why: &Error) {
+    for p in plans.iter_mut().filter(|p| p.failed.is_none()) {
+        roll_back(kb, store, p);
+        p.failed = Some(Error::Invalid(format!(
+            "{}: not added: {why}",
+            p.item.given.display()
+        )));
+    }
+    let _ = store.write(|tx| {
+        for p in plans.iter() {
+            tx.delete_intent(p.intent)?;
+        }
+        Ok(())
+    });
+}
+
+fn relative(kb: &Kb, path: &Path) -> Result<String> {
+    path.strip_prefix(kb.root())
+        .ok()
+        .and_then(Path::to_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: staging is not inside the KB {}",
+                path.display(),
+                kb.root().display()
+            ))
+        })
+}

@@ -1,0 +1,142 @@
+//! doc_name resolution, compatible with the Python tool 0.4 ("Scheme A",
+//! `converter.resolve_doc_name`); see formats §1.2:
+//!
+//! 1. a document registered under the same path (its `path`, `raw_path` or `source_path`)
+//!    keeps its name (an edited file keeps its wiki pages);
+//! 2. else the first legacy entry (registry order, no `path`) whose name key is the stem under
+//!    NFKC gives its name (the add then replaces that entry: legacy convergence);
+//! 3. else the sanitized stem, with `-<first 8 hex of sha256(path key)>` appended when another
+//!    document already owns that name.
+//!
+//! Every lookup uses the store's indexes (`find_by_path`, `find_by_name_key`); the registry is
+//! never scanned. `Claims` carries the names and legacy entries taken by earlier files of the
+//! same batch, which are published together and not yet committed.
+
+use std::collections::HashSet;
+
+use super::hash::sha256_hex;
+use crate::error::Result;
+use crate::names;
+use crate::state::Queries;
+
+/// How a name was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Reused from the document registered at the same path (its hash).
+    SamePath(String),
+    /// Taken over from a legacy entry matched by stem (its hash).
+    Legacy(String),
+    /// A new name.
+    New,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub doc_name: String,
+    pub origin: Origin,
+}
+
+/// Names and legacy entries claimed by earlier files of an uncommitted batch.
+#[derive(Debug, Default)]
+pub struct Claims {
+    name_keys: HashSet<String>,
+    legacy: HashSet<String>,
+    paths: HashSet<String>,
+}
+
+impl Claims {
+    pub fn claim(&mut self, resolved: &Resolved, path_key: &str) {
+        self.name_keys.insert(names::nfkc(&resolved.doc_name));
+        self.paths.insert(path_key.to_owned());
+        if let Origin::Legacy(hash) | Origin::SamePath(hash) = &resolved.origin {
+            self.legacy.insert(hash.clone());
+        }
+    }
+}
+
+/// `re.sub(r"[^\w\-]+", "-", NFKC(stem)).strip("-") or "document"`.
+///
+/// Python's `\w` is "alphanumeric or underscore" by `str.isalnum`; Rust's
+/// `char::is_alphanumeric` agrees except for a few combining marks, which NFKC mostly folds.
+pub fn sanitize(stem: &str) -> String {
+    let normalized = names::nfkc(stem);
+    let mut out = String::with_capacity(normalized.len());
+    let mut in_run = false;
+    for c in normalized.chars() {
+        if c.is_alphanumeric() || c == '_' || c == '-' {
+            out.push(c);
+            in_run = false;
+        } else if !in_run {
+            out.push('-');
+            in_run = true;
+        }
+    }
+    let trimmed = out.trim_matches('-');
+    if trimmed.is_empty() {
+        "document".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// Resolve the doc_name of a file with registry path key `path_key` and stem `stem`.
+pub fn resolve(q: &impl Queries, path_key: &str, stem: &str, claims: &Claims) -> Result<Resolved> {
+    if !claims.paths.contains(path_key)
+        && let Some(doc) = q.find_by_path(path_key)?
+        && !claims.legacy.contains(&doc.hash)
+        && let Some(doc_name) = doc.display_doc_name()
+    {
+        return Ok(Resolved {
+            doc_name,
+            origin: Origin::SamePath(doc.hash),
+        });
+    }
+    for doc in q.find_by_name_key(stem)? {
+        let has_path = doc.path.as_deref().is_some_and(|p| !p.is_empty());
+        if has_path || claims.legacy.contains(&doc.hash) {
+            continue;
+        }
+        if let Some(doc_name) = doc.display_doc_name()
+            && !claims.name_keys.contains(&names::nfkc(&doc_name))
+        {
+            return Ok(Resolved {
+                doc_name,
+                origin: Origin::Legacy(doc.hash),
+            });
+        }
+    }
+    let clean = sanitize(stem);
+    let taken =
+        claims.name_keys.contains(&names::nfkc(&clean)) || !q.find_by_name_key(&clean)?.is_empty();
+    let doc_name = if taken {
+        format!("{clean}-{}", &sha256_hex(path_key.as_bytes())[..8])
+    } else {
+        clean
+    };
+    Ok(Resolved {
+        doc_name,
+        origin: Origin::New,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_follows_the_python_rules() {
+        assert_eq!(sanitize("Survey 0 (journal)"), "Survey-0-journal");
+        assert_eq!(sanitize("2509.11420"), "2509-11420");
+        assert_eq!(sanitize("会议纪要（草稿）"), "会议纪要-草稿");
+        assert_eq!(sanitize("cafe\u{301}-menu"), "caf\u{e9}-menu");
+        assert_eq!(sanitize("!!!"), "document");
+        assert_eq!(sanitize("Long Book 0"), "Long-Book-0");
+        assert_eq!(sanitize("a__b--c"), "a__b--c");
+    }
+
+    #[test]
+    fn collision_suffix_is_sha256_of_the_path_key() {
+        // The fixture's second report.md: inbox/b/report.md -> report-0d8d1e29.
+        assert_eq!(&sha256_hex(b"inbox/b/report.md")[..8], "0d8d1e29");
+    }
+}

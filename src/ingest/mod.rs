@@ -1,0 +1,205 @@
+//! Ingest: the commands that change which documents a KB holds (`add`, `remove`, `compile`,
+//! `watch`), built so that several openkb processes (and the Python tool, through the same
+//! `.openkb/ingest.lock`) can work on one KB, and a process killed at any instant leaves a KB
+//! the next command repairs.
+//!
+//! # The protocol
+//!
+//! Work that does not change the KB (walking folders, hashing, converting, copying into a
+//! private staging folder `.openkb/staging/rs-*`) happens outside the KB lock. Then, under the
+//! exclusive lock:
+//!
+//! 1. an **intent** row is committed to `state.db` naming every file the operation will
+//!    create (and where the previous content of any file it replaces was kept) or delete;
+//! 2. the files are published (`rename` from staging, then made durable) or deleted;
+//! 3. **one transaction** commits the document row, its log row and deletes the intent.
+//!    This is the commit point. `wiki/log.md` is rendered from the log row afterwards.
+//!
+//! A crash before step 3 leaves the intent. The next process to take the exclusive lock (not a
+//! nested re-entry) runs [`recover::recover_interrupted`]: an add whose row exists is done
+//! (only its backups are dropped); any other add is rolled back file by file (new files
+//! deleted, replaced files restored); a remove is finished (deletions are idempotent, the row
+//! delete is its commit point); an interrupted compile is marked failed. Leftover staging
+//! folders whose owner is gone are swept. Every path an intent, or a legacy registry entry,
+//! names is resolved inside the KB before anything is deleted (see [`kb_path`]).
+//!
+//! Documents are hashed with SHA-256 (the registry key), named by the Python tool's doc_name
+//! rules ([`docname`]), and published as `raw/<doc_name><suffix>` plus, for text formats,
+//! `wiki/sources/<doc_name>.md`.
+
+pub mod add;
+pub mod compile;
+pub mod docname;
+pub mod hash;
+pub mod prepare;
+pub mod publish;
+pub mod recover;
+pub mod remove;
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::kb::Kb;
+use crate::lock::LockGuard;
+use crate::state::Store;
+
+/// File types `add` accepts (lower-case suffixes), as the Python tool does.
+pub const SUPPORTED: &[&str] = &[
+    ".pdf",
+    ".md",
+    ".markdown",
+    ".docx",
+    ".pptx",
+    ".xlsx",
+    ".html",
+    ".htm",
+    ".txt",
+    ".csv",
+];
+
+/// Formats whose text is the wiki source as is (`wiki/sources/<doc_name>.md`).
+pub const TEXT: &[&str] = &[".md", ".markdown", ".txt"];
+
+pub fn is_supported(file_name: &str) -> bool {
+    SUPPORTED.contains(&crate::names::suffix(file_name).to_lowercase().as_str())
+}
+
+pub fn is_text(file_name: &str) -> bool {
+    TEXT.contains(&crate::names::suffix(file_name).to_lowercase().as_str())
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Make SIGINT (Ctrl-C) and SIGTERM ask long-running work (`add` of a folder, `watch`) to stop
+/// at the next file boundary, finishing what it started, instead of dying mid-batch.
+pub fn stop_cleanly_on_interrupt() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+    }
+}
+
+/// True once SIGINT or SIGTERM arrived (after [`stop_cleanly_on_interrupt`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Take the KB's exclusive lock; when this is the outermost acquisition (not a re-entry),
+/// settle what interrupted processes left behind first.
+pub fn lock_exclusive(kb: &Kb, store: &Store) -> Result<LockGuard> {
+    let guard = kb.lock_exclusive()?;
+    if guard.is_outermost() {
+        recover::recover_interrupted(kb, store)?;
+    }
+    Ok(guard)
+}
+
+/// The registry path key of a file: KB-relative POSIX path when its resolved location is
+/// inside the KB, else the absolute path (the Python tool's `_registry_path`).
+pub fn path_key(kb: &Kb, resolved: &Path) -> Result<String> {
+    let shown = match resolved.strip_prefix(kb.root()) {
+        Ok(rel) => rel,
+        Err(_) => resolved,
+    };
+    shown.to_str().map(str::to_owned).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{}: the path is not valid UTF-8; rename the file",
+            resolved.display()
+        ))
+    })
+}
+
+/// Resolve a KB-relative path that is about to be deleted or replaced, refusing anything that
+/// could reach outside the KB: absolute paths, `..`, and symlinked folders leading out. The
+/// last component itself may be a symlink (deleting a link never touches its target).
+pub fn kb_path(kb: &Kb, relative: &str) -> Result<PathBuf> {
+    let refuse = |why: &str| {
+        Error::Invalid(format!(
+            "refusing to touch {relative:?}: {why}; openkb never deletes outside the KB ({})",
+            kb.root().display()
+        ))
+    };
+    let rel = Path::new(relative);
+    if relative.is_empty() || rel.is_absolute() {
+        return Err(refuse("not a path relative to the KB"));
+    }
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(refuse("it contains `..` or other special components"));
+    }
+    let full = kb.root().join(rel);
+    let (Some(parent), Some(file)) = (full.parent(), full.file_name()) else {
+        return Err(refuse("it names no file"));
+    };
+    match parent.canonicalize() {
+        Ok(real_parent) if real_parent.starts_with(kb.root()) => Ok(real_parent.join(file)),
+        Ok(_) => Err(refuse("a symlinked folder leads outside the KB")),
+        // A missing folder holds nothing to delete; the path is still checked lexically.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(full),
+        Err(e) => Err(Error::io("cannot resolve", parent, e)),
+    }
+}
+
+/// Hidden crash switch for the crash-safety tests: `OPENKB_TEST_ABORT_AT=<point>` aborts the
+/// process (no unwinding, no cleanup, like a SIGKILL) when it reaches `point`, just before
+/// the commit of an add (`add-commit`) or a remove (`remove-commit`).
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var_os("OPENKB_TEST_ABORT_AT").is_some_and(|v| v == point) {
+        std::process::abort();
+    }
+}
+
+/// `raw/<doc_name><lower-case suffix>`, KB-relative.
+pub fn raw_target(doc_name: &str, file_name: &str) -> String {
+    format!(
+        "raw/{doc_name}{}",
+        crate::names::suffix(file_name).to_lowercase()
+    )
+}
+
+/// `wiki/sources/<doc_name>.md`, KB-relative.
+pub fn source_target(doc_name: &str) -> String {
+    format!("wiki/sources/{doc_name}.md")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kb_paths_never_leave_the_kb() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("kb/raw")).unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), dir.path().join("kb/raw/out"))
+            .unwrap();
+        let kb = Kb::at(&dir.path().join("kb")).unwrap();
+        assert!(kb_path(&kb, "raw/a.md").is_ok());
+        assert!(kb_path(&kb, "/etc/passwd").is_err());
+        assert!(kb_path(&kb, "raw/../../outside/x").is_err());
+        assert!(kb_path(&kb, "raw/out/x.md").is_err());
+        assert!(kb_path(&kb, "").is_err());
+        // The link itself may go (unlinking never follows it).
+        assert_eq!(kb_path(&kb, "raw/out").unwrap(), kb.root().join("raw/out"));
+    }
+
+    #[test]
+    fn supported_types_ignore_case() {
+        assert!(is_supported("a.PDF"));
+        assert!(is_supported("b.markdown"));
+        assert!(!is_supported("c.exe"));
+        assert!(!is_supported(".md"));
+        assert!(is_text("n.TXT"));
+        assert!(!is_text("n.pdf"));
+    }
+}

@@ -1,0 +1,363 @@
+//! The lock-free half of an add: find the files, hash them, skip what the registry already
+//! holds, and copy what is new into a private staging folder (`.openkb/staging/rs-<pid>-<n>/`),
+//! fsynced, ready to be renamed into place under the lock.
+//!
+//! A staging folder is owned through an flock on `<folder>.lock`, taken before the folder is
+//! made and held for as long as the process lives; recovery sweeps only folders nobody holds,
+//! so a long prepare running beside another command's recovery is never pulled from under its
+//! feet.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::hash::{CHUNK, sha256_file};
+use crate::error::{Error, IoContext, Result};
+use crate::fsx;
+use crate::kb::Kb;
+use crate::names;
+use crate::state::Store;
+
+/// Prefix of the staging folders this tool creates (the Python tool's are `add-*`,
+/// `rollback-*` and belong to its own journals).
+pub const STAGING_PREFIX: &str = "rs-";
+
+/// A private staging folder, removed when dropped.
+///
+/// Ownership is an flock on `<folder>.lock` beside it, taken BEFORE the folder exists: a
+/// sweeper that finds the folder can always tell a live owner (lock held) from a dead one.
+#[derive(Debug)]
+pub struct Staging {
+    dir: PathBuf,
+    lock_path: PathBuf,
+    _lock: File,
+    next: std::cell::Cell<u64>,
+}
+
+impl Staging {
+    pub fn create(kb: &Kb) -> Result<Staging> {
+        let parent = kb.openkb_dir().join("staging");
+        std::fs::create_dir_all(&parent).with_path("cannot create folder", &parent)?;
+        for attempt in 0u32.. {
+            let name = format!(
+                "{STAGING_PREFIX}{}-{}-{attempt}",
+                std::process::id(),
+                chrono::Utc::now().timestamp_micros()
+            );
+            let lock_path = parent.join(format!("{name}.lock"));
+            let lock = match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o666)
+                .open(&lock_path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    continue;
+                }
+                Err(e) => return Err(Error::io("cannot create", &lock_path, e)),
+            };
+            lock.lock().with_path("cannot lock", &lock_path)?;
+            let dir = parent.join(&name);
+            if let Err(e) = std::fs::create_dir(&dir) {
+                let _ = std::fs::remove_file(&lock_path);
+                return Err(Error::io("cannot create folder", &dir, e));
+            }
+            return Ok(Staging {
+                dir,
+                lock_path,
+                _lock: lock,
+                next: std::cell::Cell::new(0),
+            });
+        }
+        unreachable!("the loop returns or fails within 100 attempts")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A fresh path inside the staging folder.
+    pub fn fresh(&self, what: &str) -> PathBuf {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        self.dir.join(format!("{n}.{what}"))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// A file ready to publish.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The path as the user gave it (for messages).
+    pub given: PathBuf,
+    /// Fully resolved location.
+    pub resolved: PathBuf,
+    /// File name, byte-exact (an NFD name stays NFD), as the registry's `name`.
+    pub name: String,
+    pub hash: String,
+    /// Registry path key (KB-relative or absolute POSIX path).
+    pub path_key: String,
+    /// The file lies inside the KB's `raw/` already (dropped there, or watched).
+    pub in_raw: bool,
+    /// Staged copy for `raw/` (files from outside `raw/`).
+    pub staged_raw: Option<PathBuf>,
+    /// Staged `wiki/sources/<doc_name>.md` (text formats).
+    pub staged_source: Option<PathBuf>,
+}
+
+/// What became of one input.
+#[derive(Debug)]
+pub enum Prep {
+    Ready(Prepared),
+    /// Its content is registered already.
+    Known(PathBuf),
+    Skipped(PathBuf, String),
+    Failed(PathBuf, Error),
+}
+
+/// Expand `inputs` into the files to add: folders recursively (sorted, dotfiles, temp files,
+/// the KB's own `.openkb/` and `wiki/` left out, symlinked folders not followed). Files
+/// of unsupported types are reported as skipped; missing paths as failed.
+pub fn collect(kb: &Kb, inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Prep>) {
+    let mut files = Vec::new();
+    let mut other = Vec::new();
+    let mut seen = HashSet::new();
+    let skip_dirs = [kb.openkb_dir(), kb.wiki_dir()];
+    for input in inputs {
+        match std::fs::metadata(input) {
+            Err(e) => other.push(Prep::Failed(
+                input.clone(),
+                Error::io("cannot read", input, e),
+            )),
+            Ok(meta) if meta.is_dir() => {
+                let mut stack = vec![input.clone()];
+                while let Some(dir) = stack.pop() {
+                    let mut entries: Vec<_> = match std::fs::read_dir(&dir) {
+                        Ok(rd) => rd.filter_map(|e| e.ok()).collect(),
+                        Err(e) => {
+                            other.push(Prep::Failed(
+                                dir.clone(),
+                                Error::io("cannot read folder", &dir, e),
+                            ));
+                            continue;
+                        }
+                    };
+                    entries.sort_by_key(|e| e.file_name());
+                    let mut subdirs = Vec::new();
+                    for entry in entries {
+                        let name = entry.file_name();
+                        let name = name.to_string_lossy();
+                        if name.starts_with('.') || fsx::is_temp_name(&name) {
+                            continue;
+                        }
+                        let path = entry.path();
+                        let Ok(kind) = entry.file_type() else {
+                            continue;
+                        };
+                        if kind.is_dir() {
+                            let real = path.canonicalize().unwrap_or_else(|_| path.clone());
+                            if !skip_dirs.contains(&real) {
+                                subdirs.push(path);
+                            }
+                        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
+                            push_file(&mut files, &mut other, &mut seen, path);
+                        }
+                    }
+                    // Popped from the end: reverse keeps the walk in name order.
+                    stack.extend(subdirs.into_iter().rev());
+                }
+            }
+            Ok(_) => push_file(&mut files, &mut other, &mut seen, input.clone()),
+        }
+    }
+    (files, other)
+}
+
+fn push_file(
+    files: &mut Vec<PathBuf>,
+    other: &mut Vec<Prep>,
+    seen: &mut HashSet<PathBuf>,
+    path: PathBuf,
+) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !super::is_supported(&name) {
+        let suffix = names::suffix(&name);
+        let why = if suffix.is_empty() {
+            "unsupported file type (no extension)".to_owned()
+        } else {
+            format!("unsupported file type ({suffix})")
+        };
+        other.push(Prep::Skipped(path, why));
+        return;
+    }
+    let key = path.canonicalize().unwrap_or_else(|_| path.clone());
+    if seen.insert(key) {
+        files.push(path);
+    }
+}
+
+/// Hash `path`, skip it when registered (or already seen in this run), else stage its copies.
+pub fn prepare(
+    kb: &Kb,
+    store: &Store,
+    staging: &Staging,
+    path: &Path,
+    run_hashes: &mut HashSet<String>,
+) -> Prep {
+    match prepare_inner(kb, store, staging, path, run_hashes) {
+        Ok(prep) => prep,
+        Err(e) => Prep::Failed(path.to_path_buf(), e),
+    }
+}
+
+fn prepare_inner(
+    kb: &Kb,
+    store: &Store,
+    staging: &Staging,
+    path: &Path,
+    run_hashes: &mut HashSet<String>,
+) -> Result<Prep> {
+    let name = match path.file_name().and_then(|n| n.to_str()) {
+        Some(n) => n.to_owned(),
+        None => {
+            return Ok(Prep::Failed(
+                path.to_path_buf(),
+                Error::Invalid(format!(
+                    "{}: the file name is not valid UTF-8; rename the file",
+                    path.display()
+                )),
+            ));
+        }
+    };
+    let resolved = path.canonicalize().with_path("cannot resolve", path)?;
+    // Small files are read once: hashed and staged from the same bytes.
+    let size = std::fs::metadata(&resolved)
+        .with_path("cannot read", &resolved)?
+        .len();
+    let bytes = if size <= SMALL_FILE {
+        Some(std::fs::read(&resolved).with_path("cannot read", &resolved)?)
+    } else {
+        None
+    };
+    let hash = match &bytes {
+        Some(b) => super::hash::sha256_hex(b),
+        None => sha256_file(&resolved)?,
+    };
+    if store.is_known(&hash)? {
+        return Ok(Prep::Known(path.to_path_buf()));
+    }
+    if !run_hashes.insert(hash.clone()) {
+        return Ok(Prep::Skipped(
+            path.to_path_buf(),
+            "same content as another file of this add".into(),
+        ));
+    }
+    let path_key = super::path_key(kb, &resolved)?;
+    let in_raw = resolved.starts_with(kb.raw_dir());
+    let mut staged_raw = None;
+    let mut staged_source = None;
+    let changed = || {
+        Prep::Failed(
+            path.to_path_buf(),
+            Error::Invalid(format!(
+                "{}: the file changed while it was being read; add it again",
+                path.display()
+            )),
+        )
+    };
+    if super::is_text(&name) {
+        let source = staging.fresh("source");
+        match &bytes {
+            Some(b) => write_new(&source, b)?,
+            None => {
+                if copy_hashing(&resolved, &source)? != hash {
+                    return Ok(changed());
+                }
+            }
+        }
+        staged_source = Some(source);
+    }
+    if !in_raw {
+        let raw = staging.fresh("raw");
+        match (&bytes, &staged_source) {
+            (Some(b), _) => write_new(&raw, b)?,
+            (None, Some(source)) => {
+                copy_hashing(source, &raw)?;
+            }
+            (None, None) => {
+                if copy_hashing(&resolved, &raw)? != hash {
+                    return Ok(changed());
+                }
+            }
+        }
+        staged_raw = Some(raw);
+    }
+    Ok(Prep::Ready(Prepared {
+        given: path.to_path_buf(),
+        resolved,
+        name,
+        hash,
+        path_key,
+        in_raw,
+        staged_raw,
+        staged_source,
+    }))
+}
+
+/// Files up to this size are read into memory once instead of being streamed twice.
+const SMALL_FILE: u64 = 4 << 20;
+
+/// Write `bytes` to a new file `path` (mode 0666 minus umask); fsynced with its batch.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(path)
+        .with_path("cannot create", path)?;
+    file.write_all(bytes).with_path("cannot write", path)
+}
+
+/// Copy `from` to a new file `to` (mode 0666 minus umask) and return the SHA-256 of the bytes
+/// copied. Not fsynced here: the batch publishing it syncs its files once, before the commit
+/// (see `publish::make_durable`).
+pub fn copy_hashing(from: &Path, to: &Path) -> Result<String> {
+    let mut src = File::open(from).with_path("cannot open", from)?;
+    let mut dst = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(to)
+        .with_path("cannot create", to)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("cannot read", from, e)),
+        };
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n]).with_path("cannot write", to)?;
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}

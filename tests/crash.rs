@@ -1,0 +1,254 @@
+//! Crash safety: a process killed at any instant leaves a KB the next command repairs.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Env, assert_consistent, make_files, stderr, stdout};
+use openkb::state::intents;
+
+fn intents_left(env: &Env) -> usize {
+    intents::unfinished(&env.store().reader().unwrap())
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
+    let env = Env::with_kb();
+    let folder = make_files(&env, "in", 20);
+    let out = env
+        .cmd()
+        .env("OPENKB_TEST_ABORT_AT", "add-commit")
+        .arg("add")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // Files published, nothing committed, the intents say what to undo.
+    assert!(env.kb().join("raw/note-00000.md").is_file());
+    assert!(env.docs().is_empty());
+    assert_eq!(intents_left(&env), 20);
+
+    // Readers do not repair (they take the shared lock) and are not confused.
+    let out = env.run(&["list"]);
+    assert!(
+        stdout(&out).contains("No documents registered"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("20 add(s) rolled back"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).ends_with("added 20, skipped 0, failed 0\n"));
+    assert_eq!(env.docs().len(), 20);
+    assert_consistent(&env);
+}
+
+#[test]
+fn a_killed_add_that_replaced_a_file_restores_it() {
+    let env = Env::with_kb();
+    let file = env.write("in/plan.md", "version 1\n");
+    assert!(env.run(&["add", "in"]).status.success());
+    std::fs::write(&file, "version 2\n").unwrap();
+    let out = env
+        .cmd()
+        .env("OPENKB_TEST_ABORT_AT", "add-commit")
+        .args(["add", "in"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let raw = env.kb().join("raw/plan.md");
+    assert_eq!(std::fs::read_to_string(&raw).unwrap(), "version 2\n");
+
+    // Any exclusive command repairs first: here, an add of something else.
+    env.write("other/x.md", "x\n");
+    let out = env.run(&["add", "other"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&raw).unwrap(), "version 1\n");
+    let plan = env.doc_named("plan").unwrap();
+    assert_eq!(plan.hash, openkb::ingest::hash::sha256_hex(b"version 1\n"));
+    assert_consistent(&env);
+}
+
+#[test]
+fn a_remove_killed_before_its_commit_is_finished() {
+    let env = Env::with_kb();
+    env.write("in/gone.md", "gone\n");
+    env.write("in/stays.md", "stays\n");
+    assert!(env.run(&["add", "in"]).status.success());
+    let out = env
+        .cmd()
+        .env("OPENKB_TEST_ABORT_AT", "remove-commit")
+        .args(["remove", "gone.md", "-y"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!env.kb().join("raw/gone.md").exists());
+    assert!(
+        env.doc_named("gone").is_some(),
+        "the row is the commit point"
+    );
+    assert_eq!(intents_left(&env), 1);
+
+    env.write("other/x.md", "x\n");
+    let out = env.run(&["add", "other"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.doc_named("gone").is_none());
+    let removes = env.store().log_tail(None, Some("remove")).unwrap();
+    assert_eq!(removes.len(), 1);
+    assert_eq!(removes[0].description, "gone.md");
+    assert_consistent(&env);
+}
+
+#[test]
+fn sigkill_during_a_folder_add_then_a_rerun_completes_it() {
+    // Kill points are spread over the whole run, whatever this machine's speed: time one
+    // full add first, then kill at fractions of it.
+    let timing = Env::with_kb();
+    let folder = make_files(&timing, "in", 400);
+    let started = Instant::now();
+    assert!(
+        timing
+            .cmd()
+            .arg("add")
+            .arg(&folder)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let full = started.elapsed();
+
+    for fraction in [0.1, 0.3, 0.5, 0.7, 0.9] {
+        let env = Env::with_kb();
+        let folder = make_files(&env, "in", 400);
+        let mut child = env
+            .cmd()
+            .arg("add")
+            .arg(&folder)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(fraction));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let registered = env.docs().len();
+        eprintln!("killed at {fraction} of {full:?}: {registered} registered");
+
+        let started = Instant::now();
+        let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+        assert!(out.status.success(), "at {fraction}: {}", stderr(&out));
+        assert!(started.elapsed() < Duration::from_secs(120));
+        assert_eq!(
+            env.docs().len(),
+            400,
+            "at {fraction} ({registered} before the re-run)"
+        );
+        assert_consistent(&env);
+        // And a third run finds nothing to do.
+        let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+        assert!(stdout(&out).ends_with("added 0, skipped 400, failed 0\n"));
+    }
+}
+
+#[test]
+fn a_compile_killed_mid_hook_is_marked_failed_and_an_add_rolled_back() {
+    let env = Env::with_kb();
+    env.write("in/doc.md", "doc\n");
+    assert!(env.run(&["add", "in"]).status.success());
+    // The hook kills openkb itself (its parent), as a SIGKILL from outside would.
+    env.set_config("compile_command: 'kill -9 $PPID; sleep 5'\n");
+    let out = env.run(&["compile", "--pending"]);
+    assert!(!out.status.success());
+    assert_eq!(intents_left(&env), 1);
+
+    env.write("other/new.md", "new\n");
+    let out = env.run(&["add", "other"]);
+    assert!(!out.status.success(), "the hook kills this add too");
+    // That add's own recovery marked the compile failed before its hook killed it.
+    let doc = env.doc_named("doc").unwrap();
+    assert_eq!(doc.status, openkb::state::Status::Failed);
+    assert!(doc.error.unwrap().contains("interrupted"));
+    assert!(env.doc_named("new").is_none());
+    assert_eq!(intents_left(&env), 1);
+
+    // Without the killer hook, the next add rolls the killed one back, then redoes it.
+    let path = env.kb().join(".openkb/config.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("compile_command: 'kill -9 $PPID; sleep 5'\n", ""),
+    )
+    .unwrap();
+    let out = env.run(&["add", "other"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 add(s) rolled back"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.doc_named("new").is_some());
+    assert_consistent(&env);
+}
+
+#[test]
+fn ctrl_c_during_a_folder_add_finishes_the_batch_and_leaves_nothing_to_repair() {
+    let timing = Env::with_kb();
+    let folder = make_files(&timing, "in", 800);
+    let started = Instant::now();
+    assert!(
+        timing
+            .cmd()
+            .arg("add")
+            .arg(&folder)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let full = started.elapsed();
+
+    let env = Env::with_kb();
+    let folder = make_files(&env, "in", 800);
+    let child = env
+        .cmd()
+        .arg("add")
+        .arg(&folder)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(full.mul_f64(0.4));
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let signalled = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let registered = env.docs().len();
+    eprintln!(
+        "interrupted at 0.4 of {full:?}: {registered} registered, exited {:?} after the signal: {}",
+        signalled.elapsed(),
+        stderr(&out)
+    );
+    if registered < 800 {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("interrupted:"), "{}", stderr(&out));
+    }
+    // Nothing for recovery to do: no intents, no staging, every registered file in place.
+    assert_eq!(intents_left(&env), 0);
+    assert_consistent(&env);
+    let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("recovered"), "{}", stderr(&out));
+    assert_eq!(env.docs().len(), 800);
+    assert_consistent(&env);
+}

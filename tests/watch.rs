@@ -1,0 +1,92 @@
+//! `openkb watch`: files dropped into raw/ are added while other commands stay instant, and
+//! SIGINT ends it cleanly.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Env, assert_consistent, stderr};
+
+#[test]
+fn files_dropped_into_raw_are_added_while_list_stays_instant() {
+    let env = Env::with_kb();
+    let kb = env.kb();
+    let mut watch = env
+        .cmd()
+        .env("OPENKB_WATCH_DEBOUNCE_MS", "300")
+        .arg("watch")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching "), "{line}");
+
+    // Dropped the way editors and downloaders do: written under a temp name, then renamed;
+    // plus a dotfile, a temp file and an unsupported file that must be ignored.
+    for i in 0..12 {
+        let temp = kb.join(format!("raw/.note-{i}.md.abc123.tmp"));
+        std::fs::write(&temp, format!("note {i}\n")).unwrap();
+        std::fs::rename(&temp, kb.join(format!("raw/note-{i}.md"))).unwrap();
+    }
+    std::fs::create_dir_all(kb.join("raw/sub")).unwrap();
+    std::fs::write(kb.join("raw/sub/2509.11420.md"), "arxiv\n").unwrap();
+    std::fs::write(kb.join("raw/.hidden.md"), "hidden\n").unwrap();
+    std::fs::write(kb.join("raw/.draft.md.x1.tmp"), "temp\n").unwrap();
+    std::fs::write(kb.join("raw/tool.exe"), "binary\n").unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut slowest = Duration::ZERO;
+    loop {
+        for args in [&["list"][..], &["status"][..]] {
+            let started = Instant::now();
+            let out = env.run(args);
+            let took = started.elapsed();
+            assert!(out.status.success(), "{}", stderr(&out));
+            slowest = slowest.max(took);
+        }
+        if env.docs().len() >= 13 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "list/status took {slowest:?}"
+    );
+    // Settle: give a stray event time to do something wrong, then stop.
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: sending a signal to our own child.
+    unsafe {
+        libc::kill(watch.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = watch.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(rest.contains("stopped watching"), "{rest}");
+
+    let docs = env.docs();
+    assert_eq!(docs.len(), 13, "{docs:#?}");
+    let note = env.doc_named("note-3").unwrap();
+    assert_eq!(note.path.as_deref(), Some("raw/note-3.md"));
+    assert_eq!(note.raw_path.as_deref(), Some("raw/note-3.md"));
+    assert_eq!(note.source_path.as_deref(), Some("wiki/sources/note-3.md"));
+    let arxiv = env.doc_named("2509-11420").unwrap();
+    assert_eq!(arxiv.path.as_deref(), Some("raw/sub/2509.11420.md"));
+    assert_eq!(arxiv.raw_path.as_deref(), Some("raw/2509-11420.md"));
+    assert!(
+        env.docs()
+            .iter()
+            .all(|d| d.name.as_deref() != Some(".hidden.md"))
+    );
+    // The ignored files are the user's, not published ones: out of the way for the check.
+    for ignored in ["raw/.hidden.md", "raw/.draft.md.x1.tmp", "raw/tool.exe"] {
+        std::fs::remove_file(kb.join(ignored)).unwrap();
+    }
+    assert_consistent(&env);
+}
