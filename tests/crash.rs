@@ -52,6 +52,43 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
 }
 
 #[test]
+fn doctor_reports_an_interrupted_add_and_fix_rolls_it_back() {
+    let env = Env::with_kb();
+    let folder = make_files(&env, "in", 5);
+    let out = env
+        .cmd()
+        .env("OPENKB_TEST_ABORT_AT", "add-commit")
+        .arg("add")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = env.run(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("an interrupted add of note-00000"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        intents_left(&env),
+        5,
+        "doctor without --fix changes nothing"
+    );
+
+    let out = env.run(&["doctor", "--fix"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("5 add(s) rolled back"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!env.kb().join("raw/note-00000.md").exists());
+    assert_consistent(&env);
+    assert!(env.run(&["doctor"]).status.success());
+}
+
+#[test]
 fn a_killed_add_that_replaced_a_file_restores_it() {
     let env = Env::with_kb();
     let file = env.write("in/plan.md", "version 1\n");

@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::fsx;
+use crate::ingest::recover;
 use crate::kb::Kb;
-use crate::state::Store;
+use crate::state::{Store, intents};
 
 use super::files::{WalkStep, walk};
 use super::{DbState, Finding};
@@ -18,23 +19,56 @@ pub const TEMP_MIN_AGE: Duration = Duration::from_secs(5 * 60);
 /// Folders never searched for temp files: the PageIndex blob store belongs to another package.
 const TEMP_SKIP: &[&str] = &[".openkb/files/"];
 
-/// Unfinished operations recorded in the `intents` table by an interrupted `add`/`remove`.
-///
-/// integration point: the `intents` table (migrations/0003_intents.sql) and its recovery are
-/// built in `src/ingest/` (issue 4). When they land, report each unfinished intent here as a
-/// fixable `Problem` with check `"intent"` (operation, document, age), and let
-/// [`fix_intents`] finish or roll them back with the same code the next exclusive command
-/// runs. Until then there is nothing to report.
-pub fn check_intents(_kb: &Kb, _store: &Store) -> Result<Vec<Finding>> {
-    Ok(Vec::new())
+/// Unfinished operations recorded in the `intents` table by an interrupted `add`, `remove`
+/// or `compile`. Each is exactly what the next exclusive command (or `--fix`) settles.
+pub fn check_intents(_kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
+    let reader = store.reader()?;
+    let pending = intents::unfinished(&reader)?;
+    if pending.is_empty() {
+        return Ok(vec![Finding::ok("intent", "no interrupted operations")]);
+    }
+    Ok(pending
+        .iter()
+        .map(|intent| {
+            Finding::problem(
+                "intent",
+                format!(
+                    "an interrupted {} of {} (started {} by process {}) is unfinished; \
+                     `openkb doctor --fix` (or the next add/remove) finishes or rolls it back",
+                    intent.operation.as_str(),
+                    intent.doc_name.as_deref().unwrap_or(&intent.hash),
+                    intent.started_at,
+                    intent.pid
+                ),
+            )
+            .fixable()
+        })
+        .collect())
 }
 
-/// Finish or roll back unfinished intents (`--fix`, exclusive lock held); returns the
-/// findings it repaired, marked `fixed`.
-///
-/// integration point: see [`check_intents`]; currently there are no intents to finish.
-pub fn fix_intents(_kb: &Kb, _store: &Store) -> Result<Vec<Finding>> {
-    Ok(Vec::new())
+/// Finish or roll back unfinished intents (`--fix`, exclusive lock held) with the recovery
+/// every exclusive command runs; returns what it repaired, marked `fixed`.
+pub fn fix_intents(kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
+    let done = recover::recover_interrupted(kb, store)?;
+    let settled = [
+        (done.adds_rolled_back, "add(s) rolled back"),
+        (done.adds_completed, "add(s) completed"),
+        (done.removes_finished, "remove(s) finished"),
+        (done.compiles_interrupted, "compile(s) marked failed"),
+        (
+            done.staging_swept,
+            "staging folder(s) of dead processes removed",
+        ),
+    ];
+    Ok(settled
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| {
+            let mut finding = Finding::warning("intent", format!("{n} {what}")).fixable();
+            finding.fixed = true;
+            finding
+        })
+        .collect())
 }
 
 pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {

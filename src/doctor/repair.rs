@@ -10,7 +10,7 @@
 //!   own, never user files).
 //! - A large WAL is checkpointed.
 //! - `wiki/log.md` is rewritten from the log table (atomically).
-//! - Unfinished intents are finished or rolled back (integration point, `leftovers.rs`).
+//! - Unfinished intents are finished or rolled back, by the recovery every exclusive command runs.
 
 use std::collections::HashSet;
 use std::io::Read;

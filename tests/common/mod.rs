@@ -140,7 +140,10 @@ impl Drop for PythonLockHolder {
 }
 
 /// The legacy KB written by the Python tool, in the shared folder beside the repository.
-pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/legacy-kb-50");
+pub const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/legacy-kb-50"
+);
 
 /// A temp folder with a HOME of its own and a KB at `<tmp>/kb`.
 pub struct Env {
