@@ -390,7 +390,11 @@ fn status_reports_counts_files_and_state() {
         text.contains("lint | report → lint_20260101_000000.md"),
         "{text}"
     );
-    assert!(text.contains("schema version 1"), "{text}");
+    let version = openkb::state::schema::latest_version();
+    assert!(
+        text.contains(&format!("schema version {version}")),
+        "{text}"
+    );
 
     let out = sb
         .cmd()
@@ -475,7 +479,13 @@ fn a_python_lock_holder_makes_commands_wait_then_time_out() {
     assert!(err.contains("timed out after 0.5s"), "{err}");
 
     // Without a timeout the command waits and then succeeds once the holder is gone.
-    let waiter = sb.cmd().current_dir(&kb).arg("status").spawn().unwrap();
+    let waiter = sb
+        .cmd()
+        .current_dir(&kb)
+        .arg("status")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     holder.release();
     let out = waiter.wait_with_output().unwrap();
