@@ -151,7 +151,11 @@ fn eight_processes_of_mixed_operations_keep_every_promise() {
     let mut removed: BTreeMap<String, i64> = BTreeMap::new();
     let mut ops = 0;
     for t in &tallies {
-        assert!(t.failures.is_empty(), "failed operations:\n{:#?}", t.failures);
+        assert!(
+            t.failures.is_empty(),
+            "failed operations:\n{:#?}",
+            t.failures
+        );
         ops += t.ops;
         for (k, v) in &t.added {
             *added.entry(k.clone()).or_default() += v;
@@ -205,11 +209,21 @@ fn eight_processes_of_mixed_operations_keep_every_promise() {
 
     let conn = rusqlite::Connection::open(env.kb().join(".openkb/state.db")).expect("sqlite");
     let count = |op: &str| -> i64 {
-        conn.query_row("SELECT count(*) FROM log WHERE operation = ?1", [op], |r| r.get(0))
-            .expect("count")
+        conn.query_row("SELECT count(*) FROM log WHERE operation = ?1", [op], |r| {
+            r.get(0)
+        })
+        .expect("count")
     };
-    assert_eq!(count("ingest"), total_added, "one ingest row per reported add");
-    assert_eq!(count("remove"), total_removed, "one remove row per reported remove");
+    assert_eq!(
+        count("ingest"),
+        total_added,
+        "one ingest row per reported add"
+    );
+    assert_eq!(
+        count("remove"),
+        total_removed,
+        "one remove row per reported remove"
+    );
     // wiki/log.md mirrors the table: one line per row.
     let log_md = std::fs::read_to_string(env.kb().join("wiki/log.md")).expect("log.md");
     assert_eq!(
@@ -220,5 +234,10 @@ fn eight_processes_of_mixed_operations_keep_every_promise() {
     assert_eq!(log_md.matches("remove | ").count() as i64, total_removed);
     assert_consistent(&env);
     let out = env.run(&["doctor", "--full"]);
-    assert!(out.status.success(), "doctor: {}{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "doctor: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }

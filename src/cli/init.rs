@@ -64,22 +64,47 @@ fn choose(given: Option<String>, what: &str, default: &str, interactive: bool) -
     Ok(if answer.is_empty() { default } else { answer }.to_owned())
 }
 
-/// Create the KB's files. Claiming `.openkb/` with a plain `mkdir` makes two racing `init`s
-/// safe: one wins, the other is told the KB exists. If anything fails afterwards, what this
-/// call created is removed again, so a failed init can simply be re-run.
+/// Create the KB's files. Claiming `.openkb/` with a plain `mkdir` and populating under the
+/// KB lock makes two racing `init`s safe: the second waits, then finds a whole KB and is told
+/// it exists. An `init` killed half-way leaves `.openkb/` without its config or database: the
+/// next `init` finishes it instead of refusing forever. If anything fails, what this call
+/// created is removed again, so a failed init can simply be re-run.
 fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
     let openkb_dir = kb.openkb_dir();
-    match std::fs::create_dir(&openkb_dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::AlreadyInitialized {
-                path: kb.root().to_path_buf(),
-            });
-        }
+    let claimed = match std::fs::create_dir(&openkb_dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(Error::io("cannot create folder", &openkb_dir, e)),
-    }
-    let mut created: Vec<PathBuf> = vec![openkb_dir.clone()];
-    let result = populate(kb, config, &mut created);
+    };
+    let mut created: Vec<PathBuf> = if claimed {
+        vec![openkb_dir.clone()]
+    } else {
+        Vec::new()
+    };
+    let result = kb.lock_exclusive().and_then(|lock| {
+        if is_complete(kb) {
+            return Ok(Err(Error::AlreadyInitialized {
+                path: kb.root().to_path_buf(),
+            }));
+        }
+        if !claimed {
+            eprintln!(
+                "finishing the interrupted initialization of {} (its config or database was \
+                 missing)",
+                kb.root().display()
+            );
+        }
+        let done = populate(kb, config, &mut created);
+        drop(lock);
+        Ok(done)
+    });
+    let result = match result {
+        // A whole KB is left as it is, even if this call claimed `.openkb/` before another
+        // init filled it.
+        Ok(Err(e @ Error::AlreadyInitialized { .. })) => return Err(e),
+        Ok(done) => done,
+        Err(e) => Err(e),
+    };
     if result.is_err() {
         for path in created.iter().rev() {
             let _ = if path.is_dir() {
@@ -90,6 +115,11 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
         }
     }
     result
+}
+
+/// A KB has its config and its registry (state.db, or a legacy hashes.json to migrate).
+fn is_complete(kb: &Kb) -> bool {
+    kb.config_path().exists() && (kb.state_db().exists() || kb.hashes_json().exists())
 }
 
 fn populate(kb: &Kb, config: &KbConfig, created: &mut Vec<PathBuf>) -> Result<()> {
@@ -108,7 +138,12 @@ fn populate(kb: &Kb, config: &KbConfig, created: &mut Vec<PathBuf>) -> Result<()
             created.push(path);
         }
     }
-    config.file.save(&kb.config_path())?;
+    // Written before the database, so a KB with a database always has its config; an existing
+    // one (an interrupted init got that far, or a Python-tool KB) is kept.
+    if !kb.config_path().exists() {
+        config.file.save(&kb.config_path())?;
+        created.push(kb.config_path());
+    }
     let store = Store::open(&kb.state_db(), state::Create::IfMissing)?;
     drop(store);
     Ok(())

@@ -1,0 +1,338 @@
+//! Faults: SIGKILL at many moments of `add`, `remove`, `migrate` and config writes (`use`
+//! rewriting global.yaml, `init` writing config.yaml). Kill delays are spread over the measured
+//! duration of an unkilled run, so the kills land at different moments on any machine.
+//! Afterwards: the next command succeeds, `doctor --fix` then `doctor` report healthy, config
+//! files are the old or the new version, and no temp file is left.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Env, assert_consistent, make_files, stderr, stdout};
+use openkb::config::YamlFile;
+use openkb::kb::Kb;
+
+/// Spawn `cmd`, SIGKILL it after `delay`; returns whether it was still running when killed.
+fn kill_after(mut cmd: Command, delay: Duration) -> bool {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn openkb");
+    std::thread::sleep(delay);
+    let running = child.try_wait().expect("try_wait").is_none();
+    child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL
+    child.wait().expect("wait");
+    running
+}
+
+/// `n` delays spread over `0..=1.2 * full` (a few land after the end: a finished run must
+/// stay finished too).
+fn delays(full: Duration, n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|i| full.mul_f64(1.2 * i as f64 / (n - 1) as f64))
+        .collect()
+}
+
+fn timed(mut cmd: Command) -> Duration {
+    let started = Instant::now();
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    started.elapsed()
+}
+
+/// Temp files a killed process left are only swept by doctor once they are 5 minutes old (a
+/// younger one may belong to a live writer): age them, as time would.
+fn age_temp_files(root: &Path) -> usize {
+    let kb = Kb::at(root).expect("kb");
+    let temps = openkb::doctor::old_temp_files(&kb, Duration::ZERO).expect("walk");
+    let old = SystemTime::now() - Duration::from_secs(600);
+    for rel in &temps {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(root.join(rel))
+            .expect("open temp");
+        file.set_modified(old).expect("age temp");
+    }
+    temps.len()
+}
+
+fn assert_no_temp_files(root: &Path) {
+    let kb = Kb::at(root).expect("kb");
+    let left = openkb::doctor::old_temp_files(&kb, Duration::ZERO).expect("walk");
+    assert!(left.is_empty(), "temp files left: {left:?}");
+}
+
+/// After a kill: `doctor --fix` repairs, a plain `doctor` then reports healthy, no temp file
+/// and no intent is left, and every registered document has its files.
+fn assert_repaired(env: &Env, what: &str) {
+    age_temp_files(&env.kb());
+    let fix = env.run(&["doctor", "--fix"]);
+    assert!(
+        fix.status.success(),
+        "{what}: doctor --fix\n{}{}",
+        stdout(&fix),
+        stderr(&fix)
+    );
+    let check = env.run(&["doctor"]);
+    assert!(
+        check.status.success(),
+        "{what}: doctor after --fix\n{}{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    assert_no_temp_files(&env.kb());
+    assert_consistent(env);
+}
+
+fn log_rows(env: &Env, op: &str) -> i64 {
+    let conn = rusqlite::Connection::open(env.kb().join(".openkb/state.db")).expect("sqlite");
+    conn.query_row("SELECT count(*) FROM log WHERE operation = ?1", [op], |r| {
+        r.get(0)
+    })
+    .expect("count")
+}
+
+/// `openkb` with the env's HOME but no `--kb-dir`.
+fn bare_cmd(env: &Env) -> Command {
+    let mut cmd = Command::new(common::BIN);
+    cmd.env("HOME", env.path().join("home"))
+        .env_remove("OPENKB_DIR")
+        .env_remove("OPENKB_LOCK_TIMEOUT")
+        .current_dir(env.path());
+    cmd
+}
+
+const ADD_FILES: usize = 60;
+const ADD_KILLS: usize = 12;
+
+#[test]
+fn sigkill_during_folder_adds() {
+    let env = Env::with_kb();
+    let timing = make_files(&env, "timing", ADD_FILES);
+    let mut cmd = env.cmd();
+    cmd.arg("add").arg(&timing);
+    let full = timed(cmd);
+    let mut expected = ADD_FILES;
+    let mut interrupted = 0;
+    for (i, delay) in delays(full, ADD_KILLS).into_iter().enumerate() {
+        let folder = make_files(&env, &format!("in{i}"), ADD_FILES);
+        // Distinct content per folder, so each folder adds ADD_FILES documents.
+        for entry in walk_files(&folder) {
+            let mut text = std::fs::read_to_string(&entry).expect("read");
+            text.push_str(&format!("folder {i}\n"));
+            std::fs::write(&entry, text).expect("write");
+        }
+        let mut cmd = env.cmd();
+        cmd.arg("add").arg(&folder);
+        interrupted += kill_after(cmd, delay) as usize;
+        let what = format!("add killed after {delay:?} (full run {full:?})");
+        if i % 2 == 0 {
+            // The next command is the same add: its own recovery settles the killed one.
+            let out = env.cmd().arg("add").arg(&folder).output().expect("add");
+            assert!(out.status.success(), "{what}: re-run\n{}", stderr(&out));
+            assert_repaired(&env, &what);
+        } else {
+            let out = env.run(&["list", "--json"]);
+            assert!(out.status.success(), "{what}: list\n{}", stderr(&out));
+            assert_repaired(&env, &what);
+            let out = env.cmd().arg("add").arg(&folder).output().expect("add");
+            assert!(out.status.success(), "{what}: re-run\n{}", stderr(&out));
+        }
+        expected += ADD_FILES;
+        assert_eq!(env.docs().len(), expected, "{what}");
+        assert_eq!(log_rows(&env, "ingest") as usize, expected, "{what}");
+    }
+    assert_consistent(&env);
+    eprintln!("add: {ADD_KILLS} kills ({interrupted} mid-run) over {full:?}");
+    // Under a loaded machine the timing run may be faster than later ones; a few kills must
+    // still land mid-run for the test to mean anything.
+    assert!(interrupted >= 2, "kills should land mid-run");
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+const REMOVE_KILLS: usize = 12;
+
+#[test]
+fn sigkill_during_removes() {
+    let env = Env::with_kb();
+    // Other pages link to each document, so a remove has wiki pages to rewrite.
+    for i in 0..=REMOVE_KILLS {
+        env.write(
+            &format!("in/doc{i:02}.md"),
+            &format!("# doc {i}\n\n{}\n", "text ".repeat(2000)),
+        );
+    }
+    let out = env
+        .cmd()
+        .arg("add")
+        .arg(env.path().join("in"))
+        .output()
+        .expect("add");
+    assert!(out.status.success(), "{}", stderr(&out));
+    for i in 0..=REMOVE_KILLS {
+        env.write(
+            &format!("kb/wiki/concepts/c{i:02}.md"),
+            &format!("# c\n\nSee [[summaries/doc{i:02}]] and [[summaries/doc00]].\n"),
+        );
+        env.write(
+            &format!("kb/wiki/summaries/doc{i:02}.md"),
+            &format!("# doc{i:02}\n\nsummary\n"),
+        );
+    }
+    let mut cmd = env.cmd();
+    cmd.args(["remove", "-y", &format!("doc{REMOVE_KILLS:02}")]);
+    let full = timed(cmd);
+    let total = REMOVE_KILLS + 1;
+    let mut interrupted = 0;
+    for (i, delay) in delays(full, REMOVE_KILLS).into_iter().enumerate() {
+        let name = format!("doc{i:02}");
+        let mut cmd = env.cmd();
+        cmd.args(["remove", "-y", &name]);
+        interrupted += kill_after(cmd, delay) as usize;
+        let what = format!("remove killed after {delay:?} (full run {full:?})");
+        let out = env.run(&["status"]);
+        assert!(out.status.success(), "{what}: status\n{}", stderr(&out));
+        assert_repaired(&env, &what);
+        // The document is wholly there or wholly gone, and each remove logged once.
+        let gone = total - env.docs().len();
+        assert_eq!(log_rows(&env, "remove") as usize, gone, "{what}");
+        if let Some(doc) = env.doc_named(&name) {
+            assert!(env.kb().join(doc.raw_path.expect("raw")).is_file());
+            let out = env
+                .cmd()
+                .args(["remove", "-y", &name])
+                .output()
+                .expect("rm");
+            assert!(out.status.success(), "{what}: re-run\n{}", stderr(&out));
+        }
+        assert!(env.doc_named(&name).is_none());
+        let concept =
+            std::fs::read_to_string(env.kb().join(format!("wiki/concepts/c{i:02}.md"))).expect("c");
+        assert!(
+            !concept.contains(&format!("[[summaries/{name}]]")),
+            "{what}: link left in {concept}"
+        );
+    }
+    assert_consistent(&env);
+    eprintln!("remove: {REMOVE_KILLS} kills ({interrupted} mid-run) over {full:?}");
+}
+
+const USE_KILLS: usize = 12;
+
+#[test]
+fn sigkill_during_a_global_yaml_rewrite_leaves_the_old_or_the_new_version() {
+    let env = Env::with_kb();
+    let other = env.path().join("other");
+    let out = bare_cmd(&env)
+        .arg("--kb-dir")
+        .arg(&other)
+        .args(["init", "--model", "m", "--language", "en"])
+        .output()
+        .expect("init");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kbs = [
+        env.kb().canonicalize().expect("kb"),
+        other.canonicalize().expect("other"),
+    ];
+    let global = env.path().join("home/.config/openkb/global.yaml");
+    let use_cmd = |target: &Path| {
+        let mut cmd = bare_cmd(&env);
+        cmd.arg("use").arg(target);
+        cmd
+    };
+    let full = timed(use_cmd(&kbs[0]));
+    let mut interrupted = 0;
+    for (i, delay) in delays(full, USE_KILLS).into_iter().enumerate() {
+        let before = std::fs::read_to_string(&global).expect("global.yaml");
+        let target = &kbs[(i + 1) % 2];
+        interrupted += kill_after(use_cmd(target), delay) as usize;
+        let what = format!("use killed after {delay:?} (full run {full:?})");
+        let text = std::fs::read_to_string(&global).expect("global.yaml");
+        let parsed = YamlFile::parse(&global, &text).expect("global.yaml parses");
+        let default = parsed.get_str("default_kb").expect("default_kb");
+        assert!(
+            text == before || default == target.to_string_lossy(),
+            "{what}: neither old nor new:\n{text}"
+        );
+        assert!(kbs.iter().any(|k| k.to_string_lossy() == default), "{what}");
+        // The next command succeeds (and completes the switch).
+        let out = use_cmd(target).output().expect("use");
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        assert_repaired(&env, &what);
+    }
+    // Temp files of killed rewrites in ~/.config/openkb are swept by the next rewrite once old.
+    let config_dir = global.parent().expect("dir");
+    let leftovers: Vec<_> = std::fs::read_dir(config_dir)
+        .expect("dir")
+        .flatten()
+        .filter(|e| openkb::fsx::is_temp_name(&e.file_name().to_string_lossy()))
+        .collect();
+    eprintln!(
+        "use: {USE_KILLS} kills ({interrupted} mid-run) over {full:?}; {} temp file(s) in {}",
+        leftovers.len(),
+        config_dir.display()
+    );
+}
+
+const INIT_KILLS: usize = 10;
+
+#[test]
+fn sigkill_during_init_leaves_no_config_or_the_whole_one() {
+    let reference = Env::with_kb();
+    let config_text =
+        std::fs::read_to_string(reference.kb().join(".openkb/config.yaml")).expect("config");
+    let timing = Env::new();
+    let mut cmd = timing.cmd();
+    cmd.args(["init", "--model", "m", "--language", "en"]);
+    let full = timed(cmd);
+    let mut interrupted = 0;
+    for delay in delays(full, INIT_KILLS) {
+        let env = Env::new();
+        let mut cmd = env.cmd();
+        cmd.args(["init", "--model", "m", "--language", "en"]);
+        interrupted += kill_after(cmd, delay) as usize;
+        let what = format!("init killed after {delay:?} (full run {full:?})");
+        let config = env.kb().join(".openkb/config.yaml");
+        if config.exists() {
+            let text = std::fs::read_to_string(&config).expect("config");
+            assert_eq!(
+                text, config_text,
+                "{what}: config.yaml neither absent nor whole"
+            );
+        }
+        // The next command, init again, finishes an interrupted init (or says the KB exists
+        // when the killed one had completed).
+        let was_complete = config.exists() && env.kb().join(".openkb/state.db").exists();
+        let out = env.run(&["init", "--model", "m", "--language", "en"]);
+        if was_complete {
+            assert!(stderr(&out).contains("already"), "{what}: {}", stderr(&out));
+        } else {
+            assert!(out.status.success(), "{what}: init again\n{}", stderr(&out));
+        }
+        let out = env.run(&["status"]);
+        assert!(out.status.success(), "{what}: status\n{}", stderr(&out));
+        assert_eq!(
+            std::fs::read_to_string(&config).expect("config"),
+            config_text,
+            "{what}"
+        );
+        assert_repaired(&env, &what);
+    }
+    eprintln!("init: {INIT_KILLS} kills ({interrupted} mid-run) over {full:?}");
+}
