@@ -93,6 +93,9 @@ pub enum Error {
     #[error("doc_name {doc_name:?} is already owned by document {owner}")]
     DocNameTaken { doc_name: String, owner: String },
 
+    #[error("{}: {problem}\n  openkb changed nothing; fix the file (or restore it from a backup) and run `openkb migrate` again", path.display())]
+    LegacyFile { path: PathBuf, problem: String },
+
     #[error("{0}")]
     Invalid(String),
 }

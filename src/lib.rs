@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod fsx;
 pub mod kb;
+pub mod legacy;
 pub mod lock;
 pub mod names;
 pub mod state;

@@ -1,9 +1,11 @@
 //! The `openkb` command line: one module per command. Each command parses its arguments,
 //! composes the library (kb, state, lock, config) and prints; none of them runs SQL.
 
+mod export;
 mod init;
 mod list;
 mod log;
+mod migrate;
 mod status;
 mod use_kb;
 
@@ -56,6 +58,10 @@ pub enum Command {
     Status(status::Args),
     /// Show the operations log, newest last
     Log(log::Args),
+    /// Import a legacy (Python openkb) knowledge base into state.db, losslessly
+    Migrate(migrate::Args),
+    /// Write the registry as a legacy hashes.json, or the whole state as JSON
+    Export(export::Args),
 }
 
 /// What every command gets: the global options and the way to find the KB.
@@ -89,6 +95,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::List(args) => list::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Log(args) => log::run(&ctx, args),
+        Command::Migrate(args) => migrate::run(&ctx, args),
+        Command::Export(args) => export::run(&ctx, args),
     }
     .map(|()| exit::OK)
 }

@@ -19,6 +19,7 @@
 //! transaction, never the other way round.
 
 pub mod documents;
+pub mod imports;
 pub mod log;
 pub mod schema;
 
@@ -271,7 +272,9 @@ pub trait Queries {
     }
 
     fn for_each_document(&self, visit: &mut dyn FnMut(Document) -> Result<()>) -> Result<()> {
-        forward_visits(self.db_path(), visit, |v| documents::for_each(self.conn(), v))
+        forward_visits(self.db_path(), visit, |v| {
+            documents::for_each(self.conn(), v)
+        })
     }
 
     fn counts(&self) -> Result<StatusCounts> {

@@ -1,0 +1,562 @@
+//! `openkb migrate` as a library call: import a legacy KB's `hashes.json` and `wiki/log.md`
+//! into `state.db`, or merge a `hashes.json` that reappeared after migration ("drift").
+//!
+//! The order of steps is what makes it safe:
+//!
+//! 1. Take the KB's exclusive lock (shared for a dry run): the Python tool and every other
+//!    openkb command wait, and a second `migrate` finds the work done when it gets the lock.
+//! 2. Recover the Python tool's crash journals ([`super::journal`]), so a half-applied `add`
+//!    is rolled back before anything is read. A journal that cannot be rolled back stops the
+//!    migration.
+//! 3. Read and validate everything (`hashes.json`, `wiki/log.md`) before writing anything:
+//!    a bad file is reported with its name and the problem, and nothing changes.
+//! 4. Initial import: build the database as `.openkb/state.db.importing-<pid>`, import every
+//!    entry, every log entry, a `migrate` log row and the `imports` record in one
+//!    `BEGIN IMMEDIATE` transaction, checkpoint the WAL, close it, and only then link it into
+//!    place as `state.db` (never replacing one). A failure at any point removes the temp
+//!    database, so `state.db` is absent, never empty beside an unmigrated `hashes.json`.
+//!    Drift merge: the same transaction on the existing `state.db`.
+//! 5. After the commit, rename `hashes.json` to `hashes.json.migrated` (or `.migrated.2`, ...
+//!    when an earlier migration left one): it is never deleted or overwritten. Then render
+//!    the `migrate` row into `wiki/log.md` (which already holds the imported history).
+//!
+//! A crash after step 4 and before step 5 leaves `state.db` and `hashes.json` side by side;
+//! the next `migrate` sees every entry already imported, merges nothing and renames the file.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::hashes_json::{self, Entry};
+use super::journal::{self, JournalReport};
+use super::log_md::{self, LegacyLogEntry};
+use crate::error::{Error, IoContext, Result};
+use crate::fsx;
+use crate::kb::Kb;
+use crate::state::imports::{self, ImportKind, ImportRecord};
+use crate::state::{self, Document, LogEntry, Queries, Store};
+
+/// Operation of the log row a migration adds after the imported history.
+pub const MIGRATE_OPERATION: &str = "migrate";
+
+/// Prefix of the temp database an initial import builds beside `state.db`.
+const IMPORTING_PREFIX: &str = "state.db.importing-";
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Work out and report what would happen; change nothing.
+    pub dry_run: bool,
+}
+
+/// What `migrate` found or did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Neither `hashes.json` nor `state.db`: nothing to import (and nothing was created).
+    NothingToMigrate { journals: Vec<JournalReport> },
+    /// `state.db` exists and no `hashes.json` is waiting.
+    AlreadyMigrated { journals: Vec<JournalReport> },
+    /// The plan was carried out (or, for a dry run, is what would be done).
+    Migrated { plan: Plan, dry_run: bool },
+}
+
+/// An entry whose `doc_name` another document already owns; kept in its `extra`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedDocName {
+    pub hash: String,
+    pub doc_name: String,
+    pub owner: String,
+}
+
+/// Drift: an entry whose hash `state.db` has, with other metadata. `state.db` keeps its
+/// version; the file's stays in the renamed `hashes.json.migrated*`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conflict {
+    pub hash: String,
+    pub name: Option<String>,
+    /// Keys whose value differs (or that only one side has), in the file's order first.
+    pub keys: Vec<String>,
+}
+
+/// Everything an import will do, worked out before anything is written.
+#[derive(Debug)]
+pub struct Plan {
+    pub kind: ImportKind,
+    pub source: PathBuf,
+    pub source_sha256: String,
+    pub source_bytes: u64,
+    /// Where `hashes.json` goes after the commit.
+    pub moved_to: PathBuf,
+    pub entries: usize,
+    /// (era label, keys in file order, count), in order of first appearance.
+    pub shapes: Vec<(&'static str, Vec<String>, usize)>,
+    /// Documents to insert, in registry order.
+    pub new_documents: Vec<Document>,
+    pub shared_doc_names: Vec<SharedDocName>,
+    /// Drift: entries already in `state.db` with the same metadata.
+    pub unchanged: usize,
+    pub conflicts: Vec<Conflict>,
+    /// Log entries to import (drift: those of `wiki/log.md` the log table does not have).
+    pub log_entries: Vec<LegacyLogEntry>,
+    pub journals: Vec<JournalReport>,
+    /// Set once carried out.
+    pub record: Option<ImportRecord>,
+    /// The `migrate` log row, once committed.
+    pub log_row: Option<LogEntry>,
+    /// Problems after the commit that did not undo it (e.g. `wiki/log.md` not writable).
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn unparsed_log_entries(&self) -> usize {
+        self.log_entries.iter().filter(|e| e.is_unparsed()).count()
+    }
+
+    fn log_description(&self) -> String {
+        let n = self.new_documents.len();
+        match self.kind {
+            ImportKind::Initial => format!("imported {n} documents from hashes.json"),
+            ImportKind::DriftMerge if self.conflicts.is_empty() => {
+                format!("merged {n} documents from hashes.json")
+            }
+            ImportKind::DriftMerge => format!(
+                "merged {n} documents from hashes.json ({} conflicting entries kept in {})",
+                self.conflicts.len(),
+                file_name(&self.moved_to)
+            ),
+        }
+    }
+}
+
+/// Migrate `kb` (see the module docs for the steps).
+pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
+    let _lock = if options.dry_run {
+        kb.lock_shared()?
+    } else {
+        kb.lock_exclusive()?
+    };
+    let journals = if options.dry_run {
+        journal::inspect(kb)?
+    } else {
+        journal::recover(kb)?
+    };
+    if !options.dry_run && journals.iter().any(JournalReport::blocks_import) {
+        let lines: Vec<String> = journals.iter().map(|j| j.describe(false)).collect();
+        return Err(Error::Invalid(format!(
+            "{}: a crash journal of the Python tool could not be recovered, so the KB may hold a \
+             half-applied change; nothing was imported\n  {}\n  fix the cause and run `openkb \
+             migrate` again",
+            kb.root().display(),
+            lines.join("\n  ")
+        )));
+    }
+
+    let hashes_path = kb.hashes_json();
+    let Some(bytes) = read_if_exists(&hashes_path)? else {
+        return Ok(if kb.state_db().exists() {
+            Outcome::AlreadyMigrated { journals }
+        } else {
+            Outcome::NothingToMigrate { journals }
+        });
+    };
+    let entries = hashes_json::parse(&hashes_path, &bytes)?;
+    let legacy_log = match read_if_exists(&kb.log_md())? {
+        Some(text) => log_md::parse(&kb.log_md(), &text)?,
+        None => Vec::new(),
+    };
+    let source = Source {
+        path: hashes_path,
+        sha256: hex_sha256(&bytes),
+        bytes: bytes.len() as u64,
+        moved_to: free_migrated_name(kb)?,
+    };
+    drop(bytes);
+
+    if kb.state_db().exists() {
+        let store = kb.open_store()?;
+        let mut plan = plan_drift(&store, source, &entries, legacy_log, journals)?;
+        if !options.dry_run {
+            commit(&store, &mut plan)?;
+            store.checkpoint()?;
+            finish(kb, &mut plan)?;
+        }
+        Ok(Outcome::Migrated {
+            plan,
+            dry_run: options.dry_run,
+        })
+    } else {
+        let mut plan = plan_initial(source, &entries, legacy_log, journals);
+        if !options.dry_run {
+            import_into_new_db(kb, &mut plan)?;
+            finish(kb, &mut plan)?;
+        }
+        Ok(Outcome::Migrated {
+            plan,
+            dry_run: options.dry_run,
+        })
+    }
+}
+
+struct Source {
+    path: PathBuf,
+    sha256: String,
+    bytes: u64,
+    moved_to: PathBuf,
+}
+
+fn new_plan(
+    kind: ImportKind,
+    source: Source,
+    entries: &[Entry],
+    log_entries: Vec<LegacyLogEntry>,
+    journals: Vec<JournalReport>,
+) -> Plan {
+    Plan {
+        kind,
+        source: source.path,
+        source_sha256: source.sha256,
+        source_bytes: source.bytes,
+        moved_to: source.moved_to,
+        entries: entries.len(),
+        shapes: shapes(entries),
+        new_documents: Vec::new(),
+        shared_doc_names: Vec::new(),
+        unchanged: 0,
+        conflicts: Vec::new(),
+        log_entries,
+        journals,
+        record: None,
+        log_row: None,
+        warnings: Vec::new(),
+    }
+}
+
+fn plan_initial(
+    source: Source,
+    entries: &[Entry],
+    log_entries: Vec<LegacyLogEntry>,
+    journals: Vec<JournalReport>,
+) -> Plan {
+    let mut plan = new_plan(ImportKind::Initial, source, entries, log_entries, journals);
+    let mut owners: HashMap<&str, &str> = HashMap::with_capacity(entries.len());
+    plan.new_documents.reserve(entries.len());
+    for entry in entries {
+        let owned_elsewhere = match entry.meta.get("doc_name") {
+            Some(Value::String(doc_name)) => match owners.get(doc_name.as_str()) {
+                Some(owner) => {
+                    plan.shared_doc_names.push(SharedDocName {
+                        hash: entry.hash.clone(),
+                        doc_name: doc_name.clone(),
+                        owner: (*owner).to_owned(),
+                    });
+                    true
+                }
+                None => {
+                    owners.insert(doc_name, &entry.hash);
+                    false
+                }
+            },
+            _ => false,
+        };
+        plan.new_documents
+            .push(super::document_from_entry(entry, owned_elsewhere));
+    }
+    plan
+}
+
+fn plan_drift(
+    store: &Store,
+    source: Source,
+    entries: &[Entry],
+    legacy_log: Vec<LegacyLogEntry>,
+    journals: Vec<JournalReport>,
+) -> Result<Plan> {
+    let reader = store.reader()?;
+    let new_log = log_entries_not_in_table(&reader, legacy_log)?;
+    let mut plan = new_plan(ImportKind::DriftMerge, source, entries, new_log, journals);
+    let mut claimed: HashMap<&str, &str> = HashMap::new();
+    for entry in entries {
+        if let Some(existing) = reader.get(&entry.hash)? {
+            let stored = super::entry_of(&existing);
+            match differing_keys(&entry.meta, &stored) {
+                keys if keys.is_empty() => plan.unchanged += 1,
+                keys => plan.conflicts.push(Conflict {
+                    hash: entry.hash.clone(),
+                    name: entry
+                        .meta
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    keys,
+                }),
+            }
+            continue;
+        }
+        let owner = match entry.meta.get("doc_name") {
+            Some(Value::String(doc_name)) => match claimed.get(doc_name.as_str()) {
+                Some(owner) => Some((doc_name, (*owner).to_owned())),
+                None => match reader.find_by_doc_name(doc_name)? {
+                    Some(doc) => Some((doc_name, doc.hash)),
+                    None => {
+                        claimed.insert(doc_name, &entry.hash);
+                        None
+                    }
+                },
+            },
+            _ => None,
+        };
+        if let Some((doc_name, owner)) = &owner {
+            plan.shared_doc_names.push(SharedDocName {
+                hash: entry.hash.clone(),
+                doc_name: (*doc_name).clone(),
+                owner: owner.clone(),
+            });
+        }
+        plan.new_documents
+            .push(super::document_from_entry(entry, owner.is_some()));
+    }
+    Ok(plan)
+}
+
+/// Keys whose value (or position) differs between the file's entry and the stored one.
+fn differing_keys(file: &Map<String, Value>, stored: &Map<String, Value>) -> Vec<String> {
+    let mut keys: Vec<String> = file
+        .iter()
+        .filter(|(k, v)| stored.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.extend(stored.keys().filter(|k| !file.contains_key(*k)).cloned());
+    let same_order = file.keys().eq(stored.keys());
+    if keys.is_empty() && !same_order {
+        keys.push("(key order)".into());
+    }
+    keys
+}
+
+/// The entries of `wiki/log.md` the log table does not have yet (the Python tool's appends
+/// since the migration), as a multiset difference in file order.
+fn log_entries_not_in_table(
+    reader: &impl Queries,
+    legacy_log: Vec<LegacyLogEntry>,
+) -> Result<Vec<LegacyLogEntry>> {
+    let mut known: HashMap<(String, String, String), usize> = HashMap::new();
+    reader.for_each_log_entry(&mut |row| {
+        *known
+            .entry((row.timestamp, row.operation, row.description))
+            .or_default() += 1;
+        Ok(())
+    })?;
+    Ok(legacy_log
+        .into_iter()
+        .filter(|e| {
+            let key = (
+                e.timestamp.clone(),
+                e.operation.clone(),
+                e.description.clone(),
+            );
+            match known.get_mut(&key) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            }
+        })
+        .collect())
+}
+
+fn shapes(entries: &[Entry]) -> Vec<(&'static str, Vec<String>, usize)> {
+    let mut index: HashMap<Vec<&str>, usize> = HashMap::new();
+    let mut shapes: Vec<(&'static str, Vec<String>, usize)> = Vec::new();
+    for entry in entries {
+        let keys: Vec<&str> = entry.meta.keys().map(String::as_str).collect();
+        match index.get(&keys) {
+            Some(&i) => shapes[i].2 += 1,
+            None => {
+                index.insert(keys.clone(), shapes.len());
+                shapes.push((
+                    super::shape_label(&entry.meta),
+                    keys.iter().map(|k| (*k).to_owned()).collect(),
+                    1,
+                ));
+            }
+        }
+    }
+    shapes
+}
+
+/// The whole import in one transaction: documents, log history, the `migrate` row, the record.
+fn commit(store: &Store, plan: &mut Plan) -> Result<()> {
+    let description = plan.log_description();
+    let record = ImportRecord {
+        id: 0,
+        kind: plan.kind,
+        source_path: plan.source.display().to_string(),
+        source_sha256: plan.source_sha256.clone(),
+        source_bytes: plan.source_bytes,
+        moved_to: plan.moved_to.display().to_string(),
+        entries: plan.entries as u64,
+        new_entries: plan.new_documents.len() as u64,
+        conflicting_entries: plan.conflicts.len() as u64,
+        log_entries: plan.log_entries.len() as u64,
+        journals_recovered: plan.journals.iter().filter(|j| j.recovered()).count() as u64,
+        imported_at: String::new(),
+    };
+    let (stored, row) = store.write(|tx| {
+        for doc in &plan.new_documents {
+            tx.upsert_document(doc)?;
+        }
+        for entry in &plan.log_entries {
+            tx.import_log(&entry.timestamp, &entry.operation, &entry.description)?;
+        }
+        let row = tx.append_log(MIGRATE_OPERATION, &description)?;
+        Ok((imports::record(tx, &record)?, row))
+    })?;
+    plan.record = Some(stored);
+    plan.log_row = Some(row);
+    Ok(())
+}
+
+/// Initial import into a temp database beside `state.db`, linked into place only when it is
+/// complete, checkpointed and closed.
+fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
+    remove_stale_imports(kb)?;
+    let temp = kb
+        .openkb_dir()
+        .join(format!("{IMPORTING_PREFIX}{}", std::process::id()));
+    // Created by hand first so that a read-only .openkb/ is reported as an I/O error naming the
+    // file, not as SQLite's "unable to open database file".
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .with_path("cannot create", &temp)?;
+    let built = (|| -> Result<()> {
+        let store = Store::open(&temp, state::Create::Never)?;
+        commit(&store, plan)?;
+        store.checkpoint()?;
+        drop(store);
+        let wal = sidecar(&temp, "-wal");
+        if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            return Err(Error::Invalid(format!(
+                "{}: the import's write-ahead log was not fully checkpointed; nothing was \
+                 changed, run `openkb migrate` again",
+                wal.display()
+            )));
+        }
+        place_without_replacing(&temp, &kb.state_db())
+    })();
+    if built.is_err() {
+        remove_database_files(&temp);
+    }
+    built
+}
+
+/// Rename `hashes.json` away and render the `migrate` row, after the commit.
+fn finish(kb: &Kb, plan: &mut Plan) -> Result<()> {
+    fs::rename(&plan.source, &plan.moved_to).with_path("cannot rename", &plan.source)?;
+    fsx::fsync_dir(&kb.openkb_dir())?;
+    if let Some(row) = &plan.log_row
+        && let Err(e) = kb.append_log_md(row)
+    {
+        plan.warnings.push(format!(
+            "the import is complete, but its line could not be added to wiki/log.md: {e}"
+        ));
+    }
+    Ok(())
+}
+
+/// Link `temp` to `target`, failing if `target` exists (a plain rename would replace it), then
+/// remove the temp name. Falls back to a rename where hard links are not supported.
+fn place_without_replacing(temp: &Path, target: &Path) -> Result<()> {
+    match fs::hard_link(temp, target) {
+        Ok(()) => {
+            fs::remove_file(temp).with_path("cannot remove", temp)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Invalid(format!(
+                "{} appeared while the import ran (was openkb run without the KB lock?); \
+                 nothing was imported, run `openkb migrate` again",
+                target.display()
+            )));
+        }
+        Err(_) if !target.exists() => {
+            fs::rename(temp, target).with_path("cannot rename", temp)?;
+        }
+        Err(e) => return Err(Error::io("cannot create", target, e)),
+    }
+    if let Some(dir) = target.parent() {
+        fsx::fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Temp databases of imports that crashed. Only ever called under the exclusive KB lock, so
+/// no other import can be using them.
+fn remove_stale_imports(kb: &Kb) -> Result<()> {
+    let dir = kb.openkb_dir();
+    for item in fs::read_dir(&dir).with_path("cannot read folder", &dir)? {
+        let item = item.with_path("cannot read folder", &dir)?;
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(IMPORTING_PREFIX) {
+            fs::remove_file(item.path()).with_path("cannot remove", item.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_database_files(db: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = fs::remove_file(sidecar(db, suffix));
+    }
+}
+
+fn sidecar(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// `hashes.json.migrated`, or the first free `hashes.json.migrated.N` (N from 2).
+fn free_migrated_name(kb: &Kb) -> Result<PathBuf> {
+    let dir = kb.openkb_dir();
+    let taken: HashSet<String> = fs::read_dir(&dir)
+        .with_path("cannot read folder", &dir)?
+        .filter_map(|item| item.ok())
+        .map(|item| item.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut candidate = "hashes.json.migrated".to_owned();
+    let mut n = 1;
+    while taken.contains(&candidate) {
+        n += 1;
+        candidate = format!("hashes.json.migrated.{n}");
+    }
+    Ok(dir.join(candidate))
+}
+
+fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
