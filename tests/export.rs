@@ -14,7 +14,7 @@ fn legacy_json_to_a_file_is_the_original_registry() {
     ok(&mut sb.openkb(&kb, &["migrate"]));
 
     let target = sb.path().join("out/hashes.json");
-    let out = ok(&mut sb
+    let out = ok(sb
         .openkb(&kb, &["export", "--legacy-json", "--output"])
         .arg(&target));
     assert!(out.stdout.is_empty());
@@ -33,7 +33,7 @@ fn legacy_json_to_a_file_is_the_original_registry() {
 
     // Exporting over an existing file replaces it whole.
     std::fs::write(&target, "old").unwrap();
-    ok(&mut sb
+    ok(sb
         .openkb(&kb, &["export", "--legacy-json", "-o"])
         .arg(&target));
     assert_eq!(std::fs::read(&target).unwrap(), original);
@@ -79,7 +79,7 @@ fn json_export_holds_documents_log_and_imports() {
     assert_eq!(state["imports"].as_array().unwrap().len(), 1);
 
     let target = sb.path().join("state.json");
-    ok(&mut sb
+    ok(sb
         .openkb(&kb, &["export", "--json", "--output"])
         .arg(&target));
     let from_file: serde_json::Value =

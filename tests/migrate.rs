@@ -896,3 +896,117 @@ fn a_kb_without_hashes_json_has_nothing_to_migrate_and_gets_no_state_db() {
     assert!(out.stdout.contains("Nothing to migrate"), "{}", out.stdout);
     assert!(!kb.join(".openkb/state.db").exists());
 }
+
+#[test]
+fn a_migration_interrupted_before_the_rename_is_finished_by_the_next_run() {
+    // The state after a crash between the commit and the rename: state.db complete, the
+    // same hashes.json still in place.
+    let sb = Sandbox::new();
+    let kb = sb.fixture_kb("kb");
+    let original = read(hashes(&kb));
+    ok(&mut sb.openkb(&kb, &["migrate"]));
+    std::fs::write(hashes(&kb), &original).unwrap();
+    let out = ok(&mut sb.openkb(&kb, &["migrate"]));
+    assert!(
+        out.stdout
+            .contains("0 new merged, 50 already in state.db unchanged, 0 conflicting"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(read(kb.join(".openkb/hashes.json.migrated.2")), original);
+    assert!(!hashes(&kb).exists());
+    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+    assert_eq!(docs.as_array().unwrap().len(), 50);
+}
+
+#[test]
+fn an_orphan_wal_blocks_the_import_instead_of_being_replayed() {
+    let sb = Sandbox::new();
+    let kb = sb.fixture_kb("kb");
+    std::fs::write(kb.join(".openkb/state.db-wal"), b"stale").unwrap();
+    let out = run(&mut sb.openkb(&kb, &["migrate"]));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("state.db-wal exists without state.db"),
+        "{}",
+        out.stderr
+    );
+    assert!(hashes(&kb).exists());
+    assert!(!kb.join(".openkb/state.db").exists());
+}
+
+/// Write a legacy KB of `n` 0.4-shaped entries and as many log lines.
+fn big_legacy_kb(sb: &Sandbox, name: &str, n: usize) -> PathBuf {
+    use sha2::Digest;
+    let docs: Vec<openkb::state::Document> = (0..n)
+        .map(|i| {
+            let hash: String = sha2::Sha256::digest(format!("doc {i}").as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let mut doc = openkb::state::Document::new(hash);
+            doc.name = Some(format!("doc-{i}.md"));
+            doc.doc_name = Some(format!("doc-{i}"));
+            doc.doc_type = Some("md".into());
+            doc.path = Some(format!("inbox/doc-{i}.md"));
+            doc.raw_path = Some(format!("raw/doc-{i}.md"));
+            doc.source_path = Some(format!("wiki/sources/doc-{i}.md"));
+            doc
+        })
+        .collect();
+    let mut registry = String::new();
+    openkb::legacy::export::write_registry(&mut registry, &docs);
+    let mut log = String::from("# Operations Log\n\n");
+    for i in 0..n {
+        log.push_str(&format!("## [2026-01-01 00:00:00] ingest | doc-{i}.md\n\n"));
+    }
+    sb.legacy_kb(name, registry.as_bytes(), Some(&log))
+}
+
+#[test]
+fn a_migration_killed_at_any_moment_leaves_no_state_db_or_a_complete_one() {
+    let sb = Sandbox::new();
+    let n = 4_000;
+    for (round, delay_ms) in [5u64, 100, 250, 350, 450, 600, 900].into_iter().enumerate() {
+        let kb = big_legacy_kb(&sb, &format!("kb{round}"), n);
+        let original = read(hashes(&kb));
+        let mut child = sb
+            .openkb(&kb, &["migrate"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let db = kb.join(".openkb/state.db");
+        eprintln!(
+            "round {round} (killed after {delay_ms} ms): state.db {}, temp {:?}",
+            if db.exists() { "present" } else { "absent" },
+            names_starting_with(&kb.join(".openkb"), "state.db.importing")
+        );
+        if db.exists() {
+            // Placed only when complete.
+            let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+            assert_eq!(docs.as_array().unwrap().len(), n, "round {round}");
+        } else {
+            assert_eq!(read(hashes(&kb)), original, "round {round}");
+        }
+        // Whatever the moment, the next run finishes the job.
+        ok(&mut sb.openkb(&kb, &["migrate"]));
+        assert!(!hashes(&kb).exists(), "round {round}");
+        assert!(names_starting_with(&kb.join(".openkb"), "state.db.importing").is_empty());
+        let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+        assert_eq!(docs.as_array().unwrap().len(), n, "round {round}");
+        let exported = ok(&mut sb.openkb(&kb, &["export", "--legacy-json"])).stdout_bytes;
+        let kept = names_starting_with(&kb.join(".openkb"), "hashes.json.migrated");
+        assert!(
+            kept.iter()
+                .any(|k| read(kb.join(".openkb").join(k)) == original),
+            "round {round}: {kept:?}"
+        );
+        assert_eq!(exported, original, "round {round}");
+        std::fs::remove_dir_all(&kb).unwrap();
+    }
+}

@@ -37,7 +37,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
 use crate::state::imports::{self, ImportKind, ImportRecord};
-use crate::state::{self, Document, LogEntry, Queries, Store};
+use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
 
 /// Operation of the log row a migration adds after the imported history.
 pub const MIGRATE_OPERATION: &str = "migrate";
@@ -59,7 +59,7 @@ pub enum Outcome {
     /// `state.db` exists and no `hashes.json` is waiting.
     AlreadyMigrated { journals: Vec<JournalReport> },
     /// The plan was carried out (or, for a dry run, is what would be done).
-    Migrated { plan: Plan, dry_run: bool },
+    Migrated { plan: Box<Plan>, dry_run: bool },
 }
 
 /// An entry whose `doc_name` another document already owns; kept in its `extra`.
@@ -161,14 +161,26 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             Outcome::NothingToMigrate { journals }
         });
     };
-    let entries = hashes_json::parse(&hashes_path, &bytes)?;
-    let legacy_log = match read_if_exists(&kb.log_md())? {
-        Some(text) => log_md::parse(&kb.log_md(), &text)?,
-        None => Vec::new(),
-    };
+    // The registry parse is the long pole; the checksum and log.md go on the other core.
+    let log_path = kb.log_md();
+    let (entries, (sha256, legacy_log)) = std::thread::scope(|scope| {
+        let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
+            let sha256 = hex_sha256(&bytes);
+            let log = match read_if_exists(&log_path)? {
+                Some(text) => log_md::parse(&log_path, &text)?,
+                None => Vec::new(),
+            };
+            Ok((sha256, log))
+        });
+        let entries = hashes_json::parse(&hashes_path, &bytes);
+        let side = side
+            .join()
+            .unwrap_or_else(|_| Err(Error::Invalid("reading wiki/log.md failed".into())));
+        Ok::<_, Error>((entries?, side?))
+    })?;
     let source = Source {
         path: hashes_path,
-        sha256: hex_sha256(&bytes),
+        sha256,
         bytes: bytes.len() as u64,
         moved_to: free_migrated_name(kb)?,
     };
@@ -176,24 +188,24 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
 
     if kb.state_db().exists() {
         let store = kb.open_store()?;
-        let mut plan = plan_drift(&store, source, &entries, legacy_log, journals)?;
+        let mut plan = plan_drift(&store, source, entries, legacy_log, journals)?;
         if !options.dry_run {
             commit(&store, &mut plan)?;
             store.checkpoint()?;
             finish(kb, &mut plan)?;
         }
         Ok(Outcome::Migrated {
-            plan,
+            plan: Box::new(plan),
             dry_run: options.dry_run,
         })
     } else {
-        let mut plan = plan_initial(source, &entries, legacy_log, journals);
+        let mut plan = plan_initial(source, entries, legacy_log, journals);
         if !options.dry_run {
             import_into_new_db(kb, &mut plan)?;
             finish(kb, &mut plan)?;
         }
         Ok(Outcome::Migrated {
-            plan,
+            plan: Box::new(plan),
             dry_run: options.dry_run,
         })
     }
@@ -235,48 +247,52 @@ fn new_plan(
 
 fn plan_initial(
     source: Source,
-    entries: &[Entry],
+    entries: Vec<Entry>,
     log_entries: Vec<LegacyLogEntry>,
     journals: Vec<JournalReport>,
 ) -> Plan {
-    let mut plan = new_plan(ImportKind::Initial, source, entries, log_entries, journals);
-    let mut owners: HashMap<&str, &str> = HashMap::with_capacity(entries.len());
-    plan.new_documents.reserve(entries.len());
-    for entry in entries {
-        let owned_elsewhere = match entry.meta.get("doc_name") {
-            Some(Value::String(doc_name)) => match owners.get(doc_name.as_str()) {
-                Some(owner) => {
-                    plan.shared_doc_names.push(SharedDocName {
-                        hash: entry.hash.clone(),
-                        doc_name: doc_name.clone(),
-                        owner: (*owner).to_owned(),
-                    });
-                    true
+    let mut plan = new_plan(ImportKind::Initial, source, &entries, log_entries, journals);
+    // First pass, borrowing: which entries share a doc_name with an earlier one.
+    let mut shared = vec![false; entries.len()];
+    {
+        let mut owners: HashMap<&str, &str> = HashMap::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            if let Some(Value::String(doc_name)) = entry.meta.get("doc_name") {
+                match owners.get(doc_name.as_str()) {
+                    Some(owner) => {
+                        shared[i] = true;
+                        plan.shared_doc_names.push(SharedDocName {
+                            hash: entry.hash.clone(),
+                            doc_name: doc_name.clone(),
+                            owner: (*owner).to_owned(),
+                        });
+                    }
+                    None => {
+                        owners.insert(doc_name, &entry.hash);
+                    }
                 }
-                None => {
-                    owners.insert(doc_name, &entry.hash);
-                    false
-                }
-            },
-            _ => false,
-        };
-        plan.new_documents
-            .push(super::document_from_entry(entry, owned_elsewhere));
+            }
+        }
     }
+    plan.new_documents = entries
+        .into_iter()
+        .zip(shared)
+        .map(|(entry, shared)| super::document_from_entry(entry, shared))
+        .collect();
     plan
 }
 
 fn plan_drift(
     store: &Store,
     source: Source,
-    entries: &[Entry],
+    entries: Vec<Entry>,
     legacy_log: Vec<LegacyLogEntry>,
     journals: Vec<JournalReport>,
 ) -> Result<Plan> {
     let reader = store.reader()?;
     let new_log = log_entries_not_in_table(&reader, legacy_log)?;
-    let mut plan = new_plan(ImportKind::DriftMerge, source, entries, new_log, journals);
-    let mut claimed: HashMap<&str, &str> = HashMap::new();
+    let mut plan = new_plan(ImportKind::DriftMerge, source, &entries, new_log, journals);
+    let mut claimed: HashMap<String, String> = HashMap::new();
     for entry in entries {
         if let Some(existing) = reader.get(&entry.hash)? {
             let stored = super::entry_of(&existing);
@@ -295,12 +311,12 @@ fn plan_drift(
             continue;
         }
         let owner = match entry.meta.get("doc_name") {
-            Some(Value::String(doc_name)) => match claimed.get(doc_name.as_str()) {
-                Some(owner) => Some((doc_name, (*owner).to_owned())),
+            Some(Value::String(doc_name)) => match claimed.get(doc_name) {
+                Some(owner) => Some((doc_name.clone(), owner.clone())),
                 None => match reader.find_by_doc_name(doc_name)? {
-                    Some(doc) => Some((doc_name, doc.hash)),
+                    Some(doc) => Some((doc_name.clone(), doc.hash)),
                     None => {
-                        claimed.insert(doc_name, &entry.hash);
+                        claimed.insert(doc_name.clone(), entry.hash.clone());
                         None
                     }
                 },
@@ -310,7 +326,7 @@ fn plan_drift(
         if let Some((doc_name, owner)) = &owner {
             plan.shared_doc_names.push(SharedDocName {
                 hash: entry.hash.clone(),
-                doc_name: (*doc_name).clone(),
+                doc_name: doc_name.clone(),
                 owner: owner.clone(),
             });
         }
@@ -367,30 +383,37 @@ fn log_entries_not_in_table(
         .collect())
 }
 
+/// Most distinct key lists told apart in a report; the rest are counted together.
+const MAX_SHAPES: usize = 64;
+
 fn shapes(entries: &[Entry]) -> Vec<(&'static str, Vec<String>, usize)> {
-    let mut index: HashMap<Vec<&str>, usize> = HashMap::new();
+    // A registry has a handful of shapes, so a linear scan beats hashing every key list.
     let mut shapes: Vec<(&'static str, Vec<String>, usize)> = Vec::new();
     for entry in entries {
-        let keys: Vec<&str> = entry.meta.keys().map(String::as_str).collect();
-        match index.get(&keys) {
-            Some(&i) => shapes[i].2 += 1,
-            None => {
-                index.insert(keys.clone(), shapes.len());
-                shapes.push((
-                    super::shape_label(&entry.meta),
-                    keys.iter().map(|k| (*k).to_owned()).collect(),
-                    1,
-                ));
-            }
+        let known = shapes
+            .iter()
+            .position(|(_, keys, _)| keys.iter().eq(entry.meta.keys()));
+        match known {
+            Some(i) => shapes[i].2 += 1,
+            None if shapes.len() < MAX_SHAPES => shapes.push((
+                super::shape_label(&entry.meta),
+                entry.meta.keys().cloned().collect(),
+                1,
+            )),
+            None => match shapes.last_mut() {
+                Some(last) if last.0 == OTHER_SHAPES => last.2 += 1,
+                _ => shapes.push((OTHER_SHAPES, Vec::new(), 1)),
+            },
         }
     }
     shapes
 }
 
-/// The whole import in one transaction: documents, log history, the `migrate` row, the record.
-fn commit(store: &Store, plan: &mut Plan) -> Result<()> {
-    let description = plan.log_description();
-    let record = ImportRecord {
+const OTHER_SHAPES: &str = "other key sets";
+
+/// The import record and `migrate` log description of `plan`.
+fn record_of(plan: &Plan) -> ImportRecord {
+    ImportRecord {
         id: 0,
         kind: plan.kind,
         source_path: plan.source.display().to_string(),
@@ -403,17 +426,37 @@ fn commit(store: &Store, plan: &mut Plan) -> Result<()> {
         log_entries: plan.log_entries.len() as u64,
         journals_recovered: plan.journals.iter().filter(|j| j.recovered()).count() as u64,
         imported_at: String::new(),
-    };
-    let (stored, row) = store.write(|tx| {
-        for doc in &plan.new_documents {
-            tx.upsert_document(doc)?;
-        }
-        for entry in &plan.log_entries {
-            tx.import_log(&entry.timestamp, &entry.operation, &entry.description)?;
-        }
-        let row = tx.append_log(MIGRATE_OPERATION, &description)?;
-        Ok((imports::record(tx, &record)?, row))
-    })?;
+    }
+}
+
+/// The whole import inside one transaction: documents, log history, the `migrate` row, the
+/// record.
+fn write_import(
+    tx: &WriteTx<'_>,
+    plan: &Plan,
+    record: &ImportRecord,
+    description: &str,
+) -> Result<(ImportRecord, LogEntry)> {
+    imports::append_documents(tx, &plan.new_documents)?;
+    imports::append_log_entries(
+        tx,
+        plan.log_entries.iter().map(|e| {
+            (
+                e.timestamp.as_str(),
+                e.operation.as_str(),
+                e.description.as_str(),
+            )
+        }),
+    )?;
+    let row = tx.append_log(MIGRATE_OPERATION, description)?;
+    Ok((imports::record(tx, record)?, row))
+}
+
+/// Drift merge into the existing `state.db`, in one `BEGIN IMMEDIATE` transaction.
+fn commit(store: &Store, plan: &mut Plan) -> Result<()> {
+    let record = record_of(plan);
+    let description = plan.log_description();
+    let (stored, row) = store.write(|tx| write_import(tx, plan, &record, &description))?;
     plan.record = Some(stored);
     plan.log_row = Some(row);
     Ok(())
@@ -423,6 +466,16 @@ fn commit(store: &Store, plan: &mut Plan) -> Result<()> {
 /// complete, checkpointed and closed.
 fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
     remove_stale_imports(kb)?;
+    // SQLite would replay a leftover WAL into the new database as if it belonged to it.
+    for suffix in ["-wal", "-shm"] {
+        let orphan = sidecar(&kb.state_db(), suffix);
+        if orphan.exists() {
+            return Err(Error::Invalid(format!(
+                "{} exists without state.db beside it (left by a deleted database?); move it                  out of .openkb/ and run `openkb migrate` again; nothing was changed",
+                orphan.display()
+            )));
+        }
+    }
     let temp = kb
         .openkb_dir()
         .join(format!("{IMPORTING_PREFIX}{}", std::process::id()));
@@ -434,10 +487,14 @@ fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
         .open(&temp)
         .with_path("cannot create", &temp)?;
     let built = (|| -> Result<()> {
-        let store = Store::open(&temp, state::Create::Never)?;
-        commit(&store, plan)?;
-        store.checkpoint()?;
-        drop(store);
+        let record = record_of(plan);
+        let description = plan.log_description();
+        let rows = plan.new_documents.len() + plan.log_entries.len();
+        let (stored, row) = imports::build_database(&temp, rows, |tx| {
+            write_import(tx, plan, &record, &description)
+        })?;
+        plan.record = Some(stored);
+        plan.log_row = Some(row);
         let wal = sidecar(&temp, "-wal");
         if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
             return Err(Error::Invalid(format!(
@@ -456,7 +513,15 @@ fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
 
 /// Rename `hashes.json` away and render the `migrate` row, after the commit.
 fn finish(kb: &Kb, plan: &mut Plan) -> Result<()> {
-    fs::rename(&plan.source, &plan.moved_to).with_path("cannot rename", &plan.source)?;
+    fs::rename(&plan.source, &plan.moved_to).map_err(|e| {
+        Error::Invalid(format!(
+            "the import is committed in {}, but {} could not be renamed to {}: {e}\n  run \
+             `openkb migrate` again to finish (it will find every entry already imported)",
+            kb.state_db().display(),
+            plan.source.display(),
+            file_name(&plan.moved_to)
+        ))
+    })?;
     fsx::fsync_dir(&kb.openkb_dir())?;
     if let Some(row) = &plan.log_row
         && let Err(e) = kb.append_log_md(row)

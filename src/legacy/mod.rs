@@ -45,10 +45,14 @@ pub const CANONICAL_ORDER: [&str; 9] = [
 
 /// The document an entry becomes. `doc_name_owned_elsewhere`: another document already owns
 /// this entry's `doc_name`, so it is kept in `extra`.
-pub fn document_from_entry(entry: &Entry, doc_name_owned_elsewhere: bool) -> Document {
-    let mut doc = Document::new(entry.hash.clone());
+pub fn document_from_entry(entry: Entry, doc_name_owned_elsewhere: bool) -> Document {
+    let order: Vec<&str> = entry.meta.keys().map(String::as_str).collect();
+    let key_order = (order != canonical_order(order.iter().copied()))
+        .then(|| order.into_iter().map(str::to_owned).collect());
+    let mut doc = Document::new(entry.hash);
     doc.status = Status::Compiled;
-    for (key, value) in &entry.meta {
+    doc.key_order = key_order;
+    for (key, value) in entry.meta {
         let slot = match key.as_str() {
             "name" => Some(&mut doc.name),
             "doc_name" if !doc_name_owned_elsewhere => Some(&mut doc.doc_name),
@@ -61,18 +65,14 @@ pub fn document_from_entry(entry: &Entry, doc_name_owned_elsewhere: bool) -> Doc
             _ => None,
         };
         match (slot, value) {
-            (Some(slot), Value::String(text)) => *slot = Some(text.clone()),
-            _ if key == "pages" && exact_integer(value).is_some() => {
-                doc.pages = exact_integer(value);
+            (Some(slot), Value::String(text)) => *slot = Some(text),
+            (_, value) if key == "pages" && exact_integer(&value).is_some() => {
+                doc.pages = exact_integer(&value);
             }
-            _ => {
-                doc.extra.insert(key.clone(), value.clone());
+            (_, value) => {
+                doc.extra.insert(key, value);
             }
         }
-    }
-    let order: Vec<&str> = entry.meta.keys().map(String::as_str).collect();
-    if order != canonical_order(entry.meta.keys().map(String::as_str)) {
-        doc.key_order = Some(order.into_iter().map(str::to_owned).collect());
     }
     doc
 }
@@ -183,7 +183,7 @@ mod tests {
 
     fn round_trip(json: &str) -> (Document, String) {
         let e = entry(json);
-        let doc = document_from_entry(&e, false);
+        let doc = document_from_entry(e.clone(), false);
         let back = Value::Object(entry_of(&doc)).to_string();
         assert_eq!(back, Value::Object(e.meta).to_string(), "{json}");
         (doc, back)
@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn a_doc_name_owned_elsewhere_stays_in_extra_and_exports_in_place() {
         let e = entry(r#"{"name": "a.md", "doc_name": "a", "type": "md"}"#);
-        let doc = document_from_entry(&e, true);
+        let doc = document_from_entry(e.clone(), true);
         assert_eq!(doc.doc_name, None);
         assert_eq!(doc.extra.get("doc_name"), Some(&Value::from("a")));
         assert_eq!(doc.key_order, None);
