@@ -261,6 +261,13 @@ fn reroot(path: &Path, recorded_kb: &Path, root: &Path) -> std::result::Result<P
     if relative.as_os_str().is_empty() {
         return Err("is the knowledge base folder itself".into());
     }
+    // The Python tool never journals openkb's own database; a journal that does is not one.
+    if relative
+        .to_str()
+        .is_some_and(|r| r.starts_with(".openkb/state.db"))
+    {
+        return Err("is openkb's state database".into());
+    }
     let moved = root.join(relative);
     // A symlinked folder on the way could lead out of the KB: resolve the deepest existing
     // ancestor of the parent and check it is still inside.
@@ -434,6 +441,7 @@ mod tests {
         assert!(reroot(Path::new("/etc/passwd"), old, &root).is_err());
         assert!(reroot(Path::new("/home/user/kb/../x"), old, &root).is_err());
         assert!(reroot(Path::new("/home/user/kb"), old, &root).is_err());
+        assert!(reroot(Path::new("/home/user/kb/.openkb/state.db-wal"), old, &root).is_err());
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
         assert!(reroot(Path::new("/home/user/kb/link/f"), old, &root).is_err());

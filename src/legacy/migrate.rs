@@ -11,11 +11,13 @@
 //! 3. Read and validate everything (`hashes.json`, `wiki/log.md`) before writing anything:
 //!    a bad file is reported with its name and the problem, and nothing changes.
 //! 4. Initial import: build the database as `.openkb/state.db.importing-<pid>`, import every
-//!    entry, every log entry, a `migrate` log row and the `imports` record in one
-//!    `BEGIN IMMEDIATE` transaction, checkpoint the WAL, close it, and only then link it into
-//!    place as `state.db` (never replacing one). A failure at any point removes the temp
-//!    database, so `state.db` is absent, never empty beside an unmigrated `hashes.json`.
-//!    Drift merge: the same transaction on the existing `state.db`.
+//!    entry, every log entry, a `migrate` log row and the `imports` record in one transaction
+//!    (see `state::imports::build_database`: a private file, filled without journal or syncs,
+//!    then switched to WAL, closed and fsynced), and only then hard-link it into place as
+//!    `state.db` (never replacing one). A failure at any point removes the temp database, so
+//!    `state.db` is absent, never empty beside an unmigrated `hashes.json`. Drift merge: the
+//!    same rows in one `BEGIN IMMEDIATE` transaction on the existing `state.db`, then a WAL
+//!    checkpoint.
 //! 5. After the commit, rename `hashes.json` to `hashes.json.migrated` (or `.migrated.2`, ...
 //!    when an earlier migration left one): it is never deleted or overwritten. Then render
 //!    the `migrate` row into `wiki/log.md` (which already holds the imported history).
