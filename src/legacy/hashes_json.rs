@@ -11,6 +11,7 @@
 //! `preserve_order`), and numbers keep their text (`arbitrary_precision`), so an entry can be
 //! written back byte for byte by [`super::export`].
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::names;
+use crate::state::Document;
 
 /// One registry entry: its key (the document hash) and its metadata, in file order.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +32,20 @@ pub struct Entry {
 
 /// Parse the bytes of `path` (a `hashes.json`). Errors name `path` and the problem.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>> {
+    let text = checked_text(path, bytes)?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let entries = de
+        .deserialize_map(RegistryVisitor)
+        .and_then(|entries| de.end().map(|()| entries))
+        .map_err(|e| Error::LegacyFile {
+            path: path.to_path_buf(),
+            problem: describe(&e),
+        })?;
+    Ok(entries)
+}
+
+/// `bytes` as text, or the error for invalid UTF-8 or a byte-order mark.
+fn checked_text<'b>(path: &Path, bytes: &'b [u8]) -> Result<&'b str> {
     let problem = |problem: String| Error::LegacyFile {
         path: path.to_path_buf(),
         problem,
@@ -52,12 +68,172 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>> {
                 .into(),
         ));
     }
+    Ok(text)
+}
+
+/// Shapes of a registry: (era label, keys in file order, count), in order of first appearance.
+pub type Shapes = Vec<(&'static str, Vec<String>, usize)>;
+
+/// Most distinct key lists told apart; the rest are counted together.
+const MAX_SHAPES: usize = 64;
+pub const OTHER_SHAPES: &str = "other key sets";
+
+/// Parse `path` straight into documents (the initial import's fast path), with the same checks,
+/// errors and mapping as [`parse`] followed by [`super::document_from_entry`], plus the shapes.
+/// Every `doc_name` is in its column; the caller moves shared ones to `extra`.
+pub fn parse_documents(path: &Path, bytes: &[u8]) -> Result<(Vec<Document>, Shapes)> {
+    let text = checked_text(path, bytes)?;
     let mut de = serde_json::Deserializer::from_str(text);
-    let entries = de
-        .deserialize_map(RegistryVisitor)
-        .and_then(|entries| de.end().map(|()| entries))
-        .map_err(|e| problem(describe(&e)))?;
-    Ok(entries)
+    let mut out = (Vec::new(), Vec::new());
+    de.deserialize_map(DocumentsVisitor { out: &mut out })
+        .and_then(|()| de.end())
+        .map_err(|e| Error::LegacyFile {
+            path: path.to_path_buf(),
+            problem: describe(&e),
+        })?;
+    Ok(out)
+}
+
+/// Add one entry's key list to `shapes`.
+pub(crate) fn add_shape(shapes: &mut Shapes, keys: &[&str], doc_type: Option<&str>) {
+    // A registry has a handful of shapes, so a linear scan beats hashing every key list.
+    match shapes
+        .iter()
+        .position(|(_, known, _)| known.iter().eq(keys))
+    {
+        Some(i) => shapes[i].2 += 1,
+        None if shapes.len() < MAX_SHAPES => shapes.push((
+            super::shape_label_of(keys, doc_type),
+            keys.iter().map(|k| (*k).to_owned()).collect(),
+            1,
+        )),
+        None => match shapes.last_mut() {
+            Some(last) if last.0 == OTHER_SHAPES => last.2 += 1,
+            _ => shapes.push((OTHER_SHAPES, Vec::new(), 1)),
+        },
+    }
+}
+
+struct DocumentsVisitor<'a> {
+    out: &'a mut (Vec<Document>, Shapes),
+}
+
+impl<'de> Visitor<'de> for DocumentsVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object mapping document hashes to entries at the top level")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (documents, shapes) = self.out;
+        let mut seen = HashSet::new();
+        while let Some(hash) = map.next_key::<String>()? {
+            check_key(&hash, &mut seen)?;
+            let doc = map.next_value_seed(DocumentSeed {
+                hash,
+                shapes: &mut *shapes,
+            })?;
+            documents.push(doc);
+        }
+        Ok(())
+    }
+}
+
+struct DocumentSeed<'s> {
+    hash: String,
+    shapes: &'s mut Shapes,
+}
+
+impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
+    type Value = Document;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocumentSeed<'_> {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an object as the entry of document {}", self.hash)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut doc = Document::new(String::new());
+        doc.status = crate::state::Status::Compiled;
+        // Keys borrow from the file when they have no escapes: no allocation per key.
+        let mut keys: Vec<Cow<'de, str>> = Vec::with_capacity(8);
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if keys.contains(&key) {
+                return Err(de::Error::custom(format!(
+                    "key {key:?} appears twice in the entry of document {}",
+                    self.hash
+                )));
+            }
+            let value: Value = map.next_value()?;
+            super::place(&mut doc, &key, value);
+            keys.push(key);
+        }
+        let names: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
+        doc.key_order = super::key_order_of(&names);
+        let doc_type = match (&doc.doc_type, doc.extra.get("type")) {
+            (Some(t), _) => Some(t.as_str()),
+            (None, Some(Value::String(t))) => Some(t.as_str()),
+            _ => None,
+        };
+        add_shape(self.shapes, &names, doc_type);
+        doc.hash = self.hash;
+        Ok(doc)
+    }
+}
+
+/// A key borrowed from the input when it has no escapes (`Cow<str>`'s own `Deserialize`
+/// always copies).
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+fn check_key<E: de::Error>(hash: &str, seen: &mut HashSet<String>) -> Result<(), E> {
+    if !names::is_valid_hash(hash) {
+        return Err(E::custom(format!(
+            "key {hash:?} is not a document hash (64 lowercase hex digits)"
+        )));
+    }
+    if !seen.insert(hash.to_owned()) {
+        return Err(E::custom(format!(
+            "document hash {hash} appears twice (the second would silently replace the first); \
+             keep one of the two entries"
+        )));
+    }
+    Ok(())
 }
 
 /// A serde_json error as a sentence for the user (serde_json already appends the position).
@@ -99,17 +275,7 @@ impl<'de> Visitor<'de> for RegistryVisitor {
         let mut seen = HashSet::new();
         let mut entries = Vec::new();
         while let Some(hash) = map.next_key::<String>()? {
-            if !names::is_valid_hash(&hash) {
-                return Err(de::Error::custom(format!(
-                    "key {hash:?} is not a document hash (64 lowercase hex digits)"
-                )));
-            }
-            if !seen.insert(hash.clone()) {
-                return Err(de::Error::custom(format!(
-                    "document hash {hash} appears twice (the second would silently replace the \
-                     first); keep one of the two entries"
-                )));
-            }
+            check_key(&hash, &mut seen)?;
             let meta = map.next_value_seed(EntrySeed { hash: &hash })?;
             entries.push(Entry { hash, meta });
         }
@@ -178,6 +344,66 @@ mod tests {
         assert_eq!(keys, ["type", "name", "pages", "x"]);
         assert_eq!(entries[0].meta["pages"].to_string(), "1.50");
         assert_eq!(entries[0].meta["x"].to_string(), r#"{"z":1,"a":2}"#);
+    }
+
+    #[test]
+    fn the_document_fast_path_maps_exactly_like_entries() {
+        let files: [&[u8]; 4] = [
+            include_bytes!("../../tests/data/odd-hashes.json"),
+            include_bytes!("../../tests/data/era-0.1-hashes.json"),
+            include_bytes!("../../tests/data/era-0.2-0.3-hashes.json"),
+            &std::fs::read("/work/shared/fixtures/legacy-kb-50/kb/.openkb/hashes.json")
+                .unwrap_or_else(|_| b"{}".to_vec()),
+        ];
+        for bytes in files {
+            let path = Path::new("h.json");
+            let entries = parse(path, bytes).unwrap();
+            let (documents, shapes) = parse_documents(path, bytes).unwrap();
+            let mut expected_shapes = Vec::new();
+            for entry in &entries {
+                let keys: Vec<&str> = entry.meta.keys().map(String::as_str).collect();
+                let label = super::super::shape_label(&entry.meta);
+                assert_eq!(
+                    label,
+                    super::super::shape_label_of(
+                        &keys,
+                        entry.meta.get("type").and_then(Value::as_str)
+                    )
+                );
+                add_shape(
+                    &mut expected_shapes,
+                    &keys,
+                    entry.meta.get("type").and_then(Value::as_str),
+                );
+            }
+            assert_eq!(shapes, expected_shapes);
+            let expected: Vec<_> = entries
+                .into_iter()
+                .map(|e| super::super::document_from_entry(e, false))
+                .collect();
+            assert_eq!(documents, expected);
+            for (doc, exp) in documents.iter().zip(&expected) {
+                assert_eq!(
+                    Value::Object(doc.extra.clone()).to_string(),
+                    Value::Object(exp.extra.clone()).to_string()
+                );
+            }
+        }
+        let e = parse_documents(
+            Path::new("h.json"),
+            format!("{{\"{H1}\": {{\"a\": 1, \"a\": 2}}}}").as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"a\" appears twice"), "{e}");
+        let e = parse_documents(Path::new("h.json"), b"{\"x\": {}}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a document hash"), "{e}");
+        let e = parse_documents(Path::new("h.json"), format!("{{\"{H1}\": 1}}").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("an object as the entry of document"), "{e}");
     }
 
     #[test]

@@ -163,9 +163,11 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             Outcome::NothingToMigrate { journals }
         });
     };
-    // The registry parse is the long pole; the checksum and log.md go on the other core.
+    // The registry parse is the long pole; the checksum and log.md go on the other core. An
+    // initial import parses straight into documents; a drift merge compares entries.
+    let initial = !kb.state_db().exists();
     let log_path = kb.log_md();
-    let (entries, (sha256, legacy_log)) = std::thread::scope(|scope| {
+    let (parsed, (sha256, legacy_log)) = std::thread::scope(|scope| {
         let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
             let sha256 = hex_sha256(&bytes);
             let log = match read_if_exists(&log_path)? {
@@ -174,11 +176,15 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             };
             Ok((sha256, log))
         });
-        let entries = hashes_json::parse(&hashes_path, &bytes);
+        let parsed = if initial {
+            hashes_json::parse_documents(&hashes_path, &bytes).map(Parsed::Documents)
+        } else {
+            hashes_json::parse(&hashes_path, &bytes).map(Parsed::Entries)
+        };
         let side = side
             .join()
             .unwrap_or_else(|_| Err(Error::Invalid("reading wiki/log.md failed".into())));
-        Ok::<_, Error>((entries?, side?))
+        Ok::<_, Error>((parsed?, side?))
     })?;
     let source = Source {
         path: hashes_path,
@@ -188,29 +194,37 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     };
     drop(bytes);
 
-    if kb.state_db().exists() {
-        let store = kb.open_store()?;
-        let mut plan = plan_drift(&store, source, entries, legacy_log, journals)?;
-        if !options.dry_run {
-            commit(&store, &mut plan)?;
-            store.checkpoint()?;
-            finish(kb, &mut plan)?;
+    match parsed {
+        Parsed::Entries(entries) => {
+            let store = kb.open_store()?;
+            let mut plan = plan_drift(&store, source, entries, legacy_log, journals)?;
+            if !options.dry_run {
+                commit(&store, &mut plan)?;
+                store.checkpoint()?;
+                finish(kb, &mut plan)?;
+            }
+            Ok(Outcome::Migrated {
+                plan: Box::new(plan),
+                dry_run: options.dry_run,
+            })
         }
-        Ok(Outcome::Migrated {
-            plan: Box::new(plan),
-            dry_run: options.dry_run,
-        })
-    } else {
-        let mut plan = plan_initial(source, entries, legacy_log, journals);
-        if !options.dry_run {
-            import_into_new_db(kb, &mut plan)?;
-            finish(kb, &mut plan)?;
+        Parsed::Documents((documents, shapes)) => {
+            let mut plan = plan_initial(source, documents, shapes, legacy_log, journals);
+            if !options.dry_run {
+                import_into_new_db(kb, &mut plan)?;
+                finish(kb, &mut plan)?;
+            }
+            Ok(Outcome::Migrated {
+                plan: Box::new(plan),
+                dry_run: options.dry_run,
+            })
         }
-        Ok(Outcome::Migrated {
-            plan: Box::new(plan),
-            dry_run: options.dry_run,
-        })
     }
+}
+
+enum Parsed {
+    Entries(Vec<Entry>),
+    Documents((Vec<Document>, hashes_json::Shapes)),
 }
 
 struct Source {
@@ -249,38 +263,40 @@ fn new_plan(
 
 fn plan_initial(
     source: Source,
-    entries: Vec<Entry>,
+    mut documents: Vec<Document>,
+    shapes: hashes_json::Shapes,
     log_entries: Vec<LegacyLogEntry>,
     journals: Vec<JournalReport>,
 ) -> Plan {
-    let mut plan = new_plan(ImportKind::Initial, source, &entries, log_entries, journals);
-    // First pass, borrowing: which entries share a doc_name with an earlier one.
-    let mut shared = vec![false; entries.len()];
+    let mut plan = new_plan(ImportKind::Initial, source, &[], log_entries, journals);
+    plan.entries = documents.len();
+    plan.shapes = shapes;
+    // First pass, borrowing: which documents share a doc_name with an earlier one.
+    let mut shared = Vec::new();
     {
-        let mut owners: HashMap<&str, &str> = HashMap::with_capacity(entries.len());
-        for (i, entry) in entries.iter().enumerate() {
-            if let Some(Value::String(doc_name)) = entry.meta.get("doc_name") {
+        let mut owners: HashMap<&str, &str> = HashMap::with_capacity(documents.len());
+        for (i, doc) in documents.iter().enumerate() {
+            if let Some(doc_name) = &doc.doc_name {
                 match owners.get(doc_name.as_str()) {
                     Some(owner) => {
-                        shared[i] = true;
+                        shared.push(i);
                         plan.shared_doc_names.push(SharedDocName {
-                            hash: entry.hash.clone(),
+                            hash: doc.hash.clone(),
                             doc_name: doc_name.clone(),
                             owner: (*owner).to_owned(),
                         });
                     }
                     None => {
-                        owners.insert(doc_name, &entry.hash);
+                        owners.insert(doc_name, &doc.hash);
                     }
                 }
             }
         }
     }
-    plan.new_documents = entries
-        .into_iter()
-        .zip(shared)
-        .map(|(entry, shared)| super::document_from_entry(entry, shared))
-        .collect();
+    for i in shared {
+        super::move_doc_name_to_extra(&mut documents[i]);
+    }
+    plan.new_documents = documents;
     plan
 }
 
@@ -385,33 +401,15 @@ fn log_entries_not_in_table(
         .collect())
 }
 
-/// Most distinct key lists told apart in a report; the rest are counted together.
-const MAX_SHAPES: usize = 64;
-
-fn shapes(entries: &[Entry]) -> Vec<(&'static str, Vec<String>, usize)> {
-    // A registry has a handful of shapes, so a linear scan beats hashing every key list.
-    let mut shapes: Vec<(&'static str, Vec<String>, usize)> = Vec::new();
+fn shapes(entries: &[Entry]) -> hashes_json::Shapes {
+    let mut shapes = Vec::new();
     for entry in entries {
-        let known = shapes
-            .iter()
-            .position(|(_, keys, _)| keys.iter().eq(entry.meta.keys()));
-        match known {
-            Some(i) => shapes[i].2 += 1,
-            None if shapes.len() < MAX_SHAPES => shapes.push((
-                super::shape_label(&entry.meta),
-                entry.meta.keys().cloned().collect(),
-                1,
-            )),
-            None => match shapes.last_mut() {
-                Some(last) if last.0 == OTHER_SHAPES => last.2 += 1,
-                _ => shapes.push((OTHER_SHAPES, Vec::new(), 1)),
-            },
-        }
+        let keys: Vec<&str> = entry.meta.keys().map(String::as_str).collect();
+        let doc_type = entry.meta.get("type").and_then(Value::as_str);
+        hashes_json::add_shape(&mut shapes, &keys, doc_type);
     }
     shapes
 }
-
-const OTHER_SHAPES: &str = "other key sets";
 
 /// The import record and `migrate` log description of `plan`.
 fn record_of(plan: &Plan) -> ImportRecord {

@@ -47,34 +47,54 @@ pub const CANONICAL_ORDER: [&str; 9] = [
 /// this entry's `doc_name`, so it is kept in `extra`.
 pub fn document_from_entry(entry: Entry, doc_name_owned_elsewhere: bool) -> Document {
     let order: Vec<&str> = entry.meta.keys().map(String::as_str).collect();
-    let key_order = (order != canonical_order(order.iter().copied()))
-        .then(|| order.into_iter().map(str::to_owned).collect());
+    let key_order = key_order_of(&order);
     let mut doc = Document::new(entry.hash);
     doc.status = Status::Compiled;
     doc.key_order = key_order;
     for (key, value) in entry.meta {
-        let slot = match key.as_str() {
-            "name" => Some(&mut doc.name),
-            "doc_name" if !doc_name_owned_elsewhere => Some(&mut doc.doc_name),
-            "type" => Some(&mut doc.doc_type),
-            "path" => Some(&mut doc.path),
-            "raw_path" => Some(&mut doc.raw_path),
-            "source_path" => Some(&mut doc.source_path),
-            "doc_id" => Some(&mut doc.doc_id),
-            "origin" => Some(&mut doc.origin),
-            _ => None,
-        };
-        match (slot, value) {
-            (Some(slot), Value::String(text)) => *slot = Some(text),
-            (_, value) if key == "pages" && exact_integer(&value).is_some() => {
-                doc.pages = exact_integer(&value);
-            }
-            (_, value) => {
-                doc.extra.insert(key, value);
-            }
-        }
+        place(&mut doc, &key, value);
+    }
+    if doc_name_owned_elsewhere {
+        move_doc_name_to_extra(&mut doc);
     }
     doc
+}
+
+/// Put one key of a legacy entry where it belongs in `doc` (its column, or `extra`).
+pub(crate) fn place(doc: &mut Document, key: &str, value: Value) {
+    let slot = match key {
+        "name" => Some(&mut doc.name),
+        "doc_name" => Some(&mut doc.doc_name),
+        "type" => Some(&mut doc.doc_type),
+        "path" => Some(&mut doc.path),
+        "raw_path" => Some(&mut doc.raw_path),
+        "source_path" => Some(&mut doc.source_path),
+        "doc_id" => Some(&mut doc.doc_id),
+        "origin" => Some(&mut doc.origin),
+        _ => None,
+    };
+    match (slot, value) {
+        (Some(slot), Value::String(text)) => *slot = Some(text),
+        (_, value) if key == "pages" && exact_integer(&value).is_some() => {
+            doc.pages = exact_integer(&value);
+        }
+        (_, value) => {
+            doc.extra.insert(key.to_owned(), value);
+        }
+    }
+}
+
+/// Another document owns this one's `doc_name`: keep it in `extra` (exported in place).
+pub(crate) fn move_doc_name_to_extra(doc: &mut Document) {
+    if let Some(doc_name) = doc.doc_name.take() {
+        doc.extra.insert("doc_name".into(), Value::String(doc_name));
+    }
+}
+
+/// The entry's key order, when it is not the canonical one.
+pub(crate) fn key_order_of(order: &[&str]) -> Option<Vec<String>> {
+    (order != canonical_order(order.iter().copied()).as_slice())
+        .then(|| order.iter().map(|k| (*k).to_owned()).collect())
 }
 
 /// An integer whose text is exactly how it would be written back (`7`, not `7.0`, `-0` or
@@ -147,14 +167,19 @@ pub fn entry_of(doc: &Document) -> Map<String, Value> {
 
 /// A label for an entry's shape: the Python-tool era whose `add` writes exactly these keys.
 pub fn shape_label(meta: &Map<String, Value>) -> &'static str {
-    let has = |k: &str| meta.contains_key(k);
-    let only = |allowed: &[&str]| meta.keys().all(|k| allowed.contains(&k.as_str()));
-    if !only(&CANONICAL_ORDER) {
+    let keys: Vec<&str> = meta.keys().map(String::as_str).collect();
+    shape_label_of(&keys, meta.get("type").and_then(Value::as_str))
+}
+
+/// [`shape_label`] from an entry's keys and its `type` string.
+pub(crate) fn shape_label_of(keys: &[&str], doc_type: Option<&str>) -> &'static str {
+    let has = |k: &str| keys.contains(&k);
+    if !keys.iter().all(|k| CANONICAL_ORDER.contains(k)) {
         "with keys the Python tool never writes"
-    } else if has("origin") || meta.get("type").and_then(Value::as_str) == Some("pageindex_cloud") {
+    } else if has("origin") || doc_type == Some("pageindex_cloud") {
         "0.4.2+ PageIndex Cloud import"
     } else if has("path") || has("raw_path") || has("source_path") {
-        if meta.get("type").and_then(Value::as_str) == Some("long_pdf") {
+        if doc_type == Some("long_pdf") {
             "0.4 long PDF"
         } else {
             "0.4"
