@@ -95,6 +95,8 @@ pub enum Error {
 
     #[error("{} is on a network filesystem ({fs_type}): SQLite's WAL mode and file locks are not safe there, so openkb refuses to write\n  move the knowledge base to a local disk, or, if only ONE machine at a time ever uses it, set OPENKB_NETWORK_FS=single-host (SQLite's rollback journal: journal_mode=DELETE, synchronous=FULL)", path.display())]
     NetworkFs { path: PathBuf, fs_type: String },
+    #[error("{}: {problem}\n  openkb changed nothing; fix the file (or restore it from a backup) and run `openkb migrate` again", path.display())]
+    LegacyFile { path: PathBuf, problem: String },
 
     #[error("{0}")]
     Invalid(String),

@@ -20,6 +20,10 @@ pub fn suffix(name: &str) -> &str {
 
 /// Unicode NFKC, the normalization the Python tool compares names under.
 pub fn nfkc(text: &str) -> String {
+    // ASCII is unchanged by every normalization form; most names are ASCII.
+    if text.is_ascii() {
+        return text.to_owned();
+    }
     text.nfkc().collect()
 }
 

@@ -4,10 +4,12 @@
 mod add;
 mod compile;
 mod doctor;
+mod export;
 mod init;
 mod lint;
 mod list;
 mod log;
+mod migrate;
 mod remove;
 mod status;
 mod use_kb;
@@ -74,6 +76,10 @@ pub enum Command {
     Doctor(doctor::Args),
     /// Check the wiki's structure: broken links, orphan pages, missing summaries
     Lint(lint::Args),
+    /// Import a legacy (Python openkb) knowledge base into state.db, losslessly
+    Migrate(migrate::Args),
+    /// Write the registry as a legacy hashes.json, or the whole state as JSON
+    Export(export::Args),
 }
 
 /// What every command gets: the global options and the way to find the KB.
@@ -113,6 +119,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Watch(args) => watch::run(&ctx, args),
         Command::Doctor(args) => return doctor::run(&ctx, args),
         Command::Lint(args) => return lint::run(&ctx, args),
+        Command::Migrate(args) => migrate::run(&ctx, args),
+        Command::Export(args) => export::run(&ctx, args),
     }
     .map(|()| exit::OK)
 }

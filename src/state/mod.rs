@@ -22,6 +22,7 @@
 
 pub mod check;
 pub mod documents;
+pub mod imports;
 pub mod intents;
 pub mod log;
 pub mod schema;

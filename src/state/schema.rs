@@ -22,6 +22,10 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0001_initial.sql"),
     },
     Migration {
+        name: "0002_imports",
+        sql: include_str!("../../migrations/0002_imports.sql"),
+    },
+    Migration {
         name: "0003_intents",
         sql: include_str!("../../migrations/0003_intents.sql"),
     },

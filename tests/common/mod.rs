@@ -2,7 +2,7 @@
 //! copy of the legacy fixture), and a whole-KB consistency check.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -62,6 +62,54 @@ impl Sandbox {
             .expect("run openkb init");
         assert!(out.status.success(), "init failed: {out:?}");
         root.canonicalize().expect("kb root")
+    }
+
+    /// A writable copy of the legacy fixture KB at `<sandbox>/<name>`.
+    pub fn fixture_kb(&self, name: &str) -> PathBuf {
+        let target = self.dir.path().join(name);
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(Path::new(FIXTURE).join("kb"))
+            .arg(&target)
+            .status()
+            .expect("cp");
+        assert!(status.success());
+        let status = Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(&target)
+            .status()
+            .expect("chmod");
+        assert!(status.success());
+        target
+    }
+
+    /// A minimal legacy KB (just `.openkb/hashes.json` and optionally `wiki/log.md`).
+    pub fn legacy_kb(&self, name: &str, hashes_json: &[u8], log_md: Option<&str>) -> PathBuf {
+        let root = self.dir.path().join(name);
+        std::fs::create_dir_all(root.join(".openkb")).unwrap();
+        std::fs::create_dir_all(root.join("wiki")).unwrap();
+        std::fs::write(root.join(".openkb/hashes.json"), hashes_json).unwrap();
+        if let Some(log) = log_md {
+            std::fs::write(root.join("wiki/log.md"), log).unwrap();
+        }
+        root
+    }
+
+    /// `openkb --kb-dir <kb> args...` with HOME in the sandbox.
+    pub fn openkb(&self, kb: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.openkb_bare(&["--kb-dir"]);
+        cmd.arg(kb).args(args);
+        cmd
+    }
+
+    pub fn openkb_bare(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openkb"));
+        cmd.args(args)
+            .env("HOME", self.home())
+            .env_remove("OPENKB_DIR")
+            .env_remove("OPENKB_LOCK_TIMEOUT")
+            .current_dir(self.dir.path());
+        cmd
     }
 }
 
@@ -216,8 +264,7 @@ impl Env {
     }
 }
 
-/// Copy the legacy fixture KB to `<env>/kb` (writable) and build its state.db by importing
-/// hashes.json in order, as `openkb migrate` will; hashes.json is then set aside.
+/// Copy the legacy fixture KB to `<env>/kb` (writable) and `openkb migrate` it.
 pub fn legacy_kb(env: &Env) {
     let status = Command::new("cp")
         .arg("-r")
@@ -232,40 +279,8 @@ pub fn legacy_kb(env: &Env) {
         .status()
         .expect("chmod");
     assert!(status.success());
-    let hashes = env.kb().join(".openkb/hashes.json");
-    let text = std::fs::read_to_string(&hashes).expect("hashes.json");
-    let entries: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&text).expect("parse hashes.json");
-    let store = Store::open(&env.kb().join(".openkb/state.db"), Create::IfMissing).expect("store");
-    store
-        .write(|tx| {
-            for (hash, entry) in &entries {
-                let mut doc = Document::new(hash.clone());
-                let mut extra = serde_json::Map::new();
-                for (key, value) in entry.as_object().expect("entry object") {
-                    let text = value.as_str().map(str::to_owned);
-                    match (key.as_str(), text) {
-                        ("name", Some(v)) => doc.name = Some(v),
-                        ("doc_name", Some(v)) => doc.doc_name = Some(v),
-                        ("type", Some(v)) => doc.doc_type = Some(v),
-                        ("path", Some(v)) => doc.path = Some(v),
-                        ("raw_path", Some(v)) => doc.raw_path = Some(v),
-                        ("source_path", Some(v)) => doc.source_path = Some(v),
-                        ("doc_id", Some(v)) => doc.doc_id = Some(v),
-                        ("origin", Some(v)) => doc.origin = Some(v),
-                        _ => {
-                            extra.insert(key.clone(), value.clone());
-                        }
-                    }
-                }
-                doc.extra = extra;
-                doc.status = openkb::state::Status::Compiled;
-                tx.upsert_document(&doc)?;
-            }
-            Ok(())
-        })
-        .expect("import");
-    std::fs::rename(&hashes, hashes.with_extension("json.migrated")).expect("set aside");
+    let out = env.run(&["migrate"]);
+    assert!(out.status.success(), "migrate: {}", stderr(&out));
 }
 
 /// Every invariant the crash-safety promise names: each registered document has its files;
@@ -335,4 +350,78 @@ pub fn make_files(env: &Env, folder: &str, n: usize) -> PathBuf {
         );
     }
     env.path().join(folder)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_bytes: Vec<u8>,
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().expect("run openkb");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout_bytes: out.stdout,
+    }
+}
+
+/// Run and require exit 0.
+pub fn ok(cmd: &mut Command) -> Run {
+    let r = run(cmd);
+    assert_eq!(
+        r.code, 0,
+        "command failed: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+pub fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).expect("JSON output")
+}
+
+/// Every file under `root` (relative path -> bytes), symlinks as their target text.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+    for item in std::fs::read_dir(dir).unwrap() {
+        let item = item.unwrap();
+        let path = item.path();
+        let kind = item.file_type().unwrap();
+        let rel = path.strip_prefix(root).unwrap().to_path_buf();
+        if kind.is_dir() {
+            out.insert(rel.join(""), Vec::new());
+            walk(root, &path, out);
+        } else if kind.is_symlink() {
+            out.insert(
+                rel,
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+                    .into_bytes(),
+            );
+        } else {
+            out.insert(rel, std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+/// Files whose name starts with `prefix` in `dir`.
+pub fn names_starting_with(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
 }

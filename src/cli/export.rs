@@ -1,0 +1,102 @@
+//! `openkb export`: the registry as a 0.4-format `hashes.json` (to go back to the Python tool)
+//! or the whole state as JSON (for scripts and backups).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsx;
+use crate::legacy::export::write_registry;
+use crate::lock::LockMode;
+use crate::state::imports::{self, ImportRecord};
+use crate::state::{Document, LogEntry, Queries, Status};
+
+#[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("format").required(true).args(["legacy_json", "json"])
+))]
+pub struct Args {
+    /// Write the registry as the Python tool's hashes.json (0.4 format, registry order)
+    #[arg(long)]
+    legacy_json: bool,
+    /// Write documents, log and import records as one JSON document
+    #[arg(long)]
+    json: bool,
+    /// Write to PATH (replaced atomically) instead of standard output
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+}
+
+/// Format of `export --json`, versioned so scripts can check what they read.
+#[derive(Serialize)]
+struct StateExport<'a> {
+    format: &'static str,
+    version: u32,
+    knowledge_base: String,
+    exported_at: String,
+    schema_version: i64,
+    documents: &'a [Document],
+    log: &'a [LogEntry],
+    imports: &'a [ImportRecord],
+}
+
+pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let open = super::open_kb(ctx, LockMode::Shared)?;
+    let reader = open.store.reader()?;
+    let documents = reader.list()?;
+    let text = if args.legacy_json {
+        let unfinished = documents
+            .iter()
+            .filter(|d| d.status != Status::Compiled)
+            .count();
+        if unfinished > 0 {
+            eprintln!(
+                "warning: {unfinished} document(s) are not compiled (pending or failed); the \
+                 Python tool will consider them registered"
+            );
+        }
+        let mut text = String::with_capacity(documents.len() * 320 + 4);
+        write_registry(&mut text, &documents);
+        text
+    } else {
+        let mut log = Vec::new();
+        reader.for_each_log_entry(&mut |entry| {
+            log.push(entry);
+            Ok(())
+        })?;
+        let export = StateExport {
+            format: "openkb-export",
+            version: 1,
+            knowledge_base: open.kb.root().display().to_string(),
+            exported_at: crate::state::utc_now(),
+            schema_version: open.store.schema_version(),
+            documents: &documents,
+            log: &log,
+            imports: &imports::list(&reader)?,
+        };
+        let mut text = serde_json::to_string_pretty(&export)
+            .map_err(|e| Error::Invalid(format!("cannot serialize JSON: {e}")))?;
+        text.push('\n');
+        text
+    };
+    match &args.output {
+        Some(path) => {
+            fsx::atomic_write(path, text.as_bytes())?;
+            eprintln!(
+                "wrote {} document(s) to {}",
+                documents.len(),
+                path.display()
+            );
+            Ok(())
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .with_path("cannot write", "standard output")
+        }
+    }
+}

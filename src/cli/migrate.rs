@@ -1,0 +1,225 @@
+//! `openkb migrate`: import a legacy (Python-tool) KB into `state.db`, or merge a `hashes.json`
+//! that reappeared after migration. The work is `legacy::migrate`; this prints it.
+
+use std::path::Path;
+
+use crate::config::GlobalConfig;
+use crate::error::{Error, Result};
+use crate::kb::Kb;
+use crate::legacy::journal::JournalReport;
+use crate::legacy::migrate::{self, Options, Outcome, Plan, file_name};
+use crate::state::imports::ImportKind;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Migrate every KB listed in known_kbs of ~/.config/openkb/global.yaml (one line each)
+    #[arg(long)]
+    all: bool,
+    /// Show what would be imported, recovered and renamed; change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let options = Options {
+        dry_run: args.dry_run,
+    };
+    if args.all {
+        return run_all(options);
+    }
+    let kb = ctx.kb()?;
+    let outcome = migrate::migrate(&kb, options)?;
+    print_outcome(&kb, &outcome, ctx.verbose);
+    Ok(())
+}
+
+fn run_all(options: Options) -> Result<()> {
+    let known = GlobalConfig::load()?.known_kbs();
+    if known.is_empty() {
+        println!("No known knowledge bases (known_kbs of ~/.config/openkb/global.yaml is empty).");
+        return Ok(());
+    }
+    let mut failed = 0usize;
+    for path in &known {
+        let line = match migrate_one(path, options) {
+            Ok(line) => line,
+            Err(e) => {
+                failed += 1;
+                format!("FAILED: {}", e.to_string().replace('\n', "\n    "))
+            }
+        };
+        println!("{}: {line}", path.display());
+    }
+    if failed > 0 {
+        return Err(Error::Invalid(format!(
+            "{failed} of {} knowledge base(s) failed to migrate (see above); the others are done",
+            known.len()
+        )));
+    }
+    Ok(())
+}
+
+fn migrate_one(path: &Path, options: Options) -> Result<String> {
+    if !path.join(".openkb").is_dir() {
+        return Ok("not a KB anymore (no .openkb/ folder); skipped".into());
+    }
+    let kb = Kb::at(path)?;
+    let outcome = migrate::migrate(&kb, options)?;
+    let journals = match &outcome {
+        Outcome::NothingToMigrate { journals } | Outcome::AlreadyMigrated { journals } => journals,
+        Outcome::Migrated { plan, .. } => &plan.journals,
+    };
+    let mut line = match &outcome {
+        Outcome::NothingToMigrate { .. } => "nothing to migrate (no hashes.json)".to_owned(),
+        Outcome::AlreadyMigrated { .. } => "already migrated".to_owned(),
+        Outcome::Migrated { plan, dry_run } => {
+            let would = if *dry_run { "would be " } else { "" };
+            let n = plan.new_documents.len();
+            match plan.kind {
+                ImportKind::Initial => format!(
+                    "migrated {n} documents and {} log entries{}",
+                    plan.log_entries.len(),
+                    if *dry_run { " (dry run)" } else { "" }
+                ),
+                ImportKind::DriftMerge => format!(
+                    "{n} documents {would}merged from a reappeared hashes.json, {} conflicting",
+                    plan.conflicts.len()
+                ),
+            }
+        }
+    };
+    let recovered = journals.iter().filter(|j| j.recovered()).count();
+    if recovered > 0 {
+        line.push_str(&format!("; {recovered} crash journal(s) recovered"));
+    }
+    let left = journals.len() - recovered;
+    if left > 0 {
+        line.push_str(&format!("; {left} journal(s) left for review"));
+    }
+    Ok(line)
+}
+
+fn print_outcome(kb: &Kb, outcome: &Outcome, verbose: u8) {
+    match outcome {
+        Outcome::NothingToMigrate { journals } => {
+            print_journals(journals, false);
+            println!(
+                "Nothing to migrate: {} has no .openkb/hashes.json.",
+                kb.root().display()
+            );
+        }
+        Outcome::AlreadyMigrated { journals } => {
+            print_journals(journals, false);
+            println!(
+                "{}: already migrated (state.db exists and no hashes.json is waiting); nothing \
+                 changed.",
+                kb.root().display()
+            );
+        }
+        Outcome::Migrated { plan, dry_run } => print_plan(kb, plan, *dry_run, verbose),
+    }
+}
+
+fn print_journals(journals: &[JournalReport], dry_run: bool) {
+    for journal in journals {
+        println!("  {}", journal.describe(dry_run));
+    }
+}
+
+fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
+    let root = kb.root().display();
+    let moved = file_name(&plan.moved_to);
+    let n = plan.new_documents.len();
+    if dry_run {
+        println!("Dry run: nothing was changed. `openkb migrate` on {root} would:");
+    } else {
+        match plan.kind {
+            ImportKind::Initial => println!("Migrated {root}:"),
+            ImportKind::DriftMerge => {
+                println!("Merged a reappeared hashes.json into the state.db of {root}:")
+            }
+        }
+    }
+    if plan.journals.is_empty() {
+        println!("  crash journals: none");
+    } else {
+        println!("  crash journals of the Python tool:");
+        for journal in &plan.journals {
+            println!("    {}", journal.describe(dry_run));
+        }
+    }
+    println!(
+        "  hashes.json: {} entries ({} bytes, sha256 {})",
+        plan.entries, plan.source_bytes, plan.source_sha256
+    );
+    for (label, keys, count) in &plan.shapes {
+        println!("    {count:>6}  {label}: {}", keys.join(", "));
+    }
+    match plan.kind {
+        ImportKind::Initial => println!(
+            "  documents: {n} {} (status compiled, registry order kept)",
+            if dry_run { "to import" } else { "imported" }
+        ),
+        ImportKind::DriftMerge => {
+            println!(
+                "  documents: {n} new {}, {} already in state.db unchanged, {} conflicting",
+                if dry_run { "to merge" } else { "merged" },
+                plan.unchanged,
+                plan.conflicts.len()
+            );
+            for conflict in &plan.conflicts {
+                println!(
+                    "    conflict: {} ({}) differs in {}; state.db keeps its version, the \
+                     file's stays in .openkb/{moved}",
+                    conflict.hash,
+                    conflict.name.as_deref().unwrap_or("no name"),
+                    conflict.keys.join(", ")
+                );
+            }
+        }
+    }
+    for shared in &plan.shared_doc_names {
+        println!(
+            "    doc_name {:?} of {} is already owned by {}: kept in its extra keys (exported \
+             unchanged)",
+            shared.doc_name, shared.hash, shared.owner
+        );
+    }
+    let unparsed = plan.unparsed_log_entries();
+    println!(
+        "  wiki/log.md: {} entries {}{}",
+        plan.log_entries.len(),
+        if dry_run { "to import" } else { "imported" },
+        if unparsed > 0 {
+            format!(
+                " ({unparsed} not in the `## [time] op | text` form, kept as text under the \
+                 operation `unparsed`)"
+            )
+        } else {
+            String::new()
+        }
+    );
+    if verbose > 0 {
+        for entry in &plan.log_entries {
+            println!(
+                "    [{}] {} | {}",
+                entry.timestamp, entry.operation, entry.description
+            );
+        }
+    }
+    if dry_run {
+        println!("  .openkb/hashes.json would be renamed to .openkb/{moved}");
+    } else {
+        if let Some(record) = &plan.record {
+            println!(
+                "  state.db: import #{} recorded at {}",
+                record.id, record.imported_at
+            );
+        }
+        println!("  .openkb/hashes.json kept as .openkb/{moved}");
+        println!("  (`openkb export --legacy-json` writes it back for the Python tool)");
+    }
+    for warning in &plan.warnings {
+        eprintln!("warning: {warning}");
+    }
+}

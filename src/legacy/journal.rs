@@ -1,0 +1,449 @@
+//! Recovery of the Python tool's crash journals (`.openkb/journal/*.json`, openkb 0.4.3+).
+//!
+//! The Python tool snapshots the paths an `add` will touch into
+//! `.openkb/staging/rollback-<id>/`, writes a journal listing `{target, backup}` pairs
+//! (`backup: null` = the target did not exist), and rolls active journals back on its next
+//! exclusive lock. A KB migrated while such a journal is pending would import a half-applied
+//! add, so `openkb migrate` runs the same recovery first, under the exclusive lock:
+//!
+//! - journals are handled in file-name order;
+//! - `committed` / `rolled_back`: discarded (backup folder and journal removed);
+//! - `active` (also a missing status): rolled back like `MutationSnapshot.rollback` (targets
+//!   with the most path components first; each target removed, then restored from its backup
+//!   when it has one), marked `rolled_back`, then discarded;
+//! - a rollback that fails: `attempts` is incremented and the journal rewritten as active (as
+//!   the Python tool does), and the migration stops, so nothing half-rolled-back is imported.
+//!
+//! Two deliberate differences from the Python tool: an unreadable journal (bad JSON, missing
+//! `kb_dir` / `backup_dir`, a malformed entry) is reported and left in place for a person to
+//! look at, where the Python tool deletes it; and every path a journal names is re-rooted
+//! from its recorded `kb_dir` into the KB where it actually is now (a KB copied from another
+//! machine keeps journals with the old absolute paths). A journal naming a path that is not
+//! inside the KB once re-rooted (`..`, another absolute path, a symlinked folder leading
+//! out) is refused as a whole: recovery never writes or deletes outside the KB.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsx;
+use crate::kb::Kb;
+
+/// What recovery did (or, for a dry run, would do) with one journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An active journal whose targets were restored, then discarded.
+    RolledBack { operation: String, targets: usize },
+    /// A `committed` or `rolled_back` journal, discarded.
+    Discarded { status: String },
+    /// Not a journal recovery can use; left in place.
+    Unreadable { reason: String },
+    /// Names paths outside the KB; left in place.
+    Refused { reason: String },
+    /// The rollback failed (the journal was rewritten with `attempts` incremented).
+    Failed { reason: String, attempts: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalReport {
+    pub file: PathBuf,
+    pub outcome: Outcome,
+}
+
+impl JournalReport {
+    /// True when the journal was taken care of (rolled back or discarded).
+    pub fn recovered(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::RolledBack { .. } | Outcome::Discarded { .. }
+        )
+    }
+
+    /// True when a half-applied change may remain in the KB.
+    pub fn blocks_import(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::Failed { .. } | Outcome::Refused { .. }
+        )
+    }
+
+    pub fn describe(&self, dry_run: bool) -> String {
+        let name = self
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (would, did) = if dry_run {
+            ("would be ", "would be ")
+        } else {
+            ("", "")
+        };
+        match &self.outcome {
+            Outcome::RolledBack { operation, targets } => format!(
+                "journal {name}: interrupted {operation} {did}rolled back ({targets} path(s) restored or removed)"
+            ),
+            Outcome::Discarded { status } => {
+                format!("journal {name}: {status}, {would}discarded")
+            }
+            Outcome::Unreadable { reason } => format!(
+                "journal {name}: unreadable ({reason}); left in place, look at {} by hand",
+                self.file.display()
+            ),
+            Outcome::Refused { reason } => {
+                format!("journal {name}: refused ({reason}); left in place, roll it back by hand")
+            }
+            Outcome::Failed { reason, attempts } => {
+                format!("journal {name}: rollback failed (attempt {attempts}): {reason}")
+            }
+        }
+    }
+}
+
+/// The journal files of `kb`, in the order recovery handles them.
+pub fn journal_files(kb: &Kb) -> Result<Vec<PathBuf>> {
+    let dir = kb.openkb_dir().join("journal");
+    let listing = match fs::read_dir(&dir) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
+    };
+    let mut files = Vec::new();
+    for item in listing {
+        let item = item.with_path("cannot read folder", &dir)?;
+        if item.file_name().to_string_lossy().ends_with(".json") {
+            files.push(item.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// What [`recover`] would do, changing nothing.
+pub fn inspect(kb: &Kb) -> Result<Vec<JournalReport>> {
+    let root = kb_root(kb)?;
+    Ok(journal_files(kb)?
+        .into_iter()
+        .map(|file| {
+            let outcome = match load(&file, &root) {
+                Err(outcome) => outcome,
+                Ok(journal) if journal.is_terminal() => Outcome::Discarded {
+                    status: journal.status.clone(),
+                },
+                Ok(journal) => Outcome::RolledBack {
+                    operation: journal.operation.clone(),
+                    targets: journal.entries.len(),
+                },
+            };
+            JournalReport { file, outcome }
+        })
+        .collect())
+}
+
+/// Recover every journal of `kb`. The caller holds the KB's exclusive lock.
+pub fn recover(kb: &Kb) -> Result<Vec<JournalReport>> {
+    let root = kb_root(kb)?;
+    let mut reports = Vec::new();
+    for file in journal_files(kb)? {
+        let outcome = match load(&file, &root) {
+            Err(outcome) => outcome,
+            Ok(mut journal) => journal.recover(),
+        };
+        reports.push(JournalReport { file, outcome });
+    }
+    Ok(reports)
+}
+
+fn kb_root(kb: &Kb) -> Result<PathBuf> {
+    kb.root()
+        .canonicalize()
+        .with_path("cannot resolve", kb.root())
+}
+
+struct Journal {
+    file: PathBuf,
+    data: Value,
+    status: String,
+    operation: String,
+    backup_dir: PathBuf,
+    /// (target, backup) re-rooted into the KB, in journal order.
+    entries: Vec<(PathBuf, Option<PathBuf>)>,
+    attempts: u64,
+}
+
+/// Read a journal the way `_snapshot_from_journal` does; an `Err` is the outcome for a journal
+/// that cannot be used.
+fn load(file: &Path, root: &Path) -> std::result::Result<Journal, Outcome> {
+    let unreadable = |reason: String| Outcome::Unreadable { reason };
+    let bytes = fs::read(file).map_err(|e| unreadable(format!("cannot read: {e}")))?;
+    let data: Value =
+        serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("invalid JSON: {e}")))?;
+    let object = data
+        .as_object()
+        .ok_or_else(|| unreadable("not a JSON object".into()))?;
+    let text_of = |key: &str| -> std::result::Result<String, Outcome> {
+        match object.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(unreadable(format!("{key:?} is not a string"))),
+            None => Err(unreadable(format!("no {key:?}"))),
+        }
+    };
+    let recorded_kb = PathBuf::from(text_of("kb_dir")?);
+    let reroot = |path: &str, what: &str| {
+        reroot(Path::new(path), &recorded_kb, root).map_err(|reason| Outcome::Refused {
+            reason: format!("{what} {path:?} {reason}"),
+        })
+    };
+    let backup_dir = reroot(&text_of("backup_dir")?, "backup_dir")?;
+    let status = match object.get("status") {
+        None | Some(Value::Null) => "active".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(unreadable(format!("status {other} is not a string"))),
+    };
+    let operation = match object.get("operation") {
+        Some(Value::String(s)) => s.clone(),
+        _ => "mutation".to_owned(),
+    };
+    let attempts = match object.get("attempts") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| unreadable(format!("attempts {n} is not a count")))?,
+        Some(other) => return Err(unreadable(format!("attempts {other} is not a number"))),
+    };
+    let mut entries = Vec::new();
+    match object.get("entries") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                let target = match item.get("target") {
+                    Some(Value::String(t)) => reroot(t, "target")?,
+                    _ => return Err(unreadable("an entry has no \"target\" string".into())),
+                };
+                let backup = match item.get("backup") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(b)) if b.is_empty() => None,
+                    Some(Value::String(b)) => Some(reroot(b, "backup")?),
+                    Some(other) => {
+                        return Err(unreadable(format!("backup {other} is not a string")));
+                    }
+                };
+                entries.push((target, backup));
+            }
+        }
+        Some(_) => return Err(unreadable("\"entries\" is not a list".into())),
+    }
+    Ok(Journal {
+        file: file.to_path_buf(),
+        data,
+        status,
+        operation,
+        backup_dir,
+        entries,
+        attempts,
+    })
+}
+
+/// `path` (absolute, under the journal's `recorded_kb`) moved into `root`. Refuses anything
+/// that would land outside `root`.
+fn reroot(path: &Path, recorded_kb: &Path, root: &Path) -> std::result::Result<PathBuf, String> {
+    let relative = path
+        .strip_prefix(recorded_kb)
+        .or_else(|_| path.strip_prefix(root))
+        .map_err(|_| "is not inside the knowledge base".to_owned())?;
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err("leaves the knowledge base (contains ..)".into());
+    }
+    if relative.as_os_str().is_empty() {
+        return Err("is the knowledge base folder itself".into());
+    }
+    // The Python tool never journals openkb's own database; a journal that does is not one.
+    if relative
+        .to_str()
+        .is_some_and(|r| r.starts_with(".openkb/state.db"))
+    {
+        return Err("is openkb's state database".into());
+    }
+    let moved = root.join(relative);
+    // A symlinked folder on the way could lead out of the KB: resolve the deepest existing
+    // ancestor of the parent and check it is still inside.
+    let parent = moved.parent().unwrap_or(root);
+    if let Some(existing) = parent.ancestors().find(|a| a.exists())
+        && let Ok(resolved) = existing.canonicalize()
+        && !resolved.starts_with(root)
+    {
+        return Err("goes through a symlink that leads out of the knowledge base".into());
+    }
+    Ok(moved)
+}
+
+impl Journal {
+    fn is_terminal(&self) -> bool {
+        matches!(self.status.as_str(), "committed" | "rolled_back")
+    }
+
+    fn recover(&mut self) -> Outcome {
+        if self.is_terminal() {
+            return match self.discard() {
+                Ok(()) => Outcome::Discarded {
+                    status: self.status.clone(),
+                },
+                Err(e) => Outcome::Failed {
+                    reason: format!("cannot discard: {e}"),
+                    attempts: self.attempts,
+                },
+            };
+        }
+        match self.rollback() {
+            Ok(()) => {
+                let targets = self.entries.len();
+                match self.discard() {
+                    Ok(()) => Outcome::RolledBack {
+                        operation: self.operation.clone(),
+                        targets,
+                    },
+                    Err(e) => Outcome::Failed {
+                        reason: format!("rolled back, but cannot discard: {e}"),
+                        attempts: self.attempts,
+                    },
+                }
+            }
+            Err(e) => {
+                self.attempts += 1;
+                let reason = match self.rewrite("active") {
+                    Ok(()) => e.to_string(),
+                    Err(write_error) => format!("{e}; and {write_error}"),
+                };
+                Outcome::Failed {
+                    reason,
+                    attempts: self.attempts,
+                }
+            }
+        }
+    }
+
+    fn rollback(&self) -> Result<()> {
+        // Children before parents, so removing a folder cannot undo a more specific restore.
+        let mut order: Vec<&(PathBuf, Option<PathBuf>)> = self.entries.iter().collect();
+        order.sort_by_key(|(target, _)| std::cmp::Reverse(target.components().count()));
+        for (target, backup) in order {
+            remove_path(target)?;
+            if let Some(backup) = backup {
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).with_path("cannot create folder", parent)?;
+                }
+                let meta = fs::symlink_metadata(backup).with_path("cannot read backup", backup)?;
+                if meta.is_dir() {
+                    copy_tree(backup, target)?;
+                } else {
+                    copy_file_atomic(backup, target)?;
+                }
+            }
+        }
+        self.rewrite("rolled_back")
+    }
+
+    /// Write the journal back with a new status and the current attempt count, as the Python
+    /// tool does (`atomic_write_json`, indent 2, ASCII, trailing newline).
+    fn rewrite(&self, status: &str) -> Result<()> {
+        let mut data = self.data.clone();
+        if let Some(object) = data.as_object_mut() {
+            object.insert("status".into(), Value::String(status.into()));
+            object.insert("attempts".into(), Value::from(self.attempts));
+        }
+        let mut text = String::new();
+        super::export::write_value(&mut text, &data, 0);
+        text.push('\n');
+        fsx::atomic_write(&self.file, text.as_bytes())
+    }
+
+    fn discard(&self) -> Result<()> {
+        remove_path(&self.backup_dir)?;
+        match fs::remove_file(&self.file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("cannot remove", &self.file, e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Remove a file, symlink or folder tree (never following a symlink); absent is fine.
+fn remove_path(path: &Path) -> Result<()> {
+    let outcome = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+    };
+    outcome.with_path("cannot remove", path)
+}
+
+fn copy_file_atomic(source: &Path, target: &Path) -> Result<()> {
+    let (mut temp, temp_path) = fsx::create_temp_beside(target)?;
+    let copied = (|| -> Result<()> {
+        let mut input = fs::File::open(source).with_path("cannot read backup", source)?;
+        std::io::copy(&mut input, &mut temp).with_path("cannot write", &temp_path)?;
+        temp.sync_all().with_path("cannot flush", &temp_path)?;
+        fs::rename(&temp_path, target).with_path("cannot restore", target)
+    })();
+    if copied.is_err() {
+        let _ = fs::remove_file(&temp_path);
+        return copied;
+    }
+    if let Some(parent) = target.parent() {
+        fsx::fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Copy a backup folder tree to `target` (symlinks copied as links, never followed).
+fn copy_tree(source: &Path, target: &Path) -> Result<()> {
+    fs::create_dir_all(target).with_path("cannot create folder", target)?;
+    for item in fs::read_dir(source).with_path("cannot read backup", source)? {
+        let item = item.with_path("cannot read backup", source)?;
+        let from = item.path();
+        let to = target.join(item.file_name());
+        let kind = item.file_type().with_path("cannot read backup", &from)?;
+        if kind.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if kind.is_symlink() {
+            let link = fs::read_link(&from).with_path("cannot read backup", &from)?;
+            std::os::unix::fs::symlink(link, &to).with_path("cannot restore", &to)?;
+        } else {
+            fs::copy(&from, &to).with_path("cannot restore", &to)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reroot_moves_paths_and_refuses_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let old = Path::new("/home/user/kb");
+        assert_eq!(
+            reroot(Path::new("/home/user/kb/wiki/index.md"), old, &root).unwrap(),
+            root.join("wiki/index.md")
+        );
+        assert_eq!(
+            reroot(&root.join("raw/a.md"), old, &root).unwrap(),
+            root.join("raw/a.md")
+        );
+        assert!(reroot(Path::new("/etc/passwd"), old, &root).is_err());
+        assert!(reroot(Path::new("/home/user/kb/../x"), old, &root).is_err());
+        assert!(reroot(Path::new("/home/user/kb"), old, &root).is_err());
+        assert!(reroot(Path::new("/home/user/kb/.openkb/state.db-wal"), old, &root).is_err());
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+        assert!(reroot(Path::new("/home/user/kb/link/f"), old, &root).is_err());
+    }
+}
