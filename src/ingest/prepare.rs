@@ -178,7 +178,15 @@ pub fn collect(kb: &Kb, inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Prep>) {
                     stack.extend(subdirs.into_iter().rev());
                 }
             }
-            Ok(_) => push_file(&mut files, &mut other, &mut seen, input.clone()),
+            Ok(meta) if meta.is_file() => {
+                push_file(&mut files, &mut other, &mut seen, input.clone())
+            }
+            // Opening a FIFO blocks until a writer comes (forever, under the KB's add), and a
+            // device or socket is no document.
+            Ok(_) => other.push(Prep::Skipped(
+                input.clone(),
+                "not a regular file (a pipe, socket or device)".into(),
+            )),
         }
     }
     (files, other)
@@ -245,9 +253,15 @@ fn prepare_inner(
     };
     let resolved = path.canonicalize().with_path("cannot resolve", path)?;
     // Small files are read once: hashed and staged from the same bytes.
-    let size = std::fs::metadata(&resolved)
-        .with_path("cannot read", &resolved)?
-        .len();
+    let meta = std::fs::metadata(&resolved).with_path("cannot read", &resolved)?;
+    if !meta.is_file() {
+        // Replaced by a pipe or device since it was listed: reading it could block forever.
+        return Ok(Prep::Skipped(
+            path.to_path_buf(),
+            "not a regular file (a pipe, socket or device)".into(),
+        ));
+    }
+    let size = meta.len();
     let bytes = if size <= SMALL_FILE {
         Some(std::fs::read(&resolved).with_path("cannot read", &resolved)?)
     } else {

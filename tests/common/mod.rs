@@ -425,3 +425,85 @@ pub fn names_starting_with(dir: &Path, prefix: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Every entry under `root` (files, folders, symlinks) with its content, mode and mtime, by
+/// path relative to `root`; paths starting with one of `skip` are left out. Two equal
+/// snapshots mean nothing under `root` was created, deleted, written or touched.
+pub fn tree_snapshot(root: &Path, skip: &[&str]) -> BTreeMap<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
+            if skip.iter().any(|s| rel.starts_with(s)) {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let kind = if meta.file_type().is_symlink() {
+                format!("link -> {:?}", std::fs::read_link(&path).expect("link"))
+            } else if meta.is_dir() {
+                "dir".to_owned()
+            } else if meta.is_file() {
+                use sha2::Digest;
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                format!("file {:x}", sha2::Sha256::digest(&bytes))
+            } else {
+                "special".to_owned()
+            };
+            let mtime = if meta.is_dir() {
+                // A folder's mtime changes when an entry comes or goes, which the entries
+                // themselves show; lock files are created on first use and kept.
+                String::new()
+            } else {
+                format!("{}.{}", meta.mtime(), meta.mtime_nsec())
+            };
+            out.insert(rel, format!("{kind} mode {:o} mtime {mtime}", meta.mode()));
+            if meta.is_dir() {
+                walk(root, &path, skip, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, skip, &mut out);
+    out
+}
+
+/// The rows of state.db's registry and log tables, as text, for before/after comparisons.
+pub fn db_rows(kb: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        kb.join(".openkb/state.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("sqlite");
+    let mut rows = Vec::new();
+    for table in ["documents", "log", "meta"] {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+            .expect("prepare");
+        let columns = stmt.column_count();
+        let mut q = stmt.query([]).expect("query");
+        while let Some(row) = q.next().expect("row") {
+            let cells: Vec<String> = (0..columns)
+                .map(|i| format!("{:?}", row.get_ref(i).expect("cell")))
+                .collect();
+            rows.push(format!("{table}: {}", cells.join(" | ")));
+        }
+    }
+    rows
+}
+
+/// A KB's files (but state.db and its WAL, compared by rows with [`db_rows`], and the lock
+/// file) and registry, to assert a failed command changed nothing.
+pub fn kb_snapshot(kb: &Path) -> (BTreeMap<String, String>, Vec<String>) {
+    (
+        tree_snapshot(kb, &[".openkb/state.db", ".openkb/ingest.lock"]),
+        db_rows(kb),
+    )
+}
