@@ -193,13 +193,27 @@ fn open_lock_file(lock_path: &Path) -> Result<File> {
     }
     // Opened for append and never truncated: the file stays empty and is shared with the
     // Python tool, which opens it "a+".
-    OpenOptions::new()
+    match OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .mode(0o666)
         .open(lock_path)
-        .with_path("cannot open lock file", lock_path)
+    {
+        Ok(file) => Ok(file),
+        // A read-only KB (modes, an immutable flag, a read-only mount): flock needs no write
+        // access, so an existing lock file is locked through a read-only descriptor and reads
+        // keep working; a write fails later, naming the file it cannot write.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) && lock_path.is_file() =>
+        {
+            File::open(lock_path).with_path("cannot open lock file", lock_path)
+        }
+        Err(e) => Err(Error::io("cannot open lock file", lock_path, e)),
+    }
 }
 
 fn wait_with_deadline(
