@@ -1,0 +1,181 @@
+//! Confinement: no command writes outside the KB (and the global config) because of a name,
+//! a legacy path or a symlink. A canary folder beside the KB must be byte-identical
+//! afterwards, with the same modes and mtimes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Env, stderr, stdout, tree_snapshot};
+use openkb::state::Document;
+
+/// `<env>/canary/`: files the attacks aim at, by relative and absolute paths.
+fn canary(env: &Env) -> PathBuf {
+    let dir = env.path().join("canary");
+    for (rel, text) in [
+        ("victim.md", "# victim\n"),
+        ("victim.pdf", "%PDF victim\n"),
+        ("sources/victim.md", "# source victim\n"),
+        ("summaries/victim.md", "# summary victim\n"),
+        ("deep/page.md", "[[summaries/victim]]\n"),
+    ] {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+    }
+    // A past mtime, so that a touch would show.
+    for rel in ["victim.md", "deep/page.md"] {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(dir.join(rel))
+            .expect("open");
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
+            .expect("mtime");
+    }
+    dir
+}
+
+/// Documents whose names and legacy paths point out of the KB, registered as a legacy
+/// registry could hold them.
+fn register_escapes(env: &Env, canary: &Path) {
+    let store = env.store();
+    let docs = vec![
+        Document {
+            name: Some("victim.md".into()),
+            doc_name: Some("../../canary/victim".into()),
+            doc_type: Some("md".into()),
+            path: Some("../canary/victim.md".into()),
+            raw_path: Some("../canary/victim.md".into()),
+            source_path: Some("wiki/sources/../../../canary/sources/victim.md".into()),
+            ..Document::new(common::hash_of(1))
+        },
+        Document {
+            name: Some("absolute.pdf".into()),
+            doc_name: Some("absolute".into()),
+            doc_type: Some("pdf".into()),
+            path: Some(canary.join("victim.pdf").to_string_lossy().into_owned()),
+            raw_path: Some(canary.join("victim.pdf").to_string_lossy().into_owned()),
+            source_path: Some(
+                canary
+                    .join("sources/victim.md")
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            ..Document::new(common::hash_of(2))
+        },
+        Document {
+            // No raw_path: the oldest entries' raw copy is raw/<name>; a name with `..`.
+            name: Some("../canary/victim.md".into()),
+            doc_name: None,
+            doc_type: Some("md".into()),
+            ..Document::new(common::hash_of(3))
+        },
+        Document {
+            // Through a symlinked folder in raw/.
+            name: Some("victim.md".into()),
+            doc_name: Some("linked".into()),
+            doc_type: Some("md".into()),
+            raw_path: Some("raw/outside/victim.md".into()),
+            ..Document::new(common::hash_of(4))
+        },
+    ];
+    store
+        .write(|tx| {
+            for doc in &docs {
+                tx.upsert_document(doc)?;
+            }
+            Ok(())
+        })
+        .expect("register");
+}
+
+#[test]
+fn names_legacy_paths_and_symlinks_never_reach_outside_the_kb() {
+    let env = Env::with_kb();
+    let canary = canary(&env);
+    let kb = env.kb();
+    // Symlinks in raw/ and wiki/ leading out.
+    std::os::unix::fs::symlink(&canary, kb.join("raw/outside")).expect("dir link");
+    std::os::unix::fs::symlink(canary.join("victim.md"), kb.join("raw/linked.md"))
+        .expect("file link");
+    std::os::unix::fs::symlink(canary.join("summaries"), kb.join("wiki/concepts/out"))
+        .expect("wiki link");
+    // Wiki pages linking to the escaping names, so remove and lint --fix have links to
+    // rewrite, and a page whose link target is outside.
+    env.write(
+        "kb/wiki/concepts/links.md",
+        "# links\n\n[[summaries/../../canary/victim]] [[../../canary/deep/page]] \
+         [[summaries/absolute]]\n",
+    );
+    register_escapes(&env, &canary);
+    // A file whose name is `..`-like, added explicitly.
+    env.write("in/..md", "# dots\n");
+    let before = tree_snapshot(&canary, &[]);
+
+    let mut ran = Vec::new();
+    let mut run = |args: &[&str]| {
+        let out = env.run(args);
+        ran.push(format!(
+            "{args:?} -> {:?}\n{}{}",
+            out.status.code(),
+            stdout(&out),
+            stderr(&out)
+        ));
+        out
+    };
+    run(&["add", &env.path().join("in/..md").to_string_lossy()]);
+    run(&["add", &kb.join("raw").to_string_lossy()]);
+    for id in ["../../canary/victim", "absolute", "../canary/victim.md", "linked"] {
+        run(&["remove", "-y", id]);
+    }
+    run(&["doctor", "--fix", "--full"]);
+    run(&["lint", "--fix"]);
+    // watch: sees raw/linked.md and raw/outside/, runs a few seconds, then stops on SIGTERM.
+    let mut watch = env
+        .cmd()
+        .arg("watch")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    std::thread::sleep(Duration::from_millis(3500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = &mut watch;
+    let out = watch.wait_with_output().expect("watch");
+    ran.push(format!("watch -> {:?}\n{}", out.status.code(), stderr(&out)));
+
+    let after = tree_snapshot(&canary, &[]);
+    assert_eq!(after, before, "the canary changed; commands run:\n{}", ran.join("\n"));
+    // Every escaping document was unregistered, its outside files left alone, and said so.
+    let all = ran.join("\n");
+    assert_eq!(all.matches("refusing to touch").count(), 8, "{all}");
+    let left: Vec<_> = env.docs().into_iter().filter_map(|d| d.doc_name).collect();
+    assert_eq!(left, vec!["document".to_owned()], "{all}");
+    eprintln!("confinement: {} commands, canary unchanged", ran.len());
+}
+
+#[test]
+fn a_raw_folder_that_is_a_symlink_out_of_the_kb_gets_no_writes() {
+    let env = Env::with_kb();
+    let canary = canary(&env);
+    let kb = env.kb();
+    // raw/ itself replaced by a symlink to the canary: nothing may be written through it.
+    std::fs::remove_dir(kb.join("raw")).expect("rmdir raw");
+    std::os::unix::fs::symlink(&canary, kb.join("raw")).expect("raw link");
+    let before = tree_snapshot(&canary, &[]);
+    let file = env.write("in/new.md", "# new\n");
+    let add = env.cmd().arg("add").arg(&file).output().expect("add");
+    let doctor = env.run(&["doctor", "--fix"]);
+    let after = tree_snapshot(&canary, &[]);
+    assert_eq!(
+        after,
+        before,
+        "add: {}{}\ndoctor: {}",
+        stdout(&add),
+        stderr(&add),
+        stdout(&doctor)
+    );
+}
