@@ -265,6 +265,15 @@ pub(crate) fn counts(conn: &Connection) -> rusqlite::Result<StatusCounts> {
     Ok(counts)
 }
 
+/// Recompute `document_counts` from the registry (after a bulk fill with the counting
+/// triggers off).
+pub(crate) fn recount(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "UPDATE document_counts
+         SET n = (SELECT count(*) FROM documents d WHERE d.status = document_counts.status)",
+    )
+}
+
 /// Insert or update `doc` (by hash). An update keeps the registry position and `created_at`.
 pub(crate) fn upsert(conn: &Connection, doc: &Document, now: &str) -> rusqlite::Result<()> {
     let extra = Value::Object(doc.extra.clone()).to_string();
