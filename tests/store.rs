@@ -470,3 +470,65 @@ fn files_that_are_not_openkb_databases_are_refused() {
     assert!(Store::open(&missing, Create::Never).is_err());
     assert!(!missing.exists());
 }
+
+#[test]
+fn status_counts_follow_every_kind_of_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let scan = || {
+        let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+        let mut counts = [0u64; 3];
+        let mut stmt = conn
+            .prepare("SELECT status, count(*) FROM documents GROUP BY status")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .unwrap();
+        for row in rows {
+            let (status, n) = row.unwrap();
+            let slot = ["pending", "compiled", "failed"]
+                .iter()
+                .position(|s| *s == status)
+                .unwrap();
+            counts[slot] = n as u64;
+        }
+        counts
+    };
+    let check = |store: &Store| {
+        let c = store.counts().unwrap();
+        assert_eq!([c.pending, c.compiled, c.failed], scan());
+    };
+    store
+        .write(|tx| {
+            for n in 0..6 {
+                tx.upsert_document(&text_doc(n, &format!("d{n}")))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    check(&store);
+    store
+        .write(|tx| {
+            tx.set_status(&hash_of(0), Status::Compiled, None)?;
+            tx.set_status(&hash_of(1), Status::Failed, Some("x"))?;
+            tx.set_status(&hash_of(1), Status::Failed, Some("y"))?;
+            tx.remove_document(&hash_of(2))
+        })
+        .unwrap();
+    check(&store);
+    // An upsert that changes the status of an existing row moves it between counts.
+    let mut d3 = text_doc(3, "d3");
+    d3.status = Status::Compiled;
+    store.write(|tx| tx.upsert_document(&d3)).unwrap();
+    check(&store);
+    // A rolled-back transaction leaves the counts as they were.
+    let before = store.counts().unwrap();
+    let _ = store.write(|tx| {
+        tx.remove_document(&hash_of(4))?;
+        tx.upsert_document(&text_doc(9, "d0"))
+    });
+    assert_eq!(store.counts().unwrap(), before);
+    check(&store);
+    let c = store.counts().unwrap();
+    assert_eq!((c.pending, c.compiled, c.failed), (2, 2, 1));
+}

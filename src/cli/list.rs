@@ -60,10 +60,10 @@ fn write_table(out: &mut impl Write, docs: &[Document]) -> std::io::Result<()> {
         })
         .collect();
     let headers = ["NAME", "TYPE", "DOC_NAME", "STATUS"];
-    let mut widths = headers.map(|h| h.chars().count());
+    let mut widths = headers.map(display_width);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(display_width(cell));
         }
     }
     let line = |out: &mut dyn Write, cells: [&str; 4]| -> std::io::Result<()> {
@@ -71,7 +71,7 @@ fn write_table(out: &mut impl Write, docs: &[Document]) -> std::io::Result<()> {
             if i + 1 == cells.len() {
                 writeln!(out, "{cell}")?;
             } else {
-                let pad = widths[i] - cell.chars().count();
+                let pad = widths[i] - display_width(cell);
                 write!(out, "{cell}{:pad$}  ", "")?;
             }
         }
@@ -82,4 +82,11 @@ fn write_table(out: &mut impl Write, docs: &[Document]) -> std::io::Result<()> {
         line(out, [&row[0], &row[1], &row[2], &row[3]])?;
     }
     writeln!(out, "{} document(s)", rows.len())
+}
+
+/// Columns a name takes on a terminal: combining marks (an NFD name's accents) take none.
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .count()
 }

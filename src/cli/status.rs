@@ -37,7 +37,6 @@ struct Report {
     schema_version: i64,
     state_db_bytes: u64,
     wal_bytes: u64,
-    log_entries: u64,
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
@@ -70,7 +69,6 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         schema_version: open.store.schema_version(),
         state_db_bytes: file_size(&db),
         wal_bytes: file_size(&db.with_extension("db-wal")),
-        log_entries: reader.log_count()?,
     };
     if args.json {
         return super::print_json(&report);
@@ -93,7 +91,6 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     };
     println!("Last compile: {}", when(&report.last_compile));
     println!("Last lint: {}", when(&report.last_lint));
-    println!("Log entries: {}", report.log_entries);
     println!(
         "State: schema version {}, state.db {} (WAL {})",
         report.schema_version,

@@ -50,26 +50,37 @@ impl FromStr for Status {
     }
 }
 
-/// One registry entry. The string fields mirror the keys of a Python-tool `hashes.json` entry;
+/// One registry entry (in JSON output, absent keys are left out rather than `null`). The string fields mirror the keys of a Python-tool `hashes.json` entry;
 /// `extra` holds every other key (and any known key whose value is not a string), so an entry
 /// of any era round-trips without loss.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Document {
     pub hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub doc_name: Option<String>,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub doc_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub doc_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pages: Option<i64>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
     /// Key order of the legacy entry, when it is not the canonical one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_order: Option<Vec<String>>,
     pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Registry order; assigned by the store.
     pub position: i64,
@@ -129,9 +140,14 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Document> {
             Box::<dyn std::error::Error + Send + Sync>::from(msg),
         )
     };
-    let extra = match serde_json::from_str::<Value>(&extra_text) {
-        Ok(Value::Object(map)) => map,
-        _ => return Err(bad(10, format!("extra is not a JSON object: {extra_text}"))),
+    // Nearly every row has no extra keys: skip the JSON parser for those.
+    let extra = if extra_text == "{}" {
+        Map::new()
+    } else {
+        match serde_json::from_str::<Value>(&extra_text) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(bad(10, format!("extra is not a JSON object: {extra_text}"))),
+        }
     };
     let key_order = match key_order_text {
         None => None,
@@ -231,7 +247,8 @@ pub(crate) fn for_each(
 }
 
 pub(crate) fn counts(conn: &Connection) -> rusqlite::Result<StatusCounts> {
-    let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM documents GROUP BY status")?;
+    // Kept by triggers (migrations/0004_document_counts.sql): three rows, not a scan.
+    let mut stmt = conn.prepare_cached("SELECT status, n FROM document_counts")?;
     let mut counts = StatusCounts::default();
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
@@ -246,6 +263,15 @@ pub(crate) fn counts(conn: &Connection) -> rusqlite::Result<StatusCounts> {
         }
     }
     Ok(counts)
+}
+
+/// Recompute `document_counts` from the registry (after a bulk fill with the counting
+/// triggers off).
+pub(crate) fn recount(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "UPDATE document_counts
+         SET n = (SELECT count(*) FROM documents d WHERE d.status = document_counts.status)",
+    )
 }
 
 /// Insert or update `doc` (by hash). An update keeps the registry position and `created_at`.

@@ -251,10 +251,11 @@ pub fn build_database<T>(
             .map_err(sql)?;
         // Filling a table and then building each secondary index by one sort is several times
         // cheaper than updating every index row by row; the indexes come back from their own
-        // CREATE statements, so the schema ends up exactly as the migrations made it.
-        let indexes = explicit_indexes(&tx).map_err(sql)?;
-        for (name, _) in &indexes {
-            tx.execute_batch(&format!("DROP INDEX \"{name}\""))
+        // CREATE statements, so the schema ends up exactly as the migrations made it. The
+        // counting triggers go the same way, and the counts are taken once at the end.
+        let derived = derived_schema(&tx).map_err(sql)?;
+        for (kind, name, _) in &derived {
+            tx.execute_batch(&format!("DROP {kind} \"{name}\""))
                 .map_err(sql)?;
         }
         // The CHECK constraints (hash shape by GLOB, `extra` and `key_order` by json_valid)
@@ -269,9 +270,10 @@ pub fn build_database<T>(
             .tx
             .execute_batch("PRAGMA ignore_check_constraints = OFF")
             .map_err(sql)?;
-        for (_, create) in &indexes {
+        for (_, _, create) in &derived {
             write.tx.execute_batch(create).map_err(sql)?;
         }
+        super::documents::recount(&write.tx).map_err(sql)?;
         write.tx.commit().map_err(sql)?;
         value
     };
@@ -292,12 +294,13 @@ pub fn build_database<T>(
     Ok(value)
 }
 
-/// (name, CREATE statement) of every index that has one (not the implicit ones of PRIMARY KEY
-/// and UNIQUE constraints).
-fn explicit_indexes(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+/// (kind, name, CREATE statement) of every index and trigger that has one (not the implicit
+/// indexes of PRIMARY KEY and UNIQUE constraints).
+fn derived_schema(conn: &Connection) -> rusqlite::Result<Vec<(String, String, String)>> {
     conn.prepare(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+        "SELECT upper(type), name, sql FROM sqlite_master
+         WHERE type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name",
     )?
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
     .collect()
 }

@@ -64,13 +64,25 @@ pub(crate) fn tail(
     operation: Option<&str>,
 ) -> rusqlite::Result<Vec<LogEntry>> {
     let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, timestamp, operation, description, recorded_at FROM log
-         WHERE ?1 IS NULL OR operation = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    let mut entries: Vec<LogEntry> = stmt
-        .query_map(params![operation, limit], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    // Two statements rather than `?1 IS NULL OR operation = ?1`: that form hides the
+    // operation index from the planner, and looking for a rare operation would scan the whole
+    // log backwards.
+    let mut entries: Vec<LogEntry> = match operation {
+        Some(op) => conn
+            .prepare_cached(
+                "SELECT id, timestamp, operation, description, recorded_at FROM log
+                 WHERE operation = ?1 ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![op, limit], from_row)?
+            .collect::<rusqlite::Result<_>>()?,
+        None => conn
+            .prepare_cached(
+                "SELECT id, timestamp, operation, description, recorded_at FROM log
+                 ORDER BY id DESC LIMIT ?1",
+            )?
+            .query_map(params![limit], from_row)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
     entries.reverse();
     Ok(entries)
 }

@@ -29,6 +29,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_intents",
         sql: include_str!("../../migrations/0003_intents.sql"),
     },
+    Migration {
+        name: "0004_document_counts",
+        sql: include_str!("../../migrations/0004_document_counts.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
