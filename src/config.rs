@@ -247,6 +247,7 @@ impl GlobalConfig {
         let path = Self::path()?;
         let lock_path = Self::lock_path()?;
         let _guard = lock::acquire(&lock_path, LockMode::Exclusive, &path)?;
+        sweep_old_temp_files(&path);
         let mut config = Self {
             file: YamlFile::load(&path)?,
         };
@@ -259,6 +260,40 @@ impl GlobalConfig {
             config.file.save(&path)?;
         }
         Ok(config)
+    }
+}
+
+/// Doctor's age for a temp file that no live writer can own.
+const GLOBAL_TEMP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// Remove the temp files of `global.yaml` rewrites that were killed before their rename
+/// (`.global.yaml.<random>.tmp`, older than doctor's 5 minutes, so never a live writer's):
+/// doctor sweeps temp files inside KBs only, and nothing else would ever remove these. Best
+/// effort: a file that cannot be removed is left for the next time.
+fn sweep_old_temp_files(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        if !(file_name.starts_with(&prefix) && fsx::is_temp_name(&file_name)) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age >= GLOBAL_TEMP_MIN_AGE);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

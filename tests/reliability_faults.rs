@@ -290,17 +290,46 @@ fn sigkill_during_a_global_yaml_rewrite_leaves_the_old_or_the_new_version() {
         assert!(out.status.success(), "{what}: {}", stderr(&out));
         assert_repaired(&env, &what);
     }
-    // Temp files of killed rewrites in ~/.config/openkb are swept by the next rewrite once old.
-    let config_dir = global.parent().expect("dir");
-    let leftovers: Vec<_> = std::fs::read_dir(config_dir)
-        .expect("dir")
-        .flatten()
-        .filter(|e| openkb::fsx::is_temp_name(&e.file_name().to_string_lossy()))
-        .collect();
+    // Temp files of killed rewrites in ~/.config/openkb: the next rewrite sweeps them once
+    // they are old (doctor only looks inside KBs).
+    let config_dir = global.parent().expect("dir").to_path_buf();
+    let temps = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&config_dir)
+            .expect("dir")
+            .flatten()
+            .filter(|e| openkb::fsx::is_temp_name(&e.file_name().to_string_lossy()))
+            .map(|e| e.path())
+            .collect()
+    };
+    let left = temps();
+    // One more, as a kill between the temp write and the rename leaves it, so the sweep is
+    // always exercised; and a young one, which may be a live writer's and must stay.
+    std::fs::write(
+        config_dir.join(".global.yaml.k1ll3d.tmp"),
+        "default_kb: x\n",
+    )
+    .expect("temp");
+    let young = config_dir.join(".global.yaml.y0ung1.tmp");
+    for path in left
+        .iter()
+        .chain([&config_dir.join(".global.yaml.k1ll3d.tmp")])
+    {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open");
+        file.set_modified(SystemTime::now() - Duration::from_secs(600))
+            .expect("age");
+    }
+    std::fs::write(&young, "default_kb: y\n").expect("temp");
+    let out = use_cmd(&kbs[0]).output().expect("use");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(temps(), vec![young.clone()], "after a rewrite");
+    std::fs::remove_file(&young).expect("rm");
     eprintln!(
-        "use: {USE_KILLS} kills ({interrupted} mid-run) over {full:?}; {} temp file(s) in {}",
-        leftovers.len(),
-        config_dir.display()
+        "use: {USE_KILLS} kills ({interrupted} mid-run) over {full:?}; {} temp file(s) left \
+         in ~/.config/openkb, swept by the next rewrite",
+        left.len()
     );
 }
 
