@@ -127,7 +127,12 @@ fn names_legacy_paths_and_symlinks_never_reach_outside_the_kb() {
     };
     run(&["add", &env.path().join("in/..md").to_string_lossy()]);
     run(&["add", &kb.join("raw").to_string_lossy()]);
-    for id in ["../../canary/victim", "absolute", "../canary/victim.md", "linked"] {
+    for id in [
+        "../../canary/victim",
+        "absolute",
+        "../canary/victim.md",
+        "linked",
+    ] {
         run(&["remove", "-y", id]);
     }
     run(&["doctor", "--fix", "--full"]);
@@ -145,10 +150,19 @@ fn names_legacy_paths_and_symlinks_never_reach_outside_the_kb() {
     unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGTERM) };
     let _ = &mut watch;
     let out = watch.wait_with_output().expect("watch");
-    ran.push(format!("watch -> {:?}\n{}", out.status.code(), stderr(&out)));
+    ran.push(format!(
+        "watch -> {:?}\n{}",
+        out.status.code(),
+        stderr(&out)
+    ));
 
     let after = tree_snapshot(&canary, &[]);
-    assert_eq!(after, before, "the canary changed; commands run:\n{}", ran.join("\n"));
+    assert_eq!(
+        after,
+        before,
+        "the canary changed; commands run:\n{}",
+        ran.join("\n")
+    );
     // Every escaping document was unregistered, its outside files left alone, and said so.
     let all = ran.join("\n");
     assert_eq!(all.matches("refusing to touch").count(), 8, "{all}");

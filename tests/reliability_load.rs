@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use common::{Env, assert_consistent, stderr, stdout};
 
 const PROCESSES: usize = 8;
-const OPS_PER_PROCESS: usize = 15;
+const OPS_PER_PROCESS: usize = 20;
 
 /// A tiny deterministic generator (xorshift64*): the same seed gives the same run.
 struct Rng(u64);
