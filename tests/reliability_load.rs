@@ -71,7 +71,7 @@ fn parse_added(out: &str) -> Vec<String> {
 }
 
 fn worker(env: &Env, p: usize, barrier: &Barrier) -> Tally {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (p as u64 + 1) * 0x1000_0001);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((p as u64 + 1) * 0x1000_0001));
     let mut tally = Tally::default();
     let mut mine: Vec<String> = Vec::new();
     barrier.wait();

@@ -76,33 +76,35 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(Error::io("cannot create folder", &openkb_dir, e)),
     };
+    if !claimed && is_complete(kb) {
+        // Said at once, without waiting for a lock another command may hold for long.
+        return Err(Error::AlreadyInitialized {
+            path: kb.root().to_path_buf(),
+        });
+    }
     let mut created: Vec<PathBuf> = if claimed {
         vec![openkb_dir.clone()]
     } else {
         Vec::new()
     };
-    let result = kb.lock_exclusive().and_then(|lock| {
-        if is_complete(kb) {
-            return Ok(Err(Error::AlreadyInitialized {
-                path: kb.root().to_path_buf(),
-            }));
+    let result = match kb.lock_exclusive() {
+        Ok(_lock) => {
+            if is_complete(kb) {
+                // A whole KB is left as it is, even if this call claimed `.openkb/` before
+                // another init filled it.
+                return Err(Error::AlreadyInitialized {
+                    path: kb.root().to_path_buf(),
+                });
+            }
+            if !claimed {
+                eprintln!(
+                    "finishing the interrupted initialization of {} (its config or database \
+                     was missing)",
+                    kb.root().display()
+                );
+            }
+            populate(kb, config, &mut created)
         }
-        if !claimed {
-            eprintln!(
-                "finishing the interrupted initialization of {} (its config or database was \
-                 missing)",
-                kb.root().display()
-            );
-        }
-        let done = populate(kb, config, &mut created);
-        drop(lock);
-        Ok(done)
-    });
-    let result = match result {
-        // A whole KB is left as it is, even if this call claimed `.openkb/` before another
-        // init filled it.
-        Ok(Err(e @ Error::AlreadyInitialized { .. })) => return Err(e),
-        Ok(done) => done,
         Err(e) => Err(e),
     };
     if result.is_err() {
