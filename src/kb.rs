@@ -47,10 +47,21 @@ impl Kb {
                 return Kb::at(dir);
             }
         }
-        if let Some(default) = GlobalConfig::load()?.default_kb()
-            && default.join(".openkb").is_dir()
-        {
-            return Kb::at(&default);
+        if let Some(default) = GlobalConfig::load()?.default_kb() {
+            if default.join(".openkb").is_dir() {
+                return Kb::at(&default);
+            }
+            // A KB moved or deleted since it was made the default: say which, rather than a
+            // bare "not found".
+            return Err(Error::NotAKb {
+                path: default,
+                reason: format!(
+                    "is default_kb in ~/.config/openkb/global.yaml but is no longer a knowledge \
+                     base (moved or deleted?), and no KB encloses {}; run `openkb use PATH` to \
+                     choose another default, or pass --kb-dir PATH",
+                    cwd.display()
+                ),
+            });
         }
         Err(Error::NoKb {
             searched_from: Some(cwd.to_path_buf()),

@@ -116,14 +116,16 @@ fn global_yaml_naming_kbs_that_no_longer_exist() {
     )
     .expect("global");
     let before = kb_snapshot(&env.kb());
-    // Discovery falls back to "no KB" (exit 3) with a clear message, from outside any KB.
+    // Discovery, from outside any KB, says the default KB is gone (exit 3: no KB).
     let out = bare_cmd(&env, env.path())
         .arg("status")
         .output()
         .expect("status");
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("no knowledge base found"),
+        stderr(&out).contains(&gone.display().to_string())
+            && stderr(&out).contains("default_kb")
+            && stderr(&out).contains("no longer a knowledge base"),
         "{}",
         stderr(&out)
     );
