@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use openkb::state::{Create, Document, Store};
+use openkb::state::{Create, Store};
+
+mod common;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -23,16 +25,7 @@ fn main() {
     let mut latencies = Vec::with_capacity(n as usize);
     let started = Instant::now();
     for i in 0..n {
-        let stem = format!("doc-{i}");
-        let doc = Document {
-            name: Some(format!("{stem}.md")),
-            doc_type: Some("md".into()),
-            path: Some(format!("inbox/{stem}.md")),
-            raw_path: Some(format!("raw/{stem}.md")),
-            source_path: Some(format!("wiki/sources/{stem}.md")),
-            doc_name: Some(stem),
-            ..Document::new(format!("{i:064x}"))
-        };
+        let doc = common::doc(i);
         let t = Instant::now();
         store
             .write(|tx| {

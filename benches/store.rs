@@ -3,21 +3,11 @@
 
 use std::path::Path;
 
+use common::doc;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use openkb::state::{Create, Document, Queries, Store};
+use openkb::state::{Create, Queries, Store};
 
-fn doc(n: u64) -> Document {
-    let stem = format!("doc-{n}");
-    Document {
-        name: Some(format!("{stem}.md")),
-        doc_type: Some("md".into()),
-        path: Some(format!("inbox/{stem}.md")),
-        raw_path: Some(format!("raw/{stem}.md")),
-        source_path: Some(format!("wiki/sources/{stem}.md")),
-        doc_name: Some(stem),
-        ..Document::new(format!("{n:064x}"))
-    }
-}
+mod common;
 
 /// A store holding `n` documents, filled in one transaction.
 fn store_with(dir: &Path, n: u64) -> Store {

@@ -1,6 +1,5 @@
 //! `openkb init`: create a knowledge base.
 
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, DEFAULT_LANGUAGE, DEFAULT_MODEL, GlobalConfig, KbConfig};
@@ -53,15 +52,12 @@ fn choose(given: Option<String>, what: &str, default: &str, interactive: bool) -
     if !interactive {
         return Ok(default.to_owned());
     }
-    eprint!("{what} [{default}]: ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .with_path("cannot read", "standard input")?;
-    let answer = line.trim();
-    Ok(if answer.is_empty() { default } else { answer }.to_owned())
+    let answer = super::ask(&format!("{what} [{default}]: "))?;
+    Ok(if answer.is_empty() {
+        default.to_owned()
+    } else {
+        answer
+    })
 }
 
 /// Create the KB's files. Claiming `.openkb/` with a plain `mkdir` and populating under the

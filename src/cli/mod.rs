@@ -133,6 +133,19 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// Ask `question` on stderr and read one line of answer from stdin (trimmed).
+pub(crate) fn ask(question: &str) -> Result<String> {
+    use std::io::{BufRead, Write};
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| crate::Error::io("cannot read", "standard input", e))?;
+    Ok(line.trim().to_owned())
+}
+
 pub(crate) fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
 }

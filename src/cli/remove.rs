@@ -1,8 +1,6 @@
 //! `openkb remove IDENTIFIER`: remove a document, its files and its wiki pages.
 
-use std::io::{BufRead, Write};
-
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
 use crate::lock::LockMode;
 use crate::state::{Document, Queries};
@@ -118,12 +116,6 @@ fn confirm() -> Result<bool> {
                 .into(),
         ));
     }
-    eprint!("Proceed? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .with_path("cannot read", "standard input")?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    let answer = super::ask("Proceed? [y/N] ")?;
+    Ok(matches!(answer.as_str(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

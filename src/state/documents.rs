@@ -274,19 +274,29 @@ pub(crate) fn recount(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Insert or update `doc` (by hash). An update keeps the registry position and `created_at`.
-pub(crate) fn upsert(conn: &Connection, doc: &Document, now: &str) -> rusqlite::Result<()> {
-    let extra = Value::Object(doc.extra.clone()).to_string();
+/// Insert or update `doc` (by hash). An update keeps the registry position and `created_at`;
+/// a new row goes to `position`, or after the last document when `None`.
+pub(crate) fn upsert(
+    conn: &Connection,
+    doc: &Document,
+    position: Option<i64>,
+    now: &str,
+) -> rusqlite::Result<()> {
+    let extra = if doc.extra.is_empty() {
+        "{}".to_owned()
+    } else {
+        Value::Object(doc.extra.clone()).to_string()
+    };
     let key_order = doc
         .key_order
         .as_ref()
-        .map(|k| serde_json::to_string(k).unwrap_or_else(|_| "[]".into()));
+        .map(|k| Value::from(k.clone()).to_string());
     conn.prepare_cached(
         "INSERT INTO documents (hash, position, name, doc_name, type, path, raw_path,
              source_path, doc_id, origin, pages, extra, key_order, name_key, status, error,
              created_at, updated_at)
-         VALUES (?1, (SELECT coalesce(max(position), 0) + 1 FROM documents), ?2, ?3, ?4, ?5, ?6,
-             ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
+         VALUES (?1, coalesce(?17, (SELECT coalesce(max(position), 0) + 1 FROM documents)),
+             ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
          ON CONFLICT (hash) DO UPDATE SET
              name = excluded.name, doc_name = excluded.doc_name, type = excluded.type,
              path = excluded.path, raw_path = excluded.raw_path,
@@ -313,6 +323,7 @@ pub(crate) fn upsert(conn: &Connection, doc: &Document, now: &str) -> rusqlite::
         doc.status.as_str(),
         doc.error,
         now,
+        position,
     ])?;
     Ok(())
 }

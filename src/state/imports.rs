@@ -139,11 +139,12 @@ pub fn list(q: &impl Queries) -> Result<Vec<ImportRecord>> {
 }
 
 /// Append `docs` to the registry, in order, after the last registered document: the bulk path
-/// of an import. Every document must be new (a hash or `doc_name` already registered fails the
-/// whole transaction on the table's constraints); the importer checks this beforehand. One
-/// prepared statement, positions assigned here and one timestamp for the batch: about a third
-/// of the cost of [`WriteTx::upsert_document`] per row, which looks up the `doc_name` owner
-/// and the next position for every row.
+/// of an import. Every document must be new, which the importer checks beforehand (a hash
+/// already registered would be updated in place; a `doc_name` owned by another document fails
+/// the whole transaction on its constraint).
+/// Positions are assigned here and one timestamp serves the batch: cheaper per row than
+/// [`WriteTx::upsert_document`], which looks up the `doc_name` owner and the next position
+/// for every row.
 pub fn append_documents(tx: &WriteTx<'_>, docs: &[Document]) -> Result<()> {
     let conn = tx.connection();
     let run = || -> rusqlite::Result<()> {
@@ -153,44 +154,8 @@ pub fn append_documents(tx: &WriteTx<'_>, docs: &[Document]) -> Result<()> {
             |r| r.get(0),
         )?;
         let now = utc_now();
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO documents (hash, position, name, doc_name, type, path, raw_path,
-                 source_path, doc_id, origin, pages, extra, key_order, name_key, status, error,
-                 created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?17)",
-        )?;
-        let mut extra = String::new();
         for (offset, doc) in docs.iter().enumerate() {
-            extra.clear();
-            if doc.extra.is_empty() {
-                extra.push_str("{}");
-            } else {
-                extra.push_str(&serde_json::Value::Object(doc.extra.clone()).to_string());
-            }
-            let key_order = doc
-                .key_order
-                .as_ref()
-                .map(|k| serde_json::Value::from(k.clone()).to_string());
-            insert.execute(params![
-                doc.hash,
-                last + 1 + offset as i64,
-                doc.name,
-                doc.doc_name,
-                doc.doc_type,
-                doc.path,
-                doc.raw_path,
-                doc.source_path,
-                doc.doc_id,
-                doc.origin,
-                doc.pages,
-                extra,
-                key_order,
-                doc.name_key(),
-                doc.status.as_str(),
-                doc.error,
-                now,
-            ])?;
+            super::documents::upsert(conn, doc, Some(last + 1 + offset as i64), &now)?;
         }
         Ok(())
     };

@@ -452,7 +452,7 @@ impl WriteTx<'_> {
                 owner: owner.hash,
             });
         }
-        documents::upsert(&self.tx, doc, &utc_now()).map_err(|e| sql_error(self.path, e))
+        documents::upsert(&self.tx, doc, None, &utc_now()).map_err(|e| sql_error(self.path, e))
     }
 
     /// Set a document's lifecycle status (and the error that explains a failure).
