@@ -280,14 +280,22 @@ fn sigkill_during_a_global_yaml_rewrite_leaves_the_old_or_the_new_version() {
         let text = std::fs::read_to_string(&global).expect("global.yaml");
         let parsed = YamlFile::parse(&global, &text).expect("global.yaml parses");
         let default = parsed.get_str("default_kb").expect("default_kb");
-        assert!(
-            text == before || default == target.to_string_lossy(),
-            "{what}: neither old nor new:\n{text}"
-        );
         assert!(kbs.iter().any(|k| k.to_string_lossy() == default), "{what}");
-        // The next command succeeds (and completes the switch).
+        // The next command succeeds (and completes the switch): its result is the new version,
+        // which the killed one must equal if it is not the old one.
         let out = use_cmd(target).output().expect("use");
         assert!(out.status.success(), "{what}: {}", stderr(&out));
+        let new = std::fs::read_to_string(&global).expect("global.yaml");
+        assert_eq!(
+            YamlFile::parse(&global, &new)
+                .expect("parses")
+                .get_str("default_kb"),
+            Some(target.to_string_lossy().as_ref())
+        );
+        assert!(
+            text == before || text == new,
+            "{what}: neither old nor new:\n{text}\nold:\n{before}\nnew:\n{new}"
+        );
         assert_repaired(&env, &what);
     }
     // Temp files of killed rewrites in ~/.config/openkb: the next rewrite sweeps them once
