@@ -74,12 +74,10 @@ impl Kb {
             reason: reason.to_owned(),
         };
         match std::fs::metadata(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(not_a_kb("does not exist; check --kb-dir / OPENKB_DIR"))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_a_kb("does not exist")),
             Err(e) => Err(Error::io("cannot read", dir, e)),
             Ok(meta) if !meta.is_dir() => Err(not_a_kb(
-                "is a file, not a folder; --kb-dir / OPENKB_DIR must name the KB folder",
+                "is a file, not a folder: name the knowledge base's folder",
             )),
             Ok(_) if !dir.join(".openkb").is_dir() => Err(not_a_kb(
                 "is not an openkb knowledge base (no .openkb/ folder); run `openkb init` there",
