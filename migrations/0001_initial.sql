@@ -39,11 +39,12 @@ CREATE INDEX documents_by_path ON documents (path) WHERE path IS NOT NULL;
 CREATE INDEX documents_by_raw_path ON documents (raw_path) WHERE raw_path IS NOT NULL;
 CREATE INDEX documents_by_source_path ON documents (source_path) WHERE source_path IS NOT NULL;
 CREATE INDEX documents_by_name_key ON documents (name_key, position);
-CREATE INDEX documents_by_status ON documents (status);
 
 -- The operations log; wiki/log.md is a human-readable rendering of it.
 CREATE TABLE log (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- Rows are never deleted, so a plain rowid only grows (AUTOINCREMENT would cost every
+    -- append a write to sqlite_sequence).
+    id          INTEGER PRIMARY KEY,
     -- As shown in wiki/log.md: local time, 'YYYY-MM-DD HH:MM:SS' (imported entries keep the
     -- text they had).
     timestamp   TEXT NOT NULL,

@@ -8,7 +8,8 @@
 -- survives a crash says exactly which files to roll back (or, for a remove, to finish
 -- deleting). The next openkb process that takes the KB's exclusive lock settles every row.
 CREATE TABLE IF NOT EXISTS intents (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- An id is only used while its row exists, so reuse after a delete is harmless.
+    id         INTEGER PRIMARY KEY,
     operation  TEXT NOT NULL CHECK (operation IN ('add', 'remove', 'compile')),
     -- The document's content hash (the documents row this operation creates/deletes/compiles).
     hash       TEXT NOT NULL CHECK (length(hash) = 64 AND hash NOT GLOB '*[^0-9a-f]*'),
