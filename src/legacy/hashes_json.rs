@@ -354,7 +354,7 @@ mod tests {
             include_bytes!("../../tests/data/era-0.2-0.3-hashes.json"),
             &std::fs::read(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../shared/fixtures/legacy-kb-50/kb/.openkb/hashes.json"
+                "/tests/fixtures/legacy-kb-50/kb/.openkb/hashes.json"
             ))
             .expect("the legacy fixture beside the repository"),
         ];

@@ -187,11 +187,9 @@ impl Drop for PythonLockHolder {
     }
 }
 
-/// The legacy KB written by the Python tool, in the shared folder beside the repository.
-pub const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/legacy-kb-50"
-);
+/// The legacy KB written by the Python tool 0.4.5 (50 entries of every era; see its
+/// MANIFEST.json), kept in the repository so the tests need nothing beside it.
+pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/legacy-kb-50");
 
 /// A temp folder with a HOME of its own and a KB at `<tmp>/kb`.
 pub struct Env {
