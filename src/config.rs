@@ -263,9 +263,6 @@ impl GlobalConfig {
     }
 }
 
-/// Doctor's age for a temp file that no live writer can own.
-const GLOBAL_TEMP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
-
 /// Remove the temp files of `global.yaml` rewrites that were killed before their rename
 /// (`.global.yaml.<random>.tmp`, older than doctor's 5 minutes, so never a live writer's):
 /// doctor sweeps temp files inside KBs only, and nothing else would ever remove these. Best
@@ -285,13 +282,7 @@ fn sweep_old_temp_files(path: &Path) {
         if !(file_name.starts_with(&prefix) && fsx::is_temp_name(&file_name)) {
             continue;
         }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age >= GLOBAL_TEMP_MIN_AGE);
-        if old {
+        if fsx::modified_at_least(entry.metadata(), now, fsx::ABANDONED_TEMP_AGE) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

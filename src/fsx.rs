@@ -117,6 +117,22 @@ pub fn create_temp_beside(target: &Path) -> Result<(File, PathBuf)> {
     }
 }
 
+/// Age past which a temp file cannot belong to a live writer (every write that makes one
+/// finishes in far less), so sweeping it is safe.
+pub const ABANDONED_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// True when `meta` says the file was last modified at least `age` before `now`.
+pub fn modified_at_least(
+    meta: std::io::Result<std::fs::Metadata>,
+    now: std::time::SystemTime,
+    age: std::time::Duration,
+) -> bool {
+    meta.and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| now.duration_since(t).ok())
+        .is_some_and(|elapsed| elapsed >= age)
+}
+
 /// True for names openkb or the Python tool use for temp files (`.<name>.<random>.tmp`).
 pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(TEMP_SUFFIX)

@@ -394,19 +394,7 @@ const MIGRATE_EXTRA_LOG: usize = 20_000;
 
 /// A copy of the legacy fixture at `<env>/kb` with a long `wiki/log.md` history.
 fn legacy_copy(env: &Env) {
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(Path::new(common::FIXTURE).join("kb"))
-        .arg(env.kb())
-        .status()
-        .expect("cp");
-    assert!(status.success());
-    let status = Command::new("chmod")
-        .args(["-R", "u+w"])
-        .arg(env.kb())
-        .status()
-        .expect("chmod");
-    assert!(status.success());
+    common::copy_fixture_kb(&env.kb());
     let log = env.kb().join("wiki/log.md");
     let mut text = std::fs::read_to_string(&log).expect("log.md");
     for i in 0..MIGRATE_EXTRA_LOG {

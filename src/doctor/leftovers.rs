@@ -14,7 +14,7 @@ use super::files::{WalkStep, walk};
 use super::{DbState, Finding};
 
 /// A temp file younger than this may belong to a command that is still running.
-pub const TEMP_MIN_AGE: Duration = Duration::from_secs(5 * 60);
+pub const TEMP_MIN_AGE: Duration = fsx::ABANDONED_TEMP_AGE;
 
 /// Folders never searched for temp files: the PageIndex blob store belongs to another package.
 const TEMP_SKIP: &[&str] = &[".openkb/files/"];
@@ -121,16 +121,8 @@ pub fn old_temp_files(kb: &Kb, min_age: Duration) -> Result<Vec<String>> {
             };
         }
         let name = rel.rsplit('/').next().unwrap_or(rel);
-        if fsx::is_temp_name(name) {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age >= min_age);
-            if old {
-                found.push(rel.to_owned());
-            }
+        if fsx::is_temp_name(name) && fsx::modified_at_least(entry.metadata(), now, min_age) {
+            found.push(rel.to_owned());
         }
         WalkStep::Continue
     })?;

@@ -67,19 +67,7 @@ impl Sandbox {
     /// A writable copy of the legacy fixture KB at `<sandbox>/<name>`.
     pub fn fixture_kb(&self, name: &str) -> PathBuf {
         let target = self.dir.path().join(name);
-        let status = Command::new("cp")
-            .arg("-r")
-            .arg(Path::new(FIXTURE).join("kb"))
-            .arg(&target)
-            .status()
-            .expect("cp");
-        assert!(status.success());
-        let status = Command::new("chmod")
-            .args(["-R", "u+w"])
-            .arg(&target)
-            .status()
-            .expect("chmod");
-        assert!(status.success());
+        copy_fixture_kb(&target);
         target
     }
 
@@ -262,21 +250,26 @@ impl Env {
     }
 }
 
-/// Copy the legacy fixture KB to `<env>/kb` (writable) and `openkb migrate` it.
-pub fn legacy_kb(env: &Env) {
+/// A writable copy of the fixture's KB at `target` (the fixture itself is never touched).
+pub fn copy_fixture_kb(target: &Path) {
     let status = Command::new("cp")
         .arg("-r")
         .arg(Path::new(FIXTURE).join("kb"))
-        .arg(env.kb())
+        .arg(target)
         .status()
         .expect("cp");
     assert!(status.success());
     let status = Command::new("chmod")
         .args(["-R", "u+w"])
-        .arg(env.kb())
+        .arg(target)
         .status()
         .expect("chmod");
     assert!(status.success());
+}
+
+/// Copy the legacy fixture KB to `<env>/kb` (writable) and `openkb migrate` it.
+pub fn legacy_kb(env: &Env) {
+    copy_fixture_kb(&env.kb());
     let out = env.run(&["migrate"]);
     assert!(out.status.success(), "migrate: {}", stderr(&out));
 }
