@@ -144,24 +144,22 @@ fn a_remove_killed_before_its_commit_is_finished() {
     assert_consistent(&env);
 }
 
+/// How long an unkilled add of `files` small files takes on this machine, so kill points can
+/// be spread over the run whatever the machine's speed.
+fn time_full_add(files: usize) -> Duration {
+    let timing = Env::with_kb();
+    let folder = make_files(&timing, "in", files);
+    let started = Instant::now();
+    let out = timing.cmd().arg("add").arg(&folder).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    started.elapsed()
+}
+
 #[test]
 fn sigkill_during_a_folder_add_then_a_rerun_completes_it() {
     // Kill points are spread over the whole run, whatever this machine's speed: time one
     // full add first, then kill at fractions of it.
-    let timing = Env::with_kb();
-    let folder = make_files(&timing, "in", 400);
-    let started = Instant::now();
-    assert!(
-        timing
-            .cmd()
-            .arg("add")
-            .arg(&folder)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
-    let full = started.elapsed();
+    let full = time_full_add(400);
 
     for fraction in [0.1, 0.3, 0.5, 0.7, 0.9] {
         let env = Env::with_kb();
@@ -238,20 +236,7 @@ fn a_compile_killed_mid_hook_is_marked_failed_and_an_add_rolled_back() {
 
 #[test]
 fn ctrl_c_during_a_folder_add_finishes_the_batch_and_leaves_nothing_to_repair() {
-    let timing = Env::with_kb();
-    let folder = make_files(&timing, "in", 800);
-    let started = Instant::now();
-    assert!(
-        timing
-            .cmd()
-            .arg("add")
-            .arg(&folder)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
-    let full = started.elapsed();
+    let full = time_full_add(800);
 
     let env = Env::with_kb();
     let folder = make_files(&env, "in", 800);
