@@ -57,14 +57,7 @@ pub(super) fn finish(summary: Summary) -> Result<()> {
 /// the lock themselves, per batch.
 pub(super) fn open_unlocked(ctx: &super::Ctx) -> Result<(Kb, Store)> {
     let kb = ctx.kb()?;
-    let store = kb.open_store()?;
-    if let Some(entries) = kb.legacy_registry_entries()? {
-        eprintln!(
-            "warning: {} reappeared after migration ({entries} entries; was the Python tool used \
-             on this KB?); run `openkb migrate` to merge the entries state.db does not have",
-            kb.hashes_json().display()
-        );
-    }
+    let store = super::open_store(&kb)?;
     Ok((kb, store))
 }
 

@@ -157,24 +157,30 @@ pub(crate) struct OpenKb {
     pub _lock: crate::lock::LockGuard,
 }
 
-/// Find the KB, lock it in `mode`, open its store, and warn when a legacy `hashes.json`
-/// reappeared beside `state.db` (the Python tool was used on the KB since its migration).
-pub(crate) fn open_kb(ctx: &Ctx, mode: crate::lock::LockMode) -> Result<OpenKb> {
-    let kb = ctx.kb()?;
-    let lock = match mode {
-        crate::lock::LockMode::Shared => kb.lock_shared()?,
-        crate::lock::LockMode::Exclusive => kb.lock_exclusive()?,
-    };
+/// Open the KB's store, warning when a legacy `hashes.json` reappeared beside `state.db` (the
+/// Python tool was used on the KB since its migration).
+pub(crate) fn open_store(kb: &Kb) -> Result<crate::state::Store> {
     let store = kb.open_store()?;
-    if mode == crate::lock::LockMode::Exclusive && lock.is_outermost() {
-        crate::ingest::recover::recover_interrupted(&kb, &store)?;
-    }
     if let Some(entries) = kb.legacy_registry_entries()? {
         eprintln!(
             "warning: {} reappeared after migration ({entries} entries; was the Python tool used \
              on this KB?); run `openkb migrate` to merge the entries state.db does not have",
             kb.hashes_json().display()
         );
+    }
+    Ok(store)
+}
+
+/// Find the KB, lock it in `mode` and open its store (see [`open_store`]).
+pub(crate) fn open_kb(ctx: &Ctx, mode: crate::lock::LockMode) -> Result<OpenKb> {
+    let kb = ctx.kb()?;
+    let lock = match mode {
+        crate::lock::LockMode::Shared => kb.lock_shared()?,
+        crate::lock::LockMode::Exclusive => kb.lock_exclusive()?,
+    };
+    let store = open_store(&kb)?;
+    if mode == crate::lock::LockMode::Exclusive && lock.is_outermost() {
+        crate::ingest::recover::recover_interrupted(&kb, &store)?;
     }
     Ok(OpenKb {
         kb,
