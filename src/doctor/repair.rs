@@ -13,10 +13,7 @@
 //! - Unfinished intents are finished or rolled back, by the recovery every exclusive command runs.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
@@ -277,7 +274,7 @@ fn documents_from_raw(kb: &Kb) -> Result<(Vec<Document>, usize)> {
     let mut taken_names = HashSet::new();
     let mut documents = Vec::new();
     for (_, rel) in files {
-        let hash = hash_file(&kb.root().join(&rel))?;
+        let hash = crate::ingest::hash::sha256_file(&kb.root().join(&rel))?;
         if !seen_hashes.insert(hash.clone()) {
             continue; // the same content twice: the registry keys by content
         }
@@ -307,25 +304,6 @@ fn documents_from_raw(kb: &Kb) -> Result<(Vec<Document>, usize)> {
         documents.push(doc);
     }
     Ok((documents, skipped))
-}
-
-/// SHA-256 of a file, streamed in 64 KiB chunks like the Python tool.
-fn hash_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).with_path("cannot open", path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf).with_path("cannot read", path)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// Entries of a `wiki/log.md`: `## [timestamp] operation | description`, the description

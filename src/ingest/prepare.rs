@@ -369,9 +369,5 @@ pub fn copy_hashing(from: &Path, to: &Path) -> Result<String> {
         hasher.update(&buf[..n]);
         dst.write_all(&buf[..n]).with_path("cannot write", to)?;
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(super::hash::hex(&hasher.finalize()))
 }

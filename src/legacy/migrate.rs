@@ -30,7 +30,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::hashes_json::{self, Entry};
 use super::journal::{self, JournalReport};
@@ -169,7 +168,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     let log_path = kb.log_md();
     let (parsed, (sha256, legacy_log)) = std::thread::scope(|scope| {
         let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
-            let sha256 = hex_sha256(&bytes);
+            let sha256 = crate::ingest::hash::sha256_hex(&bytes);
             let log = match read_if_exists(&log_path)? {
                 Some(text) => log_md::parse(&log_path, &text)?,
                 None => Vec::new(),
@@ -608,16 +607,6 @@ fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("cannot read", path, e)),
     }
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 pub(crate) fn file_name(path: &Path) -> String {
