@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
+use crate::legacy::log_md::{self, LegacyLogEntry};
 use crate::names;
 use crate::state::{Create, Document, Status, Store};
 
@@ -88,8 +89,8 @@ fn keep_entries_the_table_lacks(
         return Ok(None);
     };
     let current_text = String::from_utf8_lossy(current);
-    let in_table: HashSet<(String, String, String)> = parse_log_md(expected).into_iter().collect();
-    let lacking = parse_log_md(&current_text)
+    let in_table: HashSet<LegacyLogEntry> = log_md::parse_text(expected).into_iter().collect();
+    let lacking = log_md::parse_text(&current_text)
         .into_iter()
         .any(|entry| !in_table.contains(&entry));
     if !lacking {
@@ -213,7 +214,7 @@ fn remove_db_files(main: &Path) {
 fn build_from_files(kb: &Kb, temp: &Path, kept_as: Option<&str>) -> Result<(usize, usize, usize)> {
     let (documents, skipped) = documents_from_raw(kb)?;
     let log = match std::fs::read_to_string(kb.log_md()) {
-        Ok(text) => parse_log_md(&text),
+        Ok(text) => log_md::parse_text(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(Error::io("cannot read", kb.log_md(), e)),
     };
@@ -232,8 +233,8 @@ fn build_from_files(kb: &Kb, temp: &Path, kept_as: Option<&str>) -> Result<(usiz
         for doc in &documents {
             tx.upsert_document(doc)?;
         }
-        for (ts, op, desc) in &log {
-            tx.import_log(ts, op, desc)?;
+        for entry in &log {
+            tx.import_log(&entry.timestamp, &entry.operation, &entry.description)?;
         }
         tx.append_log("doctor", &description)?;
         Ok(())
@@ -306,31 +307,6 @@ fn documents_from_raw(kb: &Kb) -> Result<(Vec<Document>, usize)> {
     Ok((documents, skipped))
 }
 
-/// Entries of a `wiki/log.md`: `## [timestamp] operation | description`, the description
-/// running until the next entry (descriptions may span lines). Other lines are skipped.
-pub(super) fn parse_log_md(text: &str) -> Vec<(String, String, String)> {
-    let mut entries: Vec<(String, String, String)> = Vec::new();
-    for line in text.split_inclusive('\n') {
-        if let Some(rest) = line.strip_prefix("## [")
-            && let Some((ts, rest)) = rest.split_once("] ")
-            && let Some((op, desc)) = rest.split_once(" | ")
-        {
-            entries.push((ts.to_owned(), op.to_owned(), desc.to_owned()));
-        } else if let Some(last) = entries.last_mut() {
-            last.2.push_str(line);
-        }
-    }
-    for entry in &mut entries {
-        // to_markdown() ends each entry with one blank line.
-        let trimmed = entry
-            .2
-            .strip_suffix("\n\n")
-            .unwrap_or(entry.2.trim_end_matches('\n'));
-        entry.2 = trimmed.to_owned();
-    }
-    entries
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,7 +315,10 @@ mod tests {
     fn log_md_round_trips_through_the_parser() {
         let text = "# Operations Log\n\n## [2026-01-02 03:04:05] ingest | a.md\n\n\
                     ## [2026-01-02 03:04:06] query | two\nlines\n\n";
-        let parsed = parse_log_md(text);
+        let parsed: Vec<(String, String, String)> = log_md::parse_text(text)
+            .into_iter()
+            .map(|e| (e.timestamp, e.operation, e.description))
+            .collect();
         assert_eq!(
             parsed,
             vec![

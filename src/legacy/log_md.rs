@@ -50,7 +50,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<LegacyLogEntry>> {
     Ok(parse_text(text))
 }
 
-fn parse_text(text: &str) -> Vec<LegacyLogEntry> {
+/// Parse the text of a `wiki/log.md` (see the module docs; nothing is dropped).
+pub fn parse_text(text: &str) -> Vec<LegacyLogEntry> {
     let starts = entry_starts(text);
     let mut entries = Vec::with_capacity(starts.len() + 1);
     let preamble = &text[..starts.first().copied().unwrap_or(text.len())];
