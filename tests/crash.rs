@@ -2,11 +2,21 @@
 
 mod common;
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, assert_consistent, make_files, stderr, stdout};
 use openkb::state::intents;
+
+/// Run an openkb command that aborts at the hidden crash point `point` (as a kill there
+/// would), and check that it failed.
+fn run_aborted_at(env: &Env, point: &str, args: impl FnOnce(&mut Command)) {
+    let mut cmd = env.cmd();
+    cmd.env("OPENKB_TEST_ABORT_AT", point);
+    args(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{}", stderr(&out));
+}
 
 fn intents_left(env: &Env) -> usize {
     intents::unfinished(&env.store().reader().unwrap())
@@ -18,14 +28,9 @@ fn intents_left(env: &Env) -> usize {
 fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
     let env = Env::with_kb();
     let folder = make_files(&env, "in", 20);
-    let out = env
-        .cmd()
-        .env("OPENKB_TEST_ABORT_AT", "add-commit")
-        .arg("add")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    run_aborted_at(&env, "add-commit", |cmd| {
+        cmd.arg("add").arg(&folder);
+    });
     // Files published, nothing committed, the intents say what to undo.
     assert!(env.kb().join("raw/note-00000.md").is_file());
     assert!(env.docs().is_empty());
@@ -55,14 +60,9 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
 fn doctor_reports_an_interrupted_add_and_fix_rolls_it_back() {
     let env = Env::with_kb();
     let folder = make_files(&env, "in", 5);
-    let out = env
-        .cmd()
-        .env("OPENKB_TEST_ABORT_AT", "add-commit")
-        .arg("add")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    run_aborted_at(&env, "add-commit", |cmd| {
+        cmd.arg("add").arg(&folder);
+    });
     let out = env.run(&["doctor"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
@@ -94,13 +94,9 @@ fn a_killed_add_that_replaced_a_file_restores_it() {
     let file = env.write("in/plan.md", "version 1\n");
     assert!(env.run(&["add", "in"]).status.success());
     std::fs::write(&file, "version 2\n").unwrap();
-    let out = env
-        .cmd()
-        .env("OPENKB_TEST_ABORT_AT", "add-commit")
-        .args(["add", "in"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    run_aborted_at(&env, "add-commit", |cmd| {
+        cmd.args(["add", "in"]);
+    });
     let raw = env.kb().join("raw/plan.md");
     assert_eq!(std::fs::read_to_string(&raw).unwrap(), "version 2\n");
 
@@ -120,13 +116,9 @@ fn a_remove_killed_before_its_commit_is_finished() {
     env.write("in/gone.md", "gone\n");
     env.write("in/stays.md", "stays\n");
     assert!(env.run(&["add", "in"]).status.success());
-    let out = env
-        .cmd()
-        .env("OPENKB_TEST_ABORT_AT", "remove-commit")
-        .args(["remove", "gone.md", "-y"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    run_aborted_at(&env, "remove-commit", |cmd| {
+        cmd.args(["remove", "gone.md", "-y"]);
+    });
     assert!(!env.kb().join("raw/gone.md").exists());
     assert!(
         env.doc_named("gone").is_some(),
