@@ -24,6 +24,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
 use crate::state::{Queries, Status};
+use crate::wiki::{links, page_key};
 
 /// Folders of linkable pages, relative to `wiki/`.
 const PAGE_DIRS: [&str; 4] = ["summaries", "concepts", "entities", "explorations"];
@@ -95,60 +96,6 @@ impl Analysis {
     pub fn remaining(&self) -> usize {
         self.issues.iter().filter(|i| !i.fixed).count()
     }
-}
-
-/// One `[[...]]` occurrence in a page.
-#[derive(Debug, PartialEq, Eq)]
-struct Link<'a> {
-    /// Byte range of the whole `[[...]]`.
-    start: usize,
-    end: usize,
-    /// The target without anchor, trimmed.
-    target: &'a str,
-    label: Option<&'a str>,
-}
-
-/// Wikilinks of `text`, outside fenced code blocks.
-fn links(text: &str) -> Vec<Link<'_>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    let mut in_fence = false;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-            in_fence = !in_fence;
-        } else if !in_fence {
-            let mut from = 0;
-            while let Some(open) = line[from..].find("[[") {
-                let inner_start = from + open + 2;
-                let Some(close) = line[inner_start..].find("]]") else {
-                    break;
-                };
-                let inner = &line[inner_start..inner_start + close];
-                let (target, label) = match inner.split_once('|') {
-                    Some((t, l)) => (t, Some(l.trim())),
-                    None => (inner, None),
-                };
-                let target = target.split('#').next().unwrap_or("").trim();
-                out.push(Link {
-                    start: offset + from + open,
-                    end: offset + inner_start + close + 2,
-                    target,
-                    label,
-                });
-                from = inner_start + close + 2;
-            }
-        }
-        offset += line.len();
-    }
-    out
-}
-
-/// The page key a target names: `concepts/x` for `concepts/x`, `/concepts/x` or
-/// `concepts/x.md`.
-fn page_key(target: &str) -> &str {
-    let t = target.trim_start_matches('/');
-    t.strip_suffix(".md").unwrap_or(t)
 }
 
 fn target_exists(wiki: &Path, target: &str) -> bool {
@@ -382,34 +329,4 @@ pub fn render_report(timestamp: &str, analysis: &Analysis) -> String {
 /// One line per issue, for the terminal.
 pub fn describe(issue: &Issue) -> String {
     issue.describe()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn links_are_parsed_with_labels_and_anchors() {
-        let text = "see [[concepts/a]] and [[entities/b|Bee]]\n```\n[[not/a-link]]\n```\n\
-                    and [[summaries/c#part]] [[#self]]";
-        let found: Vec<(&str, Option<&str>)> =
-            links(text).iter().map(|l| (l.target, l.label)).collect();
-        assert_eq!(
-            found,
-            vec![
-                ("concepts/a", None),
-                ("entities/b", Some("Bee")),
-                ("summaries/c", None),
-                ("", None),
-            ]
-        );
-        let first = &links(text)[0];
-        assert_eq!(&text[first.start..first.end], "[[concepts/a]]");
-    }
-
-    #[test]
-    fn page_keys_ignore_slash_and_suffix() {
-        assert_eq!(page_key("/concepts/x.md"), "concepts/x");
-        assert_eq!(page_key("concepts/x"), "concepts/x");
-    }
 }

@@ -83,18 +83,10 @@ pub fn index_insert(index_md: &Path, entries: &[(String, String)]) -> Result<Vec
 
 /// The doc_names `text` links to as `[[summaries/<doc_name>...]]`.
 fn linked_summaries(text: &str) -> std::collections::HashSet<&str> {
-    let mut out = std::collections::HashSet::new();
-    let needle = "[[summaries/";
-    let mut rest = text;
-    while let Some(at) = rest.find(needle) {
-        let after = &rest[at + needle.len()..];
-        let end = after.find("]]").unwrap_or(after.len());
-        let target = &after[..end];
-        let target = target.split(['|', '#']).next().unwrap_or(target);
-        out.insert(target.strip_suffix(".md").unwrap_or(target));
-        rest = &after[end.min(after.len())..];
-    }
-    out
+    links(text)
+        .into_iter()
+        .filter_map(|l| page_key(l.target).strip_prefix("summaries/"))
+        .collect()
 }
 
 /// Remove the index lines linking to any of `doc_names`. Returns whether the file changed.
@@ -214,55 +206,84 @@ fn strip_sources_entry(line: &str, doc_name: &str) -> Option<String> {
 /// Replace `[[summaries/<doc_name>]]`, `[[summaries/<doc_name>.md]]`, `...#section]]` and
 /// `...|text]]` by their visible text.
 fn strip_wikilinks(line: &str, doc_name: &str) -> Option<String> {
-    let needle = format!("[[summaries/{doc_name}");
-    if !line.contains(&needle) {
+    let mut out = String::with_capacity(line.len());
+    let mut last = 0;
+    for link in links(line)
+        .into_iter()
+        .filter(|l| is_summary_of(l, doc_name))
+    {
+        out.push_str(&line[last..link.start]);
+        out.push_str(link.label.unwrap_or(doc_name));
+        last = link.end;
+    }
+    if last == 0 {
         return None;
     }
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    let mut changed = false;
-    while let Some(at) = rest.find(&needle) {
-        let after = &rest[at + needle.len()..];
-        let Some(close) = after.find("]]") else {
-            break;
-        };
-        let tail = &after[..close];
-        let tail_ok = tail.is_empty()
-            || tail == ".md"
-            || tail.starts_with('|')
-            || tail.starts_with('#')
-            || tail.starts_with(".md|")
-            || tail.starts_with(".md#");
-        out.push_str(&rest[..at]);
-        if tail_ok {
-            let shown = tail.split_once('|').map(|(_, t)| t).unwrap_or(doc_name);
-            out.push_str(shown);
-            changed = true;
-        } else {
-            out.push_str(&rest[at..at + needle.len() + close + 2]);
-        }
-        rest = &after[close + 2..];
-    }
-    out.push_str(rest);
-    changed.then_some(out)
+    out.push_str(&line[last..]);
+    Some(out)
 }
 
 /// True when `line` holds a wiki link to `summaries/<doc_name>` exactly.
 fn line_links(line: &str, doc_name: &str) -> bool {
-    let needle = format!("[[summaries/{doc_name}");
-    let mut rest = line;
-    while let Some(at) = rest.find(&needle) {
-        let after = &rest[at + needle.len()..];
-        if after.starts_with("]]")
-            || after.starts_with('|')
-            || after.starts_with('#')
-            || after.starts_with(".md]]")
-        {
-            return true;
+    links(line).iter().any(|l| is_summary_of(l, doc_name))
+}
+
+fn is_summary_of(link: &Link<'_>, doc_name: &str) -> bool {
+    page_key(link.target).strip_prefix("summaries/") == Some(doc_name)
+}
+
+/// One `[[...]]` occurrence in a page.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Link<'a> {
+    /// Byte range of the whole `[[...]]`.
+    pub start: usize,
+    pub end: usize,
+    /// The target without anchor, trimmed.
+    pub target: &'a str,
+    pub label: Option<&'a str>,
+}
+
+/// Wikilinks of `text`, outside fenced code blocks.
+pub fn links(text: &str) -> Vec<Link<'_>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut in_fence = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+        } else if !in_fence {
+            let mut from = 0;
+            while let Some(open) = line[from..].find("[[") {
+                let inner_start = from + open + 2;
+                let Some(close) = line[inner_start..].find("]]") else {
+                    break;
+                };
+                let inner = &line[inner_start..inner_start + close];
+                let (target, label) = match inner.split_once('|') {
+                    Some((t, l)) => (t, Some(l.trim())),
+                    None => (inner, None),
+                };
+                let target = target.split('#').next().unwrap_or("").trim();
+                out.push(Link {
+                    start: offset + from + open,
+                    end: offset + inner_start + close + 2,
+                    target,
+                    label,
+                });
+                from = inner_start + close + 2;
+            }
         }
-        rest = after;
+        offset += line.len();
     }
-    false
+    out
+}
+
+/// The page key a target names: `concepts/x` for `concepts/x`, `/concepts/x` or
+/// `concepts/x.md`.
+pub fn page_key(target: &str) -> &str {
+    let t = target.trim_start_matches('/');
+    t.strip_suffix(".md").unwrap_or(t)
 }
 
 /// Byte offset just after the line `header` (its newline included), if present.
@@ -288,6 +309,31 @@ fn read_or(path: &Path, default: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_are_parsed_with_labels_and_anchors() {
+        let text = "see [[concepts/a]] and [[entities/b|Bee]]\n```\n[[not/a-link]]\n```\n\
+                    and [[summaries/c#part]] [[#self]]";
+        let found: Vec<(&str, Option<&str>)> =
+            links(text).iter().map(|l| (l.target, l.label)).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("concepts/a", None),
+                ("entities/b", Some("Bee")),
+                ("summaries/c", None),
+                ("", None),
+            ]
+        );
+        let first = &links(text)[0];
+        assert_eq!(&text[first.start..first.end], "[[concepts/a]]");
+    }
+
+    #[test]
+    fn page_keys_ignore_slash_and_suffix() {
+        assert_eq!(page_key("/concepts/x.md"), "concepts/x");
+        assert_eq!(page_key("concepts/x"), "concepts/x");
+    }
 
     #[test]
     fn index_lines_go_to_the_top_of_documents_once() {
