@@ -179,9 +179,7 @@ pub(crate) fn open_kb(ctx: &Ctx, mode: crate::lock::LockMode) -> Result<OpenKb> 
         crate::lock::LockMode::Exclusive => kb.lock_exclusive()?,
     };
     let store = open_store(&kb)?;
-    if mode == crate::lock::LockMode::Exclusive && lock.is_outermost() {
-        crate::ingest::recover::recover_interrupted(&kb, &store)?;
-    }
+    crate::ingest::settle_if_outermost(&lock, &kb, &store)?;
     Ok(OpenKb {
         kb,
         store,

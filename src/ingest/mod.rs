@@ -99,10 +99,17 @@ pub fn interrupted() -> bool {
 /// settle what interrupted processes left behind first.
 pub fn lock_exclusive(kb: &Kb, store: &Store) -> Result<LockGuard> {
     let guard = kb.lock_exclusive()?;
-    if guard.is_outermost() {
+    settle_if_outermost(&guard, kb, store)?;
+    Ok(guard)
+}
+
+/// Run recovery when `guard` is an outermost exclusive acquisition (not a re-entry, not a
+/// shared lock): the moment no other process can be mid-operation.
+pub fn settle_if_outermost(guard: &LockGuard, kb: &Kb, store: &Store) -> Result<()> {
+    if guard.mode() == crate::lock::LockMode::Exclusive && guard.is_outermost() {
         recover::recover_interrupted(kb, store)?;
     }
-    Ok(guard)
+    Ok(())
 }
 
 /// The registry path key of a file: KB-relative POSIX path when its resolved location is
