@@ -25,13 +25,20 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fsx;
+use crate::names;
 
 /// The header of the section `index.md` lists documents in.
 const DOCUMENTS_HEADER: &str = "## Documents";
 
-/// The index line of a document added by openkb, in the Python compiler's shape.
+/// The index line of a document added by openkb, in the Python compiler's shape. Both names
+/// are escaped by [`names::escape_line`], so a name holding a newline cannot add lines of its
+/// own to the index.
 pub fn index_line(doc_name: &str, name: &str) -> String {
-    format!("- [[summaries/{doc_name}]] (short) — {name}")
+    format!(
+        "- [[summaries/{}]] (short) — {}",
+        names::escape_line(doc_name),
+        names::escape_line(name)
+    )
 }
 
 /// Insert index lines (`(doc_name, line)`) at the top of `## Documents`, as if each had been
@@ -43,7 +50,7 @@ pub fn index_insert(index_md: &Path, entries: &[(String, String)]) -> Result<Vec
     let mut inserted = Vec::new();
     let mut block = String::new();
     for (doc_name, line) in entries.iter().rev() {
-        if linked.contains(doc_name.as_str()) || inserted.contains(doc_name) {
+        if linked.contains(names::escape_line(doc_name).as_ref()) || inserted.contains(doc_name) {
             continue;
         }
         block.push_str(line);
@@ -228,8 +235,10 @@ fn line_links(line: &str, doc_name: &str) -> bool {
     links(line).iter().any(|l| is_summary_of(l, doc_name))
 }
 
+/// A link names a summary by its escaped doc_name (what [`index_line`] writes); for every
+/// doc_name a file can have, that is the doc_name itself.
 fn is_summary_of(link: &Link<'_>, doc_name: &str) -> bool {
-    page_key(link.target).strip_prefix("summaries/") == Some(doc_name)
+    page_key(link.target).strip_prefix("summaries/") == Some(names::escape_line(doc_name).as_ref())
 }
 
 /// One `[[...]]` occurrence in a page.

@@ -94,6 +94,7 @@ impl Printer {
 }
 
 fn print_line(text: &str, to_stdout: bool) {
+    let text = crate::names::shown_message(text);
     if to_stdout {
         println!("{text}");
     } else {
@@ -119,7 +120,11 @@ impl Reporter for Printer {
         match outcome {
             Outcome::Added { doc_name, status } => {
                 self.line(
-                    format!("added {} as {doc_name} ({status})", path.display()),
+                    format!(
+                        "added {} as {} ({status})",
+                        path.display(),
+                        crate::names::shown(doc_name)
+                    ),
                     true,
                 );
             }

@@ -52,9 +52,13 @@ fn write_table(out: &mut impl Write, docs: &[Document]) -> std::io::Result<()> {
         .iter()
         .map(|d| {
             [
-                d.name.clone().unwrap_or_else(|| "-".into()),
-                d.doc_type.clone().unwrap_or_else(|| "-".into()),
-                d.display_doc_name().unwrap_or_else(|| "-".into()),
+                d.name.as_deref().map_or_else(|| "-".into(), shown_owned),
+                d.doc_type
+                    .as_deref()
+                    .map_or_else(|| "-".into(), shown_owned),
+                d.display_doc_name()
+                    .as_deref()
+                    .map_or_else(|| "-".into(), shown_owned),
                 d.status.to_string(),
             ]
         })
@@ -71,8 +75,9 @@ fn write_table(out: &mut impl Write, docs: &[Document]) -> std::io::Result<()> {
             if i + 1 == cells.len() {
                 writeln!(out, "{cell}")?;
             } else {
-                let pad = widths[i] - display_width(cell);
-                write!(out, "{cell}{:pad$}  ", "")?;
+                // Not `{:pad$}`: a format width above u16::MAX panics.
+                let pad = widths[i].saturating_sub(display_width(cell));
+                write!(out, "{cell}{}  ", " ".repeat(pad))?;
             }
         }
         Ok(())
@@ -82,6 +87,10 @@ fn write_table(out: &mut impl Write, docs: &[Document]) -> std::io::Result<()> {
         line(out, [&row[0], &row[1], &row[2], &row[3]])?;
     }
     writeln!(out, "{} document(s)", rows.len())
+}
+
+fn shown_owned(text: &str) -> String {
+    crate::names::shown(text).into_owned()
 }
 
 /// Columns a name takes on a terminal: combining marks (an NFD name's accents) take none.
