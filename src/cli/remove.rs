@@ -3,11 +3,14 @@
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
 use crate::lock::LockMode;
+use crate::names;
 use crate::state::{Document, Queries};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The document: its file name, its doc_name, or a unique part of either
+    /// The document: its file name, its doc_name, its hash (or a unique prefix of at least 4
+    /// hex digits, as `remove`'s plan and `openkb list --json` show it), or a unique part of
+    /// its name or doc_name
     identifier: String,
     /// Keep the copy in raw/
     #[arg(long)]
@@ -26,7 +29,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let (doc, plan) = {
         let open = super::open_kb(ctx, LockMode::Shared)?;
         let doc = pick(&open.store.reader()?, &args.identifier)?;
-        let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+        let mut plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+        remove::leave_shared(&open.store.reader()?, &mut plan)?;
         (doc, plan)
     };
     show(&doc, &plan, args.keep_raw);
@@ -43,14 +47,17 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         println!("already removed (by another process)");
         return Ok(());
     };
-    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+    let mut plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+    remove::leave_shared(&open.store.reader()?, &mut plan)?;
     remove::execute(&open.kb, &open.store, &plan)?;
     println!(
         "removed {}",
-        doc.name
-            .as_deref()
-            .or(plan.doc_name.as_deref())
-            .unwrap_or(&doc.hash)
+        names::shown(
+            doc.name
+                .as_deref()
+                .or(plan.doc_name.as_deref())
+                .unwrap_or(&doc.hash)
+        )
     );
     Ok(())
 }
@@ -63,48 +70,69 @@ fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
         ))),
         1 => Ok(found.remove(0)),
         n => {
-            let listed: Vec<String> = found
+            let mut listed: Vec<String> = found
                 .iter()
+                .take(CANDIDATES_SHOWN)
                 .map(|d| {
                     format!(
-                        "  {}  (doc_name {}, {})",
-                        d.name.as_deref().unwrap_or("-"),
-                        d.display_doc_name().as_deref().unwrap_or("-"),
-                        d.path.as_deref().unwrap_or("no path")
+                        "  {}  {}  (doc_name {}, {})",
+                        &d.hash[..12],
+                        names::shown(d.name.as_deref().unwrap_or("-")),
+                        names::shown(d.display_doc_name().as_deref().unwrap_or("-")),
+                        names::shown(d.path.as_deref().unwrap_or("no path"))
                     )
                 })
                 .collect();
+            if n > CANDIDATES_SHOWN {
+                listed.push(format!("  ... and {} more", n - CANDIDATES_SHOWN));
+            }
             Err(Error::Invalid(format!(
-                "{n} documents match {identifier:?}; nothing was removed. Name one by its \
-                 doc_name:\n{}",
+                "{n} documents match {:?}; nothing was removed. Name one by its hash (the \
+                 first column; a unique prefix is enough):\n{}",
+                names::shown(identifier),
                 listed.join("\n")
             )))
         }
     }
 }
 
+/// How many candidates an ambiguous identifier lists.
+const CANDIDATES_SHOWN: usize = 20;
+
 fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
     println!(
         "Remove {} (doc_name {}, hash {}):",
-        doc.name.as_deref().unwrap_or("-"),
-        plan.doc_name.as_deref().unwrap_or("-"),
+        names::shown(doc.name.as_deref().unwrap_or("-")),
+        names::shown(plan.doc_name.as_deref().unwrap_or("-")),
         &doc.hash[..12]
     );
     for file in &plan.existing {
-        println!("  delete {file}");
+        println!("  delete {}", names::shown(file));
     }
-    if let Some(d) = &plan.doc_name {
-        println!("  drop its line from wiki/index.md and links to [[summaries/{d}]]");
+    match (&plan.doc_name, &plan.wiki_shared_with) {
+        (Some(_), Some(other)) => println!(
+            "  keep wiki/index.md and summary links: document {} has the same doc_name",
+            &other[..other.len().min(12)]
+        ),
+        (Some(d), None) => println!(
+            "  drop its line from wiki/index.md and links to [[summaries/{}]]",
+            names::shown(d)
+        ),
+        (None, _) => {}
     }
     println!(
         "  unregister it (log: remove | {})",
-        doc.name.as_deref().unwrap_or("-")
+        names::shown(doc.name.as_deref().unwrap_or("-"))
     );
     if keep_raw {
         println!("  keep the copy in raw/ (--keep-raw)");
     }
     for (path, why) in &plan.refused {
-        println!("  leave {path} alone: {why}");
+        println!(
+            "  leave {} alone: {}",
+            names::shown(path),
+            names::shown(why)
+        );
     }
 }
 

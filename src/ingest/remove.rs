@@ -18,15 +18,34 @@ use crate::names;
 use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries, Store};
 use crate::wiki;
 
-/// Documents matching `identifier`: exact `name`, else exact doc_name, else case-insensitive
-/// substring of either (the Python tool's order). More than one is for the caller to refuse.
+/// Shortest hash prefix taken as an identifier: shorter hex strings are too likely to be
+/// meant as (part of) a name.
+pub const MIN_HASH_PREFIX: usize = 4;
+
+/// Documents matching `identifier`: its whole hash, else exact `name`, else exact doc_name,
+/// else a hash prefix of at least [`MIN_HASH_PREFIX`] hex digits (any case), else a
+/// case-insensitive substring of name or doc_name (the Python tool's order, with hashes added
+/// because two legacy entries can share both names). More than one is for the caller to refuse.
 pub fn find(q: &impl Queries, identifier: &str) -> Result<Vec<Document>> {
+    let hash_prefix = identifier.to_ascii_lowercase();
+    let is_hash_prefix = hash_prefix.len() >= MIN_HASH_PREFIX
+        && hash_prefix.len() <= 64
+        && hash_prefix.bytes().all(|b| b.is_ascii_hexdigit());
+    if names::is_valid_hash(&hash_prefix)
+        && let Some(doc) = q.get(&hash_prefix)?
+    {
+        return Ok(vec![doc]);
+    }
     let mut by_name = Vec::new();
     let mut by_doc_name = Vec::new();
+    let mut by_hash = Vec::new();
     let mut by_substring = Vec::new();
     let needle = identifier.to_lowercase();
     q.for_each_document(&mut |doc| {
         let doc_name = doc.display_doc_name();
+        if is_hash_prefix && doc.hash.starts_with(&hash_prefix) {
+            by_hash.push(doc.clone());
+        }
         if doc.name.as_deref() == Some(identifier) {
             by_name.push(doc);
         } else if doc_name.as_deref() == Some(identifier) {
@@ -47,6 +66,8 @@ pub fn find(q: &impl Queries, identifier: &str) -> Result<Vec<Document>> {
         by_name
     } else if !by_doc_name.is_empty() {
         by_doc_name
+    } else if !by_hash.is_empty() {
+        by_hash
     } else {
         by_substring
     })
@@ -64,6 +85,9 @@ pub struct Plan {
     pub existing: Vec<String>,
     /// Paths named by the entry that openkb will not touch, with the reason.
     pub refused: Vec<(String, String)>,
+    /// Another document with the same doc_name (its hash): the index line and summary links
+    /// are its too, and stay.
+    pub wiki_shared_with: Option<String>,
 }
 
 pub fn plan(kb: &Kb, doc: &Document, keep_raw: bool) -> Result<Plan> {
@@ -117,7 +141,53 @@ pub fn plan(kb: &Kb, doc: &Document, keep_raw: bool) -> Result<Plan> {
         files,
         existing,
         refused,
+        wiki_shared_with: None,
     })
+}
+
+/// Leave alone what another registered document also names: two legacy entries can share a
+/// raw copy or a doc_name (the Python tool let that happen), and removing one must not take
+/// the other's files or wiki pages with it. Call after [`plan`], under the same lock.
+pub fn leave_shared(q: &impl Queries, plan: &mut Plan) -> Result<()> {
+    let owner_of_name = match &plan.doc_name {
+        Some(d) => q
+            .find_by_name_key(d)?
+            .into_iter()
+            .find(|o| o.hash != plan.hash && o.display_doc_name().as_deref() == Some(d))
+            .map(|o| o.hash),
+        None => None,
+    };
+    let mut kept = Vec::new();
+    for file in std::mem::take(&mut plan.files) {
+        let by_path = q
+            .other_claimant_of_path(file.trim_end_matches('/'), &plan.hash)?
+            .map(|d| d.hash);
+        let by_name = plan
+            .doc_name
+            .as_deref()
+            .filter(|d| names_doc_name_file(&file, d))
+            .and(owner_of_name.clone());
+        match by_path.or(by_name) {
+            Some(hash) => plan.refused.push((
+                file,
+                format!("also the file of document {}", &hash[..hash.len().min(12)]),
+            )),
+            None => kept.push(file),
+        }
+    }
+    plan.existing.retain(|f| kept.contains(f));
+    plan.files = kept;
+    plan.wiki_shared_with = owner_of_name;
+    Ok(())
+}
+
+/// True for the files [`plan`] derives from a doc_name rather than from the entry's paths.
+fn names_doc_name_file(file: &str, doc_name: &str) -> bool {
+    file == format!("wiki/summaries/{doc_name}.md")
+        || file == format!("wiki/sources/images/{doc_name}/")
+        || file
+            .strip_prefix("wiki/sources/")
+            .is_some_and(|f| !f.contains('/') && names::stem(f) == doc_name)
 }
 
 /// `wiki/sources/<doc_name>.<anything>` that exist.
@@ -147,22 +217,13 @@ fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
 /// holds the exclusive lock.
 pub fn execute(kb: &Kb, store: &Store, plan: &Plan) -> Result<Option<LogEntry>> {
     let files: Vec<IntentFile> = plan.files.iter().map(IntentFile::new).collect();
-    let intent = store.write(|tx| {
-        tx.record_intent(
-            IntentOp::Remove,
-            &plan.hash,
-            plan.doc_name.as_deref(),
-            &files,
-        )
-    })?;
-    finish(
-        kb,
-        store,
-        intent,
-        &plan.hash,
-        plan.doc_name.as_deref(),
-        &files,
-    )
+    let doc_name = plan
+        .doc_name
+        .as_deref()
+        .filter(|_| plan.wiki_shared_with.is_none());
+    let intent =
+        store.write(|tx| tx.record_intent(IntentOp::Remove, &plan.hash, doc_name, &files))?;
+    finish(kb, store, intent, &plan.hash, doc_name, &files)
 }
 
 /// Delete the files, edit the wiki, then commit: row delete + `remove` log row + intent
