@@ -82,6 +82,9 @@ pub fn remove_file(path: &Path) -> Result<bool> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // A name too long for the file system names no file there: nothing to remove (a
+        // rollback of an add that failed for that reason must not warn about it).
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidFilename => Ok(false),
         Err(e) => Err(Error::io("cannot remove", path, e)),
     }
 }
