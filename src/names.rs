@@ -84,26 +84,41 @@ pub const SHOWN_MAX_CHARS: usize = 512;
 /// A name as printed on the terminal: escaped like [`escape_line`] and cut at
 /// [`SHOWN_MAX_CHARS`] characters. Every command prints names through this.
 pub fn shown(text: &str) -> Cow<'_, str> {
-    let escaped = escape_line(text);
-    match escaped.char_indices().nth(SHOWN_MAX_CHARS) {
-        None => escaped,
-        Some((cut, _)) => Cow::Owned(format!(
-            "{}... ({} more bytes)",
-            &escaped[..cut],
-            escaped.len() - cut
-        )),
-    }
+    cut(escape_line(text), SHOWN_MAX_CHARS)
 }
 
+/// Longest line of a message shown on the terminal (see [`shown_message`]).
+pub const SHOWN_MESSAGE_MAX_CHARS: usize = 2048;
+
 /// A whole message (an error, a doctor finding, a per-file line) as printed on the terminal:
-/// like [`escape_line`] but its own line breaks kept. The last guard for text that embeds a
-/// name without going through [`shown`].
+/// like [`escape_line`] but its own line breaks kept, and each line cut at
+/// [`SHOWN_MESSAGE_MAX_CHARS`]. The last guard for text that embeds a name without going
+/// through [`shown`].
 pub fn shown_message(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c != '\n' && is_unsafe_char(c)) {
+    let long = text.len() > SHOWN_MESSAGE_MAX_CHARS
+        && text
+            .split('\n')
+            .any(|l| l.chars().nth(SHOWN_MESSAGE_MAX_CHARS).is_some());
+    if !long && !text.chars().any(|c| c != '\n' && is_unsafe_char(c)) {
         return Cow::Borrowed(text);
     }
-    let lines: Vec<Cow<'_, str>> = text.split('\n').map(escape_line).collect();
+    let lines: Vec<Cow<'_, str>> = text
+        .split('\n')
+        .map(|line| cut(escape_line(line), SHOWN_MESSAGE_MAX_CHARS))
+        .collect();
     Cow::Owned(lines.join("\n"))
+}
+
+/// `text` cut after `max_chars` characters, with a note of how much was left out.
+fn cut(text: Cow<'_, str>, max_chars: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        None => text,
+        Some((at, _)) => Cow::Owned(format!(
+            "{}... ({} more bytes)",
+            &text[..at],
+            text.len() - at
+        )),
+    }
 }
 
 /// The longest prefix of `text` of at most `max_bytes` bytes that ends at a char boundary.
