@@ -201,6 +201,34 @@ mod tests {
     }
 
     #[test]
+    fn escaping_uses_rust_notation_and_only_where_needed() {
+        assert_eq!(escape_line("plain name.md"), "plain name.md");
+        assert_eq!(escape_line("a\nb\r\u{1b}[31m"), "a\\u{a}b\\u{d}\\u{1b}[31m");
+        assert_eq!(escape_line("tab\there"), "tab\there");
+        assert_eq!(
+            escape_line("\u{85}\u{2028}\u{202e}\u{7f}"),
+            "\\u{85}\\u{2028}\\u{202e}\\u{7f}"
+        );
+        // A backslash is escaped only where it would read as an escape.
+        assert_eq!(escape_line("C:\\new\\u{41}"), "C:\\new\\u{5c}u{41}");
+        assert_eq!(unescape_line("C:\\new\\u{5c}u{41}"), "C:\\new\\u{41}");
+        assert_eq!(
+            unescape_line("\\u{zz} \\u{110000} \\u{"),
+            "\\u{zz} \\u{110000} \\u{"
+        );
+    }
+
+    #[test]
+    fn shown_cuts_long_names_at_a_char_boundary() {
+        let long = "é".repeat(SHOWN_MAX_CHARS + 10);
+        let shown = shown(&long);
+        assert!(shown.starts_with(&"é".repeat(SHOWN_MAX_CHARS)));
+        assert!(shown.ends_with("... (20 more bytes)"), "{shown}");
+        assert_eq!(truncate_bytes("aé", 2), "a");
+        assert_eq!(shown_message("line\nx\u{1b}"), "line\nx\\u{1b}");
+    }
+
+    #[test]
     fn hashes_must_be_lowercase_hex() {
         assert!(is_valid_hash(&"a".repeat(64)));
         assert!(!is_valid_hash(&"A".repeat(64)));

@@ -32,12 +32,16 @@ const DOCUMENTS_HEADER: &str = "## Documents";
 
 /// The index line of a document added by openkb, in the Python compiler's shape. Both names
 /// are escaped by [`names::escape_line`], so a name holding a newline cannot add lines of its
-/// own to the index.
+/// own to the index; in the file name shown after the link, `[[` and `]]` are written
+/// `[\u{5b}` and `]\u{5d}` as well, so that it cannot hold a wikilink of its own (which
+/// `remove` of the linked document would take for its line).
 pub fn index_line(doc_name: &str, name: &str) -> String {
+    let shown = names::escape_line(name)
+        .replace("[[", "[\\u{5b}")
+        .replace("]]", "]\\u{5d}");
     format!(
-        "- [[summaries/{}]] (short) — {}",
-        names::escape_line(doc_name),
-        names::escape_line(name)
+        "- [[summaries/{}]] (short) — {shown}",
+        names::escape_line(doc_name)
     )
 }
 

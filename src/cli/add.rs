@@ -122,7 +122,7 @@ impl Reporter for Printer {
                 self.line(
                     format!(
                         "added {} as {} ({status})",
-                        path.display(),
+                        crate::names::shown(&path.to_string_lossy()),
                         crate::names::shown(doc_name)
                     ),
                     true,
@@ -133,7 +133,7 @@ impl Reporter for Printer {
                     self.line(
                         format!(
                             "skipped {}: already registered (same content)",
-                            path.display()
+                            crate::names::shown(&path.to_string_lossy())
                         ),
                         false,
                     );
@@ -141,10 +141,22 @@ impl Reporter for Printer {
             }
             Outcome::Skipped(why) => {
                 if self.show_skipped || self.verbose {
-                    self.line(format!("skipped {}: {why}", path.display()), false);
+                    self.line(
+                        format!(
+                            "skipped {}: {why}",
+                            crate::names::shown(&path.to_string_lossy())
+                        ),
+                        false,
+                    );
                 }
             }
-            Outcome::Failed(e) => self.line(format!("failed {}: {e}", path.display()), false),
+            Outcome::Failed(e) => self.line(
+                format!(
+                    "failed {}: {e}",
+                    crate::names::shown(&path.to_string_lossy())
+                ),
+                false,
+            ),
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);

@@ -87,10 +87,15 @@ pub enum Version {
     TooNew(i64),
     /// Older (or new): `migrate` brings it up to date.
     Behind(i64),
+    /// Negative: openkb never writes that; the database was edited by another program.
+    Invalid(i64),
 }
 
 pub fn check(conn: &Connection) -> rusqlite::Result<Version> {
     let found = user_version(conn)?;
+    if found < 0 {
+        return Ok(Version::Invalid(found));
+    }
     Ok(match found.cmp(&latest_version()) {
         std::cmp::Ordering::Equal => Version::Current,
         std::cmp::Ordering::Greater => Version::TooNew(found),
@@ -110,7 +115,10 @@ pub fn migrate(conn: &mut Connection, now: &str) -> rusqlite::Result<i64> {
     if from == 0 {
         tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
     }
-    for migration in &MIGRATIONS[from as usize..] {
+    // `check` refuses a negative version before anyone gets here; never index with one.
+    let start =
+        usize::try_from(from).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, from))?;
+    for migration in MIGRATIONS.iter().skip(start) {
         tx.execute_batch(migration.sql)?;
     }
     let to = latest_version();
