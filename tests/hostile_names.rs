@@ -588,3 +588,53 @@ fn registry() -> impl Strategy<Value = Map<String, Value>> {
             .collect()
     })
 }
+
+#[test]
+fn a_name_holding_a_wikilink_adds_no_link_to_the_index() {
+    let env = Env::with_kb();
+    let outside = canary(&env);
+    let evil = env.write("inbox/evil [[victim]] ]].md", "evil\n");
+    let before = files(&env);
+    let add = env.run(&["add", evil.to_str().unwrap()]);
+    assert!(add.status.success(), "{}", stderr(&add));
+    let index = std::fs::read_to_string(env.kb().join("wiki/index.md")).unwrap();
+    let links: Vec<&str> = openkb::wiki::links(&index).iter().map(|l| l.target).collect();
+    assert_eq!(links, ["summaries/evil-victim"], "{index}");
+    let mut got = changed(&before, &files(&env));
+    got.retain(|p| !p.starts_with(".openkb/state.db"));
+    assert_eq!(
+        got,
+        [
+            "raw/evil-victim.md",
+            "wiki/index.md",
+            "wiki/log.md",
+            "wiki/sources/evil-victim.md"
+        ]
+    );
+    assert_canary(&env, &outside);
+}
+
+#[test]
+fn a_negative_schema_version_is_reported_not_a_panic() {
+    let env = Env::with_kb();
+    let outside = canary(&env);
+    let db = env.kb().join(".openkb/state.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = -1")
+        .unwrap();
+    let before = kb_snapshot(&env.kb());
+    for args in [&["list"][..], &["status"], &["add", "nothing.md"], &["log"]] {
+        let out = env.run(args);
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {}", stderr(&out));
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("schema version"), "{args:?}: {}", stderr(&out));
+    }
+    let doctor = env.run(&["doctor"]);
+    assert!(stdout(&doctor).contains("schema version -1"), "{}", stdout(&doctor));
+    assert_eq!(kb_snapshot(&env.kb()), before);
+    let fix = env.run(&["doctor", "--fix"]);
+    assert!(fix.status.success(), "{}{}", stdout(&fix), stderr(&fix));
+    assert!(env.run(&["list"]).status.success());
+    assert_canary(&env, &outside);
+}
