@@ -109,6 +109,12 @@ pub fn shown_message(text: &str) -> Cow<'_, str> {
     Cow::Owned(lines.join("\n"))
 }
 
+/// A one-line message (a `doctor` finding, a `lint` issue) as printed on the terminal: escaped
+/// like [`escape_line`], line breaks included, and cut at [`SHOWN_MESSAGE_MAX_CHARS`].
+pub fn shown_line(text: &str) -> Cow<'_, str> {
+    cut(escape_line(text), SHOWN_MESSAGE_MAX_CHARS)
+}
+
 /// `text` cut after `max_chars` characters, with a note of how much was left out.
 fn cut(text: Cow<'_, str>, max_chars: usize) -> Cow<'_, str> {
     match text.char_indices().nth(max_chars) {

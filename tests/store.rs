@@ -284,7 +284,10 @@ fn status_counts_and_log() {
     // entry of its own (the log.md parser unescapes it).
     assert_eq!(
         entry.to_markdown(),
-        format!("## [{}] query | line one\\u{{a}}line two\n\n", entry.timestamp)
+        format!(
+            "## [{}] query | line one\\u{{a}}line two\n\n",
+            entry.timestamp
+        )
     );
 }
 

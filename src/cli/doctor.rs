@@ -96,6 +96,6 @@ fn line(f: &Finding) -> String {
     format!(
         "{tag:<7} {}: {}",
         f.check,
-        crate::names::shown_message(&f.message)
+        crate::names::shown_line(&f.message)
     )
 }
