@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::legacy::journal::JournalReport;
 use crate::legacy::migrate::{self, Options, Outcome, Plan, file_name};
+use crate::names;
 use crate::state::imports::ImportKind;
 
 #[derive(Debug, clap::Args)]
@@ -122,7 +123,7 @@ fn print_outcome(kb: &Kb, outcome: &Outcome, verbose: u8) {
 
 fn print_journals(journals: &[JournalReport], dry_run: bool) {
     for journal in journals {
-        println!("  {}", journal.describe(dry_run));
+        println!("  {}", names::shown_line(&journal.describe(dry_run)));
     }
 }
 
@@ -172,7 +173,7 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
                     "    conflict: {} ({}) differs in {}; state.db keeps its version, the \
                      file's stays in .openkb/{moved}",
                     conflict.hash,
-                    conflict.name.as_deref().unwrap_or("no name"),
+                    names::shown(conflict.name.as_deref().unwrap_or("no name")),
                     conflict.keys.join(", ")
                 );
             }
@@ -180,9 +181,11 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
     }
     for shared in &plan.shared_doc_names {
         println!(
-            "    doc_name {:?} of {} is already owned by {}: kept in its extra keys (exported \
+            "    doc_name \"{}\" of {} is already owned by {}: kept in its extra keys (exported \
              unchanged)",
-            shared.doc_name, shared.hash, shared.owner
+            names::shown(&shared.doc_name),
+            shared.hash,
+            shared.owner
         );
     }
     let unparsed = plan.unparsed_log_entries();
@@ -203,7 +206,9 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
         for entry in &plan.log_entries {
             println!(
                 "    [{}] {} | {}",
-                entry.timestamp, entry.operation, entry.description
+                names::shown(&entry.timestamp),
+                names::shown(&entry.operation),
+                names::escape_line(&entry.description)
             );
         }
     }
@@ -220,6 +225,6 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
         println!("  (`openkb export --legacy-json` writes it back for the Python tool)");
     }
     for warning in &plan.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {}", names::shown_message(warning));
     }
 }
