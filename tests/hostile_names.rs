@@ -223,7 +223,9 @@ fn absurd_lock_timeouts_are_clear_errors_in_every_command() {
     let file = env.write("inbox/a.md", "a\n");
     let file = file.to_str().unwrap();
     let before = kb_snapshot(&env.kb());
-    let commands: [&[&str]; 11] = [
+    let commands: [&[&str]; 13] = [
+        &["init"],
+        &["use"],
         &["list"],
         &["status"],
         &["log"],

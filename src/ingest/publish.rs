@@ -118,3 +118,19 @@ fn syncfs(path: &Path) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_too_long_for_the_file_system_is_nothing_to_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join(format!("{}.md", "d".repeat(300)));
+        assert!(!remove_file(&long).unwrap());
+        let real = dir.path().join("real.md");
+        std::fs::write(&real, "x").unwrap();
+        assert!(remove_file(&real).unwrap());
+        assert!(!real.exists());
+    }
+}
