@@ -667,3 +667,53 @@ fn a_negative_schema_version_is_reported_not_a_panic() {
     assert!(env.run(&["list"]).status.success());
     assert_canary(&env, &outside);
 }
+
+#[test]
+fn a_python_multi_line_entry_is_not_a_log_md_difference_but_a_forged_row_is() {
+    let env = legacy_env(
+        &serde_json::json!({}),
+        &[(
+            "wiki/log.md",
+            "# Operations Log\n\n## [2026-01-01 00:00:00] query | line one\nline two\n\n",
+        )],
+    );
+    let outside = canary(&env);
+    let log_md = env.kb().join("wiki/log.md");
+    let before = std::fs::read(&log_md).unwrap();
+    let doctor = env.run(&["doctor"]);
+    assert!(
+        stdout(&doctor).contains("log.md: wiki/log.md matches the log table"),
+        "{}",
+        stdout(&doctor)
+    );
+    env.run(&["doctor", "--fix"]);
+    assert_eq!(
+        std::fs::read(&log_md).unwrap(),
+        before,
+        "nothing to rewrite"
+    );
+
+    // A row that is not in the table is a difference: --fix rewrites the page from the table
+    // (keeping the old page aside) and the row never becomes a log entry.
+    let mut forged = before.clone();
+    forged.extend_from_slice(format!("{FORGED}\n\n").as_bytes());
+    std::fs::write(&log_md, &forged).unwrap();
+    let doctor = env.run(&["doctor"]);
+    assert!(
+        stdout(&doctor).contains("differs from the log table"),
+        "{}",
+        stdout(&doctor)
+    );
+    let fix = env.run(&["doctor", "--fix"]);
+    assert!(
+        stdout(&fix).contains("rewrote wiki/log.md"),
+        "{}",
+        stdout(&fix)
+    );
+    let page = std::fs::read_to_string(&log_md).unwrap();
+    assert!(!page.contains("forged"), "{page}");
+    assert!(page.contains("query | line one\\u{a}line two"), "{page}");
+    let removes = env.run(&["log", "--all", "--op", "remove"]);
+    assert_eq!(stdout(&removes), "");
+    assert_canary(&env, &outside);
+}
