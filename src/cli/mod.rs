@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::error::{Result, exit};
-use crate::kb::{Kb, OPENKB_DIR_ENV};
+use crate::kb::{Found, Kb, OPENKB_DIR_ENV};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usage error,
@@ -93,8 +93,15 @@ impl Ctx {
     pub fn kb(&self) -> Result<Kb> {
         let cwd = std::env::current_dir()
             .map_err(|e| crate::Error::io("cannot read", "the current folder", e))?;
-        let kb = Kb::discover(self.kb_dir.as_deref(), &cwd)?;
-        if self.verbose > 0 {
+        let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd)?;
+        if found == Found::Default {
+            eprintln!(
+                "using the default knowledge base {} (no knowledge base encloses {}; pass \
+                 --kb-dir to choose another)",
+                kb.root().display(),
+                cwd.display()
+            );
+        } else if self.verbose > 0 {
             eprintln!("knowledge base: {}", kb.root().display());
         }
         Ok(kb)

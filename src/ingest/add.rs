@@ -403,10 +403,12 @@ fn plan_inner(
         Ok(())
     };
 
-    let raw_rel = raw_target(doc_name, &item.name);
-    let raw_path = if item.in_raw && kb_path(kb, &raw_rel)? == item.resolved {
+    // A file already in raw/ (dropped there, watched, in a subfolder, with spaces in its name)
+    // is registered where it is: a second copy under the doc_name would only be a surprise.
+    let raw_path = if item.in_raw {
         item.path_key.clone()
     } else {
+        let raw_rel = raw_target(doc_name, &item.name);
         match &item.staged_raw {
             Some(staged) => add_step(staged.clone(), false, raw_rel.clone())?,
             None => add_step(item.resolved.clone(), true, raw_rel.clone())?,

@@ -135,6 +135,10 @@ pub fn collect(kb: &Kb, inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Prep>) {
     let mut seen = HashSet::new();
     let skip_dirs = [kb.openkb_dir(), kb.wiki_dir()];
     for input in inputs {
+        if is_kb_own(kb, input) {
+            other.push(Prep::Skipped(input.clone(), KB_OWN.into()));
+            continue;
+        }
         match std::fs::metadata(input) {
             Err(e) => other.push(Prep::Failed(
                 input.clone(),
@@ -171,6 +175,10 @@ pub fn collect(kb: &Kb, inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Prep>) {
                                 subdirs.push(path);
                             }
                         } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
+                            if is_kb_own(kb, &path) {
+                                other.push(Prep::Skipped(path, KB_OWN.into()));
+                                continue;
+                            }
                             push_file(&mut files, &mut other, &mut seen, path);
                         }
                     }
@@ -190,6 +198,25 @@ pub fn collect(kb: &Kb, inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Prep>) {
         }
     }
     (files, other)
+}
+
+const KB_OWN: &str = "a file of the knowledge base itself (wiki/, .openkb/, index.md, log.md \
+                      and AGENTS.md are never documents)";
+
+/// True for the KB's own files: anything under `wiki/` or `.openkb/` and the KB's top-level
+/// `index.md`, `log.md`, `AGENTS.md`, however the path is spelled (relative, through a
+/// symlink). Registering them would make the wiki a document of itself.
+pub fn is_kb_own(kb: &Kb, path: &Path) -> bool {
+    let Ok(real) = path.canonicalize() else {
+        return false;
+    };
+    if real.starts_with(kb.wiki_dir()) || real.starts_with(kb.openkb_dir()) {
+        return true;
+    }
+    real.parent() == Some(kb.root())
+        && real
+            .file_name()
+            .is_some_and(|n| ["index.md", "log.md", "AGENTS.md"].iter().any(|k| n == *k))
 }
 
 fn push_file(
