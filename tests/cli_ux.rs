@@ -364,3 +364,76 @@ fn nested_openkb_in_a_hook_fails_at_once_with_a_reason() {
     assert!(text.contains("started by the compile hook"), "{text}");
     assert!(!text.contains("waiting for another"), "{text}");
 }
+
+fn sigint(child: &std::process::Child) {
+    // SAFETY: sending a signal to our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+}
+
+#[test]
+fn watch_catches_up_at_start_and_reports_files_still_waiting_on_ctrl_c() {
+    use std::io::BufRead;
+    let env = Env::with_kb();
+    let kb = env.kb();
+    // Dropped while no watch ran.
+    std::fs::write(kb.join("raw/before.md"), "before\n").unwrap();
+    let mut watch = env
+        .cmd()
+        // Long enough that a file dropped later is still being debounced at Ctrl-C.
+        .env("OPENKB_WATCH_DEBOUNCE_MS", "600000")
+        .arg("watch")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(watch.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("added ") && line.contains("as before"), "{line}");
+    assert!(env.doc_named("before").is_some());
+
+    std::fs::write(kb.join("raw/late.md"), "late\n").unwrap();
+    sigint(&watch);
+    let status = watch.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("not added yet:") && err.contains("raw/late.md"), "{err}");
+    assert!(err.contains("1 file(s)"), "{err}");
+    assert!(env.doc_named("late").is_none());
+
+    // --once adds what was waiting, and is quiet about what is registered.
+    let out = env.run(&["watch", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("added 1, skipped 1, failed 0"), "{}", stdout(&out));
+    assert!(env.doc_named("late").is_some());
+    let out = env.run(&["watch", "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("added 0"), "{}", stdout(&out));
+    assert_consistent(&env);
+}
+
+#[test]
+fn watch_stopped_with_nothing_waiting_exits_zero() {
+    use std::io::BufRead;
+    let env = Env::with_kb();
+    let mut watch = env
+        .cmd()
+        .arg("watch")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching "), "{line}");
+    sigint(&watch);
+    let status = watch.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(!rest.contains("not added yet"), "{rest}");
+}

@@ -154,6 +154,23 @@ pub fn add_paths(
     Ok(summary)
 }
 
+/// The supported files under `folder` whose content is not registered: what an add of
+/// `folder` would still add (watch lists them when it stops before adding them).
+pub fn unregistered(kb: &Kb, store: &Store, folder: &Path) -> Result<Vec<PathBuf>> {
+    let (files, _) = prepare::collect(kb, &[folder.to_path_buf()]);
+    let mut waiting = Vec::new();
+    for file in files {
+        // A file that vanished or cannot be read is not waiting for this KB.
+        let Ok(hash) = super::hash::sha256_file(&file) else {
+            continue;
+        };
+        if !store.is_known(&hash)? {
+            waiting.push(file);
+        }
+    }
+    Ok(waiting)
+}
+
 /// One file's way through a batch.
 struct Plan {
     item: Prepared,
