@@ -277,6 +277,23 @@ impl GlobalConfig {
         self.file.set("default_kb", kb_text);
     }
 
+    /// Drop every spelling in `kb` from `known_kbs` (and `default_kb` when it is one of them).
+    /// `None` when none of them was known; else whether it was the default.
+    pub fn forget(&mut self, kb: &[&Path]) -> Option<bool> {
+        let matches = |v: &Value| v.as_str().is_some_and(|s| kb.contains(&Path::new(s)));
+        let mut found = false;
+        if let Some(Value::Sequence(items)) = self.file.values.get_mut("known_kbs") {
+            let before = items.len();
+            items.retain(|v| !matches(v));
+            found = items.len() != before;
+        }
+        let was_default = self.default_kb().is_some_and(|d| kb.contains(&d.as_path()));
+        if was_default {
+            self.file.values.remove("default_kb");
+        }
+        (found || was_default).then_some(was_default)
+    }
+
     /// Read-modify-write under `global.lock`; writes only when `change` altered something.
     pub fn update(change: impl FnOnce(&mut GlobalConfig) -> Result<()>) -> Result<GlobalConfig> {
         let path = Self::path()?;

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{Env, assert_consistent, stderr, stdout};
-use openkb::state::Status;
 
 /// `openkb ARGS` from `cwd` with the env's HOME and no --kb-dir: discovery decides.
 fn bare(env: &Env, cwd: &Path, args: &[&str]) -> std::process::Output {
@@ -353,7 +352,7 @@ fn nested_openkb_in_a_hook_fails_at_once_with_a_reason() {
     let env = Env::with_kb();
     let bin = env!("CARGO_BIN_EXE_openkb");
     env.set_config(&format!(
-        "compile_command: '{bin} --kb-dir \"$OPENKB_KB_DIR\" list > ../nested.out 2>&1; echo $? > ../nested.code'\n"
+        "compile_command: 'OPENKB_LOCK_TIMEOUT=10 {bin} --kb-dir \"$OPENKB_KB_DIR\" list > ../nested.out 2>&1; echo $? > ../nested.code'\n"
     ));
     env.write("in/a.md", "a\n");
     let out = env.run(&["add", "in/a.md"]);
@@ -391,7 +390,10 @@ fn watch_catches_up_at_start_and_reports_files_still_waiting_on_ctrl_c() {
     let mut out = std::io::BufReader::new(watch.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    assert!(line.starts_with("added ") && line.contains("as before"), "{line}");
+    assert!(
+        line.starts_with("added ") && line.contains("as before"),
+        "{line}"
+    );
     assert!(env.doc_named("before").is_some());
 
     std::fs::write(kb.join("raw/late.md"), "late\n").unwrap();
@@ -400,14 +402,21 @@ fn watch_catches_up_at_start_and_reports_files_still_waiting_on_ctrl_c() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("not added yet:") && err.contains("raw/late.md"), "{err}");
+    assert!(
+        err.contains("not added yet:") && err.contains("raw/late.md"),
+        "{err}"
+    );
     assert!(err.contains("1 file(s)"), "{err}");
     assert!(env.doc_named("late").is_none());
 
     // --once adds what was waiting, and is quiet about what is registered.
     let out = env.run(&["watch", "--once"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("added 1, skipped 1, failed 0"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("added 1, skipped 1, failed 0"),
+        "{}",
+        stdout(&out)
+    );
     assert!(env.doc_named("late").is_some());
     let out = env.run(&["watch", "--once"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -436,4 +445,193 @@ fn watch_stopped_with_nothing_waiting_exits_zero() {
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     assert_eq!(status.code(), Some(0), "{rest}");
     assert!(!rest.contains("not added yet"), "{rest}");
+}
+
+#[test]
+fn show_tells_everything_about_one_document() {
+    let env = Env::with_kb();
+    let kb = env.kb();
+    env.set_config("compile_command: 'case \"$OPENKB_DOC_NAME\" in bad) echo model refused >&2; exit 4;; esac; cp \"$OPENKB_SOURCE_PATH\" wiki/summaries/$OPENKB_DOC_NAME.md'\n");
+    env.write("in/good.md", "good\n");
+    env.write("in/bad.md", "bad\n");
+    assert!(env.run(&["add", "in/good.md"]).status.success());
+    // bad: registered pending (no hook at add time), then its compile fails.
+    let config = std::fs::read_to_string(kb.join(".openkb/config.yaml")).unwrap();
+    let without_hook: String = config
+        .lines()
+        .filter(|l| !l.starts_with("compile_command"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(kb.join(".openkb/config.yaml"), &without_hook).unwrap();
+    assert!(env.run(&["add", "in/bad.md"]).status.success());
+    std::fs::write(kb.join(".openkb/config.yaml"), &config).unwrap();
+    assert_eq!(env.run(&["compile", "bad"]).status.code(), Some(1));
+
+    let out = env.run(&["show", "bad"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("bad.md\n"), "{text}");
+    assert!(text.contains("status     failed"), "{text}");
+    assert!(text.contains("model refused"), "{text}");
+    assert!(text.contains("raw/bad.md  exists"), "{text}");
+    assert!(
+        text.contains("wiki/summaries/bad.md  missing (not compiled yet)"),
+        "{text}"
+    );
+    assert!(text.contains("] ingest | bad.md"), "{text}");
+
+    std::fs::remove_file(kb.join("raw/good.md")).unwrap();
+    let out = env.run(&["show", "good", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["document"]["status"], "compiled");
+    assert_eq!(v["document"]["error"], serde_json::Value::Null);
+    assert_eq!(v["document"]["doc_id"], serde_json::Value::Null);
+    let files = v["files"].as_array().unwrap();
+    let exists = |role: &str| {
+        files
+            .iter()
+            .find(|f| f["role"] == role)
+            .map(|f| f["exists"].clone())
+            .unwrap()
+    };
+    assert_eq!(exists("raw"), false);
+    assert_eq!(exists("source"), true);
+    assert_eq!(exists("summary"), true);
+    assert_eq!(v["log"][0]["operation"], "ingest");
+
+    let out = env.run(&["show", "nothing-like-it"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no document matches"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn list_filters_by_status() {
+    let env = Env::with_kb();
+    env.write("in/a.md", "a\n");
+    env.write("in/b.md", "b\n");
+    assert!(env.run(&["add", "in"]).status.success());
+    env.set_config("compile_command: 'test \"$OPENKB_DOC_NAME\" = a'\n");
+    let _ = env.run(&["compile", "--pending"]);
+    let names = |status: &str| -> Vec<String> {
+        let out = env.run(&["list", "--json", "--status", status]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["doc_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("compiled"), ["a"]);
+    assert_eq!(names("failed"), ["b"]);
+    assert!(names("pending").is_empty());
+    let out = env.run(&["list", "--status", "failed"]);
+    let text = stdout(&out);
+    assert!(text.contains("b.md") && !text.contains("a.md"), "{text}");
+    let out = env.run(&["list", "--status", "pending"]);
+    assert_eq!(stdout(&out), "No pending documents.\n");
+    let out = env.run(&["list", "--status", "bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn remove_takes_several_identifiers_and_checks_them_all_first() {
+    let env = Env::with_kb();
+    for n in ["a", "b", "c"] {
+        env.write(&format!("in/{n}.md"), &format!("{n}\n"));
+    }
+    assert!(env.run(&["add", "in"]).status.success());
+    // One bad identifier: nothing is removed.
+    let out = env.run(&["remove", "-y", "a", "zzz", "b"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("\"zzz\"") && err.contains("nothing was removed"),
+        "{err}"
+    );
+    assert_eq!(env.docs().len(), 3);
+    // The same document named twice is removed once.
+    let out = env.run(&["remove", "-y", "a", "b.md", "a.md"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).matches("removed ").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+    let left: Vec<String> = env
+        .docs()
+        .iter()
+        .filter_map(|d| d.doc_name.clone())
+        .collect();
+    assert_eq!(left, ["c"]);
+    assert_consistent(&env);
+}
+
+#[test]
+fn known_kbs_are_listed_and_forgotten() {
+    let env = Env::with_kb();
+    let first = env.kb().canonicalize().unwrap();
+    let second = env.path().join("second");
+    let out = bare(
+        &env,
+        env.path(),
+        &[
+            "--kb-dir",
+            second.to_str().unwrap(),
+            "init",
+            "-m",
+            "m",
+            "-l",
+            "en",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = second.canonicalize().unwrap();
+    std::fs::remove_dir_all(&second).unwrap();
+
+    let out = bare(&env, env.path(), &["kbs", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["default_kb"], second.to_str().unwrap());
+    let kbs = v["knowledge_bases"].as_array().unwrap();
+    assert_eq!(kbs.len(), 2);
+    assert_eq!(kbs[0]["path"], first.to_str().unwrap());
+    assert_eq!(kbs[0]["is_kb"], true);
+    assert_eq!(kbs[1]["exists"], false);
+    let text = stdout(&bare(&env, env.path(), &["kbs"]));
+    assert!(
+        text.contains(&format!("* {}  (missing)", second.display())),
+        "{text}"
+    );
+
+    // A deleted KB (the default) is forgotten; the other stays, untouched.
+    let out = bare(&env, env.path(), &["forget", second.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("it was the default"),
+        "{}",
+        stdout(&out)
+    );
+    let global =
+        std::fs::read_to_string(env.path().join("home/.config/openkb/global.yaml")).unwrap();
+    assert!(!global.contains("second"), "{global}");
+    assert!(!global.contains("default_kb"), "{global}");
+    assert!(global.contains(first.to_str().unwrap()), "{global}");
+    assert!(first.join(".openkb/state.db").is_file());
+    // Forgetting it again says it is unknown.
+    let out = bare(&env, env.path(), &["forget", second.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a known knowledge base"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -6,11 +6,13 @@ mod compile;
 mod doctor;
 mod export;
 mod init;
+mod kbs;
 mod lint;
 mod list;
 mod log;
 mod migrate;
 mod remove;
+mod show;
 mod status;
 mod use_kb;
 mod watch;
@@ -58,15 +60,21 @@ pub enum Command {
     Init(init::Args),
     /// Make a knowledge base the default one
     Use(use_kb::Args),
+    /// List the knowledge bases ~/.config/openkb/global.yaml knows, and the default
+    Kbs(kbs::KbsArgs),
+    /// Forget a known knowledge base (global.yaml only; its files are untouched)
+    Forget(kbs::ForgetArgs),
     /// List the registered documents in registry order
     List(list::Args),
     /// Show the state of the knowledge base
     Status(status::Args),
+    /// Show one document: its fields, status, files and log rows
+    Show(show::Args),
     /// Show the operations log, newest last
     Log(log::Args),
     /// Add files and folders to the knowledge base
     Add(add::Args),
-    /// Remove a document and its wiki pages
+    /// Remove documents and their wiki pages
     Remove(remove::Args),
     /// Run compile_command for pending (or named) documents
     Compile(compile::Args),
@@ -117,8 +125,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Init(args) => init::run(&ctx, args),
         Command::Use(args) => use_kb::run(&ctx, args),
+        Command::Kbs(args) => kbs::list(&ctx, args),
+        Command::Forget(args) => kbs::forget(&ctx, args),
         Command::List(args) => list::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
+        Command::Show(args) => show::run(&ctx, args),
         Command::Log(args) => log::run(&ctx, args),
         Command::Add(args) => add::run(&ctx, args),
         Command::Remove(args) => remove::run(&ctx, args),
