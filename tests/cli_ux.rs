@@ -635,3 +635,42 @@ fn known_kbs_are_listed_and_forgotten() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_background_process_of_the_hook_holding_its_output_does_not_hold_openkb() {
+    let env = Env::with_kb();
+    let gate = env.path().join("gate");
+    // The background loop keeps the hook's stdout and stderr open until the test opens the
+    // gate, which it does only once `add` has returned (or after a generous deadline).
+    env.set_config(&format!(
+        "compile_command: '(while [ ! -e {gate} ]; do sleep 0.05; done) & echo compiled-it'\n",
+        gate = gate.display()
+    ));
+    env.write("in/a.md", "a\n");
+    let mut add = env
+        .cmd()
+        .args(["add", "in/a.md"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = add.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::fs::write(&gate, "").unwrap();
+    let status = status.expect("add returned while the hook's background process ran");
+    let out = add.wait_with_output().unwrap();
+    assert!(status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("[a] compiled-it"), "{}", stderr(&out));
+    assert_eq!(
+        env.doc_named("a").unwrap().status,
+        openkb::state::Status::Compiled
+    );
+}
