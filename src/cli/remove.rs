@@ -42,9 +42,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             }
         }
         if !problems.is_empty() {
-            if args.identifiers.len() > 1 {
-                problems.push("nothing was removed".to_owned());
-            }
+            problems.push("nothing was removed".to_owned());
             return Err(Error::Invalid(problems.join("\n")));
         }
         targets
@@ -119,8 +117,7 @@ pub(super) fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
                 })
                 .collect();
             Err(Error::Invalid(format!(
-                "{n} documents match {identifier:?}; nothing was removed. Name one by its \
-                 doc_name:\n{}",
+                "{n} documents match {identifier:?}; name one by its doc_name:\n{}",
                 listed.join("\n")
             )))
         }
