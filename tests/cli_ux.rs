@@ -504,7 +504,10 @@ fn show_tells_everything_about_one_document() {
     let out = env.run(&["show", ".md"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("2 documents match") && !err.contains("removed"), "{err}");
+    assert!(
+        err.contains("2 documents match") && !err.contains("removed"),
+        "{err}"
+    );
     let out = env.run(&["show", "nothing-like-it"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
