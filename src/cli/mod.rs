@@ -78,7 +78,7 @@ pub enum Command {
     Remove(remove::Args),
     /// Run compile_command for pending (or named) documents
     Compile(compile::Args),
-    /// Watch raw/ and add new or changed files
+    /// Add the unregistered files of raw/, then watch it and add new or changed files
     Watch(watch::Args),
     /// Check the knowledge base's health (and repair what is safe with --fix)
     Doctor(doctor::Args),
