@@ -12,6 +12,7 @@ mod log;
 mod migrate;
 mod remove;
 mod status;
+mod table;
 mod use_kb;
 mod watch;
 
