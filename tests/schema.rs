@@ -13,7 +13,6 @@ use openkb::state::schema;
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-const M0001: &str = include_str!("../migrations/0001_initial.sql");
 const M0002: &str = include_str!("../migrations/0002_imports.sql");
 const M0003: &str = include_str!("../migrations/0003_intents.sql");
 const M0004: &str = include_str!("../migrations/0004_document_counts.sql");
@@ -24,62 +23,60 @@ const M0003_FIRST: &str = include_str!("data/migrations/0003_intents.4e778dd.sql
 /// 0003 made idempotent, still with AUTOINCREMENT (on main until the edit that removed it).
 const M0003_IDEMPOTENT: &str = include_str!("data/migrations/0003_intents.fab13a7.sql");
 
-/// A database as some build left it: the statements that build ran, in order.
+/// Databases builds left with statements that are no longer the shipped ones: the statements
+/// each ran, in order (its `user_version` is their number).
+const OLD_SHAPES: &[(&str, &[&str])] = &[
+    ("first 0001", &[M0001_FIRST]),
+    ("first 0001, then 0002", &[M0001_FIRST, M0002]),
+    (
+        "the ingest branch: first 0003 as version 2, no imports table",
+        &[M0001_FIRST, M0003_FIRST],
+    ),
+    (
+        "main between the ingest and migrate merges: idempotent 0003 as version 2",
+        &[M0001_FIRST, M0003_IDEMPOTENT],
+    ),
+    (
+        "first 0001, 0002, idempotent 0003",
+        &[M0001_FIRST, M0002, M0003_IDEMPOTENT],
+    ),
+    (
+        "first 0001, 0002, idempotent 0003, 0004",
+        &[M0001_FIRST, M0002, M0003_IDEMPOTENT, M0004],
+    ),
+    (
+        "version 2 without imports, upgraded to 4 (0003 re-run as a no-op)",
+        &[M0001_FIRST, M0003_IDEMPOTENT, M0003_IDEMPOTENT, M0004],
+    ),
+    (
+        "first 0001, upgraded by a build with the edited files",
+        &[M0001_FIRST, M0002, M0003, M0004],
+    ),
+];
+
+/// A database as some build left it.
 struct Era {
-    made_by: &'static str,
-    statements: &'static [&'static str],
+    made_by: String,
+    version: usize,
+    /// The statements of an old shape; `None`: the first `version` shipped migrations.
+    old_statements: Option<&'static [&'static str]>,
 }
 
-const ERAS: &[Era] = &[
-    Era {
-        made_by: "current 0001",
-        statements: &[M0001],
-    },
-    Era {
-        made_by: "current 0001-0002",
-        statements: &[M0001, M0002],
-    },
-    Era {
-        made_by: "current 0001-0003",
-        statements: &[M0001, M0002, M0003],
-    },
-    Era {
-        made_by: "current 0001-0004",
-        statements: &[M0001, M0002, M0003, M0004],
-    },
-    Era {
-        made_by: "first 0001",
-        statements: &[M0001_FIRST],
-    },
-    Era {
-        made_by: "first 0001, then 0002",
-        statements: &[M0001_FIRST, M0002],
-    },
-    Era {
-        made_by: "the ingest branch: first 0003 as version 2, no imports table",
-        statements: &[M0001_FIRST, M0003_FIRST],
-    },
-    Era {
-        made_by: "main between the ingest and migrate merges: idempotent 0003 as version 2",
-        statements: &[M0001_FIRST, M0003_IDEMPOTENT],
-    },
-    Era {
-        made_by: "first 0001, 0002, idempotent 0003",
-        statements: &[M0001_FIRST, M0002, M0003_IDEMPOTENT],
-    },
-    Era {
-        made_by: "first 0001, 0002, idempotent 0003, 0004",
-        statements: &[M0001_FIRST, M0002, M0003_IDEMPOTENT, M0004],
-    },
-    Era {
-        made_by: "version 2 without imports, upgraded to 4 (0003 re-run as a no-op)",
-        statements: &[M0001_FIRST, M0003_IDEMPOTENT, M0003_IDEMPOTENT, M0004],
-    },
-    Era {
-        made_by: "first 0001, upgraded by a build with the edited files",
-        statements: &[M0001_FIRST, M0002, M0003, M0004],
-    },
-];
+/// Every shipped version below the latest, made by the shipped migrations, then every old shape.
+fn eras() -> Vec<Era> {
+    let latest = schema::MIGRATIONS.len();
+    let shipped = (1..latest).map(|version| Era {
+        made_by: format!("shipped migrations 1..={version}"),
+        version,
+        old_statements: None,
+    });
+    let old = OLD_SHAPES.iter().map(|(made_by, statements)| Era {
+        made_by: (*made_by).to_owned(),
+        version: statements.len(),
+        old_statements: Some(statements),
+    });
+    shipped.chain(old).collect()
+}
 
 fn hash(n: u64) -> String {
     format!("{n:064x}")
@@ -103,10 +100,23 @@ fn build(era: &Era, path: &Path, with_intents: bool) {
         schema::APPLICATION_ID
     ))
     .unwrap();
-    for statements in era.statements {
-        conn.execute_batch(statements).unwrap();
+    match era.old_statements {
+        Some(statements) => {
+            for statement in statements {
+                conn.execute_batch(statement).unwrap();
+            }
+        }
+        None => {
+            let shipped = &schema::MIGRATIONS[..era.version];
+            for (index, migration) in shipped.iter().enumerate() {
+                match migration.step {
+                    schema::Step::Sql(sql) => conn.execute_batch(sql).unwrap(),
+                    schema::Step::Rust(step) => step(&conn, &shipped[..index]).unwrap(),
+                }
+            }
+        }
     }
-    conn.execute_batch(&format!("PRAGMA user_version = {};", era.statements.len()))
+    conn.execute_batch(&format!("PRAGMA user_version = {};", era.version))
         .unwrap();
     fill(&conn, with_intents);
 }
@@ -309,12 +319,7 @@ fn assert_upgraded(conn: &Connection, before: &BTreeMap<&str, Rows>, made_by: &s
 
 #[test]
 fn every_shipped_schema_version_and_shape_upgrades_with_every_row() {
-    assert_eq!(
-        ERAS.iter().map(|e| e.statements.len()).max(),
-        Some(4),
-        "a new shipped migration needs eras here"
-    );
-    for era in ERAS {
+    for era in &eras() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         build(era, &path, true);
@@ -322,13 +327,13 @@ fn every_shipped_schema_version_and_shape_upgrades_with_every_row() {
         let before = rows(&conn);
         assert_eq!(
             schema::check(&conn).unwrap(),
-            schema::Version::Behind(era.statements.len() as i64),
+            schema::Version::Behind(era.version as i64),
             "{}",
-            era.made_by
+            &era.made_by
         );
         let reached = schema::migrate(&mut conn, "2026-12-01T00:00:00.000Z").unwrap();
         assert_eq!(reached, schema::latest_version(), "{}", era.made_by);
-        assert_upgraded(&conn, &before, era.made_by);
+        assert_upgraded(&conn, &before, &era.made_by);
 
         // New rows continue after the kept ones, and the counting triggers work.
         conn.execute(
@@ -371,11 +376,11 @@ fn the_binary_upgrades_an_old_shape_database_in_a_kb_and_keeps_using_it() {
             std::fs::remove_file(file).unwrap();
         }
     }
-    let era = &ERAS[9];
-    assert!(
-        era.made_by
-            .starts_with("first 0001, 0002, idempotent 0003, 0004")
-    );
+    let eras = eras();
+    let era = eras
+        .iter()
+        .find(|e| e.made_by == "first 0001, 0002, idempotent 0003, 0004")
+        .unwrap();
     // No intents: the binary would settle them against files this test does not make.
     build(era, &db, false);
     let before = rows(&Connection::open(&db).unwrap());
