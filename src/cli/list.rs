@@ -78,34 +78,6 @@ fn write_table(out: &mut impl Write, docs: &[Document]) -> std::io::Result<()> {
             ]
         })
         .collect();
-    let headers = ["NAME", "TYPE", "DOC_NAME", "STATUS"];
-    let mut widths = headers.map(display_width);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(display_width(cell));
-        }
-    }
-    let line = |out: &mut dyn Write, cells: [&str; 4]| -> std::io::Result<()> {
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                writeln!(out, "{cell}")?;
-            } else {
-                let pad = widths[i] - display_width(cell);
-                write!(out, "{cell}{:pad$}  ", "")?;
-            }
-        }
-        Ok(())
-    };
-    line(out, headers)?;
-    for row in &rows {
-        line(out, [&row[0], &row[1], &row[2], &row[3]])?;
-    }
+    super::table::write(out, ["NAME", "TYPE", "DOC_NAME", "STATUS"], &rows)?;
     writeln!(out, "{} document(s)", rows.len())
-}
-
-/// Columns a name takes on a terminal: combining marks (an NFD name's accents) take none.
-fn display_width(text: &str) -> usize {
-    text.chars()
-        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
-        .count()
 }

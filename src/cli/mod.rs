@@ -14,6 +14,7 @@ mod migrate;
 mod remove;
 mod show;
 mod status;
+mod table;
 mod use_kb;
 mod watch;
 
