@@ -650,7 +650,7 @@ fn a_negative_schema_version_is_reported_not_a_panic() {
         assert_ne!(out.status.code(), Some(101), "{args:?}: {}", stderr(&out));
         assert!(!out.status.success());
         assert!(
-            stderr(&out).contains("schema version"),
+            stderr(&out).contains("user_version is -1"),
             "{args:?}: {}",
             stderr(&out)
         );

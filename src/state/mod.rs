@@ -132,15 +132,6 @@ impl Store {
         check_identity(&conn, path)?;
 
         let version = schema::check(&conn).map_err(sql)?;
-        if let schema::Version::Invalid(found) = version {
-            return Err(Error::NotStateDb {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "its schema version (PRAGMA user_version) is {found}, which openkb never \
-                     writes: another program changed it"
-                ),
-            });
-        }
         let too_new = matches!(version, schema::Version::TooNew(_));
         let pinned = schema::pinned_journal_mode(&conn).map_err(sql)?;
         let rollback =
