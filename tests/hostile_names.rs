@@ -717,3 +717,35 @@ fn a_python_multi_line_entry_is_not_a_log_md_difference_but_a_forged_row_is() {
     assert_eq!(stdout(&removes), "");
     assert_canary(&env, &outside);
 }
+
+#[test]
+fn duplicate_legacy_entries_removed_together_take_their_shared_files() {
+    let b = "b".repeat(64);
+    let c = format!("bbbb{}", "c".repeat(60));
+    let entry = serde_json::json!({"name": "same.md", "type": "md", "doc_name": "same",
+                                    "raw_path": "raw/same.md"});
+    let env = legacy_env(
+        &serde_json::json!({ b.clone(): entry.clone(), c.clone(): entry }),
+        &[
+            ("raw/same.md", "same\n"),
+            ("wiki/summaries/same.md", "summary\n"),
+        ],
+    );
+    let outside = canary(&env);
+    let before = files(&env);
+    let out = env.run(&["remove", "-y", &b[..12], &c[..12]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("alone"),
+        "the plan is the command's: {}",
+        stdout(&out)
+    );
+    let mut got = changed(&before, &files(&env));
+    got.retain(|p| !p.starts_with(".openkb/state.db"));
+    assert_eq!(
+        got,
+        ["raw/same.md", "wiki/log.md", "wiki/summaries/same.md"]
+    );
+    assert!(env.docs().is_empty());
+    assert_canary(&env, &outside);
+}

@@ -38,8 +38,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             match pick(&reader, identifier) {
                 Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
                 Ok(doc) => {
-                    let mut plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
-                    remove::leave_shared(&reader, &mut plan)?;
+                    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
                     targets.push((doc, plan));
                 }
                 Err(e) => problems.push(e.to_string()),
@@ -48,6 +47,12 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         if !problems.is_empty() {
             problems.push("nothing was removed".to_owned());
             return Err(Error::Invalid(problems.join("\n")));
+        }
+        // What the command as a whole does: a file shared only among the targets goes.
+        let hashes: Vec<String> = targets.iter().map(|(d, _)| d.hash.clone()).collect();
+        let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+        for (_, plan) in &mut targets {
+            remove::leave_shared(&reader, plan, &hashes)?;
         }
         targets
     };
@@ -73,7 +78,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             continue;
         };
         let removed = remove::plan(&open.kb, &doc, args.keep_raw).and_then(|mut plan| {
-            remove::leave_shared(&open.store.reader()?, &mut plan)?;
+            // One document at a time: a file another target shares goes with the last of them,
+            // so a failure part-way never leaves a registered document without its files.
+            remove::leave_shared(&open.store.reader()?, &mut plan, &[])?;
             remove::execute(&open.kb, &open.store, &plan).map(|_| plan)
         });
         match removed {

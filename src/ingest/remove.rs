@@ -147,21 +147,24 @@ pub fn plan(kb: &Kb, doc: &Document, keep_raw: bool) -> Result<Plan> {
 
 /// Leave alone what another registered document also names: two legacy entries can share a
 /// raw copy or a doc_name (the Python tool let that happen), and removing one must not take
-/// the other's files or wiki pages with it. Call after [`plan`], under the same lock.
-pub fn leave_shared(q: &impl Queries, plan: &mut Plan) -> Result<()> {
+/// the other's files or wiki pages with it. `removed_too`: hashes the same command removes as
+/// well (their claims do not count). Call after [`plan`], under the same lock.
+pub fn leave_shared(q: &impl Queries, plan: &mut Plan, removed_too: &[&str]) -> Result<()> {
+    let other = |hash: &str| hash != plan.hash && !removed_too.contains(&hash);
     let owner_of_name = match &plan.doc_name {
         Some(d) => q
             .find_by_name_key(d)?
             .into_iter()
-            .find(|o| o.hash != plan.hash && o.display_doc_name().as_deref() == Some(d))
+            .find(|o| other(&o.hash) && o.display_doc_name().as_deref() == Some(d))
             .map(|o| o.hash),
         None => None,
     };
     let mut kept = Vec::new();
     for file in std::mem::take(&mut plan.files) {
         let by_path = q
-            .other_claimant_of_path(file.trim_end_matches('/'), &plan.hash)?
-            .map(|d| d.hash);
+            .claimants_of_path(file.trim_end_matches('/'))?
+            .into_iter()
+            .find(|h| other(h));
         let by_name = plan
             .doc_name
             .as_deref()

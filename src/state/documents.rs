@@ -202,23 +202,18 @@ pub(crate) fn find_by_path(conn: &Connection, path: &str) -> rusqlite::Result<Op
     .optional()
 }
 
-/// First document (registry order) other than `except` whose `path`, `raw_path` or
-/// `source_path` is `path`: who else claims a file.
-pub(crate) fn other_claimant_of_path(
-    conn: &Connection,
-    path: &str,
-    except: &str,
-) -> rusqlite::Result<Option<Document>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM documents WHERE hash IN (
+/// Hashes of the documents (registry order) whose `path`, `raw_path` or `source_path` is
+/// `path`: who claims a file.
+pub(crate) fn claimants_of_path(conn: &Connection, path: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT hash FROM documents WHERE hash IN (
              SELECT hash FROM documents WHERE path = ?1
              UNION SELECT hash FROM documents WHERE raw_path = ?1
              UNION SELECT hash FROM documents WHERE source_path = ?1)
-           AND hash <> ?2
-         ORDER BY position LIMIT 1"
-    ))?
-    .query_row([path, except], from_row)
-    .optional()
+         ORDER BY position",
+    )?
+    .query_map([path], |r| r.get(0))?
+    .collect()
 }
 
 pub(crate) fn find_by_doc_name(

@@ -338,11 +338,10 @@ pub trait Queries {
         documents::find_by_path(self.conn(), path).map_err(|e| sql_error(self.db_path(), e))
     }
 
-    /// First document (registry order) other than `except` that names `path` as its `path`,
-    /// `raw_path` or `source_path`.
-    fn other_claimant_of_path(&self, path: &str, except: &str) -> Result<Option<Document>> {
-        documents::other_claimant_of_path(self.conn(), path, except)
-            .map_err(|e| sql_error(self.db_path(), e))
+    /// Hashes of the documents (registry order) that name `path` as their `path`, `raw_path`
+    /// or `source_path`.
+    fn claimants_of_path(&self, path: &str) -> Result<Vec<String>> {
+        documents::claimants_of_path(self.conn(), path).map_err(|e| sql_error(self.db_path(), e))
     }
 
     fn find_by_doc_name(&self, doc_name: &str) -> Result<Option<Document>> {
