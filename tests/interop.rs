@@ -60,7 +60,11 @@ fn doc_name_matches_pythons_re_for_every_assigned_code_point() {
         .args(["-c", PYTHON_TABLE])
         .output()
         .expect("python3 runs (it is part of the test environment)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8(out.stdout).expect("ASCII table");
     let mut checked = 0;
     let mut mismatches = Vec::new();
@@ -70,7 +74,9 @@ fn doc_name_matches_pythons_re_for_every_assigned_code_point() {
         let expected = unescape(expected);
         let actual = sanitize(&format!("a{c}b"));
         if actual != expected {
-            mismatches.push(format!("U+{cp:0>4}: python {expected:?}, openkb {actual:?}"));
+            mismatches.push(format!(
+                "U+{cp:0>4}: python {expected:?}, openkb {actual:?}"
+            ));
         }
         checked += 1;
     }

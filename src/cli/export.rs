@@ -15,9 +15,13 @@ use crate::state::{Document, LogEntry, Queries, Status};
 
 #[derive(Debug, clap::Args)]
 #[command(group(
-    clap::ArgGroup::new("format").required(true).args(["legacy_json", "json"])
+    clap::ArgGroup::new("format").required(true).args(["legacy_json", "json", "for_python"])
 ))]
 pub struct Args {
+    /// Hand the KB back to the Python tool: write .openkb/hashes.json (refused if one exists)
+    /// and record it as the base of the next `openkb migrate` (a three-way merge)
+    #[arg(long, conflicts_with = "output")]
+    for_python: bool,
     /// Write the registry as the Python tool's hashes.json (0.4 format, registry order)
     #[arg(long)]
     legacy_json: bool,
@@ -43,6 +47,9 @@ struct StateExport<'a> {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    if args.for_python {
+        return for_python(ctx);
+    }
     let open = super::open_kb(ctx, LockMode::Shared)?;
     let reader = open.store.reader()?;
     let documents = reader.list()?;
@@ -99,4 +106,28 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                 .with_path("cannot write", "standard output")
         }
     }
+}
+
+/// `export --for-python`: see [`crate::legacy::handover::export_for_python`].
+fn for_python(ctx: &super::Ctx) -> Result<()> {
+    let open = super::open_kb(ctx, LockMode::Exclusive)?;
+    let handed = crate::legacy::handover::export_for_python(&open.kb, &open.store)?;
+    if handed.unfinished > 0 {
+        eprintln!(
+            "warning: {} document(s) are not compiled (pending or failed); the Python tool will \
+             consider them registered",
+            handed.unfinished
+        );
+    }
+    println!(
+        "Wrote {} ({} documents) for the Python tool and recorded it as the base of the next \
+         `openkb migrate`.",
+        open.kb.hashes_json().display(),
+        handed.documents
+    );
+    println!(
+        "wiki/log.md is current (openkb renders every log row into it). Use the Python tool now; \
+         openkb commands warn until `openkb migrate` merges its changes back."
+    );
+    Ok(())
 }

@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(sanitize("Long Book 0"), "Long-Book-0");
         assert_eq!(sanitize("a__b--c"), "a__b--c");
         // Combining vowel signs are not `\w` in Python: हिन्दी -> ह-न-द.
-        assert_eq!(sanitize("\u{939}\u{93f}\u{928}\u{94d}\u{926}\u{940}"), "\u{939}-\u{928}-\u{926}");
+        assert_eq!(
+            sanitize("\u{939}\u{93f}\u{928}\u{94d}\u{926}\u{940}"),
+            "\u{939}-\u{928}-\u{926}"
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
+use crate::names;
 use crate::state::imports::{self, ImportKind, ImportRecord};
+use crate::state::python_base::{self, Handover};
 use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
 
 /// Operation of the log row a migration adds after the imported history.
@@ -57,8 +59,13 @@ pub struct Options {
 pub enum Outcome {
     /// Neither `hashes.json` nor `state.db`: nothing to import (and nothing was created).
     NothingToMigrate { journals: Vec<JournalReport> },
-    /// `state.db` exists and no `hashes.json` is waiting.
-    AlreadyMigrated { journals: Vec<JournalReport> },
+    /// `state.db` exists and no `hashes.json` is waiting. `log_entries`: the lines the Python
+    /// tool appended to `wiki/log.md` since they were last imported or rendered, imported now
+    /// (or, for a dry run, to import).
+    AlreadyMigrated {
+        journals: Vec<JournalReport>,
+        log_entries: Vec<LegacyLogEntry>,
+    },
     /// The plan was carried out (or, for a dry run, is what would be done).
     Migrated { plan: Box<Plan>, dry_run: bool },
 }
@@ -79,6 +86,19 @@ pub struct Conflict {
     pub name: Option<String>,
     /// Keys whose value differs (or that only one side has), in the file's order first.
     pub keys: Vec<String>,
+    /// What both sides did, and what was kept.
+    pub resolution: &'static str,
+}
+
+/// A document the Python tool removed (missing from the file, unchanged in `state.db` since
+/// the hand-over), and whether the merge removes it from `state.db` too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Removal {
+    pub hash: String,
+    pub name: Option<String>,
+    /// False: its summary page is still there and no new entry took its name, so the Python
+    /// tool more likely started from an empty registry than removed it; kept and reported.
+    pub applied: bool,
 }
 
 /// Everything an import will do, worked out before anything is written.
@@ -99,6 +119,16 @@ pub struct Plan {
     /// Drift: entries already in `state.db` with the same metadata.
     pub unchanged: usize,
     pub conflicts: Vec<Conflict>,
+    /// Drift: entries the Python tool edited since the hand-over (same hash), as they will be
+    /// stored (status kept).
+    pub updated_documents: Vec<Document>,
+    /// Drift: base entries missing from the file.
+    pub removals: Vec<Removal>,
+    /// Drift: whether a base (what openkb last handed to the Python tool) was known. Without
+    /// one the merge only adds and reports conflicts.
+    pub has_base: bool,
+    /// The entries this import hands over to the Python tool (the new base).
+    pub handover: Vec<(String, Map<String, Value>)>,
     /// Log entries to import (drift: those of `wiki/log.md` the log table does not have).
     pub log_entries: Vec<LegacyLogEntry>,
     pub journals: Vec<JournalReport>,
@@ -115,18 +145,30 @@ impl Plan {
         self.log_entries.iter().filter(|e| e.is_unparsed()).count()
     }
 
+    /// Base entries the Python tool removed that the merge removes from `state.db` too.
+    pub fn applied_removals(&self) -> usize {
+        self.removals.iter().filter(|r| r.applied).count()
+    }
+
     fn log_description(&self) -> String {
         let n = self.new_documents.len();
         match self.kind {
             ImportKind::Initial => format!("imported {n} documents from hashes.json"),
-            ImportKind::DriftMerge if self.conflicts.is_empty() => {
-                format!("merged {n} documents from hashes.json")
+            ImportKind::DriftMerge => {
+                let mut text = format!(
+                    "merged hashes.json: {n} added, {} updated, {} removed",
+                    self.updated_documents.len(),
+                    self.applied_removals()
+                );
+                if !self.conflicts.is_empty() {
+                    text.push_str(&format!(
+                        " ({} conflicting entries: state.db kept its version, the file's is in {})",
+                        self.conflicts.len(),
+                        file_name(&self.moved_to)
+                    ));
+                }
+                text
             }
-            ImportKind::DriftMerge => format!(
-                "merged {n} documents from hashes.json ({} conflicting entries kept in {})",
-                self.conflicts.len(),
-                file_name(&self.moved_to)
-            ),
         }
     }
 }
@@ -156,11 +198,15 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
 
     let hashes_path = kb.hashes_json();
     let Some(bytes) = read_if_exists(&hashes_path)? else {
-        return Ok(if kb.state_db().exists() {
-            Outcome::AlreadyMigrated { journals }
+        return if kb.state_db().exists() {
+            let log_entries = import_python_log_lines(kb, options.dry_run)?;
+            Ok(Outcome::AlreadyMigrated {
+                journals,
+                log_entries,
+            })
         } else {
-            Outcome::NothingToMigrate { journals }
-        });
+            Ok(Outcome::NothingToMigrate { journals })
+        };
     };
     // The registry parse is the long pole; the checksum and log.md go on the other core. An
     // initial import parses straight into documents; a drift merge compares entries.
@@ -196,7 +242,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     match parsed {
         Parsed::Entries(entries) => {
             let store = kb.open_store()?;
-            let mut plan = plan_drift(&store, source, entries, legacy_log, journals)?;
+            let mut plan = plan_drift(kb, &store, source, entries, legacy_log, journals)?;
             if !options.dry_run {
                 commit(&store, &mut plan)?;
                 store.checkpoint()?;
@@ -252,6 +298,10 @@ fn new_plan(
         shared_doc_names: Vec::new(),
         unchanged: 0,
         conflicts: Vec::new(),
+        updated_documents: Vec::new(),
+        removals: Vec::new(),
+        has_base: false,
+        handover: Vec::new(),
         log_entries,
         journals,
         record: None,
@@ -299,7 +349,13 @@ fn plan_initial(
     plan
 }
 
+/// The three-way merge: base = what openkb last handed to the Python tool
+/// ([`python_base`]), theirs = the reappeared file, ours = `state.db`. A side that did not
+/// change an entry since the base takes the other side's change (addition, removal, edit);
+/// when both changed one document, `state.db` keeps its version and the file's stays in the
+/// moved-aside `hashes.json.migrated*` (reported as a conflict). Nothing is lost either way.
 fn plan_drift(
+    kb: &Kb,
     store: &Store,
     source: Source,
     entries: Vec<Entry>,
@@ -309,34 +365,122 @@ fn plan_drift(
     let reader = store.reader()?;
     let new_log = log_entries_not_in_table(&reader, legacy_log)?;
     let mut plan = new_plan(ImportKind::DriftMerge, source, &entries, new_log, journals);
-    let mut claimed: HashMap<String, String> = HashMap::new();
-    for entry in entries {
-        if let Some(existing) = reader.get(&entry.hash)? {
-            let stored = super::entry_of(&existing);
-            match differing_keys(&entry.meta, &stored) {
-                keys if keys.is_empty() => plan.unchanged += 1,
-                keys => plan.conflicts.push(Conflict {
-                    hash: entry.hash.clone(),
-                    name: entry
-                        .meta
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    keys,
-                }),
-            }
+    plan.handover = entries
+        .iter()
+        .map(|e| (e.hash.clone(), e.meta.clone()))
+        .collect();
+    let base = python_base::load(&reader)?;
+    plan.has_base = base.is_some();
+    let base: HashMap<String, Map<String, Value>> = base.unwrap_or_default().into_iter().collect();
+    let in_file: HashSet<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
+    // Names of the Python tool's new entries: an entry it replaced by an edited file (same
+    // doc_name, new hash) is a removal even though the summary page is still there.
+    let new_names: HashSet<String> = entries
+        .iter()
+        .filter(|e| !base.contains_key(&e.hash))
+        .map(|e| {
+            let text = |k: &str| e.meta.get(k).and_then(Value::as_str);
+            names::name_key(text("doc_name"), text("name"))
+        })
+        .collect();
+
+    let mut base_order: Vec<&String> = base.keys().collect();
+    base_order.sort_by_key(|h| h.as_str());
+    let mut removed: HashSet<String> = HashSet::new();
+    for hash in base_order {
+        if in_file.contains(hash.as_str()) {
             continue;
         }
+        let Some(doc) = reader.get(hash)? else {
+            continue; // removed on both sides
+        };
+        let name = doc.name.clone();
+        if !differing_keys(&base[hash], &super::entry_of(&doc)).is_empty() {
+            plan.conflicts.push(Conflict {
+                hash: hash.clone(),
+                name,
+                keys: vec!["(removed by the Python tool)".into()],
+                resolution: "changed by openkb, removed by the Python tool: kept in state.db",
+            });
+            continue;
+        }
+        let summary_gone = doc.display_doc_name().is_none_or(|n| {
+            !kb.wiki_dir()
+                .join("summaries")
+                .join(format!("{n}.md"))
+                .exists()
+        });
+        let applied = summary_gone || new_names.contains(&doc.name_key());
+        if applied {
+            removed.insert(hash.clone());
+        }
+        plan.removals.push(Removal {
+            hash: hash.clone(),
+            name,
+            applied,
+        });
+    }
+
+    let mut claimed: HashMap<String, String> = HashMap::new();
+    let owner_of =
+        |doc_name: &str, hash: &str, claimed: &HashMap<String, String>| -> Result<Option<String>> {
+            if let Some(owner) = claimed.get(doc_name) {
+                return Ok((owner != hash).then(|| owner.clone()));
+            }
+            Ok(reader
+                .find_by_doc_name(doc_name)?
+                .filter(|doc| doc.hash != hash && !removed.contains(&doc.hash))
+                .map(|doc| doc.hash))
+        };
+    for entry in entries {
+        let base_entry = base.get(&entry.hash);
+        let name = entry
+            .meta
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let existing = reader.get(&entry.hash)?;
+        let theirs_changed = base_entry.is_none_or(|b| !differing_keys(&entry.meta, b).is_empty());
+        match (&existing, base_entry) {
+            (Some(existing), _) => {
+                let stored = super::entry_of(existing);
+                let keys = differing_keys(&entry.meta, &stored);
+                if keys.is_empty() || !theirs_changed {
+                    plan.unchanged += 1; // same on both sides, or only openkb changed it
+                    continue;
+                }
+                if !base_entry.is_some_and(|b| differing_keys(b, &stored).is_empty()) {
+                    plan.conflicts.push(Conflict {
+                        hash: entry.hash.clone(),
+                        name,
+                        keys,
+                        resolution: "changed on both sides: state.db keeps its version",
+                    });
+                    continue;
+                }
+            }
+            (None, Some(_)) => {
+                if theirs_changed {
+                    plan.conflicts.push(Conflict {
+                        hash: entry.hash.clone(),
+                        name,
+                        keys: vec!["(removed by openkb)".into()],
+                        resolution: "removed by openkb, changed by the Python tool: stays removed",
+                    });
+                } else {
+                    plan.unchanged += 1; // removed by openkb only: stays removed
+                }
+                continue;
+            }
+            (None, None) => {}
+        }
         let owner = match entry.meta.get("doc_name") {
-            Some(Value::String(doc_name)) => match claimed.get(doc_name) {
-                Some(owner) => Some((doc_name.clone(), owner.clone())),
-                None => match reader.find_by_doc_name(doc_name)? {
-                    Some(doc) => Some((doc_name.clone(), doc.hash)),
-                    None => {
-                        claimed.insert(doc_name.clone(), entry.hash.clone());
-                        None
-                    }
-                },
+            Some(Value::String(doc_name)) => match owner_of(doc_name, &entry.hash, &claimed)? {
+                Some(owner) => Some((doc_name.clone(), owner)),
+                None => {
+                    claimed.insert(doc_name.clone(), entry.hash.clone());
+                    None
+                }
             },
             _ => None,
         };
@@ -347,10 +491,60 @@ fn plan_drift(
                 owner: owner.clone(),
             });
         }
-        plan.new_documents
-            .push(super::document_from_entry(entry, owner.is_some()));
+        let mut doc = super::document_from_entry(entry, owner.is_some());
+        match existing {
+            Some(existing) => {
+                // Only the Python tool changed it: take its version, keep openkb's lifecycle.
+                doc.status = existing.status;
+                doc.error = existing.error;
+                plan.updated_documents.push(doc);
+            }
+            None => plan.new_documents.push(doc),
+        }
     }
     Ok(plan)
+}
+
+/// The entries of `wiki/log.md` the log table does not have: lines the Python tool appended
+/// (its `query`, `ingest`, `remove` entries) since openkb last imported or rendered the log.
+/// Call under the exclusive lock (a shared one for a read-only look).
+pub fn python_log_lines(kb: &Kb, reader: &impl Queries) -> Result<Vec<LegacyLogEntry>> {
+    let log_path = kb.log_md();
+    let legacy_log = match read_if_exists(&log_path)? {
+        Some(text) => log_md::parse(&log_path, &text)?,
+        None => return Ok(Vec::new()),
+    };
+    log_entries_not_in_table(reader, legacy_log)
+}
+
+/// Import the Python tool's new `wiki/log.md` lines as log rows, in file order, with a
+/// `migrate` row after them; unless `dry_run`. The page itself is not rewritten: it already
+/// holds them.
+fn import_python_log_lines(kb: &Kb, dry_run: bool) -> Result<Vec<LegacyLogEntry>> {
+    let store = kb.open_store()?;
+    let lines = python_log_lines(kb, &store.reader()?)?;
+    if dry_run || lines.is_empty() {
+        return Ok(lines);
+    }
+    let description = format!(
+        "imported {} wiki/log.md entries appended by the Python tool",
+        lines.len()
+    );
+    let row = store.write(|tx| {
+        imports::append_log_entries(
+            tx,
+            lines.iter().map(|e| {
+                (
+                    e.timestamp.as_str(),
+                    e.operation.as_str(),
+                    e.description.as_str(),
+                )
+            }),
+        )?;
+        tx.append_log(MIGRATE_OPERATION, &description)
+    })?;
+    kb.append_log_md(&row)?;
+    Ok(lines)
 }
 
 /// Keys whose value (or position) differs between the file's entry and the stored one.
@@ -436,6 +630,12 @@ fn write_import(
     record: &ImportRecord,
     description: &str,
 ) -> Result<(ImportRecord, LogEntry)> {
+    for removal in plan.removals.iter().filter(|r| r.applied) {
+        tx.remove_document(&removal.hash)?;
+    }
+    for doc in &plan.updated_documents {
+        tx.upsert_document(doc)?;
+    }
     imports::append_documents(tx, &plan.new_documents)?;
     imports::append_log_entries(
         tx,
@@ -448,6 +648,15 @@ fn write_import(
         }),
     )?;
     let row = tx.append_log(MIGRATE_OPERATION, description)?;
+    let handover: Vec<(String, Map<String, Value>)> = match plan.kind {
+        ImportKind::DriftMerge => plan.handover.clone(),
+        ImportKind::Initial => plan
+            .new_documents
+            .iter()
+            .map(|doc| (doc.hash.clone(), super::entry_of(doc)))
+            .collect(),
+    };
+    python_base::record(tx, Handover::Migrate, &plan.source_sha256, handover)?;
     Ok((imports::record(tx, record)?, row))
 }
 

@@ -33,6 +33,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_document_counts",
         sql: include_str!("../../migrations/0004_document_counts.sql"),
     },
+    Migration {
+        name: "0008_python_base",
+        sql: include_str!("../../migrations/0008_python_base.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
