@@ -45,6 +45,10 @@ use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
 /// Operation of the log row a migration adds after the imported history.
 pub const MIGRATE_OPERATION: &str = "migrate";
 
+/// KB-relative paths of the files a migration reads.
+const HASHES_JSON: &str = ".openkb/hashes.json";
+const LOG_MD: &str = "wiki/log.md";
+
 /// Prefix of the temp database an initial import builds beside `state.db`.
 const IMPORTING_PREFIX: &str = "state.db.importing-";
 
@@ -197,7 +201,15 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     }
 
     let hashes_path = kb.hashes_json();
-    let Some(bytes) = read_if_exists(&hashes_path)? else {
+    // A dry run does not roll journals back, so it reads the KB as the rollback will leave it.
+    let read_kb_file = |path: &Path, rel: &str| {
+        if options.dry_run {
+            journal::content_after_recovery(kb, rel)
+        } else {
+            read_if_exists(path)
+        }
+    };
+    let Some(bytes) = read_kb_file(&hashes_path, HASHES_JSON)? else {
         return if kb.state_db().exists() {
             let log_entries = import_python_log_lines(kb, options.dry_run)?;
             Ok(Outcome::AlreadyMigrated {
@@ -215,7 +227,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     let (parsed, (sha256, legacy_log)) = std::thread::scope(|scope| {
         let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
             let sha256 = crate::ingest::hash::sha256_hex(&bytes);
-            let log = match read_if_exists(&log_path)? {
+            let log = match read_kb_file(&log_path, LOG_MD)? {
                 Some(text) => log_md::parse(&log_path, &text)?,
                 None => Vec::new(),
             };
@@ -510,11 +522,24 @@ fn plan_drift(
 /// Call under the exclusive lock (a shared one for a read-only look).
 pub fn python_log_lines(kb: &Kb, reader: &impl Queries) -> Result<Vec<LegacyLogEntry>> {
     let log_path = kb.log_md();
-    let legacy_log = match read_if_exists(&log_path)? {
-        Some(text) => log_md::parse(&log_path, &text)?,
+    python_log_lines_in(&log_path, read_if_exists(&log_path)?, reader)
+}
+
+fn python_log_lines_in(
+    log_path: &Path,
+    log_md: Option<Vec<u8>>,
+    reader: &impl Queries,
+) -> Result<Vec<LegacyLogEntry>> {
+    let legacy_log = match log_md {
+        Some(text) => log_md::parse(log_path, &text)?,
         None => return Ok(Vec::new()),
     };
-    log_entries_not_in_table(reader, legacy_log)
+    // Only real entries: text that is not `## [time] op | text` was not appended by a tool.
+    let entries = legacy_log
+        .into_iter()
+        .filter(|e| !e.is_unparsed())
+        .collect();
+    log_entries_not_in_table(reader, entries)
 }
 
 /// Import the Python tool's new `wiki/log.md` lines as log rows, in file order, with a
@@ -522,9 +547,30 @@ pub fn python_log_lines(kb: &Kb, reader: &impl Queries) -> Result<Vec<LegacyLogE
 /// holds them.
 fn import_python_log_lines(kb: &Kb, dry_run: bool) -> Result<Vec<LegacyLogEntry>> {
     let store = kb.open_store()?;
-    let lines = python_log_lines(kb, &store.reader()?)?;
-    if dry_run || lines.is_empty() {
-        return Ok(lines);
+    let log_path = kb.log_md();
+    let log_md = if dry_run {
+        journal::content_after_recovery(kb, LOG_MD)?
+    } else {
+        read_if_exists(&log_path)?
+    };
+    let lines = python_log_lines_in(&log_path, log_md, &store.reader()?)?;
+    if !dry_run {
+        import_log_lines(kb, &store, &lines, MIGRATE_OPERATION)?;
+    }
+    Ok(lines)
+}
+
+/// Import `lines` (from [`python_log_lines`]) as log rows in order, followed by a row of
+/// `operation` saying so, rendered into `wiki/log.md` (which already holds the lines). Nothing
+/// when `lines` is empty. The caller holds the exclusive lock.
+pub fn import_log_lines(
+    kb: &Kb,
+    store: &Store,
+    lines: &[LegacyLogEntry],
+    operation: &str,
+) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
     }
     let description = format!(
         "imported {} wiki/log.md entries appended by the Python tool",
@@ -541,10 +587,9 @@ fn import_python_log_lines(kb: &Kb, dry_run: bool) -> Result<Vec<LegacyLogEntry>
                 )
             }),
         )?;
-        tx.append_log(MIGRATE_OPERATION, &description)
+        tx.append_log(operation, &description)
     })?;
-    kb.append_log_md(&row)?;
-    Ok(lines)
+    kb.append_log_md(&row)
 }
 
 /// Keys whose value (or position) differs between the file's entry and the stored one.
