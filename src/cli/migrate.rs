@@ -112,7 +112,7 @@ fn migrate_one(path: &Path, options: Options) -> Result<String> {
 fn print_outcome(kb: &Kb, outcome: &Outcome, dry_run: bool, verbose: u8) {
     match outcome {
         Outcome::NothingToMigrate { journals } => {
-            print_journals(journals, false);
+            print_journals(journals, dry_run);
             println!(
                 "Nothing to migrate: {} has no .openkb/hashes.json.",
                 kb.root().display()
@@ -122,7 +122,7 @@ fn print_outcome(kb: &Kb, outcome: &Outcome, dry_run: bool, verbose: u8) {
             journals,
             log_entries,
         } if log_entries.is_empty() => {
-            print_journals(journals, false);
+            print_journals(journals, dry_run);
             println!(
                 "{}: already migrated (state.db exists and no hashes.json is waiting); nothing \
                  changed.",
@@ -133,7 +133,7 @@ fn print_outcome(kb: &Kb, outcome: &Outcome, dry_run: bool, verbose: u8) {
             journals,
             log_entries,
         } => {
-            print_journals(journals, false);
+            print_journals(journals, dry_run);
             println!(
                 "{}: already migrated (no hashes.json is waiting); wiki/log.md: {} entries \
                  appended by the Python tool {}",
@@ -226,10 +226,10 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
                     );
                 } else {
                     println!(
-                        "    kept: {} ({name}) is missing from hashes.json but its summary page \
-                         is still there (the Python tool probably started from an empty \
-                         registry); remove it with `openkb remove` if it should go",
-                        removal.hash
+                        "    kept: {} ({name}) is missing from hashes.json, but {}; remove it \
+                         with `openkb remove` if it should go",
+                        removal.hash,
+                        removal.why_kept.unwrap_or("it was not removed")
                     );
                 }
             }

@@ -100,10 +100,16 @@ pub struct Conflict {
 pub struct Removal {
     pub hash: String,
     pub name: Option<String>,
-    /// False: its summary page is still there and no new entry took its name, so the Python
-    /// tool more likely started from an empty registry than removed it; kept and reported.
+    /// False: kept and reported, because the Python tool more likely started from an empty
+    /// registry than removed it ([`Removal::why_kept`]).
     pub applied: bool,
+    pub why_kept: Option<&'static str>,
 }
+
+/// Why a base entry missing from the file is not removed.
+const SUMMARY_STILL_THERE: &str = "its summary page is still there and no new entry took its name";
+const NOTHING_IN_COMMON: &str =
+    "the file has no entry in common with the registry handed over (a registry started empty)";
 
 /// Everything an import will do, worked out before anything is written.
 #[derive(Debug)]
@@ -383,7 +389,9 @@ fn plan_drift(
         .collect();
     let base = python_base::load(&reader)?;
     plan.has_base = base.is_some();
-    let base: HashMap<String, Map<String, Value>> = base.unwrap_or_default().into_iter().collect();
+    let base = base.unwrap_or_default();
+    let base_order: Vec<String> = base.iter().map(|(hash, _)| hash.clone()).collect();
+    let base: HashMap<String, Map<String, Value>> = base.into_iter().collect();
     let in_file: HashSet<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
     // Names of the Python tool's new entries: an entry it replaced by an edited file (same
     // doc_name, new hash) is a removal even though the summary page is still there.
@@ -396,10 +404,11 @@ fn plan_drift(
         })
         .collect();
 
-    let mut base_order: Vec<&String> = base.keys().collect();
-    base_order.sort_by_key(|h| h.as_str());
+    // A Python tool that found no hashes.json (moved away by `migrate`) starts from an empty
+    // registry: its file then lacks every base entry without having removed any.
+    let started_empty = !base.is_empty() && !entries.iter().any(|e| base.contains_key(&e.hash));
     let mut removed: HashSet<String> = HashSet::new();
-    for hash in base_order {
+    for hash in &base_order {
         if in_file.contains(hash.as_str()) {
             continue;
         }
@@ -422,14 +431,21 @@ fn plan_drift(
                 .join(format!("{n}.md"))
                 .exists()
         });
-        let applied = summary_gone || new_names.contains(&doc.name_key());
-        if applied {
+        let why_kept = if started_empty {
+            Some(NOTHING_IN_COMMON)
+        } else if summary_gone || new_names.contains(&doc.name_key()) {
+            None
+        } else {
+            Some(SUMMARY_STILL_THERE)
+        };
+        if why_kept.is_none() {
             removed.insert(hash.clone());
         }
         plan.removals.push(Removal {
             hash: hash.clone(),
             name,
-            applied,
+            applied: why_kept.is_none(),
+            why_kept,
         });
     }
 
