@@ -534,3 +534,50 @@ fn a_check_shares_the_kb_and_fix_waits_for_the_exclusive_lock() {
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
     assert!(stderr(&output).contains("waiting for another openkb process"));
 }
+
+#[test]
+fn duplicate_path_claims_and_with_full_changed_raw_copies_are_reported() {
+    let kb = TestKb::new();
+    let alpha = kb.add_doc("alpha.md", "alpha", true);
+    kb.add_doc("beta.md", "beta", true);
+    for extra in [&[][..], &["--full"][..]] {
+        let (code, json) = doctor_json(&kb, extra);
+        assert_eq!(code, 0, "{json:#}");
+        assert!(findings(&json, "duplicate-claim").is_empty(), "{json:#}");
+        assert!(findings(&json, "hash-mismatch").is_empty(), "{json:#}");
+    }
+
+    // An edit merged as an addition only: the old and the new entry share one path.
+    let mut stale = Document::new(sha256(b"alpha, before the edit"));
+    stale.name = Some("alpha.md".into());
+    stale.doc_name = Some("alpha-old".into());
+    stale.path = alpha.path.clone();
+    stale.raw_path = alpha.raw_path.clone();
+    stale.status = Status::Compiled;
+    kb.upsert(&stale);
+    let (code, json) = doctor_json(&kb, &[]);
+    assert_eq!(code, 1, "{json:#}");
+    let claims = findings(&json, "duplicate-claim");
+    assert_eq!(claims.len(), 2, "path and raw_path: {json:#}");
+    assert!(claims[0].1.contains("alpha") && claims[0].1.contains("alpha-old"));
+    assert!(claims[0].1.contains("raw/alpha.md"), "{}", claims[0].1);
+    kb.store()
+        .write(|tx| tx.remove_document(&stale.hash))
+        .unwrap();
+
+    // A raw copy edited in place: only --full reads contents.
+    kb.write("raw/beta.md", "beta, edited in place");
+    let (code, json) = doctor_json(&kb, &[]);
+    assert_eq!(code, 0, "{json:#}");
+    assert!(findings(&json, "hash-mismatch").is_empty());
+    let (code, json) = doctor_json(&kb, &["--full"]);
+    assert_eq!(code, 1, "{json:#}");
+    let mismatch = findings(&json, "hash-mismatch");
+    assert_eq!(mismatch.len(), 1, "{json:#}");
+    assert!(mismatch[0].1.contains("raw/beta.md"), "{}", mismatch[0].1);
+    assert!(
+        mismatch[0].1.contains(&sha256(b"beta")[..12]),
+        "{}",
+        mismatch[0].1
+    );
+}
