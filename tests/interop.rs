@@ -584,3 +584,36 @@ save()
     );
     assert_eq!(documents(&sb, &kb).len(), 51);
 }
+
+#[test]
+fn export_for_python_brings_log_md_to_the_log_table_first() {
+    let sb = Sandbox::new();
+    let kb = sb.fixture_kb("kb");
+    ok(&mut sb.openkb(&kb, &["migrate"]));
+    // The Python tool appended a line, then openkb logged a row of its own after it.
+    let python_line = "## [2026-12-24 13:00:00] query | asked before the hand-over\n\n";
+    let mut page = std::fs::read_to_string(kb.join("wiki/log.md")).unwrap();
+    page.push_str(python_line);
+    std::fs::write(kb.join("wiki/log.md"), &page).unwrap();
+    run(&mut sb.openkb(&kb, &["lint"]));
+
+    let out = ok(&mut sb.openkb(&kb, &["export", "--for-python"]));
+    assert!(
+        out.stdout
+            .contains("wiki/log.md rewritten from the log table (1 line"),
+        "{}",
+        out.stdout
+    );
+    let page = std::fs::read_to_string(kb.join("wiki/log.md")).unwrap();
+    assert_eq!(page.matches(python_line).count(), 1, "{page}");
+    let doctor = run(&mut sb.openkb(&kb, &["doctor"]));
+    assert!(
+        doctor.stdout.contains("wiki/log.md matches the log table"),
+        "{}",
+        doctor.stdout
+    );
+    let log = json(&ok(&mut sb.openkb(&kb, &["log", "-n", "3", "--json"])));
+    assert_eq!(log[0]["description"], "asked before the hand-over");
+    assert_eq!(log[1]["operation"], "export");
+    assert_eq!(log[2]["operation"], "export");
+}

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::legacy::export::write_registry;
+use crate::legacy::handover::LogMd;
 use crate::lock::LockMode;
 use crate::state::imports::{self, ImportRecord};
 use crate::state::{Document, LogEntry, Queries, Status};
@@ -125,9 +126,20 @@ fn for_python(ctx: &super::Ctx) -> Result<()> {
         open.kb.hashes_json().display(),
         handed.documents
     );
+    match handed.log_md {
+        LogMd::Current => println!("wiki/log.md is current (it renders the log table)."),
+        LogMd::Rewritten { imported } => println!(
+            "wiki/log.md rewritten from the log table ({imported} line(s) the Python tool had \
+             appended imported first)."
+        ),
+        LogMd::LeftAsIs => eprintln!(
+            "warning: wiki/log.md holds text the log table does not have; left as it is (`openkb \
+             doctor --fix` saves that text aside and rewrites the page)"
+        ),
+    }
     println!(
-        "wiki/log.md is current (openkb renders every log row into it). Use the Python tool now; \
-         openkb commands warn until `openkb migrate` merges its changes back."
+        "Use the Python tool now; openkb commands warn until `openkb migrate` merges its changes \
+         back."
     );
     Ok(())
 }

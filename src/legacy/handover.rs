@@ -6,6 +6,9 @@
 //! removals and edits; see `migrate::plan_drift`) and imports the lines it appended to
 //! `wiki/log.md`.
 
+use std::collections::HashMap;
+
+use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, Result};
 use crate::fsx;
 use crate::kb::Kb;
@@ -16,6 +19,7 @@ use crate::state::{Queries, Status, Store};
 #[derive(Debug)]
 pub struct HandedOver {
     pub documents: usize,
+    pub log_md: LogMd,
     /// Documents not compiled (pending or failed), which the Python tool sees as registered.
     pub unfinished: usize,
 }
@@ -35,6 +39,7 @@ pub fn export_for_python(kb: &Kb, store: &Store) -> Result<HandedOver> {
         )));
     }
     store.ensure_writable()?;
+    let log_md = sync_log_md(kb, store)?;
     let documents = store.reader()?.list()?;
     let mut text = String::with_capacity(documents.len() * 320 + 4);
     super::export::write_registry(&mut text, &documents);
@@ -64,6 +69,7 @@ pub fn export_for_python(kb: &Kb, store: &Store) -> Result<HandedOver> {
             kb.append_log_md(&row)?;
             Ok(HandedOver {
                 documents: documents.len(),
+                log_md,
                 unfinished: documents
                     .iter()
                     .filter(|d| d.status != Status::Compiled)
@@ -75,4 +81,63 @@ pub fn export_for_python(kb: &Kb, store: &Store) -> Result<HandedOver> {
             Err(e)
         }
     }
+}
+
+/// What [`sync_log_md`] did to `wiki/log.md`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogMd {
+    /// It already rendered the log table.
+    Current,
+    /// Rewritten from the log table (after importing the Python tool's lines); `imported`
+    /// lines of the Python tool became rows first.
+    Rewritten { imported: usize },
+    /// It holds text that is not in the log table; left as it is (`openkb doctor --fix`
+    /// saves that text aside and rewrites the page).
+    LeftAsIs,
+}
+
+/// Make `wiki/log.md` the rendering of the log table before the Python tool reads and appends
+/// to it: lines the Python tool appended earlier become rows first, then the page is rewritten
+/// from the table when that loses nothing (every entry on the page is in the table).
+fn sync_log_md(kb: &Kb, store: &Store) -> Result<LogMd> {
+    let lines = super::migrate::python_log_lines(kb, &store.reader()?)?;
+    super::migrate::import_log_lines(kb, store, &lines, "export")?;
+    let expected = crate::doctor::render_log_md(&store.reader()?)?;
+    let path = kb.log_md();
+    let current = match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("cannot read", &path, e)),
+    };
+    if current.as_deref() == Some(expected.as_bytes()) {
+        return Ok(if lines.is_empty() {
+            LogMd::Current
+        } else {
+            LogMd::Rewritten {
+                imported: lines.len(),
+            }
+        });
+    }
+    if let Some(current) = &current {
+        let mut in_table: HashMap<LegacyLogEntry, usize> = HashMap::new();
+        for entry in log_md::parse_text(&expected) {
+            *in_table.entry(entry).or_default() += 1;
+        }
+        let loses_text = log_md::parse_text(&String::from_utf8_lossy(current))
+            .into_iter()
+            .any(|entry| match in_table.get_mut(&entry) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            });
+        if loses_text {
+            return Ok(LogMd::LeftAsIs);
+        }
+    }
+    fsx::atomic_write(&path, expected.as_bytes())?;
+    Ok(LogMd::Rewritten {
+        imported: lines.len(),
+    })
 }
