@@ -617,3 +617,69 @@ fn export_for_python_brings_log_md_to_the_log_table_first() {
     assert_eq!(log[1]["operation"], "export");
     assert_eq!(log[2]["operation"], "export");
 }
+
+#[test]
+fn a_kb_migrated_before_bases_were_kept_uses_the_file_its_migration_moved_aside() {
+    let sb = Sandbox::new();
+    let kb = sb.fixture_kb("kb");
+    ok(&mut sb.openkb(&kb, &["migrate"]));
+    // As a state.db of an older openkb: no base recorded.
+    let store = common::open_store(&kb);
+    store
+        .write(|tx| {
+            tx.connection()
+                .execute_batch("DELETE FROM python_base; DELETE FROM python_handovers;")
+                .map_err(|e| openkb::Error::Invalid(e.to_string()))
+        })
+        .unwrap();
+    drop(store);
+    // The user put the migrated file back and the Python tool removed a document.
+    std::fs::copy(
+        kb.join(".openkb/hashes.json.migrated"),
+        kb.join(".openkb/hashes.json"),
+    )
+    .unwrap();
+    let removed = python_tool(
+        &kb,
+        r###"
+h = by_doc_name("report")
+registry.pop(h)
+os.remove(os.path.join(kb, "wiki", "summaries", "report.md"))
+save()
+out = h
+"###,
+    );
+    let done = ok(&mut sb.openkb(&kb, &["migrate"]));
+    assert!(
+        done.stdout.contains(
+            "0 new merged, 0 updated, 1 removed, 49 already in state.db unchanged, 0 conflicting"
+        ),
+        "{}",
+        done.stdout
+    );
+    assert!(!hashes_of(&documents(&sb, &kb)).contains(&removed.as_str().unwrap()));
+
+    // Without that file (or with it changed) there is no base: nothing is removed.
+    let sb = Sandbox::new();
+    let kb = sb.fixture_kb("kb");
+    ok(&mut sb.openkb(&kb, &["migrate"]));
+    let store = common::open_store(&kb);
+    store
+        .write(|tx| {
+            tx.connection()
+                .execute_batch("DELETE FROM python_base; DELETE FROM python_handovers;")
+                .map_err(|e| openkb::Error::Invalid(e.to_string()))
+        })
+        .unwrap();
+    drop(store);
+    std::fs::rename(
+        kb.join(".openkb/hashes.json.migrated"),
+        kb.join(".openkb/hashes.json"),
+    )
+    .unwrap();
+    python_tool(&kb, "registry.pop(by_doc_name(\"report\"))\nsave()");
+    let done = ok(&mut sb.openkb(&kb, &["migrate"]));
+    assert!(done.stdout.contains("no base known"), "{}", done.stdout);
+    assert!(done.stdout.contains("0 removed"), "{}", done.stdout);
+    assert_eq!(documents(&sb, &kb).len(), 50);
+}

@@ -387,7 +387,10 @@ fn plan_drift(
         .iter()
         .map(|e| (e.hash.clone(), e.meta.clone()))
         .collect();
-    let base = python_base::load(&reader)?;
+    let base = match python_base::load(&reader)? {
+        Some(base) => Some(base),
+        None => base_from_last_import(kb, &reader)?,
+    };
     plan.has_base = base.is_some();
     let base = base.unwrap_or_default();
     let base_order: Vec<String> = base.iter().map(|(hash, _)| hash.clone()).collect();
@@ -606,6 +609,26 @@ pub fn import_log_lines(
         tx.append_log(operation, &description)
     })?;
     kb.append_log_md(&row)
+}
+
+/// The base of a KB migrated before `state.db` kept one: the file the last import moved aside
+/// (`hashes.json.migrated*`), when it is still there unchanged (same SHA-256 as recorded).
+fn base_from_last_import(kb: &Kb, reader: &impl Queries) -> Result<Option<python_base::Base>> {
+    let Some(last) = imports::list(reader)?.pop() else {
+        return Ok(None);
+    };
+    let recorded = PathBuf::from(&last.moved_to);
+    // The KB may have moved since: look for the file by name in this KB's .openkb/.
+    let path = kb.openkb_dir().join(file_name(&recorded));
+    let Some(bytes) = read_if_exists(&path)? else {
+        return Ok(None);
+    };
+    if crate::ingest::hash::sha256_hex(&bytes) != last.source_sha256 {
+        return Ok(None);
+    }
+    Ok(hashes_json::parse(&path, &bytes)
+        .ok()
+        .map(|entries| entries.into_iter().map(|e| (e.hash, e.meta)).collect()))
 }
 
 /// Keys whose value (or position) differs between the file's entry and the stored one.
