@@ -927,6 +927,16 @@ fn a_migration_interrupted_before_the_rename_is_finished_by_the_next_run() {
     assert!(!hashes(&kb).exists());
     let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
     assert_eq!(docs.as_array().unwrap().len(), 50);
+    // Finishing is the rename alone: no second import record, no second `migrate` row.
+    let state = json(&ok(&mut sb.openkb(&kb, &["export", "--json"])));
+    assert_eq!(state["imports"].as_array().unwrap().len(), 1);
+    let migrates = state["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["operation"] == "migrate")
+        .count();
+    assert_eq!(migrates, 1);
 }
 
 #[test]

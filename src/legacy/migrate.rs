@@ -155,6 +155,15 @@ impl Plan {
         self.log_entries.iter().filter(|e| e.is_unparsed()).count()
     }
 
+    /// A drift merge that would only rename the file.
+    pub fn changes_nothing(&self) -> bool {
+        self.new_documents.is_empty()
+            && self.updated_documents.is_empty()
+            && self.applied_removals() == 0
+            && self.conflicts.is_empty()
+            && self.log_entries.is_empty()
+    }
+
     /// Base entries the Python tool removed that the merge removes from `state.db` too.
     pub fn applied_removals(&self) -> usize {
         self.removals.iter().filter(|r| r.applied).count()
@@ -262,8 +271,13 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             let store = kb.open_store()?;
             let mut plan = plan_drift(kb, &store, source, entries, legacy_log, journals)?;
             if !options.dry_run {
-                commit(&store, &mut plan)?;
-                store.checkpoint()?;
+                // The very file the last import read, with nothing to merge: a migration
+                // killed after its commit and before the rename. Finishing it is the rename
+                // alone; another record and `migrate` row would say something happened twice.
+                if !(plan.changes_nothing() && is_last_import(&store, &plan.source_sha256)?) {
+                    commit(&store, &mut plan)?;
+                    store.checkpoint()?;
+                }
                 finish(kb, &mut plan)?;
             }
             Ok(Outcome::Migrated {
@@ -609,6 +623,13 @@ pub fn import_log_lines(
         tx.append_log(operation, &description)
     })?;
     kb.append_log_md(&row)
+}
+
+/// True when the last import read a file with this SHA-256.
+fn is_last_import(store: &Store, sha256: &str) -> Result<bool> {
+    Ok(imports::list(&store.reader()?)?
+        .last()
+        .is_some_and(|last| last.source_sha256 == sha256))
 }
 
 /// The base of a KB migrated before `state.db` kept one: the file the last import moved aside
