@@ -12,7 +12,7 @@ use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, Result};
 use crate::fsx;
 use crate::kb::Kb;
-use crate::state::python_base::{self, Handover};
+use crate::state::python_base;
 use crate::state::{Queries, Status, Store};
 
 /// What [`export_for_python`] wrote.
@@ -55,7 +55,7 @@ pub fn export_for_python(kb: &Kb, store: &Store) -> Result<HandedOver> {
         .iter()
         .map(|doc| (doc.hash.clone(), super::entry_of(doc)));
     let recorded = store.write(|tx| {
-        python_base::record(tx, Handover::Export, &sha256, entries.clone())?;
+        python_base::record_export(tx, &sha256, entries.clone())?;
         tx.append_log(
             "export",
             &format!(

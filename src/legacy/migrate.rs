@@ -39,7 +39,7 @@ use crate::fsx;
 use crate::kb::Kb;
 use crate::names;
 use crate::state::imports::{self, ImportKind, ImportRecord};
-use crate::state::python_base::{self, Handover};
+use crate::state::python_base::{self, Base};
 use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
 
 /// Operation of the log row a migration adds after the imported history.
@@ -137,8 +137,6 @@ pub struct Plan {
     /// Drift: whether a base (what openkb last handed to the Python tool) was known. Without
     /// one the merge only adds and reports conflicts.
     pub has_base: bool,
-    /// The entries this import hands over to the Python tool (the new base).
-    pub handover: Vec<(String, Map<String, Value>)>,
     /// Log entries to import (drift: those of `wiki/log.md` the log table does not have).
     pub log_entries: Vec<LegacyLogEntry>,
     pub journals: Vec<JournalReport>,
@@ -333,7 +331,6 @@ fn new_plan(
         updated_documents: Vec::new(),
         removals: Vec::new(),
         has_base: false,
-        handover: Vec::new(),
         log_entries,
         journals,
         record: None,
@@ -397,13 +394,13 @@ fn plan_drift(
     let reader = store.reader()?;
     let new_log = log_entries_not_in_table(&reader, legacy_log)?;
     let mut plan = new_plan(ImportKind::DriftMerge, source, &entries, new_log, journals);
-    plan.handover = entries
-        .iter()
-        .map(|e| (e.hash.clone(), e.meta.clone()))
-        .collect();
     let base = match python_base::load(&reader)? {
-        Some(base) => Some(base),
-        None => base_from_last_import(kb, &reader)?,
+        Some(Base::Entries(entries)) => Some(entries),
+        Some(Base::File { kept_as, sha256 }) => base_from_kept_file(kb, &kept_as, &sha256)?,
+        None => match imports::list(&reader)?.pop() {
+            Some(last) => base_from_kept_file(kb, Path::new(&last.moved_to), &last.source_sha256)?,
+            None => None,
+        },
     };
     plan.has_base = base.is_some();
     let base = base.unwrap_or_default();
@@ -632,19 +629,23 @@ fn is_last_import(store: &Store, sha256: &str) -> Result<bool> {
         .is_some_and(|last| last.source_sha256 == sha256))
 }
 
-/// The base of a KB migrated before `state.db` kept one: the file the last import moved aside
-/// (`hashes.json.migrated*`), when it is still there unchanged (same SHA-256 as recorded).
-fn base_from_last_import(kb: &Kb, reader: &impl Queries) -> Result<Option<python_base::Base>> {
-    let Some(last) = imports::list(reader)?.pop() else {
-        return Ok(None);
-    };
-    let recorded = PathBuf::from(&last.moved_to);
-    // The KB may have moved since: look for the file by name in this KB's .openkb/.
-    let path = kb.openkb_dir().join(file_name(&recorded));
+/// The entries of the `hashes.json` a migration imported and kept as `kept_as`, when it is
+/// still there unchanged (`sha256`). The KB may have moved since: the file is looked up by
+/// name in this KB's `.openkb/`. Gone or changed: no base (the merge then only adds).
+fn base_from_kept_file(
+    kb: &Kb,
+    kept_as: &Path,
+    sha256: &str,
+) -> Result<Option<python_base::Entries>> {
+    let name = file_name(kept_as);
+    if !name.starts_with("hashes.json") {
+        return Ok(None); // not a name a migration gives: nothing to look up
+    }
+    let path = kb.openkb_dir().join(name);
     let Some(bytes) = read_if_exists(&path)? else {
         return Ok(None);
     };
-    if crate::ingest::hash::sha256_hex(&bytes) != last.source_sha256 {
+    if crate::ingest::hash::sha256_hex(&bytes) != sha256 {
         return Ok(None);
     }
     Ok(hashes_json::parse(&path, &bytes)
@@ -753,15 +754,12 @@ fn write_import(
         }),
     )?;
     let row = tx.append_log(MIGRATE_OPERATION, description)?;
-    let handover: Vec<(String, Map<String, Value>)> = match plan.kind {
-        ImportKind::DriftMerge => plan.handover.clone(),
-        ImportKind::Initial => plan
-            .new_documents
-            .iter()
-            .map(|doc| (doc.hash.clone(), super::entry_of(doc)))
-            .collect(),
-    };
-    python_base::record(tx, Handover::Migrate, &plan.source_sha256, handover)?;
+    python_base::record_migrate(
+        tx,
+        &plan.source_sha256,
+        plan.entries,
+        &plan.moved_to.display().to_string(),
+    )?;
     Ok((imports::record(tx, record)?, row))
 }
 
