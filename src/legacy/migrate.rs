@@ -674,11 +674,21 @@ fn log_entries_not_in_table(
     reader: &impl Queries,
     legacy_log: Vec<LegacyLogEntry>,
 ) -> Result<Vec<LegacyLogEntry>> {
+    // A row is known by how it reads back from the page (its rendering parsed), so however
+    // log.md renders a description (escaping, several lines), openkb's own lines are never
+    // mistaken for the Python tool's.
     let mut known: HashMap<(String, String, String), usize> = HashMap::new();
+    // Imported `unparsed` text is known by its own fields (it renders differently).
     reader.for_each_log_entry(&mut |row| {
-        *known
-            .entry((row.timestamp, row.operation, row.description))
-            .or_default() += 1;
+        let rendered = log_md::parse_text(&row.to_markdown());
+        let raw = (row.timestamp, row.operation, row.description);
+        for e in rendered {
+            let key = (e.timestamp, e.operation, e.description);
+            if key != raw {
+                *known.entry(key).or_default() += 1;
+            }
+        }
+        *known.entry(raw).or_default() += 1;
         Ok(())
     })?;
     Ok(legacy_log
