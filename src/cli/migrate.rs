@@ -49,7 +49,11 @@ fn run_all(options: Options) -> Result<()> {
                 format!("FAILED: {}", e.to_string().replace('\n', "\n    "))
             }
         };
-        println!("{}: {line}", path.display());
+        println!(
+            "{}: {}",
+            names::shown(&path.to_string_lossy()),
+            names::shown_message(&line)
+        );
     }
     if failed > 0 {
         return Err(Error::Invalid(format!(
