@@ -21,8 +21,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsx;
 use crate::kb::Kb;
+use crate::kbpath::KbPath;
 use crate::state::{Queries, Status};
 use crate::wiki::{links, page_key};
 
@@ -247,8 +247,16 @@ pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
         .map(|i| i.page.clone())
         .collect();
     let mut repaired: HashSet<(String, String)> = HashSet::new();
-    let mut rewritten = 0;
+    // Plan, check, act: every page is confined and rewritten in memory before the first write.
+    let mut edits = Vec::new();
     for page in pages {
+        let confined = match page.as_str() {
+            "index.md" => crate::wiki::index_md(kb)?,
+            _ => KbPath::new(kb, &format!("wiki/{page}"))?,
+        };
+        if confined.kind()? == Some(crate::kbpath::Kind::Symlink) {
+            continue; // never written through; its links stay reported
+        }
         let path = wiki.join(&page);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -273,9 +281,15 @@ pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
             continue;
         }
         out.push_str(&text[last..]);
-        fsx::atomic_write(&path, out.as_bytes())?;
-        rewritten += 1;
+        edits.push(crate::wiki::Edit {
+            path: confined,
+            text: out,
+        });
     }
+    for edit in &edits {
+        edit.apply()?;
+    }
+    let rewritten = edits.len();
     for issue in &mut analysis.issues {
         if issue.kind == IssueKind::BrokenLink
             && let Some(target) = &issue.target

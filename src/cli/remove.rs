@@ -25,8 +25,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     // KB; then take the exclusive lock and plan again (the KB may have changed meanwhile).
     let (doc, plan) = {
         let open = super::open_kb(ctx, LockMode::Shared)?;
-        let doc = pick(&open.store.reader()?, &args.identifier)?;
-        let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+        let reader = open.store.reader()?;
+        let doc = pick(&reader, &args.identifier)?;
+        let plan = remove::plan(&open.kb, &reader, &doc, args.keep_raw)?;
         (doc, plan)
     };
     show(&doc, &plan, args.keep_raw);
@@ -43,7 +44,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         println!("already removed (by another process)");
         return Ok(());
     };
-    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+    let plan = remove::plan(&open.kb, &open.store.reader()?, &doc, args.keep_raw)?;
     remove::execute(&open.kb, &open.store, &plan)?;
     println!(
         "removed {}",
@@ -90,6 +91,12 @@ fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
         plan.doc_name.as_deref().unwrap_or("-"),
         &doc.hash[..12]
     );
+    if let Some(why) = &plan.untrusted {
+        println!(
+            "  touch no file: migrate marked this legacy entry untrusted ({why}); it is only \
+             unregistered"
+        );
+    }
     for file in &plan.existing {
         println!("  delete {file}");
     }

@@ -38,6 +38,8 @@ pub fn check(kb: &Kb, reader: &impl Queries) -> Result<Vec<Finding>> {
     let exists = |p: &str| present.contains(p) || (!is_walked(p) && kb.root().join(p).exists());
 
     let mut findings = Vec::new();
+    let untrusted: std::collections::HashMap<String, String> =
+        crate::state::untrusted::list(reader)?.into_iter().collect();
     let mut owned: HashSet<String> = HashSet::new();
     let mut doc_names: HashSet<String> = HashSet::new();
     let mut documents = 0u64;
@@ -46,6 +48,19 @@ pub fn check(kb: &Kb, reader: &impl Queries) -> Result<Vec<Finding>> {
         let label = doc
             .display_doc_name()
             .unwrap_or_else(|| doc.hash[..12].to_owned());
+        if let Some(why) = untrusted.get(&doc.hash) {
+            // Its paths are not the document's to check or to delete: say what remove does.
+            findings.push(Finding::warning(
+                "untrusted-entry",
+                format!(
+                    "document {label} ({}): its legacy entry names paths openkb will not touch \
+                     ({why}); the files are left as they are, and `openkb remove` of it only \
+                     unregisters it",
+                    &doc.hash[..12]
+                ),
+            ));
+            return Ok(());
+        }
         let cloud = doc.origin.as_deref() == Some("cloud")
             || doc.doc_type.as_deref() == Some("pageindex_cloud");
         // Entries from before raw_path (eras A and B) kept their copy at raw/<name>.

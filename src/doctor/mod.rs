@@ -157,6 +157,7 @@ pub(crate) struct Diagnosis {
 fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
     let (mut findings, db) = db::check(kb, full)?;
     findings.extend(fs::check(kb, &db)?);
+    findings.extend(fs::check_symlinks(kb));
     if db.is_readable() {
         // Store::open never creates here (the file exists) and refuses to write on a network
         // filesystem, so reading the registry is safe in every case that reaches this point.

@@ -96,6 +96,10 @@ pub struct Plan {
     /// Documents to insert, in registry order.
     pub new_documents: Vec<Document>,
     pub shared_doc_names: Vec<SharedDocName>,
+    /// Entries whose paths openkb will not act on (a folder, a KB file, outside the KB, a
+    /// doc_name that is not a file name): imported as they are and marked, so that `remove`
+    /// only unregisters them. (hash, why).
+    pub untrusted: Vec<(String, String)>,
     /// Drift: entries already in `state.db` with the same metadata.
     pub unchanged: usize,
     pub conflicts: Vec<Conflict>,
@@ -250,6 +254,7 @@ fn new_plan(
         shapes: shapes(entries),
         new_documents: Vec::new(),
         shared_doc_names: Vec::new(),
+        untrusted: Vec::new(),
         unchanged: 0,
         conflicts: Vec::new(),
         log_entries,
@@ -296,7 +301,19 @@ fn plan_initial(
         super::move_doc_name_to_extra(&mut documents[i]);
     }
     plan.new_documents = documents;
+    plan.untrusted = untrusted_of(&plan.new_documents);
     plan
+}
+
+/// The documents whose entries name paths openkb will not act on, and why.
+fn untrusted_of(documents: &[Document]) -> Vec<(String, String)> {
+    documents
+        .iter()
+        .filter_map(|doc| {
+            let reasons = crate::ingest::remove::untrusted_reasons(doc);
+            (!reasons.is_empty()).then(|| (doc.hash.clone(), reasons.join("; ")))
+        })
+        .collect()
 }
 
 fn plan_drift(
@@ -350,6 +367,7 @@ fn plan_drift(
         plan.new_documents
             .push(super::document_from_entry(entry, owner.is_some()));
     }
+    plan.untrusted = untrusted_of(&plan.new_documents);
     Ok(plan)
 }
 
@@ -437,6 +455,9 @@ fn write_import(
     description: &str,
 ) -> Result<(ImportRecord, LogEntry)> {
     imports::append_documents(tx, &plan.new_documents)?;
+    for (hash, reason) in &plan.untrusted {
+        tx.mark_untrusted(hash, reason)?;
+    }
     imports::append_log_entries(
         tx,
         plan.log_entries.iter().map(|e| {

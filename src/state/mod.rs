@@ -26,6 +26,7 @@ pub mod imports;
 pub mod intents;
 pub mod log;
 pub mod schema;
+pub mod untrusted;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -33,6 +33,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_document_counts",
         sql: include_str!("../../migrations/0004_document_counts.sql"),
     },
+    Migration {
+        name: "0005_untrusted_entries",
+        sql: include_str!("../../migrations/0005_untrusted_entries.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
