@@ -354,11 +354,23 @@ fn find_header(text: &str, header: &str) -> Option<usize> {
 }
 
 fn read_or(path: &Path, default: &str) -> Result<String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(t),
+    match std::fs::read(path) {
+        Ok(bytes) => utf8_page(path, bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default.to_owned()),
         Err(e) => Err(Error::io("cannot read", path, e)),
     }
+}
+
+/// A page's text, or an error saying it is not UTF-8 (openkb never rewrites such a page).
+fn utf8_page(path: &Path, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        Error::Invalid(format!(
+            "{}: is not valid UTF-8 (byte {}), so openkb cannot edit its lines; fix or re-save \
+             it as UTF-8 and run the command again; nothing was changed",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 #[cfg(test)]
