@@ -111,7 +111,11 @@ fn legacy_entries_naming_folders_or_kb_files_are_kept_marked_and_never_touched()
     let add = run(env.cmd().arg("add").arg(&file));
     assert_eq!(add.code, 0, "{}", add.stderr);
     let fix = run(env.cmd().args(["doctor", "--fix"]));
-    assert!(fix.stdout.contains("no interrupted operations"), "{}", fix.stdout);
+    assert!(
+        fix.stdout.contains("no interrupted operations"),
+        "{}",
+        fix.stdout
+    );
     for dir in ["raw", "wiki", "wiki/sources/images"] {
         assert!(env.kb().join(dir).is_dir(), "{dir} is gone");
     }
@@ -193,7 +197,11 @@ fn an_intent_that_cannot_settle_blocks_nothing_and_doctor_fix_settles_it() {
     // An unrelated write (compiling b) still runs, with a warning about the intent.
     let compile = run(env.cmd().args(["compile", "b"]));
     assert_eq!(compile.code, 0, "{}", compile.stderr);
-    assert!(compile.stderr.contains("could not finish"), "{}", compile.stderr);
+    assert!(
+        compile.stderr.contains("could not finish"),
+        "{}",
+        compile.stderr
+    );
     assert_eq!(env.doc_named("b").unwrap().status, Status::Compiled);
     assert!(
         env.kb().join("raw/a.md").is_file(),
@@ -203,11 +211,19 @@ fn an_intent_that_cannot_settle_blocks_nothing_and_doctor_fix_settles_it() {
 
     let doctor = run(env.cmd().arg("doctor"));
     assert_eq!(doctor.code, 1, "{}", doctor.stdout);
-    assert!(doctor.stdout.contains("interrupted remove of a"), "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains("interrupted remove of a"),
+        "{}",
+        doctor.stdout
+    );
 
     std::fs::write(&index, &good_index).unwrap();
     let fix = run(env.cmd().args(["doctor", "--fix"]));
-    assert!(fix.stdout.contains("1 remove(s) finished"), "{}", fix.stdout);
+    assert!(
+        fix.stdout.contains("1 remove(s) finished"),
+        "{}",
+        fix.stdout
+    );
     assert!(!env.kb().join("raw/a.md").exists());
     assert!(env.doc_named("a").is_none());
 }
@@ -267,10 +283,30 @@ fn python_journals_naming_kb_folders_are_reported_and_never_executed() {
     let staging = "<kb>/.openkb/staging/rollback-1";
     write_journal(&kb, "a", "<kb>/raw", json!([]));
     write_journal(&kb, "b", "<kb>/.openkb", json!([]));
-    write_journal(&kb, "c", staging, json!([{"target": "<kb>/.openkb", "backup": null}]));
-    write_journal(&kb, "d", staging, json!([{"target": "<kb>/wiki", "backup": null}]));
-    write_journal(&kb, "e", staging, json!([{"target": "<kb>/raw", "backup": null}]));
-    write_journal(&kb, "f", staging, json!([{"target": "<kb>/raw/keep", "backup": null}]));
+    write_journal(
+        &kb,
+        "c",
+        staging,
+        json!([{"target": "<kb>/.openkb", "backup": null}]),
+    );
+    write_journal(
+        &kb,
+        "d",
+        staging,
+        json!([{"target": "<kb>/wiki", "backup": null}]),
+    );
+    write_journal(
+        &kb,
+        "e",
+        staging,
+        json!([{"target": "<kb>/raw", "backup": null}]),
+    );
+    write_journal(
+        &kb,
+        "f",
+        staging,
+        json!([{"target": "<kb>/raw/keep", "backup": null}]),
+    );
     write_journal(
         &kb,
         "g",
@@ -401,7 +437,11 @@ fn the_hook_sees_only_validated_names_and_paths() {
     guard.retake();
     let out = run(env.cmd().args(["compile", "--pending"]));
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
-    assert!(!marker.exists(), "the hook ran: {}", std::fs::read_to_string(&marker).unwrap());
+    assert!(
+        !marker.exists(),
+        "the hook ran: {}",
+        std::fs::read_to_string(&marker).unwrap()
+    );
     for doc in env.docs() {
         assert_eq!(doc.status, Status::Failed, "{:?}", doc.doc_name);
         assert!(
@@ -429,6 +469,9 @@ fn a_valid_document_still_reaches_the_hook() {
     let seen = std::fs::read_to_string(&marker).unwrap();
     assert_eq!(
         seen.trim(),
-        format!("a|{}", env.kb().canonicalize().unwrap().join("raw/a.md").display())
+        format!(
+            "a|{}",
+            env.kb().canonicalize().unwrap().join("raw/a.md").display()
+        )
     );
 }

@@ -335,17 +335,15 @@ fn reroot(path: &Path, recorded_kb: &Path, root: &Path) -> std::result::Result<P
     {
         return Err("is openkb's state database".into());
     }
-    let moved = root.join(relative);
-    // A symlinked folder on the way could lead out of the KB: resolve the deepest existing
-    // ancestor of the parent and check it is still inside.
-    let parent = moved.parent().unwrap_or(root);
-    if let Some(existing) = parent.ancestors().find(|a| a.exists())
-        && let Ok(resolved) = existing.canonicalize()
-        && !resolved.starts_with(root)
-    {
-        return Err("goes through a symlink that leads out of the knowledge base".into());
-    }
-    Ok(moved)
+    let relative = relative
+        .to_str()
+        .ok_or_else(|| "is not valid UTF-8".to_owned())?;
+    crate::kbpath::KbPath::under(root, relative)
+        .map(|path| path.as_path().to_path_buf())
+        .map_err(|e| match e {
+            Error::Invalid(message) => message,
+            other => other.to_string(),
+        })
 }
 
 impl Journal {

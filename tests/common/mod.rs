@@ -542,7 +542,8 @@ impl Guard {
                     .open(&path)
                     .expect("open");
                 f.set_modified(
-                    std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000),
+                    std::time::SystemTime::UNIX_EPOCH
+                        + std::time::Duration::from_secs(1_600_000_000),
                 )
                 .expect("mtime");
             }
