@@ -390,14 +390,14 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
             );
         }
         guard.assert_only(&[], &context);
-        if rel != ".openkb/state.db" && rel != ".openkb/ingest.lock" {
-            let doctor = run(env.cmd().arg("doctor"));
-            assert!(
-                doctor.stdout.contains(&format!("{rel} is a symbolic link")),
-                "{}",
-                doctor.stdout
-            );
-        }
+        let doctor = run(env.cmd().arg("doctor"));
+        assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+        assert!(
+            doctor.stdout.contains(&format!("{rel} is a symbolic link")),
+            "{}",
+            doctor.stdout
+        );
+        guard.assert_only(&[], &format!("doctor: {}", doctor.stdout));
     }
 }
 

@@ -11,6 +11,8 @@
 //! (with its `remove` log row and the intent delete) is the commit point; everything before it
 //! is idempotent.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -72,28 +74,28 @@ pub struct Plan {
     pub untrusted: Option<String>,
 }
 
-/// The paths a document's entry names or implies, before any check: (path, is the images
-/// folder). Lexical only, so `migrate` can judge 100k entries without touching the disk.
-fn named_paths(doc: &Document, keep_raw: bool) -> Vec<String> {
+/// The paths a document's entry names or implies, before any check. Lexical only, so
+/// `migrate` can judge 100k entries without touching the disk (and without copying strings).
+fn named_paths(doc: &Document, keep_raw: bool) -> Vec<Cow<'_, str>> {
     let mut out = Vec::new();
     if !keep_raw {
         match (&doc.raw_path, &doc.name) {
-            (Some(raw), _) if !raw.is_empty() => out.push(raw.clone()),
+            (Some(raw), _) if !raw.is_empty() => out.push(Cow::Borrowed(raw.as_str())),
             // Entries older than raw_path had their copy at raw/<name>.
-            (_, Some(name)) if doc.path.is_none() => out.push(format!("raw/{name}")),
+            (_, Some(name)) if doc.path.is_none() => out.push(Cow::Owned(format!("raw/{name}"))),
             _ => {}
         }
         // A file dropped into raw/ is the document's raw file too.
         if let Some(path) = &doc.path
             && path.starts_with("raw/")
         {
-            out.push(path.clone());
+            out.push(Cow::Borrowed(path.as_str()));
         }
     }
     if let Some(source) = &doc.source_path
         && !source.is_empty()
     {
-        out.push(source.clone());
+        out.push(Cow::Borrowed(source.as_str()));
     }
     out
 }
@@ -102,9 +104,13 @@ fn named_paths(doc: &Document, keep_raw: bool) -> Vec<String> {
 /// one a document owns (a folder, a KB file, a place outside the KB), and a doc_name that is
 /// not a single file name. Lexical: this is what `migrate` marks entries by.
 pub fn untrusted_reasons(doc: &Document) -> Vec<String> {
-    let doc_name = doc.display_doc_name();
+    let doc_name = match (&doc.doc_name, &doc.name) {
+        (Some(d), _) if !d.is_empty() => Some(d.as_str()),
+        (_, Some(n)) => Some(names::stem(n)),
+        _ => None,
+    };
     let mut reasons = Vec::new();
-    let valid_name = match &doc_name {
+    let valid_name = match doc_name {
         Some(d) => match kbpath::check_doc_name(d) {
             Ok(()) => true,
             Err(why) => {
@@ -148,7 +154,10 @@ pub fn plan(kb: &Kb, q: &impl Queries, doc: &Document, keep_raw: bool) -> Result
         },
         None => None,
     };
-    let mut candidates = named_paths(doc, keep_raw);
+    let mut candidates: Vec<String> = named_paths(doc, keep_raw)
+        .into_iter()
+        .map(Cow::into_owned)
+        .collect();
     if let Some(d) = &doc_name {
         candidates.extend(sources_named(kb, d)?);
         candidates.push(format!("wiki/sources/images/{d}/"));
