@@ -145,6 +145,22 @@ fn an_intent_naming_folders_and_kb_files_settles_without_deleting_them() {
                     IntentFile::new("raw/a.md"),
                     IntentFile::new("wiki/sources/a.md"),
                 ],
+            )?;
+            // An add that "created" KB files: rolling it back must not delete them.
+            tx.record_intent(
+                IntentOp::Add,
+                &hash_of(4242),
+                Some("z"),
+                &[
+                    IntentFile::new("wiki/index.md"),
+                    IntentFile::new("wiki/AGENTS.md"),
+                    IntentFile::new(".openkb/config.yaml"),
+                    IntentFile::new("raw"),
+                    IntentFile {
+                        path: "raw/z.md".into(),
+                        backup: Some(".openkb/config.yaml".into()),
+                    },
+                ],
             )
         })
         .unwrap();
@@ -153,6 +169,11 @@ fn an_intent_naming_folders_and_kb_files_settles_without_deleting_them() {
     let add = run(env.cmd().arg("add").arg(&b));
     assert_eq!(add.code, 0, "{}", add.stderr);
     assert!(add.stderr.contains("left raw alone"), "{}", add.stderr);
+    assert!(
+        add.stderr.contains("left wiki/AGENTS.md alone"),
+        "{}",
+        add.stderr
+    );
     guard.assert_only(
         &[
             "raw/a.md",

@@ -146,13 +146,24 @@ pub fn roll_back_add(
     for file in files.iter().rev() {
         // An intent is read back from state.db: its paths are checked again, and one that is
         // not a file openkb could have published (a folder, a KB file) is left alone.
+        let owner = doc_name.filter(|d| crate::kbpath::check_doc_name(d).is_ok());
+        if let Err(why) = crate::kbpath::owned_by_document(&file.path, owner) {
+            eprintln!("warning: left {} alone: {why}", file.path);
+            continue;
+        }
         let target = KbPath::new(kb, &file.path)?;
         match &file.backup {
             // The target existed before the add. Its backup is made before it is replaced,
             // so a missing backup means the add never got to this file: leave it alone
             // (deleting it would lose the previous version).
             Some(backup) => {
-                let backup = staged_backup(kb, backup)?;
+                let backup = match staged_backup(kb, backup) {
+                    Ok(backup) => backup,
+                    Err(why) => {
+                        eprintln!("warning: left {} alone: {why}", target.rel());
+                        continue;
+                    }
+                };
                 if target.kind()? == Some(Kind::Folder) {
                     eprintln!(
                         "warning: left {} alone: it is a folder, not a file an add replaced",
