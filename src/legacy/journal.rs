@@ -18,9 +18,15 @@
 //! `kb_dir` / `backup_dir`, a malformed entry) is reported and left in place for a person to
 //! look at, where the Python tool deletes it; and every path a journal names is re-rooted
 //! from its recorded `kb_dir` into the KB where it actually is now (a KB copied from another
-//! machine keeps journals with the old absolute paths). A journal naming a path that is not
-//! inside the KB once re-rooted (`..`, another absolute path, a symlinked folder leading
-//! out) is refused as a whole: recovery never writes or deletes outside the KB.
+//! machine keeps journals with the old absolute paths). A journal is refused as a whole
+//! (reported, left in place, never executed) when it names anything the Python tool's `add`
+//! could not have written: a path outside the KB once re-rooted (`..`, another absolute path,
+//! a symlinked folder leading out), a `backup_dir` that is not one folder in
+//! `.openkb/staging/`, a backup outside it, a target that is not one of the paths `add`
+//! snapshots (formats §1.8: `hashes.json`, PageIndex's files, `index.md`, `log.md`,
+//! `concepts/`, `entities/`, a summary, a source, an images folder, a file in `raw/`), or a
+//! target journaled as a file that is a folder now. Every path goes through
+//! [`crate::kbpath::KbPath`].
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
