@@ -120,11 +120,7 @@ pub fn untrusted_reasons(doc: &Document) -> Vec<String> {
         },
         None => true,
     };
-    let owner = if valid_name {
-        doc_name.as_deref()
-    } else {
-        None
-    };
+    let owner = if valid_name { doc_name } else { None };
     for path in named_paths(doc, false) {
         let verdict = match kbpath::owned_by_document(&path, owner) {
             Ok(Owned::Images) => Err(format!("{path:?} is a folder")),
