@@ -21,7 +21,7 @@ pub struct Args {
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let (kb, store) = open_unlocked(ctx)?;
     let options = Options {
-        compile_command: kb.config()?.compile_command().map(str::to_owned),
+        compile_command: kb.config()?.compile_command()?.map(str::to_owned),
         verbose: ctx.verbose > 0,
     };
     crate::ingest::stop_cleanly_on_interrupt();
