@@ -152,6 +152,10 @@ impl Kb {
 
     /// Open `state.db`, creating it when the KB has neither it nor a legacy `hashes.json`.
     pub fn open_store(&self) -> Result<Store> {
+        // SQLite follows symlinks and writes its -wal/-shm wherever they lead, even for readers.
+        for sidecar in ["-wal", "-shm"] {
+            crate::kbpath::KbPath::bookkeeping(self, &format!(".openkb/state.db{sidecar}"))?;
+        }
         let db = crate::kbpath::KbPath::bookkeeping(self, ".openkb/state.db")?
             .as_path()
             .to_path_buf();

@@ -371,6 +371,7 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
         (".openkb/staging", "deep"),
         (".openkb/ingest.lock", "new.lock"),
         (".openkb/state.db", "new.db"),
+        (".openkb/state.db-wal", "new.db-wal"),
     ] {
         let env = Env::with_kb();
         let a = env.write("in/a.md", "# a\n");
@@ -380,6 +381,7 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
         if path.is_dir() {
             std::fs::remove_dir_all(&path).unwrap();
         } else if rel != ".openkb/state.db" {
+            // (a -wal is removed when the last connection closes: the link replaces it)
             let _ = std::fs::remove_file(&path);
         } else {
             // The database moves aside; the link would make openkb create a new one outside.
@@ -411,6 +413,13 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
             );
         }
         guard.assert_only(&[], &context);
+        if rel.starts_with(".openkb/state.db") || rel.ends_with(".lock") {
+            // Even a read would open the database or the lock file through the link.
+            let list = run(env.cmd().arg("list"));
+            assert_ne!(list.code, 0, "list read through a symlinked {rel}");
+            assert!(list.stderr.contains("symbolic link"), "{}", list.stderr);
+            guard.assert_only(&[], &format!("list: {}", list.stderr));
+        }
         let doctor = run(env.cmd().arg("doctor"));
         assert_eq!(doctor.code, 1, "{}", doctor.stdout);
         assert!(
