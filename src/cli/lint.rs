@@ -67,15 +67,15 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     // Writing (report, log row, --fix rewrites) takes the exclusive lock, briefly.
     let _exclusive = kb.lock_exclusive()?;
     // Checked before any page is rewritten: a symlinked reports/ or log.md stops lint early.
-    let (name, timestamp) = lint::report_name(&chrono::Local::now());
-    let report = crate::kbpath::KbPath::bookkeeping(&kb, &format!("wiki/reports/{name}"))?;
+    crate::kbpath::KbPath::bookkeeping(&kb, "wiki/reports")?;
     crate::kbpath::KbPath::bookkeeping(&kb, "wiki/log.md")?;
     let pages_rewritten = if args.fix {
         lint::fix_broken_links(&kb, &mut analysis)?
     } else {
         0
     };
-    report.write_atomic(lint::render_report(&timestamp, &analysis).as_bytes())?;
+    let stamp = lint::report_stamp(&chrono::Local::now());
+    let name = lint::write_report(&kb, &stamp, &analysis)?;
     kb.record(&store, "lint", &format!("report \u{2192} {name}"))?;
 
     let remaining = analysis.remaining();
