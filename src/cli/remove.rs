@@ -38,7 +38,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             match pick(&reader, identifier) {
                 Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
                 Ok(doc) => {
-                    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+                    let plan = remove::plan(&open.kb, &reader, &doc, args.keep_raw)?;
                     targets.push((doc, plan));
                 }
                 Err(e) => problems.push(e.to_string()),
@@ -77,10 +77,12 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             );
             continue;
         };
-        let removed = remove::plan(&open.kb, &doc, args.keep_raw).and_then(|mut plan| {
+        let removed = open.store.reader().and_then(|reader| {
+            let mut plan = remove::plan(&open.kb, &reader, &doc, args.keep_raw)?;
             // One document at a time: a file another target shares goes with the last of them,
             // so a failure part-way never leaves a registered document without its files.
-            remove::leave_shared(&open.store.reader()?, &mut plan, &[])?;
+            remove::leave_shared(&reader, &mut plan, &[])?;
+            drop(reader);
             remove::execute(&open.kb, &open.store, &plan).map(|_| plan)
         });
         match removed {
@@ -161,6 +163,12 @@ fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
         names::shown(plan.doc_name.as_deref().unwrap_or("-")),
         &doc.hash[..12]
     );
+    if let Some(why) = &plan.untrusted {
+        println!(
+            "  touch no file: migrate marked this legacy entry untrusted ({why}); it is only \
+             unregistered"
+        );
+    }
     for file in &plan.existing {
         println!("  delete {}", names::shown(file));
     }

@@ -77,18 +77,6 @@ pub fn backup(target: &Path, backup: &Path) -> Result<bool> {
     }
 }
 
-/// Remove a file; a missing one is fine (every deletion is idempotent).
-pub fn remove_file(path: &Path) -> Result<bool> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        // A name too long for the file system names no file there: nothing to remove (a
-        // rollback of an add that failed for that reason must not warn about it).
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidFilename => Ok(false),
-        Err(e) => Err(Error::io("cannot remove", path, e)),
-    }
-}
-
 /// Make a batch's published files and the folder entries naming them durable, before the
 /// commit that registers them. One `syncfs(2)` of the KB's filesystem does it for the whole
 /// batch (staged copies are not fsynced one by one: for 10,000 small files that is 20,000
@@ -116,21 +104,5 @@ fn syncfs(path: &Path) -> bool {
         // SAFETY: syncfs takes any open descriptor and touches no memory of ours.
         Ok(handle) => unsafe { libc::syncfs(handle.as_raw_fd()) == 0 },
         Err(_) => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_name_too_long_for_the_file_system_is_nothing_to_remove() {
-        let dir = tempfile::tempdir().unwrap();
-        let long = dir.path().join(format!("{}.md", "d".repeat(300)));
-        assert!(!remove_file(&long).unwrap());
-        let real = dir.path().join("real.md");
-        std::fs::write(&real, "x").unwrap();
-        assert!(remove_file(&real).unwrap());
-        assert!(!real.exists());
     }
 }
