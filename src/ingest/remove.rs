@@ -392,7 +392,11 @@ impl Work {
             edit.apply()?;
         }
         for (path, why) in &self.skipped {
-            eprintln!("warning: left {path} alone: {why}");
+            eprintln!(
+                "warning: left {} alone: {}",
+                names::shown(path),
+                names::shown_line(why)
+            );
         }
         super::crash_point("remove-commit");
         let entry = store.write(|tx| {
