@@ -970,3 +970,67 @@ fn legacy_json_never_replaces_the_kbs_own_hashes_json() {
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(!kb.join(".openkb/hashes.json").exists());
 }
+
+#[test]
+fn python_side_renames_shared_names_and_foreign_paths_are_predicted_and_merged() {
+    let sb = Sandbox::new();
+    let kb = handed_to_python(&sb);
+    let pending_before = documents(&sb, &kb);
+    let ids = python_tool(
+        &kb,
+        r###"
+# rename and a new key on one entry (same hash: an edit of the entry, not of the file)
+renamed = by_doc_name("report")
+registry[renamed]["name"] = "renamed by python.md"
+registry[renamed]["pages"] = 7
+# an entry whose doc_name another document already owns (as 0.2-0.3 entries could)
+shared = sha("shared")
+registry[shared] = {"name": "report.md", "doc_name": "report", "type": "md"}
+# an entry naming a path outside the KB
+foreign = sha("foreign")
+registry[foreign] = {"name": "x.md", "doc_name": "x", "type": "md", "path": "../outside/x.md",
+    "raw_path": "../outside/x.md", "source_path": "wiki/sources/x.md"}
+save()
+out = {"renamed": renamed, "shared": shared, "foreign": foreign}
+"###,
+    );
+    let python_file = read(kb.join(".openkb/hashes.json"));
+    let done = dry_run_then_run(&sb, &kb);
+    assert!(
+        done.stdout
+            .contains("2 new merged, 1 updated, 0 removed, 49 already in state.db unchanged"),
+        "{}",
+        done.stdout
+    );
+    let id = |k: &str| ids[k].as_str().unwrap().to_owned();
+    assert!(
+        done.stdout.contains(&format!("updated: {}", id("renamed"))),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout
+            .contains(&format!("doc_name \"report\" of {}", id("shared"))),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout
+            .contains(&format!("entry {} names paths", id("foreign"))),
+        "{}",
+        done.stdout
+    );
+    let docs = documents(&sb, &kb);
+    let get = |h: &str| docs.iter().find(|d| d["hash"] == h).unwrap().clone();
+    let before = pending_before
+        .iter()
+        .find(|d| d["hash"] == ids["renamed"])
+        .unwrap();
+    assert_eq!(get(&id("renamed"))["name"], "renamed by python.md");
+    assert_eq!(get(&id("renamed"))["status"], before["status"]);
+    // Nothing lost: openkb writes back exactly the Python tool's registry.
+    assert_eq!(
+        ok(&mut sb.openkb(&kb, &["export", "--legacy-json"])).stdout_bytes,
+        python_file
+    );
+}
