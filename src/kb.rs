@@ -7,8 +7,8 @@
 //!
 //! A KB whose `.openkb/hashes.json` exists and whose `state.db` does not is a legacy KB: no
 //! command may open (and so create) a `state.db` beside it, because an empty registry would
-//! make every document look new. [`Kb::open_store`] refuses with a message pointing at
-//! `openkb migrate`.
+//! make every document look new. Every session ([`Kb::read_session`], [`Kb::write_session`],
+//! [`Kb::probe`]) refuses with a message pointing at `openkb migrate`.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,8 @@ use crate::config::{GlobalConfig, KbConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::lock::{self, LockGuard, LockMode};
-use crate::state::{self, LOG_MD_HEADER, LogEntry, Store};
+use crate::session::{Probe, ReadSession, WriteSession};
+use crate::state::{LOG_MD_HEADER, LogEntry};
 
 pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
 
@@ -131,13 +132,46 @@ impl Kb {
         lock::acquire(&self.lock_path(), LockMode::Exclusive, &self.root)
     }
 
-    /// Open `state.db`, creating it when the KB has neither it nor a legacy `hashes.json`.
-    pub fn open_store(&self) -> Result<Store> {
-        let db = self.state_db();
-        if !db.exists() {
-            self.refuse_if_legacy()?;
-        }
-        Store::open(&db, state::Create::IfMissing)
+    /// A read session: the shared lock and `state.db` opened read-only (see `session.rs`).
+    pub fn read_session(&self) -> Result<ReadSession> {
+        ReadSession::open(self)
+    }
+
+    /// A write session: the exclusive lock, a writable `state.db` and recovery of interrupted
+    /// work done (see `session.rs`). The only source of write transactions.
+    pub fn write_session(&self) -> Result<WriteSession> {
+        WriteSession::open(self)
+    }
+
+    /// [`Kb::write_session`] that creates `state.db` when it is missing, unless a legacy
+    /// `hashes.json` waits for `openkb migrate`. Only `init` creates a database this way.
+    pub fn write_session_creating(&self) -> Result<WriteSession> {
+        WriteSession::open_creating(self)
+    }
+
+    /// `state.db` opened read-only without any lock: for work done outside the lock.
+    pub fn probe(&self) -> Result<Probe> {
+        Probe::open(self)
+    }
+
+    /// True when the KB's files show documents: a file in `raw/` or `wiki/sources/`, or an
+    /// entry in `wiki/log.md`. Decides how a missing `state.db` is reported.
+    pub fn has_documents(&self) -> bool {
+        let has_file = |dir: PathBuf| {
+            std::fs::read_dir(dir).is_ok_and(|mut entries| {
+                entries.any(|e| {
+                    e.is_ok_and(|e| {
+                        !e.file_name().to_string_lossy().starts_with('.')
+                            && e.file_type().is_ok_and(|t| t.is_file())
+                    })
+                })
+            })
+        };
+        let log_has_entries = || {
+            std::fs::read_to_string(self.log_md())
+                .is_ok_and(|text| text.lines().any(|l| l.starts_with("## [")))
+        };
+        has_file(self.raw_dir()) || has_file(self.wiki_dir().join("sources")) || log_has_entries()
     }
 
     /// The legacy registry waiting to be migrated, if any: its entry count.
@@ -157,27 +191,9 @@ impl Kb {
         Ok(Some(entries))
     }
 
-    fn refuse_if_legacy(&self) -> Result<()> {
-        match self.legacy_registry_entries()? {
-            Some(entries) => Err(Error::LegacyKb {
-                kb: self.root.clone(),
-                hashes_json: self.hashes_json(),
-                entries,
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// Render a committed log row into `wiki/log.md` (the table is the source of truth; the
     /// page is for people).
     pub fn append_log_md(&self, entry: &LogEntry) -> Result<()> {
         fsx::append(&self.log_md(), LOG_MD_HEADER, &entry.to_markdown())
-    }
-
-    /// Commit a log row and render it into `wiki/log.md`.
-    pub fn record(&self, store: &Store, operation: &str, description: &str) -> Result<LogEntry> {
-        let entry = store.write(|tx| tx.append_log(operation, description))?;
-        self.append_log_md(&entry)?;
-        Ok(entry)
     }
 }

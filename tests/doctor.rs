@@ -281,7 +281,7 @@ fn a_state_db_that_is_not_a_database_is_reported_then_moved_aside_and_rebuilt() 
 fn a_damaged_database_fails_quick_check_and_is_rebuilt() {
     let (kb, alpha, beta) = two_document_kb();
     // Enough rows for several pages, then scribble over a b-tree page.
-    kb.store()
+    kb.write_session()
         .write(|tx| {
             for i in 0..400 {
                 tx.import_log(
@@ -450,7 +450,7 @@ fn doctor_scales_to_100k_documents() {
         doc.status = Status::Compiled;
         docs.push(doc);
     }
-    kb.store()
+    kb.write_session()
         .write(|tx| {
             for doc in &docs {
                 tx.upsert_document(doc)?;

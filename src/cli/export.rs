@@ -9,7 +9,6 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::legacy::export::write_registry;
-use crate::lock::LockMode;
 use crate::state::imports::{self, ImportRecord};
 use crate::state::{Document, LogEntry, Queries, Status};
 
@@ -43,8 +42,8 @@ struct StateExport<'a> {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let open = super::open_kb(ctx, LockMode::Shared)?;
-    let reader = open.store.reader()?;
+    let open = super::read_session(ctx)?;
+    let reader = open.reader()?;
     let documents = reader.list()?;
     let text = if args.legacy_json {
         let unfinished = documents
@@ -69,9 +68,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         let export = StateExport {
             format: "openkb-export",
             version: 1,
-            knowledge_base: open.kb.root().display().to_string(),
+            knowledge_base: open.kb().root().display().to_string(),
             exported_at: crate::state::utc_now(),
-            schema_version: open.store.schema_version(),
+            schema_version: open.schema_version(),
             documents: &documents,
             log: &log,
             imports: &imports::list(&reader)?,

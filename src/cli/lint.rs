@@ -36,14 +36,18 @@ struct Output<'a> {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
-    let kb = ctx.kb()?;
-    // Read and analyse under the shared lock, so lint never blocks other readers for long.
-    let (mut analysis, store) = {
-        let _shared = kb.lock_shared()?;
-        let store = kb.open_store()?;
+    // Read and analyse in a read session, so lint never blocks other readers for long.
+    let mut analysis = {
+        let session = super::read_session(ctx)?;
         // lint always writes (its report and log row): refuse up front, before any work.
-        store.ensure_writable()?;
-        let reader = store.reader()?;
+        if session.is_too_new() {
+            return Err(crate::Error::SchemaTooNew {
+                path: session.path().to_path_buf(),
+                found: session.schema_version(),
+                supported: crate::state::schema::latest_version(),
+            });
+        }
+        let reader = session.reader()?;
         if reader.counts()?.total() == 0 {
             drop(reader);
             if args.json {
@@ -60,14 +64,16 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
             }
             return Ok(exit::OK);
         }
-        let analysis = lint::analyze(&kb, &reader)?;
+        let analysis = lint::analyze(session.kb(), &reader)?;
         drop(reader);
-        (analysis, store)
+        analysis
     };
-    // Writing (report, log row, --fix rewrites) takes the exclusive lock, briefly.
-    let _exclusive = kb.lock_exclusive()?;
+    // Writing (report, log row, --fix rewrites) takes a write session, briefly.
+    let session = super::write_session(ctx)?;
+    session.ensure_writable()?;
+    let kb = session.kb();
     let pages_rewritten = if args.fix {
-        lint::fix_broken_links(&kb, &mut analysis)?
+        lint::fix_broken_links(kb, &mut analysis)?
     } else {
         0
     };
@@ -77,7 +83,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
         &report_path,
         lint::render_report(&timestamp, &analysis).as_bytes(),
     )?;
-    kb.record(&store, "lint", &format!("report \u{2192} {name}"))?;
+    session.record("lint", &format!("report \u{2192} {name}"))?;
 
     let remaining = analysis.remaining();
     if args.json {

@@ -3,7 +3,6 @@
 use std::io::Write;
 
 use crate::error::{IoContext, Result};
-use crate::lock::LockMode;
 use crate::state::{Document, Queries};
 
 #[derive(Debug, clap::Args)]
@@ -14,8 +13,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let open = super::open_kb(ctx, LockMode::Shared)?;
-    let reader = open.store.reader()?;
+    let open = super::read_session(ctx)?;
+    let reader = open.reader()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if args.json {

@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::{Result, exit};
 use crate::kb::{Kb, OPENKB_DIR_ENV};
+use crate::session::{Probe, ReadSession, WriteSession};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usage error,
@@ -150,17 +151,9 @@ pub(crate) fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
 }
 
-/// A KB opened for a command: its lock (held until dropped) and its store.
-pub(crate) struct OpenKb {
-    pub kb: Kb,
-    pub store: crate::state::Store,
-    pub _lock: crate::lock::LockGuard,
-}
-
-/// Open the KB's store, warning when a legacy `hashes.json` reappeared beside `state.db` (the
-/// Python tool was used on the KB since its migration).
-pub(crate) fn open_store(kb: &Kb) -> Result<crate::state::Store> {
-    let store = kb.open_store()?;
+/// Warn when a legacy `hashes.json` reappeared beside `state.db` (the Python tool was used on
+/// the KB since its migration).
+pub(crate) fn warn_if_hashes_json_reappeared(kb: &Kb) -> Result<()> {
     if let Some(entries) = kb.legacy_registry_entries()? {
         eprintln!(
             "warning: {} reappeared after migration ({entries} entries; was the Python tool used \
@@ -168,21 +161,30 @@ pub(crate) fn open_store(kb: &Kb) -> Result<crate::state::Store> {
             kb.hashes_json().display()
         );
     }
-    Ok(store)
+    Ok(())
 }
 
-/// Find the KB, lock it in `mode` and open its store (see [`open_store`]).
-pub(crate) fn open_kb(ctx: &Ctx, mode: crate::lock::LockMode) -> Result<OpenKb> {
+/// Find the KB and open a read session on it.
+pub(crate) fn read_session(ctx: &Ctx) -> Result<ReadSession> {
     let kb = ctx.kb()?;
-    let lock = match mode {
-        crate::lock::LockMode::Shared => kb.lock_shared()?,
-        crate::lock::LockMode::Exclusive => kb.lock_exclusive()?,
-    };
-    let store = open_store(&kb)?;
-    crate::ingest::settle_if_outermost(&lock, &kb, &store)?;
-    Ok(OpenKb {
-        kb,
-        store,
-        _lock: lock,
-    })
+    let session = kb.read_session()?;
+    warn_if_hashes_json_reappeared(&kb)?;
+    Ok(session)
+}
+
+/// Find the KB and open a write session on it.
+pub(crate) fn write_session(ctx: &Ctx) -> Result<WriteSession> {
+    let kb = ctx.kb()?;
+    let session = kb.write_session()?;
+    warn_if_hashes_json_reappeared(&kb)?;
+    Ok(session)
+}
+
+/// Find the KB and open a lock-free read-only probe (for `add`, `watch`, `compile`, which take
+/// write sessions per batch or per document).
+pub(crate) fn probe(ctx: &Ctx) -> Result<Probe> {
+    let kb = ctx.kb()?;
+    let probe = kb.probe()?;
+    warn_if_hashes_json_reappeared(&kb)?;
+    Ok(probe)
 }

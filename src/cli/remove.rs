@@ -2,7 +2,6 @@
 
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
-use crate::lock::LockMode;
 use crate::state::{Document, Queries};
 
 #[derive(Debug, clap::Args)]
@@ -24,9 +23,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     // Plan under the shared lock, so that a question waiting for an answer never blocks the
     // KB; then take the exclusive lock and plan again (the KB may have changed meanwhile).
     let (doc, plan) = {
-        let open = super::open_kb(ctx, LockMode::Shared)?;
-        let doc = pick(&open.store.reader()?, &args.identifier)?;
-        let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+        let open = super::read_session(ctx)?;
+        let doc = pick(&open.reader()?, &args.identifier)?;
+        let plan = remove::plan(open.kb(), &doc, args.keep_raw)?;
         (doc, plan)
     };
     show(&doc, &plan, args.keep_raw);
@@ -38,13 +37,13 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         println!("nothing was changed");
         return Ok(());
     }
-    let open = super::open_kb(ctx, LockMode::Exclusive)?;
-    let Some(doc) = open.store.get(&doc.hash)? else {
+    let open = super::write_session(ctx)?;
+    let Some(doc) = open.get(&doc.hash)? else {
         println!("already removed (by another process)");
         return Ok(());
     };
-    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
-    remove::execute(&open.kb, &open.store, &plan)?;
+    let plan = remove::plan(open.kb(), &doc, args.keep_raw)?;
+    remove::execute(&open, &plan)?;
     println!(
         "removed {}",
         doc.name

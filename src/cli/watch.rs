@@ -24,7 +24,8 @@ const DEBOUNCE_ENV: &str = "OPENKB_WATCH_DEBOUNCE_MS";
 pub struct Args {}
 
 pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
-    let (kb, store) = super::add::open_unlocked(ctx)?;
+    let mut probe = super::probe(ctx)?;
+    let kb = probe.kb().clone();
     let raw = kb.raw_dir();
     std::fs::create_dir_all(&raw).map_err(|e| Error::io("cannot create folder", &raw, e))?;
     let raw = raw
@@ -75,13 +76,15 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
                 compile_command: kb.config()?.compile_command().map(str::to_owned),
                 verbose: ctx.verbose > 0,
             };
-            if let Err(e) = ingest::add::add_paths(
-                &kb,
-                &store,
-                std::slice::from_ref(&path),
-                &options,
-                &mut printer,
-            ) {
+            if !probe.is_current() {
+                // state.db was replaced (a restore, `openkb doctor --fix`) or removed: work on
+                // the file that is there now, or stop if there is none.
+                probe = kb.probe()?;
+                eprintln!("{} changed on disk; reopened it", kb.state_db().display());
+            }
+            if let Err(e) =
+                ingest::add::add_paths(&probe, std::slice::from_ref(&path), &options, &mut printer)
+            {
                 eprintln!("failed {}: {e}", path.display());
             }
         }

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::kb::Kb;
-use crate::state::{Create, Store};
+use crate::state::Store;
 
 pub use db::DbState;
 pub use files::render_log_md;
@@ -158,9 +158,9 @@ fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
     let (mut findings, db) = db::check(kb, full)?;
     findings.extend(fs::check(kb, &db)?);
     if db.is_readable() {
-        // Store::open never creates here (the file exists) and refuses to write on a network
-        // filesystem, so reading the registry is safe in every case that reaches this point.
-        let registry = Store::open(&kb.state_db(), Create::Never).and_then(|store| {
+        // Read-only: a check never migrates the schema, switches the journal mode or creates
+        // anything (an older schema is reported by the `schema` check and upgraded by --fix).
+        let registry = Store::open_read_only(&kb.state_db()).and_then(|store| {
             let mut found = files::check(kb, &store.reader()?)?;
             found.extend(leftovers::check_intents(kb, &store)?);
             Ok(found)

@@ -1,14 +1,16 @@
 //! Settling what interrupted processes left: unfinished intents and staging folders.
 //!
-//! Runs on the outermost exclusive acquisition of the KB lock (see [`super::lock_exclusive`]
-//! and `cli::open_kb`), so no other openkb process is mid-operation while it works: every
-//! intent it finds belongs to a process that died (or was killed) before its commit.
+//! Runs when a write session opens on the outermost exclusive acquisition of the KB lock (see
+//! `session::WriteSession::settle`), so no other openkb process is mid-operation while it
+//! works: every intent it finds belongs to a process that died (or was killed) before its
+//! commit.
 
 use super::kb_path;
 use super::prepare::STAGING_PREFIX;
 use super::publish::remove_file;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
+use crate::session::WriteSession;
 use crate::state::{Intent, IntentFile, IntentOp, Status, Store, intents};
 use crate::wiki;
 
@@ -33,9 +35,10 @@ impl Recovered {
     }
 }
 
-/// Finish or roll back every unfinished intent, then sweep dead staging folders. The caller
-/// holds the exclusive lock.
-pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
+/// Finish or roll back every unfinished intent, then sweep what dead processes left
+/// ([`sweep_leftovers`]). Called by `WriteSession::settle` only.
+pub(crate) fn recover_interrupted(session: &WriteSession) -> Result<Recovered> {
+    let (kb, store) = (session.kb(), session.store());
     let mut done = Recovered::default();
     if store.is_too_new() {
         return Ok(done);
@@ -49,9 +52,9 @@ pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
         }
     };
     for intent in pending {
-        settle(kb, store, &intent, &mut done)?;
+        settle(session, &intent, &mut done)?;
     }
-    done.staging_swept = sweep_staging(kb)?;
+    done.staging_swept = sweep_leftovers(kb)?;
     if !done.is_empty() {
         eprintln!(
             "recovered interrupted work on {}: {} add(s) rolled back, {} add(s) completed, \
@@ -67,23 +70,23 @@ pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
     Ok(done)
 }
 
-fn settle(kb: &Kb, store: &Store, intent: &Intent, done: &mut Recovered) -> Result<()> {
+fn settle(session: &WriteSession, intent: &Intent, done: &mut Recovered) -> Result<()> {
+    let (kb, store) = (session.kb(), session.store());
     match intent.operation {
         IntentOp::Add => {
             if store.is_known(&intent.hash)? {
                 drop_backups(kb, &intent.files);
-                store.write(|tx| tx.delete_intent(intent.id))?;
+                session.write(|tx| tx.delete_intent(intent.id))?;
                 done.adds_completed += 1;
             } else {
                 roll_back_add(kb, store, &intent.files, intent.doc_name.as_deref(), None)?;
-                store.write(|tx| tx.delete_intent(intent.id))?;
+                session.write(|tx| tx.delete_intent(intent.id))?;
                 done.adds_rolled_back += 1;
             }
         }
         IntentOp::Remove => {
             super::remove::finish(
-                kb,
-                store,
+                session,
                 intent.id,
                 &intent.hash,
                 intent.doc_name.as_deref(),
@@ -92,7 +95,7 @@ fn settle(kb: &Kb, store: &Store, intent: &Intent, done: &mut Recovered) -> Resu
             done.removes_finished += 1;
         }
         IntentOp::Compile => {
-            store.write(|tx| {
+            session.write(|tx| {
                 tx.set_status(
                     &intent.hash,
                     Status::Failed,
@@ -157,9 +160,10 @@ pub fn drop_backups(kb: &Kb, files: &[IntentFile]) {
     }
 }
 
-/// Remove staging folders whose owner is gone: nobody holds their `<folder>.lock` (taken
-/// before the folder is made, released only by the owner's exit), or the lock file is missing.
-fn sweep_staging(kb: &Kb) -> Result<usize> {
+/// Remove what dead processes left behind: staging folders whose owner is gone (nobody holds
+/// their `<folder>.lock`, taken before the folder is made and released only by the owner's
+/// exit, or the lock file is missing). The write session calls it, under the exclusive lock.
+pub(crate) fn sweep_leftovers(kb: &Kb) -> Result<usize> {
     let dir = kb.openkb_dir().join("staging");
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,

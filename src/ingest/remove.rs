@@ -15,7 +15,8 @@ use super::publish::remove_file;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::names;
-use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries, Store};
+use crate::session::WriteSession;
+use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries};
 use crate::wiki;
 
 /// Documents matching `identifier`: exact `name`, else exact doc_name, else case-insensitive
@@ -145,9 +146,9 @@ fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
 
 /// Remove the document of `plan`: intent, files, wiki edits, then the commit. The caller
 /// holds the exclusive lock.
-pub fn execute(kb: &Kb, store: &Store, plan: &Plan) -> Result<Option<LogEntry>> {
+pub fn execute(session: &WriteSession, plan: &Plan) -> Result<Option<LogEntry>> {
     let files: Vec<IntentFile> = plan.files.iter().map(IntentFile::new).collect();
-    let intent = store.write(|tx| {
+    let intent = session.write(|tx| {
         tx.record_intent(
             IntentOp::Remove,
             &plan.hash,
@@ -156,8 +157,7 @@ pub fn execute(kb: &Kb, store: &Store, plan: &Plan) -> Result<Option<LogEntry>> 
         )
     })?;
     finish(
-        kb,
-        store,
+        session,
         intent,
         &plan.hash,
         plan.doc_name.as_deref(),
@@ -168,13 +168,13 @@ pub fn execute(kb: &Kb, store: &Store, plan: &Plan) -> Result<Option<LogEntry>> 
 /// Delete the files, edit the wiki, then commit: row delete + `remove` log row + intent
 /// delete in one transaction. Safe to run again after a crash at any point.
 pub fn finish(
-    kb: &Kb,
-    store: &Store,
+    session: &WriteSession,
     intent: i64,
     hash: &str,
     doc_name: Option<&str>,
     files: &[IntentFile],
 ) -> Result<Option<LogEntry>> {
+    let kb = session.kb();
     for file in files {
         let dir = file.path.ends_with('/');
         let full = kb_path(kb, file.path.trim_end_matches('/'))?;
@@ -196,7 +196,7 @@ pub fn finish(
         wiki::strip_summary_links(&kb.wiki_dir(), d)?;
     }
     super::crash_point("remove-commit");
-    let entry = store.write(|tx| {
+    let entry = session.write(|tx| {
         let doc = tx.get(hash)?;
         let logged = match &doc {
             Some(doc) => {

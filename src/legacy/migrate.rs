@@ -37,6 +37,7 @@ use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
+use crate::session::WriteSession;
 use crate::state::imports::{self, ImportKind, ImportRecord};
 use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
 
@@ -133,26 +134,17 @@ impl Plan {
 
 /// Migrate `kb` (see the module docs for the steps).
 pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
-    let _lock = if options.dry_run {
+    let lock = if options.dry_run {
         kb.lock_shared()?
     } else {
         kb.lock_exclusive()?
     };
+    // Settled before anything is read, so that a half-applied Python `add` is never imported.
     let journals = if options.dry_run {
         journal::inspect(kb)?
     } else {
-        journal::recover(kb)?
+        crate::session::settle_python_journals(kb, &lock)?
     };
-    if !options.dry_run && journals.iter().any(JournalReport::blocks_import) {
-        let lines: Vec<String> = journals.iter().map(|j| j.describe(false)).collect();
-        return Err(Error::Invalid(format!(
-            "{}: a crash journal of the Python tool could not be recovered, so the KB may hold a \
-             half-applied change; nothing was imported\n  {}\n  fix the cause and run `openkb \
-             migrate` again",
-            kb.root().display(),
-            lines.join("\n  ")
-        )));
-    }
 
     let hashes_path = kb.hashes_json();
     let Some(bytes) = read_if_exists(&hashes_path)? else {
@@ -194,14 +186,24 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     drop(bytes);
 
     match parsed {
+        Parsed::Entries(entries) if options.dry_run => {
+            let session = kb.read_session()?;
+            let plan = plan_drift(&session, source, entries, legacy_log, journals)?;
+            Ok(Outcome::Migrated {
+                plan: Box::new(plan),
+                dry_run: true,
+            })
+        }
         Parsed::Entries(entries) => {
-            let store = kb.open_store()?;
-            let mut plan = plan_drift(&store, source, entries, legacy_log, journals)?;
-            if !options.dry_run {
-                commit(&store, &mut plan)?;
-                store.checkpoint()?;
-                finish(kb, &mut plan)?;
+            // Nested in this function's exclusive lock, so it settles only when told to.
+            let session = kb.write_session()?;
+            if lock.is_outermost() {
+                session.settle()?;
             }
+            let mut plan = plan_drift(&session, source, entries, legacy_log, journals)?;
+            commit(&session, &mut plan)?;
+            session.checkpoint()?;
+            finish(kb, &mut plan)?;
             Ok(Outcome::Migrated {
                 plan: Box::new(plan),
                 dry_run: options.dry_run,
@@ -452,10 +454,10 @@ fn write_import(
 }
 
 /// Drift merge into the existing `state.db`, in one `BEGIN IMMEDIATE` transaction.
-fn commit(store: &Store, plan: &mut Plan) -> Result<()> {
+fn commit(session: &WriteSession, plan: &mut Plan) -> Result<()> {
     let record = record_of(plan);
     let description = plan.log_description();
-    let (stored, row) = store.write(|tx| write_import(tx, plan, &record, &description))?;
+    let (stored, row) = session.write(|tx| write_import(tx, plan, &record, &description))?;
     plan.record = Some(stored);
     plan.log_row = Some(row);
     Ok(())

@@ -118,6 +118,15 @@ pub fn text_doc(n: u64, stem: &str) -> Document {
     }
 }
 
+/// A write session on the KB at `kb` (the only way to write to its state.db). Holds the
+/// exclusive lock until dropped: drop it before running a command on the KB.
+pub fn write_session(kb: &Path) -> openkb::session::WriteSession {
+    openkb::Kb::at(kb)
+        .expect("kb")
+        .write_session()
+        .expect("write session")
+}
+
 pub fn open_store(kb: &Path) -> Store {
     Store::open(&kb.join(".openkb/state.db"), Create::Never).expect("open store")
 }
@@ -232,6 +241,10 @@ impl Env {
 
     pub fn store(&self) -> Store {
         Store::open(&self.kb().join(".openkb/state.db"), Create::Never).expect("open store")
+    }
+
+    pub fn write_session(&self) -> openkb::session::WriteSession {
+        write_session(&self.kb())
     }
 
     pub fn docs(&self) -> Vec<Document> {
