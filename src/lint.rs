@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
-use crate::kb::Kb;
+use crate::session::{ReadSession, WriteSession};
 use crate::state::{Queries, Status};
 use crate::wiki::{links, page_key};
 
@@ -144,8 +144,9 @@ fn collect_md(wiki: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Run every structural check.
-pub fn analyze(kb: &Kb, reader: &impl Queries) -> Result<Analysis> {
+/// Run every structural check, in a read session.
+pub fn analyze(session: &ReadSession) -> Result<Analysis> {
+    let (kb, reader) = (session.kb(), &session.reader()?);
     let wiki = kb.wiki_dir();
     let pages = pages(&wiki)?;
     let mut issues = Vec::new();
@@ -237,9 +238,9 @@ fn read_page(path: &Path) -> Result<String> {
 
 /// Turn the broken links of every page in `analysis` into plain text (`[[x]]` → `x`,
 /// `[[x|label]]` → `label`), writing each changed page atomically. Marks the broken-link
-/// issues it repaired as fixed. The caller holds the exclusive lock.
-pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
-    let wiki = kb.wiki_dir();
+/// issues it repaired as fixed. Only in a write session: it rewrites pages other writers edit.
+pub fn fix_broken_links(session: &WriteSession, analysis: &mut Analysis) -> Result<usize> {
+    let wiki = session.kb().wiki_dir();
     let pages: HashSet<String> = analysis
         .issues
         .iter()

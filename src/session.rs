@@ -164,6 +164,24 @@ impl Probe {
     }
 }
 
+impl Probe {
+    /// A new probe on whatever `state.db` is now, after this one is closed (closing first lets
+    /// it forget the replaced file's `-wal` and `-shm`, see [`Drop`]).
+    pub fn reopen(self) -> Result<Probe> {
+        let kb = self.kb.clone();
+        drop(self);
+        Probe::open(&kb)
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if self.store.check_still_at_path().is_err() {
+            forget_sidecars_of_replaced_db(self.store.path());
+        }
+    }
+}
+
 impl Deref for Probe {
     type Target = Store;
     fn deref(&self) -> &Store {
@@ -215,7 +233,9 @@ impl WriteSession {
             recovered: Recovered::default(),
             _lock: lock,
         };
-        if session.identity.database_id.is_none() && !session.store.is_too_new() {
+        // A store that refuses writes (a newer schema, a network filesystem without the
+        // opt-in) keeps no id; every write through it is refused anyway.
+        if session.identity.database_id.is_none() && session.store.ensure_writable().is_ok() {
             session.identity.database_id = Some(session.assign_database_id()?);
         }
         // A nested session (this thread already holds the exclusive lock) runs inside an

@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use crate::error::{Result, exit};
 use crate::lint::{self, Issue};
-use crate::state::Queries;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -47,9 +46,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
                 supported: crate::state::schema::latest_version(),
             });
         }
-        let reader = session.reader()?;
-        if reader.counts()?.total() == 0 {
-            drop(reader);
+        if session.counts()?.total() == 0 {
             if args.json {
                 super::print_json(&Output {
                     report: None,
@@ -64,16 +61,14 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
             }
             return Ok(exit::OK);
         }
-        let analysis = lint::analyze(session.kb(), &reader)?;
-        drop(reader);
-        analysis
+        lint::analyze(&session)?
     };
     // Writing (report, log row, --fix rewrites) takes a write session, briefly.
     let session = super::write_session(ctx)?;
     session.ensure_writable()?;
     let kb = session.kb();
     let pages_rewritten = if args.fix {
-        lint::fix_broken_links(kb, &mut analysis)?
+        lint::fix_broken_links(&session, &mut analysis)?
     } else {
         0
     };

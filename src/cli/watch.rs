@@ -79,7 +79,7 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
             if !probe.is_current() {
                 // state.db was replaced (a restore, `openkb doctor --fix`) or removed: work on
                 // the file that is there now, or stop if there is none.
-                probe = kb.probe()?;
+                probe = probe.reopen()?;
                 eprintln!("{} changed on disk; reopened it", kb.state_db().display());
             }
             if let Err(e) =

@@ -113,7 +113,7 @@ fn settle(session: &WriteSession, intent: &Intent, done: &mut Recovered) -> Resu
 /// its `index.md` line: when `index_line_ours` says the add inserted it (`Some(true)`), or,
 /// when that is not known (`None`, after a crash), unless a registered document owns the
 /// doc_name.
-pub fn roll_back_add(
+pub(crate) fn roll_back_add(
     kb: &Kb,
     store: &Store,
     files: &[IntentFile],
@@ -152,7 +152,7 @@ pub fn roll_back_add(
 }
 
 /// Remove the backups of a committed add (best effort: they live in staging, which is swept).
-pub fn drop_backups(kb: &Kb, files: &[IntentFile]) {
+pub(crate) fn drop_backups(kb: &Kb, files: &[IntentFile]) {
     for backup in files.iter().filter_map(|f| f.backup.as_deref()) {
         if let Ok(path) = kb_path(kb, backup) {
             let _ = remove_file(&path);

@@ -134,13 +134,13 @@ impl Store {
     /// in with `OPENKB_NETWORK_FS=single-host`, which selects the rollback journal and pins it
     /// in `meta.journal_mode`. A pinned database is opened in rollback mode by every process,
     /// wherever it runs, so the file server's own view (a local disk) cannot flip it to WAL.
-    pub fn open(path: &Path, create: Create) -> Result<Store> {
+    pub(crate) fn open(path: &Path, create: Create) -> Result<Store> {
         Self::open_with_busy_timeout(path, create, BUSY_TIMEOUT)
     }
 
     /// [`Store::open`] with a custom wait for another connection's write lock (tests use a
     /// short one to reach [`Error::Busy`] quickly).
-    pub fn open_with_busy_timeout(
+    pub(crate) fn open_with_busy_timeout(
         path: &Path,
         create: Create,
         busy_timeout: Duration,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use openkb::state::{Create, Document, Store, intents};
+use openkb::state::{Document, Store, intents};
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openkb");
@@ -128,7 +128,7 @@ pub fn write_session(kb: &Path) -> openkb::session::WriteSession {
 }
 
 pub fn open_store(kb: &Path) -> Store {
-    Store::open(&kb.join(".openkb/state.db"), Create::Never).expect("open store")
+    Store::open_read_only(&kb.join(".openkb/state.db")).expect("open store")
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -240,7 +240,7 @@ impl Env {
     }
 
     pub fn store(&self) -> Store {
-        Store::open(&self.kb().join(".openkb/state.db"), Create::Never).expect("open store")
+        Store::open_read_only(&self.kb().join(".openkb/state.db")).expect("open store")
     }
 
     pub fn write_session(&self) -> openkb::session::WriteSession {

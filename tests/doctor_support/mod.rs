@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use assert_cmd::Command;
-use openkb::state::{Create, Document, Status, Store};
+use openkb::state::{Document, Status, Store};
 use sha2::{Digest, Sha256};
 
 pub struct TestKb {
@@ -77,7 +77,7 @@ impl TestKb {
     }
 
     pub fn store(&self) -> Store {
-        Store::open(&self.db(), Create::Never).unwrap()
+        Store::open_read_only(&self.db()).unwrap()
     }
 
     /// Register a short document the way `add` leaves it: raw copy, source, and (when
