@@ -270,16 +270,16 @@ impl WriteSession {
     /// that its rollback can never erase what openkb writes afterwards), openkb's own intents,
     /// then leftovers of dead processes. Runs when the session opens (outermost lock only);
     /// `doctor --fix` calls it to report what it did.
-    pub fn settle(&self) -> Result<Recovered> {
+    pub(crate) fn settle(&self) -> Result<Recovered> {
         for report in settle_python_journals(&self.kb, &self._lock)? {
             eprintln!(
                 "settled a crash journal of the Python tool: {}",
                 report.describe(false)
             );
         }
-        let done = recover::recover_interrupted(self)?;
-        // The leftovers sweep (staging folders and rs-*.lock files of dead processes) is
-        // called from here: `recover::sweep_leftovers`.
+        let mut done = recover::recover_interrupted(self)?;
+        done.staging_swept = recover::sweep_leftovers(&self.kb)?;
+        done.report(&self.kb);
         Ok(done)
     }
 

@@ -116,10 +116,10 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
 }
 
 /// A KB has its config and its registry (state.db, or a legacy hashes.json to migrate). A
-/// 0-byte state.db is what an init killed right after SQLite created the file leaves: not a
-/// registry yet, so init finishes it (read commands refuse to, they never write).
+/// blank state.db (0 bytes or a bare header) is what an init killed while SQLite created the
+/// file leaves: not a registry yet, so init finishes it (read commands refuse to).
 fn is_complete(kb: &Kb) -> bool {
-    let has_db = std::fs::metadata(kb.state_db()).is_ok_and(|m| m.len() > 0);
+    let has_db = kb.state_db().exists() && !crate::state::is_blank(&kb.state_db());
     kb.config_path().exists() && (has_db || kb.hashes_json().exists())
 }
 

@@ -35,10 +35,10 @@ impl Recovered {
     }
 }
 
-/// Finish or roll back every unfinished intent, then sweep what dead processes left
-/// ([`sweep_leftovers`]). Called by `WriteSession::settle` only.
+/// Finish or roll back every unfinished intent. Called by `WriteSession::settle` only, which
+/// then sweeps leftovers ([`sweep_leftovers`]) and reports ([`Recovered::report`]).
 pub(crate) fn recover_interrupted(session: &WriteSession) -> Result<Recovered> {
-    let (kb, store) = (session.kb(), session.store());
+    let store = session.store();
     let mut done = Recovered::default();
     if store.is_too_new() {
         return Ok(done);
@@ -54,20 +54,26 @@ pub(crate) fn recover_interrupted(session: &WriteSession) -> Result<Recovered> {
     for intent in pending {
         settle(session, &intent, &mut done)?;
     }
-    done.staging_swept = sweep_leftovers(kb)?;
-    if !done.is_empty() {
+    Ok(done)
+}
+
+impl Recovered {
+    /// Say on stderr what recovery did, if anything.
+    pub(crate) fn report(&self, kb: &Kb) {
+        if self.is_empty() {
+            return;
+        }
         eprintln!(
             "recovered interrupted work on {}: {} add(s) rolled back, {} add(s) completed, \
              {} remove(s) finished, {} compile(s) marked failed, {} staging folder(s) removed",
             kb.root().display(),
-            done.adds_rolled_back,
-            done.adds_completed,
-            done.removes_finished,
-            done.compiles_interrupted,
-            done.staging_swept
+            self.adds_rolled_back,
+            self.adds_completed,
+            self.removes_finished,
+            self.compiles_interrupted,
+            self.staging_swept
         );
     }
-    Ok(done)
 }
 
 fn settle(session: &WriteSession, intent: &Intent, done: &mut Recovered) -> Result<()> {

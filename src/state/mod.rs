@@ -271,6 +271,15 @@ impl Store {
                      the KB once where it is writable (it folds the log into state.db)",
                     path.display()
                 ))
+            } else if e.sqlite_error_code() == Some(ErrorCode::ReadOnly) {
+                // A hot rollback journal (a writer died mid-transaction in rollback mode):
+                // only a writer may roll it back.
+                Error::Invalid(format!(
+                    "{}: holds a transaction interrupted by a crash (state.db-journal) that a \
+                     read-only command cannot roll back; run any openkb command that writes \
+                     (for example `openkb doctor --fix`)",
+                    path.display()
+                ))
             } else {
                 sql_error(path, e)
             }
@@ -773,6 +782,33 @@ fn check_identity(conn: &Connection, path: &Path) -> Result<()> {
 /// The (dev, inode) of the file just opened at `path`.
 fn opened_file_id(path: &Path) -> Result<FileId> {
     FileId::of(path).map_err(|e| Error::io("cannot read", path, e))
+}
+
+/// True when `path` is a database file no schema was ever written to: what a process killed
+/// while creating it leaves (0 bytes, or a bare SQLite header with no table). A file that
+/// cannot be read as a database is not blank (doctor reports it). Opened read-only, except
+/// beside a hot rollback journal (the creator died mid-transaction), which SQLite rolls back
+/// on a read-write open: a file created empty comes back empty.
+pub fn is_blank(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == 0 => return true,
+        Ok(_) => {}
+        Err(_) => return false,
+    }
+    let access = if sidecar_path(path, "-journal").exists() {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    };
+    let Ok(conn) = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    else {
+        return false;
+    };
+    let blank = || -> rusqlite::Result<bool> {
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        Ok(tables == 0 && schema::user_version(&conn)? == 0 && schema::application_id(&conn)? == 0)
+    };
+    blank().unwrap_or(false)
 }
 
 /// `<db>-wal`, `<db>-shm`: SQLite's files beside the database.
