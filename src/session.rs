@@ -377,6 +377,19 @@ impl Deref for WriteSession {
     }
 }
 
+/// Open a read-only session (`open`) for a command that is going to write: a schema older than
+/// this binary, which read-only sessions refuse, is first brought up to date by a write
+/// session (which settles interrupted work too). Read-only commands never call this.
+pub(crate) fn upgrading_first<T>(kb: &Kb, open: impl Fn(&Kb) -> Result<T>) -> Result<T> {
+    match open(kb) {
+        Err(Error::SchemaBehind { .. }) => {
+            drop(WriteSession::open(kb)?);
+            open(kb)
+        }
+        other => other,
+    }
+}
+
 /// Roll back or discard the Python tool's crash journals (`.openkb/journal/*.json`). The
 /// caller holds `lock`, the KB's exclusive lock. A journal that cannot be settled (unreadable,
 /// naming files outside the KB, a failed rollback) stops every write: the KB may hold a

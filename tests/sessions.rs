@@ -145,8 +145,11 @@ fn downgrade_to_schema_3(env: &Env) {
         schema::APPLICATION_ID
     ))
     .unwrap();
-    for migration in &schema::MIGRATIONS[..3] {
-        conn.execute_batch(migration.sql).unwrap();
+    for (index, migration) in schema::MIGRATIONS[..3].iter().enumerate() {
+        match migration.step {
+            schema::Step::Sql(sql) => conn.execute_batch(sql).unwrap(),
+            schema::Step::Rust(step) => step(&conn, &schema::MIGRATIONS[..index]).unwrap(),
+        }
     }
     conn.execute_batch("PRAGMA user_version = 3; PRAGMA journal_mode = WAL;")
         .unwrap();

@@ -20,7 +20,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let probe = super::probe(ctx)?;
     let kb = probe.kb();
     let options = Options {
-        compile_command: kb.config()?.compile_command().map(str::to_owned),
+        compile_command: kb.config()?.compile_command()?.map(str::to_owned),
         verbose: ctx.verbose > 0,
     };
     crate::ingest::stop_cleanly_on_interrupt();

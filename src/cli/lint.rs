@@ -37,7 +37,7 @@ struct Output<'a> {
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     // Read and analyse in a read session, so lint never blocks other readers for long.
     let mut analysis = {
-        let session = super::read_session(ctx)?;
+        let session = super::read_session_for_write(ctx)?;
         // lint always writes (its report and log row): refuse up front, before any work.
         if session.is_too_new() {
             return Err(crate::Error::SchemaTooNew {
