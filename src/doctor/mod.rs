@@ -18,8 +18,10 @@
 //! a damaged `state.db` is moved aside (`state.db.corrupt-<UTC timestamp>`, with its `-wal`
 //! and `-shm`) and rebuilt from the files; only openkb's own temp files are removed.
 //!
-//! The run takes the caller's lock as given: the CLI holds the shared lock for a check and the
-//! exclusive one for `--fix`.
+//! The run takes the KB's shared lock for a check and the exclusive one for `--fix` itself (a
+//! caller that already holds it re-enters it), so no library caller can repair unlocked. It is
+//! not a read session: it must look at a missing or damaged `state.db`, which it opens
+//! read-only after reading its header; `--fix` writes through a write session.
 
 mod db;
 mod files;
@@ -138,6 +140,11 @@ impl Report {
 
 /// Check the KB (and repair it with `options.fix`).
 pub fn run(kb: &Kb, options: Options) -> Result<Report> {
+    let _lock = if options.fix {
+        kb.lock_exclusive()?
+    } else {
+        kb.lock_shared()?
+    };
     let diagnosis = diagnose(kb, options.full)?;
     if !options.fix {
         return Ok(Report::new(kb, diagnosis.findings));
