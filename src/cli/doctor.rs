@@ -35,11 +35,7 @@ const SHOWN_PER_CHECK: usize = 20;
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     let kb = ctx.kb()?;
-    let _lock = if args.fix {
-        kb.lock_exclusive()?
-    } else {
-        kb.lock_shared()?
-    };
+    // doctor::run takes the KB lock itself: shared, or exclusive with --fix.
     let report = doctor::run(
         &kb,
         Options {

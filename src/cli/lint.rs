@@ -66,18 +66,13 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     // Writing (report, log row, --fix rewrites) takes a write session, briefly.
     let session = super::write_session(ctx)?;
     session.ensure_writable()?;
-    let kb = session.kb();
     let pages_rewritten = if args.fix {
         lint::fix_broken_links(&session, &mut analysis)?
     } else {
         0
     };
-    let (name, timestamp) = lint::report_name(&chrono::Local::now());
-    let report_path = kb.wiki_dir().join("reports").join(&name);
-    crate::fsx::atomic_write(
-        &report_path,
-        lint::render_report(&timestamp, &analysis).as_bytes(),
-    )?;
+    let stamp = lint::report_stamp(&chrono::Local::now());
+    let name = lint::write_report(&session, &stamp, &analysis)?;
     session.record("lint", &format!("report \u{2192} {name}"))?;
 
     let remaining = analysis.remaining();

@@ -101,6 +101,14 @@ pub struct Ctx {
 impl Ctx {
     /// The KB this command works on.
     pub fn kb(&self) -> Result<Kb> {
+        let kb = self.kb_quiet()?;
+        warn_if_registry_reappeared(&kb);
+        Ok(kb)
+    }
+
+    /// The KB, without the warning about a reappeared `hashes.json` (for `migrate`, which
+    /// merges it).
+    pub fn kb_quiet(&self) -> Result<Kb> {
         let cwd = std::env::current_dir()
             .map_err(|e| crate::Error::io("cannot read", "the current folder", e))?;
         let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd)?;
@@ -116,6 +124,26 @@ impl Ctx {
         }
         Ok(kb)
     }
+}
+
+/// Every command but `migrate` warns when a `hashes.json` reappeared beside `state.db` (the
+/// Python tool was used on the KB since its migration): openkb does not read it, so the
+/// Python tool's changes are invisible until `openkb migrate` merges them.
+pub(crate) fn warn_if_registry_reappeared(kb: &Kb) {
+    if !kb.state_db().exists() {
+        return; // a legacy KB: commands that need the registry refuse it with exit 3
+    }
+    let entries = match kb.legacy_registry_entries() {
+        Ok(Some(entries)) => entries.to_string(),
+        Ok(None) => return,
+        Err(e) => format!("unreadable: {e}"),
+    };
+    eprintln!(
+        "warning: {} reappeared after migration ({entries} entries; was the Python tool used on \
+         this KB?); openkb does not read it: run `openkb migrate` to merge the Python tool's \
+         changes into state.db",
+        kb.hashes_json().display()
+    );
 }
 
 /// Run a parsed command line; returns the exit code.
@@ -170,49 +198,24 @@ pub(crate) fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
 }
 
-/// Warn when a legacy `hashes.json` reappeared beside `state.db` (the Python tool was used on
-/// the KB since its migration).
-pub(crate) fn warn_if_hashes_json_reappeared(kb: &Kb) -> Result<()> {
-    if let Some(entries) = kb.legacy_registry_entries()? {
-        eprintln!(
-            "warning: {} reappeared after migration ({entries} entries; was the Python tool used \
-             on this KB?); run `openkb migrate` to merge the entries state.db does not have",
-            kb.hashes_json().display()
-        );
-    }
-    Ok(())
-}
-
 /// Find the KB and open a read session on it.
 pub(crate) fn read_session(ctx: &Ctx) -> Result<ReadSession> {
-    let kb = ctx.kb()?;
-    let session = kb.read_session()?;
-    warn_if_hashes_json_reappeared(&kb)?;
-    Ok(session)
+    ctx.kb()?.read_session()
 }
 
 /// Find the KB and open a write session on it.
 pub(crate) fn write_session(ctx: &Ctx) -> Result<WriteSession> {
-    let kb = ctx.kb()?;
-    let session = kb.write_session()?;
-    warn_if_hashes_json_reappeared(&kb)?;
-    Ok(session)
+    ctx.kb()?.write_session()
 }
 
 /// Find the KB and open a read session, for a command that writes after reading (an older
 /// schema is upgraded first).
 pub(crate) fn read_session_for_write(ctx: &Ctx) -> Result<ReadSession> {
-    let kb = ctx.kb()?;
-    let session = kb.read_session_for_write()?;
-    warn_if_hashes_json_reappeared(&kb)?;
-    Ok(session)
+    ctx.kb()?.read_session_for_write()
 }
 
 /// Find the KB and open a lock-free read-only probe (for `add`, `watch`, `compile`, which take
 /// write sessions per batch or per document; an older schema is upgraded first).
 pub(crate) fn probe(ctx: &Ctx) -> Result<Probe> {
-    let kb = ctx.kb()?;
-    let probe = kb.probe_for_write()?;
-    warn_if_hashes_json_reappeared(&kb)?;
-    Ok(probe)
+    ctx.kb()?.probe_for_write()
 }

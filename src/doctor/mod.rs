@@ -168,7 +168,7 @@ fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
         // Read-only: a check never migrates the schema, switches the journal mode or creates
         // anything (an older schema is reported by the `schema` check and upgraded by --fix).
         let registry = Store::open_read_only(&kb.state_db()).and_then(|store| {
-            let mut found = files::check(kb, &store.reader()?)?;
+            let mut found = files::check(kb, &store.reader()?, full)?;
             found.extend(leftovers::check_intents(kb, &store)?);
             Ok(found)
         });

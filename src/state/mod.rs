@@ -25,6 +25,7 @@ pub mod documents;
 pub mod imports;
 pub mod intents;
 pub mod log;
+pub mod python_base;
 pub mod schema;
 #[cfg(test)]
 mod tests;
