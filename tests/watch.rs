@@ -139,6 +139,11 @@ fn watch_reopens_a_state_db_replaced_while_it_runs() {
         .unwrap();
     drop(restored);
     std::fs::rename(&copy, &db).unwrap();
+    // As a restore does: the old file's -wal and -shm go with it (watch still holds them open;
+    // it must not take the new ones for its own).
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(kb.join(format!(".openkb/state.db{suffix}")));
+    }
 
     std::fs::write(kb.join("raw/two.md"), "two\n").unwrap();
     let landed = wait_until(|| env.doc_named("two").is_some());
