@@ -39,9 +39,9 @@ use crate::legacy::journal;
 use crate::lock::{LockGuard, LockMode};
 use crate::state::{self, FileId, LogEntry, Queries, Store, WriteAccess, WriteTx};
 
-/// The `meta` key of the database's identity, a random 128-bit hex string given to a database
-/// by the first write session that opens it. A copy of the file keeps it; a rebuild gets a
-/// new one.
+/// The `meta` key of the database's identity, a random 128-bit hex string given when the
+/// schema is created or upgraded (`schema::migrate`), or by the first write session on a
+/// database made before ids existed. A copy of the file keeps it; a rebuild gets a new one.
 pub const DATABASE_ID_KEY: &str = "database_id";
 
 /// Which database a session works on: the file it opened and the id stored in it.
