@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{GlobalConfig, KbConfig};
 use crate::error::{Error, IoContext, Result};
-use crate::fsx;
 use crate::lock::{self, LockGuard, LockMode};
 use crate::session::{Probe, ReadSession, WriteSession};
 use crate::state::{LOG_MD_HEADER, LogEntry};
@@ -141,11 +140,14 @@ impl Kb {
 
     /// Shared KB lock, for commands that only read.
     pub fn lock_shared(&self) -> Result<LockGuard> {
+        crate::kbpath::KbPath::bookkeeping(self, ".openkb/ingest.lock")?;
         lock::acquire(&self.lock_path(), LockMode::Shared, &self.root)
     }
 
-    /// Exclusive KB lock, for commands that change `raw/`, `wiki/` or the registry.
+    /// Exclusive KB lock, for commands that change `raw/`, `wiki/` or the registry. Refused
+    /// while one of the KB's own files is a symlink (see [`crate::kbpath::BOOKKEEPING`]).
     pub fn lock_exclusive(&self) -> Result<LockGuard> {
+        crate::kbpath::refuse_symlinked_bookkeeping(self)?;
         lock::acquire(&self.lock_path(), LockMode::Exclusive, &self.root)
     }
 
@@ -203,6 +205,20 @@ impl Kb {
         has_file(self.raw_dir()) || has_file(self.wiki_dir().join("sources")) || log_has_entries()
     }
 
+    /// `.openkb/state.db`, checked as every session opens it: neither it nor its `-wal` and
+    /// `-shm` may be a symlink (SQLite follows them and writes its sidecars wherever they
+    /// lead, even for readers).
+    pub(crate) fn state_db_checked(&self) -> Result<PathBuf> {
+        for sidecar in ["-wal", "-shm"] {
+            crate::kbpath::KbPath::bookkeeping(self, &format!(".openkb/state.db{sidecar}"))?;
+        }
+        Ok(
+            crate::kbpath::KbPath::bookkeeping(self, ".openkb/state.db")?
+                .as_path()
+                .to_path_buf(),
+        )
+    }
+
     /// The legacy registry waiting to be migrated, if any: its entry count.
     pub fn legacy_registry_entries(&self) -> Result<Option<usize>> {
         let path = self.hashes_json();
@@ -223,6 +239,11 @@ impl Kb {
     /// Render a committed log row into `wiki/log.md` (the table is the source of truth; the
     /// page is for people).
     pub fn append_log_md(&self, entry: &LogEntry) -> Result<()> {
-        fsx::append(&self.log_md(), LOG_MD_HEADER, &entry.to_markdown())
+        self.append_log_md_text(&entry.to_markdown())
+    }
+
+    /// Append rendered log lines to `wiki/log.md` (never through a symlink).
+    pub fn append_log_md_text(&self, text: &str) -> Result<()> {
+        crate::kbpath::KbPath::bookkeeping(self, "wiki/log.md")?.append(LOG_MD_HEADER, text)
     }
 }

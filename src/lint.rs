@@ -22,7 +22,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsx;
+use crate::kbpath::KbPath;
 use crate::session::{ReadSession, WriteSession};
 use crate::state::{Queries, Status};
 use crate::wiki::{links, page_key};
@@ -246,7 +246,8 @@ fn read_page(path: &Path) -> Result<String> {
 /// `[[x|label]]` → `label`), writing each changed page atomically. Marks the broken-link
 /// issues it repaired as fixed. Only in a write session: it rewrites pages other writers edit.
 pub fn fix_broken_links(session: &WriteSession, analysis: &mut Analysis) -> Result<usize> {
-    let wiki = session.kb().wiki_dir();
+    let kb = session.kb();
+    let wiki = kb.wiki_dir();
     // Only the links the analysis found broken: a page may also link to the summary of a
     // pending document, which compiling will create and which must survive.
     let broken: HashSet<(String, String)> = analysis
@@ -257,8 +258,16 @@ pub fn fix_broken_links(session: &WriteSession, analysis: &mut Analysis) -> Resu
         .collect();
     let pages: HashSet<String> = broken.iter().map(|(page, _)| page.clone()).collect();
     let mut repaired: HashSet<(String, String)> = HashSet::new();
-    let mut rewritten = 0;
+    // Plan, check, act: every page is confined and rewritten in memory before the first write.
+    let mut edits = Vec::new();
     for page in pages {
+        let confined = match page.as_str() {
+            "index.md" => crate::wiki::index_md(kb)?,
+            _ => KbPath::new(kb, &format!("wiki/{page}"))?,
+        };
+        if confined.kind()? == Some(crate::kbpath::Kind::Symlink) {
+            continue; // never written through; its links stay reported
+        }
         let path = wiki.join(&page);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -286,9 +295,15 @@ pub fn fix_broken_links(session: &WriteSession, analysis: &mut Analysis) -> Resu
             continue;
         }
         out.push_str(&text[last..]);
-        fsx::atomic_write(&path, out.as_bytes())?;
-        rewritten += 1;
+        edits.push(crate::wiki::Edit {
+            path: confined,
+            text: out,
+        });
     }
+    for edit in &edits {
+        edit.apply()?;
+    }
+    let rewritten = edits.len();
     for issue in &mut analysis.issues {
         if issue.kind == IssueKind::BrokenLink
             && let Some(target) = &issue.target
@@ -310,11 +325,14 @@ pub fn report_stamp(now: &chrono::DateTime<chrono::Local>) -> String {
 /// an earlier run in the same second wrote one: a report is never overwritten. Returns the
 /// file name.
 pub fn write_report(session: &WriteSession, stamp: &str, analysis: &Analysis) -> Result<String> {
-    let dir = session.kb().wiki_dir().join("reports");
+    // Never through a symlink: the report is the KB's own file.
+    let dir = KbPath::bookkeeping(session.kb(), "wiki/reports")?
+        .as_path()
+        .to_path_buf();
     let text = render_report(stamp, analysis);
     let mut name = format!("lint_{stamp}.md");
     let mut n = 1u64;
-    while !fsx::write_new(&dir.join(&name), text.as_bytes())? {
+    while !crate::fsx::write_new(&dir.join(&name), text.as_bytes())? {
         n += 1;
         name = format!("lint_{stamp}-{n}.md");
     }

@@ -436,8 +436,9 @@ fn require_state_db(kb: &Kb) -> Result<()> {
 }
 
 fn open_read_only(kb: &Kb) -> Result<Store> {
+    let db = kb.state_db_checked()?;
     require_state_db(kb)?;
-    match Store::open_read_only(&kb.state_db()) {
+    match Store::open_read_only(&db) {
         // Removed between the check and the open: say so the way a missing file is said.
         Err(e) if !kb.state_db().exists() => {
             require_state_db(kb)?;
@@ -448,6 +449,7 @@ fn open_read_only(kb: &Kb) -> Result<Store> {
 }
 
 fn open_writable(kb: &Kb, create: state::Create) -> Result<Store> {
+    let db = kb.state_db_checked()?;
     match create {
         state::Create::Never => require_state_db(kb)?,
         state::Create::IfMissing => {
@@ -462,5 +464,5 @@ fn open_writable(kb: &Kb, create: state::Create) -> Result<Store> {
             }
         }
     }
-    Store::open(&kb.state_db(), create)
+    Store::open(&db, create)
 }

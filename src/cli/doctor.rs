@@ -35,14 +35,19 @@ const SHOWN_PER_CHECK: usize = 20;
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     let kb = ctx.kb()?;
-    // doctor::run takes the KB lock itself: shared, or exclusive with --fix.
-    let report = doctor::run(
-        &kb,
-        Options {
-            full: args.full,
-            fix: args.fix,
-        },
-    )?;
+    let report = if !args.fix && doctor::cannot_open_state(&kb) {
+        // Reported without taking the lock: the lock file itself may be the link.
+        doctor::symlinks_only(&kb)
+    } else {
+        // doctor::run takes the KB lock itself: shared, or exclusive with --fix.
+        doctor::run(
+            &kb,
+            Options {
+                full: args.full,
+                fix: args.fix,
+            },
+        )?
+    };
     if args.json {
         super::print_json(&report)?;
         return Ok(report.exit_code());

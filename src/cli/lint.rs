@@ -66,6 +66,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     // Writing (report, log row, --fix rewrites) takes a write session, briefly.
     let session = super::write_session(ctx)?;
     session.ensure_writable()?;
+    // Checked before any page is rewritten: a symlinked reports/ or log.md stops lint early.
+    crate::kbpath::KbPath::bookkeeping(session.kb(), "wiki/reports")?;
+    crate::kbpath::KbPath::bookkeeping(session.kb(), "wiki/log.md")?;
     let pages_rewritten = if args.fix {
         lint::fix_broken_links(&session, &mut analysis)?
     } else {

@@ -29,6 +29,7 @@ pub mod python_base;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+pub mod untrusted;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

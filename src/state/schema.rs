@@ -78,6 +78,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_python_base",
         step: Step::Sql(include_str!("../../migrations/0008_python_base.sql")),
     },
+    Migration {
+        name: "0005_untrusted_entries",
+        step: Step::Sql(include_str!("../../migrations/0005_untrusted_entries.sql")),
+    },
 ];
 
 /// The schema version this binary writes.
