@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::ingest;
+use crate::names;
 use crate::state::{Document, IntentFile, IntentOp, Queries, Status};
 
 const AFTER_HELP: &str = "\
@@ -85,7 +86,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         let Some(doc) = session.get(&doc.hash)? else {
             continue;
         };
-        let label = doc.display_doc_name().unwrap_or_else(|| doc.hash.clone());
+        let label = doc
+            .display_doc_name()
+            .map_or_else(|| doc.hash.clone(), |d| names::shown(&d).into_owned());
         let files: Vec<IntentFile> = Vec::new();
         let intent = session.write(|tx| {
             tx.record_intent(
@@ -111,7 +114,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             }
             Err(message) => {
                 failed += 1;
-                eprintln!("failed {label}: {message}");
+                eprintln!("failed {label}: {}", names::shown_message(&message));
             }
         }
     }
