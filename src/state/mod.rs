@@ -302,6 +302,15 @@ impl Store {
                         .into(),
                 });
             }
+            schema::Version::Behind(found) if found < 0 => {
+                return Err(Error::NotStateDb {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "user_version is {found}, which no openkb writes: the database was \
+                         changed by another program"
+                    ),
+                });
+            }
             schema::Version::Behind(found) => {
                 return Err(Error::SchemaBehind {
                     path: path.to_path_buf(),
