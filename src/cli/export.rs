@@ -91,7 +91,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     match &args.output {
         Some(path) => {
             refuse_missing_folder(path)?;
-            refuse_kb_registry(&open.kb, path)?;
+            refuse_kb_registry(open.kb(), path)?;
             fsx::atomic_write(path, text.as_bytes())?;
             eprintln!(
                 "wrote {} document(s) to {}",
