@@ -101,6 +101,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// The command line asks for something that cannot be (exit code 2, like clap's own
+    /// usage errors).
+    #[error("{0}\n  see `openkb --help`")]
+    Usage(String),
+
     /// A command that works through many items finished, but some failed (each was reported
     /// as it happened); only the exit code is left to say so.
     #[error("{0}")]
@@ -120,6 +125,7 @@ impl Error {
         match self {
             Error::NoKb { .. } | Error::NotAKb { .. } | Error::LegacyKb { .. } => exit::NO_KB,
             Error::Busy { .. } | Error::LockTimeout { .. } => exit::BUSY,
+            Error::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,
         }
     }

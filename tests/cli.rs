@@ -301,7 +301,7 @@ fn list_shows_registry_order_with_status() {
         .args(["list", "--json"])
         .assert()
         .success()
-        .stdout("[]\n");
+        .stdout("{\n  \"format_version\": 1,\n  \"documents\": []\n}\n");
     let store = open_store(&kb);
     store
         .write(|tx| {
@@ -341,7 +341,7 @@ fn list_shows_registry_order_with_status() {
         .output()
         .unwrap();
     let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = docs
+    let names: Vec<&str> = docs["documents"]
         .as_array()
         .unwrap()
         .iter()
@@ -451,9 +451,9 @@ fn log_shows_newest_last_with_limit_and_filter() {
         .args(["log", "--all", "--json"])
         .output()
         .unwrap();
-    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(entries.as_array().unwrap().len(), 30);
-    assert_eq!(entries[0]["description"], "entry 0");
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["entries"].as_array().unwrap().len(), 30);
+    assert_eq!(log["entries"][0]["description"], "entry 0");
 }
 
 #[test]

@@ -20,13 +20,13 @@ pub struct Args {
     /// Turn broken links into plain text
     #[arg(long)]
     fix: bool,
-    /// Print the result as JSON
+    /// Print the result as JSON (docs/schemas/lint.json)
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Serialize)]
-struct Output<'a> {
+struct LintOutput<'a> {
     report: Option<String>,
     pages: usize,
     documents: u64,
@@ -36,6 +36,7 @@ struct Output<'a> {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
+    let out = ctx.output(args.json);
     let kb = ctx.kb()?;
     // Read and analyse under the shared lock, so lint never blocks other readers for long.
     let (mut analysis, store) = {
@@ -46,8 +47,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
         let reader = store.reader()?;
         if reader.counts()?.total() == 0 {
             drop(reader);
-            if args.json {
-                super::print_json(&Output {
+            if out.json {
+                out.json(&LintOutput {
                     report: None,
                     pages: 0,
                     documents: 0,
@@ -56,7 +57,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
                     issues: &[],
                 })?;
             } else {
-                println!("Nothing to lint: the knowledge base has no documents.");
+                out.result("Nothing to lint: the knowledge base has no documents.");
             }
             return Ok(exit::OK);
         }
@@ -80,8 +81,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     kb.record(&store, "lint", &format!("report \u{2192} {name}"))?;
 
     let remaining = analysis.remaining();
-    if args.json {
-        super::print_json(&Output {
+    if out.json {
+        out.json(&LintOutput {
             report: Some(format!("wiki/reports/{name}")),
             pages: analysis.pages,
             documents: analysis.documents,
@@ -92,20 +93,22 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     } else {
         for issue in &analysis.issues {
             let tag = if issue.fixed { "fixed  " } else { "issue  " };
-            println!("{tag}{}", lint::describe(issue));
+            out.line(format_args!("{tag}{}", lint::describe(issue)));
         }
         if args.fix && pages_rewritten > 0 {
-            println!("Rewrote {pages_rewritten} page(s) to turn broken links into plain text.");
+            out.line(format_args!(
+                "Rewrote {pages_rewritten} page(s) to turn broken links into plain text."
+            ));
         }
         if remaining == 0 {
-            println!(
+            out.result(format_args!(
                 "No structural issues left ({} pages, {} documents).",
                 analysis.pages, analysis.documents
-            );
+            ));
         } else {
-            println!("{remaining} structural issue(s).");
+            out.result(format_args!("{remaining} structural issue(s)."));
         }
-        println!("Report: wiki/reports/{name}");
+        out.result(format_args!("Report: wiki/reports/{name}"));
     }
     Ok(if remaining == 0 {
         exit::OK

@@ -2,13 +2,14 @@
 
 use std::io::Write;
 
+use super::output::JsonArrayWriter;
 use crate::error::{IoContext, Result};
 use crate::lock::LockMode;
 use crate::state::{Document, Queries};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print JSON (an array of documents) instead of a table
+    /// Print JSON (docs/schemas/list.json) instead of a table
     #[arg(long)]
     json: bool,
 }
@@ -20,29 +21,20 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if args.json {
         // Streamed row by row: a 100k-document registry never sits in memory twice.
-        let mut first = true;
-        out.write_all(b"[")
-            .with_path("cannot write", "standard output")?;
-        reader.for_each_document(&mut |doc| {
-            out.write_all(if first { b"\n  " } else { b",\n  " })
-                .with_path("cannot write", "standard output")?;
-            first = false;
-            serde_json::to_writer(&mut out, &doc)
-                .map_err(|e| crate::Error::Invalid(format!("cannot serialize JSON: {e}")))
-        })?;
-        out.write_all(if first { b"]\n" } else { b"\n]\n" })
-            .with_path("cannot write", "standard output")?;
+        let mut json = JsonArrayWriter::start(out, "documents")?;
+        reader.for_each_document(&mut |doc| json.item(&doc))?;
+        json.finish()?;
+        return Ok(());
+    }
+    let docs = reader.list()?;
+    if docs.is_empty() {
+        writeln!(
+            out,
+            "No documents registered. Add some with `openkb add PATH`."
+        )
+        .with_path("cannot write", "standard output")?;
     } else {
-        let docs = reader.list()?;
-        if docs.is_empty() {
-            writeln!(
-                out,
-                "No documents registered. Add some with `openkb add PATH`."
-            )
-            .with_path("cannot write", "standard output")?;
-        } else {
-            write_table(&mut out, &docs).with_path("cannot write", "standard output")?;
-        }
+        write_table(&mut out, &docs).with_path("cannot write", "standard output")?;
     }
     out.flush().with_path("cannot write", "standard output")
 }

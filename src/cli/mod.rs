@@ -5,11 +5,13 @@ mod add;
 mod compile;
 mod doctor;
 mod export;
+mod generate;
 mod init;
 mod lint;
 mod list;
 mod log;
 mod migrate;
+pub mod output;
 mod remove;
 mod status;
 mod use_kb;
@@ -48,6 +50,11 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Print only errors, warnings and the result (a summary line, a report): no per-file
+    /// lines, no progress bar
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -80,15 +87,29 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Write the registry as a legacy hashes.json, or the whole state as JSON
     Export(export::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), e.g. `openkb man | man -l -`
+    Man(generate::ManArgs),
 }
 
 /// What every command gets: the global options and the way to find the KB.
 pub struct Ctx {
     pub kb_dir: Option<PathBuf>,
     pub verbose: u8,
+    pub quiet: bool,
 }
 
 impl Ctx {
+    /// How this command prints, given its own `--json` flag (false for commands without one).
+    pub fn output(&self, json: bool) -> output::Output {
+        output::Output {
+            quiet: self.quiet,
+            verbose: self.verbose,
+            json,
+        }
+    }
+
     /// The KB this command works on.
     pub fn kb(&self) -> Result<Kb> {
         let cwd = std::env::current_dir()
@@ -106,6 +127,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Ctx {
         kb_dir: cli.kb_dir,
         verbose: cli.verbose,
+        quiet: cli.quiet,
     };
     match cli.command {
         Command::Init(args) => init::run(&ctx, args),
@@ -121,16 +143,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Lint(args) => return lint::run(&ctx, args),
         Command::Migrate(args) => migrate::run(&ctx, args),
         Command::Export(args) => export::run(&ctx, args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     }
     .map(|()| exit::OK)
-}
-
-/// Print `value` as pretty JSON on stdout.
-pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| crate::Error::Invalid(format!("cannot serialize JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
 }
 
 /// Ask `question` on stderr and read one line of answer from stdin (trimmed).

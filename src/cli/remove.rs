@@ -1,5 +1,7 @@
 //! `openkb remove IDENTIFIER`: remove a document, its files and its wiki pages.
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
 use crate::lock::LockMode;
@@ -18,9 +20,52 @@ pub struct Args {
     /// Do not ask for confirmation (required when there is no terminal to ask on)
     #[arg(short = 'y', long = "yes")]
     yes: bool,
+    /// Print the plan and the outcome as JSON (docs/schemas/remove.json)
+    #[arg(long)]
+    json: bool,
+}
+
+/// `remove --json` (docs/schemas/remove.json).
+#[derive(Serialize)]
+struct RemoveReport<'a> {
+    hash: &'a str,
+    name: Option<&'a str>,
+    doc_name: Option<&'a str>,
+    dry_run: bool,
+    keep_raw: bool,
+    /// The document is unregistered and its files deleted (false: dry run, not confirmed, or
+    /// another process removed it first).
+    removed: bool,
+    /// KB-relative files deleted (or to delete, when `removed` is false).
+    files: &'a [String],
+    refused: Vec<Refused<'a>>,
+}
+
+#[derive(Serialize)]
+struct Refused<'a> {
+    path: &'a str,
+    reason: &'a str,
+}
+
+fn report<'a>(doc: &'a Document, plan: &'a Plan, args: &Args, removed: bool) -> RemoveReport<'a> {
+    RemoveReport {
+        hash: &doc.hash,
+        name: doc.name.as_deref(),
+        doc_name: plan.doc_name.as_deref(),
+        dry_run: args.dry_run,
+        keep_raw: args.keep_raw,
+        removed,
+        files: &plan.existing,
+        refused: plan
+            .refused
+            .iter()
+            .map(|(path, reason)| Refused { path, reason })
+            .collect(),
+    }
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let out = ctx.output(args.json);
     // Plan under the shared lock, so that a question waiting for an answer never blocks the
     // KB; then take the exclusive lock and plan again (the KB may have changed meanwhile).
     let (doc, plan) = {
@@ -29,29 +74,48 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
         (doc, plan)
     };
-    show(&doc, &plan, args.keep_raw);
+    if !out.json {
+        // The plan is what the user is asked to confirm: shown even with -q.
+        show(&doc, &plan, args.keep_raw);
+    }
     if args.dry_run {
-        println!("dry run: nothing was changed");
-        return Ok(());
+        out.result("dry run: nothing was changed");
+        return if out.json {
+            out.json(&report(&doc, &plan, &args, false))
+        } else {
+            Ok(())
+        };
     }
     if !args.yes && !confirm()? {
-        println!("nothing was changed");
-        return Ok(());
+        out.result("nothing was changed");
+        return if out.json {
+            out.json(&report(&doc, &plan, &args, false))
+        } else {
+            Ok(())
+        };
     }
     let open = super::open_kb(ctx, LockMode::Exclusive)?;
-    let Some(doc) = open.store.get(&doc.hash)? else {
-        println!("already removed (by another process)");
-        return Ok(());
+    let Some(current) = open.store.get(&doc.hash)? else {
+        out.result("already removed (by another process)");
+        return if out.json {
+            out.json(&report(&doc, &plan, &args, false))
+        } else {
+            Ok(())
+        };
     };
-    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+    let plan = remove::plan(&open.kb, &current, args.keep_raw)?;
     remove::execute(&open.kb, &open.store, &plan)?;
-    println!(
+    out.result(format_args!(
         "removed {}",
-        doc.name
+        current
+            .name
             .as_deref()
             .or(plan.doc_name.as_deref())
-            .unwrap_or(&doc.hash)
-    );
+            .unwrap_or(&current.hash)
+    ));
+    if out.json {
+        out.json(&report(&current, &plan, &args, true))?;
+    }
     Ok(())
 }
 

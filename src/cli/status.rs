@@ -10,7 +10,7 @@ use crate::state::{LogEntry, Queries, StatusCounts};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print JSON instead of text
+    /// Print JSON (docs/schemas/status.json) instead of text
     #[arg(long)]
     json: bool,
 }
@@ -31,7 +31,8 @@ struct Report {
     documents: StatusCounts,
     total_documents: u64,
     raw_files: u64,
-    wiki: Vec<(String, u64)>,
+    /// Files per wiki folder, in the order `WIKI_FOLDERS` lists them.
+    wiki: indexmap::IndexMap<String, u64>,
     last_compile: Option<LogEntry>,
     last_lint: Option<LogEntry>,
     schema_version: i64,
@@ -40,6 +41,7 @@ struct Report {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let out = ctx.output(args.json);
     let open = super::open_kb(ctx, LockMode::Shared)?;
     let reader = open.store.reader()?;
     let documents = reader.counts()?;
@@ -70,33 +72,33 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         state_db_bytes: file_size(&db),
         wal_bytes: file_size(&db.with_extension("db-wal")),
     };
-    if args.json {
-        return super::print_json(&report);
+    if out.json {
+        return out.json(&report);
     }
-    println!("Knowledge base: {}", report.knowledge_base);
-    println!(
+    out.result(format_args!("Knowledge base: {}", report.knowledge_base));
+    out.result(format_args!(
         "Documents: {} (compiled {}, pending {}, failed {})",
         report.total_documents, documents.compiled, documents.pending, documents.failed
-    );
-    println!("Raw files: {}", report.raw_files);
+    ));
+    out.result(format_args!("Raw files: {}", report.raw_files));
     let wiki: Vec<String> = report
         .wiki
         .iter()
         .map(|(f, n)| format!("{f} {n}"))
         .collect();
-    println!("Wiki: {}", wiki.join(", "));
+    out.result(format_args!("Wiki: {}", wiki.join(", ")));
     let when = |e: &Option<LogEntry>| match e {
         Some(e) => format!("{} ({} | {})", e.timestamp, e.operation, e.description),
         None => "never".to_owned(),
     };
-    println!("Last compile: {}", when(&report.last_compile));
-    println!("Last lint: {}", when(&report.last_lint));
-    println!(
+    out.result(format_args!("Last compile: {}", when(&report.last_compile)));
+    out.result(format_args!("Last lint: {}", when(&report.last_lint)));
+    out.result(format_args!(
         "State: schema version {}, state.db {} (WAL {})",
         report.schema_version,
         human_bytes(report.state_db_bytes),
         human_bytes(report.wal_bytes)
-    );
+    ));
     Ok(())
 }
 

@@ -46,7 +46,7 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
         .map_err(|e| Error::Invalid(format!("cannot watch {}: {e}", raw.display())))?;
     eprintln!("watching {} (Ctrl-C to stop)", raw.display());
 
-    let mut printer = super::add::Printer::new(ctx.verbose > 0);
+    let mut printer = super::add::Printer::new(ctx.output(false));
     printer.show_skipped = false;
     while !ingest::interrupted() {
         let events = match rx.recv_timeout(Duration::from_millis(200)) {
