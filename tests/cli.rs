@@ -348,6 +348,7 @@ fn list_shows_registry_order_with_status() {
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["zeta.md", "alpha.md", "Legacy Paper 0.md"]);
+    let docs = &docs["documents"];
     assert_eq!(docs[1]["status"], "compiled");
     assert_eq!(docs[0]["type"], "md");
     assert_eq!(docs[0]["doc_name"], "zeta");
