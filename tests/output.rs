@@ -407,10 +407,15 @@ fn quiet_drops_per_item_lines_of_compile_and_doctor_but_keeps_their_result() {
     let quiet = ok(&mut openkb(&env, &["-q", "doctor"]));
     assert!(!quiet.stdout.contains("\nok "), "{}", quiet.stdout);
     assert!(quiet.stdout.contains("Healthy"), "{}", quiet.stdout);
+    // remove -y -q: the summary alone; a dry run keeps its plan, which is its result.
+    let dry = ok(&mut openkb(&env, &["-q", "remove", "a", "--dry-run"]));
+    assert!(dry.stdout.contains("delete raw/a.md"), "{}", dry.stdout);
+    let removed = ok(&mut openkb(&env, &["-q", "remove", "a", "-y"]));
+    assert_eq!(removed.stdout, "removed a.md\n");
     // A reading command's report is its result: -q keeps it.
     let status = ok(&mut openkb(&env, &["-q", "status"]));
     assert!(
-        status.stdout.contains("Documents: 1 (compiled 1"),
+        status.stdout.contains("Documents: 0 (compiled 0"),
         "{}",
         status.stdout
     );

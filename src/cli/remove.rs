@@ -74,8 +74,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
         (doc, plan)
     };
-    if !out.json {
-        // The plan is what the user is asked to confirm: shown even with -q.
+    // The plan is what a dry run was asked for and what the question asks to confirm: -q drops
+    // it only when nothing is asked.
+    if !out.json && (!ctx.quiet || args.dry_run || !args.yes) {
         show(&doc, &plan, args.keep_raw);
     }
     if args.dry_run {
