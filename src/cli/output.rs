@@ -12,7 +12,12 @@
 //!   that removes or retypes a key bumps the version (adding a key does not).
 //!
 //! Commands print through an [`Output`] instead of `println!`, so a new command gets the same
-//! behaviour by construction.
+//! behaviour by construction. A new reporting command: give it a `--json` flag, take
+//! `let out = ctx.output(args.json)`, print per-item lines with [`Output::line`], its result
+//! with [`Output::result`], and its JSON with [`Output::json`] on a struct whose absent values
+//! are `Option`s (never `skip_serializing_if`), or stream a long list with
+//! [`JsonArrayWriter`]; then add docs/schemas/<command>.json and validate the command's output
+//! against it in tests/output.rs.
 
 use std::io::{IsTerminal, Write};
 
