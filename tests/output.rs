@@ -355,7 +355,22 @@ fn quiet_keeps_the_summary_and_errors_only_and_verbose_adds_detail() {
     assert!(plain.stdout.ends_with("added 5, skipped 1, failed 0\n"));
     assert!(plain.stderr.contains("scan.tiff: unsupported file type"));
 
-    // Again, quietly: the summary only; the already registered files are not even mentioned.
+    // Again: the known files are not listed one by one, but the run says why it skipped them.
+    let again = ok(&mut openkb(&env, &["add", &folder]));
+    assert!(
+        again.stdout.ends_with("added 0, skipped 6, failed 0\n"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stderr
+            .contains("5 file(s) skipped: already registered (same content); -v lists them"),
+        "{}",
+        again.stderr
+    );
+
+    // Quietly: the summary only; the already registered files are not even mentioned.
     env.write("batch/doc-new.md", "# New\n");
     let quiet = ok(&mut openkb(&env, &["-q", "add", &folder]));
     assert_eq!(quiet.stdout, "added 1, skipped 6, failed 0\n");
@@ -465,6 +480,10 @@ fn on_a_terminal_the_progress_bar_replaces_per_file_lines() {
     assert!(
         !screen.contains("scan.tiff"),
         "no skip lines under the bar: {screen}"
+    );
+    assert!(
+        screen.contains("1 file(s) skipped: not a supported document; -v lists them"),
+        "{screen}"
     );
     assert_eq!(env.docs().len(), 8);
 

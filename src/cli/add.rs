@@ -139,6 +139,10 @@ pub(super) struct Printer {
     pub show_skipped: bool,
     /// Every outcome, with `--json`.
     files: Vec<FileReport>,
+    /// Skips not shown one by one (already registered; others under the progress bar), so
+    /// that the end of the run still says why the summary counts them.
+    unlisted_known: usize,
+    unlisted_skipped: usize,
 }
 
 impl Printer {
@@ -148,12 +152,29 @@ impl Printer {
             bar: None,
             show_skipped: true,
             files: Vec::new(),
+            unlisted_known: 0,
+            unlisted_skipped: 0,
         }
     }
 
     pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+        if !self.out.chatty() {
+            return;
+        }
+        if self.unlisted_known > 0 {
+            self.out.note(format_args!(
+                "{} file(s) skipped: already registered (same content); -v lists them",
+                self.unlisted_known
+            ));
+        }
+        if self.unlisted_skipped > 0 {
+            self.out.note(format_args!(
+                "{} file(s) skipped: not a supported document; -v lists them",
+                self.unlisted_skipped
+            ));
         }
     }
 
@@ -215,11 +236,15 @@ impl Reporter for Printer {
                         ),
                         false,
                     );
+                } else {
+                    self.unlisted_known += 1;
                 }
             }
             Outcome::Skipped(why) => {
                 if self.per_file_lines() && (self.show_skipped || self.out.verbose > 0) {
                     self.line(format!("skipped {}: {why}", path.display()), false);
+                } else {
+                    self.unlisted_skipped += 1;
                 }
             }
             // Errors are always said, on stderr, whatever the mode.
