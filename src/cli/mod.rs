@@ -31,7 +31,12 @@ Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usag
 4 another openkb process holds the KB (lock wait timed out or database busy): try again.
 
 Environment: OPENKB_DIR (the KB, like --kb-dir), OPENKB_LOCK_TIMEOUT (seconds to wait for a
-busy KB; unset waits forever), HOME (where ~/.config/openkb/global.yaml lives).";
+busy KB; unset waits forever), HOME (where ~/.config/openkb/global.yaml lives).
+
+Output: results on stdout, progress, notes and errors on stderr. --json (add, remove, compile,
+migrate, doctor, lint, list, status, log) prints one JSON document whose first key is
+format_version; absent values are null. Shell completions: `openkb completions SHELL`; the
+manual: `openkb man [COMMAND]`.";
 
 #[derive(Debug, Parser)]
 #[command(
