@@ -206,14 +206,21 @@ fn every_json_output_matches_its_schema() {
     assert!(outcomes[2].1.as_str().unwrap().contains(".tiff"));
     assert_eq!(add["added"], 1);
 
-    // remove: dry run, then for real.
+    // remove: dry run, then for real, of two documents at once.
     let dry = valid(
         "remove",
-        &ok(&mut openkb(&env, &["remove", "new", "--dry-run", "--json"])),
+        &ok(&mut openkb(
+            &env,
+            &["remove", "new", "later", "--dry-run", "--json"],
+        )),
     );
-    assert_eq!(dry["removed"], false);
+    assert_eq!(
+        (dry["removed"].clone(), dry["dry_run"].clone()),
+        (0.into(), true.into())
+    );
+    assert_eq!(dry["documents"][0]["removed"], false);
     assert!(
-        dry["files"]
+        dry["documents"][0]["files"]
             .as_array()
             .unwrap()
             .iter()
@@ -223,10 +230,21 @@ fn every_json_output_matches_its_schema() {
     assert!(env.kb().join("raw/new.md").exists());
     let removed = valid(
         "remove",
-        &ok(&mut openkb(&env, &["remove", "new", "-y", "--json"])),
+        &ok(&mut openkb(
+            &env,
+            &["remove", "new", "later", "-y", "--json"],
+        )),
     );
-    assert_eq!(removed["removed"], true);
+    assert_eq!(removed["removed"], 2);
+    assert_eq!(removed["documents"][1]["doc_name"], "later");
+    assert_eq!(removed["documents"][1]["error"], Value::Null);
     assert!(!env.kb().join("raw/new.md").exists());
+
+    // show and kbs, which came with their own schemas.
+    let show = valid("show", &ok(&mut openkb(&env, &["show", "gamma", "--json"])));
+    assert_eq!(show["document"]["status"], "failed");
+    let kbs = valid("kbs", &ok(&mut openkb(&env, &["kbs", "--json"])));
+    assert_eq!(kbs["knowledge_bases"].as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -556,7 +574,10 @@ fn each_documented_exit_code() {
 const SUBCOMMANDS: &[&str] = &[
     "init",
     "use",
+    "kbs",
+    "forget",
     "list",
+    "show",
     "status",
     "log",
     "add",

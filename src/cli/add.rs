@@ -31,7 +31,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let out = ctx.output(args.json);
     let (kb, store) = open_unlocked(ctx)?;
     let options = Options {
-        compile_command: kb.config()?.compile_command().map(str::to_owned),
+        compile_command: kb.config()?.compile_command()?.map(str::to_owned),
         verbose: ctx.verbose > 0,
     };
     crate::ingest::stop_cleanly_on_interrupt();
@@ -161,7 +161,8 @@ impl Printer {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        if !self.out.chatty() {
+        // watch (no skip lines) sees its own copies again and again: nothing to explain there.
+        if !self.out.chatty() || !self.show_skipped {
             return;
         }
         if self.unlisted_known > 0 {

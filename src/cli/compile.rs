@@ -16,7 +16,9 @@ compile_command (in .openkb/config.yaml) is run by `sh -c` in the KB folder, onc
 document, with OPENKB_KB_DIR, OPENKB_DOC_NAME, OPENKB_DOC_HASH, OPENKB_RAW_PATH and
 OPENKB_SOURCE_PATH (absolute paths, empty when the document has no such file). Exit 0 marks the
 document compiled; anything else marks it failed and keeps the end of its stderr as the error.
-It runs under the KB's exclusive lock: it must not run openkb commands on the same KB.";
+Its output is shown as it comes, each line prefixed with [doc_name]: stdout always, stderr on
+failure (and live with -v). It runs under the KB's exclusive lock: an openkb command it runs on
+the same KB fails at once (OPENKB_HOOK_LOCK tells it why) instead of waiting forever.";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
@@ -61,7 +63,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let out = ctx.output(args.json);
     let (kb, store) = super::add::open_unlocked(ctx)?;
     let config = kb.config()?;
-    let Some(command) = config.compile_command().map(str::to_owned) else {
+    let Some(command) = config.compile_command()?.map(str::to_owned) else {
         return Err(Error::Invalid(format!(
             "no compile_command in {}; set one (run by `sh -c` per document, see `openkb \
              compile --help`)",

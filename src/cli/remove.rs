@@ -1,7 +1,8 @@
-//! `openkb remove IDENTIFIER`: remove a document, its files and its wiki pages.
+//! `openkb remove IDENTIFIER...`: remove documents, their files and their wiki pages.
 
 use serde::Serialize;
 
+use super::output::Output;
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
 use crate::lock::LockMode;
@@ -9,8 +10,9 @@ use crate::state::{Document, Queries};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The document: its file name, its doc_name, or a unique part of either
-    identifier: String,
+    /// The documents: each by its file name, its doc_name, or a unique part of either
+    #[arg(required = true, value_name = "IDENTIFIER")]
+    identifiers: Vec<String>,
     /// Keep the copy in raw/
     #[arg(long)]
     keep_raw: bool,
@@ -28,17 +30,27 @@ pub struct Args {
 /// `remove --json` (docs/schemas/remove.json).
 #[derive(Serialize)]
 struct RemoveReport<'a> {
+    dry_run: bool,
+    keep_raw: bool,
+    removed: usize,
+    failed: usize,
+    documents: Vec<DocumentReport<'a>>,
+}
+
+/// One document of `remove --json`, in the order the identifiers named them.
+#[derive(Serialize)]
+struct DocumentReport<'a> {
     hash: &'a str,
     name: Option<&'a str>,
     doc_name: Option<&'a str>,
-    dry_run: bool,
-    keep_raw: bool,
-    /// The document is unregistered and its files deleted (false: dry run, not confirmed, or
-    /// another process removed it first).
+    /// Unregistered and its files deleted (false: dry run, not confirmed, removed by another
+    /// process first, or failed).
     removed: bool,
     /// KB-relative files deleted (or to delete, when `removed` is false).
-    files: &'a [String],
+    files: Vec<String>,
     refused: Vec<Refused<'a>>,
+    /// Why it could not be removed.
+    error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -47,20 +59,21 @@ struct Refused<'a> {
     reason: &'a str,
 }
 
-fn report<'a>(doc: &'a Document, plan: &'a Plan, args: &Args, removed: bool) -> RemoveReport<'a> {
-    RemoveReport {
-        hash: &doc.hash,
-        name: doc.name.as_deref(),
-        doc_name: plan.doc_name.as_deref(),
-        dry_run: args.dry_run,
-        keep_raw: args.keep_raw,
-        removed,
-        files: &plan.existing,
-        refused: plan
-            .refused
-            .iter()
-            .map(|(path, reason)| Refused { path, reason })
-            .collect(),
+impl<'a> DocumentReport<'a> {
+    fn new(doc: &'a Document, plan: &'a Plan) -> Self {
+        DocumentReport {
+            hash: &doc.hash,
+            name: doc.name.as_deref(),
+            doc_name: plan.doc_name.as_deref(),
+            removed: false,
+            files: plan.existing.clone(),
+            refused: plan
+                .refused
+                .iter()
+                .map(|(path, reason)| Refused { path, reason })
+                .collect(),
+            error: None,
+        }
     }
 }
 
@@ -68,59 +81,118 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let out = ctx.output(args.json);
     // Plan under the shared lock, so that a question waiting for an answer never blocks the
     // KB; then take the exclusive lock and plan again (the KB may have changed meanwhile).
-    let (doc, plan) = {
+    // Every identifier is resolved before anything is removed: one that matches nothing, or
+    // several documents, stops the whole command with nothing changed.
+    let targets: Vec<(Document, Plan)> = {
         let open = super::open_kb(ctx, LockMode::Shared)?;
-        let doc = pick(&open.store.reader()?, &args.identifier)?;
-        let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
-        (doc, plan)
+        let reader = open.store.reader()?;
+        let mut targets: Vec<(Document, Plan)> = Vec::new();
+        let mut problems = Vec::new();
+        for identifier in &args.identifiers {
+            match pick(&reader, identifier) {
+                Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
+                Ok(doc) => {
+                    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+                    targets.push((doc, plan));
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if !problems.is_empty() {
+            problems.push("nothing was removed".to_owned());
+            return Err(Error::Invalid(problems.join("\n")));
+        }
+        targets
     };
     // The plan is what a dry run was asked for and what the question asks to confirm: -q drops
     // it only when nothing is asked.
     if !out.json && (!ctx.quiet || args.dry_run || !args.yes) {
-        show(&doc, &plan, args.keep_raw);
+        for (doc, plan) in &targets {
+            show(doc, plan, args.keep_raw);
+        }
     }
+    let mut reports: Vec<DocumentReport> = targets
+        .iter()
+        .map(|(doc, plan)| DocumentReport::new(doc, plan))
+        .collect();
+    let untouched = |out: &Output, reports: Vec<DocumentReport>, message: &str| {
+        out.result(message);
+        if out.json {
+            return out.json(&RemoveReport {
+                dry_run: args.dry_run,
+                keep_raw: args.keep_raw,
+                removed: 0,
+                failed: 0,
+                documents: reports,
+            });
+        }
+        Ok(())
+    };
     if args.dry_run {
-        out.result("dry run: nothing was changed");
-        return if out.json {
-            out.json(&report(&doc, &plan, &args, false))
-        } else {
-            Ok(())
-        };
+        return untouched(&out, reports, "dry run: nothing was changed");
     }
     if !args.yes && !confirm()? {
-        out.result("nothing was changed");
-        return if out.json {
-            out.json(&report(&doc, &plan, &args, false))
-        } else {
-            Ok(())
-        };
+        return untouched(&out, reports, "nothing was changed");
     }
     let open = super::open_kb(ctx, LockMode::Exclusive)?;
-    let Some(current) = open.store.get(&doc.hash)? else {
-        out.result("already removed (by another process)");
-        return if out.json {
-            out.json(&report(&doc, &plan, &args, false))
-        } else {
-            Ok(())
+    let (mut removed, mut failed) = (0, 0);
+    for ((doc, _), report) in targets.iter().zip(reports.iter_mut()) {
+        let Some(doc) = open.store.get(&doc.hash)? else {
+            out.result(format_args!(
+                "{} was already removed (by another process)",
+                label(doc, None)
+            ));
+            continue;
         };
-    };
-    let plan = remove::plan(&open.kb, &current, args.keep_raw)?;
-    remove::execute(&open.kb, &open.store, &plan)?;
-    out.result(format_args!(
-        "removed {}",
-        current
-            .name
-            .as_deref()
-            .or(plan.doc_name.as_deref())
-            .unwrap_or(&current.hash)
-    ));
+        let outcome = remove::plan(&open.kb, &doc, args.keep_raw)
+            .and_then(|plan| remove::execute(&open.kb, &open.store, &plan).map(|_| plan));
+        match outcome {
+            Ok(plan) => {
+                removed += 1;
+                report.removed = true;
+                // What was planned again under the exclusive lock is what was deleted.
+                report.files = plan.existing.clone();
+                out.result(format_args!(
+                    "removed {}",
+                    label(&doc, plan.doc_name.as_deref())
+                ));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("failed to remove {}: {e}", label(&doc, None));
+                report.error = Some(e.to_string());
+            }
+        }
+    }
     if out.json {
-        out.json(&report(&current, &plan, &args, true))?;
+        out.json(&RemoveReport {
+            dry_run: false,
+            keep_raw: args.keep_raw,
+            removed,
+            failed,
+            documents: reports,
+        })?;
+    }
+    if failed > 0 {
+        return Err(Error::Incomplete(format!(
+            "{failed} of {} document(s) could not be removed (see above); the others were",
+            targets.len()
+        )));
     }
     Ok(())
 }
 
-fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
+fn label(doc: &Document, doc_name: Option<&str>) -> String {
+    doc.name
+        .clone()
+        .or_else(|| doc_name.map(str::to_owned))
+        .or_else(|| doc.display_doc_name())
+        .unwrap_or_else(|| doc.hash.clone())
+}
+
+/// The one document `identifier` names (see `ingest::remove::find`); none or several is an error
+/// that lists the candidates. `show` resolves its argument the same way.
+pub(super) fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
     let mut found = remove::find(q, identifier)?;
     match found.len() {
         0 => Err(Error::Invalid(format!(
@@ -140,8 +212,7 @@ fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
                 })
                 .collect();
             Err(Error::Invalid(format!(
-                "{n} documents match {identifier:?}; nothing was removed. Name one by its \
-                 doc_name:\n{}",
+                "{n} documents match {identifier:?}; name one by its doc_name:\n{}",
                 listed.join("\n")
             )))
         }

@@ -31,8 +31,9 @@ struct Report {
     documents: StatusCounts,
     total_documents: u64,
     raw_files: u64,
-    /// Files per wiki folder, in the order `WIKI_FOLDERS` lists them.
-    wiki: indexmap::IndexMap<String, u64>,
+    /// Files per wiki folder, in the order `WIKI_FOLDERS` lists them (serde_json's map keeps
+    /// insertion order).
+    wiki: serde_json::Map<String, serde_json::Value>,
     last_compile: Option<LogEntry>,
     last_lint: Option<LogEntry>,
     schema_version: i64,
@@ -45,7 +46,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let open = super::open_kb(ctx, LockMode::Shared)?;
     let reader = open.store.reader()?;
     let documents = reader.counts()?;
-    let last_compile = ["compile", "recompile", "ingest"]
+    // Only compile rows: an `ingest` row says a file was added, not that anything compiled.
+    let last_compile = ["compile", "recompile"]
         .into_iter()
         .filter_map(|op| reader.last_log_of(op).transpose())
         .collect::<Result<Vec<_>>>()?
@@ -62,7 +64,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             .map(|f| {
                 Ok((
                     f.to_string(),
-                    count_files(&open.kb.wiki_dir().join(f), false)?,
+                    count_files(&open.kb.wiki_dir().join(f), false)?.into(),
                 ))
             })
             .collect::<Result<_>>()?,

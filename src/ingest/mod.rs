@@ -31,6 +31,7 @@ pub mod add;
 pub mod compile;
 pub mod docname;
 pub mod hash;
+pub mod hook_output;
 pub mod prepare;
 pub mod publish;
 pub mod recover;
