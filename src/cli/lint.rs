@@ -67,17 +67,16 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     };
     // Writing (report, log row, --fix rewrites) takes the exclusive lock, briefly.
     let _exclusive = kb.lock_exclusive()?;
+    // Checked before any page is rewritten: a symlinked reports/ or log.md stops lint early.
+    crate::kbpath::KbPath::bookkeeping(&kb, "wiki/reports")?;
+    crate::kbpath::KbPath::bookkeeping(&kb, "wiki/log.md")?;
     let pages_rewritten = if args.fix {
         lint::fix_broken_links(&kb, &mut analysis)?
     } else {
         0
     };
-    let (name, timestamp) = lint::report_name(&chrono::Local::now());
-    let report_path = kb.wiki_dir().join("reports").join(&name);
-    crate::fsx::atomic_write(
-        &report_path,
-        lint::render_report(&timestamp, &analysis).as_bytes(),
-    )?;
+    let stamp = lint::report_stamp(&chrono::Local::now());
+    let name = lint::write_report(&kb, &stamp, &analysis)?;
     kb.record(&store, "lint", &format!("report \u{2192} {name}"))?;
 
     let remaining = analysis.remaining();

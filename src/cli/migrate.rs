@@ -92,8 +92,13 @@ impl KbReport {
                 report.outcome = "nothing-to-migrate";
                 journals
             }
-            Outcome::AlreadyMigrated { journals } => {
+            Outcome::AlreadyMigrated {
+                journals,
+                log_entries,
+            } => {
                 report.outcome = "already-migrated";
+                // Lines the Python tool appended to wiki/log.md since, imported now.
+                report.log_entries = Some(log_entries.len());
                 journals
             }
             Outcome::Migrated { plan, .. } => {
@@ -130,7 +135,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     if args.all {
         return run_all(&out, options);
     }
-    let kb = ctx.kb()?;
+    let kb = ctx.kb_quiet()?;
     let outcome = migrate::migrate(&kb, options)?;
     if out.json {
         return out.json(&MigrateReport {
@@ -138,7 +143,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             knowledge_bases: vec![KbReport::new(kb.root(), &outcome, options.dry_run)],
         });
     }
-    print_outcome(&kb, &outcome, ctx.verbose);
+    print_outcome(&kb, &outcome, options.dry_run, ctx.verbose);
     Ok(())
 }
 
@@ -160,7 +165,7 @@ fn run_all(out: &Output, options: Options) -> Result<()> {
             });
         }
         let line = match result {
-            Ok(Some(outcome)) => summary_line(&outcome),
+            Ok(Some(outcome)) => summary_line(&outcome, options),
             Ok(None) => "not a KB anymore (no .openkb/ folder); skipped".into(),
             Err(e) => {
                 failed += 1;
@@ -196,13 +201,20 @@ fn migrate_one(path: &Path, options: Options) -> Result<Option<Outcome>> {
 }
 
 /// One line per KB for `--all`.
-fn summary_line(outcome: &Outcome) -> String {
+fn summary_line(outcome: &Outcome, options: Options) -> String {
     let journals = match &outcome {
-        Outcome::NothingToMigrate { journals } | Outcome::AlreadyMigrated { journals } => journals,
+        Outcome::NothingToMigrate { journals } | Outcome::AlreadyMigrated { journals, .. } => {
+            journals
+        }
         Outcome::Migrated { plan, .. } => &plan.journals,
     };
     let mut line = match outcome {
         Outcome::NothingToMigrate { .. } => "nothing to migrate (no hashes.json)".to_owned(),
+        Outcome::AlreadyMigrated { log_entries, .. } if !log_entries.is_empty() => format!(
+            "already migrated; {} wiki/log.md entries of the Python tool {}imported",
+            log_entries.len(),
+            if options.dry_run { "would be " } else { "" }
+        ),
         Outcome::AlreadyMigrated { .. } => "already migrated".to_owned(),
         Outcome::Migrated { plan, dry_run } => {
             let would = if *dry_run { "would be " } else { "" };
@@ -214,7 +226,10 @@ fn summary_line(outcome: &Outcome) -> String {
                     if *dry_run { " (dry run)" } else { "" }
                 ),
                 ImportKind::DriftMerge => format!(
-                    "{n} documents {would}merged from a reappeared hashes.json, {} conflicting",
+                    "{n} documents {would}added, {} updated and {} removed from a reappeared \
+                     hashes.json, {} conflicting",
+                    plan.updated_documents.len(),
+                    plan.applied_removals(),
                     plan.conflicts.len()
                 ),
             }
@@ -231,22 +246,46 @@ fn summary_line(outcome: &Outcome) -> String {
     line
 }
 
-fn print_outcome(kb: &Kb, outcome: &Outcome, verbose: u8) {
+fn print_outcome(kb: &Kb, outcome: &Outcome, dry_run: bool, verbose: u8) {
     match outcome {
         Outcome::NothingToMigrate { journals } => {
-            print_journals(journals, false);
+            print_journals(journals, dry_run);
             println!(
                 "Nothing to migrate: {} has no .openkb/hashes.json.",
                 kb.root().display()
             );
         }
-        Outcome::AlreadyMigrated { journals } => {
-            print_journals(journals, false);
+        Outcome::AlreadyMigrated {
+            journals,
+            log_entries,
+        } if log_entries.is_empty() => {
+            print_journals(journals, dry_run);
             println!(
                 "{}: already migrated (state.db exists and no hashes.json is waiting); nothing \
                  changed.",
                 kb.root().display()
             );
+        }
+        Outcome::AlreadyMigrated {
+            journals,
+            log_entries,
+        } => {
+            print_journals(journals, dry_run);
+            println!(
+                "{}: already migrated (no hashes.json is waiting); wiki/log.md: {} entries \
+                 appended by the Python tool {}",
+                kb.root().display(),
+                log_entries.len(),
+                if dry_run { "to import" } else { "imported" }
+            );
+            if verbose > 0 {
+                for entry in log_entries {
+                    println!(
+                        "    [{}] {} | {}",
+                        entry.timestamp, entry.operation, entry.description
+                    );
+                }
+            }
         }
         Outcome::Migrated { plan, dry_run } => print_plan(kb, plan, *dry_run, verbose),
     }
@@ -294,18 +333,51 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
         ),
         ImportKind::DriftMerge => {
             println!(
-                "  documents: {n} new {}, {} already in state.db unchanged, {} conflicting",
+                "  documents: {n} new {}, {} updated, {} removed, {} already in state.db \
+                 unchanged, {} conflicting",
                 if dry_run { "to merge" } else { "merged" },
+                plan.updated_documents.len(),
+                plan.applied_removals(),
                 plan.unchanged,
                 plan.conflicts.len()
             );
+            if !plan.has_base {
+                println!(
+                    "    no base known (nothing handed to the Python tool since this state.db \
+                     keeps one): only additions are merged, other differences are conflicts"
+                );
+            }
+            for doc in &plan.updated_documents {
+                println!(
+                    "    updated: {} ({}) as the Python tool changed it",
+                    doc.hash,
+                    doc.name.as_deref().unwrap_or("no name")
+                );
+            }
+            for removal in &plan.removals {
+                let name = removal.name.as_deref().unwrap_or("no name");
+                if removal.applied {
+                    println!(
+                        "    removed: {} ({name}), as the Python tool did",
+                        removal.hash
+                    );
+                } else {
+                    println!(
+                        "    kept: {} ({name}) is missing from hashes.json, but {}; remove it \
+                         with `openkb remove` if it should go",
+                        removal.hash,
+                        removal.why_kept.unwrap_or("it was not removed")
+                    );
+                }
+            }
             for conflict in &plan.conflicts {
                 println!(
-                    "    conflict: {} ({}) differs in {}; state.db keeps its version, the \
-                     file's stays in .openkb/{moved}",
+                    "    conflict: {} ({}) differs in {}: {}; the file's version stays in \
+                     .openkb/{moved}",
                     conflict.hash,
                     conflict.name.as_deref().unwrap_or("no name"),
-                    conflict.keys.join(", ")
+                    conflict.keys.join(", "),
+                    conflict.resolution
                 );
             }
         }
@@ -315,6 +387,13 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
             "    doc_name {:?} of {} is already owned by {}: kept in its extra keys (exported \
              unchanged)",
             shared.doc_name, shared.hash, shared.owner
+        );
+    }
+    for (hash, why) in &plan.untrusted {
+        println!(
+            "    entry {hash} names paths openkb will not touch ({why}): {} as it is and marked \
+             untrusted; `openkb remove` of it only unregisters it",
+            if dry_run { "would be kept" } else { "kept" }
         );
     }
     let unparsed = plan.unparsed_log_entries();

@@ -92,7 +92,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             match pick(&reader, identifier) {
                 Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
                 Ok(doc) => {
-                    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+                    let plan = remove::plan(&open.kb, &reader, &doc, args.keep_raw)?;
                     targets.push((doc, plan));
                 }
                 Err(e) => problems.push(e.to_string()),
@@ -144,7 +144,10 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             ));
             continue;
         };
-        let outcome = remove::plan(&open.kb, &doc, args.keep_raw)
+        let outcome = open
+            .store
+            .reader()
+            .and_then(|reader| remove::plan(&open.kb, &reader, &doc, args.keep_raw))
             .and_then(|plan| remove::execute(&open.kb, &open.store, &plan).map(|_| plan));
         match outcome {
             Ok(plan) => {
@@ -226,6 +229,12 @@ fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
         plan.doc_name.as_deref().unwrap_or("-"),
         &doc.hash[..12]
     );
+    if let Some(why) = &plan.untrusted {
+        println!(
+            "  touch no file: migrate marked this legacy entry untrusted ({why}); it is only \
+             unregistered"
+        );
+    }
     for file in &plan.existing {
         println!("  delete {file}");
     }

@@ -8,12 +8,12 @@
 //! cannot itself run openkb commands on the same KB: they would wait for that lock forever, so
 //! they refuse at once instead (see [`crate::lock::HOOK_LOCK_ENV`]).
 
-use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
 use super::hook_output;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
+use crate::kbpath::{KbPath, Owned};
 use crate::lock::HOOK_LOCK_ENV;
 use crate::state::Document;
 
@@ -29,13 +29,15 @@ pub fn run_hook(
     doc: &Document,
     verbose: bool,
 ) -> Result<std::result::Result<(), String>> {
-    let abs = |rel: &Option<String>| -> String {
-        rel.as_deref()
-            .filter(|r| !r.is_empty() && !Path::new(r).is_absolute())
-            .map(|r| kb.root().join(r).display().to_string())
-            .unwrap_or_default()
+    let env = match hook_env(kb, doc) {
+        Ok(env) => env,
+        Err(why) => {
+            return Ok(Err(format!(
+                "refused before compile_command ran: {why}; the hook only ever sees validated \
+                 names and paths inside the KB"
+            )));
+        }
     };
-    let doc_name = doc.display_doc_name().unwrap_or_default();
     let cannot_run = |e: std::io::Error| {
         Error::Invalid(format!(
             "cannot run compile_command {command:?} (from {}): {e}",
@@ -47,10 +49,10 @@ pub fn run_hook(
         .arg(command)
         .current_dir(kb.root())
         .env("OPENKB_KB_DIR", kb.root())
-        .env("OPENKB_DOC_NAME", &doc_name)
+        .env("OPENKB_DOC_NAME", &env.doc_name)
         .env("OPENKB_DOC_HASH", &doc.hash)
-        .env("OPENKB_RAW_PATH", abs(&doc.raw_path))
-        .env("OPENKB_SOURCE_PATH", abs(&doc.source_path))
+        .env("OPENKB_RAW_PATH", &env.raw_path)
+        .env("OPENKB_SOURCE_PATH", &env.source_path)
         .env(
             HOOK_LOCK_ENV,
             crate::lock::hook_marker(std::process::id(), &kb.lock_path()),
@@ -80,5 +82,41 @@ fn judge(status: ExitStatus, stderr: &[String]) -> std::result::Result<(), Strin
         format!("compile_command {how}")
     } else {
         format!("compile_command {how}:\n{tail}")
+    })
+}
+
+/// The names and paths a hook is given, every one validated.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HookEnv {
+    pub doc_name: String,
+    /// Absolute, or empty when the document has no such file.
+    pub raw_path: String,
+    pub source_path: String,
+}
+
+/// Validate what the hook of `doc` would see: a doc_name that is one file name, a raw copy
+/// under `raw/` and a source in `wiki/sources/`, both confined to the KB. A document whose
+/// entry fails (a legacy doc_name with `..`, a raw_path naming a KB file) is refused before
+/// the hook runs: the README's own example hook writes to `wiki/summaries/$OPENKB_DOC_NAME.md`.
+pub fn hook_env(kb: &Kb, doc: &Document) -> std::result::Result<HookEnv, String> {
+    let doc_name = doc
+        .display_doc_name()
+        .ok_or_else(|| "the document has no doc_name".to_owned())?;
+    crate::kbpath::check_doc_name(&doc_name)?;
+    let confined = |rel: &Option<String>, want: Owned| -> std::result::Result<String, String> {
+        let Some(rel) = rel.as_deref().filter(|r| !r.is_empty()) else {
+            return Ok(String::new());
+        };
+        match crate::kbpath::owned_by_document(rel, Some(&doc_name))? {
+            owned if owned == want => {}
+            _ => return Err(format!("{rel:?} is not the document's own file")),
+        }
+        let path = KbPath::new(kb, rel).map_err(|e| e.to_string())?;
+        Ok(path.as_path().display().to_string())
+    };
+    Ok(HookEnv {
+        raw_path: confined(&doc.raw_path, Owned::Raw)?,
+        source_path: confined(&doc.source_path, Owned::Source)?,
+        doc_name,
     })
 }

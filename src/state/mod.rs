@@ -25,7 +25,9 @@ pub mod documents;
 pub mod imports;
 pub mod intents;
 pub mod log;
+pub mod python_base;
 pub mod schema;
+pub mod untrusted;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
