@@ -194,6 +194,7 @@ impl Printer {
 }
 
 fn print_line(text: &str, to_stdout: bool) {
+    let text = crate::names::shown_message(text);
     if to_stdout {
         println!("{text}");
     } else {
@@ -223,7 +224,11 @@ impl Reporter for Printer {
             Outcome::Added { doc_name, status } => {
                 if self.per_file_lines() {
                     self.line(
-                        format!("added {} as {doc_name} ({status})", path.display()),
+                        format!(
+                            "added {} as {} ({status})",
+                            crate::names::shown(&path.to_string_lossy()),
+                            crate::names::shown(doc_name)
+                        ),
                         true,
                     );
                 }
@@ -233,7 +238,7 @@ impl Reporter for Printer {
                     self.line(
                         format!(
                             "skipped {}: already registered (same content)",
-                            path.display()
+                            crate::names::shown(&path.to_string_lossy())
                         ),
                         false,
                     );
@@ -243,13 +248,25 @@ impl Reporter for Printer {
             }
             Outcome::Skipped(why) => {
                 if self.per_file_lines() && (self.show_skipped || self.out.verbose > 0) {
-                    self.line(format!("skipped {}: {why}", path.display()), false);
+                    self.line(
+                        format!(
+                            "skipped {}: {why}",
+                            crate::names::shown(&path.to_string_lossy())
+                        ),
+                        false,
+                    );
                 } else {
                     self.unlisted_skipped += 1;
                 }
             }
             // Errors are always said, on stderr, whatever the mode.
-            Outcome::Failed(e) => self.line(format!("failed {}: {e}", path.display()), false),
+            Outcome::Failed(e) => self.line(
+                format!(
+                    "failed {}: {e}",
+                    crate::names::shown(&path.to_string_lossy())
+                ),
+                false,
+            ),
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);

@@ -92,7 +92,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     } else {
         for issue in &analysis.issues {
             let tag = if issue.fixed { "fixed  " } else { "issue  " };
-            out.line(format_args!("{tag}{}", lint::describe(issue)));
+            let text = lint::describe(issue);
+            out.line(format_args!("{tag}{}", crate::names::shown_line(&text)));
         }
         if args.fix && pages_rewritten > 0 {
             out.line(format_args!(
