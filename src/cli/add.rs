@@ -8,8 +8,7 @@ use serde::Serialize;
 use super::output::Output;
 use crate::error::{Error, Result};
 use crate::ingest::add::{self, Options, Outcome, Reporter, Summary};
-use crate::kb::Kb;
-use crate::state::{Status, Store};
+use crate::state::Status;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -29,14 +28,15 @@ pub struct Args {
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let out = ctx.output(args.json);
-    let (kb, store) = open_unlocked(ctx)?;
+    let probe = super::probe(ctx)?;
+    let kb = probe.kb();
     let options = Options {
         compile_command: kb.config()?.compile_command()?.map(str::to_owned),
         verbose: ctx.verbose > 0,
     };
     crate::ingest::stop_cleanly_on_interrupt();
     let mut reporter = Printer::new(out);
-    let summary = add::add_paths(&kb, &store, &args.paths, &options, &mut reporter)?;
+    let summary = add::add_paths(&probe, &args.paths, &options, &mut reporter)?;
     reporter.finish();
     if out.json {
         out.json(&AddReport {
@@ -117,14 +117,6 @@ pub(super) fn finish(out: &Output, summary: Summary) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The KB and its store, without holding the lock: commands that prepare work outside it take
-/// the lock themselves, per batch.
-pub(super) fn open_unlocked(ctx: &super::Ctx) -> Result<(Kb, Store)> {
-    let kb = ctx.kb()?;
-    let store = super::open_store(&kb)?;
-    Ok((kb, store))
 }
 
 /// Reports each file as add works through it. Not a terminal (a pipe, a log file): one line

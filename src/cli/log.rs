@@ -4,7 +4,6 @@ use std::io::Write;
 
 use super::output::JsonArrayWriter;
 use crate::error::{IoContext, Result};
-use crate::lock::LockMode;
 use crate::names;
 
 #[derive(Debug, clap::Args)]
@@ -30,9 +29,9 @@ pub struct Args {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let open = super::open_kb(ctx, LockMode::Shared)?;
+    let open = super::read_session(ctx)?;
     let limit = (!args.all).then_some(args.limit);
-    let entries = open.store.log_tail(limit, args.op.as_deref())?;
+    let entries = open.log_tail(limit, args.op.as_deref())?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {

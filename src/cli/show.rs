@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::kb::Kb;
-use crate::lock::LockMode;
 use crate::state::{Document, LogEntry, Queries};
 
 #[derive(Debug, clap::Args)]
@@ -58,8 +57,8 @@ struct ShowReport<'a> {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let open = super::open_kb(ctx, LockMode::Shared)?;
-    let reader = open.store.reader()?;
+    let open = super::read_session(ctx)?;
+    let reader = open.reader()?;
     let doc = super::remove::pick(&reader, &args.identifier)?;
     let doc_name = doc.display_doc_name();
     let mut log = Vec::new();
@@ -73,7 +72,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         Ok(())
     })?;
     let output = ShowReport {
-        files: files_of(&open.kb, &doc, doc_name.as_deref()),
+        files: files_of(open.kb(), &doc, doc_name.as_deref()),
         document: fields(&doc, doc_name.clone()),
         log,
     };
