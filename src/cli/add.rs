@@ -20,10 +20,7 @@ pub struct Args {
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let (kb, store) = open_unlocked(ctx)?;
-    let options = Options {
-        compile_command: kb.config()?.compile_command().map(str::to_owned),
-        verbose: ctx.verbose > 0,
-    };
+    let options = Options::from_config(&kb, ctx.verbose > 0)?;
     crate::ingest::stop_cleanly_on_interrupt();
     let mut reporter = Printer::new(ctx.verbose > 0);
     let summary = add::add_paths(&kb, &store, &args.paths, &options, &mut reporter)?;

@@ -3,7 +3,10 @@
 //! Each document is compiled under the KB's exclusive lock (the hook writes shared wiki
 //! pages), taken per document and released in between, so other commands get their turn
 //! during a long run. An intent marks the compile in flight: a killed run leaves the document
-//! `failed` with a message, never silently `pending` or `compiled`.
+//! `failed` with a message, never silently `pending` or `compiled`. Documents picked by
+//! `--pending` / `--failed` are claimed under the lock: one that changed since it was listed
+//! (another compiler got to it) is skipped, so two compilers never run the hook for one
+//! document.
 
 use crate::error::{Error, Result};
 use crate::ingest;
@@ -14,7 +17,10 @@ compile_command (in .openkb/config.yaml) is run by `sh -c` in the KB folder, onc
 document, with OPENKB_KB_DIR, OPENKB_DOC_NAME, OPENKB_DOC_HASH, OPENKB_RAW_PATH and
 OPENKB_SOURCE_PATH (absolute paths, empty when the document has no such file). Exit 0 marks the
 document compiled; anything else marks it failed and keeps the end of its stderr as the error.
-It runs under the KB's exclusive lock: it must not run openkb commands on the same KB.";
+It runs under the KB's exclusive lock: it must not run openkb commands on the same KB.
+compile_timeout (seconds, in config.yaml) bounds one run: when it runs out, the hook and every
+process it started are killed and the document is marked failed. The hook runs in a process
+group of its own; processes it leaves in the background are killed when it exits.";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
@@ -40,12 +46,16 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             kb.config_path().display()
         )));
     };
+    let hook_options = ingest::compile::HookOptions {
+        timeout: config.compile_timeout(&kb.config_path())?,
+        verbose: ctx.verbose > 0,
+    };
     if args.doc_names.is_empty() && !args.pending && !args.failed {
         return Err(Error::Invalid(
             "name the documents to compile (their doc_names), or pass --pending / --failed".into(),
         ));
     }
-    let mut targets: Vec<Document> = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     {
         let reader = store.reader()?;
         for name in &args.doc_names {
@@ -60,28 +70,40 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                         ))
                     })?,
             };
-            targets.push(doc);
+            targets.push(Target { doc, named: true });
         }
         if args.pending || args.failed {
             reader.for_each_document(&mut |doc| {
                 if (args.pending && doc.status == Status::Pending)
                     || (args.failed && doc.status == Status::Failed)
                 {
-                    targets.push(doc);
+                    targets.push(Target { doc, named: false });
                 }
                 Ok(())
             })?;
         }
     }
     let mut seen = std::collections::HashSet::new();
-    targets.retain(|d| seen.insert(d.hash.clone()));
+    targets.retain(|t| seen.insert(t.doc.hash.clone()));
+    ingest::stop_cleanly_on_interrupt();
     let (mut compiled, mut failed) = (0usize, 0usize);
-    for doc in targets {
+    for target in targets {
+        if ingest::interrupted() {
+            break;
+        }
         let _lock = ingest::lock_exclusive(&kb, &store)?;
-        // Re-read under the lock: it may have been removed or compiled meanwhile.
-        let Some(doc) = store.get(&doc.hash)? else {
+        // The claim, under the lock: a document picked by --pending/--failed that another
+        // compiler (or anything else) changed since it was listed has been dealt with; a
+        // document named on the command line is compiled as asked. Either way, a removed one
+        // is skipped.
+        let Some(doc) = store.get(&target.doc.hash)? else {
             continue;
         };
+        if !target.named
+            && (doc.status != target.doc.status || doc.updated_at != target.doc.updated_at)
+        {
+            continue;
+        }
         let label = doc.display_doc_name().unwrap_or_else(|| doc.hash.clone());
         let files: Vec<IntentFile> = Vec::new();
         let intent = store.write(|tx| {
@@ -92,7 +114,11 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                 &files,
             )
         })?;
-        let outcome = ingest::compile::run_hook(&kb, &command, &doc, ctx.verbose > 0)?;
+        let mut record = ingest::compile::RecordInIntent {
+            store: &store,
+            intent,
+        };
+        let outcome = ingest::compile::run_hook(&kb, &command, &doc, &hook_options, &mut record)?;
         let (status, error) = match &outcome {
             Ok(()) => (Status::Compiled, None),
             Err(message) => (Status::Failed, Some(message.as_str())),
@@ -127,5 +153,18 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
              shows which"
         )));
     }
+    if ingest::interrupted() {
+        return Err(Error::Incomplete(
+            "interrupted: the documents not compiled yet keep their status; run the same \
+             command again"
+                .into(),
+        ));
+    }
     Ok(())
+}
+
+/// A document to compile, and whether the user named it (else a --pending/--failed pick).
+struct Target {
+    doc: Document,
+    named: bool,
 }

@@ -71,10 +71,7 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
                 break;
             }
             // Re-read per file: a compile_command set while watching takes effect.
-            let options = Options {
-                compile_command: kb.config()?.compile_command().map(str::to_owned),
-                verbose: ctx.verbose > 0,
-            };
+            let options = Options::from_config(&kb, ctx.verbose > 0)?;
             if let Err(e) = ingest::add::add_paths(
                 &kb,
                 &store,

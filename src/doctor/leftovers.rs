@@ -59,6 +59,10 @@ pub fn fix_intents(kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
             done.staging_swept,
             "staging folder(s) of dead processes removed",
         ),
+        (
+            done.hooks_killed,
+            "orphaned compile hook process group(s) killed",
+        ),
     ];
     Ok(settled
         .into_iter()

@@ -6,24 +6,116 @@
 //! while openkb holds the KB's exclusive lock, as the Python tool's compiler does, because it
 //! writes shared wiki pages (summaries, concepts, index) that other writers must not race; so it
 //! must not itself run openkb commands on the same KB (they would wait for that lock).
+//!
+//! # A hook lives and dies with its lock
+//!
+//! A hook that kept running after its openkb process, or after the lock it ran under, would
+//! write wiki pages for a document that recovery has already rolled back, racing whoever holds
+//! the lock next. So:
+//!
+//! - The hook runs in a process group of its own, which openkb kills as a whole: when the
+//!   hook's main process exits (a `sleep 1000 &` left behind neither keeps the lock nor keeps
+//!   openkb waiting for the pipes it inherited), when `compile_timeout` runs out, and when
+//!   SIGINT/SIGTERM stop a command that asked for [`super::stop_cleanly_on_interrupt`]. openkb
+//!   returns only once no process of the group is left.
+//! - Its main process gets SIGKILL when the openkb thread that started it dies
+//!   (`PR_SET_PDEATHSIG` on Linux), so a killed openkb takes it along at once.
+//! - The group id is recorded in the operation's intent ([`HookEvents::started`]) before the
+//!   hook's command starts (it waits for a line on stdin, written after the record). Background children a dead hook left are killed by the recovery
+//!   that settles the intent ([`kill_orphaned_hook`]), before it rolls the operation back.
+//!   `OPENKB_HOOK_TOKEN` in the hook's environment tells its processes from unrelated ones that
+//!   later reuse the id; a process that clears its environment and leaves the group escapes.
+//! - The lock's file descriptor is close-on-exec (Rust opens every file so): the hook never
+//!   inherits the flock.
 
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::kb::Kb;
-use crate::state::Document;
+use crate::state::{Document, HookGroup};
+
+/// Environment variable holding the token that marks a hook's processes as openkb's.
+pub const HOOK_TOKEN_ENV: &str = "OPENKB_HOOK_TOKEN";
+
+/// The script `sh` runs first: it waits for one line on stdin (written once the hook's group
+/// is recorded, see [`HookEvents::started`]), then becomes the hook's command (same process,
+/// so `$$` is the group id), with stdin from /dev/null.
+const GATE: &str = r#"read -r _ || exit 125; exec sh -c "$1" </dev/null"#;
 
 /// Lines of the hook's stderr kept in the error shown and stored for `status`.
 const ERROR_TAIL_LINES: usize = 20;
 
+/// How long to wait for a killed process group to be gone (they die at once unless stuck in
+/// the kernel, e.g. on a hung network file system).
+const GROUP_EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// How long output is still collected once the hook's group is gone: only a process that left
+/// the group can hold its pipes open that long, and openkb does not wait for it.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often a running hook is checked for SIGINT/SIGTERM having stopped the command.
+const INTERRUPT_CHECK: Duration = Duration::from_millis(250);
+
+/// How a hook run is bounded and shown.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HookOptions {
+    /// `compile_timeout` of config.yaml: the hook's group is killed when it runs longer.
+    pub timeout: Option<Duration>,
+    /// Echo the hook's stdout on stderr.
+    pub verbose: bool,
+}
+
+/// Which of the hook's output streams a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookStream {
+    Stdout,
+    Stderr,
+}
+
+/// What the caller of [`run_hook`] is told while the hook runs.
+pub trait HookEvents {
+    /// The hook's process group exists. Record it in the operation's intent (an `Err` kills
+    /// the hook and is returned).
+    fn started(&mut self, hook: &HookGroup) -> Result<()>;
+
+    /// A line of the hook's output, as it is written (without its newline).
+    fn line(&mut self, _stream: HookStream, _line: &str) {}
+}
+
+/// Records the hook's group in intent `intent` of `store`: what every hook run under an intent
+/// does.
+pub struct RecordInIntent<'a> {
+    pub store: &'a crate::state::Store,
+    pub intent: i64,
+}
+
+impl HookEvents for RecordInIntent<'_> {
+    fn started(&mut self, hook: &HookGroup) -> Result<()> {
+        self.store
+            .write(|tx| tx.record_intent_hook(self.intent, hook))
+    }
+}
+
+enum Event {
+    Line(HookStream, String),
+    Closed,
+    Exited,
+}
+
 /// Run the hook for `doc`. `Ok(Err(message))` is a failed compile (non-zero exit, killed by a
-/// signal); `Err` is a failure to start it at all.
+/// signal, timed out, interrupted); `Err` is a failure to start it at all or to record it.
 pub fn run_hook(
     kb: &Kb,
     command: &str,
     doc: &Document,
-    verbose: bool,
+    options: &HookOptions,
+    events: &mut dyn HookEvents,
 ) -> Result<std::result::Result<(), String>> {
     let abs = |rel: &Option<String>| -> String {
         rel.as_deref()
@@ -32,8 +124,11 @@ pub fn run_hook(
             .unwrap_or_default()
     };
     let doc_name = doc.display_doc_name().unwrap_or_default();
-    let output = Command::new("sh")
-        .arg("-c")
+    let token = new_token();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(GATE)
+        .arg("openkb-hook")
         .arg(command)
         .current_dir(kb.root())
         .env("OPENKB_KB_DIR", kb.root())
@@ -41,30 +136,295 @@ pub fn run_hook(
         .env("OPENKB_DOC_HASH", &doc.hash)
         .env("OPENKB_RAW_PATH", abs(&doc.raw_path))
         .env("OPENKB_SOURCE_PATH", abs(&doc.source_path))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            Error::Invalid(format!(
-                "cannot run compile_command {command:?} (from {}): {e}",
-                kb.config_path().display()
-            ))
-        })?;
-    if verbose && !output.stdout.is_empty() {
-        eprint!("{}", String::from_utf8_lossy(&output.stdout));
+        .env(HOOK_TOKEN_ENV, &token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::Invalid(format!(
+            "cannot run compile_command {command:?} (from {}): {e}",
+            kb.config_path().display()
+        ))
+    })?;
+    // process_group(0): the main process leads a new group whose id is its pid.
+    let pgid = child.id() as libc::pid_t;
+    let (sender, events_in) = mpsc::channel::<Event>();
+    if let Some(out) = child.stdout.take() {
+        forward_lines(out, HookStream::Stdout, sender.clone());
     }
-    if output.status.success() {
+    if let Some(err) = child.stderr.take() {
+        forward_lines(err, HookStream::Stderr, sender.clone());
+    }
+    let waiter = sender;
+    std::thread::spawn(move || {
+        wait_for_exit_unreaped(pgid);
+        let _ = waiter.send(Event::Exited);
+    });
+
+    let group = HookGroup {
+        pgid,
+        token: token.clone(),
+    };
+    let recorded = events.started(&group);
+    // Open the gate: the command starts only once its group is on record. Without a write the
+    // gate sees end-of-file and the hook exits unstarted.
+    if let Some(mut gate) = child.stdin.take()
+        && recorded.is_ok()
+    {
+        use std::io::Write;
+        // An error means the hook is gone already; its exit status tells the rest.
+        let _ = gate.write_all(b"go\n");
+    }
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut open_streams = 2;
+    let mut on_event = |event: Event, tail: &mut VecDeque<String>, open: &mut usize| match event {
+        Event::Line(stream, line) => {
+            if stream == HookStream::Stdout && options.verbose {
+                eprintln!("{line}");
+            }
+            if stream == HookStream::Stderr {
+                if tail.len() == ERROR_TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line.clone());
+            }
+            events.line(stream, &line);
+        }
+        Event::Closed => *open -= 1,
+        Event::Exited => {}
+    };
+
+    let started = Instant::now();
+    let mut stopped: Option<String> = None;
+    if recorded.is_err() {
+        kill_group(pgid);
+    }
+    loop {
+        let now = Instant::now();
+        let mut wait = INTERRUPT_CHECK;
+        if stopped.is_none()
+            && let Some(limit) = options.timeout
+        {
+            wait = wait.min((started + limit).saturating_duration_since(now));
+        }
+        match events_in.recv_timeout(wait) {
+            Ok(Event::Exited) => break,
+            Ok(event) => on_event(event, &mut tail, &mut open_streams),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if stopped.is_some() || recorded.is_err() {
+                    continue;
+                }
+                if options
+                    .timeout
+                    .is_some_and(|limit| started.elapsed() >= limit)
+                {
+                    let limit = options.timeout.unwrap_or_default();
+                    stopped = Some(format!(
+                        "compile_command did not finish within {} s (compile_timeout in {}) and \
+                         was stopped",
+                        limit.as_secs_f64(),
+                        kb.config_path().display()
+                    ));
+                    kill_group(pgid);
+                } else if super::interrupted() {
+                    stopped = Some("compile_command was stopped by an interrupt".to_owned());
+                    kill_group(pgid);
+                }
+            }
+            // Every sender is gone only if the waiter thread died; nothing is left to wait for.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // The main process has exited but is not reaped yet, so its id still names this group and
+    // no other: kill what it left running, then reap it.
+    kill_group(pgid);
+    let status = child.wait();
+    wait_until_group_gone(pgid);
+    let grace = Instant::now() + PIPE_GRACE;
+    while open_streams > 0 {
+        match events_in.recv_timeout(grace.saturating_duration_since(Instant::now())) {
+            Ok(event) => on_event(event, &mut tail, &mut open_streams),
+            Err(_) => break,
+        }
+    }
+    recorded?;
+    let status = status
+        .map_err(|e| Error::Invalid(format!("cannot wait for compile_command {command:?}: {e}")))?;
+    if let Some(why) = stopped {
+        return Ok(Err(with_tail(why, &tail)));
+    }
+    if status.success() {
         return Ok(Ok(()));
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    let tail = lines[lines.len().saturating_sub(ERROR_TAIL_LINES)..].join("\n");
-    let how = match output.status.code() {
-        Some(code) => format!("exited with status {code}"),
-        None => "was killed by a signal".to_owned(),
+    let how = match status.code() {
+        Some(code) => format!("compile_command exited with status {code}"),
+        None => "compile_command was killed by a signal".to_owned(),
     };
-    Ok(Err(if tail.trim().is_empty() {
-        format!("compile_command {how}")
+    Ok(Err(with_tail(how, &tail)))
+}
+
+fn with_tail(message: String, tail: &VecDeque<String>) -> String {
+    let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+    let tail = tail.join("\n");
+    if tail.trim().is_empty() {
+        message
     } else {
-        format!("compile_command {how}:\n{tail}")
-    }))
+        format!("{message}:\n{tail}")
+    }
+}
+
+/// A token unique to this hook run (it only has to differ from other runs' tokens).
+fn new_token() -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos}-{run}", std::process::id())
+}
+
+fn forward_lines(stream: impl Read + Send + 'static, which: HookStream, to: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.strip_suffix('\n').unwrap_or(&line);
+                    let line = line.strip_suffix('\r').unwrap_or(line);
+                    if to.send(Event::Line(which, line.to_owned())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = to.send(Event::Closed);
+    });
+}
+
+/// Have the hook's main process killed when the thread that spawns it dies.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid is async-signal-safe; called before the fork.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+        // functions (prctl, getppid), allocating nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) == -1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died before prctl took effect: no signal will come; stop now.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+/// Block until process `pid` (a child of this process) has exited, leaving it unreaped.
+fn wait_for_exit_unreaped(pid: libc::pid_t) {
+    loop {
+        // SAFETY: waitid writes only into `info`, a zeroed siginfo_t owned here.
+        let rc = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+fn kill_group(pgid: libc::pid_t) {
+    if pgid > 1 {
+        // SAFETY: plain syscall; ESRCH (the group is gone) is the expected outcome at times.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Wait (bounded by [`GROUP_EXIT_WAIT`]) until no live process is left in group `pgid`;
+/// zombies do not count, they run no code. Returns whether the group is gone.
+fn wait_until_group_gone(pgid: libc::pid_t) -> bool {
+    let deadline = Instant::now() + GROUP_EXIT_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if live_members(pgid).is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Kill what is left of a hook recorded in an intent whose openkb process died: its process
+/// group, if some live process of that group carries the hook's token in its environment (so
+/// a group id reused by unrelated processes is left alone). Returns whether it killed anything.
+/// The caller holds the KB's exclusive lock and settles the intent afterwards.
+pub fn kill_orphaned_hook(hook: &HookGroup) -> bool {
+    if hook.pgid <= 1 || hook.token.is_empty() {
+        return false;
+    }
+    let marker = format!("{HOOK_TOKEN_ENV}={}", hook.token).into_bytes();
+    let ours = live_members(hook.pgid).into_iter().any(|pid| {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker.as_slice()))
+    });
+    if ours {
+        kill_group(hook.pgid);
+        wait_until_group_gone(hook.pgid);
+    }
+    ours
+}
+
+/// Pids of the live (not zombie) processes in group `pgid`, from `/proc`.
+pub fn live_members(pgid: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|&pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+            let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                return false;
+            };
+            let mut fields = after.split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<libc::pid_t>().ok());
+            pgrp == Some(pgid) && !matches!(state, Some("Z" | "X"))
+        })
+        .collect()
 }

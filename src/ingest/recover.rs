@@ -25,6 +25,8 @@ pub struct Recovered {
     pub compiles_interrupted: usize,
     /// Staging folders of dead processes removed.
     pub staging_swept: usize,
+    /// Process groups of compile hooks whose openkb process died, killed.
+    pub hooks_killed: usize,
 }
 
 impl Recovered {
@@ -55,19 +57,28 @@ pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
     if !done.is_empty() {
         eprintln!(
             "recovered interrupted work on {}: {} add(s) rolled back, {} add(s) completed, \
-             {} remove(s) finished, {} compile(s) marked failed, {} staging folder(s) removed",
+             {} remove(s) finished, {} compile(s) marked failed, {} staging folder(s) removed, \
+             {} orphaned compile hook(s) killed",
             kb.root().display(),
             done.adds_rolled_back,
             done.adds_completed,
             done.removes_finished,
             done.compiles_interrupted,
-            done.staging_swept
+            done.staging_swept,
+            done.hooks_killed
         );
     }
     Ok(done)
 }
 
 fn settle(kb: &Kb, store: &Store, intent: &Intent, done: &mut Recovered) -> Result<()> {
+    // A hook left running by the dead process would keep writing into what is about to be
+    // rolled back or marked failed: it goes first.
+    if let Some(hook) = &intent.hook
+        && super::compile::kill_orphaned_hook(hook)
+    {
+        done.hooks_killed += 1;
+    }
     match intent.operation {
         IntentOp::Add => {
             if store.is_known(&intent.hash)? {

@@ -34,7 +34,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use documents::{Document, Status, StatusCounts};
-pub use intents::{Intent, IntentFile, IntentOp};
+pub use intents::{HookGroup, Intent, IntentFile, IntentOp};
 pub use log::{LOG_MD_HEADER, LogEntry};
 
 use crate::error::{Error, Result};

@@ -33,6 +33,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_document_counts",
         sql: include_str!("../../migrations/0004_document_counts.sql"),
     },
+    Migration {
+        name: "0007_intent_hooks",
+        sql: include_str!("../../migrations/0007_intent_hooks.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
