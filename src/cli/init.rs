@@ -6,7 +6,7 @@ use crate::config::{self, DEFAULT_LANGUAGE, DEFAULT_MODEL, GlobalConfig, KbConfi
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
-use crate::state::{self, LOG_MD_HEADER, Store};
+use crate::state::{LOG_MD_HEADER, build};
 use crate::wiki;
 
 #[derive(Debug, clap::Args)]
@@ -62,8 +62,9 @@ fn choose(given: Option<String>, what: &str, default: &str, interactive: bool) -
 
 /// Create the KB's files. Claiming `.openkb/` with a plain `mkdir` and populating under the
 /// KB lock makes two racing `init`s safe: the second waits, then finds a whole KB and is told
-/// it exists. An `init` killed half-way leaves `.openkb/` without its config or database: the
-/// next `init` finishes it instead of refusing forever. If anything fails, what this call
+/// it exists. `state.db` is built aside and linked in whole, last; an `init` killed half-way
+/// leaves `.openkb/` without its config or database (perhaps with a temp database, removed
+/// then): the next `init` finishes it instead of refusing forever. If anything fails, what this call
 /// created is removed again, so a failed init can simply be re-run.
 fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
     let openkb_dir = kb.openkb_dir();
@@ -115,9 +116,14 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
     result
 }
 
-/// A KB has its config and its registry (state.db, or a legacy hashes.json to migrate).
+/// A KB has its config and its registry (a whole state.db, or a legacy hashes.json to
+/// migrate). A state.db is created whole (built aside, linked in), so one that exists is whole
+/// unless an older openkb's interrupted init left it empty.
 fn is_complete(kb: &Kb) -> bool {
-    kb.config_path().exists() && (kb.state_db().exists() || kb.hashes_json().exists())
+    let db = kb.state_db();
+    kb.config_path().exists()
+        && ((db.exists() && !build::is_unfinished(&db).unwrap_or(false))
+            || kb.hashes_json().exists())
 }
 
 fn populate(kb: &Kb, config: &KbConfig, created: &mut Vec<PathBuf>) -> Result<()> {
@@ -142,8 +148,24 @@ fn populate(kb: &Kb, config: &KbConfig, created: &mut Vec<PathBuf>) -> Result<()
         config.file.save(&kb.config_path())?;
         created.push(kb.config_path());
     }
-    let store = Store::open(&kb.state_db(), state::Create::IfMissing)?;
-    drop(store);
+    let db = kb.state_db();
+    if build::is_unfinished(&db)? {
+        // An older openkb's init killed before the schema was written: the file holds nothing.
+        build::remove_database_files(&db);
+    }
+    if kb.hashes_json().exists() && !db.exists() {
+        // A state.db beside an unmigrated registry would make every document look new.
+        eprintln!(
+            "{} holds a registry of the Python openkb tool (.openkb/hashes.json): run `openkb \
+             migrate` to import it into state.db",
+            kb.root().display()
+        );
+        return Ok(());
+    }
+    if !db.exists() {
+        build::remove_stale_builds(&kb.openkb_dir())?;
+        build::create_empty(&db)?;
+    }
     Ok(())
 }
 

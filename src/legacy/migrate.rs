@@ -37,6 +37,7 @@ use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
+use crate::state::build;
 use crate::state::imports::{self, ImportKind, ImportRecord};
 use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
 
@@ -44,7 +45,7 @@ use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
 pub const MIGRATE_OPERATION: &str = "migrate";
 
 /// Prefix of the temp database an initial import builds beside `state.db`.
-const IMPORTING_PREFIX: &str = "state.db.importing-";
+const IMPORTING_PREFIX: &str = build::BUILD_PREFIXES[1];
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
@@ -464,20 +465,9 @@ fn commit(store: &Store, plan: &mut Plan) -> Result<()> {
 /// Initial import into a temp database beside `state.db`, linked into place only when it is
 /// complete, checkpointed and closed.
 fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
-    remove_stale_imports(kb)?;
-    // SQLite would replay a leftover WAL into the new database as if it belonged to it.
-    for suffix in ["-wal", "-shm"] {
-        let orphan = sidecar(&kb.state_db(), suffix);
-        if orphan.exists() {
-            return Err(Error::Invalid(format!(
-                "{} exists without state.db beside it (left by a deleted database?); move it                  out of .openkb/ and run `openkb migrate` again; nothing was changed",
-                orphan.display()
-            )));
-        }
-    }
-    let temp = kb
-        .openkb_dir()
-        .join(format!("{IMPORTING_PREFIX}{}", std::process::id()));
+    build::remove_stale_builds(&kb.openkb_dir())?;
+    build::refuse_orphan_sidecars(&kb.state_db())?;
+    let temp = build::temp_name(&kb.state_db(), IMPORTING_PREFIX);
     // Created by hand first so that a read-only .openkb/ is reported as an I/O error naming the
     // file, not as SQLite's "unable to open database file".
     fs::OpenOptions::new()
@@ -494,7 +484,7 @@ fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
         })?;
         plan.record = Some(stored);
         plan.log_row = Some(row);
-        let wal = sidecar(&temp, "-wal");
+        let wal = build::sidecar(&temp, "-wal");
         if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
             return Err(Error::Invalid(format!(
                 "{}: the import's write-ahead log was not fully checkpointed; nothing was \
@@ -502,10 +492,10 @@ fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
                 wal.display()
             )));
         }
-        place_without_replacing(&temp, &kb.state_db())
+        build::place_without_replacing(&temp, &kb.state_db())
     })();
     if built.is_err() {
-        remove_database_files(&temp);
+        build::remove_database_files(&temp);
     }
     built
 }
@@ -530,58 +520,6 @@ fn finish(kb: &Kb, plan: &mut Plan) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Link `temp` to `target`, failing if `target` exists (a plain rename would replace it), then
-/// remove the temp name. Falls back to a rename where hard links are not supported.
-fn place_without_replacing(temp: &Path, target: &Path) -> Result<()> {
-    match fs::hard_link(temp, target) {
-        Ok(()) => {
-            fs::remove_file(temp).with_path("cannot remove", temp)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::Invalid(format!(
-                "{} appeared while the import ran (was openkb run without the KB lock?); \
-                 nothing was imported, run `openkb migrate` again",
-                target.display()
-            )));
-        }
-        Err(_) if !target.exists() => {
-            fs::rename(temp, target).with_path("cannot rename", temp)?;
-        }
-        Err(e) => return Err(Error::io("cannot create", target, e)),
-    }
-    if let Some(dir) = target.parent() {
-        fsx::fsync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Temp databases of imports that crashed. Only ever called under the exclusive KB lock, so
-/// no other import can be using them.
-fn remove_stale_imports(kb: &Kb) -> Result<()> {
-    let dir = kb.openkb_dir();
-    for item in fs::read_dir(&dir).with_path("cannot read folder", &dir)? {
-        let item = item.with_path("cannot read folder", &dir)?;
-        let name = item.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(IMPORTING_PREFIX) {
-            fs::remove_file(item.path()).with_path("cannot remove", item.path())?;
-        }
-    }
-    Ok(())
-}
-
-fn remove_database_files(db: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let _ = fs::remove_file(sidecar(db, suffix));
-    }
-}
-
-fn sidecar(db: &Path, suffix: &str) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// `hashes.json.migrated`, or the first free `hashes.json.migrated.N` (N from 2).

@@ -20,6 +20,7 @@
 //! Callers that mutate the KB hold the KB flock (see `kb.rs`) before they open a write
 //! transaction, never the other way round.
 
+pub mod build;
 pub mod check;
 pub mod documents;
 pub mod imports;
