@@ -66,12 +66,21 @@ fn migrate_one(path: &Path, options: Options) -> Result<String> {
     let kb = Kb::at(path)?;
     let outcome = migrate::migrate(&kb, options)?;
     let journals = match &outcome {
-        Outcome::NothingToMigrate { journals } | Outcome::AlreadyMigrated { journals } => journals,
+        Outcome::NothingToMigrate { journals }
+        | Outcome::AlreadyMigrated { journals }
+        | Outcome::Resumed { journals, .. } => journals,
         Outcome::Migrated { plan, .. } => &plan.journals,
     };
     let mut line = match &outcome {
         Outcome::NothingToMigrate { .. } => "nothing to migrate (no hashes.json)".to_owned(),
         Outcome::AlreadyMigrated { .. } => "already migrated".to_owned(),
+        Outcome::Resumed {
+            record, dry_run, ..
+        } => format!(
+            "{} the interrupted import #{} (nothing imported again)",
+            if *dry_run { "would finish" } else { "finished" },
+            record.id
+        ),
         Outcome::Migrated { plan, dry_run } => {
             let would = if *dry_run { "would be " } else { "" };
             let n = plan.new_documents.len();
@@ -117,6 +126,34 @@ fn print_outcome(kb: &Kb, outcome: &Outcome, verbose: u8) {
             );
         }
         Outcome::Migrated { plan, dry_run } => print_plan(kb, plan, *dry_run, verbose),
+        Outcome::Resumed {
+            journals,
+            record,
+            moved_to,
+            dry_run,
+        } => {
+            print_journals(journals, *dry_run);
+            let moved = file_name(moved_to);
+            if *dry_run {
+                println!(
+                    "Dry run: nothing was changed. {}: .openkb/hashes.json is the file import \
+                     #{} (at {}) already imported; `openkb migrate` would finish that \
+                     migration by renaming it to .openkb/{moved}",
+                    kb.root().display(),
+                    record.id,
+                    record.imported_at
+                );
+            } else {
+                println!(
+                    "{}: finished the interrupted migration (import #{} at {}): \
+                     .openkb/hashes.json, already imported, kept as .openkb/{moved}; nothing \
+                     was imported again",
+                    kb.root().display(),
+                    record.id,
+                    record.imported_at
+                );
+            }
+        }
     }
 }
 

@@ -159,7 +159,8 @@ pub fn kb_path(kb: &Kb, relative: &str) -> Result<PathBuf> {
 
 /// Hidden crash switch for the crash-safety tests: `OPENKB_TEST_ABORT_AT=<point>` aborts the
 /// process (no unwinding, no cleanup, like a SIGKILL) when it reaches `point`, just before
-/// the commit of an add (`add-commit`) or a remove (`remove-commit`).
+/// the commit of an add (`add-commit`) or a remove (`remove-commit`), or between a migration's
+/// commit and the rename of `hashes.json` (`migrate-rename`).
 pub(crate) fn crash_point(point: &str) {
     if std::env::var_os("OPENKB_TEST_ABORT_AT").is_some_and(|v| v == point) {
         std::process::abort();

@@ -62,6 +62,15 @@ pub enum Outcome {
     AlreadyMigrated { journals: Vec<JournalReport> },
     /// The plan was carried out (or, for a dry run, is what would be done).
     Migrated { plan: Box<Plan>, dry_run: bool },
+    /// `hashes.json` is the very file an earlier migration committed (same checksum) before it
+    /// was killed: that migration was finished (or, for a dry run, would be) by renaming the
+    /// file and rendering its log line; nothing was imported again.
+    Resumed {
+        journals: Vec<JournalReport>,
+        record: Box<ImportRecord>,
+        moved_to: PathBuf,
+        dry_run: bool,
+    },
 }
 
 /// An entry whose `doc_name` another document already owns; kept in its `extra`.
@@ -163,9 +172,12 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             Outcome::NothingToMigrate { journals }
         });
     };
+    let initial = !kb.state_db().exists();
+    if !initial && let Some(resumed) = resume_interrupted(kb, &bytes, &journals, options)? {
+        return Ok(resumed);
+    }
     // The registry parse is the long pole; the checksum and log.md go on the other core. An
     // initial import parses straight into documents; a drift merge compares entries.
-    let initial = !kb.state_db().exists();
     let log_path = kb.log_md();
     let (parsed, (sha256, legacy_log)) = std::thread::scope(|scope| {
         let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
@@ -201,6 +213,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             if !options.dry_run {
                 commit(&store, &mut plan)?;
                 store.checkpoint()?;
+                crate::ingest::crash_point("migrate-rename");
                 finish(kb, &mut plan)?;
             }
             Ok(Outcome::Migrated {
@@ -212,6 +225,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             let mut plan = plan_initial(source, documents, shapes, legacy_log, journals);
             if !options.dry_run {
                 import_into_new_db(kb, &mut plan)?;
+                crate::ingest::crash_point("migrate-rename");
                 finish(kb, &mut plan)?;
             }
             Ok(Outcome::Migrated {
@@ -220,6 +234,71 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             })
         }
     }
+}
+
+/// A migration killed after its commit and before `hashes.json` was renamed leaves the file
+/// it imported beside `state.db`. Recognised by its checksum in an `imports` record whose
+/// renamed copy does not exist, it is finished: the file is renamed as that record says and
+/// the record's `migrate` line is rendered into `wiki/log.md` if it is missing. Merging it as
+/// drift instead would add a second import record, log row and renamed copy.
+fn resume_interrupted(
+    kb: &Kb,
+    bytes: &[u8],
+    journals: &[JournalReport],
+    options: Options,
+) -> Result<Option<Outcome>> {
+    let sha256 = crate::ingest::hash::sha256_hex(bytes);
+    let store = kb.open_store()?;
+    let dir = kb.openkb_dir();
+    // `moved_to` was written by an earlier run, maybe on another machine: only its file name
+    // is used, and only if it is a name migrate gives.
+    let renamed = |record: &ImportRecord| -> Option<PathBuf> {
+        let name = Path::new(&record.moved_to).file_name()?.to_str()?;
+        name.starts_with("hashes.json.migrated")
+            .then(|| dir.join(name))
+    };
+    let record = {
+        let reader = store.reader()?;
+        imports::list(&reader)?
+            .into_iter()
+            .rev()
+            .find(|r| r.source_sha256 == sha256 && renamed(r).is_none_or(|path| !path.exists()))
+    };
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let moved_to = match renamed(&record) {
+        Some(path) => path,
+        None => free_migrated_name(kb)?,
+    };
+    if !options.dry_run {
+        fs::rename(kb.hashes_json(), &moved_to).map_err(|e| {
+            Error::Invalid(format!(
+                "{} could not be renamed to {}: {e}; fix the cause and run `openkb migrate` \
+                 again",
+                kb.hashes_json().display(),
+                file_name(&moved_to)
+            ))
+        })?;
+        fsx::fsync_dir(&dir)?;
+        let last_migrate = store
+            .log_tail(Some(1), Some(MIGRATE_OPERATION))?
+            .into_iter()
+            .next();
+        if let Some(row) = last_migrate {
+            let log_md = read_if_exists(&kb.log_md())?.unwrap_or_default();
+            let line = row.to_markdown();
+            if !String::from_utf8_lossy(&log_md).contains(line.trim()) {
+                kb.append_log_md(&row)?;
+            }
+        }
+    }
+    Ok(Some(Outcome::Resumed {
+        journals: journals.to_vec(),
+        record: Box::new(record),
+        moved_to,
+        dry_run: options.dry_run,
+    }))
 }
 
 enum Parsed {
