@@ -35,6 +35,9 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
     assert!(env.kb().join("raw/note-00000.md").is_file());
     assert!(env.docs().is_empty());
     assert_eq!(intents_left(&env), 20);
+    // Its staging folder and lock file are left (an abort runs no cleanup).
+    let left = common::names_starting_with(&env.kb().join(".openkb/staging"), "rs-");
+    assert_eq!(left.len(), 2, "{left:?}");
 
     // Readers do not repair (they take the shared lock) and are not confused.
     let out = env.run(&["list"]);
@@ -53,6 +56,8 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
     );
     assert!(stdout(&out).ends_with("added 20, skipped 0, failed 0\n"));
     assert_eq!(env.docs().len(), 20);
+    let left = common::names_starting_with(&env.kb().join(".openkb/staging"), "rs-");
+    assert!(left.is_empty(), "swept by the next write: {left:?}");
     assert_consistent(&env);
 }
 

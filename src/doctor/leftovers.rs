@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::fsx;
+use crate::ingest::leftovers::human_size;
 use crate::ingest::recover;
 use crate::kb::Kb;
 use crate::state::{Store, intents};
@@ -56,8 +57,8 @@ pub fn fix_intents(kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
         (done.removes_finished, "remove(s) finished"),
         (done.compiles_interrupted, "compile(s) marked failed"),
         (
-            done.staging_swept,
-            "staging folder(s) of dead processes removed",
+            done.leftovers_swept,
+            "leftover(s) of dead processes removed (staging folders, lock files, temp databases)",
         ),
         (
             done.hooks_killed,
@@ -93,6 +94,39 @@ pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
             )
             .fixable(),
         );
+    }
+    let dead = crate::ingest::leftovers::find_leftovers(kb)?;
+    if dead.is_empty() {
+        findings.push(Finding::ok(
+            "leftovers",
+            "no staging folders or temp databases of dead processes",
+        ));
+    } else {
+        let total: u64 = dead.iter().map(|d| d.bytes).sum();
+        for item in &dead {
+            findings.push(
+                Finding::warning(
+                    "leftovers",
+                    format!(
+                        "{} ({}) was left by a killed openkb process; the next write command \
+                         or `openkb doctor --fix` removes it",
+                        item.path,
+                        human_size(item.bytes)
+                    ),
+                )
+                .fixable(),
+            );
+        }
+        if dead.len() > 1 {
+            findings.push(Finding::warning(
+                "leftovers",
+                format!(
+                    "{} leftover(s) of killed processes hold {} in all",
+                    dead.len(),
+                    human_size(total)
+                ),
+            ));
+        }
     }
     findings.extend(python_journals(kb)?);
     if *db != DbState::Legacy

@@ -19,8 +19,9 @@
 //! nested re-entry) runs [`recover::recover_interrupted`]: an add whose row exists is done
 //! (only its backups are dropped); any other add is rolled back file by file (new files
 //! deleted, replaced files restored); a remove is finished (deletions are idempotent, the row
-//! delete is its commit point); an interrupted compile is marked failed. Leftover staging
-//! folders whose owner is gone are swept. Every path an intent, or a legacy registry entry,
+//! delete is its commit point); an interrupted compile is marked failed, and a compile hook
+//! the dead process left running is killed first. Leftover staging folders, lock files and
+//! temp databases whose owner is gone are swept ([`leftovers::sweep_leftovers`]). Every path an intent, or a legacy registry entry,
 //! names is resolved inside the KB before anything is deleted (see [`kb_path`]).
 //!
 //! Documents are hashed with SHA-256 (the registry key), named by the Python tool's doc_name
@@ -31,6 +32,7 @@ pub mod add;
 pub mod compile;
 pub mod docname;
 pub mod hash;
+pub mod leftovers;
 pub mod prepare;
 pub mod publish;
 pub mod recover;

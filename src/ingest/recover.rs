@@ -1,11 +1,11 @@
-//! Settling what interrupted processes left: unfinished intents and staging folders.
+//! Settling what interrupted processes left: unfinished intents (and compile hooks they left
+//! running), then staging folders, lock files and temp databases ([`super::leftovers`]).
 //!
 //! Runs on the outermost exclusive acquisition of the KB lock (see [`super::lock_exclusive`]
 //! and `cli::open_kb`), so no other openkb process is mid-operation while it works: every
 //! intent it finds belongs to a process that died (or was killed) before its commit.
 
 use super::kb_path;
-use super::prepare::STAGING_PREFIX;
 use super::publish::remove_file;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
@@ -23,8 +23,8 @@ pub struct Recovered {
     pub removes_finished: usize,
     /// Compiles marked failed.
     pub compiles_interrupted: usize,
-    /// Staging folders of dead processes removed.
-    pub staging_swept: usize,
+    /// Staging folders, their lock files and temp databases of dead processes removed.
+    pub leftovers_swept: usize,
     /// Process groups of compile hooks whose openkb process died, killed.
     pub hooks_killed: usize,
 }
@@ -53,18 +53,19 @@ pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
     for intent in pending {
         settle(kb, store, &intent, &mut done)?;
     }
-    done.staging_swept = sweep_staging(kb)?;
+    let swept = super::leftovers::sweep_leftovers(kb)?;
+    done.leftovers_swept = swept.items;
     if !done.is_empty() {
         eprintln!(
             "recovered interrupted work on {}: {} add(s) rolled back, {} add(s) completed, \
-             {} remove(s) finished, {} compile(s) marked failed, {} staging folder(s) removed, \
+             {} remove(s) finished, {} compile(s) marked failed, {} leftover(s) of dead processes removed, \
              {} orphaned compile hook(s) killed",
             kb.root().display(),
             done.adds_rolled_back,
             done.adds_completed,
             done.removes_finished,
             done.compiles_interrupted,
-            done.staging_swept,
+            done.leftovers_swept,
             done.hooks_killed
         );
     }
@@ -166,39 +167,4 @@ pub fn drop_backups(kb: &Kb, files: &[IntentFile]) {
             let _ = remove_file(&path);
         }
     }
-}
-
-/// Remove staging folders whose owner is gone: nobody holds their `<folder>.lock` (taken
-/// before the folder is made, released only by the owner's exit), or the lock file is missing.
-fn sweep_staging(kb: &Kb) -> Result<usize> {
-    let dir = kb.openkb_dir().join("staging");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
-    };
-    let mut swept = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(STAGING_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let folder = entry.path();
-        let lock_path = dir.join(format!("{name}.lock"));
-        let lock = match std::fs::OpenOptions::new().append(true).open(&lock_path) {
-            Ok(file) => match file.try_lock() {
-                Ok(()) => Some(file),
-                Err(_) => continue,
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(_) => continue,
-        };
-        if std::fs::remove_dir_all(&folder).is_ok() {
-            swept += 1;
-        }
-        if lock.is_some() {
-            let _ = std::fs::remove_file(&lock_path);
-        }
-    }
-    Ok(swept)
 }
