@@ -323,3 +323,39 @@ fn two_concurrent_compilers_run_the_hook_once_per_document() {
     assert_eq!(runs, ["doc0", "doc1", "doc2", "doc3", "doc4"], "{count}");
     assert!(env.docs().iter().all(|d| d.status == Status::Compiled));
 }
+
+#[test]
+fn sigterm_stops_the_hook_group_and_the_command_reports_it() {
+    let env = Env::with_kb();
+    env.write("in/a.md", "a\n");
+    env.write("in/b.md", "b\n");
+    assert!(env.run(&["add", "in"]).status.success());
+    env.set_config(BLOCKING_HOOK);
+    let (ready, _go) = fifos(&env);
+    let child = env
+        .cmd()
+        .args(["compile", "--pending"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("compile");
+    let pgid = read_handshake(&ready);
+    let _guard = GroupGuard(pgid);
+    // SAFETY: plain syscall on the child this test spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = wait_bounded(child);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(live_members(pgid), Vec::<i32>::new(), "hook processes left");
+    assert!(
+        stderr(&out).contains("stopped by an interrupt"),
+        "{}",
+        stderr(&out)
+    );
+    // One document failed, the other was not started and stays pending.
+    let mut statuses: Vec<Status> = env.docs().into_iter().map(|d| d.status).collect();
+    statuses.sort_by_key(|s| s.as_str());
+    assert_eq!(statuses, [Status::Failed, Status::Pending]);
+    assert!(!env.path().join("hook.log").exists());
+}

@@ -80,9 +80,11 @@ pub fn sweep_leftovers(kb: &Kb) -> Result<Swept> {
             let _ = fs::remove_file(lock);
         }
     }
-    let builds = build::stale_builds(&kb.openkb_dir())?;
-    swept.bytes += builds.iter().map(|(_, bytes)| bytes).sum::<u64>();
-    swept.items += build::remove_stale_builds(&kb.openkb_dir())?;
+    for (path, bytes) in build::stale_builds(&kb.openkb_dir())? {
+        build::remove_database_files(&path);
+        swept.items += 1;
+        swept.bytes += bytes;
+    }
     Ok(swept)
 }
 
