@@ -107,6 +107,18 @@ fn sigkill_of_compile_leaves_no_hook_process_after_recovery() {
     sigkill(child);
     // The hook's main process died with openkb (parent-death signal), but the background
     // writer it started is still in the group: only recovery can tell it from a stranger.
+    let out = env.run(&["doctor"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "compile hook, process group {pgid}, may still be running"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !live_members(pgid).is_empty(),
+        "doctor without --fix killed the hook"
+    );
     let out = env.run(&["doctor", "--fix"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
@@ -358,4 +370,53 @@ fn sigterm_stops_the_hook_group_and_the_command_reports_it() {
     statuses.sort_by_key(|s| s.as_str());
     assert_eq!(statuses, [Status::Failed, Status::Pending]);
     assert!(!env.path().join("hook.log").exists());
+}
+
+/// Recovery reads the group id from state.db: it kills a group only when a live member
+/// carries the recorded token, so an id since reused by an unrelated process group (or a
+/// forged one) is left alone.
+#[test]
+fn recovery_kills_only_a_group_that_carries_the_recorded_token() {
+    use openkb::ingest::compile::{HOOK_TOKEN_ENV, kill_orphaned_hook};
+    use openkb::state::HookGroup;
+    use std::os::unix::process::CommandExt;
+
+    let spawn = |token: Option<&str>| {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("1000").process_group(0);
+        if let Some(token) = token {
+            cmd.env(HOOK_TOKEN_ENV, token);
+        }
+        cmd.spawn().expect("sleep")
+    };
+    let mut stranger = spawn(None);
+    let mut other_run = spawn(Some("another-run"));
+    let mut ours = spawn(Some("this-run"));
+    let guards: Vec<GroupGuard> = [&stranger, &other_run, &ours]
+        .iter()
+        .map(|c| GroupGuard(c.id() as i32))
+        .collect();
+    let group = |child: &Child| HookGroup {
+        pgid: child.id() as i32,
+        token: "this-run".into(),
+    };
+    assert!(!kill_orphaned_hook(&group(&stranger)));
+    assert!(!kill_orphaned_hook(&group(&other_run)));
+    for pgid in [0, 1, -1] {
+        assert!(!kill_orphaned_hook(&HookGroup {
+            pgid,
+            token: "this-run".into()
+        }));
+    }
+    assert!(stranger.try_wait().expect("wait").is_none(), "a stranger was killed");
+    assert!(other_run.try_wait().expect("wait").is_none());
+    assert!(kill_orphaned_hook(&group(&ours)));
+    let status = ours.wait().expect("wait");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    drop(guards);
+    stranger.wait().expect("wait");
+    other_run.wait().expect("wait");
 }

@@ -31,10 +31,20 @@ pub fn check_intents(_kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
     Ok(pending
         .iter()
         .map(|intent| {
+            let hook = match &intent.hook {
+                Some(hook) if !crate::ingest::compile::live_members(hook.pgid).is_empty() => {
+                    format!(
+                        " (processes of its compile hook, process group {}, may still be \
+                         running: the fix kills them first)",
+                        hook.pgid
+                    )
+                }
+                _ => String::new(),
+            };
             Finding::problem(
                 "intent",
                 format!(
-                    "an interrupted {} of {} (started {} by process {}) is unfinished; \
+                    "an interrupted {} of {} (started {} by process {}) is unfinished{hook}; \
                      `openkb doctor --fix` (or the next add/remove) finishes or rolls it back",
                     intent.operation.as_str(),
                     intent.doc_name.as_deref().unwrap_or(&intent.hash),
