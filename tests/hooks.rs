@@ -264,6 +264,28 @@ compile_command: 'echo $$ > ../pgid; echo "thinking hard" >&2; sleep 1000 & exec
             .expect("intents")
             .is_empty()
     );
+
+    // During add, a timed-out hook rolls the document back.
+    env.write("in/late.md", "late\n");
+    let child = env
+        .cmd()
+        .args(["add", "in/late.md"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("add");
+    let out = wait_bounded(child);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("compile_timeout"), "{}", stderr(&out));
+    let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
+        .expect("pgid")
+        .trim()
+        .parse()
+        .expect("number");
+    let _guard = GroupGuard(pgid);
+    assert_eq!(live_members(pgid), Vec::<i32>::new(), "hook processes left");
+    assert!(env.doc_named("late").is_none());
+    assert!(!env.kb().join("raw/late.md").exists());
 }
 
 #[test]
@@ -408,7 +430,10 @@ fn recovery_kills_only_a_group_that_carries_the_recorded_token() {
             token: "this-run".into()
         }));
     }
-    assert!(stranger.try_wait().expect("wait").is_none(), "a stranger was killed");
+    assert!(
+        stranger.try_wait().expect("wait").is_none(),
+        "a stranger was killed"
+    );
     assert!(other_run.try_wait().expect("wait").is_none());
     assert!(kill_orphaned_hook(&group(&ours)));
     let status = ours.wait().expect("wait");
