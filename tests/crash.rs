@@ -319,6 +319,16 @@ fn a_migrate_killed_before_the_rename_is_finished_without_importing_twice() {
     let log_md = std::fs::read_to_string(env.kb().join("wiki/log.md")).unwrap();
     assert_eq!(log_md.matches("] migrate |").count(), 1, "{log_md}");
     assert_eq!(env.docs().len(), 50);
+    // wiki/log.md agrees with the log table: doctor has nothing to rewrite (or back up).
+    let out = env.run(&["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let log_findings: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "log.md" && f["severity"] != "ok")
+        .collect();
+    assert!(log_findings.is_empty(), "{log_findings:?}");
 
     // Nothing is left to do, and a further run changes nothing.
     let out = env.run(&["migrate"]);
