@@ -44,9 +44,6 @@ use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
 /// Operation of the log row a migration adds after the imported history.
 pub const MIGRATE_OPERATION: &str = "migrate";
 
-/// Prefix of the temp database an initial import builds beside `state.db`.
-const IMPORTING_PREFIX: &str = build::BUILD_PREFIXES[1];
-
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// Work out and report what would happen; change nothing.
@@ -546,7 +543,7 @@ fn commit(store: &Store, plan: &mut Plan) -> Result<()> {
 fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
     build::remove_stale_builds(&kb.openkb_dir())?;
     build::refuse_orphan_sidecars(&kb.state_db())?;
-    let temp = build::temp_name(&kb.state_db(), IMPORTING_PREFIX);
+    let temp = build::temp_name(&kb.state_db(), build::IMPORTING_PREFIX);
     // Created by hand first so that a read-only .openkb/ is reported as an I/O error naming the
     // file, not as SQLite's "unable to open database file".
     fs::OpenOptions::new()

@@ -14,8 +14,12 @@ use super::{Create, Store, schema};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 
+/// Prefix of the empty database `init` builds beside `state.db`.
+pub const INIT_PREFIX: &str = "state.db.init-";
+/// Prefix of the database an initial `migrate` import builds beside `state.db`.
+pub const IMPORTING_PREFIX: &str = "state.db.importing-";
 /// Prefixes of the temp databases built beside `state.db` (`<prefix><pid>`).
-pub const BUILD_PREFIXES: &[&str] = &["state.db.init-", "state.db.importing-"];
+pub const BUILD_PREFIXES: &[&str] = &[INIT_PREFIX, IMPORTING_PREFIX];
 
 /// The temp name a build by this process uses, `prefix` one of [`BUILD_PREFIXES`].
 pub fn temp_name(db: &Path, prefix: &str) -> PathBuf {
@@ -26,7 +30,7 @@ pub fn temp_name(db: &Path, prefix: &str) -> PathBuf {
 /// holds the KB's exclusive lock.
 pub fn create_empty(db: &Path) -> Result<()> {
     refuse_orphan_sidecars(db)?;
-    let temp = temp_name(db, BUILD_PREFIXES[0]);
+    let temp = temp_name(db, INIT_PREFIX);
     remove_database_files(&temp);
     let built = (|| -> Result<()> {
         // Store::open applies every rule of a real open (journal mode, network filesystems,
