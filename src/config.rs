@@ -115,9 +115,15 @@ fn yaml_kind(value: &Value) -> &'static str {
 }
 
 /// A KB's `.openkb/config.yaml`, with the Python tool's defaults filled in for reading.
+///
+/// A key of the wrong type (`compile_command: 5`, `model: [a]`) is an error naming the file,
+/// the key and the type expected, never quietly read as "not set": a hook that silently does
+/// not run is worse than a command that refuses.
 #[derive(Clone, Debug)]
 pub struct KbConfig {
     pub file: YamlFile,
+    /// Where it was read from (for messages); empty for a config not read from a file.
+    pub path: PathBuf,
 }
 
 impl KbConfig {
@@ -127,61 +133,87 @@ impl KbConfig {
         file.set("language", language);
         file.set("model", model);
         file.set("pageindex_threshold", DEFAULT_PAGEINDEX_THRESHOLD);
-        Self { file }
+        Self {
+            file,
+            path: PathBuf::new(),
+        }
     }
 
     pub fn load(path: &Path) -> Result<Self> {
         Ok(Self {
             file: YamlFile::load(path)?,
+            path: path.to_path_buf(),
         })
     }
 
-    pub fn model(&self) -> &str {
-        self.file.get_str("model").unwrap_or(DEFAULT_MODEL)
+    pub fn model(&self) -> Result<&str> {
+        Ok(self.string("model")?.unwrap_or(DEFAULT_MODEL))
     }
 
-    pub fn language(&self) -> &str {
-        self.file.get_str("language").unwrap_or(DEFAULT_LANGUAGE)
+    pub fn language(&self) -> Result<&str> {
+        Ok(self.string("language")?.unwrap_or(DEFAULT_LANGUAGE))
     }
 
-    pub fn pageindex_threshold(&self) -> u64 {
-        self.file
-            .values
-            .get("pageindex_threshold")
-            .and_then(Value::as_u64)
-            .unwrap_or(DEFAULT_PAGEINDEX_THRESHOLD)
+    pub fn pageindex_threshold(&self) -> Result<u64> {
+        match self.file.values.get("pageindex_threshold") {
+            None | Some(Value::Null) => Ok(DEFAULT_PAGEINDEX_THRESHOLD),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| self.wrong_type("pageindex_threshold", "a whole number", v)),
+        }
     }
 
     /// `compile_timeout`: how long one run of `compile_command` may take, in seconds (a
-    /// positive number, integer or not); absent or null means no limit. `path` is the file the
-    /// config was read from, for the error a wrong value gets.
-    pub fn compile_timeout(&self, path: &Path) -> Result<Option<std::time::Duration>> {
+    /// positive number, integer or not); absent or null means no limit.
+    pub fn compile_timeout(&self) -> Result<Option<std::time::Duration>> {
+        const EXPECTED: &str =
+            "a positive number of seconds (e.g. 600 or 2.5; leave the key out for no limit)";
         let value = match self.file.values.get("compile_timeout") {
             None | Some(Value::Null) => return Ok(None),
             Some(value) => value,
         };
-        let wrong = |found: String| Error::ConfigShape {
-            path: path.to_path_buf(),
-            message: format!(
-                "compile_timeout must be a positive number of seconds (e.g. 600 or 2.5), found \
-                 {found} (leave the key out for no limit)"
-            ),
-        };
         let seconds = value
             .as_f64()
-            .ok_or_else(|| wrong(yaml_kind(value).to_owned()))?;
+            .ok_or_else(|| self.wrong_type("compile_timeout", EXPECTED, value))?;
         // Bounded so that the Duration cannot overflow; a year is no limit in practice.
         if !seconds.is_finite() || seconds <= 0.0 || seconds > MAX_COMPILE_TIMEOUT_SECS {
-            return Err(wrong(format!("{seconds}")));
+            return Err(Error::ConfigShape {
+                path: self.path.clone(),
+                message: format!("`compile_timeout` must be {EXPECTED}, found {seconds}"),
+            });
         }
         Ok(Some(std::time::Duration::from_secs_f64(seconds)))
     }
 
     /// The shell command that compiles one document (see `openkb compile`), if configured.
-    pub fn compile_command(&self) -> Option<&str> {
-        self.file
-            .get_str("compile_command")
-            .filter(|c| !c.trim().is_empty())
+    pub fn compile_command(&self) -> Result<Option<&str>> {
+        Ok(self
+            .string("compile_command")?
+            .filter(|c| !c.trim().is_empty()))
+    }
+
+    /// The string value of `key`; absent or `null` is `None`, any other type an error.
+    pub fn string(&self, key: &str) -> Result<Option<&str>> {
+        match self.file.values.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(self.wrong_type(key, "a string", other)),
+        }
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str, found: &Value) -> Error {
+        Error::ConfigShape {
+            path: self.path.clone(),
+            message: format!(
+                "`{key}` must be {expected}, found {}{}",
+                yaml_kind(found),
+                if key == "compile_command" {
+                    " (quote a command that YAML would read otherwise, e.g. \"make wiki\")"
+                } else {
+                    ""
+                }
+            ),
+        }
     }
 }
 
@@ -267,6 +299,23 @@ impl GlobalConfig {
         }
         self.file.set("known_kbs", Value::Sequence(known));
         self.file.set("default_kb", kb_text);
+    }
+
+    /// Drop every spelling in `kb` from `known_kbs` (and `default_kb` when it is one of them).
+    /// `None` when none of them was known; else whether it was the default.
+    pub fn forget(&mut self, kb: &[&Path]) -> Option<bool> {
+        let matches = |v: &Value| v.as_str().is_some_and(|s| kb.contains(&Path::new(s)));
+        let mut found = false;
+        if let Some(Value::Sequence(items)) = self.file.values.get_mut("known_kbs") {
+            let before = items.len();
+            items.retain(|v| !matches(v));
+            found = items.len() != before;
+        }
+        let was_default = self.default_kb().is_some_and(|d| kb.contains(&d.as_path()));
+        if was_default {
+            self.file.values.remove("default_kb");
+        }
+        (found || was_default).then_some(was_default)
     }
 
     /// Read-modify-write under `global.lock`; writes only when `change` altered something.
@@ -362,13 +411,49 @@ mod tests {
     }
 
     #[test]
+    fn wrong_types_name_file_key_and_expected_type() {
+        let load = |text: &str| KbConfig {
+            file: YamlFile::parse(Path::new("c.yaml"), text).unwrap(),
+            path: PathBuf::from("/kb/.openkb/config.yaml"),
+        };
+        for text in ["compile_command: 5\n", "compile_command: [a, b]\n"] {
+            let message = load(text).compile_command().unwrap_err().to_string();
+            assert!(message.contains("/kb/.openkb/config.yaml"), "{message}");
+            assert!(
+                message.contains("`compile_command` must be a string"),
+                "{message}"
+            );
+        }
+        assert!(
+            load("compile_command: null\n")
+                .compile_command()
+                .unwrap()
+                .is_none()
+        );
+        assert!(load("model: {a: 1}\n").model().is_err());
+        assert!(
+            load("pageindex_threshold: -1\n")
+                .pageindex_threshold()
+                .is_err()
+        );
+        assert_eq!(load("").pageindex_threshold().unwrap(), 20);
+        assert_eq!(
+            load("compile_command: ' make '\n")
+                .compile_command()
+                .unwrap(),
+            Some(" make ")
+        );
+    }
+
+    #[test]
     fn compile_timeout_is_typed_and_bounded() {
         let path = Path::new("/kb/.openkb/config.yaml");
         let timeout = |yaml: &str| {
             KbConfig {
                 file: YamlFile::parse(path, yaml).unwrap(),
+                path: path.to_path_buf(),
             }
-            .compile_timeout(path)
+            .compile_timeout()
         };
         assert_eq!(timeout("model: m\n").unwrap(), None);
         assert_eq!(timeout("compile_timeout: null\n").unwrap(), None);
@@ -384,7 +469,10 @@ mod tests {
             let err = timeout(&format!("compile_timeout: {bad}\n")).unwrap_err();
             let text = err.to_string();
             assert!(text.contains("config.yaml"), "{bad}: {text}");
-            assert!(text.contains("compile_timeout"), "{bad}: {text}");
+            assert!(
+                text.contains("`compile_timeout` must be a positive number of seconds"),
+                "{bad}: {text}"
+            );
         }
     }
 

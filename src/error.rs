@@ -68,6 +68,9 @@ pub enum Error {
     #[error("timed out after {seconds}s waiting for another openkb process on {}\n  is another openkb (or the Python openkb tool) running? raise OPENKB_LOCK_TIMEOUT to wait longer", kb.display())]
     LockTimeout { kb: PathBuf, seconds: f64 },
 
+    #[error("this openkb was started by the compile hook of openkb process {holder}, which holds the lock of {} until the hook ends: waiting for it would hang forever\n  compile_command must not run openkb commands on the knowledge base it compiles; run them after `openkb add`/`compile` returns", kb.display())]
+    NestedInHook { kb: PathBuf, holder: u32 },
+
     #[error("cannot upgrade a shared lock on {} to an exclusive one in the same thread; take the exclusive lock first", path.display())]
     LockUpgrade { path: PathBuf },
 
@@ -101,6 +104,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// The command line asks for something impossible in a way clap cannot check (exit 2).
+    #[error("{0}")]
+    Usage(String),
+
     /// A command that works through many items finished, but some failed (each was reported
     /// as it happened); only the exit code is left to say so.
     #[error("{0}")]
@@ -120,6 +127,7 @@ impl Error {
         match self {
             Error::NoKb { .. } | Error::NotAKb { .. } | Error::LegacyKb { .. } => exit::NO_KB,
             Error::Busy { .. } | Error::LockTimeout { .. } => exit::BUSY,
+            Error::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,
         }
     }

@@ -20,6 +20,17 @@ use crate::state::{self, LOG_MD_HEADER, LogEntry, Store};
 
 pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
 
+/// How [`Kb::discover_how`] found a KB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// `--kb-dir` or `OPENKB_DIR`.
+    Explicit,
+    /// The working directory or one of its ancestors.
+    Enclosing,
+    /// `default_kb` of global.yaml: nothing encloses the working directory.
+    Default,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kb {
     root: PathBuf,
@@ -39,17 +50,23 @@ impl Kb {
     /// Find the KB for a command: `explicit` (from `--kb-dir` or `OPENKB_DIR`), else walk up
     /// from `cwd`, else global `default_kb`.
     pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Kb> {
+        Self::discover_how(explicit, cwd).map(|(kb, _)| kb)
+    }
+
+    /// [`Kb::discover`], also saying how the KB was found: a command that falls back to the
+    /// default KB must say so, or `openkb add .` outside any KB silently fills another one.
+    pub fn discover_how(explicit: Option<&Path>, cwd: &Path) -> Result<(Kb, Found)> {
         if let Some(dir) = explicit {
-            return Self::open_explicit(dir);
+            return Ok((Self::open_explicit(dir)?, Found::Explicit));
         }
         for dir in cwd.ancestors() {
             if dir.join(".openkb").is_dir() {
-                return Kb::at(dir);
+                return Ok((Kb::at(dir)?, Found::Enclosing));
             }
         }
         if let Some(default) = GlobalConfig::load()?.default_kb() {
             if default.join(".openkb").is_dir() {
-                return Kb::at(&default);
+                return Ok((Kb::at(&default)?, Found::Default));
             }
             // A KB moved or deleted since it was made the default: say which, rather than a
             // bare "not found".

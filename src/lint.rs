@@ -5,7 +5,8 @@
 //! `log.md` or `AGENTS.md`). Checks:
 //! - broken `[[wikilinks]]`: `[[target]]`, `[[target|label]]`, `[[target#anchor]]`, whose
 //!   `wiki/<target>.md` (or `.json`, for long sources) does not exist; links inside fenced
-//!   code blocks are ignored;
+//!   code blocks are ignored; a link to the summary of a pending or failed document is not
+//!   broken (compiling writes it), so `--fix` never strips it;
 //! - orphan pages: concept, entity and exploration pages no other page links to (`index.md`
 //!   counts as linking);
 //! - summaries without a registered document, and compiled documents without a summary
@@ -149,6 +150,29 @@ pub fn analyze(kb: &Kb, reader: &impl Queries) -> Result<Analysis> {
     let wiki = kb.wiki_dir();
     let pages = pages(&wiki)?;
     let mut issues = Vec::new();
+    let mut doc_names = HashSet::new();
+    // Summaries that do not exist yet by design: their document is pending or failed.
+    let mut uncompiled = HashSet::new();
+    let mut documents = 0;
+    reader.for_each_document(&mut |doc| {
+        documents += 1;
+        if let Some(name) = doc.display_doc_name() {
+            let summary = format!("summaries/{name}.md");
+            if doc.status == Status::Compiled && !wiki.join(&summary).is_file() {
+                issues.push(Issue {
+                    kind: IssueKind::DocumentWithoutSummary,
+                    page: summary,
+                    target: Some(name.clone()),
+                    fixed: false,
+                });
+            }
+            if doc.status != Status::Compiled {
+                uncompiled.insert(format!("summaries/{name}"));
+            }
+            doc_names.insert(name);
+        }
+        Ok(())
+    })?;
     let mut linked: HashSet<String> = HashSet::new();
     for page in &pages {
         let path = wiki.join(page);
@@ -162,7 +186,7 @@ pub fn analyze(kb: &Kb, reader: &impl Queries) -> Result<Analysis> {
             if key != own_key {
                 linked.insert(key.to_owned());
             }
-            if !target_exists(&wiki, link.target) {
+            if !target_exists(&wiki, link.target) && !uncompiled.contains(key) {
                 issues.push(Issue {
                     kind: IssueKind::BrokenLink,
                     page: page.clone(),
@@ -188,24 +212,6 @@ pub fn analyze(kb: &Kb, reader: &impl Queries) -> Result<Analysis> {
         }
     }
 
-    let mut doc_names = HashSet::new();
-    let mut documents = 0;
-    reader.for_each_document(&mut |doc| {
-        documents += 1;
-        if let Some(name) = doc.display_doc_name() {
-            let summary = format!("summaries/{name}.md");
-            if doc.status == Status::Compiled && !wiki.join(&summary).is_file() {
-                issues.push(Issue {
-                    kind: IssueKind::DocumentWithoutSummary,
-                    page: summary,
-                    target: Some(name.clone()),
-                    fixed: false,
-                });
-            }
-            doc_names.insert(name);
-        }
-        Ok(())
-    })?;
     for page in &pages {
         if let Some(stem) = page
             .strip_prefix("summaries/")
@@ -240,12 +246,15 @@ fn read_page(path: &Path) -> Result<String> {
 /// issues it repaired as fixed. The caller holds the exclusive lock.
 pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
     let wiki = kb.wiki_dir();
-    let pages: HashSet<String> = analysis
+    // Only the links the analysis found broken: a page may also link to the summary of a
+    // pending document, which compiling will create and which must survive.
+    let broken: HashSet<(String, String)> = analysis
         .issues
         .iter()
         .filter(|i| i.kind == IssueKind::BrokenLink)
-        .map(|i| i.page.clone())
+        .filter_map(|i| Some((i.page.clone(), i.target.clone()?)))
         .collect();
+    let pages: HashSet<String> = broken.iter().map(|(page, _)| page.clone()).collect();
     let mut repaired: HashSet<(String, String)> = HashSet::new();
     let mut rewritten = 0;
     for page in pages {
@@ -261,7 +270,10 @@ pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
         for link in links(&text) {
-            if link.target.is_empty() || target_exists(&wiki, link.target) {
+            if link.target.is_empty()
+                || target_exists(&wiki, link.target)
+                || !broken.contains(&(page.clone(), link.target.to_owned()))
+            {
                 continue;
             }
             out.push_str(&text[last..link.start]);

@@ -28,6 +28,37 @@ use crate::error::{Error, IoContext, Result};
 /// Environment variable bounding how long a command waits for a busy lock, in seconds.
 pub const LOCK_TIMEOUT_ENV: &str = "OPENKB_LOCK_TIMEOUT";
 
+/// Set in a compile hook's environment to `<pid>:<lock path>`: the openkb process that runs
+/// the hook and the lock it holds meanwhile. An openkb started by the hook that finds that
+/// lock busy while that process lives is waiting for its own parent: it refuses at once
+/// ([`Error::NestedInHook`]) instead of hanging forever.
+pub const HOOK_LOCK_ENV: &str = "OPENKB_HOOK_LOCK";
+
+/// The value of [`HOOK_LOCK_ENV`] for a hook run by `pid` under `lock_path`.
+pub fn hook_marker(pid: u32, lock_path: &Path) -> std::ffi::OsString {
+    let mut marker = std::ffi::OsString::from(format!("{pid}:"));
+    marker.push(lock_path);
+    marker
+}
+
+/// The holder named by [`HOOK_LOCK_ENV`] when it names `lock_path` and is still alive.
+fn hook_holder(lock_path: &Path) -> Option<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    let marker = std::env::var_os(HOOK_LOCK_ENV)?;
+    let bytes = marker.as_bytes();
+    let colon = bytes.iter().position(|&b| b == b':')?;
+    let pid: u32 = std::str::from_utf8(&bytes[..colon]).ok()?.parse().ok()?;
+    let named = Path::new(std::ffi::OsStr::from_bytes(&bytes[colon + 1..]));
+    if named != lock_path || pid == std::process::id() {
+        return None;
+    }
+    let pid_t = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0)?;
+    // SAFETY: signal 0 only checks that the process exists; it sends nothing.
+    let alive = unsafe { libc::kill(pid_t, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    alive.then_some(pid)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockMode {
     Shared,
@@ -124,6 +155,12 @@ pub fn acquire_with_timeout(
         Ok(()) => {}
         Err(TryLockError::Error(e)) => return Err(Error::io("cannot lock", lock_path, e)),
         Err(TryLockError::WouldBlock) => {
+            if let Some(holder) = hook_holder(lock_path) {
+                return Err(Error::NestedInHook {
+                    kb: subject.to_path_buf(),
+                    holder,
+                });
+            }
             eprintln!(
                 "waiting for another openkb process on {} (lock {})",
                 subject.display(),

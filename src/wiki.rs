@@ -99,7 +99,7 @@ pub fn index_remove(index_md: &Path, doc_names: &[&str]) -> Result<bool> {
     let mut changed = false;
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with("- ") && doc_names.iter().any(|d| line_links(line, d)) {
+        if is_index_line_of(line, doc_names) {
             changed = true;
         } else {
             out.push_str(line);
@@ -221,6 +221,27 @@ fn strip_wikilinks(line: &str, doc_name: &str) -> Option<String> {
     }
     out.push_str(&line[last..]);
     Some(out)
+}
+
+/// True when `line` is the index entry of one of `doc_names`, whatever happened to it: a
+/// bullet linking to its summary (with a label, an anchor, text rewritten by a compiler), or
+/// the plain `summaries/<doc_name> ...` an older `lint --fix` left when it stripped the link of
+/// a pending document.
+fn is_index_line_of(line: &str, doc_names: &[&str]) -> bool {
+    let trimmed = line.trim_start();
+    let Some(item) = trimmed
+        .strip_prefix("- ")
+        .or_else(|| trimmed.strip_prefix("* "))
+    else {
+        return false;
+    };
+    doc_names.iter().any(|d| {
+        line_links(line, d)
+            || item
+                .strip_prefix("summaries/")
+                .and_then(|rest| rest.strip_prefix(d))
+                .is_some_and(|after| after.is_empty() || after.starts_with(char::is_whitespace))
+    })
 }
 
 /// True when `line` holds a wiki link to `summaries/<doc_name>` exactly.

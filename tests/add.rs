@@ -136,11 +136,13 @@ fn a_file_already_in_raw_is_registered_in_place() {
     let clean = env.doc_named("clean").unwrap();
     assert_eq!(clean.path.as_deref(), Some("raw/clean.md"));
     assert_eq!(clean.raw_path.as_deref(), Some("raw/clean.md"));
-    // A stem that needs sanitizing gets a raw copy under its doc_name (formats §1.2).
+    // A stem that needs sanitizing stays where it is too: no second copy under its doc_name
+    // (the Python tool makes one, formats §1.2; users found that a surprise).
     let arxiv = env.doc_named("2509-11420").unwrap();
     assert_eq!(arxiv.path.as_deref(), Some("raw/2509.11420.md"));
-    assert_eq!(arxiv.raw_path.as_deref(), Some("raw/2509-11420.md"));
+    assert_eq!(arxiv.raw_path.as_deref(), Some("raw/2509.11420.md"));
     assert!(env.kb().join("raw/2509.11420.md").is_file());
+    assert!(!env.kb().join("raw/2509-11420.md").exists());
     assert_eq!(env.docs().len(), 2);
     assert_consistent(&env);
 }

@@ -13,6 +13,8 @@ fn legacy_json_to_a_file_is_the_original_registry() {
     let original = std::fs::read(kb.join(".openkb/hashes.json")).unwrap();
     ok(&mut sb.openkb(&kb, &["migrate"]));
 
+    // export -o refuses a missing folder (tests/cli_ux.rs): the folder exists here.
+    std::fs::create_dir(sb.path().join("out")).unwrap();
     let target = sb.path().join("out/hashes.json");
     let out = ok(sb
         .openkb(&kb, &["export", "--legacy-json", "--output"])

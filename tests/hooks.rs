@@ -299,7 +299,7 @@ fn a_wrong_compile_timeout_is_an_error_naming_the_file() {
         let err = stderr(&out);
         assert!(err.contains("config.yaml"), "{err}");
         assert!(
-            err.contains("compile_timeout must be a positive number"),
+            err.contains("`compile_timeout` must be a positive number"),
             "{err}"
         );
         assert!(err.contains("a string"), "{err}");
@@ -359,7 +359,7 @@ fn two_concurrent_compilers_run_the_hook_once_per_document() {
 }
 
 #[test]
-fn sigterm_stops_the_hook_group_and_the_command_reports_it() {
+fn sigterm_is_passed_on_to_the_hook_and_the_command_reports_it() {
     let env = Env::with_kb();
     env.write("in/a.md", "a\n");
     env.write("in/b.md", "b\n");
@@ -383,7 +383,7 @@ fn sigterm_stops_the_hook_group_and_the_command_reports_it() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(live_members(pgid), Vec::<i32>::new(), "hook processes left");
     assert!(
-        stderr(&out).contains("stopped by an interrupt"),
+        stderr(&out).contains("interrupted (SIGINT passed on to the hook)"),
         "{}",
         stderr(&out)
     );

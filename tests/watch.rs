@@ -78,7 +78,7 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     assert_eq!(note.source_path.as_deref(), Some("wiki/sources/note-3.md"));
     let arxiv = env.doc_named("2509-11420").unwrap();
     assert_eq!(arxiv.path.as_deref(), Some("raw/sub/2509.11420.md"));
-    assert_eq!(arxiv.raw_path.as_deref(), Some("raw/2509-11420.md"));
+    assert_eq!(arxiv.raw_path.as_deref(), Some("raw/sub/2509.11420.md"));
     assert!(
         env.docs()
             .iter()

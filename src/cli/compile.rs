@@ -17,7 +17,9 @@ compile_command (in .openkb/config.yaml) is run by `sh -c` in the KB folder, onc
 document, with OPENKB_KB_DIR, OPENKB_DOC_NAME, OPENKB_DOC_HASH, OPENKB_RAW_PATH and
 OPENKB_SOURCE_PATH (absolute paths, empty when the document has no such file). Exit 0 marks the
 document compiled; anything else marks it failed and keeps the end of its stderr as the error.
-It runs under the KB's exclusive lock: it must not run openkb commands on the same KB.
+Its output is shown as it comes, each line prefixed with [doc_name]: stdout always, stderr on
+failure (and live with -v). It runs under the KB's exclusive lock: an openkb command it runs on
+the same KB fails at once (OPENKB_HOOK_LOCK tells it why) instead of waiting forever.
 compile_timeout (seconds, in config.yaml) bounds one run: when it runs out, the hook and every
 process it started are killed and the document is marked failed. The hook runs in a process
 group of its own; processes it leaves in the background are killed when it exits.";
@@ -37,9 +39,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    if args.doc_names.is_empty() && !args.pending && !args.failed {
+        return Err(Error::Usage(
+            "name the documents to compile (their doc_names), or pass --pending / --failed".into(),
+        ));
+    }
     let (kb, store) = super::add::open_unlocked(ctx)?;
     let config = kb.config()?;
-    let Some(command) = config.compile_command().map(str::to_owned) else {
+    let Some(command) = config.compile_command()?.map(str::to_owned) else {
         return Err(Error::Invalid(format!(
             "no compile_command in {}; set one (run by `sh -c` per document, see `openkb \
              compile --help`)",
@@ -47,14 +54,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         )));
     };
     let hook_options = ingest::compile::HookOptions {
-        timeout: config.compile_timeout(&kb.config_path())?,
+        timeout: config.compile_timeout()?,
         verbose: ctx.verbose > 0,
     };
-    if args.doc_names.is_empty() && !args.pending && !args.failed {
-        return Err(Error::Invalid(
-            "name the documents to compile (their doc_names), or pass --pending / --failed".into(),
-        ));
-    }
     let mut targets: Vec<Target> = Vec::new();
     {
         let reader = store.reader()?;

@@ -83,6 +83,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     };
     match &args.output {
         Some(path) => {
+            refuse_missing_folder(path)?;
             fsx::atomic_write(path, text.as_bytes())?;
             eprintln!(
                 "wrote {} document(s) to {}",
@@ -99,4 +100,21 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                 .with_path("cannot write", "standard output")
         }
     }
+}
+
+/// `-o` writes one file: a missing folder is most likely a typo, and creating it would leave
+/// the export somewhere nobody looks.
+fn refuse_missing_folder(path: &std::path::Path) -> Result<()> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => return Ok(()),
+    };
+    if folder.is_dir() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "cannot write {}: the folder {} does not exist; create it first (nothing was written)",
+        path.display(),
+        folder.display()
+    )))
 }

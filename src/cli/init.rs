@@ -36,13 +36,33 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
 
     println!("Initialized knowledge base at {}", kb.root().display());
     println!("  model: {model}, language: {language}");
-    if let Err(e) = GlobalConfig::update(|g| {
+    let mut previous = None;
+    match GlobalConfig::update(|g| {
+        previous = g.default_kb();
         g.register(kb.root());
         Ok(())
     }) {
-        eprintln!("warning: the KB was created but not registered as the default: {e}");
+        Ok(_) => println!("{}", default_note(kb.root(), previous.as_deref())),
+        Err(e) => {
+            eprintln!("warning: the KB was created but not registered as the default: {e}")
+        }
     }
     Ok(())
+}
+
+/// What `init` tells about the default KB: commands run outside any KB use it, so changing it
+/// silently would send a later `openkb add` somewhere unexpected.
+fn default_note(root: &Path, previous: Option<&Path>) -> String {
+    match previous {
+        Some(p) if p == root => "  it was already the default knowledge base".to_owned(),
+        Some(p) => format!(
+            "  it is now the default knowledge base (was {}; `openkb use PATH` switches back)",
+            p.display()
+        ),
+        None => {
+            "  it is now the default knowledge base (used outside any knowledge base)".to_owned()
+        }
+    }
 }
 
 fn choose(given: Option<String>, what: &str, default: &str, interactive: bool) -> Result<String> {

@@ -4,18 +4,26 @@ use std::io::Write;
 
 use crate::error::{IoContext, Result};
 use crate::lock::LockMode;
-use crate::state::{Document, Queries};
+use crate::state::{Document, Queries, Status};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON (an array of documents) instead of a table
     #[arg(long)]
     json: bool,
+    /// Only the documents with this status
+    #[arg(long, value_name = "STATUS", value_parser = ["pending", "compiled", "failed"])]
+    status: Option<String>,
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let open = super::open_kb(ctx, LockMode::Shared)?;
     let reader = open.store.reader()?;
+    let wanted: Option<Status> = match &args.status {
+        Some(s) => Some(s.parse().map_err(crate::Error::Usage)?),
+        None => None,
+    };
+    let keep = |doc: &Document| wanted.is_none_or(|w| doc.status == w);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if args.json {
@@ -24,6 +32,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         out.write_all(b"[")
             .with_path("cannot write", "standard output")?;
         reader.for_each_document(&mut |doc| {
+            if !keep(&doc) {
+                return Ok(());
+            }
             out.write_all(if first { b"\n  " } else { b",\n  " })
                 .with_path("cannot write", "standard output")?;
             first = false;
@@ -33,8 +44,16 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         out.write_all(if first { b"]\n" } else { b"\n]\n" })
             .with_path("cannot write", "standard output")?;
     } else {
-        let docs = reader.list()?;
-        if docs.is_empty() {
+        let mut docs = reader.list()?;
+        docs.retain(keep);
+        if docs.is_empty() && wanted.is_some() {
+            writeln!(
+                out,
+                "No {} documents.",
+                args.status.as_deref().unwrap_or_default()
+            )
+            .with_path("cannot write", "standard output")?;
+        } else if docs.is_empty() {
             writeln!(
                 out,
                 "No documents registered. Add some with `openkb add PATH`."
@@ -59,34 +78,6 @@ fn write_table(out: &mut impl Write, docs: &[Document]) -> std::io::Result<()> {
             ]
         })
         .collect();
-    let headers = ["NAME", "TYPE", "DOC_NAME", "STATUS"];
-    let mut widths = headers.map(display_width);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(display_width(cell));
-        }
-    }
-    let line = |out: &mut dyn Write, cells: [&str; 4]| -> std::io::Result<()> {
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                writeln!(out, "{cell}")?;
-            } else {
-                let pad = widths[i] - display_width(cell);
-                write!(out, "{cell}{:pad$}  ", "")?;
-            }
-        }
-        Ok(())
-    };
-    line(out, headers)?;
-    for row in &rows {
-        line(out, [&row[0], &row[1], &row[2], &row[3]])?;
-    }
+    super::table::write(out, ["NAME", "TYPE", "DOC_NAME", "STATUS"], &rows)?;
     writeln!(out, "{} document(s)", rows.len())
-}
-
-/// Columns a name takes on a terminal: combining marks (an NFD name's accents) take none.
-fn display_width(text: &str) -> usize {
-    text.chars()
-        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
-        .count()
 }

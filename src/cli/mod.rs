@@ -6,12 +6,15 @@ mod compile;
 mod doctor;
 mod export;
 mod init;
+mod kbs;
 mod lint;
 mod list;
 mod log;
 mod migrate;
 mod remove;
+mod show;
 mod status;
+mod table;
 mod use_kb;
 mod watch;
 
@@ -21,7 +24,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::error::{Result, exit};
-use crate::kb::{Kb, OPENKB_DIR_ENV};
+use crate::kb::{Found, Kb, OPENKB_DIR_ENV};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usage error,
@@ -58,19 +61,25 @@ pub enum Command {
     Init(init::Args),
     /// Make a knowledge base the default one
     Use(use_kb::Args),
+    /// List the knowledge bases ~/.config/openkb/global.yaml knows, and the default
+    Kbs(kbs::KbsArgs),
+    /// Forget a known knowledge base (global.yaml only; its files are untouched)
+    Forget(kbs::ForgetArgs),
     /// List the registered documents in registry order
     List(list::Args),
     /// Show the state of the knowledge base
     Status(status::Args),
+    /// Show one document: its fields, status, files and log rows
+    Show(show::Args),
     /// Show the operations log, newest last
     Log(log::Args),
     /// Add files and folders to the knowledge base
     Add(add::Args),
-    /// Remove a document and its wiki pages
+    /// Remove documents and their wiki pages
     Remove(remove::Args),
     /// Run compile_command for pending (or named) documents
     Compile(compile::Args),
-    /// Watch raw/ and add new or changed files
+    /// Add the unregistered files of raw/, then watch it and add new or changed files
     Watch(watch::Args),
     /// Check the knowledge base's health (and repair what is safe with --fix)
     Doctor(doctor::Args),
@@ -93,8 +102,15 @@ impl Ctx {
     pub fn kb(&self) -> Result<Kb> {
         let cwd = std::env::current_dir()
             .map_err(|e| crate::Error::io("cannot read", "the current folder", e))?;
-        let kb = Kb::discover(self.kb_dir.as_deref(), &cwd)?;
-        if self.verbose > 0 {
+        let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd)?;
+        if found == Found::Default {
+            eprintln!(
+                "using the default knowledge base {} (no knowledge base encloses {}; pass \
+                 --kb-dir to choose another)",
+                kb.root().display(),
+                cwd.display()
+            );
+        } else if self.verbose > 0 {
             eprintln!("knowledge base: {}", kb.root().display());
         }
         Ok(kb)
@@ -110,8 +126,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Init(args) => init::run(&ctx, args),
         Command::Use(args) => use_kb::run(&ctx, args),
+        Command::Kbs(args) => kbs::list(&ctx, args),
+        Command::Forget(args) => kbs::forget(&ctx, args),
         Command::List(args) => list::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
+        Command::Show(args) => show::run(&ctx, args),
         Command::Log(args) => log::run(&ctx, args),
         Command::Add(args) => add::run(&ctx, args),
         Command::Remove(args) => remove::run(&ctx, args),

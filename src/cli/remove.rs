@@ -1,4 +1,4 @@
-//! `openkb remove IDENTIFIER`: remove a document, its files and its wiki pages.
+//! `openkb remove IDENTIFIER...`: remove documents, their files and their wiki pages.
 
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
@@ -7,8 +7,9 @@ use crate::state::{Document, Queries};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The document: its file name, its doc_name, or a unique part of either
-    identifier: String,
+    /// The documents: each by its file name, its doc_name, or a unique part of either
+    #[arg(required = true, value_name = "IDENTIFIER")]
+    identifiers: Vec<String>,
     /// Keep the copy in raw/
     #[arg(long)]
     keep_raw: bool,
@@ -23,13 +24,32 @@ pub struct Args {
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     // Plan under the shared lock, so that a question waiting for an answer never blocks the
     // KB; then take the exclusive lock and plan again (the KB may have changed meanwhile).
-    let (doc, plan) = {
+    // Every identifier is resolved before anything is removed: one that matches nothing, or
+    // several documents, stops the whole command with nothing changed.
+    let targets: Vec<(Document, Plan)> = {
         let open = super::open_kb(ctx, LockMode::Shared)?;
-        let doc = pick(&open.store.reader()?, &args.identifier)?;
-        let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
-        (doc, plan)
+        let reader = open.store.reader()?;
+        let mut targets: Vec<(Document, Plan)> = Vec::new();
+        let mut problems = Vec::new();
+        for identifier in &args.identifiers {
+            match pick(&reader, identifier) {
+                Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
+                Ok(doc) => {
+                    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+                    targets.push((doc, plan));
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if !problems.is_empty() {
+            problems.push("nothing was removed".to_owned());
+            return Err(Error::Invalid(problems.join("\n")));
+        }
+        targets
     };
-    show(&doc, &plan, args.keep_raw);
+    for (doc, plan) in &targets {
+        show(doc, plan, args.keep_raw);
+    }
     if args.dry_run {
         println!("dry run: nothing was changed");
         return Ok(());
@@ -39,23 +59,45 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         return Ok(());
     }
     let open = super::open_kb(ctx, LockMode::Exclusive)?;
-    let Some(doc) = open.store.get(&doc.hash)? else {
-        println!("already removed (by another process)");
-        return Ok(());
-    };
-    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
-    remove::execute(&open.kb, &open.store, &plan)?;
-    println!(
-        "removed {}",
-        doc.name
-            .as_deref()
-            .or(plan.doc_name.as_deref())
-            .unwrap_or(&doc.hash)
-    );
+    let mut failed = 0;
+    for (doc, _) in &targets {
+        let Some(doc) = open.store.get(&doc.hash)? else {
+            println!(
+                "{} was already removed (by another process)",
+                label(doc, None)
+            );
+            continue;
+        };
+        let removed = remove::plan(&open.kb, &doc, args.keep_raw)
+            .and_then(|plan| remove::execute(&open.kb, &open.store, &plan).map(|_| plan));
+        match removed {
+            Ok(plan) => println!("removed {}", label(&doc, plan.doc_name.as_deref())),
+            Err(e) => {
+                failed += 1;
+                eprintln!("failed to remove {}: {e}", label(&doc, None));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Error::Incomplete(format!(
+            "{failed} of {} document(s) could not be removed (see above); the others were",
+            targets.len()
+        )));
+    }
     Ok(())
 }
 
-fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
+fn label(doc: &Document, doc_name: Option<&str>) -> String {
+    doc.name
+        .clone()
+        .or_else(|| doc_name.map(str::to_owned))
+        .or_else(|| doc.display_doc_name())
+        .unwrap_or_else(|| doc.hash.clone())
+}
+
+/// The one document `identifier` names (see `ingest::remove::find`); none or several is an error
+/// that lists the candidates. `show` resolves its argument the same way.
+pub(super) fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
     let mut found = remove::find(q, identifier)?;
     match found.len() {
         0 => Err(Error::Invalid(format!(
@@ -75,8 +117,7 @@ fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
                 })
                 .collect();
             Err(Error::Invalid(format!(
-                "{n} documents match {identifier:?}; nothing was removed. Name one by its \
-                 doc_name:\n{}",
+                "{n} documents match {identifier:?}; name one by its doc_name:\n{}",
                 listed.join("\n")
             )))
         }

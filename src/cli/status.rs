@@ -43,7 +43,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let open = super::open_kb(ctx, LockMode::Shared)?;
     let reader = open.store.reader()?;
     let documents = reader.counts()?;
-    let last_compile = ["compile", "recompile", "ingest"]
+    // Only compile rows: an `ingest` row says a file was added, not that anything compiled.
+    let last_compile = ["compile", "recompile"]
         .into_iter()
         .filter_map(|op| reader.last_log_of(op).transpose())
         .collect::<Result<Vec<_>>>()?

@@ -1,10 +1,13 @@
 //! `openkb watch`: add files dropped into `raw/`.
 //!
-//! Events are debounced (about 2 s, so a file still being written is taken once it settles)
-//! and each file is added on its own: the exclusive lock is held only while that file is
-//! published and committed, never for the watch's lifetime, so `list` and `status` in other
-//! processes stay instant. SIGINT/SIGTERM end the watch between files (a file being added is
-//! finished first), with exit code 0 and nothing left half-done.
+//! It starts with a catch-up scan: supported files in `raw/` that are not registered (dropped
+//! while no watch ran) are added first. Then events are debounced (about 2 s, so a file still
+//! being written is taken once it settles) and each file is added on its own: the exclusive
+//! lock is held only while that file is published and committed, never for the watch's
+//! lifetime, so `list` and `status` in other processes stay instant. SIGINT/SIGTERM end the
+//! watch between files (a file being added is finished first, nothing is left half-done); if
+//! files in `raw/` are still waiting then, they are listed and the exit code is 1, never a
+//! silent 0. `--once` is the catch-up scan alone, for scripts and cron.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -21,9 +24,13 @@ use crate::ingest::{self, add::Options};
 const DEBOUNCE_ENV: &str = "OPENKB_WATCH_DEBOUNCE_MS";
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Add the unregistered files of raw/ once and exit (for scripts and cron)
+    #[arg(long)]
+    once: bool,
+}
 
-pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
+pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let (kb, store) = super::add::open_unlocked(ctx)?;
     let raw = kb.raw_dir();
     std::fs::create_dir_all(&raw).map_err(|e| Error::io("cannot create folder", &raw, e))?;
@@ -37,6 +44,21 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
         .unwrap_or(Duration::from_secs(2));
 
     ingest::stop_cleanly_on_interrupt();
+    // Re-read each time: a compile_command set while watching takes effect.
+    let options = || Options::from_config(&kb, ctx.verbose > 0);
+    let mut printer = super::add::Printer::new(ctx.verbose > 0);
+    printer.show_skipped = false;
+    if args.once {
+        let summary = ingest::add::add_paths(
+            &kb,
+            &store,
+            std::slice::from_ref(&raw),
+            &options()?,
+            &mut printer,
+        )?;
+        printer.finish();
+        return super::add::finish(summary);
+    }
 
     let (tx, rx) = std::sync::mpsc::channel();
     let mut debouncer = new_debouncer(debounce, None, tx)
@@ -45,9 +67,17 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
         .watch(&raw, RecursiveMode::Recursive)
         .map_err(|e| Error::Invalid(format!("cannot watch {}: {e}", raw.display())))?;
     eprintln!("watching {} (Ctrl-C to stop)", raw.display());
-
-    let mut printer = super::add::Printer::new(ctx.verbose > 0);
-    printer.show_skipped = false;
+    // After the watch is set up, so a file dropped meanwhile is seen by one or the other.
+    let caught_up = ingest::add::add_paths(
+        &kb,
+        &store,
+        std::slice::from_ref(&raw),
+        &options()?,
+        &mut printer,
+    );
+    if let Err(e) = caught_up {
+        eprintln!("failed to scan {}: {e}", raw.display());
+    }
     while !ingest::interrupted() {
         let events = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Ok(events)) => events,
@@ -70,13 +100,11 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
             if ingest::interrupted() {
                 break;
             }
-            // Re-read per file: a compile_command set while watching takes effect.
-            let options = Options::from_config(&kb, ctx.verbose > 0)?;
             if let Err(e) = ingest::add::add_paths(
                 &kb,
                 &store,
                 std::slice::from_ref(&path),
-                &options,
+                &options()?,
                 &mut printer,
             ) {
                 eprintln!("failed {}: {e}", path.display());
@@ -85,7 +113,22 @@ pub fn run(ctx: &super::Ctx, _args: Args) -> Result<()> {
     }
     drop(debouncer);
     eprintln!("stopped watching {}", raw.display());
-    Ok(())
+    let waiting = ingest::add::unregistered(&kb, &store, &raw)?;
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 10;
+    for path in waiting.iter().take(SHOWN) {
+        eprintln!("  not added yet: {}", path.display());
+    }
+    if waiting.len() > SHOWN {
+        eprintln!("  ... and {} more", waiting.len() - SHOWN);
+    }
+    Err(Error::Incomplete(format!(
+        "stopped with {} file(s) in {} not added yet; `openkb watch --once` adds them",
+        waiting.len(),
+        raw.display()
+    )))
 }
 
 /// A supported regular file under `raw`, with no dot-named component (dotfiles, `.openkb/`)

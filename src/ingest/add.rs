@@ -61,8 +61,8 @@ impl Options {
     pub fn from_config(kb: &Kb, verbose: bool) -> Result<Options> {
         let config = kb.config()?;
         Ok(Options {
-            compile_command: config.compile_command().map(str::to_owned),
-            compile_timeout: config.compile_timeout(&kb.config_path())?,
+            compile_command: config.compile_command()?.map(str::to_owned),
+            compile_timeout: config.compile_timeout()?,
             verbose,
         })
     }
@@ -167,6 +167,23 @@ pub fn add_paths(
     }
     summary.not_done = not_done;
     Ok(summary)
+}
+
+/// The supported files under `folder` whose content is not registered: what an add of
+/// `folder` would still add (watch lists them when it stops before adding them).
+pub fn unregistered(kb: &Kb, store: &Store, folder: &Path) -> Result<Vec<PathBuf>> {
+    let (files, _) = prepare::collect(kb, &[folder.to_path_buf()]);
+    let mut waiting = Vec::new();
+    for file in files {
+        // A file that vanished or cannot be read is not waiting for this KB.
+        let Ok(hash) = super::hash::sha256_file(&file) else {
+            continue;
+        };
+        if !store.is_known(&hash)? {
+            waiting.push(file);
+        }
+    }
+    Ok(waiting)
 }
 
 /// One file's way through a batch.
@@ -426,10 +443,12 @@ fn plan_inner(
         Ok(())
     };
 
-    let raw_rel = raw_target(doc_name, &item.name);
-    let raw_path = if item.in_raw && kb_path(kb, &raw_rel)? == item.resolved {
+    // A file already in raw/ (dropped there, watched, in a subfolder, with spaces in its name)
+    // is registered where it is: a second copy under the doc_name would only be a surprise.
+    let raw_path = if item.in_raw {
         item.path_key.clone()
     } else {
+        let raw_rel = raw_target(doc_name, &item.name);
         match &item.staged_raw {
             Some(staged) => add_step(staged.clone(), false, raw_rel.clone())?,
             None => add_step(item.resolved.clone(), true, raw_rel.clone())?,

@@ -5,7 +5,9 @@
 //! `OPENKB_SOURCE_PATH` (absolute paths; empty when the document has no such file). It runs
 //! while openkb holds the KB's exclusive lock, as the Python tool's compiler does, because it
 //! writes shared wiki pages (summaries, concepts, index) that other writers must not race; so it
-//! must not itself run openkb commands on the same KB (they would wait for that lock).
+//! cannot itself run openkb commands on the same KB: they would wait for that lock forever, so
+//! they refuse at once instead (see [`crate::lock::HOOK_LOCK_ENV`]). Its output is streamed as
+//! it comes ([`hook_output`]).
 //!
 //! # A hook lives and dies with its lock
 //!
@@ -15,9 +17,10 @@
 //!
 //! - The hook runs in a process group of its own, which openkb kills as a whole: when the
 //!   hook's main process exits (a `sleep 1000 &` left behind neither keeps the lock nor keeps
-//!   openkb waiting for the pipes it inherited), when `compile_timeout` runs out, and when
-//!   SIGINT/SIGTERM stop a command that asked for [`super::stop_cleanly_on_interrupt`]. openkb
-//!   returns only once no process of the group is left.
+//!   openkb waiting for the pipes it inherited) and when `compile_timeout` runs out. openkb
+//!   returns only once no process of the group is left. SIGINT/SIGTERM to a command that asked
+//!   for [`super::stop_cleanly_on_interrupt`] are passed on to the group as SIGINT (in a group
+//!   of its own the hook no longer gets the terminal's Ctrl-C).
 //! - Its main process gets SIGKILL when the openkb thread that started it dies
 //!   (`PR_SET_PDEATHSIG` on Linux), so a killed openkb takes it along at once.
 //! - The group id is recorded in the operation's intent ([`HookEvents::started`]) before the
@@ -28,16 +31,15 @@
 //! - The lock's file descriptor is close-on-exec (Rust opens every file so): the hook never
 //!   inherits the flock.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::hook_output;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
+use crate::lock::HOOK_LOCK_ENV;
 use crate::state::{Document, HookGroup};
 
 /// Environment variable holding the token that marks a hook's processes as openkb's.
@@ -48,44 +50,24 @@ pub const HOOK_TOKEN_ENV: &str = "OPENKB_HOOK_TOKEN";
 /// so `$$` is the group id), with stdin from /dev/null.
 const GATE: &str = r#"read -r _ || exit 125; exec sh -c "$1" </dev/null"#;
 
-/// Lines of the hook's stderr kept in the error shown and stored for `status`.
-const ERROR_TAIL_LINES: usize = 20;
-
 /// How long to wait for a killed process group to be gone (they die at once unless stuck in
 /// the kernel, e.g. on a hung network file system).
 const GROUP_EXIT_WAIT: Duration = Duration::from_secs(10);
-
-/// How long output is still collected once the hook's group is gone: only a process that left
-/// the group can hold its pipes open that long, and openkb does not wait for it.
-const PIPE_GRACE: Duration = Duration::from_secs(1);
-
-/// How often a running hook is checked for SIGINT/SIGTERM having stopped the command.
-const INTERRUPT_CHECK: Duration = Duration::from_millis(250);
 
 /// How a hook run is bounded and shown.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HookOptions {
     /// `compile_timeout` of config.yaml: the hook's group is killed when it runs longer.
     pub timeout: Option<Duration>,
-    /// Echo the hook's stdout on stderr.
+    /// Show the hook's stderr live too (`-v`), not only on failure.
     pub verbose: bool,
-}
-
-/// Which of the hook's output streams a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HookStream {
-    Stdout,
-    Stderr,
 }
 
 /// What the caller of [`run_hook`] is told while the hook runs.
 pub trait HookEvents {
     /// The hook's process group exists. Record it in the operation's intent (an `Err` kills
-    /// the hook and is returned).
+    /// the hook and is returned). The hook's command starts only after this returns.
     fn started(&mut self, hook: &HookGroup) -> Result<()>;
-
-    /// A line of the hook's output, as it is written (without its newline).
-    fn line(&mut self, _stream: HookStream, _line: &str) {}
 }
 
 /// Records the hook's group in intent `intent` of `store`: what every hook run under an intent
@@ -102,14 +84,12 @@ impl HookEvents for RecordInIntent<'_> {
     }
 }
 
-enum Event {
-    Line(HookStream, String),
-    Closed,
-    Exited,
-}
-
 /// Run the hook for `doc`. `Ok(Err(message))` is a failed compile (non-zero exit, killed by a
 /// signal, timed out, interrupted); `Err` is a failure to start it at all or to record it.
+///
+/// Its output is streamed as it comes (see [`hook_output`]); its environment carries
+/// [`HOOK_LOCK_ENV`], so an `openkb` it runs on the same KB fails at once instead of waiting
+/// for the lock this process holds for the hook's whole run.
 pub fn run_hook(
     kb: &Kb,
     command: &str,
@@ -122,6 +102,12 @@ pub fn run_hook(
             .filter(|r| !r.is_empty() && !Path::new(r).is_absolute())
             .map(|r| kb.root().join(r).display().to_string())
             .unwrap_or_default()
+    };
+    let cannot_run = |e: std::io::Error| {
+        Error::Invalid(format!(
+            "cannot run compile_command {command:?} (from {}): {e}",
+            kb.config_path().display()
+        ))
     };
     let doc_name = doc.display_doc_name().unwrap_or_default();
     let token = new_token();
@@ -136,38 +122,20 @@ pub fn run_hook(
         .env("OPENKB_DOC_HASH", &doc.hash)
         .env("OPENKB_RAW_PATH", abs(&doc.raw_path))
         .env("OPENKB_SOURCE_PATH", abs(&doc.source_path))
+        .env(
+            HOOK_LOCK_ENV,
+            crate::lock::hook_marker(std::process::id(), &kb.lock_path()),
+        )
         .env(HOOK_TOKEN_ENV, &token)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| {
-        Error::Invalid(format!(
-            "cannot run compile_command {command:?} (from {}): {e}",
-            kb.config_path().display()
-        ))
-    })?;
+    let mut child = cmd.spawn().map_err(cannot_run)?;
     // process_group(0): the main process leads a new group whose id is its pid.
     let pgid = child.id() as libc::pid_t;
-    let (sender, events_in) = mpsc::channel::<Event>();
-    if let Some(out) = child.stdout.take() {
-        forward_lines(out, HookStream::Stdout, sender.clone());
-    }
-    if let Some(err) = child.stderr.take() {
-        forward_lines(err, HookStream::Stderr, sender.clone());
-    }
-    let waiter = sender;
-    std::thread::spawn(move || {
-        wait_for_exit_unreaped(pgid);
-        let _ = waiter.send(Event::Exited);
-    });
-
-    let group = HookGroup {
-        pgid,
-        token: token.clone(),
-    };
-    let recorded = events.started(&group);
+    let recorded = events.started(&HookGroup { pgid, token });
     // Open the gate: the command starts only once its group is on record. Without a write the
     // gate sees end-of-file and the hook exits unstarted.
     if let Some(mut gate) = child.stdin.take()
@@ -177,97 +145,73 @@ pub fn run_hook(
         // An error means the hook is gone already; its exit status tells the rest.
         let _ = gate.write_all(b"go\n");
     }
-    let mut tail: VecDeque<String> = VecDeque::new();
-    let mut open_streams = 2;
-    let mut on_event = |event: Event, tail: &mut VecDeque<String>, open: &mut usize| match event {
-        Event::Line(stream, line) => {
-            if stream == HookStream::Stdout && options.verbose {
-                eprintln!("{line}");
-            }
-            if stream == HookStream::Stderr {
-                if tail.len() == ERROR_TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line.clone());
-            }
-            events.line(stream, &line);
-        }
-        Event::Closed => *open -= 1,
-        Event::Exited => {}
-    };
-
-    let started = Instant::now();
-    let mut stopped: Option<String> = None;
     if recorded.is_err() {
         kill_group(pgid);
     }
-    loop {
-        let now = Instant::now();
-        let mut wait = INTERRUPT_CHECK;
-        if stopped.is_none()
-            && let Some(limit) = options.timeout
-        {
-            wait = wait.min((started + limit).saturating_duration_since(now));
-        }
-        match events_in.recv_timeout(wait) {
-            Ok(Event::Exited) => break,
-            Ok(event) => on_event(event, &mut tail, &mut open_streams),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if stopped.is_some() || recorded.is_err() {
-                    continue;
-                }
-                if options
-                    .timeout
-                    .is_some_and(|limit| started.elapsed() >= limit)
-                {
-                    let limit = options.timeout.unwrap_or_default();
-                    stopped = Some(format!(
-                        "compile_command did not finish within {} s (compile_timeout in {}) and \
-                         was stopped",
-                        limit.as_secs_f64(),
-                        kb.config_path().display()
-                    ));
-                    kill_group(pgid);
-                } else if super::interrupted() {
-                    stopped = Some("compile_command was stopped by an interrupt".to_owned());
-                    kill_group(pgid);
-                }
+
+    let started = Instant::now();
+    let mut stopped: Option<String> = None;
+    let mut interrupted = false;
+    let label = hook_output::label(doc);
+    let streamed = hook_output::stream(&mut child, &label, options.verbose, |_| {
+        if stopped.is_none() && recorded.is_ok() {
+            if let Some(limit) = options.timeout.filter(|l| started.elapsed() >= *l) {
+                stopped = Some(format!(
+                    "compile_command did not finish within {} s (compile_timeout in {}) and \
+                     was stopped",
+                    limit.as_secs_f64(),
+                    kb.config_path().display()
+                ));
+                kill_group(pgid);
+            } else if !interrupted && super::interrupted() {
+                // In its own group the hook no longer gets the terminal's Ctrl-C: pass it on,
+                // once. A hook that stops on it fails; one that finishes anyway is done.
+                interrupted = true;
+                signal_group(pgid, libc::SIGINT);
             }
-            // Every sender is gone only if the waiter thread died; nothing is left to wait for.
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-    }
-    // The main process has exited but is not reaped yet, so its id still names this group and
-    // no other: kill what it left running, then reap it.
+        let exited = exited_unreaped(pgid)?;
+        if exited.is_some() {
+            // The main process has exited but is not reaped, so its id still names this group
+            // and no other: kill what it left running before its pipes are drained.
+            kill_group(pgid);
+            wait_until_group_gone(pgid);
+        }
+        Ok(exited)
+    });
+    // Also after a failed stream: nothing of the hook may outlive this call.
     kill_group(pgid);
-    let status = child.wait();
+    let reaped = child.wait();
     wait_until_group_gone(pgid);
-    let grace = Instant::now() + PIPE_GRACE;
-    while open_streams > 0 {
-        match events_in.recv_timeout(grace.saturating_duration_since(Instant::now())) {
-            Ok(event) => on_event(event, &mut tail, &mut open_streams),
-            Err(_) => break,
-        }
-    }
     recorded?;
-    let status = status
-        .map_err(|e| Error::Invalid(format!("cannot wait for compile_command {command:?}: {e}")))?;
+    let (_, stderr) = streamed.map_err(cannot_run)?;
+    let status = reaped.map_err(cannot_run)?;
     if let Some(why) = stopped {
-        return Ok(Err(with_tail(why, &tail)));
+        return Ok(Err(with_tail(why, &stderr)));
     }
+    Ok(judge(status, &stderr).map_err(|why| {
+        if interrupted {
+            format!("interrupted (SIGINT passed on to the hook): {why}")
+        } else {
+            why
+        }
+    }))
+}
+
+/// A hook's exit status and the end of its stderr as a compile outcome.
+fn judge(status: ExitStatus, stderr: &[String]) -> std::result::Result<(), String> {
     if status.success() {
-        return Ok(Ok(()));
+        return Ok(());
     }
     let how = match status.code() {
         Some(code) => format!("compile_command exited with status {code}"),
         None => "compile_command was killed by a signal".to_owned(),
     };
-    Ok(Err(with_tail(how, &tail)))
+    Err(with_tail(how, stderr))
 }
 
-fn with_tail(message: String, tail: &VecDeque<String>) -> String {
-    let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
-    let tail = tail.join("\n");
+fn with_tail(message: String, stderr: &[String]) -> String {
+    let tail = stderr.join("\n");
     if tail.trim().is_empty() {
         message
     } else {
@@ -284,28 +228,6 @@ fn new_token() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("{}-{nanos}-{run}", std::process::id())
-}
-
-fn forward_lines(stream: impl Read + Send + 'static, which: HookStream, to: mpsc::Sender<Event>) {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.strip_suffix('\n').unwrap_or(&line);
-                    let line = line.strip_suffix('\r').unwrap_or(line);
-                    if to.send(Event::Line(which, line.to_owned())).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = to.send(Event::Closed);
-    });
 }
 
 /// Have the hook's main process killed when the thread that spawns it dies.
@@ -340,30 +262,52 @@ fn die_with_parent(cmd: &mut Command) {
     let _ = cmd;
 }
 
-/// Block until process `pid` (a child of this process) has exited, leaving it unreaped.
-fn wait_for_exit_unreaped(pid: libc::pid_t) {
+/// The exit status of child `pid` if it has exited, without reaping it (its id keeps naming
+/// its process group until it is reaped).
+fn exited_unreaped(pid: libc::pid_t) -> std::io::Result<Option<ExitStatus>> {
     loop {
         // SAFETY: waitid writes only into `info`, a zeroed siginfo_t owned here.
-        let rc = unsafe {
+        let (rc, info) = unsafe {
             let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(
+            let rc = libc::waitid(
                 libc::P_PID,
                 pid as libc::id_t,
                 &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            (rc, info)
         };
-        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
         }
+        // SAFETY: after a successful waitid, si_pid and si_status are the fields it filled.
+        let (child, code) = unsafe { (info.si_pid(), info.si_status()) };
+        if child == 0 {
+            return Ok(None);
+        }
+        // Back to the raw wait status ExitStatus is built from.
+        let raw = match info.si_code {
+            libc::CLD_EXITED => (code & 0xff) << 8,
+            libc::CLD_DUMPED => (code & 0x7f) | 0x80,
+            _ => code & 0x7f,
+        };
+        return Ok(Some(ExitStatus::from_raw(raw)));
     }
 }
 
 fn kill_group(pgid: libc::pid_t) {
+    signal_group(pgid, libc::SIGKILL);
+}
+
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
     if pgid > 1 {
         // SAFETY: plain syscall; ESRCH (the group is gone) is the expected outcome at times.
         unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
+            libc::killpg(pgid, signal);
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod add;
 pub mod compile;
 pub mod docname;
 pub mod hash;
+pub mod hook_output;
 pub mod leftovers;
 pub mod prepare;
 pub mod publish;

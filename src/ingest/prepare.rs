@@ -148,7 +148,12 @@ pub fn collect(kb: &Kb, inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Prep>) {
     let mut other = Vec::new();
     let mut seen = HashSet::new();
     let skip_dirs = [kb.openkb_dir(), kb.wiki_dir()];
+    let own = KbOwnFiles::new(kb);
     for input in inputs {
+        if own.contains(input) {
+            other.push(Prep::Skipped(input.clone(), KB_OWN.into()));
+            continue;
+        }
         match std::fs::metadata(input) {
             Err(e) => other.push(Prep::Failed(
                 input.clone(),
@@ -185,6 +190,10 @@ pub fn collect(kb: &Kb, inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Prep>) {
                                 subdirs.push(path);
                             }
                         } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
+                            if own.contains(&path) {
+                                other.push(Prep::Skipped(path, KB_OWN.into()));
+                                continue;
+                            }
                             push_file(&mut files, &mut other, &mut seen, path);
                         }
                     }
@@ -204,6 +213,43 @@ pub fn collect(kb: &Kb, inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<Prep>) {
         }
     }
     (files, other)
+}
+
+const KB_OWN: &str = "a file of the knowledge base itself (wiki/, .openkb/, index.md, log.md \
+                      and AGENTS.md are never documents)";
+
+/// The KB's own files: anything under `wiki/` or `.openkb/` and the KB's top-level
+/// `index.md`, `log.md`, `AGENTS.md`, however the path is spelled (relative, through a
+/// symlink). Registering them would make the wiki a document of itself.
+pub struct KbOwnFiles {
+    root: PathBuf,
+    /// `wiki/` and `.openkb/`, as named and where they really are (either may be a symlink).
+    dirs: Vec<PathBuf>,
+}
+
+impl KbOwnFiles {
+    pub fn new(kb: &Kb) -> Self {
+        let mut dirs = vec![kb.wiki_dir(), kb.openkb_dir()];
+        let real: Vec<PathBuf> = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
+        dirs.extend(real);
+        KbOwnFiles {
+            root: kb.root().to_path_buf(),
+            dirs,
+        }
+    }
+
+    pub fn contains(&self, path: &Path) -> bool {
+        let Ok(real) = path.canonicalize() else {
+            return false;
+        };
+        if self.dirs.iter().any(|d| real.starts_with(d)) {
+            return true;
+        }
+        real.parent() == Some(self.root.as_path())
+            && real
+                .file_name()
+                .is_some_and(|n| ["index.md", "log.md", "AGENTS.md"].iter().any(|k| n == *k))
+    }
 }
 
 fn push_file(
