@@ -51,6 +51,32 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> Result<()> {
     fsync_dir(&dir)
 }
 
+/// Create `path` with `contents`, complete and durable, unless it exists: then nothing is
+/// written and the answer is `false`. The content goes to a temp file first and is hard-linked
+/// into place, so a reader never sees a half-written file and an existing one is never
+/// replaced (a rename would replace it).
+pub fn write_new(path: &Path, contents: &[u8]) -> Result<bool> {
+    let dir = parent_dir(path);
+    fs::create_dir_all(&dir).with_path("cannot create folder", &dir)?;
+    let (mut file, temp_path) = create_temp_beside(path)?;
+    let written = (|| -> Result<bool> {
+        file.write_all(contents)
+            .with_path("cannot write", &temp_path)?;
+        file.sync_all().with_path("cannot flush", &temp_path)?;
+        match fs::hard_link(&temp_path, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(crate::Error::io("cannot create", path, e)),
+        }
+    })();
+    let _ = fs::remove_file(&temp_path);
+    if written? {
+        fsync_dir(&dir)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Append `text` to `path` with one `write` on an `O_APPEND` descriptor (creating the file
 /// with `header` first when it is missing). Used for `wiki/log.md`, whose source of truth is
 /// the log table: a crash can lose a line, which `openkb doctor --fix` rebuilds, but

@@ -299,12 +299,25 @@ pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
     Ok(rewritten)
 }
 
-/// `lint_YYYYMMDD_HHMMSS.md` and the title timestamp, in local time.
-pub fn report_name(now: &chrono::DateTime<chrono::Local>) -> (String, String) {
-    (
-        now.format("lint_%Y%m%d_%H%M%S.md").to_string(),
-        now.format("%Y-%m-%d %H:%M:%S").to_string(),
-    )
+/// The Python tool's report stamp (`%Y%m%d_%H%M%S`, local time): the file is
+/// `lint_<stamp>.md` and the title `# Lint Report — <stamp>` (formats §1.7).
+pub fn report_stamp(now: &chrono::DateTime<chrono::Local>) -> String {
+    now.format("%Y%m%d_%H%M%S").to_string()
+}
+
+/// Write the report as `wiki/reports/lint_<stamp>.md`, or `lint_<stamp>-2.md`, `-3`, ... when
+/// an earlier run in the same second wrote one: a report is never overwritten. Returns the
+/// file name.
+pub fn write_report(kb: &Kb, stamp: &str, analysis: &Analysis) -> Result<String> {
+    let dir = kb.wiki_dir().join("reports");
+    let text = render_report(stamp, analysis);
+    let mut name = format!("lint_{stamp}.md");
+    let mut n = 1u64;
+    while !fsx::write_new(&dir.join(&name), text.as_bytes())? {
+        n += 1;
+        name = format!("lint_{stamp}-{n}.md");
+    }
+    Ok(name)
 }
 
 /// The report page, in the Python tool's layout (formats §1.7).

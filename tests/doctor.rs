@@ -155,16 +155,31 @@ fn fix_rebuilds_log_md_from_the_log_table() {
         "record renders the same text"
     );
 
-    // An entry the table lacks (the Python tool appended after migration) is not lost.
+    // An entry the table lacks (the Python tool appended after migration) becomes a log row,
+    // in place: nothing is moved aside.
     let python_appended =
         format!("{expected}## [2026-02-03 04:05:06] query | asked by the Python tool\n\n");
     std::fs::write(kb.path("wiki/log.md"), &python_appended).unwrap();
     kb.cmd().args(["doctor", "--fix"]).assert().success();
-    assert_eq!(kb.read("wiki/log.md"), expected);
-    let saved = kb.openkb_files("log.md.before-doctor-");
-    assert_eq!(saved.len(), 1, "{saved:?}");
-    assert_eq!(kb.read(&format!(".openkb/{}", saved[0])), python_appended);
+    let expected = kb.read("wiki/log.md");
+    assert!(expected.starts_with(&python_appended), "{expected}");
+    assert!(
+        expected[python_appended.len()..]
+            .contains("] doctor | imported 1 wiki/log.md entries appended by the Python tool\n"),
+        "{expected}"
+    );
+    assert!(kb.openkb_files("log.md.before-doctor-").is_empty());
+    let rows = kb.store().reader().unwrap().log_tail(None, None).unwrap();
+    assert_eq!(rows[3].timestamp, "2026-02-03 04:05:06");
+    assert_eq!(rows[3].description, "asked by the Python tool");
+    kb.cmd().args(["doctor", "--fix"]).assert().success();
+    assert_eq!(
+        kb.read("wiki/log.md"),
+        expected,
+        "a second fix changes nothing"
+    );
 
+    // Text that is not a log entry is not history: saved aside, then the page is rewritten.
     std::fs::write(kb.path("wiki/log.md"), "# Operations Log\n\nhand edits\n").unwrap();
     let (code, json) = doctor_json(&kb, &[]);
     assert_eq!(code, 0);
@@ -176,6 +191,12 @@ fn fix_rebuilds_log_md_from_the_log_table() {
     assert_eq!(code, 0, "{json:#}");
     assert!(findings(&json, "log.md").iter().any(|f| f.2), "{json:#}");
     assert_eq!(kb.read("wiki/log.md"), expected);
+    let saved = kb.openkb_files("log.md.before-doctor-");
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(
+        kb.read(&format!(".openkb/{}", saved[0])),
+        "# Operations Log\n\nhand edits\n"
+    );
 
     std::fs::remove_file(kb.path("wiki/log.md")).unwrap();
     let (_, json) = doctor_json(&kb, &[]);
@@ -610,5 +631,52 @@ fn leftovers_of_dead_processes_are_reported_with_their_size_and_swept() {
         stdout(&output).contains("no staging folders or temp databases of dead processes"),
         "{}",
         stdout(&output)
+    );
+}
+
+#[test]
+fn duplicate_path_claims_and_with_full_changed_raw_copies_are_reported() {
+    let kb = TestKb::new();
+    let alpha = kb.add_doc("alpha.md", "alpha", true);
+    kb.add_doc("beta.md", "beta", true);
+    for extra in [&[][..], &["--full"][..]] {
+        let (code, json) = doctor_json(&kb, extra);
+        assert_eq!(code, 0, "{json:#}");
+        assert!(findings(&json, "duplicate-claim").is_empty(), "{json:#}");
+        assert!(findings(&json, "hash-mismatch").is_empty(), "{json:#}");
+    }
+
+    // An edit merged as an addition only: the old and the new entry share one path.
+    let mut stale = Document::new(sha256(b"alpha, before the edit"));
+    stale.name = Some("alpha.md".into());
+    stale.doc_name = Some("alpha-old".into());
+    stale.path = alpha.path.clone();
+    stale.raw_path = alpha.raw_path.clone();
+    stale.status = Status::Compiled;
+    kb.upsert(&stale);
+    let (code, json) = doctor_json(&kb, &[]);
+    assert_eq!(code, 1, "{json:#}");
+    let claims = findings(&json, "duplicate-claim");
+    assert_eq!(claims.len(), 2, "path and raw_path: {json:#}");
+    assert!(claims[0].1.contains("alpha") && claims[0].1.contains("alpha-old"));
+    assert!(claims[0].1.contains("raw/alpha.md"), "{}", claims[0].1);
+    kb.store()
+        .write(|tx| tx.remove_document(&stale.hash))
+        .unwrap();
+
+    // A raw copy edited in place: only --full reads contents.
+    kb.write("raw/beta.md", "beta, edited in place");
+    let (code, json) = doctor_json(&kb, &[]);
+    assert_eq!(code, 0, "{json:#}");
+    assert!(findings(&json, "hash-mismatch").is_empty());
+    let (code, json) = doctor_json(&kb, &["--full"]);
+    assert_eq!(code, 1, "{json:#}");
+    let mismatch = findings(&json, "hash-mismatch");
+    assert_eq!(mismatch.len(), 1, "{json:#}");
+    assert!(mismatch[0].1.contains("raw/beta.md"), "{}", mismatch[0].1);
+    assert!(
+        mismatch[0].1.contains(&sha256(b"beta")[..12]),
+        "{}",
+        mismatch[0].1
     );
 }

@@ -116,7 +116,11 @@ fn lint_finds_broken_links_orphans_and_summary_mismatches() {
     );
     assert_eq!(json["report"], format!("wiki/reports/{name}"));
     let report = kb.read(&format!("wiki/reports/{name}"));
-    assert!(report.starts_with("# Lint Report — "), "{report}");
+    // The Python tool's header: the same stamp as the file name (lint_<stamp>.md).
+    assert!(
+        report.starts_with(&format!("# Lint Report — {}\n\n", &name[5..20])),
+        "{report}"
+    );
     assert!(report.contains("\n\n## Structural\n\n"), "{report}");
     assert!(report.contains("### Broken links (3)"), "{report}");
     assert!(report.contains("### Orphan pages (2)"), "{report}");
@@ -167,15 +171,21 @@ fn fix_turns_broken_links_into_plain_text_and_keeps_the_rest() {
         "wiki/entities/someone.md",
         "# Someone\n\nSee [[concepts/linked]], [[concepts/lonely]], [[explorations/question]].\n",
     );
-    std::thread::sleep(std::time::Duration::from_millis(1100)); // a new report name
+    let first = reports(&kb);
     let output = kb.cmd().arg("lint").output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert!(stdout(&output).contains("No structural issues left"));
+    // A second report, even within the same second: the first one is kept as it was.
     let names = reports(&kb);
     assert_eq!(names.len(), 2);
+    let second = names.iter().find(|n| !first.contains(n)).unwrap();
     assert!(
-        kb.read(&format!("wiki/reports/{}", names[1]))
+        kb.read(&format!("wiki/reports/{second}"))
             .contains("No structural issues found.")
+    );
+    assert!(
+        kb.read(&format!("wiki/reports/{}", first[0]))
+            .contains("(fixed: now plain text)")
     );
     assert_eq!(
         kb.store()
@@ -210,4 +220,29 @@ fn lint_reads_beside_other_readers_and_writes_nothing_until_it_has_the_exclusive
     drop(reader);
     kb.cmd().arg("lint").assert().code(1);
     assert_eq!(reports(&kb).len(), 1);
+}
+
+#[test]
+fn reports_of_the_same_second_get_their_own_files() {
+    let kb = messy_kb();
+    let openkb_kb = openkb::kb::Kb::at(&kb.root).unwrap();
+    let store = kb.store();
+    let reader = store.reader().unwrap();
+    let analysis = openkb::lint::analyze(&openkb_kb, &reader).unwrap();
+    let stamp = "20260102_030405";
+    let names: Vec<String> = (0..3)
+        .map(|_| openkb::lint::write_report(&openkb_kb, stamp, &analysis).unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "lint_20260102_030405.md",
+            "lint_20260102_030405-2.md",
+            "lint_20260102_030405-3.md"
+        ]
+    );
+    std::fs::write(kb.path("wiki/reports/lint_20260102_030405.md"), "mine\n").unwrap();
+    openkb::lint::write_report(&openkb_kb, stamp, &analysis).unwrap();
+    assert_eq!(kb.read("wiki/reports/lint_20260102_030405.md"), "mine\n");
+    assert_eq!(reports(&kb).len(), 4);
 }

@@ -9,15 +9,20 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::legacy::export::write_registry;
+use crate::legacy::handover::LogMd;
 use crate::lock::LockMode;
 use crate::state::imports::{self, ImportRecord};
 use crate::state::{Document, LogEntry, Queries, Status};
 
 #[derive(Debug, clap::Args)]
 #[command(group(
-    clap::ArgGroup::new("format").required(true).args(["legacy_json", "json"])
+    clap::ArgGroup::new("format").required(true).args(["legacy_json", "json", "for_python"])
 ))]
 pub struct Args {
+    /// Hand the KB back to the Python tool: write .openkb/hashes.json (refused if one exists)
+    /// and record it as the base of the next `openkb migrate` (a three-way merge)
+    #[arg(long, conflicts_with = "output")]
+    for_python: bool,
     /// Write the registry as the Python tool's hashes.json (0.4 format, registry order)
     #[arg(long)]
     legacy_json: bool,
@@ -43,6 +48,9 @@ struct StateExport<'a> {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    if args.for_python {
+        return for_python(ctx);
+    }
     let open = super::open_kb(ctx, LockMode::Shared)?;
     let reader = open.store.reader()?;
     let documents = reader.list()?;
@@ -100,6 +108,41 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                 .with_path("cannot write", "standard output")
         }
     }
+}
+
+/// `export --for-python`: see [`crate::legacy::handover::export_for_python`].
+fn for_python(ctx: &super::Ctx) -> Result<()> {
+    let open = super::open_kb(ctx, LockMode::Exclusive)?;
+    let handed = crate::legacy::handover::export_for_python(&open.kb, &open.store)?;
+    if handed.unfinished > 0 {
+        eprintln!(
+            "warning: {} document(s) are not compiled (pending or failed); the Python tool will \
+             consider them registered",
+            handed.unfinished
+        );
+    }
+    println!(
+        "Wrote {} ({} documents) for the Python tool and recorded it as the base of the next \
+         `openkb migrate`.",
+        open.kb.hashes_json().display(),
+        handed.documents
+    );
+    match handed.log_md {
+        LogMd::Current => println!("wiki/log.md is current (it renders the log table)."),
+        LogMd::Rewritten { imported } => println!(
+            "wiki/log.md rewritten from the log table ({imported} line(s) the Python tool had \
+             appended imported first)."
+        ),
+        LogMd::LeftAsIs => eprintln!(
+            "warning: wiki/log.md holds text the log table does not have; left as it is (`openkb \
+             doctor --fix` saves that text aside and rewrites the page)"
+        ),
+    }
+    println!(
+        "Use the Python tool now; openkb commands warn until `openkb migrate` merges its changes \
+         back."
+    );
+    Ok(())
 }
 
 /// `-o` writes one file: a missing folder is most likely a typo, and creating it would leave

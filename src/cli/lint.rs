@@ -71,12 +71,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     } else {
         0
     };
-    let (name, timestamp) = lint::report_name(&chrono::Local::now());
-    let report_path = kb.wiki_dir().join("reports").join(&name);
-    crate::fsx::atomic_write(
-        &report_path,
-        lint::render_report(&timestamp, &analysis).as_bytes(),
-    )?;
+    let stamp = lint::report_stamp(&chrono::Local::now());
+    let name = lint::write_report(&kb, &stamp, &analysis)?;
     kb.record(&store, "lint", &format!("report \u{2192} {name}"))?;
 
     let remaining = analysis.remaining();

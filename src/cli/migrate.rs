@@ -27,9 +27,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     if args.all {
         return run_all(options);
     }
-    let kb = ctx.kb()?;
+    let kb = ctx.kb_quiet()?;
     let outcome = migrate::migrate(&kb, options)?;
-    print_outcome(&kb, &outcome, ctx.verbose);
+    print_outcome(&kb, &outcome, options.dry_run, ctx.verbose);
     Ok(())
 }
 
@@ -66,21 +66,19 @@ fn migrate_one(path: &Path, options: Options) -> Result<String> {
     let kb = Kb::at(path)?;
     let outcome = migrate::migrate(&kb, options)?;
     let journals = match &outcome {
-        Outcome::NothingToMigrate { journals }
-        | Outcome::AlreadyMigrated { journals }
-        | Outcome::Resumed { journals, .. } => journals,
+        Outcome::NothingToMigrate { journals } | Outcome::AlreadyMigrated { journals, .. } => {
+            journals
+        }
         Outcome::Migrated { plan, .. } => &plan.journals,
     };
     let mut line = match &outcome {
         Outcome::NothingToMigrate { .. } => "nothing to migrate (no hashes.json)".to_owned(),
-        Outcome::AlreadyMigrated { .. } => "already migrated".to_owned(),
-        Outcome::Resumed {
-            record, dry_run, ..
-        } => format!(
-            "{} the interrupted import #{} (nothing imported again)",
-            if *dry_run { "would finish" } else { "finished" },
-            record.id
+        Outcome::AlreadyMigrated { log_entries, .. } if !log_entries.is_empty() => format!(
+            "already migrated; {} wiki/log.md entries of the Python tool {}imported",
+            log_entries.len(),
+            if options.dry_run { "would be " } else { "" }
         ),
+        Outcome::AlreadyMigrated { .. } => "already migrated".to_owned(),
         Outcome::Migrated { plan, dry_run } => {
             let would = if *dry_run { "would be " } else { "" };
             let n = plan.new_documents.len();
@@ -91,7 +89,10 @@ fn migrate_one(path: &Path, options: Options) -> Result<String> {
                     if *dry_run { " (dry run)" } else { "" }
                 ),
                 ImportKind::DriftMerge => format!(
-                    "{n} documents {would}merged from a reappeared hashes.json, {} conflicting",
+                    "{n} documents {would}added, {} updated and {} removed from a reappeared \
+                     hashes.json, {} conflicting",
+                    plan.updated_documents.len(),
+                    plan.applied_removals(),
                     plan.conflicts.len()
                 ),
             }
@@ -108,52 +109,48 @@ fn migrate_one(path: &Path, options: Options) -> Result<String> {
     Ok(line)
 }
 
-fn print_outcome(kb: &Kb, outcome: &Outcome, verbose: u8) {
+fn print_outcome(kb: &Kb, outcome: &Outcome, dry_run: bool, verbose: u8) {
     match outcome {
         Outcome::NothingToMigrate { journals } => {
-            print_journals(journals, false);
+            print_journals(journals, dry_run);
             println!(
                 "Nothing to migrate: {} has no .openkb/hashes.json.",
                 kb.root().display()
             );
         }
-        Outcome::AlreadyMigrated { journals } => {
-            print_journals(journals, false);
+        Outcome::AlreadyMigrated {
+            journals,
+            log_entries,
+        } if log_entries.is_empty() => {
+            print_journals(journals, dry_run);
             println!(
                 "{}: already migrated (state.db exists and no hashes.json is waiting); nothing \
                  changed.",
                 kb.root().display()
             );
         }
-        Outcome::Migrated { plan, dry_run } => print_plan(kb, plan, *dry_run, verbose),
-        Outcome::Resumed {
+        Outcome::AlreadyMigrated {
             journals,
-            record,
-            moved_to,
-            dry_run,
+            log_entries,
         } => {
-            print_journals(journals, *dry_run);
-            let moved = file_name(moved_to);
-            if *dry_run {
-                println!(
-                    "Dry run: nothing was changed. {}: .openkb/hashes.json is the file import \
-                     #{} (at {}) already imported; `openkb migrate` would finish that \
-                     migration by renaming it to .openkb/{moved}",
-                    kb.root().display(),
-                    record.id,
-                    record.imported_at
-                );
-            } else {
-                println!(
-                    "{}: finished the interrupted migration (import #{} at {}): \
-                     .openkb/hashes.json, already imported, kept as .openkb/{moved}; nothing \
-                     was imported again",
-                    kb.root().display(),
-                    record.id,
-                    record.imported_at
-                );
+            print_journals(journals, dry_run);
+            println!(
+                "{}: already migrated (no hashes.json is waiting); wiki/log.md: {} entries \
+                 appended by the Python tool {}",
+                kb.root().display(),
+                log_entries.len(),
+                if dry_run { "to import" } else { "imported" }
+            );
+            if verbose > 0 {
+                for entry in log_entries {
+                    println!(
+                        "    [{}] {} | {}",
+                        entry.timestamp, entry.operation, entry.description
+                    );
+                }
             }
         }
+        Outcome::Migrated { plan, dry_run } => print_plan(kb, plan, *dry_run, verbose),
     }
 }
 
@@ -199,18 +196,51 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
         ),
         ImportKind::DriftMerge => {
             println!(
-                "  documents: {n} new {}, {} already in state.db unchanged, {} conflicting",
+                "  documents: {n} new {}, {} updated, {} removed, {} already in state.db \
+                 unchanged, {} conflicting",
                 if dry_run { "to merge" } else { "merged" },
+                plan.updated_documents.len(),
+                plan.applied_removals(),
                 plan.unchanged,
                 plan.conflicts.len()
             );
+            if !plan.has_base {
+                println!(
+                    "    no base known (nothing handed to the Python tool since this state.db \
+                     keeps one): only additions are merged, other differences are conflicts"
+                );
+            }
+            for doc in &plan.updated_documents {
+                println!(
+                    "    updated: {} ({}) as the Python tool changed it",
+                    doc.hash,
+                    doc.name.as_deref().unwrap_or("no name")
+                );
+            }
+            for removal in &plan.removals {
+                let name = removal.name.as_deref().unwrap_or("no name");
+                if removal.applied {
+                    println!(
+                        "    removed: {} ({name}), as the Python tool did",
+                        removal.hash
+                    );
+                } else {
+                    println!(
+                        "    kept: {} ({name}) is missing from hashes.json, but {}; remove it \
+                         with `openkb remove` if it should go",
+                        removal.hash,
+                        removal.why_kept.unwrap_or("it was not removed")
+                    );
+                }
+            }
             for conflict in &plan.conflicts {
                 println!(
-                    "    conflict: {} ({}) differs in {}; state.db keeps its version, the \
-                     file's stays in .openkb/{moved}",
+                    "    conflict: {} ({}) differs in {}: {}; the file's version stays in \
+                     .openkb/{moved}",
                     conflict.hash,
                     conflict.name.as_deref().unwrap_or("no name"),
-                    conflict.keys.join(", ")
+                    conflict.keys.join(", "),
+                    conflict.resolution
                 );
             }
         }

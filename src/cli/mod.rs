@@ -100,6 +100,14 @@ pub struct Ctx {
 impl Ctx {
     /// The KB this command works on.
     pub fn kb(&self) -> Result<Kb> {
+        let kb = self.kb_quiet()?;
+        warn_if_registry_reappeared(&kb);
+        Ok(kb)
+    }
+
+    /// The KB, without the warning about a reappeared `hashes.json` (for `migrate`, which
+    /// merges it).
+    pub fn kb_quiet(&self) -> Result<Kb> {
         let cwd = std::env::current_dir()
             .map_err(|e| crate::Error::io("cannot read", "the current folder", e))?;
         let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd)?;
@@ -115,6 +123,26 @@ impl Ctx {
         }
         Ok(kb)
     }
+}
+
+/// Every command but `migrate` warns when a `hashes.json` reappeared beside `state.db` (the
+/// Python tool was used on the KB since its migration): openkb does not read it, so the
+/// Python tool's changes are invisible until `openkb migrate` merges them.
+pub(crate) fn warn_if_registry_reappeared(kb: &Kb) {
+    if !kb.state_db().exists() {
+        return; // a legacy KB: commands that need the registry refuse it with exit 3
+    }
+    let entries = match kb.legacy_registry_entries() {
+        Ok(Some(entries)) => entries.to_string(),
+        Ok(None) => return,
+        Err(e) => format!("unreadable: {e}"),
+    };
+    eprintln!(
+        "warning: {} reappeared after migration ({entries} entries; was the Python tool used on \
+         this KB?); openkb does not read it: run `openkb migrate` to merge the Python tool's \
+         changes into state.db",
+        kb.hashes_json().display()
+    );
 }
 
 /// Run a parsed command line; returns the exit code.
@@ -176,18 +204,9 @@ pub(crate) struct OpenKb {
     pub _lock: crate::lock::LockGuard,
 }
 
-/// Open the KB's store, warning when a legacy `hashes.json` reappeared beside `state.db` (the
-/// Python tool was used on the KB since its migration).
+/// Open the KB's store.
 pub(crate) fn open_store(kb: &Kb) -> Result<crate::state::Store> {
-    let store = kb.open_store()?;
-    if let Some(entries) = kb.legacy_registry_entries()? {
-        eprintln!(
-            "warning: {} reappeared after migration ({entries} entries; was the Python tool used \
-             on this KB?); run `openkb migrate` to merge the entries state.db does not have",
-            kb.hashes_json().display()
-        );
-    }
-    Ok(store)
+    kb.open_store()
 }
 
 /// Find the KB, lock it in `mode` and open its store (see [`open_store`]).

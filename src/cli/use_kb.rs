@@ -15,6 +15,7 @@ pub struct Args {
 pub fn run(_ctx: &super::Ctx, args: Args) -> Result<()> {
     let path = args.path.unwrap_or_else(|| PathBuf::from("."));
     let kb = Kb::discover(Some(&path), &path)?;
+    super::warn_if_registry_reappeared(&kb);
     let root = kb.root().to_path_buf();
     GlobalConfig::update(|g| {
         g.register(&root);

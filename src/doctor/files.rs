@@ -4,7 +4,7 @@
 //! and checking theirs against a set), and one walk of `raw/` and `wiki/sources/`; no stat
 //! per document.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
@@ -17,7 +17,8 @@ use super::Finding;
 /// folders are named by doc_name and hold extracted images, not registry paths).
 const OWNED_DIRS: [&str; 2] = ["raw", "wiki/sources"];
 
-pub fn check(kb: &Kb, reader: &impl Queries) -> Result<Vec<Finding>> {
+/// `full`: also hash every raw copy against its document's hash.
+pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>> {
     let mut present = HashSet::new();
     for dir in OWNED_DIRS {
         walk(kb.root(), dir, &mut |rel, _| {
@@ -40,12 +41,45 @@ pub fn check(kb: &Kb, reader: &impl Queries) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let mut owned: HashSet<String> = HashSet::new();
     let mut doc_names: HashSet<String> = HashSet::new();
+    // path / raw_path / source_path -> the first document (registry order) claiming it. The
+    // Python tool finds a document by any of the three (`get_by_path`), so two documents
+    // claiming one path make it pick whichever comes first.
+    let mut claims: HashMap<String, (String, String, &'static str)> = HashMap::new();
+    let mut duplicate_claims = 0usize;
+    let mut hashed = 0usize;
     let mut documents = 0u64;
     reader.for_each_document(&mut |doc| {
         documents += 1;
         let label = doc
             .display_doc_name()
             .unwrap_or_else(|| doc.hash[..12].to_owned());
+        for (key, value) in [
+            ("path", &doc.path),
+            ("raw_path", &doc.raw_path),
+            ("source_path", &doc.source_path),
+        ] {
+            let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            match claims.get(value) {
+                Some((owner_hash, _, _)) if *owner_hash == doc.hash => {}
+                Some((_, owner, owner_key)) => {
+                    duplicate_claims += 1;
+                    findings.push(Finding::problem(
+                        "duplicate-claim",
+                        format!(
+                            "documents {owner} ({owner_key}) and {label} ({key}) both claim \
+                             {value}; both tools find the first one by that path: `openkb \
+                             remove` the stale one (`openkb list` shows both)"
+                        ),
+                    ));
+                }
+                None => {
+                    claims.insert(value.to_owned(), (doc.hash.clone(), label.clone(), key));
+                }
+            }
+        }
+
         let cloud = doc.origin.as_deref() == Some("cloud")
             || doc.doc_type.as_deref() == Some("pageindex_cloud");
         // Entries from before raw_path (eras A and B) kept their copy at raw/<name>.
@@ -54,6 +88,26 @@ pub fn check(kb: &Kb, reader: &impl Queries) -> Result<Vec<Finding>> {
             _ => None,
         });
         if let Some(raw) = raw {
+            if full && exists(&raw) && !cloud {
+                hashed += 1;
+                match crate::ingest::hash::sha256_file(&kb.root().join(&raw)) {
+                    Ok(actual) if actual == doc.hash => {}
+                    Ok(actual) => findings.push(Finding::problem(
+                        "hash-mismatch",
+                        format!(
+                            "document {label}: the content of {raw} no longer matches its hash \
+                             (registered {}, now {}); it changed since it was added: `openkb \
+                             add {raw}` registers the new content",
+                            &doc.hash[..12],
+                            &actual[..12]
+                        ),
+                    )),
+                    Err(e) => findings.push(Finding::problem(
+                        "hash-mismatch",
+                        format!("document {label}: cannot hash {raw}: {e}"),
+                    )),
+                }
+            }
             if !exists(&raw) {
                 findings.push(Finding::problem(
                     "missing-raw",
@@ -120,6 +174,18 @@ pub fn check(kb: &Kb, reader: &impl Queries) -> Result<Vec<Finding>> {
         ));
     }
 
+    if duplicate_claims == 0 {
+        findings.push(Finding::ok(
+            "duplicate-claim",
+            "no two documents claim one path, raw_path or source_path",
+        ));
+    }
+    if full && !findings.iter().any(|f| f.check == "hash-mismatch") {
+        findings.push(Finding::ok(
+            "hash-mismatch",
+            format!("{hashed} raw cop(ies) hashed; every one matches its document's hash"),
+        ));
+    }
     if !findings.iter().any(|f| f.check.starts_with("missing-")) {
         findings.push(Finding::ok(
             "registry",

@@ -161,7 +161,7 @@ fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
         // Store::open never creates here (the file exists) and refuses to write on a network
         // filesystem, so reading the registry is safe in every case that reaches this point.
         let registry = Store::open(&kb.state_db(), Create::Never).and_then(|store| {
-            let mut found = files::check(kb, &store.reader()?)?;
+            let mut found = files::check(kb, &store.reader()?, full)?;
             found.extend(leftovers::check_intents(kb, &store)?);
             Ok(found)
         });

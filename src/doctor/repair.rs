@@ -71,6 +71,20 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
         fixed.push(done("wal-size", "checkpointed the write-ahead log"));
     }
     fixed.extend(leftovers::fix_intents(kb, &store)?);
+    // Lines the Python tool appended to wiki/log.md are history: they become log rows before
+    // the page is rewritten from the table. (A page that does not parse is saved aside below.)
+    if let Ok(lines) = crate::legacy::migrate::python_log_lines(kb, &store.reader()?)
+        && !lines.is_empty()
+    {
+        crate::legacy::migrate::import_log_lines(kb, &store, &lines, "doctor")?;
+        fixed.push(done(
+            "log.md",
+            format!(
+                "imported {} wiki/log.md entries appended by the Python tool into the log table",
+                lines.len()
+            ),
+        ));
+    }
     let expected = super::render_log_md(&store.reader()?)?;
     let current = std::fs::read(kb.log_md()).ok();
     if current.as_deref() != Some(expected.as_bytes()) {

@@ -54,16 +54,13 @@ impl Claims {
     }
 }
 
-/// `re.sub(r"[^\w\-]+", "-", NFKC(stem)).strip("-") or "document"`.
-///
-/// Python's `\w` is "alphanumeric or underscore" by `str.isalnum`; Rust's
-/// `char::is_alphanumeric` agrees except for a few combining marks, which NFKC mostly folds.
+/// `re.sub(r"[^\w\-]+", "-", NFKC(stem)).strip("-") or "document"`, the Python tool's rule.
 pub fn sanitize(stem: &str) -> String {
     let normalized = names::nfkc(stem);
     let mut out = String::with_capacity(normalized.len());
     let mut in_run = false;
     for c in normalized.chars() {
-        if c.is_alphanumeric() || c == '_' || c == '-' {
+        if is_python_word(c) || c == '-' {
             out.push(c);
             in_run = false;
         } else if !in_run {
@@ -77,6 +74,27 @@ pub fn sanitize(stem: &str) -> String {
     } else {
         trimmed.to_owned()
     }
+}
+
+/// Python's `re` `\w` on a `str`: `_`, or a character whose general category is a letter
+/// (`Lu Ll Lt Lm Lo`) or a number (`Nd Nl No`) — exactly `str.isalnum()`. Rust's
+/// `char::is_alphanumeric` is wider: it counts combining vowel signs (`Mn`, `Mc`, e.g.
+/// Devanagari `ि`) as alphabetic, which Python turns into `-`, and the same file must get the
+/// same doc_name from both tools. `tests/interop.rs` checks every code point against python3.
+pub fn is_python_word(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    c == '_'
+        || matches!(
+            get_general_category(c),
+            G::UppercaseLetter
+                | G::LowercaseLetter
+                | G::TitlecaseLetter
+                | G::ModifierLetter
+                | G::OtherLetter
+                | G::DecimalNumber
+                | G::LetterNumber
+                | G::OtherNumber
+        )
 }
 
 /// Resolve the doc_name of a file with registry path key `path_key` and stem `stem`.
@@ -132,6 +150,11 @@ mod tests {
         assert_eq!(sanitize("!!!"), "document");
         assert_eq!(sanitize("Long Book 0"), "Long-Book-0");
         assert_eq!(sanitize("a__b--c"), "a__b--c");
+        // Combining vowel signs are not `\w` in Python: हिन्दी -> ह-न-द.
+        assert_eq!(
+            sanitize("\u{939}\u{93f}\u{928}\u{94d}\u{926}\u{940}"),
+            "\u{939}-\u{928}-\u{926}"
+        );
     }
 
     #[test]

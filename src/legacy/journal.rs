@@ -141,6 +141,40 @@ pub fn inspect(kb: &Kb) -> Result<Vec<JournalReport>> {
         .collect())
 }
 
+/// The content `rel` (a KB-relative path such as `.openkb/hashes.json`) will have once
+/// [`recover`] has rolled back the active journals, computed without changing anything: the
+/// file as it is when no active journal names it, else the backup of the last journal that
+/// does (`None`: it did not exist before, so the rollback removes it). A dry run reads the KB
+/// through this, so it predicts what the run, which recovers first, will find.
+pub fn content_after_recovery(kb: &Kb, rel: &str) -> Result<Option<Vec<u8>>> {
+    let root = kb_root(kb)?;
+    let target = root.join(rel);
+    let mut after: Option<Option<PathBuf>> = None;
+    for file in journal_files(kb)? {
+        let Ok(journal) = load(&file, &root) else {
+            continue; // left in place by recovery: changes nothing
+        };
+        if journal.is_terminal() {
+            continue;
+        }
+        for (path, backup) in &journal.entries {
+            if *path == target {
+                after = Some(backup.clone());
+            }
+        }
+    }
+    let read = |path: &Path| match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+    };
+    match after {
+        None => read(&target),
+        Some(None) => Ok(None),
+        Some(Some(backup)) => read(&backup),
+    }
+}
+
 /// Recover every journal of `kb`. The caller holds the KB's exclusive lock.
 pub fn recover(kb: &Kb) -> Result<Vec<JournalReport>> {
     let root = kb_root(kb)?;

@@ -37,12 +37,18 @@ use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
+use crate::names;
 use crate::state::build;
 use crate::state::imports::{self, ImportKind, ImportRecord};
+use crate::state::python_base::{self, Base};
 use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
 
 /// Operation of the log row a migration adds after the imported history.
 pub const MIGRATE_OPERATION: &str = "migrate";
+
+/// KB-relative paths of the files a migration reads.
+const HASHES_JSON: &str = ".openkb/hashes.json";
+const LOG_MD: &str = "wiki/log.md";
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
@@ -55,19 +61,15 @@ pub struct Options {
 pub enum Outcome {
     /// Neither `hashes.json` nor `state.db`: nothing to import (and nothing was created).
     NothingToMigrate { journals: Vec<JournalReport> },
-    /// `state.db` exists and no `hashes.json` is waiting.
-    AlreadyMigrated { journals: Vec<JournalReport> },
+    /// `state.db` exists and no `hashes.json` is waiting. `log_entries`: the lines the Python
+    /// tool appended to `wiki/log.md` since they were last imported or rendered, imported now
+    /// (or, for a dry run, to import).
+    AlreadyMigrated {
+        journals: Vec<JournalReport>,
+        log_entries: Vec<LegacyLogEntry>,
+    },
     /// The plan was carried out (or, for a dry run, is what would be done).
     Migrated { plan: Box<Plan>, dry_run: bool },
-    /// `hashes.json` is the very file an earlier migration committed (same checksum) before it
-    /// was killed: that migration was finished (or, for a dry run, would be) by renaming the
-    /// file and rendering its log line; nothing was imported again.
-    Resumed {
-        journals: Vec<JournalReport>,
-        record: Box<ImportRecord>,
-        moved_to: PathBuf,
-        dry_run: bool,
-    },
 }
 
 /// An entry whose `doc_name` another document already owns; kept in its `extra`.
@@ -86,7 +88,26 @@ pub struct Conflict {
     pub name: Option<String>,
     /// Keys whose value differs (or that only one side has), in the file's order first.
     pub keys: Vec<String>,
+    /// What both sides did, and what was kept.
+    pub resolution: &'static str,
 }
+
+/// A document the Python tool removed (missing from the file, unchanged in `state.db` since
+/// the hand-over), and whether the merge removes it from `state.db` too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Removal {
+    pub hash: String,
+    pub name: Option<String>,
+    /// False: kept and reported, because the Python tool more likely started from an empty
+    /// registry than removed it ([`Removal::why_kept`]).
+    pub applied: bool,
+    pub why_kept: Option<&'static str>,
+}
+
+/// Why a base entry missing from the file is not removed.
+const SUMMARY_STILL_THERE: &str = "its summary page is still there and no new entry took its name";
+const NOTHING_IN_COMMON: &str =
+    "the file has no entry in common with the registry handed over (a registry started empty)";
 
 /// Everything an import will do, worked out before anything is written.
 #[derive(Debug)]
@@ -106,6 +127,14 @@ pub struct Plan {
     /// Drift: entries already in `state.db` with the same metadata.
     pub unchanged: usize,
     pub conflicts: Vec<Conflict>,
+    /// Drift: entries the Python tool edited since the hand-over (same hash), as they will be
+    /// stored (status kept).
+    pub updated_documents: Vec<Document>,
+    /// Drift: base entries missing from the file.
+    pub removals: Vec<Removal>,
+    /// Drift: whether a base (what openkb last handed to the Python tool) was known. Without
+    /// one the merge only adds and reports conflicts.
+    pub has_base: bool,
     /// Log entries to import (drift: those of `wiki/log.md` the log table does not have).
     pub log_entries: Vec<LegacyLogEntry>,
     pub journals: Vec<JournalReport>,
@@ -122,18 +151,39 @@ impl Plan {
         self.log_entries.iter().filter(|e| e.is_unparsed()).count()
     }
 
+    /// A drift merge that would only rename the file.
+    pub fn changes_nothing(&self) -> bool {
+        self.new_documents.is_empty()
+            && self.updated_documents.is_empty()
+            && self.applied_removals() == 0
+            && self.conflicts.is_empty()
+            && self.log_entries.is_empty()
+    }
+
+    /// Base entries the Python tool removed that the merge removes from `state.db` too.
+    pub fn applied_removals(&self) -> usize {
+        self.removals.iter().filter(|r| r.applied).count()
+    }
+
     fn log_description(&self) -> String {
         let n = self.new_documents.len();
         match self.kind {
             ImportKind::Initial => format!("imported {n} documents from hashes.json"),
-            ImportKind::DriftMerge if self.conflicts.is_empty() => {
-                format!("merged {n} documents from hashes.json")
+            ImportKind::DriftMerge => {
+                let mut text = format!(
+                    "merged hashes.json: {n} added, {} updated, {} removed",
+                    self.updated_documents.len(),
+                    self.applied_removals()
+                );
+                if !self.conflicts.is_empty() {
+                    text.push_str(&format!(
+                        " ({} conflicting entries: state.db kept its version, the file's is in {})",
+                        self.conflicts.len(),
+                        file_name(&self.moved_to)
+                    ));
+                }
+                text
             }
-            ImportKind::DriftMerge => format!(
-                "merged {n} documents from hashes.json ({} conflicting entries kept in {})",
-                self.conflicts.len(),
-                file_name(&self.moved_to)
-            ),
         }
     }
 }
@@ -162,24 +212,33 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     }
 
     let hashes_path = kb.hashes_json();
-    let Some(bytes) = read_if_exists(&hashes_path)? else {
-        return Ok(if kb.state_db().exists() {
-            Outcome::AlreadyMigrated { journals }
+    // A dry run does not roll journals back, so it reads the KB as the rollback will leave it.
+    let read_kb_file = |path: &Path, rel: &str| {
+        if options.dry_run {
+            journal::content_after_recovery(kb, rel)
         } else {
-            Outcome::NothingToMigrate { journals }
-        });
+            read_if_exists(path)
+        }
     };
-    let initial = !kb.state_db().exists();
-    if !initial && let Some(resumed) = resume_interrupted(kb, &bytes, &journals, options)? {
-        return Ok(resumed);
-    }
+    let Some(bytes) = read_kb_file(&hashes_path, HASHES_JSON)? else {
+        return if kb.state_db().exists() {
+            let log_entries = import_python_log_lines(kb, options.dry_run)?;
+            Ok(Outcome::AlreadyMigrated {
+                journals,
+                log_entries,
+            })
+        } else {
+            Ok(Outcome::NothingToMigrate { journals })
+        };
+    };
     // The registry parse is the long pole; the checksum and log.md go on the other core. An
     // initial import parses straight into documents; a drift merge compares entries.
+    let initial = !kb.state_db().exists();
     let log_path = kb.log_md();
     let (parsed, (sha256, legacy_log)) = std::thread::scope(|scope| {
         let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
             let sha256 = crate::ingest::hash::sha256_hex(&bytes);
-            let log = match read_if_exists(&log_path)? {
+            let log = match read_kb_file(&log_path, LOG_MD)? {
                 Some(text) => log_md::parse(&log_path, &text)?,
                 None => Vec::new(),
             };
@@ -206,10 +265,19 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     match parsed {
         Parsed::Entries(entries) => {
             let store = kb.open_store()?;
-            let mut plan = plan_drift(&store, source, entries, legacy_log, journals)?;
+            let mut plan = plan_drift(kb, &store, source, entries, legacy_log, journals)?;
             if !options.dry_run {
-                commit(&store, &mut plan)?;
-                store.checkpoint()?;
+                // The very file the last import read, with nothing to merge: a migration
+                // killed after its commit and before the rename. Finishing it is the rename
+                // alone; another record and `migrate` row would say something happened twice.
+                if plan.changes_nothing() && is_last_import(&store, &plan.source_sha256)? {
+                    // Its `migrate` row is committed; the kill may have come before its line
+                    // reached wiki/log.md too.
+                    plan.log_row = unrendered_migrate_row(kb, &store)?;
+                } else {
+                    commit(&store, &mut plan)?;
+                    store.checkpoint()?;
+                }
                 crate::ingest::crash_point("migrate-rename");
                 finish(kb, &mut plan)?;
             }
@@ -231,71 +299,6 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             })
         }
     }
-}
-
-/// A migration killed after its commit and before `hashes.json` was renamed leaves the file
-/// it imported beside `state.db`. Recognised by its checksum in an `imports` record whose
-/// renamed copy does not exist, it is finished: the file is renamed as that record says and
-/// the record's `migrate` line is rendered into `wiki/log.md` if it is missing. Merging it as
-/// drift instead would add a second import record, log row and renamed copy.
-fn resume_interrupted(
-    kb: &Kb,
-    bytes: &[u8],
-    journals: &[JournalReport],
-    options: Options,
-) -> Result<Option<Outcome>> {
-    let sha256 = crate::ingest::hash::sha256_hex(bytes);
-    let store = kb.open_store()?;
-    let dir = kb.openkb_dir();
-    // `moved_to` was written by an earlier run, maybe on another machine: only its file name
-    // is used, and only if it is a name migrate gives.
-    let renamed = |record: &ImportRecord| -> Option<PathBuf> {
-        let name = Path::new(&record.moved_to).file_name()?.to_str()?;
-        name.starts_with("hashes.json.migrated")
-            .then(|| dir.join(name))
-    };
-    let record = {
-        let reader = store.reader()?;
-        imports::list(&reader)?
-            .into_iter()
-            .rev()
-            .find(|r| r.source_sha256 == sha256 && renamed(r).is_none_or(|path| !path.exists()))
-    };
-    let Some(record) = record else {
-        return Ok(None);
-    };
-    let moved_to = match renamed(&record) {
-        Some(path) => path,
-        None => free_migrated_name(kb)?,
-    };
-    if !options.dry_run {
-        fs::rename(kb.hashes_json(), &moved_to).map_err(|e| {
-            Error::Invalid(format!(
-                "{} could not be renamed to {}: {e}; fix the cause and run `openkb migrate` \
-                 again",
-                kb.hashes_json().display(),
-                file_name(&moved_to)
-            ))
-        })?;
-        fsx::fsync_dir(&dir)?;
-        let last_migrate = store
-            .log_tail(Some(1), Some(MIGRATE_OPERATION))?
-            .into_iter()
-            .next();
-        if let Some(row) = last_migrate {
-            let log_md = read_if_exists(&kb.log_md())?.unwrap_or_default();
-            let line = row.to_markdown();
-            if !String::from_utf8_lossy(&log_md).contains(line.trim()) {
-                kb.append_log_md(&row)?;
-            }
-        }
-    }
-    Ok(Some(Outcome::Resumed {
-        journals: journals.to_vec(),
-        record: Box::new(record),
-        moved_to,
-        dry_run: options.dry_run,
-    }))
 }
 
 enum Parsed {
@@ -329,6 +332,9 @@ fn new_plan(
         shared_doc_names: Vec::new(),
         unchanged: 0,
         conflicts: Vec::new(),
+        updated_documents: Vec::new(),
+        removals: Vec::new(),
+        has_base: false,
         log_entries,
         journals,
         record: None,
@@ -376,7 +382,13 @@ fn plan_initial(
     plan
 }
 
+/// The three-way merge: base = what openkb last handed to the Python tool
+/// ([`python_base`]), theirs = the reappeared file, ours = `state.db`. A side that did not
+/// change an entry since the base takes the other side's change (addition, removal, edit);
+/// when both changed one document, `state.db` keeps its version and the file's stays in the
+/// moved-aside `hashes.json.migrated*` (reported as a conflict). Nothing is lost either way.
 fn plan_drift(
+    kb: &Kb,
     store: &Store,
     source: Source,
     entries: Vec<Entry>,
@@ -386,34 +398,135 @@ fn plan_drift(
     let reader = store.reader()?;
     let new_log = log_entries_not_in_table(&reader, legacy_log)?;
     let mut plan = new_plan(ImportKind::DriftMerge, source, &entries, new_log, journals);
-    let mut claimed: HashMap<String, String> = HashMap::new();
-    for entry in entries {
-        if let Some(existing) = reader.get(&entry.hash)? {
-            let stored = super::entry_of(&existing);
-            match differing_keys(&entry.meta, &stored) {
-                keys if keys.is_empty() => plan.unchanged += 1,
-                keys => plan.conflicts.push(Conflict {
-                    hash: entry.hash.clone(),
-                    name: entry
-                        .meta
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    keys,
-                }),
-            }
+    let base = match python_base::load(&reader)? {
+        Some(Base::Entries(entries)) => Some(entries),
+        Some(Base::File { kept_as, sha256 }) => base_from_kept_file(kb, &kept_as, &sha256)?,
+        None => match imports::list(&reader)?.pop() {
+            Some(last) => base_from_kept_file(kb, Path::new(&last.moved_to), &last.source_sha256)?,
+            None => None,
+        },
+    };
+    plan.has_base = base.is_some();
+    let base = base.unwrap_or_default();
+    let base_order: Vec<String> = base.iter().map(|(hash, _)| hash.clone()).collect();
+    let base: HashMap<String, Map<String, Value>> = base.into_iter().collect();
+    let in_file: HashSet<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
+    // Names of the Python tool's new entries: an entry it replaced by an edited file (same
+    // doc_name, new hash) is a removal even though the summary page is still there.
+    let new_names: HashSet<String> = entries
+        .iter()
+        .filter(|e| !base.contains_key(&e.hash))
+        .map(|e| {
+            let text = |k: &str| e.meta.get(k).and_then(Value::as_str);
+            names::name_key(text("doc_name"), text("name"))
+        })
+        .collect();
+
+    // A Python tool that found no hashes.json (moved away by `migrate`) starts from an empty
+    // registry: its file then lacks every base entry without having removed any.
+    let started_empty = !base.is_empty() && !entries.iter().any(|e| base.contains_key(&e.hash));
+    let mut removed: HashSet<String> = HashSet::new();
+    for hash in &base_order {
+        if in_file.contains(hash.as_str()) {
             continue;
         }
+        let Some(doc) = reader.get(hash)? else {
+            continue; // removed on both sides
+        };
+        let name = doc.name.clone();
+        if !differing_keys(&base[hash], &super::entry_of(&doc)).is_empty() {
+            plan.conflicts.push(Conflict {
+                hash: hash.clone(),
+                name,
+                keys: vec!["(removed by the Python tool)".into()],
+                resolution: "changed by openkb, removed by the Python tool: kept in state.db",
+            });
+            continue;
+        }
+        let summary_gone = doc.display_doc_name().is_none_or(|n| {
+            !kb.wiki_dir()
+                .join("summaries")
+                .join(format!("{n}.md"))
+                .exists()
+        });
+        let why_kept = if started_empty {
+            Some(NOTHING_IN_COMMON)
+        } else if summary_gone || new_names.contains(&doc.name_key()) {
+            None
+        } else {
+            Some(SUMMARY_STILL_THERE)
+        };
+        if why_kept.is_none() {
+            removed.insert(hash.clone());
+        }
+        plan.removals.push(Removal {
+            hash: hash.clone(),
+            name,
+            applied: why_kept.is_none(),
+            why_kept,
+        });
+    }
+
+    let mut claimed: HashMap<String, String> = HashMap::new();
+    let owner_of =
+        |doc_name: &str, hash: &str, claimed: &HashMap<String, String>| -> Result<Option<String>> {
+            if let Some(owner) = claimed.get(doc_name) {
+                return Ok((owner != hash).then(|| owner.clone()));
+            }
+            Ok(reader
+                .find_by_doc_name(doc_name)?
+                .filter(|doc| doc.hash != hash && !removed.contains(&doc.hash))
+                .map(|doc| doc.hash))
+        };
+    for entry in entries {
+        let base_entry = base.get(&entry.hash);
+        let name = entry
+            .meta
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let existing = reader.get(&entry.hash)?;
+        let theirs_changed = base_entry.is_none_or(|b| !differing_keys(&entry.meta, b).is_empty());
+        match (&existing, base_entry) {
+            (Some(existing), _) => {
+                let stored = super::entry_of(existing);
+                let keys = differing_keys(&entry.meta, &stored);
+                if keys.is_empty() || !theirs_changed {
+                    plan.unchanged += 1; // same on both sides, or only openkb changed it
+                    continue;
+                }
+                if !base_entry.is_some_and(|b| differing_keys(b, &stored).is_empty()) {
+                    plan.conflicts.push(Conflict {
+                        hash: entry.hash.clone(),
+                        name,
+                        keys,
+                        resolution: "changed on both sides: state.db keeps its version",
+                    });
+                    continue;
+                }
+            }
+            (None, Some(_)) => {
+                if theirs_changed {
+                    plan.conflicts.push(Conflict {
+                        hash: entry.hash.clone(),
+                        name,
+                        keys: vec!["(removed by openkb)".into()],
+                        resolution: "removed by openkb, changed by the Python tool: stays removed",
+                    });
+                } else {
+                    plan.unchanged += 1; // removed by openkb only: stays removed
+                }
+                continue;
+            }
+            (None, None) => {}
+        }
         let owner = match entry.meta.get("doc_name") {
-            Some(Value::String(doc_name)) => match claimed.get(doc_name) {
-                Some(owner) => Some((doc_name.clone(), owner.clone())),
-                None => match reader.find_by_doc_name(doc_name)? {
-                    Some(doc) => Some((doc_name.clone(), doc.hash)),
-                    None => {
-                        claimed.insert(doc_name.clone(), entry.hash.clone());
-                        None
-                    }
-                },
+            Some(Value::String(doc_name)) => match owner_of(doc_name, &entry.hash, &claimed)? {
+                Some(owner) => Some((doc_name.clone(), owner)),
+                None => {
+                    claimed.insert(doc_name.clone(), entry.hash.clone());
+                    None
+                }
             },
             _ => None,
         };
@@ -424,10 +537,138 @@ fn plan_drift(
                 owner: owner.clone(),
             });
         }
-        plan.new_documents
-            .push(super::document_from_entry(entry, owner.is_some()));
+        let mut doc = super::document_from_entry(entry, owner.is_some());
+        match existing {
+            Some(existing) => {
+                // Only the Python tool changed it: take its version, keep openkb's lifecycle.
+                doc.status = existing.status;
+                doc.error = existing.error;
+                plan.updated_documents.push(doc);
+            }
+            None => plan.new_documents.push(doc),
+        }
     }
     Ok(plan)
+}
+
+/// The entries of `wiki/log.md` the log table does not have: lines the Python tool appended
+/// (its `query`, `ingest`, `remove` entries) since openkb last imported or rendered the log.
+/// Call under the exclusive lock (a shared one for a read-only look).
+pub fn python_log_lines(kb: &Kb, reader: &impl Queries) -> Result<Vec<LegacyLogEntry>> {
+    let log_path = kb.log_md();
+    python_log_lines_in(&log_path, read_if_exists(&log_path)?, reader)
+}
+
+fn python_log_lines_in(
+    log_path: &Path,
+    log_md: Option<Vec<u8>>,
+    reader: &impl Queries,
+) -> Result<Vec<LegacyLogEntry>> {
+    let legacy_log = match log_md {
+        Some(text) => log_md::parse(log_path, &text)?,
+        None => return Ok(Vec::new()),
+    };
+    // Only real entries: text that is not `## [time] op | text` was not appended by a tool.
+    let entries = legacy_log
+        .into_iter()
+        .filter(|e| !e.is_unparsed())
+        .collect();
+    log_entries_not_in_table(reader, entries)
+}
+
+/// Import the Python tool's new `wiki/log.md` lines as log rows, in file order, with a
+/// `migrate` row after them; unless `dry_run`. The page itself is not rewritten: it already
+/// holds them.
+fn import_python_log_lines(kb: &Kb, dry_run: bool) -> Result<Vec<LegacyLogEntry>> {
+    let store = kb.open_store()?;
+    let log_path = kb.log_md();
+    let log_md = if dry_run {
+        journal::content_after_recovery(kb, LOG_MD)?
+    } else {
+        read_if_exists(&log_path)?
+    };
+    let lines = python_log_lines_in(&log_path, log_md, &store.reader()?)?;
+    if !dry_run {
+        import_log_lines(kb, &store, &lines, MIGRATE_OPERATION)?;
+    }
+    Ok(lines)
+}
+
+/// Import `lines` (from [`python_log_lines`]) as log rows in order, followed by a row of
+/// `operation` saying so, rendered into `wiki/log.md` (which already holds the lines). Nothing
+/// when `lines` is empty. The caller holds the exclusive lock.
+pub fn import_log_lines(
+    kb: &Kb,
+    store: &Store,
+    lines: &[LegacyLogEntry],
+    operation: &str,
+) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let description = format!(
+        "imported {} wiki/log.md entries appended by the Python tool",
+        lines.len()
+    );
+    let row = store.write(|tx| {
+        imports::append_log_entries(
+            tx,
+            lines.iter().map(|e| {
+                (
+                    e.timestamp.as_str(),
+                    e.operation.as_str(),
+                    e.description.as_str(),
+                )
+            }),
+        )?;
+        tx.append_log(operation, &description)
+    })?;
+    kb.append_log_md(&row)
+}
+
+/// The last `migrate` log row, when `wiki/log.md` does not show it yet.
+fn unrendered_migrate_row(kb: &Kb, store: &Store) -> Result<Option<LogEntry>> {
+    let Some(row) = store
+        .log_tail(Some(1), Some(MIGRATE_OPERATION))?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let log_md = read_if_exists(&kb.log_md())?.unwrap_or_default();
+    let line = row.to_markdown();
+    Ok((!String::from_utf8_lossy(&log_md).contains(line.trim())).then_some(row))
+}
+
+/// True when the last import read a file with this SHA-256.
+fn is_last_import(store: &Store, sha256: &str) -> Result<bool> {
+    Ok(imports::list(&store.reader()?)?
+        .last()
+        .is_some_and(|last| last.source_sha256 == sha256))
+}
+
+/// The entries of the `hashes.json` a migration imported and kept as `kept_as`, when it is
+/// still there unchanged (`sha256`). The KB may have moved since: the file is looked up by
+/// name in this KB's `.openkb/`. Gone or changed: no base (the merge then only adds).
+fn base_from_kept_file(
+    kb: &Kb,
+    kept_as: &Path,
+    sha256: &str,
+) -> Result<Option<python_base::Entries>> {
+    let name = file_name(kept_as);
+    if !name.starts_with("hashes.json") {
+        return Ok(None); // not a name a migration gives: nothing to look up
+    }
+    let path = kb.openkb_dir().join(name);
+    let Some(bytes) = read_if_exists(&path)? else {
+        return Ok(None);
+    };
+    if crate::ingest::hash::sha256_hex(&bytes) != sha256 {
+        return Ok(None);
+    }
+    Ok(hashes_json::parse(&path, &bytes)
+        .ok()
+        .map(|entries| entries.into_iter().map(|e| (e.hash, e.meta)).collect()))
 }
 
 /// Keys whose value (or position) differs between the file's entry and the stored one.
@@ -451,11 +692,21 @@ fn log_entries_not_in_table(
     reader: &impl Queries,
     legacy_log: Vec<LegacyLogEntry>,
 ) -> Result<Vec<LegacyLogEntry>> {
+    // A row is known by how it reads back from the page (its rendering parsed), so however
+    // log.md renders a description (escaping, several lines), openkb's own lines are never
+    // mistaken for the Python tool's.
     let mut known: HashMap<(String, String, String), usize> = HashMap::new();
+    // Imported `unparsed` text is known by its own fields (it renders differently).
     reader.for_each_log_entry(&mut |row| {
-        *known
-            .entry((row.timestamp, row.operation, row.description))
-            .or_default() += 1;
+        let rendered = log_md::parse_text(&row.to_markdown());
+        let raw = (row.timestamp, row.operation, row.description);
+        for e in rendered {
+            let key = (e.timestamp, e.operation, e.description);
+            if key != raw {
+                *known.entry(key).or_default() += 1;
+            }
+        }
+        *known.entry(raw).or_default() += 1;
         Ok(())
     })?;
     Ok(legacy_log
@@ -513,6 +764,12 @@ fn write_import(
     record: &ImportRecord,
     description: &str,
 ) -> Result<(ImportRecord, LogEntry)> {
+    for removal in plan.removals.iter().filter(|r| r.applied) {
+        tx.remove_document(&removal.hash)?;
+    }
+    for doc in &plan.updated_documents {
+        tx.upsert_document(doc)?;
+    }
     imports::append_documents(tx, &plan.new_documents)?;
     imports::append_log_entries(
         tx,
@@ -525,6 +782,12 @@ fn write_import(
         }),
     )?;
     let row = tx.append_log(MIGRATE_OPERATION, description)?;
+    python_base::record_migrate(
+        tx,
+        &plan.source_sha256,
+        plan.entries,
+        &plan.moved_to.display().to_string(),
+    )?;
     Ok((imports::record(tx, record)?, row))
 }
 

@@ -19,6 +19,7 @@
 //! migration report lists it.
 
 pub mod export;
+pub mod handover;
 pub mod hashes_json;
 pub mod journal;
 pub mod log_md;
