@@ -83,7 +83,11 @@ pub fn write_new(path: &Path, contents: &[u8]) -> Result<bool> {
 /// concurrent appenders never interleave within a line.
 pub fn append(path: &Path, header: &str, text: &str) -> Result<()> {
     let mut options = OpenOptions::new();
-    options.append(true).mode(0o666);
+    // Never through a symlink: log.md is the KB's own file, and a link could lead anywhere.
+    options
+        .append(true)
+        .mode(0o666)
+        .custom_flags(libc::O_NOFOLLOW);
     let mut file = match options.open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -93,6 +97,7 @@ pub fn append(path: &Path, header: &str, text: &str) -> Result<()> {
                 .append(true)
                 .create_new(true)
                 .mode(0o666)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
             {
                 Ok(mut f) => {

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{GlobalConfig, KbConfig};
 use crate::error::{Error, IoContext, Result};
-use crate::fsx;
 use crate::lock::{self, LockGuard, LockMode};
 use crate::state::{self, LOG_MD_HEADER, LogEntry, Store};
 
@@ -140,17 +139,26 @@ impl Kb {
 
     /// Shared KB lock, for commands that only read.
     pub fn lock_shared(&self) -> Result<LockGuard> {
+        crate::kbpath::KbPath::bookkeeping(self, ".openkb/ingest.lock")?;
         lock::acquire(&self.lock_path(), LockMode::Shared, &self.root)
     }
 
-    /// Exclusive KB lock, for commands that change `raw/`, `wiki/` or the registry.
+    /// Exclusive KB lock, for commands that change `raw/`, `wiki/` or the registry. Refused
+    /// while one of the KB's own files is a symlink (see [`crate::kbpath::BOOKKEEPING`]).
     pub fn lock_exclusive(&self) -> Result<LockGuard> {
+        crate::kbpath::refuse_symlinked_bookkeeping(self)?;
         lock::acquire(&self.lock_path(), LockMode::Exclusive, &self.root)
     }
 
     /// Open `state.db`, creating it when the KB has neither it nor a legacy `hashes.json`.
     pub fn open_store(&self) -> Result<Store> {
-        let db = self.state_db();
+        // SQLite follows symlinks and writes its -wal/-shm wherever they lead, even for readers.
+        for sidecar in ["-wal", "-shm"] {
+            crate::kbpath::KbPath::bookkeeping(self, &format!(".openkb/state.db{sidecar}"))?;
+        }
+        let db = crate::kbpath::KbPath::bookkeeping(self, ".openkb/state.db")?
+            .as_path()
+            .to_path_buf();
         if !db.exists() {
             self.refuse_if_legacy()?;
         }
@@ -188,7 +196,12 @@ impl Kb {
     /// Render a committed log row into `wiki/log.md` (the table is the source of truth; the
     /// page is for people).
     pub fn append_log_md(&self, entry: &LogEntry) -> Result<()> {
-        fsx::append(&self.log_md(), LOG_MD_HEADER, &entry.to_markdown())
+        self.append_log_md_text(&entry.to_markdown())
+    }
+
+    /// Append rendered log lines to `wiki/log.md` (never through a symlink).
+    pub fn append_log_md_text(&self, text: &str) -> Result<()> {
+        crate::kbpath::KbPath::bookkeeping(self, "wiki/log.md")?.append(LOG_MD_HEADER, text)
     }
 
     /// Commit a log row and render it into `wiki/log.md`.

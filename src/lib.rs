@@ -13,6 +13,7 @@ pub mod error;
 pub mod fsx;
 pub mod ingest;
 pub mod kb;
+pub mod kbpath;
 pub mod legacy;
 pub mod lint;
 pub mod lock;

@@ -22,8 +22,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsx;
 use crate::kb::Kb;
+use crate::kbpath::KbPath;
 use crate::state::{Queries, Status};
 use crate::wiki::{links, page_key};
 
@@ -256,8 +256,16 @@ pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
         .collect();
     let pages: HashSet<String> = broken.iter().map(|(page, _)| page.clone()).collect();
     let mut repaired: HashSet<(String, String)> = HashSet::new();
-    let mut rewritten = 0;
+    // Plan, check, act: every page is confined and rewritten in memory before the first write.
+    let mut edits = Vec::new();
     for page in pages {
+        let confined = match page.as_str() {
+            "index.md" => crate::wiki::index_md(kb)?,
+            _ => KbPath::new(kb, &format!("wiki/{page}"))?,
+        };
+        if confined.kind()? == Some(crate::kbpath::Kind::Symlink) {
+            continue; // never written through; its links stay reported
+        }
         let path = wiki.join(&page);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -285,9 +293,15 @@ pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
             continue;
         }
         out.push_str(&text[last..]);
-        fsx::atomic_write(&path, out.as_bytes())?;
-        rewritten += 1;
+        edits.push(crate::wiki::Edit {
+            path: confined,
+            text: out,
+        });
     }
+    for edit in &edits {
+        edit.apply()?;
+    }
+    let rewritten = edits.len();
     for issue in &mut analysis.issues {
         if issue.kind == IssueKind::BrokenLink
             && let Some(target) = &issue.target
@@ -309,11 +323,14 @@ pub fn report_stamp(now: &chrono::DateTime<chrono::Local>) -> String {
 /// an earlier run in the same second wrote one: a report is never overwritten. Returns the
 /// file name.
 pub fn write_report(kb: &Kb, stamp: &str, analysis: &Analysis) -> Result<String> {
-    let dir = kb.wiki_dir().join("reports");
+    // Never through a symlink: the report is the KB's own file.
+    let dir = KbPath::bookkeeping(kb, "wiki/reports")?
+        .as_path()
+        .to_path_buf();
     let text = render_report(stamp, analysis);
     let mut name = format!("lint_{stamp}.md");
     let mut n = 1u64;
-    while !fsx::write_new(&dir.join(&name), text.as_bytes())? {
+    while !crate::fsx::write_new(&dir.join(&name), text.as_bytes())? {
         n += 1;
         name = format!("lint_{stamp}-{n}.md");
     }

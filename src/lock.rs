@@ -230,11 +230,13 @@ fn open_lock_file(lock_path: &Path) -> Result<File> {
     }
     // Opened for append and never truncated: the file stays empty and is shared with the
     // Python tool, which opens it "a+".
+    // O_NOFOLLOW: a symlinked lock file could make openkb create a file outside the KB.
     match OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .mode(0o666)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(lock_path)
     {
         Ok(file) => Ok(file),

@@ -24,7 +24,8 @@ pub const AGENTS_MD: &str = include_str!("wiki_schema.md");
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fsx;
+use crate::kb::Kb;
+use crate::kbpath::KbPath;
 
 /// The header of the section `index.md` lists documents in.
 const DOCUMENTS_HEADER: &str = "## Documents";
@@ -34,11 +35,16 @@ pub fn index_line(doc_name: &str, name: &str) -> String {
     format!("- [[summaries/{doc_name}]] (short) — {name}")
 }
 
+/// `wiki/index.md`, confined as a bookkeeping file (never written through a symlink).
+pub fn index_md(kb: &Kb) -> Result<KbPath> {
+    KbPath::bookkeeping(kb, "wiki/index.md")
+}
+
 /// Insert index lines (`(doc_name, line)`) at the top of `## Documents`, as if each had been
 /// inserted in turn (the last one ends up first). Documents already linked from the index are
 /// left alone. One rewrite of the file for the whole set. Returns the doc_names inserted.
-pub fn index_insert(index_md: &Path, entries: &[(String, String)]) -> Result<Vec<String>> {
-    let text = read_or(index_md, INDEX_SEED)?;
+pub fn index_insert(index_md: &KbPath, entries: &[(String, String)]) -> Result<Vec<String>> {
+    let text = read_or(index_md.as_path(), INDEX_SEED)?;
     let linked = linked_summaries(&text);
     let mut inserted = Vec::new();
     let mut block = String::new();
@@ -77,7 +83,7 @@ pub fn index_insert(index_md: &Path, entries: &[(String, String)]) -> Result<Vec
             format!("{text}{sep}{DOCUMENTS_HEADER}\n{block}")
         }
     };
-    fsx::atomic_write(index_md, updated.as_bytes())?;
+    index_md.write_atomic(updated.as_bytes())?;
     Ok(inserted)
 }
 
@@ -90,12 +96,32 @@ fn linked_summaries(text: &str) -> std::collections::HashSet<&str> {
 }
 
 /// Remove the index lines linking to any of `doc_names`. Returns whether the file changed.
-pub fn index_remove(index_md: &Path, doc_names: &[&str]) -> Result<bool> {
-    let text = match std::fs::read_to_string(index_md) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io("cannot read", index_md, e)),
+pub fn index_remove(index_md: &KbPath, doc_names: &[&str]) -> Result<bool> {
+    match index_without(index_md, doc_names)? {
+        Some(text) => {
+            index_md.write_atomic(text.as_bytes())?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// `index.md` without the lines linking to any of `doc_names`, or `None` when it has none
+/// (or does not exist). Reads only: a remove checks this before it deletes anything.
+pub fn index_without(index_md: &KbPath, doc_names: &[&str]) -> Result<Option<String>> {
+    let path = index_md.as_path();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("cannot read", path, e)),
     };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::Invalid(format!(
+            "{}: is not valid UTF-8 (byte {}), so openkb cannot edit its lines; fix or re-save              it as UTF-8 and run the command again; nothing was changed",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     let mut changed = false;
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
@@ -105,19 +131,47 @@ pub fn index_remove(index_md: &Path, doc_names: &[&str]) -> Result<bool> {
             out.push_str(line);
         }
     }
-    if changed {
-        fsx::atomic_write(index_md, out.as_bytes())?;
+    Ok(changed.then_some(out))
+}
+
+/// A page rewrite worked out before any file of an operation is touched.
+#[derive(Debug)]
+pub struct Edit {
+    pub path: KbPath,
+    pub text: String,
+}
+
+impl Edit {
+    pub fn apply(&self) -> Result<()> {
+        self.path.write_atomic(self.text.as_bytes())
     }
-    Ok(changed)
+}
+
+/// Every wiki edit that unlinking `doc_name` needs: its `index.md` line, and the
+/// `[[summaries/<doc_name>]]` links and `sources:` entries of other pages. Reads only, so a
+/// remove can check everything (an unreadable page, a non-UTF-8 index) before it deletes.
+pub fn unlink_edits(kb: &Kb, doc_name: &str) -> Result<Vec<Edit>> {
+    let mut edits = Vec::new();
+    let index = index_md(kb)?;
+    if let Some(text) = index_without(&index, &[doc_name])? {
+        edits.push(Edit { path: index, text });
+    }
+    for (rel, text) in summary_link_edits(&kb.wiki_dir(), doc_name)? {
+        edits.push(Edit {
+            path: KbPath::new(kb, &format!("wiki/{rel}"))?,
+            text,
+        });
+    }
+    Ok(edits)
 }
 
 /// Strip `[[summaries/<doc_name>]]` links (keeping their text) and `summaries/<doc_name>.md`
-/// from frontmatter `sources:` lists in every wiki page except `index.md`. Returns the pages
-/// changed (KB-relative to `wiki_dir`'s parent is the caller's business).
-pub fn strip_summary_links(wiki_dir: &Path, doc_name: &str) -> Result<Vec<std::path::PathBuf>> {
+/// from frontmatter `sources:` lists in every wiki page except `index.md`: the new texts, by
+/// path relative to `wiki_dir`. Symlinks are neither followed nor written.
+pub fn summary_link_edits(wiki_dir: &Path, doc_name: &str) -> Result<Vec<(String, String)>> {
     let mut changed = Vec::new();
-    let mut stack = vec![wiki_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
+    let mut stack = vec![(wiki_dir.to_path_buf(), String::new())];
+    while let Some((dir, rel_dir)) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -125,21 +179,23 @@ pub fn strip_summary_links(wiki_dir: &Path, doc_name: &str) -> Result<Vec<std::p
         };
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("cannot read folder", &dir, e))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue; // not a page openkb could have linked
+            };
             if name.starts_with('.') {
                 continue;
             }
             let path = entry.path();
+            let rel = format!("{rel_dir}{name}");
             let kind = entry
                 .file_type()
                 .map_err(|e| Error::io("cannot read", &path, e))?;
             // Sources are document text, not wiki prose: their links are the author's.
-            if kind.is_dir() && !(dir == wiki_dir && name == "sources") {
-                stack.push(path);
+            if kind.is_dir() && !(rel_dir.is_empty() && name == "sources") {
+                stack.push((path, format!("{rel}/")));
             } else if kind.is_file()
                 && name.ends_with(".md")
-                && !(dir == wiki_dir && name == "index.md")
+                && !(rel_dir.is_empty() && (name == "index.md" || name == "log.md"))
             {
                 let text = match std::fs::read_to_string(&path) {
                     Ok(t) => t,
@@ -148,8 +204,7 @@ pub fn strip_summary_links(wiki_dir: &Path, doc_name: &str) -> Result<Vec<std::p
                     Err(e) => return Err(Error::io("cannot read", &path, e)),
                 };
                 if let Some(updated) = strip_links_in(&text, doc_name) {
-                    fsx::atomic_write(&path, updated.as_bytes())?;
-                    changed.push(path);
+                    changed.push((rel, updated));
                 }
             }
         }
@@ -320,11 +375,23 @@ fn find_header(text: &str, header: &str) -> Option<usize> {
 }
 
 fn read_or(path: &Path, default: &str) -> Result<String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(t),
+    match std::fs::read(path) {
+        Ok(bytes) => utf8_page(path, bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default.to_owned()),
         Err(e) => Err(Error::io("cannot read", path, e)),
     }
+}
+
+/// A page's text, or an error saying it is not UTF-8 (openkb never rewrites such a page).
+fn utf8_page(path: &Path, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        Error::Invalid(format!(
+            "{}: is not valid UTF-8 (byte {}), so openkb cannot edit its lines; fix or re-save \
+             it as UTF-8 and run the command again; nothing was changed",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -359,20 +426,23 @@ mod tests {
     #[test]
     fn index_lines_go_to_the_top_of_documents_once() {
         let dir = tempfile::tempdir().unwrap();
-        let index = dir.path().join("index.md");
-        std::fs::write(&index, INDEX_SEED).unwrap();
+        std::fs::create_dir_all(dir.path().join("wiki")).unwrap();
+        std::fs::write(dir.path().join("wiki/index.md"), INDEX_SEED).unwrap();
+        let kb = Kb::at(dir.path()).unwrap();
+        let index = index_md(&kb).unwrap();
+        let index_path = index.as_path().to_path_buf();
         let entries = vec![
             ("a".to_owned(), index_line("a", "a.md")),
             ("b".to_owned(), index_line("b", "b.md")),
         ];
         assert_eq!(index_insert(&index, &entries).unwrap(), ["b", "a"]);
         assert!(index_insert(&index, &entries[..1]).unwrap().is_empty());
-        let text = std::fs::read_to_string(&index).unwrap();
+        let text = std::fs::read_to_string(&index_path).unwrap();
         assert!(text.starts_with(
             "# Knowledge Base Index\n\n## Documents\n- [[summaries/b]] (short) — b.md\n- [[summaries/a]] (short) — a.md\n\n## Concepts"
         ), "{text}");
         assert!(index_remove(&index, &["a"]).unwrap());
-        let text = std::fs::read_to_string(&index).unwrap();
+        let text = std::fs::read_to_string(&index_path).unwrap();
         assert!(!text.contains("summaries/a]"), "{text}");
         assert!(text.contains("summaries/b]"), "{text}");
     }

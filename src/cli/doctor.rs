@@ -35,18 +35,23 @@ const SHOWN_PER_CHECK: usize = 20;
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     let kb = ctx.kb()?;
-    let _lock = if args.fix {
-        kb.lock_exclusive()?
+    let report = if !args.fix && doctor::cannot_open_state(&kb) {
+        // Reported without taking the lock: the lock file itself may be the link.
+        doctor::symlinks_only(&kb)
     } else {
-        kb.lock_shared()?
+        let _lock = if args.fix {
+            kb.lock_exclusive()?
+        } else {
+            kb.lock_shared()?
+        };
+        doctor::run(
+            &kb,
+            Options {
+                full: args.full,
+                fix: args.fix,
+            },
+        )?
     };
-    let report = doctor::run(
-        &kb,
-        Options {
-            full: args.full,
-            fix: args.fix,
-        },
-    )?;
     if args.json {
         super::print_json(&report)?;
         return Ok(report.exit_code());

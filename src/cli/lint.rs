@@ -66,6 +66,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     };
     // Writing (report, log row, --fix rewrites) takes the exclusive lock, briefly.
     let _exclusive = kb.lock_exclusive()?;
+    // Checked before any page is rewritten: a symlinked reports/ or log.md stops lint early.
+    crate::kbpath::KbPath::bookkeeping(&kb, "wiki/reports")?;
+    crate::kbpath::KbPath::bookkeeping(&kb, "wiki/log.md")?;
     let pages_rewritten = if args.fix {
         lint::fix_broken_links(&kb, &mut analysis)?
     } else {

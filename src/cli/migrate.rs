@@ -252,6 +252,13 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
             shared.doc_name, shared.hash, shared.owner
         );
     }
+    for (hash, why) in &plan.untrusted {
+        println!(
+            "    entry {hash} names paths openkb will not touch ({why}): {} as it is and marked \
+             untrusted; `openkb remove` of it only unregisters it",
+            if dry_run { "would be kept" } else { "kept" }
+        );
+    }
     let unparsed = plan.unparsed_log_entries();
     println!(
         "  wiki/log.md: {} entries {}{}",

@@ -35,7 +35,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             match pick(&reader, identifier) {
                 Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
                 Ok(doc) => {
-                    let plan = remove::plan(&open.kb, &doc, args.keep_raw)?;
+                    let plan = remove::plan(&open.kb, &reader, &doc, args.keep_raw)?;
                     targets.push((doc, plan));
                 }
                 Err(e) => problems.push(e.to_string()),
@@ -68,7 +68,10 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             );
             continue;
         };
-        let removed = remove::plan(&open.kb, &doc, args.keep_raw)
+        let removed = open
+            .store
+            .reader()
+            .and_then(|reader| remove::plan(&open.kb, &reader, &doc, args.keep_raw))
             .and_then(|plan| remove::execute(&open.kb, &open.store, &plan).map(|_| plan));
         match removed {
             Ok(plan) => println!("removed {}", label(&doc, plan.doc_name.as_deref())),
@@ -131,6 +134,12 @@ fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
         plan.doc_name.as_deref().unwrap_or("-"),
         &doc.hash[..12]
     );
+    if let Some(why) = &plan.untrusted {
+        println!(
+            "  touch no file: migrate marked this legacy entry untrusted ({why}); it is only \
+             unregistered"
+        );
+    }
     for file in &plan.existing {
         println!("  delete {file}");
     }

@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::ingest;
 use crate::kb::Kb;
 use crate::lock::LockMode;
 use crate::state::{Document, LogEntry, Queries};
@@ -137,9 +136,9 @@ fn files_of(kb: &Kb, doc: &Document, doc_name: Option<&str>) -> Vec<File> {
                 // An original outside the KB (added from elsewhere): only looked at.
                 Some(std::fs::symlink_metadata(&path).is_ok())
             } else {
-                ingest::kb_path(kb, &path)
+                crate::kbpath::KbPath::new(kb, &path)
                     .ok()
-                    .map(|full| std::fs::symlink_metadata(full).is_ok())
+                    .map(|full| std::fs::symlink_metadata(full.as_path()).is_ok())
             };
             File { role, path, exists }
         })

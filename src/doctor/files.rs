@@ -39,6 +39,8 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
     let exists = |p: &str| present.contains(p) || (!is_walked(p) && kb.root().join(p).exists());
 
     let mut findings = Vec::new();
+    let untrusted: std::collections::HashMap<String, String> =
+        crate::state::untrusted::list(reader)?.into_iter().collect();
     let mut owned: HashSet<String> = HashSet::new();
     let mut doc_names: HashSet<String> = HashSet::new();
     // path / raw_path / source_path -> the first document (registry order) claiming it. The
@@ -53,6 +55,19 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
         let label = doc
             .display_doc_name()
             .unwrap_or_else(|| doc.hash[..12].to_owned());
+        if let Some(why) = untrusted.get(&doc.hash) {
+            // Its paths are not the document's to check or to delete: say what remove does.
+            findings.push(Finding::warning(
+                "untrusted-entry",
+                format!(
+                    "document {label} ({}): its legacy entry names paths openkb will not touch \
+                     ({why}); the files are left as they are, and `openkb remove` of it only \
+                     unregisters it",
+                    &doc.hash[..12]
+                ),
+            ));
+            return Ok(());
+        }
         for (key, value) in [
             ("path", &doc.path),
             ("raw_path", &doc.raw_path),

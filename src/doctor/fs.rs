@@ -59,3 +59,27 @@ pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
     }
     Ok(findings)
 }
+
+/// The KB's own files and folders must not be symlinks: openkb refuses to write through them
+/// (every write command stops until they are replaced).
+pub fn check_symlinks(kb: &Kb) -> Vec<Finding> {
+    crate::kbpath::symlinked_bookkeeping(kb)
+        .into_iter()
+        .map(|(rel, target)| {
+            Finding::problem(
+                "symlink",
+                format!(
+                    "{rel} is a symbolic link (to {}); openkb does not write the KB's own files \
+                     through symlinks, so write commands refuse to run: replace it with a \
+                     regular {}",
+                    target.display(),
+                    if rel.ends_with(".md") || rel.contains("state.db") || rel.ends_with(".lock") {
+                        "file"
+                    } else {
+                        "folder"
+                    }
+                ),
+            )
+        })
+        .collect()
+}

@@ -61,6 +61,15 @@ pub fn check_intents(_kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
 /// every exclusive command runs; returns what it repaired, marked `fixed`.
 pub fn fix_intents(kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
     let done = recover::recover_interrupted(kb, store)?;
+    let unsettled = done.unsettled.iter().map(|(op, what, why)| {
+        Finding::problem(
+            "intent",
+            format!(
+                "could not finish the interrupted {op} of {what}: {why}; fix the cause and run \
+                 `openkb doctor --fix` again (other commands are not blocked by it)"
+            ),
+        )
+    });
     let settled = [
         (done.adds_rolled_back, "add(s) rolled back"),
         (done.adds_completed, "add(s) completed"),
@@ -83,6 +92,7 @@ pub fn fix_intents(kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
             finding.fixed = true;
             finding
         })
+        .chain(unsettled)
         .collect())
 }
 
@@ -197,7 +207,20 @@ fn python_journals(kb: &Kb) -> Result<Vec<Finding>> {
     }
     paths.sort();
     let mut findings = Vec::new();
+    let refused: std::collections::HashMap<PathBuf, String> = crate::legacy::journal::inspect(kb)
+        .map(|reports| {
+            reports
+                .into_iter()
+                .filter(|r| matches!(r.outcome, crate::legacy::journal::Outcome::Refused { .. }))
+                .map(|r| (r.file.clone(), r.describe(false)))
+                .collect()
+        })
+        .unwrap_or_default();
     for path in paths {
+        if let Some(why) = refused.get(&path) {
+            findings.push(Finding::problem("python-journal", why.clone()));
+            continue;
+        }
         let shown = format!(
             ".openkb/journal/{}",
             path.file_name().unwrap_or_default().to_string_lossy()

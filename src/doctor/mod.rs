@@ -136,6 +136,26 @@ impl Report {
     }
 }
 
+/// True when the KB's lock file or `state.db` is a symlink: then nothing may open them (SQLite
+/// would create its `-wal` beside the link's target), and only [`symlinks_only`] can run.
+pub fn cannot_open_state(kb: &Kb) -> bool {
+    crate::kbpath::symlinked_bookkeeping(kb)
+        .iter()
+        .any(|(rel, _)| rel == ".openkb/ingest.lock" || rel.starts_with(".openkb/state.db"))
+}
+
+/// The report for a KB whose lock file or `state.db` is a symlink: the links, and why nothing
+/// else was checked. Opens nothing.
+pub fn symlinks_only(kb: &Kb) -> Report {
+    let mut findings = fs::check_symlinks(kb);
+    findings.push(Finding::warning(
+        "state.db",
+        "the other checks were skipped: they would open state.db and the lock file through \
+         the symbolic links above",
+    ));
+    Report::new(kb, findings)
+}
+
 /// Check the KB (and repair it with `options.fix`).
 pub fn run(kb: &Kb, options: Options) -> Result<Report> {
     let diagnosis = diagnose(kb, options.full)?;
@@ -157,6 +177,7 @@ pub(crate) struct Diagnosis {
 fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
     let (mut findings, db) = db::check(kb, full)?;
     findings.extend(fs::check(kb, &db)?);
+    findings.extend(fs::check_symlinks(kb));
     if db.is_readable() {
         // Store::open never creates here (the file exists) and refuses to write on a network
         // filesystem, so reading the registry is safe in every case that reaches this point.

@@ -33,11 +33,8 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
         DbState::Legacy | DbState::Usable { .. } => {}
     }
     for rel in leftovers::old_temp_files(kb, leftovers::TEMP_MIN_AGE)? {
-        let path = kb.root().join(&rel);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("cannot remove", &path, e)),
+        if !crate::kbpath::KbPath::new(kb, &rel)?.remove_file()? {
+            continue;
         }
         fixed.push(done("temp-file", format!("removed the temp file {rel}")));
     }
@@ -89,7 +86,7 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
     let current = std::fs::read(kb.log_md()).ok();
     if current.as_deref() != Some(expected.as_bytes()) {
         let kept = keep_entries_the_table_lacks(kb, current.as_deref(), &expected)?;
-        fsx::atomic_write(&kb.log_md(), expected.as_bytes())?;
+        crate::kbpath::KbPath::bookkeeping(kb, "wiki/log.md")?.write_atomic(expected.as_bytes())?;
         let kept = match kept {
             Some(name) => format!(" (its entries the table lacks were kept in .openkb/{name})"),
             None => String::new(),

@@ -20,9 +20,10 @@ use super::docname::{self, Claims, Origin};
 use super::prepare::{self, Prep, Prepared, Staging};
 use super::publish;
 use super::recover::{drop_backups, roll_back_add};
-use super::{kb_path, raw_target, source_target};
+use super::{raw_target, source_target};
 use crate::error::{Error, Result};
 use crate::kb::Kb;
+use crate::kbpath::{self, KbPath};
 use crate::names;
 use crate::state::{Document, IntentFile, IntentOp, Queries, Status, Store};
 use crate::wiki;
@@ -287,7 +288,7 @@ pub fn commit_batch(
             Some((d, line))
         })
         .collect();
-    match wiki::index_insert(&kb.index_md(), &entries) {
+    match wiki::index_md(kb).and_then(|index| wiki::index_insert(&index, &entries)) {
         Ok(inserted) => {
             for p in &mut plans {
                 p.index_line_ours = p
@@ -357,7 +358,7 @@ pub fn commit_batch(
     // One append for the batch's log.md lines (one write, so they stay together).
     let text: String = logs.iter().map(|e| e.to_markdown()).collect();
     if !text.is_empty()
-        && let Err(e) = crate::fsx::append(&kb.log_md(), crate::state::LOG_MD_HEADER, &text)
+        && let Err(e) = kb.append_log_md_text(&text)
     {
         eprintln!(
             "warning: {e} (the log table has the entries; `openkb doctor` can rebuild log.md)"
@@ -420,10 +421,18 @@ fn plan_inner(
     options: &Options,
 ) -> Result<Planned> {
     let doc_name = &resolved.doc_name;
+    // A doc_name can come from a legacy entry (an edited file keeps its name): it names files,
+    // so it must be one file name.
+    kbpath::check_doc_name(doc_name).map_err(|why| {
+        Error::Invalid(format!(
+            "{}: cannot use the registered doc_name: {why}; nothing was added",
+            item.given.display()
+        ))
+    })?;
     let mut steps = Vec::new();
     let mut files = Vec::new();
     let mut add_step = |from: PathBuf, copy: bool, rel: String| -> Result<()> {
-        let target = kb_path(kb, &rel)?;
+        let target = KbPath::new(kb, &rel)?.as_path().to_path_buf();
         let backup_rel = if std::fs::symlink_metadata(&target).is_ok() {
             let backup = staging.fresh("backup");
             Some((relative(kb, &backup)?, backup))

@@ -24,21 +24,22 @@
 //! - Its main process gets SIGKILL when the openkb thread that started it dies
 //!   (`PR_SET_PDEATHSIG` on Linux), so a killed openkb takes it along at once.
 //! - The group id is recorded in the operation's intent ([`HookEvents::started`]) before the
-//!   hook's command starts (it waits for a line on stdin, written after the record). Background children a dead hook left are killed by the recovery
-//!   that settles the intent ([`kill_orphaned_hook`]), before it rolls the operation back.
+//!   hook's command starts (it waits for a line on stdin, written after the record).
+//!   Background children a dead hook left are killed by the recovery that settles the intent
+//!   ([`kill_orphaned_hook`]), before it rolls the operation back.
 //!   `OPENKB_HOOK_TOKEN` in the hook's environment tells its processes from unrelated ones that
 //!   later reuse the id; a process that clears its environment and leaves the group escapes.
 //! - The lock's file descriptor is close-on-exec (Rust opens every file so): the hook never
 //!   inherits the flock.
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::hook_output;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
+use crate::kbpath::{KbPath, Owned};
 use crate::lock::HOOK_LOCK_ENV;
 use crate::state::{Document, HookGroup};
 
@@ -97,11 +98,14 @@ pub fn run_hook(
     options: &HookOptions,
     events: &mut dyn HookEvents,
 ) -> Result<std::result::Result<(), String>> {
-    let abs = |rel: &Option<String>| -> String {
-        rel.as_deref()
-            .filter(|r| !r.is_empty() && !Path::new(r).is_absolute())
-            .map(|r| kb.root().join(r).display().to_string())
-            .unwrap_or_default()
+    let env = match hook_env(kb, doc) {
+        Ok(env) => env,
+        Err(why) => {
+            return Ok(Err(format!(
+                "refused before compile_command ran: {why}; the hook only ever sees validated \
+                 names and paths inside the KB"
+            )));
+        }
     };
     let cannot_run = |e: std::io::Error| {
         Error::Invalid(format!(
@@ -109,7 +113,6 @@ pub fn run_hook(
             kb.config_path().display()
         ))
     };
-    let doc_name = doc.display_doc_name().unwrap_or_default();
     let token = new_token();
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -118,10 +121,10 @@ pub fn run_hook(
         .arg(command)
         .current_dir(kb.root())
         .env("OPENKB_KB_DIR", kb.root())
-        .env("OPENKB_DOC_NAME", &doc_name)
+        .env("OPENKB_DOC_NAME", &env.doc_name)
         .env("OPENKB_DOC_HASH", &doc.hash)
-        .env("OPENKB_RAW_PATH", abs(&doc.raw_path))
-        .env("OPENKB_SOURCE_PATH", abs(&doc.source_path))
+        .env("OPENKB_RAW_PATH", &env.raw_path)
+        .env("OPENKB_SOURCE_PATH", &env.source_path)
         .env(
             HOOK_LOCK_ENV,
             crate::lock::hook_marker(std::process::id(), &kb.lock_path()),
@@ -217,6 +220,42 @@ fn with_tail(message: String, stderr: &[String]) -> String {
     } else {
         format!("{message}:\n{tail}")
     }
+}
+
+/// The names and paths a hook is given, every one validated.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HookEnv {
+    pub doc_name: String,
+    /// Absolute, or empty when the document has no such file.
+    pub raw_path: String,
+    pub source_path: String,
+}
+
+/// Validate what the hook of `doc` would see: a doc_name that is one file name, a raw copy
+/// under `raw/` and a source in `wiki/sources/`, both confined to the KB. A document whose
+/// entry fails (a legacy doc_name with `..`, a raw_path naming a KB file) is refused before
+/// the hook runs: the README's own example hook writes to `wiki/summaries/$OPENKB_DOC_NAME.md`.
+pub fn hook_env(kb: &Kb, doc: &Document) -> std::result::Result<HookEnv, String> {
+    let doc_name = doc
+        .display_doc_name()
+        .ok_or_else(|| "the document has no doc_name".to_owned())?;
+    crate::kbpath::check_doc_name(&doc_name)?;
+    let confined = |rel: &Option<String>, want: Owned| -> std::result::Result<String, String> {
+        let Some(rel) = rel.as_deref().filter(|r| !r.is_empty()) else {
+            return Ok(String::new());
+        };
+        match crate::kbpath::owned_by_document(rel, Some(&doc_name))? {
+            owned if owned == want => {}
+            _ => return Err(format!("{rel:?} is not the document's own file")),
+        }
+        let path = KbPath::new(kb, rel).map_err(|e| e.to_string())?;
+        Ok(path.as_path().display().to_string())
+    };
+    Ok(HookEnv {
+        raw_path: confined(&doc.raw_path, Owned::Raw)?,
+        source_path: confined(&doc.source_path, Owned::Source)?,
+        doc_name,
+    })
 }
 
 /// A token unique to this hook run (it only has to differ from other runs' tokens).

@@ -100,7 +100,10 @@ struct DeadStaging {
 /// `staging/rs-*` folders whose lock nobody holds (or whose lock file is gone), and
 /// `staging/rs-*.lock` files nobody holds that have no folder.
 fn dead_staging(kb: &Kb) -> Result<Vec<DeadStaging>> {
-    let dir = kb.openkb_dir().join("staging");
+    // A symlinked staging folder could make the sweep delete folders outside the KB.
+    let dir = crate::kbpath::KbPath::bookkeeping(kb, ".openkb/staging")?
+        .as_path()
+        .to_path_buf();
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -21,8 +21,9 @@
 //! deleted, replaced files restored); a remove is finished (deletions are idempotent, the row
 //! delete is its commit point); an interrupted compile is marked failed, and a compile hook
 //! the dead process left running is killed first. Leftover staging folders, lock files and
-//! temp databases whose owner is gone are swept ([`leftovers::sweep_leftovers`]). Every path an intent, or a legacy registry entry,
-//! names is resolved inside the KB before anything is deleted (see [`kb_path`]).
+//! temp databases whose owner is gone are swept ([`leftovers::sweep_leftovers`]). Every path
+//! an intent, or a legacy registry entry, names is confined to the KB before anything is
+//! deleted (see [`crate::kbpath`]).
 //!
 //! Documents are hashed with SHA-256 (the registry key), named by the Python tool's doc_name
 //! rules ([`docname`]), and published as `raw/<doc_name><suffix>` plus, for text formats,
@@ -39,7 +40,7 @@ pub mod publish;
 pub mod recover;
 pub mod remove;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::kb::Kb;
@@ -130,36 +131,6 @@ pub fn path_key(kb: &Kb, resolved: &Path) -> Result<String> {
     })
 }
 
-/// Resolve a KB-relative path that is about to be deleted or replaced, refusing anything that
-/// could reach outside the KB: absolute paths, `..`, and symlinked folders leading out. The
-/// last component itself may be a symlink (deleting a link never touches its target).
-pub fn kb_path(kb: &Kb, relative: &str) -> Result<PathBuf> {
-    let refuse = |why: &str| {
-        Error::Invalid(format!(
-            "refusing to touch {relative:?}: {why}; openkb never deletes outside the KB ({})",
-            kb.root().display()
-        ))
-    };
-    let rel = Path::new(relative);
-    if relative.is_empty() || rel.is_absolute() {
-        return Err(refuse("not a path relative to the KB"));
-    }
-    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(refuse("it contains `..` or other special components"));
-    }
-    let full = kb.root().join(rel);
-    let (Some(parent), Some(file)) = (full.parent(), full.file_name()) else {
-        return Err(refuse("it names no file"));
-    };
-    match parent.canonicalize() {
-        Ok(real_parent) if real_parent.starts_with(kb.root()) => Ok(real_parent.join(file)),
-        Ok(_) => Err(refuse("a symlinked folder leads outside the KB")),
-        // A missing folder holds nothing to delete; the path is still checked lexically.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(full),
-        Err(e) => Err(Error::io("cannot resolve", parent, e)),
-    }
-}
-
 /// Hidden crash switch for the crash-safety tests: `OPENKB_TEST_ABORT_AT=<point>` aborts the
 /// process (no unwinding, no cleanup, like a SIGKILL) when it reaches `point`, just before
 /// the commit of an add (`add-commit`) or a remove (`remove-commit`), or between a migration's
@@ -186,23 +157,6 @@ pub fn source_target(doc_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kb_paths_never_leave_the_kb() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("kb/raw")).unwrap();
-        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
-        std::os::unix::fs::symlink(dir.path().join("outside"), dir.path().join("kb/raw/out"))
-            .unwrap();
-        let kb = Kb::at(&dir.path().join("kb")).unwrap();
-        assert!(kb_path(&kb, "raw/a.md").is_ok());
-        assert!(kb_path(&kb, "/etc/passwd").is_err());
-        assert!(kb_path(&kb, "raw/../../outside/x").is_err());
-        assert!(kb_path(&kb, "raw/out/x.md").is_err());
-        assert!(kb_path(&kb, "").is_err());
-        // The link itself may go (unlinking never follows it).
-        assert_eq!(kb_path(&kb, "raw/out").unwrap(), kb.root().join("raw/out"));
-    }
 
     #[test]
     fn supported_types_ignore_case() {

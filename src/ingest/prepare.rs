@@ -40,7 +40,10 @@ pub struct Staging {
 
 impl Staging {
     pub fn create(kb: &Kb) -> Result<Staging> {
-        let parent = kb.openkb_dir().join("staging");
+        // Never through a symlink: the staging folder's contents are swept as openkb's own.
+        let parent = crate::kbpath::KbPath::bookkeeping(kb, ".openkb/staging")?
+            .as_path()
+            .to_path_buf();
         std::fs::create_dir_all(&parent).with_path("cannot create folder", &parent)?;
         for attempt in 0u32.. {
             let name = format!(

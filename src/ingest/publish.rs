@@ -77,15 +77,6 @@ pub fn backup(target: &Path, backup: &Path) -> Result<bool> {
     }
 }
 
-/// Remove a file; a missing one is fine (every deletion is idempotent).
-pub fn remove_file(path: &Path) -> Result<bool> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io("cannot remove", path, e)),
-    }
-}
-
 /// Make a batch's published files and the folder entries naming them durable, before the
 /// commit that registers them. One `syncfs(2)` of the KB's filesystem does it for the whole
 /// batch (staged copies are not fsynced one by one: for 10,000 small files that is 20,000

@@ -5,10 +5,10 @@
 //! and `cli::open_kb`), so no other openkb process is mid-operation while it works: every
 //! intent it finds belongs to a process that died (or was killed) before its commit.
 
-use super::kb_path;
-use super::publish::remove_file;
+use super::prepare::STAGING_PREFIX;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
+use crate::kbpath::{KbPath, Kind};
 use crate::state::{Intent, IntentFile, IntentOp, Status, Store, intents};
 use crate::wiki;
 
@@ -27,6 +27,9 @@ pub struct Recovered {
     pub leftovers_swept: usize,
     /// Process groups of compile hooks whose openkb process died, killed.
     pub hooks_killed: usize,
+    /// Intents that could not be settled now: (operation, document, why). They never block
+    /// other work; `openkb doctor` reports them and `doctor --fix` tries again.
+    pub unsettled: Vec<(String, String, String)>,
 }
 
 impl Recovered {
@@ -51,15 +54,29 @@ pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
         }
     };
     for intent in pending {
-        settle(kb, store, &intent, &mut done)?;
+        // One intent that cannot be settled (a file that cannot be removed, an index.md that
+        // is not UTF-8) must not stop every other command on the KB: it stays recorded, and
+        // is reported here and by `openkb doctor`.
+        if let Err(e) = settle(kb, store, &intent, &mut done) {
+            let what = intent
+                .doc_name
+                .clone()
+                .unwrap_or_else(|| intent.hash.clone());
+            eprintln!(
+                "warning: could not finish an interrupted {} of {what}: {e}; it is left for \
+                 `openkb doctor --fix`",
+                intent.operation.as_str()
+            );
+            done.unsettled
+                .push((intent.operation.as_str().to_owned(), what, e.to_string()));
+        }
     }
-    let swept = super::leftovers::sweep_leftovers(kb)?;
-    done.leftovers_swept = swept.items;
-    if !done.is_empty() {
+    done.leftovers_swept = super::leftovers::sweep_leftovers(kb)?.items;
+    if done.unsettled.len() < done_count(&done) {
         eprintln!(
             "recovered interrupted work on {}: {} add(s) rolled back, {} add(s) completed, \
-             {} remove(s) finished, {} compile(s) marked failed, {} leftover(s) of dead processes removed, \
-             {} orphaned compile hook(s) killed",
+             {} remove(s) finished, {} compile(s) marked failed, {} leftover(s) of dead \
+             processes removed, {} orphaned compile hook(s) killed",
             kb.root().display(),
             done.adds_rolled_back,
             done.adds_completed,
@@ -70,6 +87,16 @@ pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
         );
     }
     Ok(done)
+}
+
+fn done_count(done: &Recovered) -> usize {
+    done.adds_rolled_back
+        + done.adds_completed
+        + done.removes_finished
+        + done.compiles_interrupted
+        + done.leftovers_swept
+        + done.hooks_killed
+        + done.unsettled.len()
 }
 
 fn settle(kb: &Kb, store: &Store, intent: &Intent, done: &mut Recovered) -> Result<()> {
@@ -130,22 +157,44 @@ pub fn roll_back_add(
     index_line_ours: Option<bool>,
 ) -> Result<()> {
     for file in files.iter().rev() {
-        let target = kb_path(kb, &file.path)?;
+        // An intent is read back from state.db: its paths are checked again, and one that is
+        // not a file openkb could have published (a folder, a KB file) is left alone.
+        let owner = doc_name.filter(|d| crate::kbpath::check_doc_name(d).is_ok());
+        if let Err(why) = crate::kbpath::owned_by_document(&file.path, owner) {
+            eprintln!("warning: left {} alone: {why}", file.path);
+            continue;
+        }
+        let target = KbPath::new(kb, &file.path)?;
         match &file.backup {
             // The target existed before the add. Its backup is made before it is replaced,
             // so a missing backup means the add never got to this file: leave it alone
             // (deleting it would lose the previous version).
             Some(backup) => {
-                let backup = kb_path(kb, backup)?;
-                match std::fs::rename(&backup, &target) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("cannot restore", &target, e)),
+                let backup = match staged_backup(kb, backup) {
+                    Ok(backup) => backup,
+                    Err(why) => {
+                        eprintln!("warning: left {} alone: {why}", target.rel());
+                        continue;
+                    }
+                };
+                if target.kind()? == Some(Kind::Folder) {
+                    eprintln!(
+                        "warning: left {} alone: it is a folder, not a file an add replaced",
+                        target.rel()
+                    );
+                } else {
+                    backup.rename_to(&target)?;
                 }
             }
-            None => {
-                remove_file(&target)?;
-            }
+            None => match target.kind()? {
+                Some(Kind::Folder) => eprintln!(
+                    "warning: left {} alone: it is a folder, not a file an add created",
+                    target.rel()
+                ),
+                _ => {
+                    target.remove_file()?;
+                }
+            },
         }
     }
     if let Some(d) = doc_name {
@@ -154,7 +203,7 @@ pub fn roll_back_add(
             None => store.find_by_doc_name(d)?.is_none(),
         };
         if remove {
-            wiki::index_remove(&kb.index_md(), &[d])?;
+            wiki::index_remove(&wiki::index_md(kb)?, &[d])?;
         }
     }
     Ok(())
@@ -163,8 +212,22 @@ pub fn roll_back_add(
 /// Remove the backups of a committed add (best effort: they live in staging, which is swept).
 pub fn drop_backups(kb: &Kb, files: &[IntentFile]) {
     for backup in files.iter().filter_map(|f| f.backup.as_deref()) {
-        if let Ok(path) = kb_path(kb, backup) {
-            let _ = remove_file(&path);
+        if let Ok(path) = staged_backup(kb, backup) {
+            let _ = path.remove_file();
         }
+    }
+}
+
+/// An add's backup: only ever a file in an openkb staging folder.
+fn staged_backup(kb: &Kb, rel: &str) -> Result<KbPath> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.as_slice() {
+        [".openkb", "staging", folder, _] if folder.starts_with(STAGING_PREFIX) => {
+            KbPath::new(kb, rel)
+        }
+        _ => Err(Error::Invalid(format!(
+            "refusing to use {rel:?} as a backup: it is not in an openkb staging folder \
+             (.openkb/staging/{STAGING_PREFIX}*/)"
+        ))),
     }
 }

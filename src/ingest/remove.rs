@@ -2,18 +2,22 @@
 //! removal itself, which recovery also uses to finish an interrupted one.
 //!
 //! The plan names the raw copy, `wiki/sources/<doc_name>.*` (and its images folder) and
-//! `wiki/summaries/<doc_name>.md`; every path is resolved inside the KB by [`super::kb_path`]
-//! first, so a legacy entry whose fields point elsewhere (an absolute `path`, `..`, a symlinked
-//! folder) can never make openkb delete outside the KB: such paths are listed as refused and
-//! left alone. The registry row delete (with its `remove` log row and the intent delete) is the
-//! commit point; everything before it is idempotent.
+//! `wiki/summaries/<doc_name>.md`. Every path must be one a document owns
+//! ([`kbpath::owned_by_document`]) and is confined to the KB ([`KbPath`]) first, so a legacy
+//! entry whose fields name a folder, a KB file or a place outside the KB can never make openkb
+//! delete it: such paths are listed as refused and left alone, and an entry `migrate` marked
+//! untrusted is only unregistered. Everything that can fail (paths, `index.md`, the pages whose
+//! links go) is read and checked before the first file is deleted. The registry row delete
+//! (with its `remove` log row and the intent delete) is the commit point; everything before it
+//! is idempotent.
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 
-use super::kb_path;
-use super::publish::remove_file;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
+use crate::kbpath::{self, KbPath, Kind, Owned};
 use crate::names;
 use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries, Store};
 use crate::wiki;
@@ -57,37 +61,99 @@ pub fn find(q: &impl Queries, identifier: &str) -> Result<Vec<Document>> {
 pub struct Plan {
     pub hash: String,
     pub name: Option<String>,
+    /// The doc_name the wiki edits use (absent when the entry's is not a valid file name).
     pub doc_name: Option<String>,
-    /// KB-relative files (and `folder/` trees) to delete, whether or not they exist now.
+    /// KB-relative files (and the `wiki/sources/images/<doc_name>/` folder) to delete,
+    /// whether or not they exist now.
     pub files: Vec<String>,
     /// Those of `files` that exist now (what the user is shown).
     pub existing: Vec<String>,
     /// Paths named by the entry that openkb will not touch, with the reason.
     pub refused: Vec<(String, String)>,
+    /// The entry was marked untrusted by `migrate`: unregister it, touch no file.
+    pub untrusted: Option<String>,
 }
 
-pub fn plan(kb: &Kb, doc: &Document, keep_raw: bool) -> Result<Plan> {
-    let doc_name = doc.display_doc_name();
-    let mut candidates: Vec<String> = Vec::new();
+/// The paths a document's entry names or implies, before any check. Lexical only, so
+/// `migrate` can judge 100k entries without touching the disk (and without copying strings).
+fn named_paths(doc: &Document, keep_raw: bool) -> Vec<Cow<'_, str>> {
+    let mut out = Vec::new();
     if !keep_raw {
         match (&doc.raw_path, &doc.name) {
-            (Some(raw), _) if !raw.is_empty() => candidates.push(raw.clone()),
+            (Some(raw), _) if !raw.is_empty() => out.push(Cow::Borrowed(raw.as_str())),
             // Entries older than raw_path had their copy at raw/<name>.
-            (_, Some(name)) if doc.path.is_none() => candidates.push(format!("raw/{name}")),
+            (_, Some(name)) if doc.path.is_none() => out.push(Cow::Owned(format!("raw/{name}"))),
             _ => {}
         }
         // A file dropped into raw/ is the document's raw file too.
         if let Some(path) = &doc.path
             && path.starts_with("raw/")
         {
-            candidates.push(path.clone());
+            out.push(Cow::Borrowed(path.as_str()));
         }
     }
     if let Some(source) = &doc.source_path
         && !source.is_empty()
     {
-        candidates.push(source.clone());
+        out.push(Cow::Borrowed(source.as_str()));
     }
+    out
+}
+
+/// Why a document's entry cannot be trusted with its files: every path it names that is not
+/// one a document owns (a folder, a KB file, a place outside the KB), and a doc_name that is
+/// not a single file name. Lexical: this is what `migrate` marks entries by.
+pub fn untrusted_reasons(doc: &Document) -> Vec<String> {
+    let doc_name = match (&doc.doc_name, &doc.name) {
+        (Some(d), _) if !d.is_empty() => Some(d.as_str()),
+        (_, Some(n)) => Some(names::stem(n)),
+        _ => None,
+    };
+    let mut reasons = Vec::new();
+    let valid_name = match doc_name {
+        Some(d) => match kbpath::check_doc_name(d) {
+            Ok(()) => true,
+            Err(why) => {
+                reasons.push(why);
+                false
+            }
+        },
+        None => true,
+    };
+    let owner = if valid_name { doc_name } else { None };
+    for path in named_paths(doc, false) {
+        let verdict = match kbpath::owned_by_document(&path, owner) {
+            Ok(Owned::Images) => Err(format!("{path:?} is a folder")),
+            Ok(_) if !valid_name => Err(format!(
+                "{path:?} cannot be checked against an invalid doc_name"
+            )),
+            other => other.map(|_| ()),
+        };
+        if let Err(why) = verdict {
+            reasons.push(why);
+        }
+    }
+    reasons
+}
+
+pub fn plan(kb: &Kb, q: &impl Queries, doc: &Document, keep_raw: bool) -> Result<Plan> {
+    let untrusted = crate::state::untrusted::reason(q, &doc.hash)?;
+    let mut refused = Vec::new();
+    // Only a doc_name that is one file name names files.
+    let doc_name = match doc.display_doc_name() {
+        Some(d) => match kbpath::check_doc_name(&d) {
+            Ok(()) => Some(d),
+            Err(why) => {
+                refused.push((d, why));
+                None
+            }
+        },
+        None => None,
+    };
+    let mut candidates: Vec<String> = named_paths(doc, keep_raw)
+        .into_iter()
+        .map(Cow::into_owned)
+        .collect();
     if let Some(d) = &doc_name {
         candidates.extend(sources_named(kb, d)?);
         candidates.push(format!("wiki/sources/images/{d}/"));
@@ -95,19 +161,35 @@ pub fn plan(kb: &Kb, doc: &Document, keep_raw: bool) -> Result<Plan> {
     }
     let mut files = Vec::new();
     let mut existing = Vec::new();
-    let mut refused = Vec::new();
+    if let Some(why) = &untrusted {
+        for candidate in candidates {
+            refused.push((
+                candidate,
+                format!("the entry is marked untrusted ({why}); it is only unregistered"),
+            ));
+        }
+        return Ok(Plan {
+            hash: doc.hash.clone(),
+            name: doc.name.clone(),
+            doc_name: None,
+            files,
+            existing,
+            refused,
+            untrusted,
+        });
+    }
     for candidate in candidates {
-        if files.contains(&candidate) {
+        if files.contains(&candidate) || refused.iter().any(|(p, _)| *p == candidate) {
             continue;
         }
-        match kb_path(kb, candidate.trim_end_matches('/')) {
-            Ok(full) => {
-                if std::fs::symlink_metadata(&full).is_ok() {
+        match check_owned(kb, &candidate, doc_name.as_deref()) {
+            Ok((_, present)) => {
+                if present {
                     existing.push(candidate.clone());
                 }
                 files.push(candidate);
             }
-            Err(e) => refused.push((candidate, e.to_string())),
+            Err(why) => refused.push((candidate, why)),
         }
     }
     Ok(Plan {
@@ -117,7 +199,40 @@ pub fn plan(kb: &Kb, doc: &Document, keep_raw: bool) -> Result<Plan> {
         files,
         existing,
         refused,
+        untrusted,
     })
+}
+
+/// Check that `candidate` (a file, or `wiki/sources/images/<doc_name>/`) is the document's to
+/// delete: owned by it, confined to the KB, and on disk a file (or the images folder) or
+/// nothing. Returns the confined path and whether something is there now.
+fn check_owned(
+    kb: &Kb,
+    candidate: &str,
+    doc_name: Option<&str>,
+) -> std::result::Result<(KbPath, bool), String> {
+    let folder = candidate.ends_with('/');
+    let rel = candidate.trim_end_matches('/');
+    let owned = kbpath::owned_by_document(rel, doc_name)?;
+    if folder != (owned == Owned::Images) {
+        return Err(format!(
+            "{candidate:?} is not one of the document's own files"
+        ));
+    }
+    let path = KbPath::new(kb, rel).map_err(|e| e.to_string())?;
+    let kind = path.kind().map_err(|e| e.to_string())?;
+    match (owned, kind) {
+        (_, None) => Ok((path, false)),
+        (Owned::Images, Some(Kind::Folder | Kind::Symlink)) => Ok((path, true)),
+        (Owned::Images, Some(_)) => Err(format!("{candidate:?} is not a folder")),
+        (_, Some(Kind::File | Kind::Symlink)) => Ok((path, true)),
+        (_, Some(Kind::Folder)) => Err(format!(
+            "{candidate:?} is a folder; a document owns only files"
+        )),
+        (_, Some(Kind::Special)) => Err(format!(
+            "{candidate:?} is not a regular file (a pipe, socket or device)"
+        )),
+    }
 }
 
 /// `wiki/sources/<doc_name>.<anything>` that exist.
@@ -143,9 +258,12 @@ fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Remove the document of `plan`: intent, files, wiki edits, then the commit. The caller
-/// holds the exclusive lock.
+/// Remove the document of `plan`: check everything, record the intent, delete the files,
+/// edit the wiki, then commit. The caller holds the exclusive lock.
 pub fn execute(kb: &Kb, store: &Store, plan: &Plan) -> Result<Option<LogEntry>> {
+    // Plan, check, act: every path and every page edit is worked out (and can fail) before
+    // the intent exists and before the first file goes.
+    let work = Work::check(kb, plan.doc_name.as_deref(), &plan.files)?;
     let files: Vec<IntentFile> = plan.files.iter().map(IntentFile::new).collect();
     let intent = store.write(|tx| {
         tx.record_intent(
@@ -155,18 +273,81 @@ pub fn execute(kb: &Kb, store: &Store, plan: &Plan) -> Result<Option<LogEntry>> 
             &files,
         )
     })?;
-    finish(
-        kb,
-        store,
-        intent,
-        &plan.hash,
-        plan.doc_name.as_deref(),
-        &files,
-    )
+    work.act(kb, store, intent, &plan.hash)
 }
 
-/// Delete the files, edit the wiki, then commit: row delete + `remove` log row + intent
-/// delete in one transaction. Safe to run again after a crash at any point.
+/// A remove checked and ready to run.
+struct Work {
+    deletions: Vec<(KbPath, bool)>,
+    edits: Vec<wiki::Edit>,
+    skipped: Vec<(String, String)>,
+}
+
+impl Work {
+    /// Confine and check every file, and work out every wiki edit, changing nothing. A file
+    /// that is no longer the document's (a folder now, a KB file) is skipped, not deleted.
+    fn check(kb: &Kb, doc_name: Option<&str>, files: &[String]) -> Result<Work> {
+        let doc_name = doc_name.filter(|d| kbpath::check_doc_name(d).is_ok());
+        let mut deletions = Vec::new();
+        let mut skipped = Vec::new();
+        for file in files {
+            match check_owned(kb, file, doc_name) {
+                Ok((path, _)) => deletions.push((path, file.ends_with('/'))),
+                Err(why) => skipped.push((file.clone(), why)),
+            }
+        }
+        let edits = match doc_name {
+            Some(d) => wiki::unlink_edits(kb, d)?,
+            None => Vec::new(),
+        };
+        Ok(Work {
+            deletions,
+            edits,
+            skipped,
+        })
+    }
+
+    fn act(self, kb: &Kb, store: &Store, intent: i64, hash: &str) -> Result<Option<LogEntry>> {
+        for (path, tree) in &self.deletions {
+            if *tree {
+                path.remove_tree()?;
+            } else {
+                path.remove_file()?;
+            }
+        }
+        for edit in &self.edits {
+            edit.apply()?;
+        }
+        for (path, why) in &self.skipped {
+            eprintln!("warning: left {path} alone: {why}");
+        }
+        super::crash_point("remove-commit");
+        let entry = store.write(|tx| {
+            let doc = tx.get(hash)?;
+            let logged = match &doc {
+                Some(doc) => {
+                    tx.remove_document(hash)?;
+                    let what = doc
+                        .name
+                        .clone()
+                        .or_else(|| doc.display_doc_name())
+                        .unwrap_or_else(|| hash.to_owned());
+                    Some(tx.append_log("remove", &what)?)
+                }
+                None => None,
+            };
+            tx.delete_intent(intent)?;
+            Ok(logged)
+        })?;
+        if let Some(entry) = &entry {
+            kb.append_log_md(entry)?;
+        }
+        Ok(entry)
+    }
+}
+
+/// Finish an interrupted remove (recovery): the same checks, then the same steps. Safe to
+/// run again after a crash at any point.
 pub fn finish(
     kb: &Kb,
     store: &Store,
@@ -175,46 +356,6 @@ pub fn finish(
     doc_name: Option<&str>,
     files: &[IntentFile],
 ) -> Result<Option<LogEntry>> {
-    for file in files {
-        let dir = file.path.ends_with('/');
-        let full = kb_path(kb, file.path.trim_end_matches('/'))?;
-        if dir {
-            match std::fs::symlink_metadata(&full) {
-                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&full)
-                    .map_err(|e| Error::io("cannot remove folder", &full, e))?,
-                Ok(_) => {
-                    remove_file(&full)?;
-                }
-                Err(_) => {}
-            }
-        } else {
-            remove_file(&full)?;
-        }
-    }
-    if let Some(d) = doc_name {
-        wiki::index_remove(&kb.index_md(), &[d])?;
-        wiki::strip_summary_links(&kb.wiki_dir(), d)?;
-    }
-    super::crash_point("remove-commit");
-    let entry = store.write(|tx| {
-        let doc = tx.get(hash)?;
-        let logged = match &doc {
-            Some(doc) => {
-                tx.remove_document(hash)?;
-                let what = doc
-                    .name
-                    .clone()
-                    .or_else(|| doc.display_doc_name())
-                    .unwrap_or_else(|| hash.to_owned());
-                Some(tx.append_log("remove", &what)?)
-            }
-            None => None,
-        };
-        tx.delete_intent(intent)?;
-        Ok(logged)
-    })?;
-    if let Some(entry) = &entry {
-        kb.append_log_md(entry)?;
-    }
-    Ok(entry)
+    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+    Work::check(kb, doc_name, &paths)?.act(kb, store, intent, hash)
 }

@@ -18,9 +18,15 @@
 //! `kb_dir` / `backup_dir`, a malformed entry) is reported and left in place for a person to
 //! look at, where the Python tool deletes it; and every path a journal names is re-rooted
 //! from its recorded `kb_dir` into the KB where it actually is now (a KB copied from another
-//! machine keeps journals with the old absolute paths). A journal naming a path that is not
-//! inside the KB once re-rooted (`..`, another absolute path, a symlinked folder leading
-//! out) is refused as a whole: recovery never writes or deletes outside the KB.
+//! machine keeps journals with the old absolute paths). A journal is refused as a whole
+//! (reported, left in place, never executed) when it names anything the Python tool's `add`
+//! could not have written: a path outside the KB once re-rooted (`..`, another absolute path,
+//! a symlinked folder leading out), a `backup_dir` that is not one folder in
+//! `.openkb/staging/`, a backup outside it, a target that is not one of the paths `add`
+//! snapshots (formats §1.8: `hashes.json`, PageIndex's files, `index.md`, `log.md`,
+//! `concepts/`, `entities/`, a summary, a source, an images folder, a file in `raw/`), or a
+//! target journaled as a file that is a folder now. Every path goes through
+//! [`crate::kbpath::KbPath`].
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -91,9 +97,11 @@ impl JournalReport {
                 "journal {name}: unreadable ({reason}); left in place, look at {} by hand",
                 self.file.display()
             ),
-            Outcome::Refused { reason } => {
-                format!("journal {name}: refused ({reason}); left in place, roll it back by hand")
-            }
+            Outcome::Refused { reason } => format!(
+                "journal {name}: refused as untrusted ({reason}); left in place and not executed. Check \
+                 the KB by hand, then move {} out of .openkb/journal/",
+                self.file.display()
+            ),
             Outcome::Failed { reason, attempts } => {
                 format!("journal {name}: rollback failed (attempt {attempts}): {reason}")
             }
@@ -131,9 +139,12 @@ pub fn inspect(kb: &Kb) -> Result<Vec<JournalReport>> {
                 Ok(journal) if journal.is_terminal() => Outcome::Discarded {
                     status: journal.status.clone(),
                 },
-                Ok(journal) => Outcome::RolledBack {
-                    operation: journal.operation.clone(),
-                    targets: journal.entries.len(),
+                Ok(journal) => match journal.check_on_disk() {
+                    Err(reason) => Outcome::Refused { reason },
+                    Ok(()) => Outcome::RolledBack {
+                        operation: journal.operation.clone(),
+                        targets: journal.entries.len(),
+                    },
                 },
             };
             JournalReport { file, outcome }
@@ -197,6 +208,8 @@ fn kb_root(kb: &Kb) -> Result<PathBuf> {
 
 struct Journal {
     file: PathBuf,
+    /// The KB root the entries were re-rooted into.
+    root: PathBuf,
     data: Value,
     status: String,
     operation: String,
@@ -230,6 +243,14 @@ fn load(file: &Path, root: &Path) -> std::result::Result<Journal, Outcome> {
         })
     };
     let backup_dir = reroot(&text_of("backup_dir")?, "backup_dir")?;
+    let refused = |reason: String| Outcome::Refused { reason };
+    let rel = |path: &Path| {
+        path.strip_prefix(root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    };
+    check_backup_dir(&rel(&backup_dir)).map_err(refused)?;
     let status = match object.get("status") {
         None | Some(Value::Null) => "active".to_owned(),
         Some(Value::String(s)) => s.clone(),
@@ -255,10 +276,19 @@ fn load(file: &Path, root: &Path) -> std::result::Result<Journal, Outcome> {
                     Some(Value::String(t)) => reroot(t, "target")?,
                     _ => return Err(unreadable("an entry has no \"target\" string".into())),
                 };
+                check_target(&rel(&target)).map_err(refused)?;
                 let backup = match item.get("backup") {
                     None | Some(Value::Null) => None,
                     Some(Value::String(b)) if b.is_empty() => None,
-                    Some(Value::String(b)) => Some(reroot(b, "backup")?),
+                    Some(Value::String(b)) => {
+                        let backup = reroot(b, "backup")?;
+                        if !backup.starts_with(&backup_dir) || backup == backup_dir {
+                            return Err(refused(format!(
+                                "backup {b:?} is not inside the journal's backup_dir"
+                            )));
+                        }
+                        Some(backup)
+                    }
                     Some(other) => {
                         return Err(unreadable(format!("backup {other} is not a string")));
                     }
@@ -270,6 +300,7 @@ fn load(file: &Path, root: &Path) -> std::result::Result<Journal, Outcome> {
     }
     Ok(Journal {
         file: file.to_path_buf(),
+        root: root.to_path_buf(),
         data,
         status,
         operation,
@@ -277,6 +308,48 @@ fn load(file: &Path, root: &Path) -> std::result::Result<Journal, Outcome> {
         entries,
         attempts,
     })
+}
+
+/// A journal's `backup_dir` must be one folder in `.openkb/staging/`, as the Python tool
+/// makes them (`rollback-<hex>`): discarding a journal deletes it.
+fn check_backup_dir(rel: &str) -> std::result::Result<(), String> {
+    match rel.split('/').collect::<Vec<_>>().as_slice() {
+        [".openkb", "staging", name] if !name.is_empty() && !name.starts_with('.') => Ok(()),
+        _ => Err(format!(
+            "backup_dir {rel:?} is not a folder in .openkb/staging/ (where the Python tool \
+             keeps its backups)"
+        )),
+    }
+}
+
+/// The paths the Python tool's `add` snapshots (formats §1.8), and nothing else: a journal
+/// naming another path is not one the Python tool wrote, and is never executed.
+fn check_target(rel: &str) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let allowed = match parts.as_slice() {
+        [".openkb", "hashes.json"] => true,
+        [".openkb", db] => ["", "-wal", "-shm", "-journal"]
+            .iter()
+            .any(|suffix| *db == format!("pageindex.db{suffix}")),
+        [".openkb", "files", rest @ ..] => rest.len() >= 2,
+        ["wiki", "index.md" | "log.md" | "concepts" | "entities"] => true,
+        ["wiki", "summaries", page] => page.ends_with(".md"),
+        ["wiki", "sources", "images", doc] => !doc.is_empty(),
+        ["wiki", "sources", file] => *file != "images",
+        ["raw", rest @ ..] => !rest.is_empty(),
+        _ => false,
+    };
+    if allowed
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && *p != "." && *p != "..")
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "target {rel:?} is not a path the Python tool's add could have written"
+        ))
+    }
 }
 
 /// `path` (absolute, under the journal's `recorded_kb`) moved into `root`. Refuses anything
@@ -302,17 +375,15 @@ fn reroot(path: &Path, recorded_kb: &Path, root: &Path) -> std::result::Result<P
     {
         return Err("is openkb's state database".into());
     }
-    let moved = root.join(relative);
-    // A symlinked folder on the way could lead out of the KB: resolve the deepest existing
-    // ancestor of the parent and check it is still inside.
-    let parent = moved.parent().unwrap_or(root);
-    if let Some(existing) = parent.ancestors().find(|a| a.exists())
-        && let Ok(resolved) = existing.canonicalize()
-        && !resolved.starts_with(root)
-    {
-        return Err("goes through a symlink that leads out of the knowledge base".into());
-    }
-    Ok(moved)
+    let relative = relative
+        .to_str()
+        .ok_or_else(|| "is not valid UTF-8".to_owned())?;
+    crate::kbpath::KbPath::under(root, relative)
+        .map(|path| path.as_path().to_path_buf())
+        .map_err(|e| match e {
+            Error::Invalid(message) => message,
+            other => other.to_string(),
+        })
 }
 
 impl Journal {
@@ -331,6 +402,9 @@ impl Journal {
                     attempts: self.attempts,
                 },
             };
+        }
+        if let Err(reason) = self.check_on_disk() {
+            return Outcome::Refused { reason };
         }
         match self.rollback() {
             Ok(()) => {
@@ -358,6 +432,28 @@ impl Journal {
                 }
             }
         }
+    }
+
+    /// Before anything is rolled back: a target the Python tool snapshots as a file must not
+    /// be a folder now (rolling it back would delete the whole folder).
+    fn check_on_disk(&self) -> std::result::Result<(), String> {
+        for (target, _) in &self.entries {
+            let rel = target.strip_prefix(&self.root).unwrap_or(target);
+            let rel = rel.to_string_lossy();
+            let folder_target = matches!(
+                rel.split('/').collect::<Vec<_>>().as_slice(),
+                ["wiki", "concepts" | "entities"]
+                    | ["wiki", "sources", "images", _]
+                    | [".openkb", "files", ..]
+            );
+            let is_folder = fs::symlink_metadata(target).is_ok_and(|m| m.is_dir());
+            if is_folder && !folder_target {
+                return Err(format!(
+                    "target {rel:?} is a folder, but the Python tool only journals a file there"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn rollback(&self) -> Result<()> {

@@ -124,6 +124,10 @@ pub struct Plan {
     /// Documents to insert, in registry order.
     pub new_documents: Vec<Document>,
     pub shared_doc_names: Vec<SharedDocName>,
+    /// Entries whose paths openkb will not act on (a folder, a KB file, outside the KB, a
+    /// doc_name that is not a file name): imported as they are and marked, so that `remove`
+    /// only unregisters them. (hash, why).
+    pub untrusted: Vec<(String, String)>,
     /// Drift: entries already in `state.db` with the same metadata.
     pub unchanged: usize,
     pub conflicts: Vec<Conflict>,
@@ -330,6 +334,7 @@ fn new_plan(
         shapes: shapes(entries),
         new_documents: Vec::new(),
         shared_doc_names: Vec::new(),
+        untrusted: Vec::new(),
         unchanged: 0,
         conflicts: Vec::new(),
         updated_documents: Vec::new(),
@@ -379,7 +384,18 @@ fn plan_initial(
         super::move_doc_name_to_extra(&mut documents[i]);
     }
     plan.new_documents = documents;
+    plan.untrusted = untrusted_of(plan.new_documents.iter());
     plan
+}
+
+/// The documents whose entries name paths openkb will not act on, and why.
+fn untrusted_of<'a>(documents: impl Iterator<Item = &'a Document>) -> Vec<(String, String)> {
+    documents
+        .filter_map(|doc| {
+            let reasons = crate::ingest::remove::untrusted_reasons(doc);
+            (!reasons.is_empty()).then(|| (doc.hash.clone(), reasons.join("; ")))
+        })
+        .collect()
 }
 
 /// The three-way merge: base = what openkb last handed to the Python tool
@@ -548,6 +564,8 @@ fn plan_drift(
             None => plan.new_documents.push(doc),
         }
     }
+    // An entry the Python tool edited is judged again, like a new one.
+    plan.untrusted = untrusted_of(plan.new_documents.iter().chain(&plan.updated_documents));
     Ok(plan)
 }
 
@@ -771,6 +789,9 @@ fn write_import(
         tx.upsert_document(doc)?;
     }
     imports::append_documents(tx, &plan.new_documents)?;
+    for (hash, reason) in &plan.untrusted {
+        tx.mark_untrusted(hash, reason)?;
+    }
     imports::append_log_entries(
         tx,
         plan.log_entries.iter().map(|e| {

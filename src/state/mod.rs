@@ -28,6 +28,7 @@ pub mod intents;
 pub mod log;
 pub mod python_base;
 pub mod schema;
+pub mod untrusted;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

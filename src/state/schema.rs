@@ -79,6 +79,10 @@ pub const MIGRATIONS: &[Migration] = &[
         step: Step::Sql(include_str!("../../migrations/0008_python_base.sql")),
     },
     Migration {
+        name: "0005_untrusted_entries",
+        step: Step::Sql(include_str!("../../migrations/0005_untrusted_entries.sql")),
+    },
+    Migration {
         name: "0007_intent_hooks",
         step: Step::Sql(include_str!("../../migrations/0007_intent_hooks.sql")),
     },

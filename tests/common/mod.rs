@@ -436,7 +436,10 @@ pub fn tree_snapshot(root: &Path, skip: &[&str]) -> BTreeMap<String, String> {
             if skip.iter().any(|s| rel.starts_with(s)) {
                 continue;
             }
-            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            // SQLite may delete a -wal/-shm as a pool closes its last connection.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             let kind = if meta.file_type().is_symlink() {
                 format!("link -> {:?}", std::fs::read_link(&path).expect("link"))
             } else if meta.is_dir() {
@@ -497,4 +500,102 @@ pub fn kb_snapshot(kb: &Path) -> (BTreeMap<String, String>, Vec<String>) {
         tree_snapshot(kb, &[".openkb/state.db", ".openkb/ingest.lock"]),
         db_rows(kb),
     )
+}
+
+/// Paths a write command may change in any KB besides a document's own files: the database,
+/// the lock file, the log page, openkb's staging area.
+pub const BOOKKEEPING_CHANGES: &[&str] = &[
+    ".openkb/state.db",
+    ".openkb/ingest.lock",
+    ".openkb/staging",
+    "wiki/log.md",
+];
+
+/// A canary folder outside a KB plus tree snapshots (paths, content hashes, modes, mtimes,
+/// symlink targets) of it and of the KB, taken when the guard is made. [`Guard::assert_only`]
+/// then checks that nothing outside changed and nothing inside changed but the named paths.
+pub struct Guard {
+    pub canary: PathBuf,
+    kb: PathBuf,
+    canary_before: BTreeMap<String, String>,
+    kb_before: BTreeMap<String, String>,
+}
+
+impl Guard {
+    /// Make `<dir>/canary` (files an attack could aim at: a page, a PDF, a source, a summary,
+    /// a nested folder; old mtimes, so a touch would show) and snapshot it and `kb`.
+    pub fn new(dir: &Path, kb: &Path) -> Guard {
+        let canary = dir.join("canary");
+        for (rel, text) in [
+            ("victim.md", "# victim\n"),
+            ("victim.pdf", "%PDF victim\n"),
+            ("sources/victim.md", "# source victim\n"),
+            ("summaries/victim.md", "# summary victim\n"),
+            ("deep/page.md", "[[summaries/victim]]\n"),
+        ] {
+            let path = canary.join(rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            if !path.exists() {
+                std::fs::write(&path, text).expect("write");
+                let f = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .expect("open");
+                f.set_modified(
+                    std::time::SystemTime::UNIX_EPOCH
+                        + std::time::Duration::from_secs(1_600_000_000),
+                )
+                .expect("mtime");
+            }
+        }
+        let mut guard = Guard {
+            canary_before: BTreeMap::new(),
+            kb_before: BTreeMap::new(),
+            canary,
+            kb: kb.to_path_buf(),
+        };
+        guard.retake();
+        guard
+    }
+
+    /// Snapshot again (after setting up the attack inside the KB).
+    pub fn retake(&mut self) {
+        self.canary_before = tree_snapshot(&self.canary, &[]);
+        self.kb_before = tree_snapshot(&self.kb, &[]);
+    }
+
+    /// KB-relative paths created, deleted or changed since the snapshot.
+    pub fn changed(&self) -> Vec<String> {
+        let after = tree_snapshot(&self.kb, &[]);
+        let mut keys: BTreeSet<&String> = self.kb_before.keys().collect();
+        keys.extend(after.keys());
+        keys.into_iter()
+            .filter(|k| self.kb_before.get(*k) != after.get(*k))
+            .cloned()
+            .collect()
+    }
+
+    /// Nothing outside the KB changed; inside, only paths starting with one of `allowed` (and
+    /// [`BOOKKEEPING_CHANGES`]) did. `context` is shown on failure (the commands' output).
+    pub fn assert_only(&self, allowed: &[&str], context: &str) {
+        assert_eq!(
+            tree_snapshot(&self.canary, &[]),
+            self.canary_before,
+            "something outside the KB changed:\n{context}"
+        );
+        let unexpected: Vec<String> = self
+            .changed()
+            .into_iter()
+            .filter(|p| {
+                !allowed
+                    .iter()
+                    .chain(BOOKKEEPING_CHANGES)
+                    .any(|a| p.starts_with(a))
+            })
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "KB paths changed that are not the document's own: {unexpected:?}\n{context}"
+        );
+    }
 }

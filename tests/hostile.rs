@@ -1,0 +1,507 @@
+//! Hostile input: registry entries, crash journals, intents, symlinks and names that try to
+//! make openkb delete or write what is not a document's own. Every test keeps a canary folder
+//! outside the KB and a snapshot of the KB ([`common::Guard`]) and asserts that nothing outside
+//! changed and nothing inside changed but the named document's own files.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Env, Guard, Run, copy_fixture_kb, hash_of, run};
+use openkb::state::{Document, IntentFile, IntentOp, Status};
+use serde_json::{Value, json};
+
+fn show(runs: &[(&str, &Run)]) -> String {
+    runs.iter()
+        .map(|(what, r)| format!("{what} -> {}\n{}{}", r.code, r.stdout, r.stderr))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A copy of the legacy fixture at `<env>/kb` with `extra` entries added to its hashes.json.
+fn legacy_with(env: &Env, extra: &[(String, Value)]) {
+    copy_fixture_kb(&env.kb());
+    let path = env.kb().join(".openkb/hashes.json");
+    let mut registry: serde_json::Map<String, Value> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for (hash, entry) in extra {
+        registry.insert(hash.clone(), entry.clone());
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&registry).unwrap()).unwrap();
+}
+
+/// Legacy entries whose paths name folders or the KB's own files.
+fn dangerous_entries() -> Vec<(String, Value)> {
+    let paths = [
+        ("raw_path", "raw/"),
+        ("raw_path", "raw"),
+        ("raw_path", "wiki/"),
+        ("raw_path", "wiki/sources/images/"),
+        ("raw_path", ".openkb/state.db"),
+        ("raw_path", ".openkb/config.yaml"),
+        ("source_path", "wiki/index.md"),
+        ("path", "raw/"),
+        ("source_path", "wiki/AGENTS.md"),
+        ("raw_path", "wiki/log.md"),
+    ];
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| {
+            let mut entry = json!({
+                "name": format!("hostile-{i}.md"),
+                "doc_name": format!("hostile-{i}"),
+                "type": "md",
+            });
+            entry[*key] = json!(value);
+            (hash_of(9000 + i as u64), entry)
+        })
+        .collect()
+}
+
+#[test]
+fn legacy_entries_naming_folders_or_kb_files_are_kept_marked_and_never_touched() {
+    let env = Env::new();
+    let entries = dangerous_entries();
+    legacy_with(&env, &entries);
+    env.write("kb/wiki/sources/images/doc-001-shard/fig.png", "png");
+    let migrate = run(env.cmd().arg("migrate"));
+    assert_eq!(migrate.code, 0, "{}", migrate.stderr);
+    assert_eq!(
+        migrate.stdout.matches("marked untrusted").count(),
+        entries.len(),
+        "{}",
+        migrate.stdout
+    );
+    // Nothing of the registry was dropped.
+    assert_eq!(env.docs().len(), 50 + entries.len());
+    let mut guard = Guard::new(env.path(), &env.kb());
+    guard.retake();
+
+    let doctor = run(env.cmd().args(["doctor", "--json"]));
+    let report: Value = serde_json::from_str(&doctor.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    let untrusted: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["check"] == "untrusted-entry")
+        .collect();
+    assert_eq!(untrusted.len(), entries.len(), "{}", doctor.stdout);
+    // doctor no longer recommends removing by a path it must not delete.
+    for f in findings.iter().filter(|f| f["check"] == "missing-raw") {
+        assert!(
+            !f["message"].as_str().unwrap().contains("hostile"),
+            "{}",
+            f["message"]
+        );
+    }
+
+    let mut runs = Vec::new();
+    for i in 0..entries.len() {
+        let name = format!("hostile-{i}.md");
+        let out = run(env.cmd().args(["remove", "-y", &name]));
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        assert!(out.stdout.contains("touch no file"), "{}", out.stdout);
+        runs.push((name, out));
+    }
+    let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    guard.assert_only(&[], &show(&shown));
+    assert_eq!(env.docs().len(), 50);
+    // No intent was left that could block later work: add and doctor --fix just work.
+    let file = env.write("in/after.md", "# after\n");
+    let add = run(env.cmd().arg("add").arg(&file));
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let fix = run(env.cmd().args(["doctor", "--fix"]));
+    assert!(
+        fix.stdout.contains("no interrupted operations"),
+        "{}",
+        fix.stdout
+    );
+    for dir in ["raw", "wiki", "wiki/sources/images"] {
+        assert!(env.kb().join(dir).is_dir(), "{dir} is gone");
+    }
+    for file in [".openkb/config.yaml", "wiki/index.md", "wiki/AGENTS.md"] {
+        assert!(env.kb().join(file).is_file(), "{file} is gone");
+    }
+}
+
+#[test]
+fn an_intent_naming_folders_and_kb_files_settles_without_deleting_them() {
+    let env = Env::with_kb();
+    let a = env.write("in/a.md", "# a\n");
+    assert_eq!(run(env.cmd().arg("add").arg(&a)).code, 0);
+    let hash = env.doc_named("a").unwrap().hash;
+    // What a `raw_path` of `raw` used to leave behind, and worse.
+    env.store()
+        .write(|tx| {
+            tx.record_intent(
+                IntentOp::Remove,
+                &hash,
+                Some("a"),
+                &[
+                    IntentFile::new("raw"),
+                    IntentFile::new("wiki/"),
+                    IntentFile::new(".openkb/config.yaml"),
+                    IntentFile::new("wiki/sources/images/"),
+                    IntentFile::new("raw/a.md"),
+                    IntentFile::new("wiki/sources/a.md"),
+                ],
+            )?;
+            // An add that "created" KB files: rolling it back must not delete them.
+            tx.record_intent(
+                IntentOp::Add,
+                &hash_of(4242),
+                Some("z"),
+                &[
+                    IntentFile::new("wiki/index.md"),
+                    IntentFile::new("wiki/AGENTS.md"),
+                    IntentFile::new(".openkb/config.yaml"),
+                    IntentFile::new("raw"),
+                    IntentFile {
+                        path: "raw/z.md".into(),
+                        backup: Some(".openkb/config.yaml".into()),
+                    },
+                ],
+            )
+        })
+        .unwrap();
+    let guard = Guard::new(env.path(), &env.kb());
+    let b = env.write("in/b.md", "# b\n");
+    let add = run(env.cmd().arg("add").arg(&b));
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    assert!(add.stderr.contains("left raw alone"), "{}", add.stderr);
+    assert!(
+        add.stderr.contains("left wiki/AGENTS.md alone"),
+        "{}",
+        add.stderr
+    );
+    guard.assert_only(
+        &[
+            "raw/a.md",
+            "wiki/sources/a.md",
+            "raw/b.md",
+            "wiki/sources/b.md",
+            "wiki/index.md",
+        ],
+        &show(&[("add", &add)]),
+    );
+    assert!(env.doc_named("a").is_none());
+    assert!(env.doc_named("b").is_some());
+    common::assert_consistent(&env);
+}
+
+#[test]
+fn an_intent_that_cannot_settle_blocks_nothing_and_doctor_fix_settles_it() {
+    let env = Env::with_kb();
+    let a = env.write("in/a.md", "# a\n");
+    let b = env.write("in/b.md", "# b\n");
+    assert_eq!(run(env.cmd().arg("add").arg(&a).arg(&b)).code, 0);
+    env.set_config("compile_command: 'true'\n");
+    let hash = env.doc_named("a").unwrap().hash;
+    env.store()
+        .write(|tx| {
+            tx.record_intent(
+                IntentOp::Remove,
+                &hash,
+                Some("a"),
+                &[IntentFile::new("raw/a.md")],
+            )
+        })
+        .unwrap();
+    // index.md cannot be edited: the remove cannot finish, and must not half-happen.
+    let index = env.kb().join("wiki/index.md");
+    let good_index = std::fs::read(&index).unwrap();
+    let mut bad = good_index.clone();
+    bad.extend_from_slice(b"\xff\xfe broken\n");
+    std::fs::write(&index, &bad).unwrap();
+    let guard = Guard::new(env.path(), &env.kb());
+
+    // An unrelated write (compiling b) still runs, with a warning about the intent.
+    let compile = run(env.cmd().args(["compile", "b"]));
+    assert_eq!(compile.code, 0, "{}", compile.stderr);
+    assert!(
+        compile.stderr.contains("could not finish"),
+        "{}",
+        compile.stderr
+    );
+    assert_eq!(env.doc_named("b").unwrap().status, Status::Compiled);
+    assert!(
+        env.kb().join("raw/a.md").is_file(),
+        "a half-done remove deleted raw/a.md"
+    );
+    guard.assert_only(&[], &show(&[("compile", &compile)]));
+
+    let doctor = run(env.cmd().arg("doctor"));
+    assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains("interrupted remove of a"),
+        "{}",
+        doctor.stdout
+    );
+
+    std::fs::write(&index, &good_index).unwrap();
+    let fix = run(env.cmd().args(["doctor", "--fix"]));
+    assert!(
+        fix.stdout.contains("1 remove(s) finished"),
+        "{}",
+        fix.stdout
+    );
+    assert!(!env.kb().join("raw/a.md").exists());
+    assert!(env.doc_named("a").is_none());
+}
+
+#[test]
+fn remove_checks_everything_before_it_deletes_the_first_file() {
+    let env = Env::with_kb();
+    let a = env.write("in/a.md", "# a\n");
+    assert_eq!(run(env.cmd().arg("add").arg(&a)).code, 0);
+    let index = env.kb().join("wiki/index.md");
+    let mut bytes = std::fs::read(&index).unwrap();
+    bytes.extend_from_slice(b"- caf\xe9 (latin-1)\n");
+    std::fs::write(&index, &bytes).unwrap();
+    let before = common::kb_snapshot(&env.kb());
+    let guard = Guard::new(env.path(), &env.kb());
+
+    let out = run(env.cmd().args(["remove", "-y", "a"]));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("index.md") && out.stderr.contains("not valid UTF-8"),
+        "{}",
+        out.stderr
+    );
+    guard.assert_only(&[], &show(&[("remove", &out)]));
+    assert_eq!(common::kb_snapshot(&env.kb()), before);
+    assert!(env.doc_named("a").is_some());
+    let reader = env.store().reader().unwrap();
+    assert!(
+        openkb::state::intents::unfinished(&reader)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A Python journal at `<kb>/.openkb/journal/<name>.json`.
+fn write_journal(kb: &Path, name: &str, backup_dir: &str, entries: Value) {
+    let kb_text = kb.canonicalize().unwrap().display().to_string();
+    let journal = json!({
+        "version": 1, "operation": "add", "status": "active", "kb_dir": kb_text,
+        "backup_dir": backup_dir.replace("<kb>", &kb_text),
+        "entries": serde_json::from_str::<Value>(
+            &entries.to_string().replace("<kb>", &kb_text)
+        ).unwrap(),
+    });
+    let dir = kb.join(".openkb/journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.json")), journal.to_string()).unwrap();
+}
+
+#[test]
+fn python_journals_naming_kb_folders_are_reported_and_never_executed() {
+    let env = Env::new();
+    copy_fixture_kb(&env.kb());
+    let kb = env.kb();
+    std::fs::create_dir_all(kb.join("raw/keep")).unwrap();
+    std::fs::write(kb.join("raw/keep/precious.md"), "keep").unwrap();
+    let staging = "<kb>/.openkb/staging/rollback-1";
+    write_journal(&kb, "a", "<kb>/raw", json!([]));
+    write_journal(&kb, "b", "<kb>/.openkb", json!([]));
+    write_journal(
+        &kb,
+        "c",
+        staging,
+        json!([{"target": "<kb>/.openkb", "backup": null}]),
+    );
+    write_journal(
+        &kb,
+        "d",
+        staging,
+        json!([{"target": "<kb>/wiki", "backup": null}]),
+    );
+    write_journal(
+        &kb,
+        "e",
+        staging,
+        json!([{"target": "<kb>/raw", "backup": null}]),
+    );
+    write_journal(
+        &kb,
+        "f",
+        staging,
+        json!([{"target": "<kb>/raw/keep", "backup": null}]),
+    );
+    write_journal(
+        &kb,
+        "g",
+        staging,
+        json!([{"target": "<kb>/wiki/index.md", "backup": "<kb>/raw/doc-001-shard.md"}]),
+    );
+    let guard = Guard::new(env.path(), &kb);
+
+    let migrate = run(env.cmd().arg("migrate"));
+    assert_ne!(migrate.code, 0);
+    for name in ["a", "b", "c", "d", "e", "f", "g"] {
+        assert!(
+            migrate
+                .stderr
+                .contains(&format!("journal {name}.json: refused as untrusted")),
+            "{name}: {}",
+            migrate.stderr
+        );
+    }
+    guard.assert_only(&[], &show(&[("migrate", &migrate)]));
+    assert!(!kb.join(".openkb/state.db").exists());
+
+    let doctor = run(env.cmd().arg("doctor"));
+    assert_eq!(
+        doctor.stdout.matches("refused as untrusted").count(),
+        7,
+        "{}",
+        doctor.stdout
+    );
+    guard.assert_only(&[], &show(&[("doctor", &doctor)]));
+}
+
+/// Each bookkeeping path replaced by a symlink into the canary: every command that would
+/// write through it refuses with a message naming it, and nothing changes anywhere.
+#[test]
+fn bookkeeping_files_are_never_followed_through_symlinks() {
+    for (rel, target) in [
+        ("wiki/log.md", "victim.md"),
+        ("wiki/index.md", "victim.md"),
+        ("wiki/reports", "deep"),
+        (".openkb/staging", "deep"),
+        (".openkb/ingest.lock", "new.lock"),
+        (".openkb/state.db", "new.db"),
+        (".openkb/state.db-wal", "new.db-wal"),
+    ] {
+        let env = Env::with_kb();
+        let a = env.write("in/a.md", "# a\n");
+        assert_eq!(run(env.cmd().arg("add").arg(&a)).code, 0);
+        let mut guard = Guard::new(env.path(), &env.kb());
+        let path = env.kb().join(rel);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else if rel != ".openkb/state.db" {
+            // (a -wal is removed when the last connection closes: the link replaces it)
+            let _ = std::fs::remove_file(&path);
+        } else {
+            // The database moves aside; the link would make openkb create a new one outside.
+            std::fs::rename(&path, env.path().join("state.db.kept")).unwrap();
+            let _ = std::fs::remove_file(env.kb().join(".openkb/state.db-wal"));
+            let _ = std::fs::remove_file(env.kb().join(".openkb/state.db-shm"));
+        }
+        std::os::unix::fs::symlink(guard.canary.join(target), &path).unwrap();
+        guard.retake();
+
+        let b = env.write("in/b.md", "# b\n");
+        let mut runs = Vec::new();
+        for args in [
+            vec!["add".to_owned(), b.display().to_string()],
+            vec!["lint".into(), "--fix".into()],
+            vec!["remove".into(), "-y".into(), "a".into()],
+            vec!["doctor".into(), "--fix".into()],
+        ] {
+            let out = run(env.cmd().args(&args));
+            runs.push((args.join(" "), out));
+        }
+        let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+        let context = format!("{rel}:\n{}", show(&shown));
+        for (what, out) in &runs {
+            assert_ne!(out.code, 0, "{what} ran through a symlinked {context}");
+            assert!(
+                out.stderr.contains("symbolic link"),
+                "{what}: no clear message\n{context}"
+            );
+        }
+        guard.assert_only(&[], &context);
+        if rel.starts_with(".openkb/state.db") || rel.ends_with(".lock") {
+            // Even a read would open the database or the lock file through the link.
+            let list = run(env.cmd().arg("list"));
+            assert_ne!(list.code, 0, "list read through a symlinked {rel}");
+            assert!(list.stderr.contains("symbolic link"), "{}", list.stderr);
+            guard.assert_only(&[], &format!("list: {}", list.stderr));
+        }
+        let doctor = run(env.cmd().arg("doctor"));
+        assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+        assert!(
+            doctor.stdout.contains(&format!("{rel} is a symbolic link")),
+            "{}",
+            doctor.stdout
+        );
+        guard.assert_only(&[], &format!("doctor: {}", doctor.stdout));
+    }
+}
+
+#[test]
+fn the_hook_sees_only_validated_names_and_paths() {
+    let env = Env::with_kb();
+    let marker = env.path().join("hook-ran");
+    env.set_config(&format!(
+        "compile_command: echo \"$OPENKB_DOC_NAME $OPENKB_RAW_PATH\" >> {}\n",
+        marker.display()
+    ));
+    let mut guard = Guard::new(env.path(), &env.kb());
+    let hostile = [
+        ("../../canary/victim", Some("../canary/victim.md"), None),
+        ("dots", Some("raw/../../canary/victim.md"), None),
+        ("kbfile", Some("wiki/index.md"), None),
+        ("abs", Some("/etc/passwd"), None),
+        ("src", Some("raw/src.md"), Some("wiki/summaries/src.md")),
+        ("ctl\nname", Some("raw/ctl.md"), None),
+    ];
+    env.store()
+        .write(|tx| {
+            for (i, (doc_name, raw, source)) in hostile.iter().enumerate() {
+                tx.upsert_document(&Document {
+                    name: Some(format!("h{i}.md")),
+                    doc_name: Some((*doc_name).to_owned()),
+                    doc_type: Some("md".into()),
+                    raw_path: raw.map(str::to_owned),
+                    source_path: source.map(str::to_owned),
+                    status: Status::Pending,
+                    ..Document::new(hash_of(7000 + i as u64))
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    guard.retake();
+    let out = run(env.cmd().args(["compile", "--pending"]));
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        !marker.exists(),
+        "the hook ran: {}",
+        std::fs::read_to_string(&marker).unwrap()
+    );
+    for doc in env.docs() {
+        assert_eq!(doc.status, Status::Failed, "{:?}", doc.doc_name);
+        assert!(
+            doc.error
+                .as_deref()
+                .is_some_and(|e| e.contains("refused before compile_command ran")),
+            "{:?}",
+            doc.error
+        );
+    }
+    guard.assert_only(&[], &show(&[("compile", &out)]));
+}
+
+#[test]
+fn a_valid_document_still_reaches_the_hook() {
+    let env = Env::with_kb();
+    let marker = env.path().join("hook-ran");
+    env.set_config(&format!(
+        "compile_command: echo \"$OPENKB_DOC_NAME|$OPENKB_RAW_PATH\" >> {}\n",
+        marker.display()
+    ));
+    let a = env.write("in/a.md", "# a\n");
+    let add = run(env.cmd().arg("add").arg(&a));
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let seen = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(
+        seen.trim(),
+        format!(
+            "a|{}",
+            env.kb().canonicalize().unwrap().join("raw/a.md").display()
+        )
+    );
+}
