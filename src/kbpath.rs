@@ -119,6 +119,9 @@ impl KbPath {
             Ok(meta) if meta.is_file() => Ok(Some(Kind::File)),
             Ok(_) => Ok(Some(Kind::Special)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // A name too long for the file system names nothing there (a rollback of an add
+            // that failed for that reason must not fail, or warn, on it).
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidFilename => Ok(None),
             Err(e) => Err(Error::io("cannot read", &self.full, e)),
         }
     }
@@ -135,6 +138,7 @@ impl KbPath {
         match fs::remove_file(&self.full) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidFilename => Ok(false),
             Err(e) => Err(Error::io("cannot remove", &self.full, e)),
         }
     }
@@ -362,6 +366,15 @@ mod tests {
         .unwrap();
         let kb = Kb::at(&dir.path().join("kb")).unwrap();
         (dir, kb)
+    }
+
+    #[test]
+    fn a_name_too_long_for_the_file_system_is_absent() {
+        let (_dir, kb) = kb_with_outside();
+        let long = KbPath::new(&kb, &format!("raw/{}.md", "d".repeat(300))).unwrap();
+        assert_eq!(long.kind().unwrap(), None);
+        assert!(!long.remove_file().unwrap());
+        assert!(!long.remove_tree().unwrap());
     }
 
     #[test]

@@ -358,7 +358,9 @@ pub fn render_report(timestamp: &str, analysis: &Analysis) -> String {
             } else {
                 ""
             };
-            structural.push_str(&format!("- {}{fixed}\n", issue.describe()));
+            // Page names and link targets are file names: escaped, one line per issue.
+            let text = issue.describe();
+            structural.push_str(&format!("- {}{fixed}\n", crate::names::escape_line(&text)));
         }
     }
     let structural = structural.trim_end();

@@ -262,7 +262,9 @@ fn wait_with_deadline(
     timeout: Duration,
     try_once: impl Fn(&File) -> Result<(), TryLockError>,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+    // `None` (a deadline past what `Instant` can hold) waits as long as it takes; with
+    // LOCK_TIMEOUT_MAX_SECS it does not happen, but an addition that can panic is no bound.
+    let deadline = Instant::now().checked_add(timeout);
     let mut pause = Duration::from_millis(5);
     loop {
         match try_once(file) {
@@ -271,30 +273,56 @@ fn wait_with_deadline(
             Err(TryLockError::WouldBlock) => {}
         }
         let now = Instant::now();
-        if now >= deadline {
+        if deadline.is_some_and(|d| now >= d) {
             return Err(Error::LockTimeout {
                 kb: subject.to_path_buf(),
                 seconds: timeout.as_secs_f64(),
             });
         }
-        std::thread::sleep(pause.min(deadline - now));
+        let left = deadline.map_or(pause, |d| d.saturating_duration_since(now));
+        std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
+/// The longest wait `OPENKB_LOCK_TIMEOUT` may ask for: a week is already "wait for a
+/// person"; anything longer is a typo, and unset means forever.
+pub const LOCK_TIMEOUT_MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
 /// `OPENKB_LOCK_TIMEOUT` as a duration; unset or empty means wait forever.
 pub fn lock_timeout() -> Result<Option<Duration>> {
-    let Ok(raw) = std::env::var(LOCK_TIMEOUT_ENV) else {
-        return Ok(None);
+    let raw = match std::env::var(LOCK_TIMEOUT_ENV) {
+        Ok(raw) => raw,
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Err(std::env::VarError::NotUnicode(raw)) => {
+            return Err(Error::Invalid(format!(
+                "{LOCK_TIMEOUT_ENV}={raw:?} is not a number of seconds (e.g. 30 or 0.5); \
+                 unset it to wait as long as it takes"
+            )));
+        }
     };
+    parse_lock_timeout(&raw)
+}
+
+/// The value of `OPENKB_LOCK_TIMEOUT`: seconds from 0 to [`LOCK_TIMEOUT_MAX_SECS`].
+pub fn parse_lock_timeout(raw: &str) -> Result<Option<Duration>> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(None);
     }
+    // Shown with {:?} and cut: the value is the user's, of any length and content.
+    let shown = crate::names::truncate_bytes(raw, 64);
     match raw.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
+        Ok(secs) if (0.0..=LOCK_TIMEOUT_MAX_SECS).contains(&secs) => Ok(Some(
+            Duration::try_from_secs_f64(secs.abs()).unwrap_or(Duration::ZERO),
+        )),
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Err(Error::Invalid(format!(
+            "{LOCK_TIMEOUT_ENV}={shown:?} is too long a wait (at most {LOCK_TIMEOUT_MAX_SECS} \
+             seconds, a week); unset it to wait as long as it takes"
+        ))),
         _ => Err(Error::Invalid(format!(
-            "{LOCK_TIMEOUT_ENV}={raw:?} is not a number of seconds (e.g. 30 or 0.5)"
+            "{LOCK_TIMEOUT_ENV}={shown:?} is not a number of seconds from 0 to \
+             {LOCK_TIMEOUT_MAX_SECS} (e.g. 30 or 0.5); unset it to wait as long as it takes"
         ))),
     }
 }

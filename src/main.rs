@@ -15,11 +15,12 @@ fn main() -> ExitCode {
     match openkb::cli::run(cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", openkb::names::shown_message(&err.to_string()));
             if verbose > 0 {
                 let mut source = std::error::Error::source(&err);
                 while let Some(cause) = source {
-                    eprintln!("  caused by: {cause}");
+                    let text = cause.to_string();
+                    eprintln!("  caused by: {}", openkb::names::shown_message(&text));
                     source = cause.source();
                 }
             }

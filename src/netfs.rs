@@ -287,14 +287,20 @@ fn unescape_mountinfo(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
+        // `\400` and up name no byte: kept as written (and no u8 overflow).
+        let octal = bytes.get(i + 1..i + 4).and_then(|digits| {
+            digits
                 .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
+                .try_fold(0u32, |n, b| {
+                    (b'0'..=b'7')
+                        .contains(b)
+                        .then(|| n * 8 + u32::from(b - b'0'))
+                })
+                .and_then(|n| u8::try_from(n).ok())
+        });
+        if bytes[i] == b'\\'
+            && let Some(value) = octal
         {
-            let value =
-                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(value);
             i += 4;
         } else {
@@ -347,6 +353,13 @@ fn has_xattr(path: &Path, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded_and_bad_ones_kept() {
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_mountinfo("/mnt/\\777x\\04"), "/mnt/\\777x\\04");
+        assert_eq!(unescape_mountinfo("\\"), "\\");
+    }
 
     #[test]
     fn names_are_classified() {

@@ -26,13 +26,24 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::KbPath;
+use crate::names;
 
 /// The header of the section `index.md` lists documents in.
 const DOCUMENTS_HEADER: &str = "## Documents";
 
-/// The index line of a document added by openkb, in the Python compiler's shape.
+/// The index line of a document added by openkb, in the Python compiler's shape. Both names
+/// are escaped by [`names::escape_line`], so a name holding a newline cannot add lines of its
+/// own to the index; in the file name shown after the link, `[[` and `]]` are written
+/// `[\u{5b}` and `]\u{5d}` as well, so that it cannot hold a wikilink of its own (which
+/// `remove` of the linked document would take for its line).
 pub fn index_line(doc_name: &str, name: &str) -> String {
-    format!("- [[summaries/{doc_name}]] (short) — {name}")
+    let shown = names::escape_line(name)
+        .replace("[[", "[\\u{5b}")
+        .replace("]]", "]\\u{5d}");
+    format!(
+        "- [[summaries/{}]] (short) — {shown}",
+        names::escape_line(doc_name)
+    )
 }
 
 /// `wiki/index.md`, confined as a bookkeeping file (never written through a symlink).
@@ -49,7 +60,7 @@ pub fn index_insert(index_md: &KbPath, entries: &[(String, String)]) -> Result<V
     let mut inserted = Vec::new();
     let mut block = String::new();
     for (doc_name, line) in entries.iter().rev() {
-        if linked.contains(doc_name.as_str()) || inserted.contains(doc_name) {
+        if linked.contains(names::escape_line(doc_name).as_ref()) || inserted.contains(doc_name) {
             continue;
         }
         block.push_str(line);
@@ -304,8 +315,10 @@ fn line_links(line: &str, doc_name: &str) -> bool {
     links(line).iter().any(|l| is_summary_of(l, doc_name))
 }
 
+/// A link names a summary by its escaped doc_name (what [`index_line`] writes); for every
+/// doc_name a file can have, that is the doc_name itself.
 fn is_summary_of(link: &Link<'_>, doc_name: &str) -> bool {
-    page_key(link.target).strip_prefix("summaries/") == Some(doc_name)
+    page_key(link.target).strip_prefix("summaries/") == Some(names::escape_line(doc_name).as_ref())
 }
 
 /// One `[[...]]` occurrence in a page.

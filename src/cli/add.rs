@@ -91,6 +91,7 @@ impl Printer {
 }
 
 fn print_line(text: &str, to_stdout: bool) {
+    let text = crate::names::shown_message(text);
     if to_stdout {
         println!("{text}");
     } else {
@@ -116,7 +117,11 @@ impl Reporter for Printer {
         match outcome {
             Outcome::Added { doc_name, status } => {
                 self.line(
-                    format!("added {} as {doc_name} ({status})", path.display()),
+                    format!(
+                        "added {} as {} ({status})",
+                        crate::names::shown(&path.to_string_lossy()),
+                        crate::names::shown(doc_name)
+                    ),
                     true,
                 );
             }
@@ -125,7 +130,7 @@ impl Reporter for Printer {
                     self.line(
                         format!(
                             "skipped {}: already registered (same content)",
-                            path.display()
+                            crate::names::shown(&path.to_string_lossy())
                         ),
                         false,
                     );
@@ -133,10 +138,22 @@ impl Reporter for Printer {
             }
             Outcome::Skipped(why) => {
                 if self.show_skipped || self.verbose {
-                    self.line(format!("skipped {}: {why}", path.display()), false);
+                    self.line(
+                        format!(
+                            "skipped {}: {why}",
+                            crate::names::shown(&path.to_string_lossy())
+                        ),
+                        false,
+                    );
                 }
             }
-            Outcome::Failed(e) => self.line(format!("failed {}: {e}", path.display()), false),
+            Outcome::Failed(e) => self.line(
+                format!(
+                    "failed {}: {e}",
+                    crate::names::shown(&path.to_string_lossy())
+                ),
+                false,
+            ),
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);

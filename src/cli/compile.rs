@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::ingest;
+use crate::names;
 use crate::state::{Document, IntentFile, IntentOp, Queries, Status};
 
 const AFTER_HELP: &str = "\
@@ -106,7 +107,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         {
             continue;
         }
-        let label = doc.display_doc_name().unwrap_or_else(|| doc.hash.clone());
+        let label = doc
+            .display_doc_name()
+            .map_or_else(|| doc.hash.clone(), |d| names::shown(&d).into_owned());
         let files: Vec<IntentFile> = Vec::new();
         let intent = store.write(|tx| {
             tx.record_intent(
@@ -136,7 +139,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             }
             Err(message) => {
                 failed += 1;
-                eprintln!("failed {label}: {message}");
+                eprintln!("failed {label}: {}", names::shown_message(&message));
             }
         }
     }

@@ -98,5 +98,9 @@ fn line(f: &Finding) -> String {
         (false, Severity::Warning) => "warning",
         (false, Severity::Problem) => "PROBLEM",
     };
-    format!("{tag:<7} {}: {}", f.check, f.message)
+    format!(
+        "{tag:<7} {}: {}",
+        f.check,
+        crate::names::shown_line(&f.message)
+    )
 }

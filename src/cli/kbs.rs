@@ -78,7 +78,8 @@ pub fn list(_ctx: &super::Ctx, args: KbsArgs) -> Result<()> {
             (true, false) => "  (not a knowledge base any more)",
             (false, _) => "  (missing)",
         };
-        println!("{mark} {}{note}", kb.path);
+        // global.yaml is a file anyone can edit: its paths are shown like names.
+        println!("{mark} {}{note}", crate::names::shown(&kb.path));
     }
     if default.is_some() {
         println!("(* the default: used outside any knowledge base)");

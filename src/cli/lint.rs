@@ -91,7 +91,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     } else {
         for issue in &analysis.issues {
             let tag = if issue.fixed { "fixed  " } else { "issue  " };
-            println!("{tag}{}", lint::describe(issue));
+            let text = lint::describe(issue);
+            println!("{tag}{}", crate::names::shown_line(&text));
         }
         if args.fix && pages_rewritten > 0 {
             println!("Rewrote {pages_rewritten} page(s) to turn broken links into plain text.");

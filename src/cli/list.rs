@@ -71,13 +71,21 @@ fn write_table(out: &mut impl Write, docs: &[Document]) -> std::io::Result<()> {
         .iter()
         .map(|d| {
             [
-                d.name.clone().unwrap_or_else(|| "-".into()),
-                d.doc_type.clone().unwrap_or_else(|| "-".into()),
-                d.display_doc_name().unwrap_or_else(|| "-".into()),
+                d.name.as_deref().map_or_else(|| "-".into(), shown_owned),
+                d.doc_type
+                    .as_deref()
+                    .map_or_else(|| "-".into(), shown_owned),
+                d.display_doc_name()
+                    .as_deref()
+                    .map_or_else(|| "-".into(), shown_owned),
                 d.status.to_string(),
             ]
         })
         .collect();
     super::table::write(out, ["NAME", "TYPE", "DOC_NAME", "STATUS"], &rows)?;
     writeln!(out, "{} document(s)", rows.len())
+}
+
+fn shown_owned(text: &str) -> String {
+    crate::names::shown(text).into_owned()
 }

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use crate::error::{IoContext, Result};
 use crate::lock::LockMode;
+use crate::names;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,7 +41,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         writeln!(
             out,
             "[{}] {} | {}",
-            entry.timestamp, entry.operation, entry.description
+            names::shown(&entry.timestamp),
+            names::shown(&entry.operation),
+            names::escape_line(&entry.description)
         )
         .with_path("cannot write", "standard output")?;
     }

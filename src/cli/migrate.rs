@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::legacy::journal::JournalReport;
 use crate::legacy::migrate::{self, Options, Outcome, Plan, file_name};
+use crate::names;
 use crate::state::imports::ImportKind;
 
 #[derive(Debug, clap::Args)]
@@ -48,7 +49,11 @@ fn run_all(options: Options) -> Result<()> {
                 format!("FAILED: {}", e.to_string().replace('\n', "\n    "))
             }
         };
-        println!("{}: {line}", path.display());
+        println!(
+            "{}: {}",
+            names::shown(&path.to_string_lossy()),
+            names::shown_message(&line)
+        );
     }
     if failed > 0 {
         return Err(Error::Invalid(format!(
@@ -156,7 +161,7 @@ fn print_outcome(kb: &Kb, outcome: &Outcome, dry_run: bool, verbose: u8) {
 
 fn print_journals(journals: &[JournalReport], dry_run: bool) {
     for journal in journals {
-        println!("  {}", journal.describe(dry_run));
+        println!("  {}", names::shown_line(&journal.describe(dry_run)));
     }
 }
 
@@ -214,11 +219,11 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
                 println!(
                     "    updated: {} ({}) as the Python tool changed it",
                     doc.hash,
-                    doc.name.as_deref().unwrap_or("no name")
+                    names::shown(doc.name.as_deref().unwrap_or("no name"))
                 );
             }
             for removal in &plan.removals {
-                let name = removal.name.as_deref().unwrap_or("no name");
+                let name = names::shown(removal.name.as_deref().unwrap_or("no name"));
                 if removal.applied {
                     println!(
                         "    removed: {} ({name}), as the Python tool did",
@@ -238,7 +243,7 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
                     "    conflict: {} ({}) differs in {}: {}; the file's version stays in \
                      .openkb/{moved}",
                     conflict.hash,
-                    conflict.name.as_deref().unwrap_or("no name"),
+                    names::shown(conflict.name.as_deref().unwrap_or("no name")),
                     conflict.keys.join(", "),
                     conflict.resolution
                 );
@@ -247,9 +252,11 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
     }
     for shared in &plan.shared_doc_names {
         println!(
-            "    doc_name {:?} of {} is already owned by {}: kept in its extra keys (exported \
+            "    doc_name \"{}\" of {} is already owned by {}: kept in its extra keys (exported \
              unchanged)",
-            shared.doc_name, shared.hash, shared.owner
+            names::shown(&shared.doc_name),
+            shared.hash,
+            shared.owner
         );
     }
     for (hash, why) in &plan.untrusted {
@@ -277,7 +284,9 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
         for entry in &plan.log_entries {
             println!(
                 "    [{}] {} | {}",
-                entry.timestamp, entry.operation, entry.description
+                names::shown(&entry.timestamp),
+                names::shown(&entry.operation),
+                names::escape_line(&entry.description)
             );
         }
     }
@@ -294,6 +303,6 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
         println!("  (`openkb export --legacy-json` writes it back for the Python tool)");
     }
     for warning in &plan.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {}", names::shown_message(warning));
     }
 }

@@ -147,6 +147,9 @@ pub(crate) fn warn_if_registry_reappeared(kb: &Kb) {
 
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    // Every command that may wait for the lock reads it; checked first, so that a bad value is
+    // the same clear error whatever the command and whatever else is wrong.
+    crate::lock::lock_timeout()?;
     let ctx = Ctx {
         kb_dir: cli.kb_dir,
         verbose: cli.verbose,

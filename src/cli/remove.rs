@@ -3,11 +3,14 @@
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
 use crate::lock::LockMode;
+use crate::names;
 use crate::state::{Document, Queries};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The documents: each by its file name, its doc_name, or a unique part of either
+    /// The documents: each by its file name, its doc_name, its hash (or a unique prefix of at
+    /// least 4 hex digits, as the plan and `openkb list --json` show it), or a unique part of
+    /// its name or doc_name
     #[arg(required = true, value_name = "IDENTIFIER")]
     identifiers: Vec<String>,
     /// Keep the copy in raw/
@@ -45,6 +48,12 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             problems.push("nothing was removed".to_owned());
             return Err(Error::Invalid(problems.join("\n")));
         }
+        // What the command as a whole does: a file shared only among the targets goes.
+        let hashes: Vec<String> = targets.iter().map(|(d, _)| d.hash.clone()).collect();
+        let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+        for (_, plan) in &mut targets {
+            remove::leave_shared(&reader, plan, &hashes)?;
+        }
         targets
     };
     for (doc, plan) in &targets {
@@ -68,16 +77,24 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             );
             continue;
         };
-        let removed = open
-            .store
-            .reader()
-            .and_then(|reader| remove::plan(&open.kb, &reader, &doc, args.keep_raw))
-            .and_then(|plan| remove::execute(&open.kb, &open.store, &plan).map(|_| plan));
+        let removed = open.store.reader().and_then(|reader| {
+            let mut plan = remove::plan(&open.kb, &reader, &doc, args.keep_raw)?;
+            // One document at a time: a file another target shares goes with the last of them,
+            // so a failure part-way never leaves a registered document without its files.
+            remove::leave_shared(&reader, &mut plan, &[])?;
+            drop(reader);
+            remove::execute(&open.kb, &open.store, &plan).map(|_| plan)
+        });
         match removed {
             Ok(plan) => println!("removed {}", label(&doc, plan.doc_name.as_deref())),
             Err(e) => {
                 failed += 1;
-                eprintln!("failed to remove {}: {e}", label(&doc, None));
+                let message = e.to_string();
+                eprintln!(
+                    "failed to remove {}: {}",
+                    label(&doc, None),
+                    names::shown_message(&message)
+                );
             }
         }
     }
@@ -91,11 +108,13 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
 }
 
 fn label(doc: &Document, doc_name: Option<&str>) -> String {
-    doc.name
+    let text = doc
+        .name
         .clone()
         .or_else(|| doc_name.map(str::to_owned))
         .or_else(|| doc.display_doc_name())
-        .unwrap_or_else(|| doc.hash.clone())
+        .unwrap_or_else(|| doc.hash.clone());
+    names::shown(&text).into_owned()
 }
 
 /// The one document `identifier` names (see `ingest::remove::find`); none or several is an error
@@ -108,30 +127,40 @@ pub(super) fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
         ))),
         1 => Ok(found.remove(0)),
         n => {
-            let listed: Vec<String> = found
+            let mut listed: Vec<String> = found
                 .iter()
+                .take(CANDIDATES_SHOWN)
                 .map(|d| {
                     format!(
-                        "  {}  (doc_name {}, {})",
-                        d.name.as_deref().unwrap_or("-"),
-                        d.display_doc_name().as_deref().unwrap_or("-"),
-                        d.path.as_deref().unwrap_or("no path")
+                        "  {}  {}  (doc_name {}, {})",
+                        &d.hash[..12],
+                        names::shown(d.name.as_deref().unwrap_or("-")),
+                        names::shown(d.display_doc_name().as_deref().unwrap_or("-")),
+                        names::shown(d.path.as_deref().unwrap_or("no path"))
                     )
                 })
                 .collect();
+            if n > CANDIDATES_SHOWN {
+                listed.push(format!("  ... and {} more", n - CANDIDATES_SHOWN));
+            }
             Err(Error::Invalid(format!(
-                "{n} documents match {identifier:?}; name one by its doc_name:\n{}",
+                "{n} documents match {:?}; name one by its hash (the first column; a unique \
+                 prefix is enough):\n{}",
+                names::shown(identifier),
                 listed.join("\n")
             )))
         }
     }
 }
 
+/// How many candidates an ambiguous identifier lists.
+const CANDIDATES_SHOWN: usize = 20;
+
 fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
     println!(
         "Remove {} (doc_name {}, hash {}):",
-        doc.name.as_deref().unwrap_or("-"),
-        plan.doc_name.as_deref().unwrap_or("-"),
+        names::shown(doc.name.as_deref().unwrap_or("-")),
+        names::shown(plan.doc_name.as_deref().unwrap_or("-")),
         &doc.hash[..12]
     );
     if let Some(why) = &plan.untrusted {
@@ -141,20 +170,32 @@ fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
         );
     }
     for file in &plan.existing {
-        println!("  delete {file}");
+        println!("  delete {}", names::shown(file));
     }
-    if let Some(d) = &plan.doc_name {
-        println!("  drop its line from wiki/index.md and links to [[summaries/{d}]]");
+    match (&plan.doc_name, &plan.wiki_shared_with) {
+        (Some(_), Some(other)) => println!(
+            "  keep wiki/index.md and summary links: document {} has the same doc_name",
+            &other[..other.len().min(12)]
+        ),
+        (Some(d), None) => println!(
+            "  drop its line from wiki/index.md and links to [[summaries/{}]]",
+            names::shown(d)
+        ),
+        (None, _) => {}
     }
     println!(
         "  unregister it (log: remove | {})",
-        doc.name.as_deref().unwrap_or("-")
+        names::shown(doc.name.as_deref().unwrap_or("-"))
     );
     if keep_raw {
         println!("  keep the copy in raw/ (--keep-raw)");
     }
     for (path, why) in &plan.refused {
-        println!("  leave {path} alone: {why}");
+        println!(
+            "  leave {} alone: {}",
+            names::shown(path),
+            names::shown(why)
+        );
     }
 }
 

@@ -147,7 +147,8 @@ fn files_of(kb: &Kb, doc: &Document, doc_name: Option<&str>) -> Vec<File> {
 
 fn print_text(o: &Output<'_>) {
     let d = &o.document;
-    let or_dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    // Every value is the registry's (a legacy entry's): shown escaped and cut, like all names.
+    let or_dash = |v: Option<&str>| crate::names::shown(v.unwrap_or("-")).into_owned();
     println!("{}", or_dash(d.name));
     let mut rows: Vec<(&str, String)> = vec![
         ("doc_name", or_dash(d.doc_name.as_deref())),
@@ -156,11 +157,12 @@ fn print_text(o: &Output<'_>) {
         ("status", d.status.to_owned()),
     ];
     if let Some(error) = d.error {
+        let error = crate::names::shown_message(error);
         rows.push(("error", error.replace('\n', "\n             ")));
     }
     for (key, value) in [("path", d.path), ("doc_id", d.doc_id), ("origin", d.origin)] {
         if let Some(v) = value {
-            rows.push((key, v.to_owned()));
+            rows.push((key, crate::names::shown(v).into_owned()));
         }
     }
     if let Some(pages) = d.pages {
@@ -181,13 +183,18 @@ fn print_text(o: &Output<'_>) {
             Some(false) => "missing",
             None => "not looked at (outside the knowledge base)",
         };
-        println!("  {:<9}{}  {state}", f.role, f.path);
+        println!("  {:<9}{}  {state}", f.role, crate::names::shown(&f.path));
     }
     println!("Log:");
     if o.log.is_empty() {
         println!("  (no rows name it)");
     }
     for e in &o.log {
-        println!("  [{}] {} | {}", e.timestamp, e.operation, e.description);
+        println!(
+            "  [{}] {} | {}",
+            crate::names::shown(&e.timestamp),
+            crate::names::shown(&e.operation),
+            crate::names::escape_line(&e.description)
+        );
     }
 }

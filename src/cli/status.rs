@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::error::{IoContext, Result};
 use crate::lock::LockMode;
+use crate::names;
 use crate::state::{LogEntry, Queries, StatusCounts};
 
 #[derive(Debug, clap::Args)]
@@ -87,7 +88,12 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         .collect();
     println!("Wiki: {}", wiki.join(", "));
     let when = |e: &Option<LogEntry>| match e {
-        Some(e) => format!("{} ({} | {})", e.timestamp, e.operation, e.description),
+        Some(e) => format!(
+            "{} ({} | {})",
+            e.timestamp,
+            names::shown(&e.operation),
+            names::shown(&e.description)
+        ),
         None => "never".to_owned(),
     };
     println!("Last compile: {}", when(&report.last_compile));

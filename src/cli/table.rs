@@ -29,8 +29,10 @@ pub fn write<const N: usize>(
             if i + 1 == N {
                 writeln!(out, "{cell}")?;
             } else {
-                let pad = widths[i] - display_width(cell);
-                write!(out, "{cell}{:pad$}  ", "")?;
+                // Not `{:pad$}`: a format width above u16::MAX panics, and a cell can be as
+                // long as a name in a legacy registry.
+                let pad = widths[i].saturating_sub(display_width(cell));
+                write!(out, "{cell}{}  ", " ".repeat(pad))?;
             }
         }
         Ok(())

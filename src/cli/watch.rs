@@ -37,11 +37,20 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let raw = raw
         .canonicalize()
         .map_err(|e| Error::io("cannot resolve", &raw, e))?;
-    let debounce = std::env::var(DEBOUNCE_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(Duration::from_secs(2));
+    // A testing knob, bounded all the same: the debouncer adds it to `Instant`s, which panics
+    // past what they can hold.
+    let debounce = match std::env::var_os(DEBOUNCE_ENV) {
+        None => Duration::from_secs(2),
+        Some(v) => match v.to_str().and_then(|v| v.trim().parse::<u64>().ok()) {
+            Some(ms) if ms <= 3_600_000 => Duration::from_millis(ms),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{DEBOUNCE_ENV}={:?} is not a number of milliseconds from 0 to 3600000",
+                    crate::names::truncate_bytes(&v.to_string_lossy(), 64)
+                )));
+            }
+        },
+    };
 
     ingest::stop_cleanly_on_interrupt();
     // Re-read each time: a compile_command set while watching takes effect.
@@ -107,7 +116,11 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                 &options()?,
                 &mut printer,
             ) {
-                eprintln!("failed {}: {e}", path.display());
+                eprintln!(
+                    "failed {}: {}",
+                    crate::names::shown(&path.to_string_lossy()),
+                    crate::names::shown_message(&e.to_string())
+                );
             }
         }
     }

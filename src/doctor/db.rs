@@ -91,6 +91,12 @@ pub fn check(kb: &Kb, full: bool) -> Result<(Vec<Finding>, DbState)> {
         }
         DbHealth::Inspected(report) => report,
     };
+    if report.user_version < 0 {
+        return broken(format!(
+            "has schema version {}, which openkb never writes (another program changed it)",
+            report.user_version
+        ));
+    }
     let pragma = if full {
         "integrity_check"
     } else {

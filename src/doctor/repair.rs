@@ -84,7 +84,10 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
     }
     let expected = super::render_log_md(&store.reader()?)?;
     let current = std::fs::read(kb.log_md()).ok();
-    if current.as_deref() != Some(expected.as_bytes()) {
+    let up_to_date = current
+        .as_deref()
+        .is_some_and(|c| c == expected.as_bytes() || super::files::same_entries(c, &expected));
+    if !up_to_date {
         let kept = keep_entries_the_table_lacks(kb, current.as_deref(), &expected)?;
         crate::kbpath::KbPath::bookkeeping(kb, "wiki/log.md")?.write_atomic(expected.as_bytes())?;
         let kept = match kept {

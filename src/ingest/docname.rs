@@ -8,6 +8,11 @@
 //! 3. else the sanitized stem, with `-<first 8 hex of sha256(path key)>` appended when another
 //!    document already owns that name.
 //!
+//! A new name is cut (at a char boundary) so that every file named after it fits the file
+//! system's 255-byte limit on a name (`NAME_MAX`): the raw copy `<doc_name><suffix>` and the
+//! wiki pages `<doc_name>.md`, with the disambiguator included. The Python tool would fail to
+//! write such files; names that already fit are unchanged.
+//!
 //! Every lookup uses the store's indexes (`find_by_path`, `find_by_name_key`); the registry is
 //! never scanned. `Claims` carries the names and legacy entries taken by earlier files of the
 //! same batch, which are published together and not yet committed.
@@ -123,18 +128,31 @@ pub fn resolve(q: &impl Queries, path_key: &str, stem: &str, claims: &Claims) ->
             });
         }
     }
+    let budget = name_budget(names::suffix(path_key));
     let clean = sanitize(stem);
+    let clean = names::truncate_bytes(&clean, budget);
     let taken =
-        claims.name_keys.contains(&names::nfkc(&clean)) || !q.find_by_name_key(&clean)?.is_empty();
+        claims.name_keys.contains(&names::nfkc(clean)) || !q.find_by_name_key(clean)?.is_empty();
     let doc_name = if taken {
-        format!("{clean}-{}", &sha256_hex(path_key.as_bytes())[..8])
+        let disambiguator = &sha256_hex(path_key.as_bytes())[..8];
+        let cut = names::truncate_bytes(clean, budget.saturating_sub(disambiguator.len() + 1));
+        format!("{cut}-{disambiguator}")
     } else {
-        clean
+        clean.to_owned()
     };
     Ok(Resolved {
         doc_name,
         origin: Origin::New,
     })
+}
+
+/// Bytes in a file name (Linux, macOS and Windows file systems alike).
+pub const NAME_MAX: usize = 255;
+
+/// The longest doc_name whose files all fit [`NAME_MAX`]: the raw copy keeps the original
+/// `suffix`, wiki pages get `.md`.
+pub fn name_budget(suffix: &str) -> usize {
+    NAME_MAX.saturating_sub(suffix.len().max(".md".len()))
 }
 
 #[cfg(test)]

@@ -14,11 +14,15 @@ use std::process::{Child, ExitStatus};
 /// Lines of the hook's stderr kept in the error shown and stored for `status`.
 pub const ERROR_TAIL_LINES: usize = 20;
 
-/// What prefixes the hook's lines for `doc`: its doc_name, else the start of its hash.
+/// What prefixes the hook's lines for `doc`: its doc_name (escaped like every name shown),
+/// else the start of its hash.
 pub fn label(doc: &crate::state::Document) -> String {
     doc.display_doc_name()
         .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| doc.hash.chars().take(12).collect())
+        .map_or_else(
+            || doc.hash.chars().take(12).collect(),
+            |d| crate::names::shown(&d).into_owned(),
+        )
 }
 
 /// Show one line of the hook's output: stdout always, stderr when `show_stderr` (`-v`).

@@ -161,7 +161,11 @@ pub fn roll_back_add(
         // not a file openkb could have published (a folder, a KB file) is left alone.
         let owner = doc_name.filter(|d| crate::kbpath::check_doc_name(d).is_ok());
         if let Err(why) = crate::kbpath::owned_by_document(&file.path, owner) {
-            eprintln!("warning: left {} alone: {why}", file.path);
+            eprintln!(
+                "warning: left {} alone: {}",
+                crate::names::shown(&file.path),
+                crate::names::shown_line(&why)
+            );
             continue;
         }
         let target = KbPath::new(kb, &file.path)?;
@@ -173,14 +177,18 @@ pub fn roll_back_add(
                 let backup = match staged_backup(kb, backup) {
                     Ok(backup) => backup,
                     Err(why) => {
-                        eprintln!("warning: left {} alone: {why}", target.rel());
+                        eprintln!(
+                            "warning: left {} alone: {}",
+                            crate::names::shown(target.rel()),
+                            crate::names::shown_line(&why.to_string())
+                        );
                         continue;
                     }
                 };
                 if target.kind()? == Some(Kind::Folder) {
                     eprintln!(
                         "warning: left {} alone: it is a folder, not a file an add replaced",
-                        target.rel()
+                        crate::names::shown(target.rel())
                     );
                 } else {
                     backup.rename_to(&target)?;
@@ -189,7 +197,7 @@ pub fn roll_back_add(
             None => match target.kind()? {
                 Some(Kind::Folder) => eprintln!(
                     "warning: left {} alone: it is a folder, not a file an add created",
-                    target.rel()
+                    crate::names::shown(target.rel())
                 ),
                 _ => {
                     target.remove_file()?;

@@ -22,15 +22,34 @@ use crate::names;
 use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries, Store};
 use crate::wiki;
 
-/// Documents matching `identifier`: exact `name`, else exact doc_name, else case-insensitive
-/// substring of either (the Python tool's order). More than one is for the caller to refuse.
+/// Shortest hash prefix taken as an identifier: shorter hex strings are too likely to be
+/// meant as (part of) a name.
+pub const MIN_HASH_PREFIX: usize = 4;
+
+/// Documents matching `identifier`: its whole hash, else exact `name`, else exact doc_name,
+/// else a hash prefix of at least [`MIN_HASH_PREFIX`] hex digits (any case), else a
+/// case-insensitive substring of name or doc_name (the Python tool's order, with hashes added
+/// because two legacy entries can share both names). More than one is for the caller to refuse.
 pub fn find(q: &impl Queries, identifier: &str) -> Result<Vec<Document>> {
+    let hash_prefix = identifier.to_ascii_lowercase();
+    let is_hash_prefix = hash_prefix.len() >= MIN_HASH_PREFIX
+        && hash_prefix.len() <= 64
+        && hash_prefix.bytes().all(|b| b.is_ascii_hexdigit());
+    if names::is_valid_hash(&hash_prefix)
+        && let Some(doc) = q.get(&hash_prefix)?
+    {
+        return Ok(vec![doc]);
+    }
     let mut by_name = Vec::new();
     let mut by_doc_name = Vec::new();
+    let mut by_hash = Vec::new();
     let mut by_substring = Vec::new();
     let needle = identifier.to_lowercase();
     q.for_each_document(&mut |doc| {
         let doc_name = doc.display_doc_name();
+        if is_hash_prefix && doc.hash.starts_with(&hash_prefix) {
+            by_hash.push(doc.clone());
+        }
         if doc.name.as_deref() == Some(identifier) {
             by_name.push(doc);
         } else if doc_name.as_deref() == Some(identifier) {
@@ -51,6 +70,8 @@ pub fn find(q: &impl Queries, identifier: &str) -> Result<Vec<Document>> {
         by_name
     } else if !by_doc_name.is_empty() {
         by_doc_name
+    } else if !by_hash.is_empty() {
+        by_hash
     } else {
         by_substring
     })
@@ -72,6 +93,9 @@ pub struct Plan {
     pub refused: Vec<(String, String)>,
     /// The entry was marked untrusted by `migrate`: unregister it, touch no file.
     pub untrusted: Option<String>,
+    /// Another document with the same doc_name (its hash): the index line and summary links
+    /// are its too, and stay.
+    pub wiki_shared_with: Option<String>,
 }
 
 /// The paths a document's entry names or implies, before any check. Lexical only, so
@@ -176,6 +200,7 @@ pub fn plan(kb: &Kb, q: &impl Queries, doc: &Document, keep_raw: bool) -> Result
             existing,
             refused,
             untrusted,
+            wiki_shared_with: None,
         });
     }
     for candidate in candidates {
@@ -200,7 +225,56 @@ pub fn plan(kb: &Kb, q: &impl Queries, doc: &Document, keep_raw: bool) -> Result
         existing,
         refused,
         untrusted,
+        wiki_shared_with: None,
     })
+}
+
+/// Leave alone what another registered document also names: two legacy entries can share a
+/// raw copy or a doc_name (the Python tool let that happen), and removing one must not take
+/// the other's files or wiki pages with it. `removed_too`: hashes the same command removes as
+/// well (their claims do not count). Call after [`plan`], under the same lock.
+pub fn leave_shared(q: &impl Queries, plan: &mut Plan, removed_too: &[&str]) -> Result<()> {
+    let other = |hash: &str| hash != plan.hash && !removed_too.contains(&hash);
+    let owner_of_name = match &plan.doc_name {
+        Some(d) => q
+            .find_by_name_key(d)?
+            .into_iter()
+            .find(|o| other(&o.hash) && o.display_doc_name().as_deref() == Some(d))
+            .map(|o| o.hash),
+        None => None,
+    };
+    let mut kept = Vec::new();
+    for file in std::mem::take(&mut plan.files) {
+        let by_path = q
+            .claimants_of_path(file.trim_end_matches('/'))?
+            .into_iter()
+            .find(|h| other(h));
+        let by_name = plan
+            .doc_name
+            .as_deref()
+            .filter(|d| names_doc_name_file(&file, d))
+            .and(owner_of_name.clone());
+        match by_path.or(by_name) {
+            Some(hash) => plan.refused.push((
+                file,
+                format!("also the file of document {}", &hash[..hash.len().min(12)]),
+            )),
+            None => kept.push(file),
+        }
+    }
+    plan.existing.retain(|f| kept.contains(f));
+    plan.files = kept;
+    plan.wiki_shared_with = owner_of_name;
+    Ok(())
+}
+
+/// True for the files [`plan`] derives from a doc_name rather than from the entry's paths.
+fn names_doc_name_file(file: &str, doc_name: &str) -> bool {
+    file == format!("wiki/summaries/{doc_name}.md")
+        || file == format!("wiki/sources/images/{doc_name}/")
+        || file
+            .strip_prefix("wiki/sources/")
+            .is_some_and(|f| !f.contains('/') && names::stem(f) == doc_name)
 }
 
 /// Check that `candidate` (a file, or `wiki/sources/images/<doc_name>/`) is the document's to
@@ -263,16 +337,15 @@ fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
 pub fn execute(kb: &Kb, store: &Store, plan: &Plan) -> Result<Option<LogEntry>> {
     // Plan, check, act: every path and every page edit is worked out (and can fail) before
     // the intent exists and before the first file goes.
-    let work = Work::check(kb, plan.doc_name.as_deref(), &plan.files)?;
+    // A doc_name another document shares: its index line and links are that one's too.
+    let doc_name = plan
+        .doc_name
+        .as_deref()
+        .filter(|_| plan.wiki_shared_with.is_none());
+    let work = Work::check(kb, doc_name, &plan.files)?;
     let files: Vec<IntentFile> = plan.files.iter().map(IntentFile::new).collect();
-    let intent = store.write(|tx| {
-        tx.record_intent(
-            IntentOp::Remove,
-            &plan.hash,
-            plan.doc_name.as_deref(),
-            &files,
-        )
-    })?;
+    let intent =
+        store.write(|tx| tx.record_intent(IntentOp::Remove, &plan.hash, doc_name, &files))?;
     work.act(kb, store, intent, &plan.hash)
 }
 
@@ -319,7 +392,11 @@ impl Work {
             edit.apply()?;
         }
         for (path, why) in &self.skipped {
-            eprintln!("warning: left {path} alone: {why}");
+            eprintln!(
+                "warning: left {} alone: {}",
+                names::shown(path),
+                names::shown_line(why)
+            );
         }
         super::crash_point("remove-commit");
         let entry = store.write(|tx| {

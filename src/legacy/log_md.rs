@@ -10,10 +10,17 @@
 //! than the `# Operations Log` header, become entries with operation [`UNPARSED`], an empty
 //! timestamp and the block's exact text as description: the history stays complete and the
 //! odd text can be found with `openkb log --op unparsed`.
+//!
+//! openkb itself writes every field escaped by [`names::escape_line`] (one line per entry,
+//! unparsed text as `## [] unparsed | <escaped text>`), and this parser unescapes them, so
+//! that rendering the log table and parsing the page gives the table back and a name can never
+//! turn into an entry of its own. A Python-tool description that happens to hold a literal
+//! `\u{HEX}` is read as that character.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::names;
 
 /// Operation of a log row that holds text which was not a well-formed entry.
 pub const UNPARSED: &str = "unparsed";
@@ -93,14 +100,15 @@ fn parse_block(block: &str) -> LegacyLogEntry {
         let rest = block.strip_prefix("## [")?;
         let (timestamp, rest) = rest.split_once("] ")?;
         let (operation, description) = rest.split_once(" | ")?;
-        let well_formed = !timestamp.is_empty()
+        // openkb renders a kept unparsed block with an empty timestamp.
+        let well_formed = (!timestamp.is_empty() || operation == UNPARSED)
             && !timestamp.contains('\n')
             && !operation.is_empty()
             && !operation.contains('\n');
         well_formed.then(|| LegacyLogEntry {
-            timestamp: timestamp.to_owned(),
-            operation: operation.to_owned(),
-            description: description.to_owned(),
+            timestamp: names::unescape_line(timestamp).into_owned(),
+            operation: names::unescape_line(operation).into_owned(),
+            description: names::unescape_line(description).into_owned(),
         })
     })();
     parsed.unwrap_or_else(|| unparsed(block))

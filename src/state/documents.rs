@@ -202,6 +202,20 @@ pub(crate) fn find_by_path(conn: &Connection, path: &str) -> rusqlite::Result<Op
     .optional()
 }
 
+/// Hashes of the documents (registry order) whose `path`, `raw_path` or `source_path` is
+/// `path`: who claims a file.
+pub(crate) fn claimants_of_path(conn: &Connection, path: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT hash FROM documents WHERE hash IN (
+             SELECT hash FROM documents WHERE path = ?1
+             UNION SELECT hash FROM documents WHERE raw_path = ?1
+             UNION SELECT hash FROM documents WHERE source_path = ?1)
+         ORDER BY position",
+    )?
+    .query_map([path], |r| r.get(0))?
+    .collect()
+}
+
 pub(crate) fn find_by_doc_name(
     conn: &Connection,
     doc_name: &str,

@@ -3,6 +3,8 @@
 use rusqlite::{Connection, Row, params};
 use serde::Serialize;
 
+use crate::names;
+
 /// Header of a fresh `wiki/log.md`, as the Python tool writes it.
 pub const LOG_MD_HEADER: &str = "# Operations Log\n\n";
 
@@ -18,11 +20,15 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
-    /// The entry as a `wiki/log.md` block: `## [ts] op | description` and a blank line.
+    /// The entry as a `wiki/log.md` block: `## [ts] op | description` and a blank line, each
+    /// field escaped by [`names::escape_line`] so that no name can start a line of its own (the
+    /// log.md parser unescapes them again).
     pub fn to_markdown(&self) -> String {
         format!(
             "## [{}] {} | {}\n\n",
-            self.timestamp, self.operation, self.description
+            names::escape_line(&self.timestamp),
+            names::escape_line(&self.operation),
+            names::escape_line(&self.description)
         )
     }
 }

@@ -341,6 +341,12 @@ pub trait Queries {
         documents::find_by_path(self.conn(), path).map_err(|e| sql_error(self.db_path(), e))
     }
 
+    /// Hashes of the documents (registry order) that name `path` as their `path`, `raw_path`
+    /// or `source_path`.
+    fn claimants_of_path(&self, path: &str) -> Result<Vec<String>> {
+        documents::claimants_of_path(self.conn(), path).map_err(|e| sql_error(self.db_path(), e))
+    }
+
     fn find_by_doc_name(&self, doc_name: &str) -> Result<Option<Document>> {
         documents::find_by_doc_name(self.conn(), doc_name).map_err(|e| sql_error(self.db_path(), e))
     }
