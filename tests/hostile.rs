@@ -131,7 +131,7 @@ fn an_intent_naming_folders_and_kb_files_settles_without_deleting_them() {
     assert_eq!(run(env.cmd().arg("add").arg(&a)).code, 0);
     let hash = env.doc_named("a").unwrap().hash;
     // What a `raw_path` of `raw` used to leave behind, and worse.
-    env.store()
+    env.write_session()
         .write(|tx| {
             tx.record_intent(
                 IntentOp::Remove,
@@ -197,7 +197,7 @@ fn an_intent_that_cannot_settle_blocks_nothing_and_doctor_fix_settles_it() {
     assert_eq!(run(env.cmd().arg("add").arg(&a).arg(&b)).code, 0);
     env.set_config("compile_command: 'true'\n");
     let hash = env.doc_named("a").unwrap().hash;
-    env.store()
+    env.write_session()
         .write(|tx| {
             tx.record_intent(
                 IntentOp::Remove,
@@ -448,7 +448,7 @@ fn the_hook_sees_only_validated_names_and_paths() {
         ("src", Some("raw/src.md"), Some("wiki/summaries/src.md")),
         ("ctl\nname", Some("raw/ctl.md"), None),
     ];
-    env.store()
+    env.write_session()
         .write(|tx| {
             for (i, (doc_name, raw, source)) in hostile.iter().enumerate() {
                 tx.upsert_document(&Document {

@@ -7,8 +7,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::{Error, Result};
 use crate::ingest::add::{self, Options, Outcome, Reporter, Summary};
-use crate::kb::Kb;
-use crate::state::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,11 +17,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let (kb, store) = open_unlocked(ctx)?;
-    let options = Options::from_config(&kb, ctx.verbose > 0)?;
+    let probe = super::probe(ctx)?;
+    let kb = probe.kb();
+    let options = Options::from_config(kb, ctx.verbose > 0)?;
     crate::ingest::stop_cleanly_on_interrupt();
     let mut reporter = Printer::new(ctx.verbose > 0);
-    let summary = add::add_paths(&kb, &store, &args.paths, &options, &mut reporter)?;
+    let summary = add::add_paths(&probe, &args.paths, &options, &mut reporter)?;
     reporter.finish();
     finish(summary)
 }
@@ -52,12 +51,6 @@ pub(super) fn finish(summary: Summary) -> Result<()> {
 
 /// The KB and its store, without holding the lock: commands that prepare work outside it take
 /// the lock themselves, per batch.
-pub(super) fn open_unlocked(ctx: &super::Ctx) -> Result<(Kb, Store)> {
-    let kb = ctx.kb()?;
-    let store = super::open_store(&kb)?;
-    Ok((kb, store))
-}
-
 /// Per-file lines (added on stdout, skipped/failed on stderr) and, on a terminal, a progress
 /// bar.
 pub(super) struct Printer {

@@ -45,7 +45,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             "name the documents to compile (their doc_names), or pass --pending / --failed".into(),
         ));
     }
-    let (kb, store) = super::add::open_unlocked(ctx)?;
+    let probe = super::probe(ctx)?;
+    let kb = probe.kb();
     let config = kb.config()?;
     let Some(command) = config.compile_command()?.map(str::to_owned) else {
         return Err(Error::Invalid(format!(
@@ -60,7 +61,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     };
     let mut targets: Vec<Target> = Vec::new();
     {
-        let reader = store.reader()?;
+        let reader = probe.reader()?;
         for name in &args.doc_names {
             let doc = match reader.find_by_doc_name(name)? {
                 Some(doc) => doc,
@@ -94,12 +95,12 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         if ingest::interrupted() {
             break;
         }
-        let _lock = ingest::lock_exclusive(&kb, &store)?;
+        let session = probe.write_session()?;
         // The claim, under the lock: a document picked by --pending/--failed that another
         // compiler (or anything else) changed since it was listed has been dealt with; a
         // document named on the command line is compiled as asked. Either way, a removed one
         // is skipped.
-        let Some(doc) = store.get(&target.doc.hash)? else {
+        let Some(doc) = session.get(&target.doc.hash)? else {
             continue;
         };
         if !target.named
@@ -111,7 +112,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             .display_doc_name()
             .map_or_else(|| doc.hash.clone(), |d| names::shown(&d).into_owned());
         let files: Vec<IntentFile> = Vec::new();
-        let intent = store.write(|tx| {
+        let intent = session.write(|tx| {
             tx.record_intent(
                 IntentOp::Compile,
                 &doc.hash,
@@ -120,15 +121,15 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             )
         })?;
         let mut record = ingest::compile::RecordInIntent {
-            store: &store,
+            session: &session,
             intent,
         };
-        let outcome = ingest::compile::run_hook(&kb, &command, &doc, &hook_options, &mut record)?;
+        let outcome = ingest::compile::run_hook(kb, &command, &doc, &hook_options, &mut record)?;
         let (status, error) = match &outcome {
             Ok(()) => (Status::Compiled, None),
             Err(message) => (Status::Failed, Some(message.as_str())),
         };
-        store.write(|tx| {
+        session.write(|tx| {
             tx.set_status(&doc.hash, status, error)?;
             tx.delete_intent(intent)
         })?;
@@ -144,12 +145,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         }
     }
     if compiled + failed > 0 {
-        let _lock = ingest::lock_exclusive(&kb, &store)?;
-        kb.record(
-            &store,
-            "compile",
-            &format!("compiled {compiled}, failed {failed}"),
-        )?;
+        probe
+            .write_session()?
+            .record("compile", &format!("compiled {compiled}, failed {failed}"))?;
     }
     println!("compiled {compiled}, failed {failed}");
     if failed > 0 {

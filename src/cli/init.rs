@@ -105,7 +105,7 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
         Vec::new()
     };
     let result = match kb.lock_exclusive() {
-        Ok(_lock) => {
+        Ok(lock) => {
             if is_complete(kb) {
                 // A whole KB is left as it is, even if this call claimed `.openkb/` before
                 // another init filled it.
@@ -120,7 +120,7 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
                     kb.root().display()
                 );
             }
-            populate(kb, config, &mut created)
+            populate(kb, config, &mut created, &lock)
         }
         Err(e) => Err(e),
     };
@@ -136,17 +136,20 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
     result
 }
 
-/// A KB has its config and its registry (a whole state.db, or a legacy hashes.json to
-/// migrate). A state.db is created whole (built aside, linked in), so one that exists is whole
-/// unless an older openkb's interrupted init left it empty.
+/// A KB has its config and its registry (state.db, or a legacy hashes.json to migrate). A
+/// blank state.db (0 bytes or a bare header) is what an init killed while SQLite created the
+/// file leaves: not a registry yet, so init finishes it (read commands refuse to).
 fn is_complete(kb: &Kb) -> bool {
-    let db = kb.state_db();
-    kb.config_path().exists()
-        && ((db.exists() && !build::is_unfinished(&db).unwrap_or(false))
-            || kb.hashes_json().exists())
+    let has_db = kb.state_db().exists() && !crate::state::is_blank(&kb.state_db());
+    kb.config_path().exists() && (has_db || kb.hashes_json().exists())
 }
 
-fn populate(kb: &Kb, config: &KbConfig, created: &mut Vec<PathBuf>) -> Result<()> {
+fn populate(
+    kb: &Kb,
+    config: &KbConfig,
+    created: &mut Vec<PathBuf>,
+    lock: &crate::lock::LockGuard,
+) -> Result<()> {
     for dir in wiki::INIT_DIRS {
         create_dirs(&kb.root().join(dir), created)?;
     }
@@ -168,23 +171,30 @@ fn populate(kb: &Kb, config: &KbConfig, created: &mut Vec<PathBuf>) -> Result<()
         config.file.save(&kb.config_path())?;
         created.push(kb.config_path());
     }
-    let db = kb.state_db();
-    if build::is_unfinished(&db)? {
-        // An older openkb's init killed before the schema was written: the file holds nothing.
-        build::remove_database_files(&db);
-    }
-    if kb.hashes_json().exists() && !db.exists() {
-        // A state.db beside an unmigrated registry would make every document look new.
+    if let Some(entries) = kb.legacy_registry_entries()? {
+        // An empty state.db beside an unmigrated registry would make every document look new.
         eprintln!(
-            "{} holds a registry of the Python openkb tool (.openkb/hashes.json): run `openkb \
-             migrate` to import it into state.db",
-            kb.root().display()
+            "{} holds the registry of the Python tool ({entries} entries): run `openkb migrate` \
+             to import it; no state.db was created",
+            kb.hashes_json().display()
         );
         return Ok(());
     }
+    let db = kb.state_db();
+    if crate::state::is_blank(&db) {
+        // Left by an init killed while SQLite created the file: it holds nothing.
+        build::remove_database_files(&db);
+    }
     if !db.exists() {
+        // Built aside and linked in whole: a kill leaves no state.db or a complete one.
         build::remove_stale_builds(&kb.openkb_dir())?;
         build::create_empty(&db)?;
+    }
+    let session = kb.write_session_creating()?;
+    // The session is nested in this function's lock and so did not settle on its own; an
+    // interrupted init being finished may sit beside interrupted work.
+    if lock.is_outermost() {
+        session.settle()?;
     }
     Ok(())
 }

@@ -71,16 +71,16 @@ pub trait HookEvents {
     fn started(&mut self, hook: &HookGroup) -> Result<()>;
 }
 
-/// Records the hook's group in intent `intent` of `store`: what every hook run under an intent
-/// does.
+/// Records the hook's group in intent `intent` through `session`: what every hook run under an
+/// intent does.
 pub struct RecordInIntent<'a> {
-    pub store: &'a crate::state::Store,
+    pub session: &'a crate::session::WriteSession,
     pub intent: i64,
 }
 
 impl HookEvents for RecordInIntent<'_> {
     fn started(&mut self, hook: &HookGroup) -> Result<()> {
-        self.store
+        self.session
             .write(|tx| tx.record_intent_hook(self.intent, hook))
     }
 }

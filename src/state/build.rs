@@ -8,9 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags};
-
-use super::{Create, Store, schema};
+use super::{Create, Store};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 
@@ -47,37 +45,8 @@ pub fn create_empty(db: &Path) -> Result<()> {
     built
 }
 
-/// Whether the file at `db` is a state database an interrupted `init` of an older openkb
-/// left unfinished: empty, or a SQLite file with no schema yet. Such a file holds nothing.
-pub fn is_unfinished(db: &Path) -> Result<bool> {
-    let meta = match fs::metadata(db) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io("cannot read", db, e)),
-    };
-    if !meta.is_file() {
-        return Ok(false);
-    }
-    if meta.len() == 0 {
-        return Ok(true);
-    }
-    let Ok(conn) = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) else {
-        return Ok(false);
-    };
-    let empty = schema::user_version(&conn).is_ok_and(|v| v == 0)
-        && conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .is_ok_and(|n| n == 0);
-    Ok(empty)
-}
-
 /// Remove `db` and its sidecars. Only for a database that holds nothing
-/// ([`is_unfinished`]) or a private temp build.
+/// ([`super::is_blank`]) or a private temp build.
 pub fn remove_database_files(db: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let _ = fs::remove_file(sidecar(db, suffix));
