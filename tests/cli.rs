@@ -598,9 +598,10 @@ fn init_removes_the_temp_database_of_a_killed_init() {
     let left: Vec<String> = std::fs::read_dir(kb.join(".openkb"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("state.db"))
+        .filter(|n| n.starts_with("state.db."))
         .collect();
-    assert_eq!(left, ["state.db"], "{left:?}");
+    assert!(left.is_empty(), "temp databases left: {left:?}");
+    assert!(kb.join(".openkb/state.db").is_file());
 }
 
 /// A Python-tool KB missing its config.yaml: init writes the config but never a state.db
