@@ -456,11 +456,11 @@ fn quiet_drops_per_item_lines_of_compile_and_doctor_but_keeps_their_result() {
 
 /// Run `openkb args` under a pseudo-terminal (util-linux `script`), so stdout and stderr are
 /// a tty as for a person at a terminal; returns what the terminal showed.
-fn on_a_terminal(env: &Env, args: &[&str]) -> Option<String> {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: util-linux `script` is not installed (no pseudo-terminal)");
-        return None;
-    }
+fn on_a_terminal(env: &Env, args: &[&str]) -> String {
+    assert!(
+        Command::new("script").arg("--version").output().is_ok(),
+        "util-linux `script` is not installed: this test needs it for a pseudo-terminal"
+    );
     let mut line = vec![
         env!("CARGO_BIN_EXE_openkb").to_owned(),
         "--kb-dir".to_owned(),
@@ -480,16 +480,14 @@ fn on_a_terminal(env: &Env, args: &[&str]) -> Option<String> {
         .output()
         .expect("run script");
     assert!(out.status.success(), "{}", stderr(&out));
-    Some(stdout(&out))
+    stdout(&out)
 }
 
 #[test]
 fn on_a_terminal_the_progress_bar_replaces_per_file_lines() {
     let env = Env::with_kb();
     let folder = folder_of(&env, 8);
-    let Some(screen) = on_a_terminal(&env, &["add", &folder]) else {
-        return;
-    };
+    let screen = on_a_terminal(&env, &["add", &folder]);
     assert!(screen.contains("added 8, skipped 1, failed 0"), "{screen}");
     assert!(
         !screen.contains(" as doc-0"),
@@ -500,20 +498,63 @@ fn on_a_terminal_the_progress_bar_replaces_per_file_lines() {
         "no skip lines under the bar: {screen}"
     );
     assert!(
-        screen.contains("1 file(s) skipped: not a supported document; -v lists them"),
+        screen.contains("1 file(s) skipped: unsupported file type; -v lists them"),
         "{screen}"
     );
     assert_eq!(env.docs().len(), 8);
 
     // -v brings the per-file lines back, over the bar.
     env.write("batch/doc-extra.md", "# Extra\n");
-    let screen = on_a_terminal(&env, &["-v", "add", &folder]).unwrap();
+    let screen = on_a_terminal(&env, &["-v", "add", &folder]);
     assert!(screen.contains("as doc-extra (pending)"), "{screen}");
     assert!(
         screen.contains("already registered (same content)"),
         "{screen}"
     );
     assert_eq!(env.docs().len(), 9);
+}
+
+#[test]
+fn hook_lines_print_above_the_progress_bar_not_through_it() {
+    let env = Env::with_kb();
+    env.set_config("compile_command: 'echo hook-line-for $OPENKB_DOC_NAME'\n");
+    let folder = folder_of(&env, 6);
+    let screen = on_a_terminal(&env, &["add", &folder]);
+    // Each hook line starts a line of its own on the screen (after the bar's erase sequence),
+    // never glued to the end of a drawn bar.
+    let mut seen = 0;
+    for piece in screen.split(['\n', '\r']) {
+        let text = strip_escapes(piece);
+        if let Some(at) = text.find("hook-line-for") {
+            seen += 1;
+            assert!(
+                text.starts_with("[doc-") && text[..at].ends_with("] "),
+                "garbled: {text:?} in {screen:?}"
+            );
+        }
+    }
+    assert_eq!(seen, 6, "{screen}");
+    assert!(screen.contains("added 6, skipped 1, failed 0"), "{screen}");
+}
+
+/// `text` without terminal escape sequences (CSI `ESC [ ... letter`).
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[test]
@@ -601,20 +642,22 @@ fn completions_name_every_subcommand_and_parse_in_their_shell() {
             assert!(script.contains(sub), "{shell}: no {sub}");
         }
         assert!(script.contains("--kb-dir"), "{shell}: global options too");
-        // Syntax check by the shell itself, where it is installed.
-        match Command::new(shell).arg("-n").arg("/dev/null").output() {
-            Ok(_) => {
-                let file = env.path().join(format!("openkb.{shell}"));
-                std::fs::write(&file, &script).unwrap();
-                let checked = Command::new(shell).arg("-n").arg(&file).output().unwrap();
-                assert!(
-                    checked.status.success(),
-                    "{shell} -n rejects the script: {}",
-                    stderr(&checked)
-                );
-            }
-            Err(_) => eprintln!("skipped {shell} -n: {shell} is not installed"),
-        }
+        // Syntax check by the shell itself; .ci/run installs zsh and fish, so a missing shell
+        // is a broken machine, not a reason to pass.
+        let file = env.path().join(format!("openkb.{shell}"));
+        std::fs::write(&file, &script).unwrap();
+        let checked = Command::new(shell)
+            .arg("-n")
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{shell} is not installed ({e}): the completion syntax check needs it")
+            });
+        assert!(
+            checked.status.success(),
+            "{shell} -n rejects the script: {}",
+            stderr(&checked)
+        );
     }
 }
 

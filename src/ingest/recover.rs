@@ -62,11 +62,11 @@ pub(crate) fn recover_interrupted(session: &WriteSession) -> Result<Recovered> {
                 .doc_name
                 .clone()
                 .unwrap_or_else(|| intent.hash.clone());
-            eprintln!(
+            crate::notice::warn(&format!(
                 "warning: could not finish an interrupted {} of {what}: {e}; it is left for \
                  `openkb doctor --fix`",
                 intent.operation.as_str()
-            );
+            ));
             done.unsettled
                 .push((intent.operation.as_str().to_owned(), what, e.to_string()));
         }
@@ -86,7 +86,7 @@ impl Recovered {
         if settled == 0 {
             return;
         }
-        eprintln!(
+        crate::notice::warn(&format!(
             "recovered interrupted work on {}: {} add(s) rolled back, {} add(s) completed, \
              {} remove(s) finished, {} compile(s) marked failed, {} staging folder(s) removed",
             kb.root().display(),
@@ -95,7 +95,7 @@ impl Recovered {
             self.removes_finished,
             self.compiles_interrupted,
             self.staging_swept
-        );
+        ));
     }
 }
 
@@ -154,11 +154,11 @@ pub(crate) fn roll_back_add(
         // not a file openkb could have published (a folder, a KB file) is left alone.
         let owner = doc_name.filter(|d| crate::kbpath::check_doc_name(d).is_ok());
         if let Err(why) = crate::kbpath::owned_by_document(&file.path, owner) {
-            eprintln!(
+            crate::notice::warn(&format!(
                 "warning: left {} alone: {}",
                 crate::names::shown(&file.path),
                 crate::names::shown_line(&why)
-            );
+            ));
             continue;
         }
         let target = KbPath::new(kb, &file.path)?;
@@ -170,28 +170,28 @@ pub(crate) fn roll_back_add(
                 let backup = match staged_backup(kb, backup) {
                     Ok(backup) => backup,
                     Err(why) => {
-                        eprintln!(
+                        crate::notice::warn(&format!(
                             "warning: left {} alone: {}",
                             crate::names::shown(target.rel()),
                             crate::names::shown_line(&why.to_string())
-                        );
+                        ));
                         continue;
                     }
                 };
                 if target.kind()? == Some(Kind::Folder) {
-                    eprintln!(
+                    crate::notice::warn(&format!(
                         "warning: left {} alone: it is a folder, not a file an add replaced",
                         crate::names::shown(target.rel())
-                    );
+                    ));
                 } else {
                     backup.rename_to(&target)?;
                 }
             }
             None => match target.kind()? {
-                Some(Kind::Folder) => eprintln!(
+                Some(Kind::Folder) => crate::notice::warn(&format!(
                     "warning: left {} alone: it is a folder, not a file an add created",
                     crate::names::shown(target.rel())
-                ),
+                )),
                 _ => {
                     target.remove_file()?;
                 }
