@@ -208,7 +208,7 @@ fn run_on_read_only_mount(env: &Env, args: &str) -> std::process::Output {
         "cannot make a read-only bind mount here (needs root, `unshare --mount` and `mount`): {}",
         stderr(&probe)
     );
-    let out = Command::new("unshare")
+    Command::new("unshare")
         .args(["--mount", "sh", "-c"])
         .arg(format!(
             "mount --bind '{kb}' '{kb}' && mount -o remount,ro,bind '{kb}' && exec '{}' --kb-dir '{kb}' {args}",
@@ -217,8 +217,7 @@ fn run_on_read_only_mount(env: &Env, args: &str) -> std::process::Output {
         .env("HOME", env.path().join("home"))
         .env_remove("OPENKB_DIR")
         .output()
-        .unwrap();
-    out
+        .unwrap()
 }
 
 #[test]
