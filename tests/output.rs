@@ -604,12 +604,64 @@ fn each_documented_exit_code() {
     assert_eq!(out.code, 3, "{}", out.stderr);
     // 4: busy, another process holds the lock past OPENKB_LOCK_TIMEOUT; nothing changed.
     let holder = PythonLockHolder::hold(&env.kb().join(".openkb/ingest.lock"), true);
-    for args in [&["status"][..], &["remove", "a", "-y"]] {
+    let new_file = env.write("new.md", "# New\n");
+    let new_file = new_file.to_string_lossy();
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["show", "a"],
+        &["log"],
+        &["add", &new_file],
+        &["remove", "a", "-y"],
+        &["compile", "a"],
+        &["doctor"],
+        &["lint"],
+        &["migrate"],
+        &["export", "--json"],
+        &["export", "--for-python"],
+    ] {
         let out = run(openkb(&env, args).env("OPENKB_LOCK_TIMEOUT", "0.2"));
         assert_eq!(out.code, 4, "{args:?}: {}", out.stderr);
     }
     holder.release();
     assert_eq!(env.docs().len(), 1, "nothing changed");
+
+    // 1 from doctor and lint: a problem remains (a wiki link to no page).
+    std::fs::write(env.kb().join("wiki/concepts/x.md"), "see [[nowhere]]\n").unwrap();
+    let lint = run(&mut openkb(&env, &["lint"]));
+    assert_eq!(lint.code, 1, "{}{}", lint.stdout, lint.stderr);
+
+    // 3 for every command on a KB whose state.db is gone; doctor reports it (1), and nothing
+    // recreates an empty one behind the user's back.
+    let db = env.kb().join(".openkb/state.db");
+    std::fs::rename(&db, env.path().join("state.db.aside")).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(env.kb().join(format!(".openkb/state.db{suffix}")));
+    }
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["show", "a"],
+        &["log"],
+        &["add", &new_file],
+        &["remove", "a", "-y"],
+        &["compile", "--pending"],
+        &["watch", "--once"],
+        &["lint"],
+        &["export", "--json"],
+        &["export", "--for-python"],
+    ] {
+        let out = run(&mut openkb(&env, args));
+        assert_eq!(out.code, 3, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("state.db is missing"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let doctor = run(&mut openkb(&env, &["doctor"]));
+    assert_eq!(doctor.code, 1, "{}{}", doctor.stdout, doctor.stderr);
+    assert!(!db.exists(), "only init and doctor --fix create state.db");
 }
 
 const SUBCOMMANDS: &[&str] = &[
