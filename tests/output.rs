@@ -623,6 +623,11 @@ fn each_documented_exit_code() {
         let out = run(openkb(&env, args).env("OPENKB_LOCK_TIMEOUT", "0.2"));
         assert_eq!(out.code, 4, "{args:?}: {}", out.stderr);
     }
+    // -q: the wait is not announced; the error that ends it is.
+    let quiet = run(openkb(&env, &["-q", "status"]).env("OPENKB_LOCK_TIMEOUT", "0.2"));
+    assert_eq!(quiet.code, 4, "{}", quiet.stderr);
+    assert!(quiet.stderr.starts_with("error: "), "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("waiting for"), "{}", quiet.stderr);
     holder.release();
     assert_eq!(env.docs().len(), 1, "nothing changed");
 
