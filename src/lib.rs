@@ -20,6 +20,7 @@ pub mod lint;
 pub mod lock;
 pub mod names;
 pub mod netfs;
+pub mod notice;
 pub mod session;
 pub mod state;
 pub mod wiki;

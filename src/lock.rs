@@ -161,11 +161,11 @@ pub fn acquire_with_timeout(
                     holder,
                 });
             }
-            eprintln!(
+            crate::notice::note(&format!(
                 "waiting for another openkb process on {} (lock {})",
                 subject.display(),
                 lock_path.display()
-            );
+            ));
             match timeout {
                 None => match mode {
                     LockMode::Exclusive => file.lock(),

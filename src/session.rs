@@ -272,10 +272,10 @@ impl WriteSession {
     /// `doctor --fix` calls it to report what it did.
     pub(crate) fn settle(&self) -> Result<Recovered> {
         for report in settle_python_journals(&self.kb, &self._lock)? {
-            eprintln!(
+            crate::notice::warn(&format!(
                 "settled a crash journal of the Python tool: {}",
                 report.describe(false)
-            );
+            ));
         }
         let mut done = recover::recover_interrupted(self)?;
         done.leftovers_swept = crate::ingest::leftovers::sweep_leftovers(&self.kb)?.items;

@@ -39,6 +39,12 @@ fn falling_back_to_the_default_kb_is_announced() {
         )),
         "{err}"
     );
+    // -q: the note is context, not a warning about data; it goes.
+    std::fs::write(elsewhere.join("other.md"), "other\n").unwrap();
+    let out = bare(&env, &elsewhere, &["-q", "add", "other.md"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(stdout(&out), "added 1, skipped 0, failed 0\n");
     // Inside the KB, nothing to announce.
     let out = bare(&env, &kb.join("raw"), &["list"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -76,6 +82,31 @@ fn init_says_when_it_becomes_the_default() {
         )),
         "{text}"
     );
+    // -q: the one line that says what was made.
+    let third = env.path().join("third");
+    let out = bare(
+        &env,
+        env.path(),
+        &[
+            "-q",
+            "--kb-dir",
+            third.to_str().unwrap(),
+            "init",
+            "--model",
+            "m",
+            "--language",
+            "en",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "Initialized knowledge base at {}\n",
+            third.canonicalize().unwrap().display()
+        )
+    );
+    assert_eq!(stderr(&out), "");
 }
 
 #[test]
@@ -345,6 +376,22 @@ fn hook_output_is_streamed_with_the_document_and_stderr_kept() {
         "{err}"
     );
     assert!(err.contains("reason-of-failure"), "{err}");
+
+    // -q: a good hook's output is progress, gone; a failing hook's reason is the error, kept.
+    env.write("in/good3.md", "good3\n");
+    std::fs::write(env.path().join("gate"), "").unwrap();
+    let out = env.run(&["-q", "add", "in/good3.md"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    env.write("in/again/bad.md", "bad again\n");
+    let out = env.run(&["-q", "add", "in/again/bad.md"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr(&out).contains("started"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reason-of-failure"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

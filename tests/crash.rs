@@ -47,7 +47,14 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
         stdout(&out)
     );
 
-    let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+    // Under -q too: work rolled back changes what the user should believe (docs/output.md).
+    let out = env
+        .cmd()
+        .arg("-q")
+        .arg("add")
+        .arg(&folder)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("20 add(s) rolled back"),

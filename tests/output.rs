@@ -456,11 +456,11 @@ fn quiet_drops_per_item_lines_of_compile_and_doctor_but_keeps_their_result() {
 
 /// Run `openkb args` under a pseudo-terminal (util-linux `script`), so stdout and stderr are
 /// a tty as for a person at a terminal; returns what the terminal showed.
-fn on_a_terminal(env: &Env, args: &[&str]) -> Option<String> {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: util-linux `script` is not installed (no pseudo-terminal)");
-        return None;
-    }
+fn on_a_terminal(env: &Env, args: &[&str]) -> String {
+    assert!(
+        Command::new("script").arg("--version").output().is_ok(),
+        "util-linux `script` is not installed: this test needs it for a pseudo-terminal"
+    );
     let mut line = vec![
         env!("CARGO_BIN_EXE_openkb").to_owned(),
         "--kb-dir".to_owned(),
@@ -480,16 +480,14 @@ fn on_a_terminal(env: &Env, args: &[&str]) -> Option<String> {
         .output()
         .expect("run script");
     assert!(out.status.success(), "{}", stderr(&out));
-    Some(stdout(&out))
+    stdout(&out)
 }
 
 #[test]
 fn on_a_terminal_the_progress_bar_replaces_per_file_lines() {
     let env = Env::with_kb();
     let folder = folder_of(&env, 8);
-    let Some(screen) = on_a_terminal(&env, &["add", &folder]) else {
-        return;
-    };
+    let screen = on_a_terminal(&env, &["add", &folder]);
     assert!(screen.contains("added 8, skipped 1, failed 0"), "{screen}");
     assert!(
         !screen.contains(" as doc-0"),
@@ -500,20 +498,63 @@ fn on_a_terminal_the_progress_bar_replaces_per_file_lines() {
         "no skip lines under the bar: {screen}"
     );
     assert!(
-        screen.contains("1 file(s) skipped: not a supported document; -v lists them"),
+        screen.contains("1 file(s) skipped: unsupported file type; -v lists them"),
         "{screen}"
     );
     assert_eq!(env.docs().len(), 8);
 
     // -v brings the per-file lines back, over the bar.
     env.write("batch/doc-extra.md", "# Extra\n");
-    let screen = on_a_terminal(&env, &["-v", "add", &folder]).unwrap();
+    let screen = on_a_terminal(&env, &["-v", "add", &folder]);
     assert!(screen.contains("as doc-extra (pending)"), "{screen}");
     assert!(
         screen.contains("already registered (same content)"),
         "{screen}"
     );
     assert_eq!(env.docs().len(), 9);
+}
+
+#[test]
+fn hook_lines_print_above_the_progress_bar_not_through_it() {
+    let env = Env::with_kb();
+    env.set_config("compile_command: 'echo hook-line-for $OPENKB_DOC_NAME'\n");
+    let folder = folder_of(&env, 6);
+    let screen = on_a_terminal(&env, &["add", &folder]);
+    // Each hook line starts a line of its own on the screen (after the bar's erase sequence),
+    // never glued to the end of a drawn bar.
+    let mut seen = 0;
+    for piece in screen.split(['\n', '\r']) {
+        let text = strip_escapes(piece);
+        if let Some(at) = text.find("hook-line-for") {
+            seen += 1;
+            assert!(
+                text.starts_with("[doc-") && text[..at].ends_with("] "),
+                "garbled: {text:?} in {screen:?}"
+            );
+        }
+    }
+    assert_eq!(seen, 6, "{screen}");
+    assert!(screen.contains("added 6, skipped 1, failed 0"), "{screen}");
+}
+
+/// `text` without terminal escape sequences (CSI `ESC [ ... letter`).
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[test]
@@ -563,12 +604,73 @@ fn each_documented_exit_code() {
     assert_eq!(out.code, 3, "{}", out.stderr);
     // 4: busy, another process holds the lock past OPENKB_LOCK_TIMEOUT; nothing changed.
     let holder = PythonLockHolder::hold(&env.kb().join(".openkb/ingest.lock"), true);
-    for args in [&["status"][..], &["remove", "a", "-y"]] {
+    let new_file = env.write("new.md", "# New\n");
+    let new_file = new_file.to_string_lossy();
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["show", "a"],
+        &["log"],
+        &["add", &new_file],
+        &["remove", "a", "-y"],
+        &["compile", "a"],
+        &["doctor"],
+        &["lint"],
+        &["migrate"],
+        &["export", "--json"],
+        &["export", "--for-python"],
+    ] {
         let out = run(openkb(&env, args).env("OPENKB_LOCK_TIMEOUT", "0.2"));
         assert_eq!(out.code, 4, "{args:?}: {}", out.stderr);
     }
+    // -q: the wait is not announced; the error that ends it is.
+    let quiet = run(openkb(&env, &["-q", "status"]).env("OPENKB_LOCK_TIMEOUT", "0.2"));
+    assert_eq!(quiet.code, 4, "{}", quiet.stderr);
+    assert!(quiet.stderr.starts_with("error: "), "{}", quiet.stderr);
+    assert!(
+        !quiet.stderr.lines().any(|l| l.starts_with("waiting for")),
+        "{}",
+        quiet.stderr
+    );
     holder.release();
     assert_eq!(env.docs().len(), 1, "nothing changed");
+
+    // 1 from doctor and lint: a problem remains (a wiki link to no page).
+    std::fs::write(env.kb().join("wiki/concepts/x.md"), "see [[nowhere]]\n").unwrap();
+    let lint = run(&mut openkb(&env, &["lint"]));
+    assert_eq!(lint.code, 1, "{}{}", lint.stdout, lint.stderr);
+
+    // 3 for every command on a KB whose state.db is gone; doctor reports it (1), and nothing
+    // recreates an empty one behind the user's back.
+    let db = env.kb().join(".openkb/state.db");
+    std::fs::rename(&db, env.path().join("state.db.aside")).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(env.kb().join(format!(".openkb/state.db{suffix}")));
+    }
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["show", "a"],
+        &["log"],
+        &["add", &new_file],
+        &["remove", "a", "-y"],
+        &["compile", "--pending"],
+        &["watch", "--once"],
+        &["lint"],
+        &["export", "--json"],
+        &["export", "--for-python"],
+    ] {
+        let out = run(&mut openkb(&env, args));
+        assert_eq!(out.code, 3, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("state.db is missing"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let doctor = run(&mut openkb(&env, &["doctor"]));
+    assert_eq!(doctor.code, 1, "{}{}", doctor.stdout, doctor.stderr);
+    assert!(!db.exists(), "only init and doctor --fix create state.db");
 }
 
 const SUBCOMMANDS: &[&str] = &[
@@ -601,20 +703,22 @@ fn completions_name_every_subcommand_and_parse_in_their_shell() {
             assert!(script.contains(sub), "{shell}: no {sub}");
         }
         assert!(script.contains("--kb-dir"), "{shell}: global options too");
-        // Syntax check by the shell itself, where it is installed.
-        match Command::new(shell).arg("-n").arg("/dev/null").output() {
-            Ok(_) => {
-                let file = env.path().join(format!("openkb.{shell}"));
-                std::fs::write(&file, &script).unwrap();
-                let checked = Command::new(shell).arg("-n").arg(&file).output().unwrap();
-                assert!(
-                    checked.status.success(),
-                    "{shell} -n rejects the script: {}",
-                    stderr(&checked)
-                );
-            }
-            Err(_) => eprintln!("skipped {shell} -n: {shell} is not installed"),
-        }
+        // Syntax check by the shell itself; .ci/run installs zsh and fish, so a missing shell
+        // is a broken machine, not a reason to pass.
+        let file = env.path().join(format!("openkb.{shell}"));
+        std::fs::write(&file, &script).unwrap();
+        let checked = Command::new(shell)
+            .arg("-n")
+            .arg(&file)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{shell} is not installed ({e}): the completion syntax check needs it")
+            });
+        assert!(
+            checked.status.success(),
+            "{shell} -n rejects the script: {}",
+            stderr(&checked)
+        );
     }
 }
 

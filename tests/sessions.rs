@@ -191,8 +191,9 @@ fn an_older_schema_is_upgraded_by_writes_only() {
 }
 
 /// Run `openkb args...` on the KB mounted read-only (a read-only bind mount in a private mount
-/// namespace). `None` when this machine cannot make such a mount (no `unshare`, no privilege).
-fn run_on_read_only_mount(env: &Env, args: &str) -> Option<std::process::Output> {
+/// namespace). Panics with the reason when this machine cannot make such a mount (no
+/// `unshare`, no privilege): CI runs as root with util-linux, so a skip would hide a regression.
+fn run_on_read_only_mount(env: &Env, args: &str) -> std::process::Output {
     let kb = env.kb();
     let kb = kb.to_str().unwrap();
     let probe = Command::new("unshare")
@@ -201,11 +202,13 @@ fn run_on_read_only_mount(env: &Env, args: &str) -> Option<std::process::Output>
             "mount --bind '{kb}' '{kb}' && mount -o remount,ro,bind '{kb}' && ! touch '{kb}/x'"
         ))
         .output()
-        .ok()?;
-    if !probe.status.success() {
-        return None;
-    }
-    let out = Command::new("unshare")
+        .expect("cannot run `unshare` (util-linux): this test needs it to make a read-only mount");
+    assert!(
+        probe.status.success(),
+        "cannot make a read-only bind mount here (needs root, `unshare --mount` and `mount`): {}",
+        stderr(&probe)
+    );
+    Command::new("unshare")
         .args(["--mount", "sh", "-c"])
         .arg(format!(
             "mount --bind '{kb}' '{kb}' && mount -o remount,ro,bind '{kb}' && exec '{}' --kb-dir '{kb}' {args}",
@@ -214,21 +217,17 @@ fn run_on_read_only_mount(env: &Env, args: &str) -> Option<std::process::Output>
         .env("HOME", env.path().join("home"))
         .env_remove("OPENKB_DIR")
         .output()
-        .unwrap();
-    Some(out)
+        .unwrap()
 }
 
 #[test]
 fn reads_work_on_a_read_only_mount() {
     let env = kb_with_a_document();
-    let Some(out) = run_on_read_only_mount(&env, "list") else {
-        eprintln!("skipped: cannot make a read-only bind mount here (needs unshare + mount)");
-        return;
-    };
+    let out = run_on_read_only_mount(&env, "list");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("alpha"), "{}", stdout(&out));
     for args in ["status", "log", "export --json", "doctor"] {
-        let out = run_on_read_only_mount(&env, args).unwrap();
+        let out = run_on_read_only_mount(&env, args);
         assert!(
             out.status.success(),
             "{args}: {}{}",
@@ -238,7 +237,7 @@ fn reads_work_on_a_read_only_mount() {
     }
     // A write says what it cannot write instead of "unable to open database file".
     let other = env.write("in/beta.md", "# Beta\n");
-    let out = run_on_read_only_mount(&env, &format!("add '{}'", other.display())).unwrap();
+    let out = run_on_read_only_mount(&env, &format!("add '{}'", other.display()));
     assert!(!out.status.success());
     assert!(
         !stderr(&out).contains("unable to open database file"),

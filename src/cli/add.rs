@@ -131,7 +131,8 @@ pub(super) struct Printer {
     /// Skips not shown one by one (already registered; others under the progress bar), so
     /// that the end of the run still says why the summary counts them.
     unlisted_known: usize,
-    unlisted_skipped: usize,
+    /// By reason ([`reason_kind`]), in a stable order for the closing lines.
+    unlisted_skipped: std::collections::BTreeMap<String, usize>,
 }
 
 impl Printer {
@@ -142,12 +143,13 @@ impl Printer {
             show_skipped: true,
             files: Vec::new(),
             unlisted_known: 0,
-            unlisted_skipped: 0,
+            unlisted_skipped: std::collections::BTreeMap::new(),
         }
     }
 
     pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
+            crate::notice::clear_printer();
             bar.finish_and_clear();
         }
         // watch (no skip lines) sees its own copies again and again: nothing to explain there.
@@ -160,10 +162,9 @@ impl Printer {
                 self.unlisted_known
             ));
         }
-        if self.unlisted_skipped > 0 {
+        for (reason, count) in &self.unlisted_skipped {
             self.out.note(format_args!(
-                "{} file(s) skipped: not a supported document; -v lists them",
-                self.unlisted_skipped
+                "{count} file(s) skipped: {reason}; -v lists them"
             ));
         }
     }
@@ -180,6 +181,22 @@ impl Printer {
     fn per_file_lines(&self) -> bool {
         self.out.chatty() && (self.bar.is_none() || self.out.verbose > 0)
     }
+}
+
+impl Drop for Printer {
+    /// An add that ends in an error never reaches [`Printer::finish`]: its bar must not keep
+    /// catching the library's lines.
+    fn drop(&mut self) {
+        if self.bar.take().is_some() {
+            crate::notice::clear_printer();
+        }
+    }
+}
+
+/// The reason of a skip without its per-file detail ("unsupported file type (.exe)" counts as
+/// "unsupported file type"), so that one closing line per reason says why files were skipped.
+fn reason_kind(why: &str) -> &str {
+    why.split_once(" (").map_or(why, |(kind, _)| kind)
 }
 
 fn print_line(text: &str, to_stdout: bool) {
@@ -201,6 +218,10 @@ impl Reporter for Printer {
             {
                 bar.set_style(style);
             }
+            // The library's own lines (the hook's output, recovery, lock waits) go above the
+            // bar instead of through it.
+            let above = bar.clone();
+            crate::notice::set_printer(move |line| above.suspend(|| eprintln!("{line}")));
             self.bar = Some(bar);
         }
     }
@@ -245,7 +266,10 @@ impl Reporter for Printer {
                         false,
                     );
                 } else {
-                    self.unlisted_skipped += 1;
+                    *self
+                        .unlisted_skipped
+                        .entry(reason_kind(why).to_owned())
+                        .or_default() += 1;
                 }
             }
             // Errors are always said, on stderr, whatever the mode.

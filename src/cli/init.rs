@@ -35,14 +35,17 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     create_layout(&kb, &KbConfig::initial(&model, &language))?;
 
     println!("Initialized knowledge base at {}", kb.root().display());
-    println!("  model: {model}, language: {language}");
+    if !ctx.quiet {
+        println!("  model: {model}, language: {language}");
+    }
     let mut previous = None;
     match GlobalConfig::update(|g| {
         previous = g.default_kb();
         g.register(kb.root());
         Ok(())
     }) {
-        Ok(_) => println!("{}", default_note(kb.root(), previous.as_deref())),
+        Ok(_) if !ctx.quiet => println!("{}", default_note(kb.root(), previous.as_deref())),
+        Ok(_) => {}
         Err(e) => {
             eprintln!("warning: the KB was created but not registered as the default: {e}")
         }
@@ -114,11 +117,11 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
                 });
             }
             if !claimed {
-                eprintln!(
+                crate::notice::note(&format!(
                     "finishing the interrupted initialization of {} (its config or database \
                      was missing)",
                     kb.root().display()
-                );
+                ));
             }
             populate(kb, config, &mut created, &lock)
         }

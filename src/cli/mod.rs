@@ -139,12 +139,12 @@ impl Ctx {
             .map_err(|e| crate::Error::io("cannot read", "the current folder", e))?;
         let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd)?;
         if found == Found::Default {
-            eprintln!(
+            crate::notice::note(&format!(
                 "using the default knowledge base {} (no knowledge base encloses {}; pass \
                  --kb-dir to choose another)",
                 kb.root().display(),
                 cwd.display()
-            );
+            ));
         } else if self.verbose > 0 {
             eprintln!("knowledge base: {}", kb.root().display());
         }
@@ -177,6 +177,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     // Every command that may wait for the lock reads it; checked first, so that a bad value is
     // the same clear error whatever the command and whatever else is wrong.
     crate::lock::lock_timeout()?;
+    crate::notice::set_quiet(cli.quiet);
     let ctx = Ctx {
         kb_dir: cli.kb_dir,
         verbose: cli.verbose,

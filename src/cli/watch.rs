@@ -75,7 +75,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     debouncer
         .watch(&raw, RecursiveMode::Recursive)
         .map_err(|e| Error::Invalid(format!("cannot watch {}: {e}", raw.display())))?;
-    eprintln!("watching {} (Ctrl-C to stop)", raw.display());
+    crate::notice::note(&format!("watching {} (Ctrl-C to stop)", raw.display()));
     // After the watch is set up, so a file dropped meanwhile is seen by one or the other.
     let caught_up = ingest::add::add_paths(
         &probe,
@@ -112,7 +112,10 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                 // state.db was replaced (a restore, `openkb doctor --fix`) or removed: work on
                 // the file that is there now, or stop if there is none.
                 probe = probe.reopen()?;
-                eprintln!("{} changed on disk; reopened it", kb.state_db().display());
+                crate::notice::note(&format!(
+                    "{} changed on disk; reopened it",
+                    kb.state_db().display()
+                ));
             }
             if let Err(e) = ingest::add::add_paths(
                 &probe,
@@ -129,7 +132,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         }
     }
     drop(debouncer);
-    eprintln!("stopped watching {}", raw.display());
+    crate::notice::note(&format!("stopped watching {}", raw.display()));
     let waiting = ingest::add::unregistered(&kb, &probe, &raw)?;
     if waiting.is_empty() {
         return Ok(());

@@ -363,9 +363,9 @@ pub fn commit_batch(
     if !text.is_empty()
         && let Err(e) = kb.append_log_md_text(&text)
     {
-        eprintln!(
+        crate::notice::warn(&format!(
             "warning: {e} (the log table has the entries; `openkb doctor` can rebuild log.md)"
-        );
+        ));
     }
     for p in plans {
         drop_backups(kb, &p.files);
@@ -544,10 +544,10 @@ fn roll_back(kb: &Kb, store: &Store, p: &Plan) {
         p.doc.doc_name.as_deref(),
         Some(p.index_line_ours),
     ) {
-        eprintln!(
+        crate::notice::warn(&format!(
             "warning: rolling back {} failed: {e}; the next openkb command retries",
             p.item.given.display()
-        );
+        ));
     }
 }
 

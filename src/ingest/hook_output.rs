@@ -1,6 +1,6 @@
 //! The compile hook's output as users see it: shown as it comes, each line prefixed with the
 //! document (`[doc_name] line`) so the lines of one document stay recognisable, on openkb's
-//! stderr (stdout stays the command's own report). The hook's stdout is always shown; its
+//! stderr (stdout stays the command's own report). The hook's stdout is shown unless `-q`; its
 //! stderr live only with `-v`, else kept (the last [`ERROR_TAIL_LINES`]) for the failure
 //! message, which is also stored as the document's error.
 //!
@@ -28,7 +28,7 @@ pub fn label(doc: &crate::state::Document) -> String {
 /// Show one line of the hook's output: stdout always, stderr when `show_stderr` (`-v`).
 pub fn show_line(label: &str, is_stderr: bool, show_stderr: bool, line: &str) {
     if !is_stderr || show_stderr {
-        eprintln!("[{label}] {line}");
+        crate::notice::note(&format!("[{label}] {line}"));
     }
 }
 

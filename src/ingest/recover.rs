@@ -65,11 +65,11 @@ pub(crate) fn recover_interrupted(session: &WriteSession) -> Result<Recovered> {
                 .doc_name
                 .clone()
                 .unwrap_or_else(|| intent.hash.clone());
-            eprintln!(
+            crate::notice::warn(&format!(
                 "warning: could not finish an interrupted {} of {what}: {e}; it is left for \
                  `openkb doctor --fix`",
                 intent.operation.as_str()
-            );
+            ));
             done.unsettled
                 .push((intent.operation.as_str().to_owned(), what, e.to_string()));
         }
@@ -90,7 +90,7 @@ impl Recovered {
         if settled == 0 {
             return;
         }
-        eprintln!(
+        crate::notice::warn(&format!(
             "recovered interrupted work on {}: {} add(s) rolled back, {} add(s) completed, \
              {} remove(s) finished, {} compile(s) marked failed, {} leftover(s) of dead \
              processes removed, {} orphaned compile hook(s) killed",
@@ -101,7 +101,7 @@ impl Recovered {
             self.compiles_interrupted,
             self.leftovers_swept,
             self.hooks_killed
-        );
+        ));
     }
 }
 
@@ -167,11 +167,11 @@ pub(crate) fn roll_back_add(
         // not a file openkb could have published (a folder, a KB file) is left alone.
         let owner = doc_name.filter(|d| crate::kbpath::check_doc_name(d).is_ok());
         if let Err(why) = crate::kbpath::owned_by_document(&file.path, owner) {
-            eprintln!(
+            crate::notice::warn(&format!(
                 "warning: left {} alone: {}",
                 crate::names::shown(&file.path),
                 crate::names::shown_line(&why)
-            );
+            ));
             continue;
         }
         let target = KbPath::new(kb, &file.path)?;
@@ -183,28 +183,28 @@ pub(crate) fn roll_back_add(
                 let backup = match staged_backup(kb, backup) {
                     Ok(backup) => backup,
                     Err(why) => {
-                        eprintln!(
+                        crate::notice::warn(&format!(
                             "warning: left {} alone: {}",
                             crate::names::shown(target.rel()),
                             crate::names::shown_line(&why.to_string())
-                        );
+                        ));
                         continue;
                     }
                 };
                 if target.kind()? == Some(Kind::Folder) {
-                    eprintln!(
+                    crate::notice::warn(&format!(
                         "warning: left {} alone: it is a folder, not a file an add replaced",
                         crate::names::shown(target.rel())
-                    );
+                    ));
                 } else {
                     backup.rename_to(&target)?;
                 }
             }
             None => match target.kind()? {
-                Some(Kind::Folder) => eprintln!(
+                Some(Kind::Folder) => crate::notice::warn(&format!(
                     "warning: left {} alone: it is a folder, not a file an add created",
                     crate::names::shown(target.rel())
-                ),
+                )),
                 _ => {
                     target.remove_file()?;
                 }

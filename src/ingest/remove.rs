@@ -395,11 +395,11 @@ impl Work {
             edit.apply()?;
         }
         for (path, why) in &self.skipped {
-            eprintln!(
+            crate::notice::warn(&format!(
                 "warning: left {} alone: {}",
                 names::shown(path),
                 names::shown_line(why)
-            );
+            ));
         }
         super::crash_point("remove-commit");
         let entry = session.write(|tx| {
