@@ -162,7 +162,8 @@ impl KbPath {
     pub fn write_atomic(&self, contents: &[u8]) -> Result<()> {
         if self.kind()? == Some(Kind::Symlink) {
             return Err(Error::Invalid(format!(
-                "{}: is a symbolic link; openkb does not write through symlinks inside the KB                  (the target could be outside it); replace it with a regular file",
+                "{}: is a symbolic link; openkb does not write through symlinks inside the KB \
+                (the target could be outside it); replace it with a regular file",
                 self.full.display()
             )));
         }

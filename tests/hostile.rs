@@ -334,11 +334,18 @@ fn python_journals_naming_kb_folders_are_reported_and_never_executed() {
         staging,
         json!([{"target": "<kb>/wiki/index.md", "backup": "<kb>/raw/doc-001-shard.md"}]),
     );
+    // A well-formed journal, but a link to a file outside: recovery writes a journal back
+    // (its status), which would go through the link.
+    write_journal(&kb, "h", staging, json!([]));
+    let linked = env.path().join("canary/h.json");
+    std::fs::create_dir_all(linked.parent().unwrap()).unwrap();
+    std::fs::rename(kb.join(".openkb/journal/h.json"), &linked).unwrap();
+    std::os::unix::fs::symlink(&linked, kb.join(".openkb/journal/h.json")).unwrap();
     let guard = Guard::new(env.path(), &kb);
 
     let migrate = run(env.cmd().arg("migrate"));
     assert_ne!(migrate.code, 0);
-    for name in ["a", "b", "c", "d", "e", "f", "g"] {
+    for name in ["a", "b", "c", "d", "e", "f", "g", "h"] {
         assert!(
             migrate
                 .stderr
@@ -353,11 +360,36 @@ fn python_journals_naming_kb_folders_are_reported_and_never_executed() {
     let doctor = run(env.cmd().arg("doctor"));
     assert_eq!(
         doctor.stdout.matches("refused as untrusted").count(),
-        7,
+        8,
         "{}",
         doctor.stdout
     );
     guard.assert_only(&[], &show(&[("doctor", &doctor)]));
+}
+
+#[test]
+fn a_symlinked_python_journal_is_refused_not_written_through() {
+    let env = Env::new();
+    copy_fixture_kb(&env.kb());
+    let kb = env.kb();
+    write_journal(&kb, "j", "<kb>/.openkb/staging/rollback-1", json!([]));
+    let linked = env.path().join("canary/j.json");
+    std::fs::create_dir_all(linked.parent().unwrap()).unwrap();
+    std::fs::rename(kb.join(".openkb/journal/j.json"), &linked).unwrap();
+    std::os::unix::fs::symlink(&linked, kb.join(".openkb/journal/j.json")).unwrap();
+    let guard = Guard::new(env.path(), &kb);
+
+    let migrate = run(env.cmd().arg("migrate"));
+    assert_ne!(migrate.code, 0, "{}", migrate.stdout);
+    assert!(
+        migrate
+            .stderr
+            .contains("journal j.json: refused as untrusted")
+            && migrate.stderr.contains("symbolic link"),
+        "{}",
+        migrate.stderr
+    );
+    guard.assert_only(&[], &show(&[("migrate", &migrate)]));
 }
 
 /// Each bookkeeping path replaced by a symlink into the canary: every command that would
@@ -503,5 +535,109 @@ fn a_valid_document_still_reaches_the_hook() {
             "a|{}",
             env.kb().canonicalize().unwrap().join("raw/a.md").display()
         )
+    );
+}
+
+/// A document registered in place in raw/ under a disambiguated name (its plain name was
+/// taken when it came), whose plain name is free again.
+fn in_place_doc_under_a_taken_name(env: &Env, stem: &str) -> String {
+    let first = env.write(&format!("in1/{stem}.txt"), "first\n");
+    let add = run(env.cmd().arg("add").arg(&first));
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let in_place = env.write(&format!("kb/raw/{stem}.md"), "kept in place\n");
+    let add = run(env.cmd().arg("add").arg(&in_place));
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let remove = run(env.cmd().args(["remove", "-y", stem]));
+    assert_eq!(remove.code, 0, "{}", remove.stderr);
+    let doc = env
+        .store()
+        .find_by_path(&format!("raw/{stem}.md"))
+        .unwrap()
+        .expect("registered in place");
+    assert_ne!(doc.doc_name.as_deref(), Some(stem));
+    doc.hash
+}
+
+#[test]
+fn add_never_overwrites_a_file_another_document_keeps_in_raw() {
+    let env = Env::with_kb();
+    let in_place = in_place_doc_under_a_taken_name(&env, "x");
+    // A file in raw/ that no document claims is someone's too.
+    env.write("kb/raw/y.md", "stray\n");
+    let guard = Guard::new(env.path(), &env.kb());
+
+    let x = env.write("in2/x.md", "outside x\n");
+    let y = env.write("in2/y.md", "outside y\n");
+    let add = run(env.cmd().arg("add").arg(&x).arg(&y));
+    assert_eq!(add.code, 0, "{}", add.stderr);
+
+    assert_eq!(
+        std::fs::read_to_string(env.kb().join("raw/x.md")).unwrap(),
+        "kept in place\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.kb().join("raw/y.md")).unwrap(),
+        "stray\n"
+    );
+    let mut allowed = vec!["wiki/index.md".to_owned()];
+    for (stem, text) in [("x", "outside x\n"), ("y", "outside y\n")] {
+        let doc = env
+            .docs()
+            .into_iter()
+            .find(|d| {
+                d.path
+                    .as_deref()
+                    .is_some_and(|p| p.ends_with(&format!("in2/{stem}.md")))
+            })
+            .expect("added");
+        let doc_name = doc.doc_name.unwrap();
+        assert!(doc_name.starts_with(&format!("{stem}-")), "{doc_name}");
+        let raw = doc.raw_path.unwrap();
+        assert_eq!(raw, format!("raw/{doc_name}.md"));
+        assert_eq!(std::fs::read_to_string(env.kb().join(&raw)).unwrap(), text);
+        allowed.push(raw);
+        allowed.push(format!("wiki/sources/{doc_name}.md"));
+    }
+    let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+    guard.assert_only(&allowed, &show(&[("add", &add)]));
+    let kept = env
+        .store()
+        .get(&in_place)
+        .unwrap()
+        .expect("still registered");
+    assert_eq!(kept.raw_path.as_deref(), Some("raw/x.md"));
+}
+
+#[test]
+fn add_refuses_an_inherited_name_whose_raw_path_another_document_keeps() {
+    let env = Env::with_kb();
+    in_place_doc_under_a_taken_name(&env, "z");
+    // A legacy entry (no path) named z: a new z.md converges with it and keeps the name z,
+    // whose raw copy raw/z.md is the in-place document's file.
+    env.store()
+        .write(|tx| {
+            tx.upsert_document(&Document {
+                name: Some("z.md".into()),
+                doc_name: Some("z".into()),
+                doc_type: Some("md".into()),
+                ..Document::new(hash_of(4242))
+            })
+        })
+        .unwrap();
+    let guard = Guard::new(env.path(), &env.kb());
+    let z = env.write("in3/z.md", "outside z\n");
+    let add = run(env.cmd().arg("add").arg(&z));
+    assert_eq!(add.code, 1, "{}{}", add.stdout, add.stderr);
+    assert!(
+        add.stderr
+            .contains("raw/z.md is the file of another document")
+            && add.stderr.contains("nothing was added"),
+        "{}",
+        add.stderr
+    );
+    guard.assert_only(&[], &show(&[("add", &add)]));
+    assert_eq!(
+        std::fs::read_to_string(env.kb().join("raw/z.md")).unwrap(),
+        "kept in place\n"
     );
 }

@@ -133,7 +133,7 @@ pub(super) fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
                 .map(|d| {
                     format!(
                         "  {}  {}  (doc_name {}, {})",
-                        &d.hash[..12],
+                        names::short_hash(&d.hash),
                         names::shown(d.name.as_deref().unwrap_or("-")),
                         names::shown(d.display_doc_name().as_deref().unwrap_or("-")),
                         names::shown(d.path.as_deref().unwrap_or("no path"))
@@ -161,7 +161,7 @@ fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
         "Remove {} (doc_name {}, hash {}):",
         names::shown(doc.name.as_deref().unwrap_or("-")),
         names::shown(plan.doc_name.as_deref().unwrap_or("-")),
-        &doc.hash[..12]
+        names::short_hash(&doc.hash)
     );
     if let Some(why) = &plan.untrusted {
         println!(
@@ -175,7 +175,7 @@ fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
     match (&plan.doc_name, &plan.wiki_shared_with) {
         (Some(_), Some(other)) => println!(
             "  keep wiki/index.md and summary links: document {} has the same doc_name",
-            &other[..other.len().min(12)]
+            names::short_hash(other)
         ),
         (Some(d), None) => println!(
             "  drop its line from wiki/index.md and links to [[summaries/{}]]",

@@ -257,7 +257,7 @@ pub fn leave_shared(q: &impl Queries, plan: &mut Plan, removed_too: &[&str]) -> 
         match by_path.or(by_name) {
             Some(hash) => plan.refused.push((
                 file,
-                format!("also the file of document {}", &hash[..hash.len().min(12)]),
+                format!("also the file of document {}", names::short_hash(&hash)),
             )),
             None => kept.push(file),
         }

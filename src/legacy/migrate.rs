@@ -813,7 +813,8 @@ fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
         let orphan = sidecar(&kb.state_db(), suffix);
         if orphan.exists() {
             return Err(Error::Invalid(format!(
-                "{} exists without state.db beside it (left by a deleted database?); move it                  out of .openkb/ and run `openkb migrate` again; nothing was changed",
+                "{} exists without state.db beside it (left by a deleted database?); move it \
+                out of .openkb/ and run `openkb migrate` again; nothing was changed",
                 orphan.display()
             )));
         }
