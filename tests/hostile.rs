@@ -463,6 +463,75 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
     }
 }
 
+/// A linked `wiki/` or `.openkb/` (the real folder moved out of the KB): every write command
+/// refuses before it shows or does anything, and says how to put the folder back.
+#[test]
+fn a_linked_wiki_or_openkb_folder_blocks_writes_with_a_way_out() {
+    for rel in ["wiki", ".openkb"] {
+        let env = Env::with_kb();
+        let a = env.write("in/a.md", "# a\n");
+        assert_eq!(run(env.cmd().arg("add").arg(&a)).code, 0);
+        let mut guard = Guard::new(env.path(), &env.kb());
+        let moved = guard.canary.join(format!("moved{rel}"));
+        std::fs::rename(env.kb().join(rel), &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, env.kb().join(rel)).unwrap();
+        guard.retake();
+
+        let b = env.write("in/b.md", "# b\n");
+        let mut runs = Vec::new();
+        for args in [
+            vec!["add".to_owned(), b.display().to_string()],
+            vec!["lint".into(), "--fix".into()],
+            vec!["remove".into(), "-y".into(), "a".into()],
+            vec!["doctor".into(), "--fix".into()],
+        ] {
+            let out = run(env.cmd().args(&args));
+            runs.push((args.join(" "), out));
+        }
+        let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+        let context = format!("{rel}:\n{}", show(&shown));
+        for (what, out) in &runs {
+            assert_ne!(out.code, 0, "{what} ran through a linked {context}");
+            assert!(
+                out.stderr.contains("symbolic link")
+                    && out.stderr.contains(rel)
+                    && out
+                        .stderr
+                        .contains("delete the link and move its target to its place"),
+                "{what}: no way out said\n{context}"
+            );
+            assert!(
+                !out.stdout.contains("Remove "),
+                "{what}: a plan that cannot run\n{context}"
+            );
+        }
+        guard.assert_only(&[], &context);
+    }
+}
+
+/// init writes its seed pages and config.yaml only where nothing is; a link leading nowhere
+/// (into the canary) is refused, not created through.
+#[test]
+fn init_never_creates_a_file_through_a_symlink() {
+    for rel in ["wiki/AGENTS.md", ".openkb/config.yaml", "wiki/index.md"] {
+        let env = Env::new();
+        let link = env.kb().join(rel);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        let mut guard = Guard::new(env.path(), &env.kb());
+        std::os::unix::fs::symlink(guard.canary.join("planted.md"), &link).unwrap();
+        guard.retake();
+        let init = run(env.cmd().args(["init", "--model", "m", "--language", "en"]));
+        let context = show(&[("init", &init)]);
+        assert_ne!(init.code, 0, "{rel}: {context}");
+        assert!(init.stderr.contains("symbolic link"), "{rel}: {context}");
+        guard.assert_outside_unchanged(&context);
+        assert!(
+            !guard.canary.join("planted.md").exists(),
+            "{rel}: {context}"
+        );
+    }
+}
+
 #[test]
 fn the_hook_sees_only_validated_names_and_paths() {
     let env = Env::with_kb();

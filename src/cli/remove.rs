@@ -31,6 +31,10 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     // several documents, stops the whole command with nothing changed.
     let targets: Vec<(Document, Plan)> = {
         let open = super::open_kb(ctx, LockMode::Shared)?;
+        if !args.dry_run {
+            // Said before the plan: a plan that cannot run would only confuse.
+            crate::kbpath::refuse_symlinked_bookkeeping(&open.kb)?;
+        }
         let reader = open.store.reader()?;
         let mut targets: Vec<(Document, Plan)> = Vec::new();
         let mut problems = Vec::new();

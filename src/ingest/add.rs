@@ -450,11 +450,29 @@ fn occupied_target(
         }
         // Files named after a document it replaces are that document's (legacy entries
         // need not record their paths); any other file there is someone's.
-        if claimants.is_empty() && replaced.is_empty() && KbPath::new(kb, &rel)?.kind()?.is_some() {
+        if claimants.is_empty() && replaced.is_empty() && exists_at(kb, &rel)? {
             return Ok(Some(format!("{rel} exists and belongs to no document")));
         }
     }
     Ok(None)
+}
+
+/// Is anything (a file, a folder, a link) at `rel`? `rel` is built from a checked doc_name;
+/// a name too long for the file system names nothing.
+fn exists_at(kb: &Kb, rel: &str) -> Result<bool> {
+    let path = kb.root().join(rel);
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidFilename
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::io("cannot read", &path, e)),
+    }
 }
 
 /// A document never overwrites a file it does not own: when a path its name gives it is
@@ -468,6 +486,10 @@ fn keep_off_other_files(
     resolved: docname::Resolved,
     claims: &Claims,
 ) -> Result<(docname::Resolved, Vec<String>)> {
+    // An unusable inherited name is refused with its reason by `plan_inner`.
+    if kbpath::check_doc_name(&resolved.doc_name).is_err() {
+        return Ok((resolved.clone(), replaced_documents(q, item, &resolved)?));
+    }
     let replaced = replaced_documents(q, item, &resolved)?;
     let Some(occupied) = occupied_target(kb, q, item, &resolved.doc_name, &replaced)? else {
         return Ok((resolved, replaced));
