@@ -719,3 +719,32 @@ fn duplicate_legacy_entries_removed_together_take_their_shared_files() {
     assert!(env.docs().is_empty());
     guard.assert_outside_unchanged("");
 }
+
+#[test]
+fn an_empty_identifier_names_no_document() {
+    let env = Env::with_kb();
+    let file = env.write("inbox/only.md", "the only one\n");
+    assert!(env.run(&["add", file.to_str().unwrap()]).status.success());
+    let guard = Guard::new(env.path(), &env.kb());
+    for args in [
+        &["remove", "-y", ""][..],
+        &["remove", "-y", "  "],
+        &["remove", "-y", "only", ""],
+        &["show", ""],
+    ] {
+        let out = env.run(args);
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("is not an identifier"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        guard.changed_files().is_empty(),
+        "{:?}",
+        guard.changed_files()
+    );
+    guard.assert_outside_unchanged("");
+    assert_eq!(env.docs().len(), 1);
+}
