@@ -677,6 +677,45 @@ fn add_never_overwrites_a_file_another_document_keeps_in_raw() {
     assert_eq!(kept.raw_path.as_deref(), Some("raw/x.md"));
 }
 
+/// A link in raw/ to a file outside (or into a linked folder): not a file that is in raw/, so
+/// neither registered in place nor copied in under another name.
+#[test]
+fn links_in_raw_leading_out_are_not_registered() {
+    let env = Env::with_kb();
+    let mut guard = Guard::new(env.path(), &env.kb());
+    std::os::unix::fs::symlink(
+        guard.canary.join("victim.md"),
+        env.kb().join("raw/Linked File.md"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(guard.canary.join("sources"), env.kb().join("raw/outside")).unwrap();
+    guard.retake();
+    let mut runs = Vec::new();
+    for args in [
+        vec!["add".to_owned(), env.kb().join("raw").display().to_string()],
+        vec![
+            "add".into(),
+            env.kb().join("raw/outside/victim.md").display().to_string(),
+        ],
+        vec!["watch".into(), "--once".into()],
+    ] {
+        let out = run(env.cmd().args(&args));
+        runs.push((args.join(" "), out));
+    }
+    let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let context = show(&shown);
+    for (what, out) in &runs {
+        assert_ne!(out.code, 0, "{what}: {context}");
+        assert!(
+            out.stdout.contains("leading out of raw/")
+                || out.stderr.contains("leading out of raw/"),
+            "{what}: {context}"
+        );
+    }
+    assert!(env.docs().is_empty(), "{context}");
+    guard.assert_only(&[], &context);
+}
+
 #[test]
 fn add_refuses_an_inherited_name_whose_raw_path_another_document_keeps() {
     let env = Env::with_kb();
