@@ -5,8 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use openkb::state::{Create, Store};
-
 mod common;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -21,7 +19,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("state.db"), Create::IfMissing).expect("open");
+    std::fs::create_dir_all(dir.path().join(".openkb")).expect("mkdir");
+    // Through a write session, as every command writes (identity check included).
+    let store = openkb::Kb::at(dir.path())
+        .expect("kb")
+        .write_session_creating()
+        .expect("open");
     let mut latencies = Vec::with_capacity(n as usize);
     let started = Instant::now();
     for i in 0..n {

@@ -5,13 +5,19 @@ use std::path::Path;
 
 use common::doc;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use openkb::state::{Create, Queries, Store};
+use openkb::session::WriteSession;
+use openkb::state::Queries;
 
 mod common;
 
-/// A store holding `n` documents, filled in one transaction.
-fn store_with(dir: &Path, n: u64) -> Store {
-    let store = Store::open(&dir.join("state.db"), Create::IfMissing).unwrap();
+/// A write session on a new KB holding `n` documents, filled in one transaction. Writes go
+/// through the session as every command's do (identity check included).
+fn store_with(dir: &Path, n: u64) -> WriteSession {
+    std::fs::create_dir_all(dir.join(".openkb")).unwrap();
+    let store = openkb::Kb::at(dir)
+        .unwrap()
+        .write_session_creating()
+        .unwrap();
     store
         .write(|tx| {
             for i in 0..n {

@@ -65,6 +65,19 @@ pub enum Error {
         supported: i64,
     },
 
+    #[error("{}: schema version {found} is older than this openkb reads ({supported}); a read-only command does not upgrade it\n  run any command that writes (for example `openkb doctor --fix`) to upgrade it in place", path.display())]
+    SchemaBehind {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error("{} is missing: `openkb doctor --fix` rebuilds it from raw/ and log.md{}\n  nothing was created; if it was moved away (a restore, a sync client), put it back instead", path.display(), if *has_documents { " (this knowledge base has documents)" } else { "" })]
+    StateDbMissing { path: PathBuf, has_documents: bool },
+
+    #[error("{} was {what} while this openkb process was using it (a restore, a sync client, `openkb doctor --fix`?); refusing to commit to a database that is no longer the KB's\n  nothing was committed and this operation's files were rolled back; run the command again", path.display())]
+    StateDbReplaced { path: PathBuf, what: &'static str },
+
     #[error("timed out after {seconds}s waiting for another openkb process on {}\n  is another openkb (or the Python openkb tool) running? raise OPENKB_LOCK_TIMEOUT to wait longer", kb.display())]
     LockTimeout { kb: PathBuf, seconds: f64 },
 
@@ -125,7 +138,10 @@ impl Error {
 
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::NoKb { .. } | Error::NotAKb { .. } | Error::LegacyKb { .. } => exit::NO_KB,
+            Error::NoKb { .. }
+            | Error::NotAKb { .. }
+            | Error::LegacyKb { .. }
+            | Error::StateDbMissing { .. } => exit::NO_KB,
             Error::Busy { .. } | Error::LockTimeout { .. } => exit::BUSY,
             Error::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,

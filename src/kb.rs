@@ -7,15 +7,16 @@
 //!
 //! A KB whose `.openkb/hashes.json` exists and whose `state.db` does not is a legacy KB: no
 //! command may open (and so create) a `state.db` beside it, because an empty registry would
-//! make every document look new. [`Kb::open_store`] refuses with a message pointing at
-//! `openkb migrate`.
+//! make every document look new. Every session ([`Kb::read_session`], [`Kb::write_session`],
+//! [`Kb::probe`]) refuses with a message pointing at `openkb migrate`.
 
 use std::path::{Path, PathBuf};
 
 use crate::config::{GlobalConfig, KbConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::lock::{self, LockGuard, LockMode};
-use crate::state::{self, LOG_MD_HEADER, LogEntry, Store};
+use crate::session::{Probe, ReadSession, WriteSession};
+use crate::state::{LOG_MD_HEADER, LogEntry};
 
 pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
 
@@ -150,19 +151,72 @@ impl Kb {
         lock::acquire(&self.lock_path(), LockMode::Exclusive, &self.root)
     }
 
-    /// Open `state.db`, creating it when the KB has neither it nor a legacy `hashes.json`.
-    pub fn open_store(&self) -> Result<Store> {
-        // SQLite follows symlinks and writes its -wal/-shm wherever they lead, even for readers.
+    /// A read session: the shared lock and `state.db` opened read-only (see `session.rs`).
+    pub fn read_session(&self) -> Result<ReadSession> {
+        ReadSession::open(self)
+    }
+
+    /// A write session: the exclusive lock, a writable `state.db` and recovery of interrupted
+    /// work done (see `session.rs`). The only source of write transactions.
+    pub fn write_session(&self) -> Result<WriteSession> {
+        WriteSession::open(self)
+    }
+
+    /// [`Kb::write_session`] that creates `state.db` when it is missing, unless a legacy
+    /// `hashes.json` waits for `openkb migrate`. Only `init` creates a database this way.
+    pub fn write_session_creating(&self) -> Result<WriteSession> {
+        WriteSession::open_creating(self)
+    }
+
+    /// `state.db` opened read-only without any lock: for work done outside the lock.
+    pub fn probe(&self) -> Result<Probe> {
+        Probe::open(self)
+    }
+
+    /// [`Kb::probe`] for a command that writes (`add`, `watch`, `compile`): an older schema is
+    /// first upgraded by a write session; the probe itself still never migrates anything.
+    pub fn probe_for_write(&self) -> Result<Probe> {
+        crate::session::upgrading_first(self, Probe::open)
+    }
+
+    /// [`Kb::read_session`] for a command that reads first and writes after (`lint`,
+    /// `remove`): an older schema is first upgraded by a write session.
+    pub fn read_session_for_write(&self) -> Result<ReadSession> {
+        crate::session::upgrading_first(self, ReadSession::open)
+    }
+
+    /// True when the KB's files show documents: a file in `raw/` or `wiki/sources/`, or an
+    /// entry in `wiki/log.md`. Decides how a missing `state.db` is reported.
+    pub fn has_documents(&self) -> bool {
+        let has_file = |dir: PathBuf| {
+            std::fs::read_dir(dir).is_ok_and(|mut entries| {
+                entries.any(|e| {
+                    e.is_ok_and(|e| {
+                        !e.file_name().to_string_lossy().starts_with('.')
+                            && e.file_type().is_ok_and(|t| t.is_file())
+                    })
+                })
+            })
+        };
+        let log_has_entries = || {
+            std::fs::read_to_string(self.log_md())
+                .is_ok_and(|text| text.lines().any(|l| l.starts_with("## [")))
+        };
+        has_file(self.raw_dir()) || has_file(self.wiki_dir().join("sources")) || log_has_entries()
+    }
+
+    /// `.openkb/state.db`, checked as every session opens it: neither it nor its `-wal` and
+    /// `-shm` may be a symlink (SQLite follows them and writes its sidecars wherever they
+    /// lead, even for readers).
+    pub(crate) fn state_db_checked(&self) -> Result<PathBuf> {
         for sidecar in ["-wal", "-shm"] {
             crate::kbpath::KbPath::bookkeeping(self, &format!(".openkb/state.db{sidecar}"))?;
         }
-        let db = crate::kbpath::KbPath::bookkeeping(self, ".openkb/state.db")?
-            .as_path()
-            .to_path_buf();
-        if !db.exists() {
-            self.refuse_if_legacy()?;
-        }
-        Store::open(&db, state::Create::IfMissing)
+        Ok(
+            crate::kbpath::KbPath::bookkeeping(self, ".openkb/state.db")?
+                .as_path()
+                .to_path_buf(),
+        )
     }
 
     /// The legacy registry waiting to be migrated, if any: its entry count.
@@ -182,17 +236,6 @@ impl Kb {
         Ok(Some(entries))
     }
 
-    fn refuse_if_legacy(&self) -> Result<()> {
-        match self.legacy_registry_entries()? {
-            Some(entries) => Err(Error::LegacyKb {
-                kb: self.root.clone(),
-                hashes_json: self.hashes_json(),
-                entries,
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// Render a committed log row into `wiki/log.md` (the table is the source of truth; the
     /// page is for people).
     pub fn append_log_md(&self, entry: &LogEntry) -> Result<()> {
@@ -202,12 +245,5 @@ impl Kb {
     /// Append rendered log lines to `wiki/log.md` (never through a symlink).
     pub fn append_log_md_text(&self, text: &str) -> Result<()> {
         crate::kbpath::KbPath::bookkeeping(self, "wiki/log.md")?.append(LOG_MD_HEADER, text)
-    }
-
-    /// Commit a log row and render it into `wiki/log.md`.
-    pub fn record(&self, store: &Store, operation: &str, description: &str) -> Result<LogEntry> {
-        let entry = store.write(|tx| tx.append_log(operation, description))?;
-        self.append_log_md(&entry)?;
-        Ok(entry)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Layers, top to bottom (data flows one way):
 //! - `cli`: one module per command; parses arguments and composes the layers below.
-//! - `kb`: finding a KB, its paths, its lock and its store.
+//! - `kb`: finding a KB and its paths; it hands out the sessions.
+//! - `session`: read and write sessions, the one door into a KB's state (lock, store, recovery).
 //! - `state`: the SQLite engine (`.openkb/state.db`); `lock`: flock; `fsx`: atomic files;
 //!   `config`: YAML config files.
 
@@ -19,6 +20,7 @@ pub mod lint;
 pub mod lock;
 pub mod names;
 pub mod netfs;
+pub mod session;
 pub mod state;
 pub mod wiki;
 

@@ -22,8 +22,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::kb::Kb;
 use crate::kbpath::KbPath;
+use crate::session::{ReadSession, WriteSession};
 use crate::state::{Queries, Status};
 use crate::wiki::{links, page_key};
 
@@ -145,8 +145,9 @@ fn collect_md(wiki: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Run every structural check.
-pub fn analyze(kb: &Kb, reader: &impl Queries) -> Result<Analysis> {
+/// Run every structural check, in a read session.
+pub fn analyze(session: &ReadSession) -> Result<Analysis> {
+    let (kb, reader) = (session.kb(), &session.reader()?);
     let wiki = kb.wiki_dir();
     let pages = pages(&wiki)?;
     let mut issues = Vec::new();
@@ -243,8 +244,9 @@ fn read_page(path: &Path) -> Result<String> {
 
 /// Turn the broken links of every page in `analysis` into plain text (`[[x]]` → `x`,
 /// `[[x|label]]` → `label`), writing each changed page atomically. Marks the broken-link
-/// issues it repaired as fixed. The caller holds the exclusive lock.
-pub fn fix_broken_links(kb: &Kb, analysis: &mut Analysis) -> Result<usize> {
+/// issues it repaired as fixed. Only in a write session: it rewrites pages other writers edit.
+pub fn fix_broken_links(session: &WriteSession, analysis: &mut Analysis) -> Result<usize> {
+    let kb = session.kb();
     let wiki = kb.wiki_dir();
     // Only the links the analysis found broken: a page may also link to the summary of a
     // pending document, which compiling will create and which must survive.
@@ -322,9 +324,9 @@ pub fn report_stamp(now: &chrono::DateTime<chrono::Local>) -> String {
 /// Write the report as `wiki/reports/lint_<stamp>.md`, or `lint_<stamp>-2.md`, `-3`, ... when
 /// an earlier run in the same second wrote one: a report is never overwritten. Returns the
 /// file name.
-pub fn write_report(kb: &Kb, stamp: &str, analysis: &Analysis) -> Result<String> {
+pub fn write_report(session: &WriteSession, stamp: &str, analysis: &Analysis) -> Result<String> {
     // Never through a symlink: the report is the KB's own file.
-    let dir = KbPath::bookkeeping(kb, "wiki/reports")?
+    let dir = KbPath::bookkeeping(session.kb(), "wiki/reports")?
         .as_path()
         .to_path_buf();
     let text = render_report(stamp, analysis);

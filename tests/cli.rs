@@ -302,8 +302,7 @@ fn list_shows_registry_order_with_status() {
         .assert()
         .success()
         .stdout("[]\n");
-    let store = open_store(&kb);
-    store
+    common::write_session(&kb)
         .write(|tx| {
             tx.upsert_document(&text_doc(3, "zeta"))?;
             tx.upsert_document(&text_doc(1, "alpha"))?;
@@ -362,8 +361,7 @@ fn status_reports_counts_files_and_state() {
     std::fs::write(kb.join("raw/sub/b.pdf"), "b").unwrap();
     std::fs::write(kb.join("raw/.hidden"), "h").unwrap();
     std::fs::write(kb.join("wiki/summaries/a.md"), "s").unwrap();
-    let store = open_store(&kb);
-    store
+    common::write_session(&kb)
         .write(|tx| {
             tx.upsert_document(&text_doc(1, "a"))?;
             tx.upsert_document(&text_doc(2, "b"))?;
@@ -411,12 +409,12 @@ fn status_reports_counts_files_and_state() {
 fn log_shows_newest_last_with_limit_and_filter() {
     let sb = Sandbox::new();
     let kb = sb.init_kb("kb");
-    let store = open_store(&kb);
-    let kb_handle = openkb::Kb::at(&kb).unwrap();
+    let session = common::write_session(&kb);
     for i in 0..30 {
         let op = if i % 3 == 0 { "query" } else { "ingest" };
-        kb_handle.record(&store, op, &format!("entry {i}")).unwrap();
+        session.record(op, &format!("entry {i}")).unwrap();
     }
+    drop(session);
     let log_md = std::fs::read_to_string(kb.join("wiki/log.md")).unwrap();
     assert!(log_md.starts_with("# Operations Log\n\n## ["));
     assert_eq!(

@@ -302,7 +302,7 @@ fn a_state_db_that_is_not_a_database_is_reported_then_moved_aside_and_rebuilt() 
 fn a_damaged_database_fails_quick_check_and_is_rebuilt() {
     let (kb, alpha, beta) = two_document_kb();
     // Enough rows for several pages, then scribble over a b-tree page.
-    kb.store()
+    kb.write_session()
         .write(|tx| {
             for i in 0..400 {
                 tx.import_log(
@@ -471,7 +471,7 @@ fn doctor_scales_to_100k_documents() {
         doc.status = Status::Compiled;
         docs.push(doc);
     }
-    kb.store()
+    kb.write_session()
         .write(|tx| {
             for doc in &docs {
                 tx.upsert_document(doc)?;
@@ -561,7 +561,7 @@ fn duplicate_path_claims_and_with_full_changed_raw_copies_are_reported() {
     assert_eq!(claims.len(), 2, "path and raw_path: {json:#}");
     assert!(claims[0].1.contains("alpha") && claims[0].1.contains("alpha-old"));
     assert!(claims[0].1.contains("raw/alpha.md"), "{}", claims[0].1);
-    kb.store()
+    kb.write_session()
         .write(|tx| tx.remove_document(&stale.hash))
         .unwrap();
 

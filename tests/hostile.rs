@@ -131,7 +131,7 @@ fn an_intent_naming_folders_and_kb_files_settles_without_deleting_them() {
     assert_eq!(run(env.cmd().arg("add").arg(&a)).code, 0);
     let hash = env.doc_named("a").unwrap().hash;
     // What a `raw_path` of `raw` used to leave behind, and worse.
-    env.store()
+    env.write_session()
         .write(|tx| {
             tx.record_intent(
                 IntentOp::Remove,
@@ -197,7 +197,7 @@ fn an_intent_that_cannot_settle_blocks_nothing_and_doctor_fix_settles_it() {
     assert_eq!(run(env.cmd().arg("add").arg(&a).arg(&b)).code, 0);
     env.set_config("compile_command: 'true'\n");
     let hash = env.doc_named("a").unwrap().hash;
-    env.store()
+    env.write_session()
         .write(|tx| {
             tx.record_intent(
                 IntentOp::Remove,
@@ -549,7 +549,7 @@ fn the_hook_sees_only_validated_names_and_paths() {
         ("src", Some("raw/src.md"), Some("wiki/summaries/src.md")),
         ("ctl\nname", Some("raw/ctl.md"), None),
     ];
-    env.store()
+    env.write_session()
         .write(|tx| {
             for (i, (doc_name, raw, source)) in hostile.iter().enumerate() {
                 tx.upsert_document(&Document {
@@ -722,7 +722,7 @@ fn add_refuses_an_inherited_name_whose_raw_path_another_document_keeps() {
     in_place_doc_under_a_taken_name(&env, "z");
     // A legacy entry (no path) named z: a new z.md converges with it and keeps the name z,
     // whose raw copy raw/z.md is the in-place document's file.
-    env.store()
+    env.write_session()
         .write(|tx| {
             tx.upsert_document(&Document {
                 name: Some("z.md".into()),

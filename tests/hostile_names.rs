@@ -13,7 +13,7 @@ use std::path::Path;
 use common::{Env, Guard, kb_snapshot, stderr, stdout, tree_snapshot};
 use openkb::legacy::{self, export, hashes_json, journal, log_md};
 use openkb::names;
-use openkb::state::{Create, LogEntry, Store};
+use openkb::state::LogEntry;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -485,7 +485,11 @@ proptest! {
 
         // And through a real state.db: what `export --legacy-json` writes after `migrate`.
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state.db"), Create::IfMissing).unwrap();
+        std::fs::create_dir_all(dir.path().join(".openkb")).unwrap();
+        let store = openkb::kb::Kb::at(dir.path())
+            .unwrap()
+            .write_session_creating()
+            .unwrap();
         store
             .write(|tx| docs.iter().try_for_each(|d| tx.upsert_document(d)))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;

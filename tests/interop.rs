@@ -376,7 +376,7 @@ fn a_document_changed_on_both_sides_keeps_state_db_and_loses_nothing() {
 
     // openkb: removes X, renames Y and Z (as a newer openkb would edit an entry).
     ok(&mut sb.openkb(&kb, &["remove", &name_of(x), "--yes"]));
-    let store = common::open_store(&kb);
+    let store = common::write_session(&kb);
     store
         .write(|tx| {
             for d in [y, z] {
@@ -624,7 +624,7 @@ fn a_kb_migrated_before_bases_were_kept_uses_the_file_its_migration_moved_aside(
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // As a state.db of an older openkb: no base recorded.
-    let store = common::open_store(&kb);
+    let store = common::write_session(&kb);
     store
         .write(|tx| {
             tx.connection()
@@ -663,7 +663,7 @@ out = h
     let sb = Sandbox::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
-    let store = common::open_store(&kb);
+    let store = common::write_session(&kb);
     store
         .write(|tx| {
             tx.connection()

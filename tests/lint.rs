@@ -226,12 +226,11 @@ fn lint_reads_beside_other_readers_and_writes_nothing_until_it_has_the_exclusive
 fn reports_of_the_same_second_get_their_own_files() {
     let kb = messy_kb();
     let openkb_kb = openkb::kb::Kb::at(&kb.root).unwrap();
-    let store = kb.store();
-    let reader = store.reader().unwrap();
-    let analysis = openkb::lint::analyze(&openkb_kb, &reader).unwrap();
+    let analysis = openkb::lint::analyze(&openkb_kb.read_session().unwrap()).unwrap();
+    let session = openkb_kb.write_session().unwrap();
     let stamp = "20260102_030405";
     let names: Vec<String> = (0..3)
-        .map(|_| openkb::lint::write_report(&openkb_kb, stamp, &analysis).unwrap())
+        .map(|_| openkb::lint::write_report(&session, stamp, &analysis).unwrap())
         .collect();
     assert_eq!(
         names,
@@ -242,7 +241,7 @@ fn reports_of_the_same_second_get_their_own_files() {
         ]
     );
     std::fs::write(kb.path("wiki/reports/lint_20260102_030405.md"), "mine\n").unwrap();
-    openkb::lint::write_report(&openkb_kb, stamp, &analysis).unwrap();
+    openkb::lint::write_report(&session, stamp, &analysis).unwrap();
     assert_eq!(kb.read("wiki/reports/lint_20260102_030405.md"), "mine\n");
     assert_eq!(reports(&kb).len(), 4);
 }

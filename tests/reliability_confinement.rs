@@ -40,7 +40,6 @@ fn canary(env: &Env) -> PathBuf {
 /// Documents whose names and legacy paths point out of the KB, registered as a legacy
 /// registry could hold them.
 fn register_escapes(env: &Env, canary: &Path) {
-    let store = env.store();
     let docs = vec![
         Document {
             name: Some("victim.md".into()),
@@ -81,7 +80,7 @@ fn register_escapes(env: &Env, canary: &Path) {
             ..Document::new(common::hash_of(4))
         },
     ];
-    store
+    env.write_session()
         .write(|tx| {
             for doc in &docs {
                 tx.upsert_document(doc)?;

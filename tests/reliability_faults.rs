@@ -369,7 +369,9 @@ fn sigkill_during_init_leaves_no_config_or_the_whole_one() {
         }
         // The next command, init again, finishes an interrupted init (or says the KB exists
         // when the killed one had completed).
-        let was_complete = config.exists() && env.kb().join(".openkb/state.db").exists();
+        // A blank state.db (killed while SQLite created it) is not a registry yet.
+        let db = env.kb().join(".openkb/state.db");
+        let was_complete = config.exists() && db.exists() && !openkb::state::is_blank(&db);
         let out = env.run(&["init", "--model", "m", "--language", "en"]);
         if was_complete {
             assert!(stderr(&out).contains("already"), "{what}: {}", stderr(&out));

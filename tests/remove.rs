@@ -194,7 +194,9 @@ fn never_deletes_outside_the_kb_whatever_the_entry_says() {
     doc.raw_path = Some("../victims/v1.md".into());
     doc.source_path = Some(victims[1].to_str().unwrap().to_owned());
     doc.path = Some("raw/escape/v4.md".into());
-    env.store().write(|tx| tx.upsert_document(&doc)).unwrap();
+    env.write_session()
+        .write(|tx| tx.upsert_document(&doc))
+        .unwrap();
 
     let out = env.run(&["remove", "evil.md", "-y"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -90,3 +90,79 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     }
     assert_consistent(&env);
 }
+
+/// Poll `done` until it holds (the state a handshake waits for) or a minute passes.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn watch_reopens_a_state_db_replaced_while_it_runs() {
+    let env = Env::with_kb();
+    let kb = env.kb();
+    let mut watch = env
+        .cmd()
+        .env("OPENKB_WATCH_DEBOUNCE_MS", "200")
+        .arg("watch")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching "), "{line}");
+
+    std::fs::write(kb.join("raw/one.md"), "one\n").unwrap();
+    assert!(wait_until(|| env.doc_named("one").is_some()), "one.md");
+
+    // A restore: a copy of the database (taken through SQLite), marked, renamed over it.
+    let db = kb.join(".openkb/state.db");
+    let copy = kb.join(".openkb/restored.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    drop(conn);
+    let restored = rusqlite::Connection::open(&copy).unwrap();
+    restored
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('restored', 'yes')",
+            [],
+        )
+        .unwrap();
+    drop(restored);
+    std::fs::rename(&copy, &db).unwrap();
+    // As a restore does: the old file's -wal and -shm go with it (watch still holds them open;
+    // it must not take the new ones for its own).
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(kb.join(format!(".openkb/state.db{suffix}")));
+    }
+
+    std::fs::write(kb.join("raw/two.md"), "two\n").unwrap();
+    let landed = wait_until(|| env.doc_named("two").is_some());
+    // SAFETY: sending a signal to our own child.
+    unsafe {
+        libc::kill(watch.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = watch.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(landed, "two.md never reached the live state.db\n{rest}");
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(rest.contains("changed on disk; reopened"), "{rest}");
+    let store = env.store();
+    use openkb::state::Queries;
+    assert_eq!(
+        store.reader().unwrap().meta("restored").unwrap().as_deref(),
+        Some("yes")
+    );
+    assert!(env.doc_named("one").is_some());
+    assert_consistent(&env);
+}

@@ -7,8 +7,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::{Error, Result};
 use crate::ingest::add::{self, Options, Outcome, Reporter, Summary};
-use crate::kb::Kb;
-use crate::state::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,14 +17,15 @@ pub struct Args {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let (kb, store) = open_unlocked(ctx)?;
+    let probe = super::probe(ctx)?;
+    let kb = probe.kb();
     let options = Options {
         compile_command: kb.config()?.compile_command()?.map(str::to_owned),
         verbose: ctx.verbose > 0,
     };
     crate::ingest::stop_cleanly_on_interrupt();
     let mut reporter = Printer::new(ctx.verbose > 0);
-    let summary = add::add_paths(&kb, &store, &args.paths, &options, &mut reporter)?;
+    let summary = add::add_paths(&probe, &args.paths, &options, &mut reporter)?;
     reporter.finish();
     finish(summary)
 }
@@ -55,12 +54,6 @@ pub(super) fn finish(summary: Summary) -> Result<()> {
 
 /// The KB and its store, without holding the lock: commands that prepare work outside it take
 /// the lock themselves, per batch.
-pub(super) fn open_unlocked(ctx: &super::Ctx) -> Result<(Kb, Store)> {
-    let kb = ctx.kb()?;
-    let store = super::open_store(&kb)?;
-    Ok((kb, store))
-}
-
 /// Per-file lines (added on stdout, skipped/failed on stderr) and, on a terminal, a progress
 /// bar.
 pub(super) struct Printer {

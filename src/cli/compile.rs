@@ -39,7 +39,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             "name the documents to compile (their doc_names), or pass --pending / --failed".into(),
         ));
     }
-    let (kb, store) = super::add::open_unlocked(ctx)?;
+    let probe = super::probe(ctx)?;
+    let kb = probe.kb();
     let config = kb.config()?;
     let Some(command) = config.compile_command()?.map(str::to_owned) else {
         return Err(Error::Invalid(format!(
@@ -50,7 +51,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     };
     let mut targets: Vec<Document> = Vec::new();
     {
-        let reader = store.reader()?;
+        let reader = probe.reader()?;
         for name in &args.doc_names {
             let doc = match reader.find_by_doc_name(name)? {
                 Some(doc) => doc,
@@ -80,16 +81,16 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     targets.retain(|d| seen.insert(d.hash.clone()));
     let (mut compiled, mut failed) = (0usize, 0usize);
     for doc in targets {
-        let _lock = ingest::lock_exclusive(&kb, &store)?;
+        let session = probe.write_session()?;
         // Re-read under the lock: it may have been removed or compiled meanwhile.
-        let Some(doc) = store.get(&doc.hash)? else {
+        let Some(doc) = session.get(&doc.hash)? else {
             continue;
         };
         let label = doc
             .display_doc_name()
             .map_or_else(|| doc.hash.clone(), |d| names::shown(&d).into_owned());
         let files: Vec<IntentFile> = Vec::new();
-        let intent = store.write(|tx| {
+        let intent = session.write(|tx| {
             tx.record_intent(
                 IntentOp::Compile,
                 &doc.hash,
@@ -97,12 +98,12 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                 &files,
             )
         })?;
-        let outcome = ingest::compile::run_hook(&kb, &command, &doc, ctx.verbose > 0)?;
+        let outcome = ingest::compile::run_hook(kb, &command, &doc, ctx.verbose > 0)?;
         let (status, error) = match &outcome {
             Ok(()) => (Status::Compiled, None),
             Err(message) => (Status::Failed, Some(message.as_str())),
         };
-        store.write(|tx| {
+        session.write(|tx| {
             tx.set_status(&doc.hash, status, error)?;
             tx.delete_intent(intent)
         })?;
@@ -118,12 +119,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         }
     }
     if compiled + failed > 0 {
-        let _lock = ingest::lock_exclusive(&kb, &store)?;
-        kb.record(
-            &store,
-            "compile",
-            &format!("compiled {compiled}, failed {failed}"),
-        )?;
+        probe
+            .write_session()?
+            .record("compile", &format!("compiled {compiled}, failed {failed}"))?;
     }
     println!("compiled {compiled}, failed {failed}");
     if failed > 0 {

@@ -39,11 +39,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
         // Reported without taking the lock: the lock file itself may be the link.
         doctor::symlinks_only(&kb)
     } else {
-        let _lock = if args.fix {
-            kb.lock_exclusive()?
-        } else {
-            kb.lock_shared()?
-        };
+        // doctor::run takes the KB lock itself: shared, or exclusive with --fix.
         doctor::run(
             &kb,
             Options {

@@ -10,7 +10,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::legacy::export::write_registry;
 use crate::legacy::handover::LogMd;
-use crate::lock::LockMode;
 use crate::state::imports::{self, ImportRecord};
 use crate::state::{Document, LogEntry, Queries, Status};
 
@@ -51,8 +50,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     if args.for_python {
         return for_python(ctx);
     }
-    let open = super::open_kb(ctx, LockMode::Shared)?;
-    let reader = open.store.reader()?;
+    let open = super::read_session(ctx)?;
+    let reader = open.reader()?;
     let documents = reader.list()?;
     let text = if args.legacy_json {
         let unfinished = documents
@@ -77,9 +76,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         let export = StateExport {
             format: "openkb-export",
             version: 1,
-            knowledge_base: open.kb.root().display().to_string(),
+            knowledge_base: open.kb().root().display().to_string(),
             exported_at: crate::state::utc_now(),
-            schema_version: open.store.schema_version(),
+            schema_version: open.schema_version(),
             documents: &documents,
             log: &log,
             imports: &imports::list(&reader)?,
@@ -112,8 +111,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
 
 /// `export --for-python`: see [`crate::legacy::handover::export_for_python`].
 fn for_python(ctx: &super::Ctx) -> Result<()> {
-    let open = super::open_kb(ctx, LockMode::Exclusive)?;
-    let handed = crate::legacy::handover::export_for_python(&open.kb, &open.store)?;
+    let open = super::write_session(ctx)?;
+    let handed = crate::legacy::handover::export_for_python(&open)?;
     if handed.unfinished > 0 {
         eprintln!(
             "warning: {} document(s) are not compiled (pending or failed); the Python tool will \
@@ -124,7 +123,7 @@ fn for_python(ctx: &super::Ctx) -> Result<()> {
     println!(
         "Wrote {} ({} documents) for the Python tool and recorded it as the base of the next \
          `openkb migrate`.",
-        open.kb.hashes_json().display(),
+        open.kb().hashes_json().display(),
         handed.documents
     );
     match handed.log_md {

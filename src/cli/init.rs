@@ -6,7 +6,7 @@ use crate::config::{self, DEFAULT_LANGUAGE, DEFAULT_MODEL, GlobalConfig, KbConfi
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
-use crate::state::{self, LOG_MD_HEADER, Store};
+use crate::state::LOG_MD_HEADER;
 use crate::wiki;
 
 #[derive(Debug, clap::Args)]
@@ -104,7 +104,7 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
         Vec::new()
     };
     let result = match kb.lock_exclusive() {
-        Ok(_lock) => {
+        Ok(lock) => {
             if is_complete(kb) {
                 // A whole KB is left as it is, even if this call claimed `.openkb/` before
                 // another init filled it.
@@ -119,7 +119,7 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
                     kb.root().display()
                 );
             }
-            populate(kb, config, &mut created)
+            populate(kb, config, &mut created, &lock)
         }
         Err(e) => Err(e),
     };
@@ -135,12 +135,20 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
     result
 }
 
-/// A KB has its config and its registry (state.db, or a legacy hashes.json to migrate).
+/// A KB has its config and its registry (state.db, or a legacy hashes.json to migrate). A
+/// blank state.db (0 bytes or a bare header) is what an init killed while SQLite created the
+/// file leaves: not a registry yet, so init finishes it (read commands refuse to).
 fn is_complete(kb: &Kb) -> bool {
-    kb.config_path().exists() && (kb.state_db().exists() || kb.hashes_json().exists())
+    let has_db = kb.state_db().exists() && !crate::state::is_blank(&kb.state_db());
+    kb.config_path().exists() && (has_db || kb.hashes_json().exists())
 }
 
-fn populate(kb: &Kb, config: &KbConfig, created: &mut Vec<PathBuf>) -> Result<()> {
+fn populate(
+    kb: &Kb,
+    config: &KbConfig,
+    created: &mut Vec<PathBuf>,
+    lock: &crate::lock::LockGuard,
+) -> Result<()> {
     for dir in wiki::INIT_DIRS {
         create_dirs(&kb.root().join(dir), created)?;
     }
@@ -162,8 +170,21 @@ fn populate(kb: &Kb, config: &KbConfig, created: &mut Vec<PathBuf>) -> Result<()
         config.file.save(&kb.config_path())?;
         created.push(kb.config_path());
     }
-    let store = Store::open(&kb.state_db(), state::Create::IfMissing)?;
-    drop(store);
+    if let Some(entries) = kb.legacy_registry_entries()? {
+        // An empty state.db beside an unmigrated registry would make every document look new.
+        eprintln!(
+            "{} holds the registry of the Python tool ({entries} entries): run `openkb migrate` \
+             to import it; no state.db was created",
+            kb.hashes_json().display()
+        );
+        return Ok(());
+    }
+    let session = kb.write_session_creating()?;
+    // The session is nested in this function's lock and so did not settle on its own; an
+    // interrupted init being finished may sit beside interrupted work.
+    if lock.is_outermost() {
+        session.settle()?;
+    }
     Ok(())
 }
 

@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use crate::error::{Result, exit};
 use crate::lint::{self, Issue};
-use crate::state::Queries;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -36,16 +35,18 @@ struct Output<'a> {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
-    let kb = ctx.kb()?;
-    // Read and analyse under the shared lock, so lint never blocks other readers for long.
-    let (mut analysis, store) = {
-        let _shared = kb.lock_shared()?;
-        let store = kb.open_store()?;
+    // Read and analyse in a read session, so lint never blocks other readers for long.
+    let mut analysis = {
+        let session = super::read_session_for_write(ctx)?;
         // lint always writes (its report and log row): refuse up front, before any work.
-        store.ensure_writable()?;
-        let reader = store.reader()?;
-        if reader.counts()?.total() == 0 {
-            drop(reader);
+        if session.is_too_new() {
+            return Err(crate::Error::SchemaTooNew {
+                path: session.path().to_path_buf(),
+                found: session.schema_version(),
+                supported: crate::state::schema::latest_version(),
+            });
+        }
+        if session.counts()?.total() == 0 {
             if args.json {
                 super::print_json(&Output {
                     report: None,
@@ -60,23 +61,22 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
             }
             return Ok(exit::OK);
         }
-        let analysis = lint::analyze(&kb, &reader)?;
-        drop(reader);
-        (analysis, store)
+        lint::analyze(&session)?
     };
-    // Writing (report, log row, --fix rewrites) takes the exclusive lock, briefly.
-    let _exclusive = kb.lock_exclusive()?;
+    // Writing (report, log row, --fix rewrites) takes a write session, briefly.
+    let session = super::write_session(ctx)?;
+    session.ensure_writable()?;
     // Checked before any page is rewritten: a symlinked reports/ or log.md stops lint early.
-    crate::kbpath::KbPath::bookkeeping(&kb, "wiki/reports")?;
-    crate::kbpath::KbPath::bookkeeping(&kb, "wiki/log.md")?;
+    crate::kbpath::KbPath::bookkeeping(session.kb(), "wiki/reports")?;
+    crate::kbpath::KbPath::bookkeeping(session.kb(), "wiki/log.md")?;
     let pages_rewritten = if args.fix {
-        lint::fix_broken_links(&kb, &mut analysis)?
+        lint::fix_broken_links(&session, &mut analysis)?
     } else {
         0
     };
     let stamp = lint::report_stamp(&chrono::Local::now());
-    let name = lint::write_report(&kb, &stamp, &analysis)?;
-    kb.record(&store, "lint", &format!("report \u{2192} {name}"))?;
+    let name = lint::write_report(&session, &stamp, &analysis)?;
+    session.record("lint", &format!("report \u{2192} {name}"))?;
 
     let remaining = analysis.remaining();
     if args.json {

@@ -3,7 +3,6 @@
 use std::io::Write;
 
 use crate::error::{IoContext, Result};
-use crate::lock::LockMode;
 use crate::state::{Document, Queries, Status};
 
 #[derive(Debug, clap::Args)]
@@ -17,8 +16,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let open = super::open_kb(ctx, LockMode::Shared)?;
-    let reader = open.store.reader()?;
+    let open = super::read_session(ctx)?;
+    let reader = open.reader()?;
     let wanted: Option<Status> = match &args.status {
         Some(s) => Some(s.parse().map_err(crate::Error::Usage)?),
         None => None,

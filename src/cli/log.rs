@@ -3,7 +3,6 @@
 use std::io::Write;
 
 use crate::error::{IoContext, Result};
-use crate::lock::LockMode;
 use crate::names;
 
 #[derive(Debug, clap::Args)]
@@ -29,9 +28,9 @@ pub struct Args {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let open = super::open_kb(ctx, LockMode::Shared)?;
+    let open = super::read_session(ctx)?;
     let limit = (!args.all).then_some(args.limit);
-    let entries = open.store.log_tail(limit, args.op.as_deref())?;
+    let entries = open.log_tail(limit, args.op.as_deref())?;
     if args.json {
         return super::print_json(&entries);
     }

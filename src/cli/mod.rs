@@ -25,6 +25,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::{Result, exit};
 use crate::kb::{Found, Kb, OPENKB_DIR_ENV};
+use crate::session::{Probe, ReadSession, WriteSession};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usage error,
@@ -200,30 +201,24 @@ pub(crate) fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
 }
 
-/// A KB opened for a command: its lock (held until dropped) and its store.
-pub(crate) struct OpenKb {
-    pub kb: Kb,
-    pub store: crate::state::Store,
-    pub _lock: crate::lock::LockGuard,
+/// Find the KB and open a read session on it.
+pub(crate) fn read_session(ctx: &Ctx) -> Result<ReadSession> {
+    ctx.kb()?.read_session()
 }
 
-/// Open the KB's store.
-pub(crate) fn open_store(kb: &Kb) -> Result<crate::state::Store> {
-    kb.open_store()
+/// Find the KB and open a write session on it.
+pub(crate) fn write_session(ctx: &Ctx) -> Result<WriteSession> {
+    ctx.kb()?.write_session()
 }
 
-/// Find the KB, lock it in `mode` and open its store (see [`open_store`]).
-pub(crate) fn open_kb(ctx: &Ctx, mode: crate::lock::LockMode) -> Result<OpenKb> {
-    let kb = ctx.kb()?;
-    let lock = match mode {
-        crate::lock::LockMode::Shared => kb.lock_shared()?,
-        crate::lock::LockMode::Exclusive => kb.lock_exclusive()?,
-    };
-    let store = open_store(&kb)?;
-    crate::ingest::settle_if_outermost(&lock, &kb, &store)?;
-    Ok(OpenKb {
-        kb,
-        store,
-        _lock: lock,
-    })
+/// Find the KB and open a read session, for a command that writes after reading (an older
+/// schema is upgraded first).
+pub(crate) fn read_session_for_write(ctx: &Ctx) -> Result<ReadSession> {
+    ctx.kb()?.read_session_for_write()
+}
+
+/// Find the KB and open a lock-free read-only probe (for `add`, `watch`, `compile`, which take
+/// write sessions per batch or per document; an older schema is upgraded first).
+pub(crate) fn probe(ctx: &Ctx) -> Result<Probe> {
+    ctx.kb()?.probe_for_write()
 }

@@ -2,7 +2,6 @@
 
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
-use crate::lock::LockMode;
 use crate::names;
 use crate::state::{Document, Queries};
 
@@ -30,19 +29,23 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     // Every identifier is resolved before anything is removed: one that matches nothing, or
     // several documents, stops the whole command with nothing changed.
     let targets: Vec<(Document, Plan)> = {
-        let open = super::open_kb(ctx, LockMode::Shared)?;
+        let open = if args.dry_run {
+            super::read_session(ctx)?
+        } else {
+            super::read_session_for_write(ctx)?
+        };
         if !args.dry_run {
             // Said before the plan: a plan that cannot run would only confuse.
-            crate::kbpath::refuse_symlinked_bookkeeping(&open.kb)?;
+            crate::kbpath::refuse_symlinked_bookkeeping(open.kb())?;
         }
-        let reader = open.store.reader()?;
+        let reader = open.reader()?;
         let mut targets: Vec<(Document, Plan)> = Vec::new();
         let mut problems = Vec::new();
         for identifier in &args.identifiers {
             match pick(&reader, identifier) {
                 Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
                 Ok(doc) => {
-                    let plan = remove::plan(&open.kb, &reader, &doc, args.keep_raw)?;
+                    let plan = remove::plan(open.kb(), &reader, &doc, args.keep_raw)?;
                     targets.push((doc, plan));
                 }
                 Err(e) => problems.push(e.to_string()),
@@ -71,23 +74,23 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         println!("nothing was changed");
         return Ok(());
     }
-    let open = super::open_kb(ctx, LockMode::Exclusive)?;
+    let open = super::write_session(ctx)?;
     let mut failed = 0;
     for (doc, _) in &targets {
-        let Some(doc) = open.store.get(&doc.hash)? else {
+        let Some(doc) = open.get(&doc.hash)? else {
             println!(
                 "{} was already removed (by another process)",
                 label(doc, None)
             );
             continue;
         };
-        let removed = open.store.reader().and_then(|reader| {
-            let mut plan = remove::plan(&open.kb, &reader, &doc, args.keep_raw)?;
+        let removed = open.reader().and_then(|reader| {
+            let mut plan = remove::plan(open.kb(), &reader, &doc, args.keep_raw)?;
             // One document at a time: a file another target shares goes with the last of them,
             // so a failure part-way never leaves a registered document without its files.
             remove::leave_shared(&reader, &mut plan, &[])?;
             drop(reader);
-            remove::execute(&open.kb, &open.store, &plan).map(|_| plan)
+            remove::execute(&open, &plan).map(|_| plan)
         });
         match removed {
             Ok(plan) => println!("removed {}", label(&doc, plan.doc_name.as_deref())),

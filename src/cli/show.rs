@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::kb::Kb;
-use crate::lock::LockMode;
 use crate::state::{Document, LogEntry, Queries};
 
 /// Version of `show --json`; bumped when a key changes meaning or goes away.
@@ -61,8 +60,8 @@ struct Output<'a> {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let open = super::open_kb(ctx, LockMode::Shared)?;
-    let reader = open.store.reader()?;
+    let open = super::read_session(ctx)?;
+    let reader = open.reader()?;
     let doc = super::remove::pick(&reader, &args.identifier)?;
     let doc_name = doc.display_doc_name();
     let mut log = Vec::new();
@@ -77,7 +76,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     })?;
     let output = Output {
         format_version: FORMAT_VERSION,
-        files: files_of(&open.kb, &doc, doc_name.as_deref()),
+        files: files_of(open.kb(), &doc, doc_name.as_deref()),
         document: fields(&doc, doc_name.clone()),
         log,
     };

@@ -5,7 +5,6 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{IoContext, Result};
-use crate::lock::LockMode;
 use crate::names;
 use crate::state::{LogEntry, Queries, StatusCounts};
 
@@ -41,8 +40,8 @@ struct Report {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let open = super::open_kb(ctx, LockMode::Shared)?;
-    let reader = open.store.reader()?;
+    let open = super::read_session(ctx)?;
+    let reader = open.reader()?;
     let documents = reader.counts()?;
     // Only compile rows: an `ingest` row says a file was added, not that anything compiled.
     let last_compile = ["compile", "recompile"]
@@ -51,24 +50,24 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .max_by_key(|e| e.id);
-    let db = open.kb.state_db();
+    let db = open.kb().state_db();
     let report = Report {
-        knowledge_base: open.kb.root().display().to_string(),
+        knowledge_base: open.kb().root().display().to_string(),
         total_documents: documents.total(),
         documents,
-        raw_files: count_files(&open.kb.raw_dir(), true)?,
+        raw_files: count_files(&open.kb().raw_dir(), true)?,
         wiki: WIKI_FOLDERS
             .iter()
             .map(|f| {
                 Ok((
                     f.to_string(),
-                    count_files(&open.kb.wiki_dir().join(f), false)?,
+                    count_files(&open.kb().wiki_dir().join(f), false)?,
                 ))
             })
             .collect::<Result<_>>()?,
         last_compile,
         last_lint: reader.last_log_of("lint")?,
-        schema_version: open.store.schema_version(),
+        schema_version: open.schema_version(),
         state_db_bytes: file_size(&db),
         wal_bytes: file_size(&db.with_extension("db-wal")),
     };

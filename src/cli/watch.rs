@@ -31,7 +31,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    let (kb, store) = super::add::open_unlocked(ctx)?;
+    let mut probe = super::probe(ctx)?;
+    let kb = probe.kb().clone();
     let raw = kb.raw_dir();
     std::fs::create_dir_all(&raw).map_err(|e| Error::io("cannot create folder", &raw, e))?;
     let raw = raw
@@ -64,8 +65,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     printer.show_skipped = false;
     if args.once {
         let summary = ingest::add::add_paths(
-            &kb,
-            &store,
+            &probe,
             std::slice::from_ref(&raw),
             &options()?,
             &mut printer,
@@ -83,8 +83,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     eprintln!("watching {} (Ctrl-C to stop)", raw.display());
     // After the watch is set up, so a file dropped meanwhile is seen by one or the other.
     let caught_up = ingest::add::add_paths(
-        &kb,
-        &store,
+        &probe,
         std::slice::from_ref(&raw),
         &options()?,
         &mut printer,
@@ -114,9 +113,14 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             if ingest::interrupted() {
                 break;
             }
+            if !probe.is_current() {
+                // state.db was replaced (a restore, `openkb doctor --fix`) or removed: work on
+                // the file that is there now, or stop if there is none.
+                probe = probe.reopen()?;
+                eprintln!("{} changed on disk; reopened it", kb.state_db().display());
+            }
             if let Err(e) = ingest::add::add_paths(
-                &kb,
-                &store,
+                &probe,
                 std::slice::from_ref(&path),
                 &options()?,
                 &mut printer,
@@ -131,7 +135,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     }
     drop(debouncer);
     eprintln!("stopped watching {}", raw.display());
-    let waiting = ingest::add::unregistered(&kb, &store, &raw)?;
+    let waiting = ingest::add::unregistered(&kb, &probe, &raw)?;
     if waiting.is_empty() {
         return Ok(());
     }

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::fsx;
-use crate::ingest::recover;
 use crate::kb::Kb;
+use crate::session::WriteSession;
 use crate::state::{Store, intents};
 
 use super::files::{WalkStep, walk};
@@ -46,10 +46,10 @@ pub fn check_intents(_kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
         .collect())
 }
 
-/// Finish or roll back unfinished intents (`--fix`, exclusive lock held) with the recovery
-/// every exclusive command runs; returns what it repaired, marked `fixed`.
-pub fn fix_intents(kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
-    let done = recover::recover_interrupted(kb, store)?;
+/// Finish or roll back unfinished intents (`--fix`) with the recovery every write session
+/// runs; returns what it repaired, marked `fixed`.
+pub fn fix_intents(session: &WriteSession) -> Result<Vec<Finding>> {
+    let done = session.settle()?;
     let unsettled = done.unsettled.iter().map(|(op, what, why)| {
         Finding::problem(
             "intent",

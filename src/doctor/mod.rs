@@ -18,8 +18,10 @@
 //! a damaged `state.db` is moved aside (`state.db.corrupt-<UTC timestamp>`, with its `-wal`
 //! and `-shm`) and rebuilt from the files; only openkb's own temp files are removed.
 //!
-//! The run takes the caller's lock as given: the CLI holds the shared lock for a check and the
-//! exclusive one for `--fix`.
+//! The run takes the KB's shared lock for a check and the exclusive one for `--fix` itself (a
+//! caller that already holds it re-enters it), so no library caller can repair unlocked. It is
+//! not a read session: it must look at a missing or damaged `state.db`, which it opens
+//! read-only after reading its header; `--fix` writes through a write session.
 
 mod db;
 mod files;
@@ -31,7 +33,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::kb::Kb;
-use crate::state::{Create, Store};
+use crate::state::Store;
 
 pub use db::DbState;
 pub use files::render_log_md;
@@ -158,6 +160,11 @@ pub fn symlinks_only(kb: &Kb) -> Report {
 
 /// Check the KB (and repair it with `options.fix`).
 pub fn run(kb: &Kb, options: Options) -> Result<Report> {
+    let _lock = if options.fix {
+        kb.lock_exclusive()?
+    } else {
+        kb.lock_shared()?
+    };
     let diagnosis = diagnose(kb, options.full)?;
     if !options.fix {
         return Ok(Report::new(kb, diagnosis.findings));
@@ -179,9 +186,9 @@ fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
     findings.extend(fs::check(kb, &db)?);
     findings.extend(fs::check_symlinks(kb));
     if db.is_readable() {
-        // Store::open never creates here (the file exists) and refuses to write on a network
-        // filesystem, so reading the registry is safe in every case that reaches this point.
-        let registry = Store::open(&kb.state_db(), Create::Never).and_then(|store| {
+        // Read-only: a check never migrates the schema, switches the journal mode or creates
+        // anything (an older schema is reported by the `schema` check and upgraded by --fix).
+        let registry = Store::open_read_only(&kb.state_db()).and_then(|store| {
             let mut found = files::check(kb, &store.reader()?, full)?;
             found.extend(leftovers::check_intents(kb, &store)?);
             Ok(found)

@@ -20,7 +20,7 @@ use crate::fsx;
 use crate::kb::Kb;
 use crate::legacy::log_md::{self, LegacyLogEntry};
 use crate::names;
-use crate::state::{Create, Document, Status, Store};
+use crate::state::{Create, Document, Status, Store, WriteAccess};
 
 use super::files::{WalkStep, walk};
 use super::{DbState, Diagnosis, Finding, leftovers};
@@ -43,7 +43,9 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
     if !writable {
         return Ok(fixed);
     }
-    let store = Store::open(&kb.state_db(), Create::Never)?;
+    // Nested in the caller's exclusive lock, so it does not settle on its own:
+    // `fix_intents` settles and reports what it did.
+    let store = kb.write_session()?;
     if store.refused_network_fs().is_some() {
         // openkb writes nothing on a network filesystem without the single-host opt-in.
         return Ok(fixed);
@@ -56,13 +58,13 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
         store.checkpoint()?;
         fixed.push(done("wal-size", "checkpointed the write-ahead log"));
     }
-    fixed.extend(leftovers::fix_intents(kb, &store)?);
+    fixed.extend(leftovers::fix_intents(&store)?);
     // Lines the Python tool appended to wiki/log.md are history: they become log rows before
     // the page is rewritten from the table. (A page that does not parse is saved aside below.)
     if let Ok(lines) = crate::legacy::migrate::python_log_lines(kb, &store.reader()?)
         && !lines.is_empty()
     {
-        crate::legacy::migrate::import_log_lines(kb, &store, &lines, "doctor")?;
+        crate::legacy::migrate::import_log_lines(&store, &lines, "doctor")?;
         fixed.push(done(
             "log.md",
             format!(
@@ -243,7 +245,10 @@ fn build_from_files(kb: &Kb, temp: &Path, kept_as: Option<&str>) -> Result<(usiz
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(Error::io("cannot read", kb.log_md(), e)),
     };
+    // A brand-new file under a temp name, under the exclusive lock: nobody else can see it
+    // until it is renamed into place.
     let store = Store::open(temp, Create::IfMissing)?;
+    let access = WriteAccess::granted();
     let description = match kept_as {
         Some(name) => format!(
             "rebuilt state.db from files ({} documents); damaged file kept as {name}",
@@ -254,7 +259,7 @@ fn build_from_files(kb: &Kb, temp: &Path, kept_as: Option<&str>) -> Result<(usiz
             documents.len()
         ),
     };
-    store.write(|tx| {
+    store.write(&access, |tx| {
         for doc in &documents {
             tx.upsert_document(doc)?;
         }

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::{self, KbPath};
 use crate::names;
+use crate::session::{Probe, WriteSession};
 use crate::state::{Document, IntentFile, IntentOp, Queries, Status, Store};
 use crate::wiki;
 
@@ -71,10 +72,11 @@ pub trait Reporter {
     fn outcome(&mut self, path: &Path, outcome: &Outcome);
 }
 
-/// Add `inputs` (files and folders) to the KB.
+/// Add `inputs` (files and folders) to the KB. Files are prepared against `probe` (no lock);
+/// each batch is published and committed in its own write session on the same database
+/// (refused with `Error::StateDbReplaced` if `state.db` was replaced meanwhile).
 pub fn add_paths(
-    kb: &Kb,
-    store: &Store,
+    probe: &Probe,
     inputs: &[PathBuf],
     options: &Options,
     reporter: &mut dyn Reporter,
@@ -88,6 +90,8 @@ pub fn add_paths(
         }
         reporter.outcome(path, &outcome);
     };
+    let kb = probe.kb();
+    let store: &Store = probe;
     let (files, early) = prepare::collect(kb, inputs);
     reporter.found(files.len() + early.len());
     for prep in early {
@@ -131,8 +135,7 @@ pub fn add_paths(
         }
         if batch.len() >= max_batch || batch_started.elapsed() >= BATCH_TIME {
             commit_batch(
-                kb,
-                store,
+                probe,
                 &staging,
                 options,
                 std::mem::take(&mut batch),
@@ -144,7 +147,7 @@ pub fn add_paths(
         }
     }
     if !batch.is_empty() {
-        commit_batch(kb, store, &staging, options, batch, &mut |p, o| {
+        commit_batch(probe, &staging, options, batch, &mut |p, o| {
             outcomes.push((p.to_path_buf(), o))
         })?;
         for (p, o) in outcomes.drain(..) {
@@ -192,16 +195,16 @@ struct Step {
     backup: Option<PathBuf>,
 }
 
-/// Publish and commit `items` under the exclusive lock. Outcomes go to `report`.
+/// Publish and commit `items` in one write session. Outcomes go to `report`.
 pub fn commit_batch(
-    kb: &Kb,
-    store: &Store,
+    probe: &Probe,
     staging: &Staging,
     options: &Options,
     items: Vec<Prepared>,
     report: &mut dyn FnMut(&Path, Outcome),
 ) -> Result<()> {
-    let _lock = super::lock_exclusive(kb, store)?;
+    let session = probe.write_session()?;
+    let (kb, store) = (session.kb(), session.store());
     let mut plans = Vec::new();
     {
         let reader = store.reader()?;
@@ -232,7 +235,7 @@ pub fn commit_batch(
     }
 
     // 1. Intents, committed before any file is touched.
-    let ids = store.write(|tx| {
+    let ids = session.write(|tx| {
         plans
             .iter()
             .map(|p| {
@@ -259,7 +262,7 @@ pub fn commit_batch(
         }
     }
     if let Err(e) = publish::make_durable(kb.root(), &published, &dirs) {
-        abandon(kb, store, &mut plans, &e);
+        abandon(&session, &mut plans, &e);
         return Err(e);
     }
 
@@ -284,7 +287,7 @@ pub fn commit_batch(
             }
         }
         Err(e) => {
-            abandon(kb, store, &mut plans, &e);
+            abandon(&session, &mut plans, &e);
             return Err(e);
         }
     }
@@ -311,7 +314,7 @@ pub fn commit_batch(
 
     super::crash_point("add-commit");
     // 5. The commit point: every document of the batch, its log row, its intent gone.
-    let committed = store.write(|tx| {
+    let committed = session.write(|tx| {
         let mut logs = Vec::new();
         for p in &plans {
             if p.failed.is_none() {
@@ -328,7 +331,7 @@ pub fn commit_batch(
     let logs = match committed {
         Ok(logs) => logs,
         Err(e) => {
-            abandon(kb, store, &mut plans, &e);
+            abandon(&session, &mut plans, &e);
             return Err(e);
         }
     };
@@ -647,15 +650,15 @@ fn roll_back(kb: &Kb, store: &Store, p: &Plan) {
 
 /// The batch cannot commit: roll every file back and drop the intents (recovery finishes the
 /// job if this fails too).
-fn abandon(kb: &Kb, store: &Store, plans: &mut [Plan], why: &Error) {
+fn abandon(session: &WriteSession, plans: &mut [Plan], why: &Error) {
     for p in plans.iter_mut().filter(|p| p.failed.is_none()) {
-        roll_back(kb, store, p);
+        roll_back(session.kb(), session, p);
         p.failed = Some(Error::Invalid(format!(
             "{}: not added: {why}",
             p.item.given.display()
         )));
     }
-    let _ = store.write(|tx| {
+    let _ = session.write(|tx| {
         for p in plans.iter() {
             tx.delete_intent(p.intent)?;
         }

@@ -15,7 +15,7 @@
 //! 3. **one transaction** commits the document row, its log row and deletes the intent.
 //!    This is the commit point. `wiki/log.md` is rendered from the log row afterwards.
 //!
-//! A crash before step 3 leaves the intent. The next process to take the exclusive lock (not a
+//! A crash before step 3 leaves the intent. The next write session (`session.rs`; not a
 //! nested re-entry) runs [`recover::recover_interrupted`]: an add whose row exists is done
 //! (only its backups are dropped); any other add is rolled back file by file (new files
 //! deleted, replaced files restored); a remove is finished (deletions are idempotent, the row
@@ -41,8 +41,6 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::kb::Kb;
-use crate::lock::LockGuard;
-use crate::state::Store;
 
 /// File types `add` accepts (lower-case suffixes), as the Python tool does.
 pub const SUPPORTED: &[&str] = &[
@@ -94,23 +92,6 @@ pub fn stop_cleanly_on_interrupt() {
 /// True once SIGINT or SIGTERM arrived (after [`stop_cleanly_on_interrupt`]).
 pub fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// Take the KB's exclusive lock; when this is the outermost acquisition (not a re-entry),
-/// settle what interrupted processes left behind first.
-pub fn lock_exclusive(kb: &Kb, store: &Store) -> Result<LockGuard> {
-    let guard = kb.lock_exclusive()?;
-    settle_if_outermost(&guard, kb, store)?;
-    Ok(guard)
-}
-
-/// Run recovery when `guard` is an outermost exclusive acquisition (not a re-entry, not a
-/// shared lock): the moment no other process can be mid-operation.
-pub fn settle_if_outermost(guard: &LockGuard, kb: &Kb, store: &Store) -> Result<()> {
-    if guard.mode() == crate::lock::LockMode::Exclusive && guard.is_outermost() {
-        recover::recover_interrupted(kb, store)?;
-    }
-    Ok(())
 }
 
 /// The registry path key of a file: KB-relative POSIX path when its resolved location is

@@ -1,13 +1,15 @@
 //! Settling what interrupted processes left: unfinished intents and staging folders.
 //!
-//! Runs on the outermost exclusive acquisition of the KB lock (see [`super::lock_exclusive`]
-//! and `cli::open_kb`), so no other openkb process is mid-operation while it works: every
-//! intent it finds belongs to a process that died (or was killed) before its commit.
+//! Runs when a write session opens on the outermost exclusive acquisition of the KB lock (see
+//! `session::WriteSession::settle`), so no other openkb process is mid-operation while it
+//! works: every intent it finds belongs to a process that died (or was killed) before its
+//! commit.
 
 use super::prepare::STAGING_PREFIX;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::{KbPath, Kind};
+use crate::session::WriteSession;
 use crate::state::{Intent, IntentFile, IntentOp, Status, Store, intents};
 use crate::wiki;
 
@@ -35,9 +37,10 @@ impl Recovered {
     }
 }
 
-/// Finish or roll back every unfinished intent, then sweep dead staging folders. The caller
-/// holds the exclusive lock.
-pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
+/// Finish or roll back every unfinished intent. Called by `WriteSession::settle` only, which
+/// then sweeps leftovers ([`sweep_leftovers`]) and reports ([`Recovered::report`]).
+pub(crate) fn recover_interrupted(session: &WriteSession) -> Result<Recovered> {
+    let store = session.store();
     let mut done = Recovered::default();
     if store.is_too_new() {
         return Ok(done);
@@ -54,7 +57,7 @@ pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
         // One intent that cannot be settled (a file that cannot be removed, an index.md that
         // is not UTF-8) must not stop every other command on the KB: it stays recorded, and
         // is reported here and by `openkb doctor`.
-        if let Err(e) = settle(kb, store, &intent, &mut done) {
+        if let Err(e) = settle(session, &intent, &mut done) {
             let what = intent
                 .doc_name
                 .clone()
@@ -68,48 +71,51 @@ pub fn recover_interrupted(kb: &Kb, store: &Store) -> Result<Recovered> {
                 .push((intent.operation.as_str().to_owned(), what, e.to_string()));
         }
     }
-    done.staging_swept = sweep_staging(kb)?;
-    if done.unsettled.len() < done_count(&done) {
+    Ok(done)
+}
+
+impl Recovered {
+    /// Say on stderr what recovery did, if it did anything (unsettled intents were reported
+    /// one by one as they failed).
+    pub(crate) fn report(&self, kb: &Kb) {
+        let settled = self.adds_rolled_back
+            + self.adds_completed
+            + self.removes_finished
+            + self.compiles_interrupted
+            + self.staging_swept;
+        if settled == 0 {
+            return;
+        }
         eprintln!(
             "recovered interrupted work on {}: {} add(s) rolled back, {} add(s) completed, \
              {} remove(s) finished, {} compile(s) marked failed, {} staging folder(s) removed",
             kb.root().display(),
-            done.adds_rolled_back,
-            done.adds_completed,
-            done.removes_finished,
-            done.compiles_interrupted,
-            done.staging_swept
+            self.adds_rolled_back,
+            self.adds_completed,
+            self.removes_finished,
+            self.compiles_interrupted,
+            self.staging_swept
         );
     }
-    Ok(done)
 }
 
-fn done_count(done: &Recovered) -> usize {
-    done.adds_rolled_back
-        + done.adds_completed
-        + done.removes_finished
-        + done.compiles_interrupted
-        + done.staging_swept
-        + done.unsettled.len()
-}
-
-fn settle(kb: &Kb, store: &Store, intent: &Intent, done: &mut Recovered) -> Result<()> {
+fn settle(session: &WriteSession, intent: &Intent, done: &mut Recovered) -> Result<()> {
+    let (kb, store) = (session.kb(), session.store());
     match intent.operation {
         IntentOp::Add => {
             if store.is_known(&intent.hash)? {
                 drop_backups(kb, &intent.files);
-                store.write(|tx| tx.delete_intent(intent.id))?;
+                session.write(|tx| tx.delete_intent(intent.id))?;
                 done.adds_completed += 1;
             } else {
                 roll_back_add(kb, store, &intent.files, intent.doc_name.as_deref(), None)?;
-                store.write(|tx| tx.delete_intent(intent.id))?;
+                session.write(|tx| tx.delete_intent(intent.id))?;
                 done.adds_rolled_back += 1;
             }
         }
         IntentOp::Remove => {
             super::remove::finish(
-                kb,
-                store,
+                session,
                 intent.id,
                 &intent.hash,
                 intent.doc_name.as_deref(),
@@ -118,7 +124,7 @@ fn settle(kb: &Kb, store: &Store, intent: &Intent, done: &mut Recovered) -> Resu
             done.removes_finished += 1;
         }
         IntentOp::Compile => {
-            store.write(|tx| {
+            session.write(|tx| {
                 tx.set_status(
                     &intent.hash,
                     Status::Failed,
@@ -136,7 +142,7 @@ fn settle(kb: &Kb, store: &Store, intent: &Intent, done: &mut Recovered) -> Resu
 /// its `index.md` line: when `index_line_ours` says the add inserted it (`Some(true)`), or,
 /// when that is not known (`None`, after a crash), unless a registered document owns the
 /// doc_name.
-pub fn roll_back_add(
+pub(crate) fn roll_back_add(
     kb: &Kb,
     store: &Store,
     files: &[IntentFile],
@@ -205,7 +211,7 @@ pub fn roll_back_add(
 }
 
 /// Remove the backups of a committed add (best effort: they live in staging, which is swept).
-pub fn drop_backups(kb: &Kb, files: &[IntentFile]) {
+pub(crate) fn drop_backups(kb: &Kb, files: &[IntentFile]) {
     for backup in files.iter().filter_map(|f| f.backup.as_deref()) {
         if let Ok(path) = staged_backup(kb, backup) {
             let _ = path.remove_file();
@@ -227,9 +233,10 @@ fn staged_backup(kb: &Kb, rel: &str) -> Result<KbPath> {
     }
 }
 
-/// Remove staging folders whose owner is gone: nobody holds their `<folder>.lock` (taken
-/// before the folder is made, released only by the owner's exit), or the lock file is missing.
-fn sweep_staging(kb: &Kb) -> Result<usize> {
+/// Remove what dead processes left behind: staging folders whose owner is gone (nobody holds
+/// their `<folder>.lock`, taken before the folder is made and released only by the owner's
+/// exit, or the lock file is missing). The write session calls it, under the exclusive lock.
+pub(crate) fn sweep_leftovers(kb: &Kb) -> Result<usize> {
     // A symlinked staging folder could make the sweep delete folders outside the KB.
     let dir = KbPath::bookkeeping(kb, ".openkb/staging")?
         .as_path()

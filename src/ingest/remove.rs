@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::{self, KbPath, Kind, Owned};
 use crate::names;
-use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries, Store};
+use crate::session::WriteSession;
+use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries};
 use crate::wiki;
 
 /// Shortest hash prefix taken as an identifier: shorter hex strings are too likely to be
@@ -341,8 +342,9 @@ fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
 }
 
 /// Remove the document of `plan`: check everything, record the intent, delete the files,
-/// edit the wiki, then commit. The caller holds the exclusive lock.
-pub fn execute(kb: &Kb, store: &Store, plan: &Plan) -> Result<Option<LogEntry>> {
+/// edit the wiki, then commit, in a write session.
+pub fn execute(session: &WriteSession, plan: &Plan) -> Result<Option<LogEntry>> {
+    let kb = session.kb();
     // Plan, check, act: every path and every page edit is worked out (and can fail) before
     // the intent exists and before the first file goes.
     // A doc_name another document shares: its index line and links are that one's too.
@@ -353,8 +355,8 @@ pub fn execute(kb: &Kb, store: &Store, plan: &Plan) -> Result<Option<LogEntry>> 
     let work = Work::check(kb, doc_name, &plan.files)?;
     let files: Vec<IntentFile> = plan.files.iter().map(IntentFile::new).collect();
     let intent =
-        store.write(|tx| tx.record_intent(IntentOp::Remove, &plan.hash, doc_name, &files))?;
-    work.act(kb, store, intent, &plan.hash)
+        session.write(|tx| tx.record_intent(IntentOp::Remove, &plan.hash, doc_name, &files))?;
+    work.act(session, intent, &plan.hash)
 }
 
 /// A remove checked and ready to run.
@@ -388,7 +390,8 @@ impl Work {
         })
     }
 
-    fn act(self, kb: &Kb, store: &Store, intent: i64, hash: &str) -> Result<Option<LogEntry>> {
+    fn act(self, session: &WriteSession, intent: i64, hash: &str) -> Result<Option<LogEntry>> {
+        let kb = session.kb();
         for (path, tree) in &self.deletions {
             if *tree {
                 path.remove_tree()?;
@@ -407,7 +410,7 @@ impl Work {
             );
         }
         super::crash_point("remove-commit");
-        let entry = store.write(|tx| {
+        let entry = session.write(|tx| {
             let doc = tx.get(hash)?;
             let logged = match &doc {
                 Some(doc) => {
@@ -434,13 +437,13 @@ impl Work {
 /// Finish an interrupted remove (recovery): the same checks, then the same steps. Safe to
 /// run again after a crash at any point.
 pub fn finish(
-    kb: &Kb,
-    store: &Store,
+    session: &WriteSession,
     intent: i64,
     hash: &str,
     doc_name: Option<&str>,
     files: &[IntentFile],
 ) -> Result<Option<LogEntry>> {
+    let kb = session.kb();
     let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-    Work::check(kb, doc_name, &paths)?.act(kb, store, intent, hash)
+    Work::check(kb, doc_name, &paths)?.act(session, intent, hash)
 }

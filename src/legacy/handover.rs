@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, Result};
 use crate::fsx;
-use crate::kb::Kb;
+use crate::session::WriteSession;
 use crate::state::python_base;
-use crate::state::{Queries, Status, Store};
+use crate::state::{Queries, Status};
 
 /// What [`export_for_python`] wrote.
 #[derive(Debug)]
@@ -25,11 +25,12 @@ pub struct HandedOver {
 }
 
 /// Write `.openkb/hashes.json` for the Python tool and record it as the base of the next
-/// merge. The caller holds the KB's exclusive lock. Refuses when a `hashes.json` is already
+/// merge, in a write session. Refuses when a `hashes.json` is already
 /// there (the Python tool's changes would be overwritten: `openkb migrate` merges them first).
 /// The file is written first and the base recorded after; if recording fails the file is
 /// removed again, so the base always describes what the Python tool was given.
-pub fn export_for_python(kb: &Kb, store: &Store) -> Result<HandedOver> {
+pub fn export_for_python(session: &WriteSession) -> Result<HandedOver> {
+    let (kb, store) = (session.kb(), session.store());
     let path = kb.hashes_json();
     if path.exists() {
         return Err(Error::Invalid(format!(
@@ -39,7 +40,7 @@ pub fn export_for_python(kb: &Kb, store: &Store) -> Result<HandedOver> {
         )));
     }
     store.ensure_writable()?;
-    let log_md = sync_log_md(kb, store)?;
+    let log_md = sync_log_md(session)?;
     let documents = store.reader()?.list()?;
     let mut text = String::with_capacity(documents.len() * 320 + 4);
     super::export::write_registry(&mut text, &documents);
@@ -54,7 +55,7 @@ pub fn export_for_python(kb: &Kb, store: &Store) -> Result<HandedOver> {
     let entries = documents
         .iter()
         .map(|doc| (doc.hash.clone(), super::entry_of(doc)));
-    let recorded = store.write(|tx| {
+    let recorded = session.write(|tx| {
         python_base::record_export(tx, &sha256, entries.clone())?;
         tx.append_log(
             "export",
@@ -99,9 +100,10 @@ pub enum LogMd {
 /// Make `wiki/log.md` the rendering of the log table before the Python tool reads and appends
 /// to it: lines the Python tool appended earlier become rows first, then the page is rewritten
 /// from the table when that loses nothing (every entry on the page is in the table).
-fn sync_log_md(kb: &Kb, store: &Store) -> Result<LogMd> {
+fn sync_log_md(session: &WriteSession) -> Result<LogMd> {
+    let (kb, store) = (session.kb(), session.store());
     let lines = super::migrate::python_log_lines(kb, &store.reader()?)?;
-    super::migrate::import_log_lines(kb, store, &lines, "export")?;
+    super::migrate::import_log_lines(session, &lines, "export")?;
     let expected = crate::doctor::render_log_md(&store.reader()?)?;
     let path = kb.log_md();
     let current = match std::fs::read(&path) {

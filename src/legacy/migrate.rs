@@ -38,6 +38,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
 use crate::names;
+use crate::session::WriteSession;
 use crate::state::imports::{self, ImportKind, ImportRecord};
 use crate::state::python_base::{self, Base};
 use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
@@ -196,26 +197,29 @@ impl Plan {
 
 /// Migrate `kb` (see the module docs for the steps).
 pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
-    let _lock = if options.dry_run {
+    let lock = if options.dry_run {
         kb.lock_shared()?
     } else {
         kb.lock_exclusive()?
     };
+    // Settled before anything is read, so that a half-applied Python `add` is never imported.
     let journals = if options.dry_run {
         journal::inspect(kb)?
     } else {
-        journal::recover(kb)?
+        crate::session::settle_python_journals(kb, &lock)?
     };
-    if !options.dry_run && journals.iter().any(JournalReport::blocks_import) {
-        let lines: Vec<String> = journals.iter().map(|j| j.describe(false)).collect();
-        return Err(Error::Invalid(format!(
-            "{}: a crash journal of the Python tool could not be recovered, so the KB may hold a \
-             half-applied change; nothing was imported\n  {}\n  fix the cause and run `openkb \
-             migrate` again",
-            kb.root().display(),
-            lines.join("\n  ")
-        )));
-    }
+    // A KB with a state.db gets a write session for whatever this run writes into it. It is
+    // nested in this function's lock, so it settles openkb's own interrupted work only when
+    // told to (here, before anything is read).
+    let session = if !options.dry_run && kb.state_db().exists() {
+        let session = kb.write_session()?;
+        if lock.is_outermost() {
+            session.settle()?;
+        }
+        Some(session)
+    } else {
+        None
+    };
 
     let hashes_path = kb.hashes_json();
     // A dry run does not roll journals back, so it reads the KB as the rollback will leave it.
@@ -228,7 +232,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     };
     let Some(bytes) = read_kb_file(&hashes_path, HASHES_JSON)? else {
         return if kb.state_db().exists() {
-            let log_entries = import_python_log_lines(kb, options.dry_run)?;
+            let log_entries = import_python_log_lines(kb, session.as_ref())?;
             Ok(Outcome::AlreadyMigrated {
                 journals,
                 log_entries,
@@ -270,18 +274,25 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
 
     match parsed {
         Parsed::Entries(entries) => {
-            let store = kb.open_store()?;
-            let mut plan = plan_drift(kb, &store, source, entries, legacy_log, journals)?;
-            if !options.dry_run {
-                // The very file the last import read, with nothing to merge: a migration
-                // killed after its commit and before the rename. Finishing it is the rename
-                // alone; another record and `migrate` row would say something happened twice.
-                if !(plan.changes_nothing() && is_last_import(&store, &plan.source_sha256)?) {
-                    commit(&store, &mut plan)?;
-                    store.checkpoint()?;
+            let plan = match &session {
+                None => {
+                    let read = kb.read_session()?;
+                    plan_drift(kb, &read, source, entries, legacy_log, journals)?
                 }
-                finish(kb, &mut plan)?;
-            }
+                Some(session) => {
+                    let mut plan = plan_drift(kb, session, source, entries, legacy_log, journals)?;
+                    // The very file the last import read, with nothing to merge: a migration
+                    // killed after its commit and before the rename. Finishing it is the
+                    // rename alone; another record and `migrate` row would say something
+                    // happened twice.
+                    if !(plan.changes_nothing() && is_last_import(session, &plan.source_sha256)?) {
+                        commit(session, &mut plan)?;
+                        session.checkpoint()?;
+                    }
+                    finish(kb, &mut plan)?;
+                    plan
+                }
+            };
             Ok(Outcome::Migrated {
                 plan: Box::new(plan),
                 dry_run: options.dry_run,
@@ -591,29 +602,25 @@ fn python_log_lines_in(
 }
 
 /// Import the Python tool's new `wiki/log.md` lines as log rows, in file order, with a
-/// `migrate` row after them; unless `dry_run`. The page itself is not rewritten: it already
-/// holds them.
-fn import_python_log_lines(kb: &Kb, dry_run: bool) -> Result<Vec<LegacyLogEntry>> {
-    let store = kb.open_store()?;
+/// `migrate` row after them, in `session`; without one (a dry run), only find them. The page
+/// itself is not rewritten: it already holds them.
+fn import_python_log_lines(kb: &Kb, session: Option<&WriteSession>) -> Result<Vec<LegacyLogEntry>> {
     let log_path = kb.log_md();
-    let log_md = if dry_run {
-        journal::content_after_recovery(kb, LOG_MD)?
-    } else {
-        read_if_exists(&log_path)?
+    let Some(session) = session else {
+        let read = kb.read_session()?;
+        let log_md = journal::content_after_recovery(kb, LOG_MD)?;
+        return python_log_lines_in(&log_path, log_md, &read.reader()?);
     };
-    let lines = python_log_lines_in(&log_path, log_md, &store.reader()?)?;
-    if !dry_run {
-        import_log_lines(kb, &store, &lines, MIGRATE_OPERATION)?;
-    }
+    let lines = python_log_lines_in(&log_path, read_if_exists(&log_path)?, &session.reader()?)?;
+    import_log_lines(session, &lines, MIGRATE_OPERATION)?;
     Ok(lines)
 }
 
 /// Import `lines` (from [`python_log_lines`]) as log rows in order, followed by a row of
 /// `operation` saying so, rendered into `wiki/log.md` (which already holds the lines). Nothing
-/// when `lines` is empty. The caller holds the exclusive lock.
+/// when `lines` is empty.
 pub fn import_log_lines(
-    kb: &Kb,
-    store: &Store,
+    session: &WriteSession,
     lines: &[LegacyLogEntry],
     operation: &str,
 ) -> Result<()> {
@@ -624,7 +631,7 @@ pub fn import_log_lines(
         "imported {} wiki/log.md entries appended by the Python tool",
         lines.len()
     );
-    let row = store.write(|tx| {
+    let row = session.write(|tx| {
         imports::append_log_entries(
             tx,
             lines.iter().map(|e| {
@@ -637,7 +644,7 @@ pub fn import_log_lines(
         )?;
         tx.append_log(operation, &description)
     })?;
-    kb.append_log_md(&row)
+    session.kb().append_log_md(&row)
 }
 
 /// True when the last import read a file with this SHA-256.
@@ -795,10 +802,10 @@ fn write_import(
 }
 
 /// Drift merge into the existing `state.db`, in one `BEGIN IMMEDIATE` transaction.
-fn commit(store: &Store, plan: &mut Plan) -> Result<()> {
+fn commit(session: &WriteSession, plan: &mut Plan) -> Result<()> {
     let record = record_of(plan);
     let description = plan.log_description();
-    let (stored, row) = store.write(|tx| write_import(tx, plan, &record, &description))?;
+    let (stored, row) = session.write(|tx| write_import(tx, plan, &record, &description))?;
     plan.record = Some(stored);
     plan.log_row = Some(row);
     Ok(())

@@ -27,6 +27,8 @@ pub mod intents;
 pub mod log;
 pub mod python_base;
 pub mod schema;
+#[cfg(test)]
+mod tests;
 pub mod untrusted;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +78,45 @@ pub struct Store {
     refused: Option<crate::netfs::FsInfo>,
     /// True in single-host rollback-journal mode (pinned or opted in).
     rollback: bool,
+    /// Opened with SQLITE_OPEN_READ_ONLY: every write is refused.
+    read_only: bool,
+    /// Device and inode of the file this store opened: the file it reads and writes even
+    /// when another file takes its path later (see [`Store::check_still_at_path`]).
+    file_id: FileId,
+}
+
+/// Device and inode of a database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    pub fn of(path: &Path) -> std::io::Result<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
+/// Proof that the holder may open a write transaction ([`Store::write`]). It cannot be made
+/// outside this crate: a library caller gets writes only through
+/// `session::WriteSession::write`, which owns the KB's exclusive lock, has run recovery and
+/// checks the database's identity. Inside the crate it is granted by the write session and by
+/// the builders of a brand-new database file that nobody else can see yet (migrate's import,
+/// doctor's rebuild); `grep WriteAccess::granted` lists every place.
+pub struct WriteAccess {
+    _private: (),
+}
+
+impl WriteAccess {
+    pub(crate) fn granted() -> WriteAccess {
+        WriteAccess { _private: () }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -95,13 +136,13 @@ impl Store {
     /// in with `OPENKB_NETWORK_FS=single-host`, which selects the rollback journal and pins it
     /// in `meta.journal_mode`. A pinned database is opened in rollback mode by every process,
     /// wherever it runs, so the file server's own view (a local disk) cannot flip it to WAL.
-    pub fn open(path: &Path, create: Create) -> Result<Store> {
+    pub(crate) fn open(path: &Path, create: Create) -> Result<Store> {
         Self::open_with_busy_timeout(path, create, BUSY_TIMEOUT)
     }
 
     /// [`Store::open`] with a custom wait for another connection's write lock (tests use a
     /// short one to reach [`Error::Busy`] quickly).
-    pub fn open_with_busy_timeout(
+    pub(crate) fn open_with_busy_timeout(
         path: &Path,
         create: Create,
         busy_timeout: Duration,
@@ -161,6 +202,7 @@ impl Store {
             schema::pin_journal_mode(&conn, schema::JOURNAL_DELETE).map_err(sql)?;
         }
         let schema_version = schema::user_version(&conn).map_err(sql)?;
+        let file_id = opened_file_id(path)?;
         drop(conn);
 
         let manager = SqliteConnectionManager::file(path)
@@ -188,6 +230,142 @@ impl Store {
             too_new,
             refused,
             rollback,
+            read_only: false,
+            file_id,
+        })
+    }
+
+    /// Open an existing database for reading only (SQLITE_OPEN_READ_ONLY): never creates the
+    /// file, never changes its journal mode, never migrates its schema. On a read-only
+    /// filesystem (where SQLite could not create the WAL index) the file is opened
+    /// `immutable`, which is sound there because nobody can change it.
+    ///
+    /// A schema older than this binary is refused ([`Error::SchemaBehind`]): reading it with
+    /// today's queries could fail half-way, and upgrading it is a write.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::NotStateDb {
+                path: path.to_path_buf(),
+                reason: "the file does not exist".into(),
+            });
+        }
+        // On a read-only filesystem SQLite cannot create the WAL index (`-shm`). With an empty
+        // or absent `-wal` (a writer checkpointed it, as every write session does when it
+        // ends) the database file alone is the whole truth, and `immutable` reads it without
+        // any index. A non-empty `-wal` holds commits the file lacks: it is read through its
+        // existing `-shm`, or refused, never ignored.
+        let read_only_fs = path.parent().is_some_and(crate::fsx::on_read_only_fs);
+        let wal_bytes = std::fs::metadata(sidecar_path(path, "-wal")).map_or(0, |m| m.len());
+        let immutable = read_only_fs && wal_bytes == 0;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let target = if immutable {
+            flags |= OpenFlags::SQLITE_OPEN_URI;
+            immutable_uri(path)?
+        } else {
+            path.to_string_lossy().into_owned()
+        };
+        let sql = |e| sql_error(path, e);
+        let unreadable_wal = |e: rusqlite::Error| {
+            if read_only_fs && e.sqlite_error_code() == Some(ErrorCode::CannotOpen) {
+                Error::Invalid(format!(
+                    "{}: its write-ahead log (state.db-wal, {wal_bytes} bytes) cannot be read on \
+                     this read-only filesystem without state.db-shm; run any openkb command on \
+                     the KB once where it is writable (it folds the log into state.db)",
+                    path.display()
+                ))
+            } else if e.sqlite_error_code() == Some(ErrorCode::ReadOnly) {
+                // A hot rollback journal (a writer died mid-transaction in rollback mode):
+                // only a writer may roll it back.
+                Error::Invalid(format!(
+                    "{}: holds a transaction interrupted by a crash (state.db-journal) that a \
+                     read-only command cannot roll back; run any openkb command that writes \
+                     (for example `openkb doctor --fix`)",
+                    path.display()
+                ))
+            } else {
+                sql_error(path, e)
+            }
+        };
+        let conn = Connection::open_with_flags(&target, flags).map_err(unreadable_wal)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        schema::application_id(&conn).map_err(unreadable_wal)?;
+        check_identity(&conn, path)?;
+        let version = schema::check(&conn).map_err(sql)?;
+        let too_new = match version {
+            schema::Version::Current => false,
+            schema::Version::TooNew(_) => true,
+            schema::Version::Behind(0) => {
+                return Err(Error::NotStateDb {
+                    path: path.to_path_buf(),
+                    reason: "the database is empty (an interrupted `openkb init`?); \
+                             `openkb doctor --fix` rebuilds it"
+                        .into(),
+                });
+            }
+            schema::Version::Behind(found) if found < 0 => {
+                return Err(Error::NotStateDb {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "user_version is {found}, which no openkb writes: the database was \
+                         changed by another program"
+                    ),
+                });
+            }
+            schema::Version::Behind(found) => {
+                return Err(Error::SchemaBehind {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: schema::latest_version(),
+                });
+            }
+        };
+        let rollback = schema::pinned_journal_mode(&conn).map_err(sql)?.as_deref()
+            == Some(schema::JOURNAL_DELETE);
+        let schema_version = schema::user_version(&conn).map_err(sql)?;
+        let file_id = opened_file_id(path)?;
+        drop(conn);
+        let manager = SqliteConnectionManager::file(&target)
+            .with_flags(flags)
+            .with_init(|c| {
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.execute_batch("PRAGMA foreign_keys = ON;")
+            });
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)
+            .map_err(|e| Error::Invalid(format!("{}: cannot open: {e}", path.display())))?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            pool,
+            schema_version,
+            too_new,
+            refused: None,
+            rollback,
+            read_only: true,
+            file_id,
+        })
+    }
+
+    /// Device and inode of the file this store opened.
+    pub fn file_id(&self) -> FileId {
+        self.file_id
+    }
+
+    /// Fails with [`Error::StateDbReplaced`] when the store's path no longer names the file
+    /// it opened: the file was removed, or another file (a restore, a sync client's copy, a
+    /// rebuild) was renamed over it. Writes to the old file would be lost with it.
+    pub fn check_still_at_path(&self) -> Result<()> {
+        let what = match FileId::of(&self.path) {
+            Ok(now) if now == self.file_id => return Ok(()),
+            Ok(_) => "replaced by another file",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "removed",
+            Err(e) => return Err(Error::io("cannot read", &self.path, e)),
+        };
+        Err(Error::StateDbReplaced {
+            path: self.path.clone(),
+            what,
         })
     }
 
@@ -219,6 +397,12 @@ impl Store {
     /// single-host opt-in), if any. Commands that write files before their database row call
     /// this first, so a refused write leaves nothing half-done.
     pub fn ensure_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::Invalid(format!(
+                "{}: opened read-only; writes go through a write session",
+                self.path.display()
+            )));
+        }
         if self.too_new {
             return Err(Error::SchemaTooNew {
                 path: self.path.clone(),
@@ -249,7 +433,13 @@ impl Store {
 
     /// Run `body` in a `BEGIN IMMEDIATE` transaction and commit it. A busy database retries the
     /// whole body (so it must be repeatable); the last failure becomes [`Error::Busy`].
-    pub fn write<T>(&self, mut body: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
+    ///
+    /// Requires a [`WriteAccess`]: outside this crate, write through a write session.
+    pub fn write<T>(
+        &self,
+        _access: &WriteAccess,
+        mut body: impl FnMut(&WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
         self.ensure_writable()?;
         let mut reader = self.reader()?;
         let mut pause = Duration::from_millis(20);
@@ -538,9 +728,25 @@ fn network_fs_of(path: &Path) -> Result<Option<crate::netfs::FsInfo>> {
 /// Switch the journal mode and check SQLite's answer: it keeps the old mode when it cannot
 /// switch (e.g. leaving WAL while another connection has the file open).
 fn set_journal_mode(conn: &Connection, path: &Path, mode: &str) -> Result<()> {
-    let answer: String = conn
-        .query_row(&format!("PRAGMA journal_mode={mode}"), [], |r| r.get(0))
-        .map_err(|e| sql_error(path, e))?;
+    // Leaving WAL needs every other connection closed. A store this process dropped a moment
+    // ago (a read session before a write session) may still be closing its last pooled
+    // connection on r2d2's worker thread, so a busy answer is retried briefly.
+    let mut pause = Duration::from_millis(5);
+    let answer: String = loop {
+        match conn.query_row(&format!("PRAGMA journal_mode={mode}"), [], |r| r.get(0)) {
+            Ok(answer) => break answer,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && pause < Duration::from_secs(1) =>
+            {
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            Err(e) => return Err(sql_error(path, e)),
+        }
+    };
     if answer.eq_ignore_ascii_case(mode) {
         return Ok(());
     }
@@ -588,6 +794,64 @@ fn check_identity(conn: &Connection, path: &Path) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The (dev, inode) of the file just opened at `path`.
+fn opened_file_id(path: &Path) -> Result<FileId> {
+    FileId::of(path).map_err(|e| Error::io("cannot read", path, e))
+}
+
+/// True when `path` is a database file no schema was ever written to: what a process killed
+/// while creating it leaves (0 bytes, or a bare SQLite header with no table). A file that
+/// cannot be read as a database is not blank (doctor reports it). Opened read-only, except
+/// beside a hot rollback journal (the creator died mid-transaction), which SQLite rolls back
+/// on a read-write open: a file created empty comes back empty.
+pub fn is_blank(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == 0 => return true,
+        Ok(_) => {}
+        Err(_) => return false,
+    }
+    let access = if sidecar_path(path, "-journal").exists() {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    };
+    let Ok(conn) = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    else {
+        return false;
+    };
+    let blank = || -> rusqlite::Result<bool> {
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        Ok(tables == 0 && schema::user_version(&conn)? == 0 && schema::application_id(&conn)? == 0)
+    };
+    blank().unwrap_or(false)
+}
+
+/// `<db>-wal`, `<db>-shm`: SQLite's files beside the database.
+pub(crate) fn sidecar_path(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// `file:<path>?immutable=1`, with the characters that mean something in a URI escaped.
+fn immutable_uri(path: &Path) -> Result<String> {
+    let text = path.to_str().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{}: the path is not valid UTF-8; cannot open it on a read-only filesystem",
+            path.display()
+        ))
+    })?;
+    let mut uri = String::from("file:");
+    for c in text.chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Ok(uri)
 }
 
 /// Map a SQLite error to the library error: busy/locked become [`Error::Busy`].

@@ -184,6 +184,12 @@ fn migrate_with(
         "INSERT INTO meta (key, value) VALUES ('created_by', ?1) ON CONFLICT(key) DO NOTHING",
         [concat!("openkb ", env!("CARGO_PKG_VERSION"))],
     )?;
+    // The database's identity (see `session.rs`), given when it is created or upgraded; a
+    // current database made before ids existed gets one from its first write session.
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', lower(hex(randomblob(16))))",
+        [],
+    )?;
     tx.execute_batch(&format!("PRAGMA user_version = {to}"))?;
     tx.commit()?;
     Ok(to)

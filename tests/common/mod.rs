@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use openkb::state::{Create, Document, Store, intents};
+use openkb::state::{Document, Store, intents};
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openkb");
@@ -118,8 +118,17 @@ pub fn text_doc(n: u64, stem: &str) -> Document {
     }
 }
 
+/// A write session on the KB at `kb` (the only way to write to its state.db). Holds the
+/// exclusive lock until dropped: drop it before running a command on the KB.
+pub fn write_session(kb: &Path) -> openkb::session::WriteSession {
+    openkb::Kb::at(kb)
+        .expect("kb")
+        .write_session()
+        .expect("write session")
+}
+
 pub fn open_store(kb: &Path) -> Store {
-    Store::open(&kb.join(".openkb/state.db"), Create::Never).expect("open store")
+    Store::open_read_only(&kb.join(".openkb/state.db")).expect("open store")
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -231,7 +240,11 @@ impl Env {
     }
 
     pub fn store(&self) -> Store {
-        Store::open(&self.kb().join(".openkb/state.db"), Create::Never).expect("open store")
+        Store::open_read_only(&self.kb().join(".openkb/state.db")).expect("open store")
+    }
+
+    pub fn write_session(&self) -> openkb::session::WriteSession {
+        write_session(&self.kb())
     }
 
     pub fn docs(&self) -> Vec<Document> {

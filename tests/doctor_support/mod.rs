@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use assert_cmd::Command;
-use openkb::state::{Create, Document, Status, Store};
+use openkb::state::{Document, Status, Store};
 use sha2::{Digest, Sha256};
 
 pub struct TestKb {
@@ -72,8 +72,12 @@ impl TestKb {
         self.path(".openkb/state.db")
     }
 
+    pub fn write_session(&self) -> openkb::session::WriteSession {
+        openkb::Kb::at(&self.root).unwrap().write_session().unwrap()
+    }
+
     pub fn store(&self) -> Store {
-        Store::open(&self.db(), Create::Never).unwrap()
+        Store::open_read_only(&self.db()).unwrap()
     }
 
     /// Register a short document the way `add` leaves it: raw copy, source, and (when
@@ -109,13 +113,14 @@ impl TestKb {
     }
 
     pub fn upsert(&self, doc: &Document) {
-        self.store().write(|tx| tx.upsert_document(doc)).unwrap();
+        self.write_session()
+            .write(|tx| tx.upsert_document(doc))
+            .unwrap();
     }
 
     /// Commit a log row and render it into wiki/log.md, as commands do.
     pub fn record(&self, op: &str, desc: &str) {
-        let kb = openkb::Kb::at(&self.root).unwrap();
-        kb.record(&self.store(), op, desc).unwrap();
+        self.write_session().record(op, desc).unwrap();
     }
 
     /// Files of `.openkb/` whose names start with `prefix`.

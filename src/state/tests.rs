@@ -1,15 +1,32 @@
 //! The state engine against real SQLite files: order, lookups, constraints, concurrency.
-
-mod common;
+//!
+//! These are unit tests because they exercise `Store::write` directly, which needs a
+//! `WriteAccess` that only this crate can grant (everyone else writes through a session).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{hash_of, text_doc};
-use openkb::Error;
-use openkb::state::{Create, Document, Queries, Status, Store};
+use super::{Create, Document, Queries, Status, Store, WriteAccess};
+use crate::Error;
 use serde_json::json;
+
+fn hash_of(n: u64) -> String {
+    format!("{n:064x}")
+}
+
+/// An era-C document as `add` would register it.
+fn text_doc(n: u64, stem: &str) -> Document {
+    Document {
+        name: Some(format!("{stem}.md")),
+        doc_name: Some(stem.to_owned()),
+        doc_type: Some("md".into()),
+        path: Some(format!("inbox/{stem}.md")),
+        raw_path: Some(format!("raw/{stem}.md")),
+        source_path: Some(format!("wiki/sources/{stem}.md")),
+        ..Document::new(hash_of(n))
+    }
+}
 
 fn new_store(dir: &Path) -> Store {
     Store::open(&dir.join("state.db"), Create::IfMissing).expect("open")
@@ -25,7 +42,7 @@ fn fresh_database_is_wal_with_schema_and_application_id() {
     let store = new_store(dir.path());
     assert_eq!(
         store.schema_version(),
-        openkb::state::schema::latest_version()
+        crate::state::schema::latest_version()
     );
     drop(store);
     let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
@@ -36,7 +53,7 @@ fn fresh_database_is_wal_with_schema_and_application_id() {
     let app: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(app, openkb::state::schema::APPLICATION_ID);
+    assert_eq!(app, crate::state::schema::APPLICATION_ID);
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap()
@@ -55,7 +72,9 @@ fn upsert_keeps_registry_order_and_remove_then_add_moves_to_end() {
     let store = new_store(dir.path());
     for (n, stem) in [(1, "a"), (2, "b"), (3, "c")] {
         store
-            .write(|tx| tx.upsert_document(&text_doc(n, stem)))
+            .write(&WriteAccess::granted(), |tx| {
+                tx.upsert_document(&text_doc(n, stem))
+            })
             .unwrap();
     }
     let created_a = store.get(&hash_of(1)).unwrap().unwrap().created_at;
@@ -63,17 +82,31 @@ fn upsert_keeps_registry_order_and_remove_then_add_moves_to_end() {
     let mut a = text_doc(1, "a");
     a.status = Status::Compiled;
     a.path = Some("elsewhere/a.md".into());
-    store.write(|tx| tx.upsert_document(&a)).unwrap();
+    store
+        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&a))
+        .unwrap();
     assert_eq!(hashes(&store), [hash_of(1), hash_of(2), hash_of(3)]);
     let stored = store.get(&hash_of(1)).unwrap().unwrap();
     assert_eq!(stored.status, Status::Compiled);
     assert_eq!(stored.path.as_deref(), Some("elsewhere/a.md"));
     assert_eq!(stored.created_at, created_a);
     // Remove + add moves an entry to the end, as a Python dict does.
-    assert!(store.write(|tx| tx.remove_document(&hash_of(2))).unwrap());
-    assert!(!store.write(|tx| tx.remove_document(&hash_of(2))).unwrap());
+    assert!(
+        store
+            .write(&WriteAccess::granted(), |tx| tx
+                .remove_document(&hash_of(2)))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .write(&WriteAccess::granted(), |tx| tx
+                .remove_document(&hash_of(2)))
+            .unwrap()
+    );
     store
-        .write(|tx| tx.upsert_document(&text_doc(2, "b")))
+        .write(&WriteAccess::granted(), |tx| {
+            tx.upsert_document(&text_doc(2, "b"))
+        })
         .unwrap();
     assert_eq!(hashes(&store), [hash_of(1), hash_of(3), hash_of(2)]);
 }
@@ -97,7 +130,9 @@ fn every_field_round_trips_including_unknown_keys() {
     // Parsed from text: numbers keep their exact spelling (2.50 stays 2.50).
     let nested: serde_json::Value = serde_json::from_str(r#"{"a":[1,2.50,null]}"#).unwrap();
     doc.extra.insert("nested".into(), nested);
-    store.write(|tx| tx.upsert_document(&doc)).unwrap();
+    store
+        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&doc))
+        .unwrap();
     let back = store.get(&hash_of(7)).unwrap().unwrap();
     assert_eq!(
         back.name.as_deref(),
@@ -127,7 +162,7 @@ fn lookups_by_hash_path_doc_name_and_name_key() {
     second.path = Some("inbox/b/report.md".into());
     second.name = Some("report.md".into());
     store
-        .write(|tx| {
+        .write(&WriteAccess::granted(), |tx| {
             tx.upsert_document(&legacy)?;
             tx.upsert_document(&first)?;
             tx.upsert_document(&second)
@@ -185,8 +220,12 @@ fn find_by_path_returns_the_first_in_registry_order() {
     later.path = Some("shared/p.md".into());
     let mut earlier = text_doc(1, "y");
     earlier.source_path = Some("shared/p.md".into());
-    store.write(|tx| tx.upsert_document(&earlier)).unwrap();
-    store.write(|tx| tx.upsert_document(&later)).unwrap();
+    store
+        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&earlier))
+        .unwrap();
+    store
+        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&later))
+        .unwrap();
     assert_eq!(
         store.find_by_path("shared/p.md").unwrap().unwrap().hash,
         hash_of(1)
@@ -199,21 +238,27 @@ fn constraints_reject_bad_rows() {
     let store = new_store(dir.path());
     for bad in ["ABC", &"A".repeat(64), &"g".repeat(64), &"a".repeat(65)] {
         let err = store
-            .write(|tx| tx.upsert_document(&Document::new(bad)))
+            .write(&WriteAccess::granted(), |tx| {
+                tx.upsert_document(&Document::new(bad))
+            })
             .unwrap_err();
         assert!(matches!(err, Error::InvalidHash { .. }), "{bad}: {err}");
     }
     store
-        .write(|tx| tx.upsert_document(&text_doc(1, "a")))
+        .write(&WriteAccess::granted(), |tx| {
+            tx.upsert_document(&text_doc(1, "a"))
+        })
         .unwrap();
     let err = store
-        .write(|tx| tx.upsert_document(&text_doc(2, "a")))
+        .write(&WriteAccess::granted(), |tx| {
+            tx.upsert_document(&text_doc(2, "a"))
+        })
         .unwrap_err();
     assert!(matches!(err, Error::DocNameTaken { .. }), "{err}");
     assert!(err.to_string().contains(&hash_of(1)));
     // A failed transaction leaves nothing behind, even the part that succeeded.
     let err = store
-        .write(|tx| {
+        .write(&WriteAccess::granted(), |tx| {
             tx.upsert_document(&text_doc(3, "c"))?;
             tx.append_log("ingest", "c.md")?;
             tx.upsert_document(&text_doc(4, "a"))
@@ -250,7 +295,7 @@ fn status_counts_and_log() {
     let dir = tempfile::tempdir().unwrap();
     let store = new_store(dir.path());
     store
-        .write(|tx| {
+        .write(&WriteAccess::granted(), |tx| {
             for n in 0..5 {
                 tx.upsert_document(&text_doc(n, &format!("d{n}")))?;
             }
@@ -304,7 +349,7 @@ fn concurrent_writer_threads_lose_nothing() {
                 for i in 0..per_thread {
                     let n = t * 1000 + i;
                     store
-                        .write(|tx| {
+                        .write(&WriteAccess::granted(), |tx| {
                             tx.upsert_document(&text_doc(n, &format!("t{t}-{i}")))?;
                             tx.append_log("ingest", &format!("t{t}-{i}.md"))
                         })
@@ -345,7 +390,7 @@ fn child_writer() {
     for i in 0..150 {
         let n = worker * 10_000 + i;
         store
-            .write(|tx| {
+            .write(&WriteAccess::granted(), |tx| {
                 tx.upsert_document(&text_doc(n, &format!("w{worker}-{i}")))?;
                 tx.append_log("ingest", &format!("w{worker}-{i}"))
             })
@@ -362,7 +407,12 @@ fn concurrent_writer_processes_lose_nothing() {
     let children: Vec<_> = (0..4)
         .map(|w| {
             std::process::Command::new(&exe)
-                .args(["--exact", "child_writer", "--ignored", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "state::tests::child_writer",
+                    "--ignored",
+                    "--test-threads=1",
+                ])
                 .env("OPENKB_TEST_DB", &db)
                 .env("OPENKB_TEST_WORKER", w.to_string())
                 .stdout(std::process::Stdio::null())
@@ -391,16 +441,20 @@ fn a_busy_database_gives_a_typed_error_after_retries() {
     let store =
         Store::open_with_busy_timeout(&db, Create::Never, Duration::from_millis(50)).unwrap();
     let err = store
-        .write(|tx| tx.upsert_document(&text_doc(1, "a")))
+        .write(&WriteAccess::granted(), |tx| {
+            tx.upsert_document(&text_doc(1, "a"))
+        })
         .unwrap_err();
     assert!(matches!(err, Error::Busy { .. }), "{err}");
     assert!(err.to_string().contains("another openkb process"), "{err}");
-    assert_eq!(err.exit_code(), openkb::error::exit::BUSY);
+    assert_eq!(err.exit_code(), crate::error::exit::BUSY);
     // Reads still work while another connection writes (WAL).
     assert!(store.list().unwrap().is_empty());
     blocker.execute_batch("ROLLBACK").unwrap();
     store
-        .write(|tx| tx.upsert_document(&text_doc(1, "a")))
+        .write(&WriteAccess::granted(), |tx| {
+            tx.upsert_document(&text_doc(1, "a"))
+        })
         .unwrap();
 }
 
@@ -417,7 +471,9 @@ fn a_second_writer_waits_instead_of_failing() {
     });
     let store = Store::open(&db, Create::Never).unwrap();
     store
-        .write(|tx| tx.upsert_document(&text_doc(1, "a")))
+        .write(&WriteAccess::granted(), |tx| {
+            tx.upsert_document(&text_doc(1, "a"))
+        })
         .unwrap();
     release.join().unwrap();
     assert!(store.is_known(&hash_of(1)).unwrap());
@@ -429,7 +485,9 @@ fn a_newer_schema_is_readable_but_never_written() {
     let db = dir.path().join("state.db");
     let store = new_store(dir.path());
     store
-        .write(|tx| tx.upsert_document(&text_doc(1, "a")))
+        .write(&WriteAccess::granted(), |tx| {
+            tx.upsert_document(&text_doc(1, "a"))
+        })
         .unwrap();
     drop(store);
     rusqlite::Connection::open(&db)
@@ -440,7 +498,9 @@ fn a_newer_schema_is_readable_but_never_written() {
     assert!(store.is_too_new());
     assert_eq!(store.list().unwrap().len(), 1);
     let err = store
-        .write(|tx| tx.upsert_document(&text_doc(2, "b")))
+        .write(&WriteAccess::granted(), |tx| {
+            tx.upsert_document(&text_doc(2, "b"))
+        })
         .unwrap_err();
     assert!(
         matches!(err, Error::SchemaTooNew { found: 999, .. }),
@@ -504,7 +564,7 @@ fn status_counts_follow_every_kind_of_change() {
         assert_eq!([c.pending, c.compiled, c.failed], scan());
     };
     store
-        .write(|tx| {
+        .write(&WriteAccess::granted(), |tx| {
             for n in 0..6 {
                 tx.upsert_document(&text_doc(n, &format!("d{n}")))?;
             }
@@ -513,7 +573,7 @@ fn status_counts_follow_every_kind_of_change() {
         .unwrap();
     check(&store);
     store
-        .write(|tx| {
+        .write(&WriteAccess::granted(), |tx| {
             tx.set_status(&hash_of(0), Status::Compiled, None)?;
             tx.set_status(&hash_of(1), Status::Failed, Some("x"))?;
             tx.set_status(&hash_of(1), Status::Failed, Some("y"))?;
@@ -524,11 +584,13 @@ fn status_counts_follow_every_kind_of_change() {
     // An upsert that changes the status of an existing row moves it between counts.
     let mut d3 = text_doc(3, "d3");
     d3.status = Status::Compiled;
-    store.write(|tx| tx.upsert_document(&d3)).unwrap();
+    store
+        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&d3))
+        .unwrap();
     check(&store);
     // A rolled-back transaction leaves the counts as they were.
     let before = store.counts().unwrap();
-    let _ = store.write(|tx| {
+    let _ = store.write(&WriteAccess::granted(), |tx| {
         tx.remove_document(&hash_of(4))?;
         tx.upsert_document(&text_doc(9, "d0"))
     });
