@@ -100,7 +100,7 @@ done
 fails=0
 for pid in "${pids[@]}"; do wait "$pid" || fails=$((fails + 1)); done
 elapsed=$(since "$t")
-registered=$("$BIN" --kb-dir "$WORK/conc" list --json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
+registered=$("$BIN" --kb-dir "$WORK/conc" list --json | python3 -c "import json,sys; print(len(json.load(sys.stdin)['documents']))")
 busy=$(cat "$WORK"/c?.out | grep -ci "busy" || true)
 row "4 concurrent \`openkb add\` x 500 files" "$elapsed; $registered/2000 registered, $fails failed, $busy busy errors"
 

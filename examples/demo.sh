@@ -7,8 +7,12 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-cargo build --release --quiet
+# Say what is happening: a first release build takes minutes and would otherwise look
+# like a hang. cargo reports its own progress on stderr.
+echo "== building openkb (release; the first build takes a few minutes, later ones a second)..." >&2
+cargo build --release --locked
 openkb=$repo/target/release/openkb
+echo "== built $openkb" >&2
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -301,7 +301,7 @@ fn list_shows_registry_order_with_status() {
         .args(["list", "--json"])
         .assert()
         .success()
-        .stdout("[]\n");
+        .stdout("{\n  \"format_version\": 1,\n  \"documents\": []\n}\n");
     common::write_session(&kb)
         .write(|tx| {
             tx.upsert_document(&text_doc(3, "zeta"))?;
@@ -340,13 +340,14 @@ fn list_shows_registry_order_with_status() {
         .output()
         .unwrap();
     let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = docs
+    let names: Vec<&str> = docs["documents"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["zeta.md", "alpha.md", "Legacy Paper 0.md"]);
+    let docs = &docs["documents"];
     assert_eq!(docs[1]["status"], "compiled");
     assert_eq!(docs[0]["type"], "md");
     assert_eq!(docs[0]["doc_name"], "zeta");
@@ -447,9 +448,9 @@ fn log_shows_newest_last_with_limit_and_filter() {
         .args(["log", "--all", "--json"])
         .output()
         .unwrap();
-    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(entries.as_array().unwrap().len(), 30);
-    assert_eq!(entries[0]["description"], "entry 0");
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["entries"].as_array().unwrap().len(), 30);
+    assert_eq!(log["entries"][0]["description"], "entry 0");
 }
 
 #[test]

@@ -529,7 +529,8 @@ fn list_filters_by_status() {
         let out = env.run(&["list", "--json", "--status", status]);
         assert!(out.status.success(), "{}", stderr(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v.as_array()
+        v["documents"]
+            .as_array()
             .unwrap()
             .iter()
             .map(|d| d["doc_name"].as_str().unwrap().to_owned())

@@ -61,7 +61,7 @@ fn json_export_holds_documents_log_and_imports() {
     ok(&mut sb.openkb(&kb, &["migrate"]));
     let state = json(&ok(&mut sb.openkb(&kb, &["export", "--json"])));
     assert_eq!(state["format"], "openkb-export");
-    assert_eq!(state["version"], 1);
+    assert_eq!(state["format_version"], 1);
     assert_eq!(
         state["schema_version"],
         openkb::state::schema::latest_version()

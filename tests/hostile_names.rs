@@ -97,7 +97,7 @@ fn a_name_with_newlines_and_escapes_forges_no_log_or_index_line() {
     let removes = env.run(&["log", "--all", "--op", "remove", "--json"]);
     assert!(removes.status.success(), "{}", stderr(&removes));
     let rows: Value = serde_json::from_slice(&removes.stdout).unwrap();
-    assert_eq!(rows.as_array().map(Vec::len), Some(0), "{rows}");
+    assert_eq!(rows["entries"].as_array().map(Vec::len), Some(0), "{rows}");
     guard.assert_outside_unchanged("");
 }
 
@@ -677,7 +677,7 @@ fn python_multi_line_entries_match_the_table_and_are_imported_once() {
     }
     let queries = env.run(&["log", "--all", "--op", "query", "--json"]);
     let rows: Value = serde_json::from_slice(&queries.stdout).unwrap();
-    let descriptions: Vec<&str> = rows
+    let descriptions: Vec<&str> = rows["entries"]
         .as_array()
         .unwrap()
         .iter()

@@ -169,7 +169,7 @@ fn read(path: impl AsRef<Path>) -> Vec<u8> {
 }
 
 fn documents(sb: &Sandbox, kb: &Path) -> Vec<Value> {
-    json(&ok(&mut sb.openkb(kb, &["list", "--json"])))
+    json(&ok(&mut sb.openkb(kb, &["list", "--json"])))["documents"]
         .as_array()
         .unwrap()
         .clone()
@@ -279,7 +279,7 @@ out = {"removed": removed, "old": old, "new": new, "added": added}
     assert!(!kb.join(".openkb/hashes.json").exists());
 
     // The Python tool's log lines are rows, in order, and stay where they were in log.md.
-    let log = json(&ok(&mut sb.openkb(&kb, &["log", "-n", "5", "--json"])));
+    let log = json(&ok(&mut sb.openkb(&kb, &["log", "-n", "5", "--json"])))["entries"].clone();
     let rows: Vec<(String, String, String)> = log
         .as_array()
         .unwrap()
@@ -348,7 +348,7 @@ fn log_lines_the_python_tool_appends_without_touching_the_registry_are_imported(
         "{}",
         done.stdout
     );
-    let log = json(&ok(&mut sb.openkb(&kb, &["log", "-n", "3", "--json"])));
+    let log = json(&ok(&mut sb.openkb(&kb, &["log", "-n", "3", "--json"])))["entries"].clone();
     assert_eq!(log[0]["description"], "first question");
     assert_eq!(log[1]["description"], "second question");
     assert_eq!(log[1]["timestamp"], "2026-12-24 11:00:00");
@@ -612,7 +612,7 @@ fn export_for_python_brings_log_md_to_the_log_table_first() {
         "{}",
         doctor.stdout
     );
-    let log = json(&ok(&mut sb.openkb(&kb, &["log", "-n", "3", "--json"])));
+    let log = json(&ok(&mut sb.openkb(&kb, &["log", "-n", "3", "--json"])))["entries"].clone();
     assert_eq!(log[0]["description"], "asked before the hand-over");
     assert_eq!(log[1]["operation"], "export");
     assert_eq!(log[2]["operation"], "export");
@@ -698,7 +698,8 @@ fn imported_history_is_never_taken_for_new_python_lines() {
         ),
     );
     ok(&mut sb.openkb(&kb, &["migrate"]));
-    let rows = json(&ok(&mut sb.openkb(&kb, &["log", "--all", "--json"])))
+    let rows = json(&ok(&mut sb.openkb(&kb, &["log", "--all", "--json"])))["entries"]
+        .clone()
         .as_array()
         .unwrap()
         .len();
@@ -713,6 +714,6 @@ fn imported_history_is_never_taken_for_new_python_lines() {
         "{}",
         doctor.stdout
     );
-    let after = json(&ok(&mut sb.openkb(&kb, &["log", "--all", "--json"])));
+    let after = json(&ok(&mut sb.openkb(&kb, &["log", "--all", "--json"])))["entries"].clone();
     assert_eq!(after.as_array().unwrap().len(), rows);
 }

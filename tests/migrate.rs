@@ -89,7 +89,7 @@ fn fixture_migrates_losslessly_end_to_end() {
     assert_eq!(export.stdout_bytes, original);
 
     // Registry order and statuses.
-    let list = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+    let list = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])))["documents"].clone();
     let docs = list.as_array().unwrap();
     let hashes_in_db: Vec<String> = docs
         .iter()
@@ -106,7 +106,7 @@ fn fixture_migrates_losslessly_end_to_end() {
     assert!(table.stdout.contains("50 document(s)"), "{}", table.stdout);
 
     // The history: every log.md entry with its timestamp, then the migrate row.
-    let log = json(&ok(&mut sb.openkb(&kb, &["log", "--all", "--json"])));
+    let log = json(&ok(&mut sb.openkb(&kb, &["log", "--all", "--json"])))["entries"].clone();
     let rows: Vec<(String, String, String)> = log
         .as_array()
         .unwrap()
@@ -225,7 +225,7 @@ fn every_era_imports_and_exports_in_the_0_4_format() {
             "{name}"
         );
         assert_eq!(read(migrated(&kb)), original, "{name}");
-        let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+        let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])))["documents"].clone();
         assert_eq!(
             docs.as_array().unwrap().len(),
             legacy_keys(&original).len(),
@@ -237,13 +237,14 @@ fn every_era_imports_and_exports_in_the_0_4_format() {
     // 0.1: no doc_name; "PDF" type keeps its case.
     let docs = json(&ok(
         &mut sb.openkb(&sb.path().join("era-0.1"), &["list", "--json"])
-    ));
+    ))["documents"]
+        .clone();
     assert_eq!(docs[1]["type"], "PDF");
     assert!(docs[0]["doc_name"].is_null());
 
     // 0.2-0.3: two raw stems share a doc_name; both are imported, the first owns it.
     let kb = sb.path().join("era-0.2-0.3");
-    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])))["documents"].clone();
     assert_eq!(docs[0]["doc_name"], "Survey 0 (journal)");
     assert!(docs[1]["doc_name"].is_null());
     assert_eq!(docs[1]["extra"]["doc_name"], "Survey 0 (journal)");
@@ -252,7 +253,8 @@ fn every_era_imports_and_exports_in_the_0_4_format() {
     // Odd entries: unknown keys, type-mismatched known keys and key order survive.
     let docs = json(&ok(
         &mut sb.openkb(&sb.path().join("odd"), &["list", "--json"])
-    ));
+    ))["documents"]
+        .clone();
     assert_eq!(docs[0]["key_order"][0], "type");
     assert_eq!(
         docs[0]["path"], "../outside/odd.md",
@@ -415,7 +417,7 @@ fn python_crash_journals_are_recovered_before_the_import() {
         [format!("{}.json", "d".repeat(32))]
     );
     assert_eq!(read(&unreadable), b"{not json");
-    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])))["documents"].clone();
     assert_eq!(docs.as_array().unwrap().len(), 50);
 }
 
@@ -581,7 +583,7 @@ fn log_md_problems_keep_text_or_fail_cleanly() {
         "{}",
         out.stdout
     );
-    let rows = json(&ok(&mut sb.openkb(&kb, &["log", "--all", "--json"])));
+    let rows = json(&ok(&mut sb.openkb(&kb, &["log", "--all", "--json"])))["entries"].clone();
     assert_eq!(rows[1]["operation"], "unparsed");
     assert_eq!(
         rows[1]["description"],
@@ -690,11 +692,12 @@ fn concurrent_migrates_import_once() {
         1,
         "{outputs:?}"
     );
-    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])))["documents"].clone();
     assert_eq!(docs.as_array().unwrap().len(), 50);
     let migrate_rows = json(&ok(
         &mut sb.openkb(&kb, &["log", "--all", "--json", "--op", "migrate"])
-    ));
+    ))["entries"]
+        .clone();
     assert_eq!(migrate_rows.as_array().unwrap().len(), 1);
 }
 
@@ -785,7 +788,7 @@ fn drift_merges_additions_and_edits_of_the_python_tool() {
     );
     assert!(!hashes(&kb).exists());
 
-    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])))["documents"].clone();
     let docs = docs.as_array().unwrap();
     assert_eq!(docs.len(), 52);
     assert_eq!(docs[50]["hash"], new1.as_str());
@@ -794,7 +797,7 @@ fn drift_merges_additions_and_edits_of_the_python_tool() {
     // The edit is taken (only the Python tool changed the entry) and keeps its position.
     assert_eq!(docs[1]["hash"], changed_hash.as_str());
     assert_eq!(docs[1]["name"], "renamed by python.md");
-    let log = json(&ok(&mut sb.openkb(&kb, &["log", "-n", "3", "--json"])));
+    let log = json(&ok(&mut sb.openkb(&kb, &["log", "-n", "3", "--json"])))["entries"].clone();
     assert_eq!(log[0]["description"], "later.md");
     assert_eq!(log[1]["description"], "clash.md");
     assert_eq!(log[2]["operation"], "migrate");
@@ -925,7 +928,7 @@ fn a_migration_interrupted_before_the_rename_is_finished_by_the_next_run() {
     );
     assert_eq!(read(kb.join(".openkb/hashes.json.migrated.2")), original);
     assert!(!hashes(&kb).exists());
-    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+    let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])))["documents"].clone();
     assert_eq!(docs.as_array().unwrap().len(), 50);
     // Finishing is the rename alone: no second import record, no second `migrate` row.
     let state = json(&ok(&mut sb.openkb(&kb, &["export", "--json"])));
@@ -1008,7 +1011,7 @@ fn a_migration_killed_at_any_moment_leaves_no_state_db_or_a_complete_one() {
         );
         if db.exists() {
             // Placed only when complete.
-            let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+            let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])))["documents"].clone();
             assert_eq!(docs.as_array().unwrap().len(), n, "round {round}");
         } else {
             assert_eq!(read(hashes(&kb)), original, "round {round}");
@@ -1017,7 +1020,7 @@ fn a_migration_killed_at_any_moment_leaves_no_state_db_or_a_complete_one() {
         ok(&mut sb.openkb(&kb, &["migrate"]));
         assert!(!hashes(&kb).exists(), "round {round}");
         assert!(names_starting_with(&kb.join(".openkb"), "state.db.importing").is_empty());
-        let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])));
+        let docs = json(&ok(&mut sb.openkb(&kb, &["list", "--json"])))["documents"].clone();
         assert_eq!(docs.as_array().unwrap().len(), n, "round {round}");
         let exported = ok(&mut sb.openkb(&kb, &["export", "--legacy-json"])).stdout_bytes;
         let kept = names_starting_with(&kb.join(".openkb"), "hashes.json.migrated");

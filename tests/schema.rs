@@ -430,7 +430,9 @@ fn rust_version_is_the_oldest_rust_that_builds_the_locked_dependencies() {
     // The crate's own floor: `if let ... &&` chains (stable in 1.88, edition 2024).
     const OWN_FLOOR: (u64, u64) = (1, 88);
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        // Not --offline: metadata needs every locked package, also those of other targets
+        // (r-efi for UEFI) that a build on this machine never downloaded.
+        .args(["metadata", "--format-version", "1", "--locked"])
         .arg("--manifest-path")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
         .output()

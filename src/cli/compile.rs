@@ -5,6 +5,8 @@
 //! during a long run. An intent marks the compile in flight: a killed run leaves the document
 //! `failed` with a message, never silently `pending` or `compiled`.
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::ingest;
 use crate::names;
@@ -21,6 +23,10 @@ the same KB fails at once (OPENKB_HOOK_LOCK tells it why) instead of waiting for
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
+// Naming no document is a usage error (exit 2), said by clap before anything is opened.
+#[command(group(
+    clap::ArgGroup::new("targets").required(true).multiple(true).args(["doc_names", "pending", "failed"])
+))]
 pub struct Args {
     /// doc_names of the documents to compile
     #[arg(value_name = "DOC_NAME")]
@@ -31,14 +37,31 @@ pub struct Args {
     /// Compile every document whose last compile failed
     #[arg(long)]
     failed: bool,
+    /// Print the outcome as JSON (docs/schemas/compile.json)
+    #[arg(long)]
+    json: bool,
+}
+
+/// `compile --json` (docs/schemas/compile.json).
+#[derive(Serialize)]
+struct CompileReport {
+    compiled: usize,
+    failed: usize,
+    documents: Vec<CompiledDocument>,
+}
+
+#[derive(Serialize)]
+struct CompiledDocument {
+    hash: String,
+    doc_name: Option<String>,
+    /// `compiled` or `failed`.
+    status: Status,
+    /// The end of the hook's stderr, when it failed.
+    error: Option<String>,
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
-    if args.doc_names.is_empty() && !args.pending && !args.failed {
-        return Err(Error::Usage(
-            "name the documents to compile (their doc_names), or pass --pending / --failed".into(),
-        ));
-    }
+    let out = ctx.output(args.json);
     let probe = super::probe(ctx)?;
     let kb = probe.kb();
     let config = kb.config()?;
@@ -80,6 +103,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     targets.retain(|d| seen.insert(d.hash.clone()));
     let (mut compiled, mut failed) = (0usize, 0usize);
+    let mut documents = Vec::new();
     for doc in targets {
         let session = probe.write_session()?;
         // Re-read under the lock: it may have been removed or compiled meanwhile.
@@ -107,15 +131,25 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             tx.set_status(&doc.hash, status, error)?;
             tx.delete_intent(intent)
         })?;
-        match outcome {
+        let error = match outcome {
             Ok(()) => {
                 compiled += 1;
-                println!("compiled {label}");
+                out.line(format_args!("compiled {label}"));
+                None
             }
             Err(message) => {
                 failed += 1;
                 eprintln!("failed {label}: {}", names::shown_message(&message));
+                Some(message)
             }
+        };
+        if out.json {
+            documents.push(CompiledDocument {
+                hash: doc.hash.clone(),
+                doc_name: doc.display_doc_name(),
+                status,
+                error,
+            });
         }
     }
     if compiled + failed > 0 {
@@ -123,7 +157,14 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             .write_session()?
             .record("compile", &format!("compiled {compiled}, failed {failed}"))?;
     }
-    println!("compiled {compiled}, failed {failed}");
+    if out.json {
+        out.json(&CompileReport {
+            compiled,
+            failed,
+            documents,
+        })?;
+    }
+    out.result(format_args!("compiled {compiled}, failed {failed}"));
     if failed > 0 {
         return Err(Error::Incomplete(format!(
             "{failed} document(s) failed to compile; `openkb status` counts them, `openkb list` \

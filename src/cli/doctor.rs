@@ -25,7 +25,7 @@ pub struct Args {
     /// Repair what can be repaired safely (takes the exclusive KB lock)
     #[arg(long)]
     fix: bool,
-    /// Print the findings as JSON
+    /// Print the findings as JSON (docs/schemas/doctor.json)
     #[arg(long)]
     json: bool,
 }
@@ -34,6 +34,7 @@ pub struct Args {
 const SHOWN_PER_CHECK: usize = 20;
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
+    let out = ctx.output(args.json);
     let kb = ctx.kb()?;
     let report = if !args.fix && doctor::cannot_open_state(&kb) {
         // Reported without taking the lock: the lock file itself may be the link.
@@ -48,11 +49,11 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
             },
         )?
     };
-    if args.json {
-        super::print_json(&report)?;
+    if out.json {
+        out.json(&report)?;
         return Ok(report.exit_code());
     }
-    println!("Knowledge base: {}", report.knowledge_base);
+    out.result(format_args!("Knowledge base: {}", report.knowledge_base));
     // Long lists (100k unowned files) are cut per check; --json has them all.
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut hidden: Vec<(&str, usize)> = Vec::new();
@@ -66,10 +67,17 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
             }
             continue;
         }
-        println!("{}", line(finding));
+        // -q keeps what needs attention and drops the checks that passed.
+        if finding.severity == Severity::Ok && !finding.fixed {
+            out.line(line(finding));
+        } else {
+            out.result(line(finding));
+        }
     }
     for (check, n) in hidden {
-        println!("        ... and {n} more {check} finding(s) (--json lists them all)");
+        out.result(format_args!(
+            "        ... and {n} more {check} finding(s) (--json lists them all)"
+        ));
     }
     let fixed = if report.fixed > 0 {
         format!(", {} fixed", report.fixed)
@@ -77,12 +85,15 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
         String::new()
     };
     if report.healthy {
-        println!("Healthy ({} warning(s){fixed})", report.warnings);
+        out.result(format_args!(
+            "Healthy ({} warning(s){fixed})",
+            report.warnings
+        ));
     } else {
-        println!(
+        out.result(format_args!(
             "{} problem(s), {} warning(s){fixed}",
             report.problems, report.warnings
-        );
+        ));
     }
     Ok(report.exit_code())
 }

@@ -33,11 +33,11 @@ pub struct Args {
     output: Option<PathBuf>,
 }
 
-/// Format of `export --json`, versioned so scripts can check what they read.
+/// Format of `export --json` (docs/schemas/export.json); `format_version` is added by
+/// `output::write_json`, as for every JSON document.
 #[derive(Serialize)]
 struct StateExport<'a> {
     format: &'static str,
-    version: u32,
     knowledge_base: String,
     exported_at: String,
     schema_version: i64,
@@ -50,6 +50,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     if args.for_python {
         return for_python(ctx);
     }
+    let out = ctx.output(false);
     let open = super::read_session(ctx)?;
     let reader = open.reader()?;
     let documents = reader.list()?;
@@ -59,10 +60,10 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             .filter(|d| d.status != Status::Compiled)
             .count();
         if unfinished > 0 {
-            eprintln!(
-                "warning: {unfinished} document(s) are not compiled (pending or failed); the \
-                 Python tool will consider them registered"
-            );
+            out.warn(format_args!(
+                "{unfinished} document(s) are not compiled (pending or failed); the Python \
+                 tool will consider them registered"
+            ));
         }
         let mut text = String::with_capacity(documents.len() * 320 + 4);
         write_registry(&mut text, &documents);
@@ -75,7 +76,6 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         })?;
         let export = StateExport {
             format: "openkb-export",
-            version: 1,
             knowledge_base: open.kb().root().display().to_string(),
             exported_at: crate::state::utc_now(),
             schema_version: open.schema_version(),
@@ -83,20 +83,20 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             log: &log,
             imports: &imports::list(&reader)?,
         };
-        let mut text = serde_json::to_string_pretty(&export)
-            .map_err(|e| Error::Invalid(format!("cannot serialize JSON: {e}")))?;
-        text.push('\n');
-        text
+        let mut bytes = Vec::new();
+        super::output::write_json(&mut bytes, &export)?;
+        String::from_utf8(bytes)
+            .map_err(|e| Error::Invalid(format!("exported JSON is not UTF-8: {e}")))?
     };
     match &args.output {
         Some(path) => {
             refuse_missing_folder(path)?;
             fsx::atomic_write(path, text.as_bytes())?;
-            eprintln!(
+            out.note(format_args!(
                 "wrote {} document(s) to {}",
                 documents.len(),
                 path.display()
-            );
+            ));
             Ok(())
         }
         None => {

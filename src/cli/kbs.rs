@@ -9,12 +9,9 @@ use serde::Serialize;
 use crate::config::GlobalConfig;
 use crate::error::{Error, Result};
 
-/// Version of `kbs --json`; bumped when a key changes meaning or goes away.
-const FORMAT_VERSION: u32 = 1;
-
 #[derive(Debug, clap::Args)]
 pub struct KbsArgs {
-    /// Print JSON instead of text
+    /// Print JSON (docs/schemas/kbs.json) instead of text
     #[arg(long)]
     json: bool,
 }
@@ -35,14 +32,14 @@ struct Known {
     exists: bool,
 }
 
+/// `kbs --json` (docs/schemas/kbs.json); `format_version` is added by `output`.
 #[derive(Serialize)]
-struct Output {
-    format_version: u32,
+struct KbsReport {
     default_kb: Option<String>,
     knowledge_bases: Vec<Known>,
 }
 
-pub fn list(_ctx: &super::Ctx, args: KbsArgs) -> Result<()> {
+pub fn list(ctx: &super::Ctx, args: KbsArgs) -> Result<()> {
     let global = GlobalConfig::load()?;
     let default = global.default_kb();
     let mut paths = global.known_kbs();
@@ -51,8 +48,7 @@ pub fn list(_ctx: &super::Ctx, args: KbsArgs) -> Result<()> {
     {
         paths.push(d.clone());
     }
-    let output = Output {
-        format_version: FORMAT_VERSION,
+    let output = KbsReport {
         default_kb: default.as_ref().map(|d| d.display().to_string()),
         knowledge_bases: paths
             .iter()
@@ -65,7 +61,7 @@ pub fn list(_ctx: &super::Ctx, args: KbsArgs) -> Result<()> {
             .collect(),
     };
     if args.json {
-        return super::print_json(&output);
+        return ctx.output(true).json(&output);
     }
     if output.knowledge_bases.is_empty() {
         println!("No known knowledge bases. `openkb init` creates one.");

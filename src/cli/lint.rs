@@ -19,13 +19,13 @@ pub struct Args {
     /// Turn broken links into plain text
     #[arg(long)]
     fix: bool,
-    /// Print the result as JSON
+    /// Print the result as JSON (docs/schemas/lint.json)
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Serialize)]
-struct Output<'a> {
+struct LintOutput<'a> {
     report: Option<String>,
     pages: usize,
     documents: u64,
@@ -35,6 +35,7 @@ struct Output<'a> {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
+    let out = ctx.output(args.json);
     // Read and analyse in a read session, so lint never blocks other readers for long.
     let mut analysis = {
         let session = super::read_session_for_write(ctx)?;
@@ -47,8 +48,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
             });
         }
         if session.counts()?.total() == 0 {
-            if args.json {
-                super::print_json(&Output {
+            if out.json {
+                out.json(&LintOutput {
                     report: None,
                     pages: 0,
                     documents: 0,
@@ -57,7 +58,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
                     issues: &[],
                 })?;
             } else {
-                println!("Nothing to lint: the knowledge base has no documents.");
+                out.result("Nothing to lint: the knowledge base has no documents.");
             }
             return Ok(exit::OK);
         }
@@ -79,8 +80,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     session.record("lint", &format!("report \u{2192} {name}"))?;
 
     let remaining = analysis.remaining();
-    if args.json {
-        super::print_json(&Output {
+    if out.json {
+        out.json(&LintOutput {
             report: Some(format!("wiki/reports/{name}")),
             pages: analysis.pages,
             documents: analysis.documents,
@@ -92,20 +93,22 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
         for issue in &analysis.issues {
             let tag = if issue.fixed { "fixed  " } else { "issue  " };
             let text = lint::describe(issue);
-            println!("{tag}{}", crate::names::shown_line(&text));
+            out.line(format_args!("{tag}{}", crate::names::shown_line(&text)));
         }
         if args.fix && pages_rewritten > 0 {
-            println!("Rewrote {pages_rewritten} page(s) to turn broken links into plain text.");
+            out.line(format_args!(
+                "Rewrote {pages_rewritten} page(s) to turn broken links into plain text."
+            ));
         }
         if remaining == 0 {
-            println!(
+            out.result(format_args!(
                 "No structural issues left ({} pages, {} documents).",
                 analysis.pages, analysis.documents
-            );
+            ));
         } else {
-            println!("{remaining} structural issue(s).");
+            out.result(format_args!("{remaining} structural issue(s)."));
         }
-        println!("Report: wiki/reports/{name}");
+        out.result(format_args!("Report: wiki/reports/{name}"));
     }
     Ok(if remaining == 0 {
         exit::OK

@@ -2,12 +2,13 @@
 
 use std::io::Write;
 
+use super::output::JsonArrayWriter;
 use crate::error::{IoContext, Result};
 use crate::state::{Document, Queries, Status};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print JSON (an array of documents) instead of a table
+    /// Print JSON (docs/schemas/list.json) instead of a table
     #[arg(long)]
     json: bool,
     /// Only the documents with this status
@@ -27,40 +28,28 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if args.json {
         // Streamed row by row: a 100k-document registry never sits in memory twice.
-        let mut first = true;
-        out.write_all(b"[")
-            .with_path("cannot write", "standard output")?;
-        reader.for_each_document(&mut |doc| {
-            if !keep(&doc) {
-                return Ok(());
-            }
-            out.write_all(if first { b"\n  " } else { b",\n  " })
-                .with_path("cannot write", "standard output")?;
-            first = false;
-            serde_json::to_writer(&mut out, &doc)
-                .map_err(|e| crate::Error::Invalid(format!("cannot serialize JSON: {e}")))
-        })?;
-        out.write_all(if first { b"]\n" } else { b"\n]\n" })
-            .with_path("cannot write", "standard output")?;
+        let mut json = JsonArrayWriter::start(out, "documents")?;
+        reader.for_each_document(&mut |doc| if keep(&doc) { json.item(&doc) } else { Ok(()) })?;
+        json.finish()?;
+        return Ok(());
+    }
+    let mut docs = reader.list()?;
+    docs.retain(keep);
+    if docs.is_empty() && wanted.is_some() {
+        writeln!(
+            out,
+            "No {} documents.",
+            args.status.as_deref().unwrap_or_default()
+        )
+        .with_path("cannot write", "standard output")?;
+    } else if docs.is_empty() {
+        writeln!(
+            out,
+            "No documents registered. Add some with `openkb add PATH`."
+        )
+        .with_path("cannot write", "standard output")?;
     } else {
-        let mut docs = reader.list()?;
-        docs.retain(keep);
-        if docs.is_empty() && wanted.is_some() {
-            writeln!(
-                out,
-                "No {} documents.",
-                args.status.as_deref().unwrap_or_default()
-            )
-            .with_path("cannot write", "standard output")?;
-        } else if docs.is_empty() {
-            writeln!(
-                out,
-                "No documents registered. Add some with `openkb add PATH`."
-            )
-            .with_path("cannot write", "standard output")?;
-        } else {
-            write_table(&mut out, &docs).with_path("cannot write", "standard output")?;
-        }
+        write_table(&mut out, &docs).with_path("cannot write", "standard output")?;
     }
     out.flush().with_path("cannot write", "standard output")
 }

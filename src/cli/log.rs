@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::output::JsonArrayWriter;
 use crate::error::{IoContext, Result};
 use crate::names;
 
@@ -22,7 +23,7 @@ pub struct Args {
     /// Only entries of this operation (ingest, remove, query, lint, migrate, ...)
     #[arg(long, value_name = "OPERATION")]
     op: Option<String>,
-    /// Print JSON (an array of entries)
+    /// Print JSON (docs/schemas/log.json)
     #[arg(long)]
     json: bool,
 }
@@ -31,11 +32,17 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let open = super::read_session(ctx)?;
     let limit = (!args.all).then_some(args.limit);
     let entries = open.log_tail(limit, args.op.as_deref())?;
-    if args.json {
-        return super::print_json(&entries);
-    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        let mut json = JsonArrayWriter::start(out, "entries")?;
+        for entry in &entries {
+            json.item(entry)?;
+        }
+        json.finish()?;
+        return Ok(());
+    }
+
     for entry in &entries {
         writeln!(
             out,

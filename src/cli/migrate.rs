@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+use serde::Serialize;
+
+use super::output::Output;
 use crate::config::GlobalConfig;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
@@ -19,41 +22,170 @@ pub struct Args {
     /// Show what would be imported, recovered and renamed; change nothing
     #[arg(long)]
     dry_run: bool,
+    /// Print the outcome as JSON (docs/schemas/migrate.json)
+    #[arg(long)]
+    json: bool,
+}
+
+/// `migrate --json` (docs/schemas/migrate.json): one entry per KB, for one KB and for `--all`
+/// alike, so a script reads both the same way.
+#[derive(Serialize)]
+struct MigrateReport {
+    dry_run: bool,
+    knowledge_bases: Vec<KbReport>,
+}
+
+#[derive(Serialize)]
+struct KbReport {
+    knowledge_base: String,
+    /// `migrated`, `merged` (a reappeared hashes.json), `already-migrated`,
+    /// `nothing-to-migrate`, `not-a-kb` (`--all` only) or `failed` (`--all` only).
+    outcome: &'static str,
+    /// Entries in hashes.json; null when none was read.
+    entries: Option<usize>,
+    /// Documents imported (or that would be).
+    documents: Option<usize>,
+    /// Entries of a reappeared hashes.json that differ from state.db (kept in state.db).
+    conflicts: Option<usize>,
+    log_entries: Option<usize>,
+    /// Where hashes.json went (KB-relative), or would go on a dry run.
+    moved_to: Option<String>,
+    journals: Vec<JournalEntry>,
+    warnings: Vec<String>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JournalEntry {
+    file: String,
+    recovered: bool,
+    message: String,
+}
+
+impl KbReport {
+    /// A KB with only an outcome to report (`not-a-kb`, `failed`).
+    fn bare(path: &Path, outcome: &'static str) -> Self {
+        KbReport {
+            knowledge_base: path.display().to_string(),
+            outcome,
+            entries: None,
+            documents: None,
+            conflicts: None,
+            log_entries: None,
+            moved_to: None,
+            journals: Vec::new(),
+            warnings: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn failed(path: &Path, error: &Error) -> Self {
+        KbReport {
+            error: Some(error.to_string()),
+            ..KbReport::bare(path, "failed")
+        }
+    }
+
+    fn new(path: &Path, outcome: &Outcome, dry_run: bool) -> Self {
+        let mut report = KbReport::bare(path, "failed");
+        let journals = match outcome {
+            Outcome::NothingToMigrate { journals } => {
+                report.outcome = "nothing-to-migrate";
+                journals
+            }
+            Outcome::AlreadyMigrated {
+                journals,
+                log_entries,
+            } => {
+                report.outcome = "already-migrated";
+                // Lines the Python tool appended to wiki/log.md since, imported now.
+                report.log_entries = Some(log_entries.len());
+                journals
+            }
+            Outcome::Migrated { plan, .. } => {
+                report.outcome = match plan.kind {
+                    ImportKind::Initial => "migrated",
+                    ImportKind::DriftMerge => "merged",
+                };
+                report.entries = Some(plan.entries);
+                report.documents = Some(plan.new_documents.len());
+                report.conflicts = Some(plan.conflicts.len());
+                report.log_entries = Some(plan.log_entries.len());
+                report.moved_to = Some(format!(".openkb/{}", file_name(&plan.moved_to)));
+                report.warnings = plan.warnings.clone();
+                &plan.journals
+            }
+        };
+        report.journals = journals
+            .iter()
+            .map(|j| JournalEntry {
+                file: j.file.display().to_string(),
+                recovered: j.recovered(),
+                message: j.describe(dry_run),
+            })
+            .collect();
+        report
+    }
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let out = ctx.output(args.json);
     let options = Options {
         dry_run: args.dry_run,
     };
     if args.all {
-        return run_all(options);
+        return run_all(&out, options);
     }
     let kb = ctx.kb_quiet()?;
     let outcome = migrate::migrate(&kb, options)?;
+    if out.json {
+        return out.json(&MigrateReport {
+            dry_run: options.dry_run,
+            knowledge_bases: vec![KbReport::new(kb.root(), &outcome, options.dry_run)],
+        });
+    }
     print_outcome(&kb, &outcome, options.dry_run, ctx.verbose);
     Ok(())
 }
 
-fn run_all(options: Options) -> Result<()> {
+fn run_all(out: &Output, options: Options) -> Result<()> {
     let known = GlobalConfig::load()?.known_kbs();
-    if known.is_empty() {
+    if known.is_empty() && !out.json {
         println!("No known knowledge bases (known_kbs of ~/.config/openkb/global.yaml is empty).");
         return Ok(());
     }
     let mut failed = 0usize;
+    let mut reports = Vec::new();
     for path in &known {
-        let line = match migrate_one(path, options) {
-            Ok(line) => line,
+        let result = migrate_one(path, options);
+        if out.json {
+            reports.push(match &result {
+                Ok(None) => KbReport::bare(path, "not-a-kb"),
+                Ok(Some(outcome)) => KbReport::new(path, outcome, options.dry_run),
+                Err(e) => KbReport::failed(path, e),
+            });
+        }
+        let line = match result {
+            Ok(Some(outcome)) => summary_line(&outcome, options),
+            Ok(None) => "not a KB anymore (no .openkb/ folder); skipped".into(),
             Err(e) => {
                 failed += 1;
                 format!("FAILED: {}", e.to_string().replace('\n', "\n    "))
             }
         };
-        println!(
-            "{}: {}",
-            names::shown(&path.to_string_lossy()),
-            names::shown_message(&line)
-        );
+        if !out.json {
+            println!(
+                "{}: {}",
+                names::shown(&path.to_string_lossy()),
+                names::shown_message(&line)
+            );
+        }
+    }
+    if out.json {
+        out.json(&MigrateReport {
+            dry_run: options.dry_run,
+            knowledge_bases: reports,
+        })?;
     }
     if failed > 0 {
         return Err(Error::Invalid(format!(
@@ -64,19 +196,24 @@ fn run_all(options: Options) -> Result<()> {
     Ok(())
 }
 
-fn migrate_one(path: &Path, options: Options) -> Result<String> {
+/// Migrate one KB of `--all`; `None` when it is no KB anymore.
+fn migrate_one(path: &Path, options: Options) -> Result<Option<Outcome>> {
     if !path.join(".openkb").is_dir() {
-        return Ok("not a KB anymore (no .openkb/ folder); skipped".into());
+        return Ok(None);
     }
     let kb = Kb::at(path)?;
-    let outcome = migrate::migrate(&kb, options)?;
+    migrate::migrate(&kb, options).map(Some)
+}
+
+/// One line per KB for `--all`.
+fn summary_line(outcome: &Outcome, options: Options) -> String {
     let journals = match &outcome {
         Outcome::NothingToMigrate { journals } | Outcome::AlreadyMigrated { journals, .. } => {
             journals
         }
         Outcome::Migrated { plan, .. } => &plan.journals,
     };
-    let mut line = match &outcome {
+    let mut line = match outcome {
         Outcome::NothingToMigrate { .. } => "nothing to migrate (no hashes.json)".to_owned(),
         Outcome::AlreadyMigrated { log_entries, .. } if !log_entries.is_empty() => format!(
             "already migrated; {} wiki/log.md entries of the Python tool {}imported",
@@ -111,7 +248,7 @@ fn migrate_one(path: &Path, options: Options) -> Result<String> {
     if left > 0 {
         line.push_str(&format!("; {left} journal(s) left for review"));
     }
-    Ok(line)
+    line
 }
 
 fn print_outcome(kb: &Kb, outcome: &Outcome, dry_run: bool, verbose: u8) {

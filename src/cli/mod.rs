@@ -5,12 +5,14 @@ mod add;
 mod compile;
 mod doctor;
 mod export;
+mod generate;
 mod init;
 mod kbs;
 mod lint;
 mod list;
 mod log;
 mod migrate;
+pub mod output;
 mod remove;
 mod show;
 mod status;
@@ -33,7 +35,12 @@ Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usag
 4 another openkb process holds the KB (lock wait timed out or database busy): try again.
 
 Environment: OPENKB_DIR (the KB, like --kb-dir), OPENKB_LOCK_TIMEOUT (seconds to wait for a
-busy KB; unset waits forever), HOME (where ~/.config/openkb/global.yaml lives).";
+busy KB; unset waits forever), HOME (where ~/.config/openkb/global.yaml lives).
+
+Output: results on stdout, progress, notes and errors on stderr. --json (add, remove, compile,
+migrate, doctor, lint, list, show, status, log, kbs) prints one JSON document whose first key is
+format_version; absent values are null. Shell completions: `openkb completions SHELL`; the
+manual: `openkb man [COMMAND]`.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +58,11 @@ pub struct Cli {
     /// Say more (repeat for more detail)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Print only errors, warnings and the result (a summary line, a report): no per-file
+    /// lines, no progress bar
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -90,15 +102,29 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Write the registry as a legacy hashes.json, or the whole state as JSON
     Export(export::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), e.g. `openkb man | man -l -`
+    Man(generate::ManArgs),
 }
 
 /// What every command gets: the global options and the way to find the KB.
 pub struct Ctx {
     pub kb_dir: Option<PathBuf>,
     pub verbose: u8,
+    pub quiet: bool,
 }
 
 impl Ctx {
+    /// How this command prints, given its own `--json` flag (false for commands without one).
+    pub fn output(&self, json: bool) -> output::Output {
+        output::Output {
+            quiet: self.quiet,
+            verbose: self.verbose,
+            json,
+        }
+    }
+
     /// The KB this command works on.
     pub fn kb(&self) -> Result<Kb> {
         let kb = self.kb_quiet()?;
@@ -154,6 +180,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Ctx {
         kb_dir: cli.kb_dir,
         verbose: cli.verbose,
+        quiet: cli.quiet,
     };
     match cli.command {
         Command::Init(args) => init::run(&ctx, args),
@@ -172,16 +199,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Lint(args) => return lint::run(&ctx, args),
         Command::Migrate(args) => migrate::run(&ctx, args),
         Command::Export(args) => export::run(&ctx, args),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     }
     .map(|()| exit::OK)
-}
-
-/// Print `value` as pretty JSON on stdout.
-pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| crate::Error::Invalid(format!("cannot serialize JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
 }
 
 /// Ask `question` on stderr and read one line of answer from stdin (trimmed).

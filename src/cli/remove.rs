@@ -1,5 +1,8 @@
 //! `openkb remove IDENTIFIER...`: remove documents, their files and their wiki pages.
 
+use serde::Serialize;
+
+use super::output::Output;
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
 use crate::names;
@@ -21,9 +24,63 @@ pub struct Args {
     /// Do not ask for confirmation (required when there is no terminal to ask on)
     #[arg(short = 'y', long = "yes")]
     yes: bool,
+    /// Print the plan and the outcome as JSON (docs/schemas/remove.json)
+    #[arg(long)]
+    json: bool,
+}
+
+/// `remove --json` (docs/schemas/remove.json).
+#[derive(Serialize)]
+struct RemoveReport<'a> {
+    dry_run: bool,
+    keep_raw: bool,
+    removed: usize,
+    failed: usize,
+    documents: Vec<DocumentReport<'a>>,
+}
+
+/// One document of `remove --json`, in the order the identifiers named them.
+#[derive(Serialize)]
+struct DocumentReport<'a> {
+    hash: &'a str,
+    name: Option<&'a str>,
+    doc_name: Option<&'a str>,
+    /// Unregistered and its files deleted (false: dry run, not confirmed, removed by another
+    /// process first, or failed).
+    removed: bool,
+    /// KB-relative files deleted (or to delete, when `removed` is false).
+    files: Vec<String>,
+    refused: Vec<Refused<'a>>,
+    /// Why it could not be removed.
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Refused<'a> {
+    path: &'a str,
+    reason: &'a str,
+}
+
+impl<'a> DocumentReport<'a> {
+    fn new(doc: &'a Document, plan: &'a Plan) -> Self {
+        DocumentReport {
+            hash: &doc.hash,
+            name: doc.name.as_deref(),
+            doc_name: plan.doc_name.as_deref(),
+            removed: false,
+            files: plan.existing.clone(),
+            refused: plan
+                .refused
+                .iter()
+                .map(|(path, reason)| Refused { path, reason })
+                .collect(),
+            error: None,
+        }
+    }
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let out = ctx.output(args.json);
     // Plan under the shared lock, so that a question waiting for an answer never blocks the
     // KB; then take the exclusive lock and plan again (the KB may have changed meanwhile).
     // Every identifier is resolved before anything is removed: one that matches nothing, or
@@ -63,28 +120,47 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         }
         targets
     };
-    for (doc, plan) in &targets {
-        show(doc, plan, args.keep_raw);
+    // The plan is what a dry run was asked for and what the question asks to confirm: -q drops
+    // it only when nothing is asked.
+    if !out.json && (!ctx.quiet || args.dry_run || !args.yes) {
+        for (doc, plan) in &targets {
+            show(doc, plan, args.keep_raw);
+        }
     }
+    let mut reports: Vec<DocumentReport> = targets
+        .iter()
+        .map(|(doc, plan)| DocumentReport::new(doc, plan))
+        .collect();
+    let untouched = |out: &Output, reports: Vec<DocumentReport>, message: &str| {
+        out.result(message);
+        if out.json {
+            return out.json(&RemoveReport {
+                dry_run: args.dry_run,
+                keep_raw: args.keep_raw,
+                removed: 0,
+                failed: 0,
+                documents: reports,
+            });
+        }
+        Ok(())
+    };
     if args.dry_run {
-        println!("dry run: nothing was changed");
-        return Ok(());
+        return untouched(&out, reports, "dry run: nothing was changed");
     }
     if !args.yes && !confirm()? {
-        println!("nothing was changed");
-        return Ok(());
+        return untouched(&out, reports, "nothing was changed");
     }
     let open = super::write_session(ctx)?;
-    let mut failed = 0;
-    for (doc, _) in &targets {
+    let (mut removed, mut failed) = (0, 0);
+    for ((doc, _), report) in targets.iter().zip(reports.iter_mut()) {
         let Some(doc) = open.get(&doc.hash)? else {
-            println!(
+            out.result(format_args!(
                 "{} was already removed (by another process)",
                 label(doc, None)
-            );
+            ));
             continue;
         };
-        let removed = open.reader().and_then(|reader| {
+        let outcome = open.reader().and_then(|reader| {
             let mut plan = remove::plan(open.kb(), &reader, &doc, args.keep_raw)?;
             // One document at a time: a file another target shares goes with the last of them,
             // so a failure part-way never leaves a registered document without its files.
@@ -92,8 +168,17 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             drop(reader);
             remove::execute(&open, &plan).map(|_| plan)
         });
-        match removed {
-            Ok(plan) => println!("removed {}", label(&doc, plan.doc_name.as_deref())),
+        match outcome {
+            Ok(plan) => {
+                removed += 1;
+                report.removed = true;
+                // What was planned again under the exclusive lock is what was deleted.
+                report.files = plan.existing.clone();
+                out.result(format_args!(
+                    "removed {}",
+                    label(&doc, plan.doc_name.as_deref())
+                ));
+            }
             Err(e) => {
                 failed += 1;
                 let message = e.to_string();
@@ -102,8 +187,18 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                     label(&doc, None),
                     names::shown_message(&message)
                 );
+                report.error = Some(message);
             }
         }
+    }
+    if out.json {
+        out.json(&RemoveReport {
+            dry_run: false,
+            keep_raw: args.keep_raw,
+            removed,
+            failed,
+            documents: reports,
+        })?;
     }
     if failed > 0 {
         return Err(Error::Incomplete(format!(

@@ -7,15 +7,12 @@ use crate::error::Result;
 use crate::kb::Kb;
 use crate::state::{Document, LogEntry, Queries};
 
-/// Version of `show --json`; bumped when a key changes meaning or goes away.
-const FORMAT_VERSION: u32 = 1;
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The document: its file name, its doc_name, or a unique part of either
     #[arg(value_name = "IDENTIFIER")]
     identifier: String,
-    /// Print JSON instead of text
+    /// Print JSON (docs/schemas/show.json) instead of text
     #[arg(long)]
     json: bool,
 }
@@ -51,9 +48,9 @@ struct File {
     exists: Option<bool>,
 }
 
+/// `show --json` (docs/schemas/show.json); `format_version` is added by `output`.
 #[derive(Serialize)]
-struct Output<'a> {
-    format_version: u32,
+struct ShowReport<'a> {
     document: Fields<'a>,
     files: Vec<File>,
     log: Vec<LogEntry>,
@@ -74,14 +71,13 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         }
         Ok(())
     })?;
-    let output = Output {
-        format_version: FORMAT_VERSION,
+    let output = ShowReport {
         files: files_of(open.kb(), &doc, doc_name.as_deref()),
         document: fields(&doc, doc_name.clone()),
         log,
     };
     if args.json {
-        return super::print_json(&output);
+        return ctx.output(true).json(&output);
     }
     print_text(&output);
     Ok(())
@@ -144,7 +140,7 @@ fn files_of(kb: &Kb, doc: &Document, doc_name: Option<&str>) -> Vec<File> {
         .collect()
 }
 
-fn print_text(o: &Output<'_>) {
+fn print_text(o: &ShowReport<'_>) {
     let d = &o.document;
     // Every value is the registry's (a legacy entry's): shown escaped and cut, like all names.
     let or_dash = |v: Option<&str>| crate::names::shown(v.unwrap_or("-")).into_owned();

@@ -10,7 +10,7 @@ use crate::state::{LogEntry, Queries, StatusCounts};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print JSON instead of text
+    /// Print JSON (docs/schemas/status.json) instead of text
     #[arg(long)]
     json: bool,
 }
@@ -31,7 +31,9 @@ struct Report {
     documents: StatusCounts,
     total_documents: u64,
     raw_files: u64,
-    wiki: Vec<(String, u64)>,
+    /// Files per wiki folder, in the order `WIKI_FOLDERS` lists them (serde_json's map keeps
+    /// insertion order).
+    wiki: serde_json::Map<String, serde_json::Value>,
     last_compile: Option<LogEntry>,
     last_lint: Option<LogEntry>,
     schema_version: i64,
@@ -40,6 +42,7 @@ struct Report {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    let out = ctx.output(args.json);
     let open = super::read_session(ctx)?;
     let reader = open.reader()?;
     let documents = reader.counts()?;
@@ -61,7 +64,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             .map(|f| {
                 Ok((
                     f.to_string(),
-                    count_files(&open.kb().wiki_dir().join(f), false)?,
+                    count_files(&open.kb().wiki_dir().join(f), false)?.into(),
                 ))
             })
             .collect::<Result<_>>()?,
@@ -71,21 +74,21 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         state_db_bytes: file_size(&db),
         wal_bytes: file_size(&db.with_extension("db-wal")),
     };
-    if args.json {
-        return super::print_json(&report);
+    if out.json {
+        return out.json(&report);
     }
-    println!("Knowledge base: {}", report.knowledge_base);
-    println!(
+    out.result(format_args!("Knowledge base: {}", report.knowledge_base));
+    out.result(format_args!(
         "Documents: {} (compiled {}, pending {}, failed {})",
         report.total_documents, documents.compiled, documents.pending, documents.failed
-    );
-    println!("Raw files: {}", report.raw_files);
+    ));
+    out.result(format_args!("Raw files: {}", report.raw_files));
     let wiki: Vec<String> = report
         .wiki
         .iter()
         .map(|(f, n)| format!("{f} {n}"))
         .collect();
-    println!("Wiki: {}", wiki.join(", "));
+    out.result(format_args!("Wiki: {}", wiki.join(", ")));
     let when = |e: &Option<LogEntry>| match e {
         Some(e) => format!(
             "{} ({} | {})",
@@ -95,14 +98,14 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         ),
         None => "never".to_owned(),
     };
-    println!("Last compile: {}", when(&report.last_compile));
-    println!("Last lint: {}", when(&report.last_lint));
-    println!(
+    out.result(format_args!("Last compile: {}", when(&report.last_compile)));
+    out.result(format_args!("Last lint: {}", when(&report.last_lint)));
+    out.result(format_args!(
         "State: schema version {}, state.db {} (WAL {})",
         report.schema_version,
         human_bytes(report.state_db_bytes),
         human_bytes(report.wal_bytes)
-    );
+    ));
     Ok(())
 }
 

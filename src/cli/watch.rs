@@ -61,7 +61,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             verbose: ctx.verbose > 0,
         })
     };
-    let mut printer = super::add::Printer::new(ctx.verbose > 0);
+    let mut printer = super::add::Printer::new(ctx.output(false));
     printer.show_skipped = false;
     if args.once {
         let summary = ingest::add::add_paths(
@@ -71,7 +71,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             &mut printer,
         )?;
         printer.finish();
-        return super::add::finish(summary);
+        return super::add::finish(&ctx.output(false), summary);
     }
 
     let (tx, rx) = std::sync::mpsc::channel();

@@ -50,37 +50,28 @@ impl FromStr for Status {
     }
 }
 
-/// One registry entry (in JSON output, absent keys are left out rather than `null`). The string fields mirror the keys of a Python-tool `hashes.json` entry;
+/// One registry entry. In JSON output every key is present, `null` when absent (the
+/// `--json` contract, docs/output.md). The string fields mirror the keys of a Python-tool
+/// `hashes.json` entry;
 /// `extra` holds every other key (and any known key whose value is not a string), so an entry
 /// of any era round-trips without loss.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Document {
     pub hash: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub doc_name: Option<String>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type")]
     pub doc_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source_path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub doc_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pages: Option<i64>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
     /// Key order of the legacy entry, when it is not the canonical one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_order: Option<Vec<String>>,
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Registry order; assigned by the store.
     pub position: i64,
