@@ -17,6 +17,8 @@ use crate::lock::{self, LockMode};
 pub const DEFAULT_MODEL: &str = "gpt-5.4";
 pub const DEFAULT_LANGUAGE: &str = "en";
 pub const DEFAULT_PAGEINDEX_THRESHOLD: u64 = 20;
+/// Largest accepted `compile_timeout` (a year, in seconds).
+const MAX_COMPILE_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
 /// A YAML mapping read from a file, kept whole so unknown keys survive a rewrite.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -159,6 +161,28 @@ impl KbConfig {
                 .as_u64()
                 .ok_or_else(|| self.wrong_type("pageindex_threshold", "a whole number", v)),
         }
+    }
+
+    /// `compile_timeout`: how long one run of `compile_command` may take, in seconds (a
+    /// positive number, integer or not); absent or null means no limit.
+    pub fn compile_timeout(&self) -> Result<Option<std::time::Duration>> {
+        const EXPECTED: &str =
+            "a positive number of seconds (e.g. 600 or 2.5; leave the key out for no limit)";
+        let value = match self.file.values.get("compile_timeout") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(value) => value,
+        };
+        let seconds = value
+            .as_f64()
+            .ok_or_else(|| self.wrong_type("compile_timeout", EXPECTED, value))?;
+        // Bounded so that the Duration cannot overflow; a year is no limit in practice.
+        if !seconds.is_finite() || seconds <= 0.0 || seconds > MAX_COMPILE_TIMEOUT_SECS {
+            return Err(Error::ConfigShape {
+                path: self.path.clone(),
+                message: format!("`compile_timeout` must be {EXPECTED}, found {seconds}"),
+            });
+        }
+        Ok(Some(std::time::Duration::from_secs_f64(seconds)))
     }
 
     /// The shell command that compiles one document (see `openkb compile`), if configured.
@@ -419,6 +443,37 @@ mod tests {
                 .unwrap(),
             Some(" make ")
         );
+    }
+
+    #[test]
+    fn compile_timeout_is_typed_and_bounded() {
+        let path = Path::new("/kb/.openkb/config.yaml");
+        let timeout = |yaml: &str| {
+            KbConfig {
+                file: YamlFile::parse(path, yaml).unwrap(),
+                path: path.to_path_buf(),
+            }
+            .compile_timeout()
+        };
+        assert_eq!(timeout("model: m\n").unwrap(), None);
+        assert_eq!(timeout("compile_timeout: null\n").unwrap(), None);
+        assert_eq!(
+            timeout("compile_timeout: 90\n").unwrap(),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            timeout("compile_timeout: 0.5\n").unwrap(),
+            Some(std::time::Duration::from_millis(500))
+        );
+        for bad in ["'90'", "0", "-3", ".nan", ".inf", "[1]", "true", "1e300"] {
+            let err = timeout(&format!("compile_timeout: {bad}\n")).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("config.yaml"), "{bad}: {text}");
+            assert!(
+                text.contains("`compile_timeout` must be a positive number of seconds"),
+                "{bad}: {text}"
+            );
+        }
     }
 
     #[test]

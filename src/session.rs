@@ -278,7 +278,7 @@ impl WriteSession {
             );
         }
         let mut done = recover::recover_interrupted(self)?;
-        done.staging_swept = recover::sweep_leftovers(&self.kb)?;
+        done.leftovers_swept = crate::ingest::leftovers::sweep_leftovers(&self.kb)?.items;
         done.report(&self.kb);
         Ok(done)
     }

@@ -543,3 +543,86 @@ fn version_and_help_on_every_command() {
     }
     sb.assert_cmd().arg("frobnicate").assert().code(2);
 }
+
+/// What a killed `init` of an older build could leave: config written, `state.db` created but
+/// empty (0 bytes) or holding only a SQLite header. The next `init` finishes the KB.
+#[test]
+fn init_finishes_a_kb_whose_state_db_a_killed_init_left_empty() {
+    let sb = Sandbox::new();
+    for leftover in ["zero bytes", "header only"] {
+        let kb = sb.init_kb(&leftover.replace(' ', "-"));
+        let db = kb.join(".openkb/state.db");
+        std::fs::remove_file(&db).unwrap();
+        if leftover == "zero bytes" {
+            std::fs::write(&db, b"").unwrap();
+        } else {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL; VACUUM;")
+                .unwrap();
+            drop(conn);
+            assert!(std::fs::metadata(&db).unwrap().len() > 0);
+        }
+        let out = sb.openkb(&kb, &["init"]).output().unwrap();
+        assert!(out.status.success(), "{leftover}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("finishing the interrupted initialization"),
+            "{leftover}: {}",
+            stderr(&out)
+        );
+        let store = open_store(&kb);
+        assert_eq!(
+            store.schema_version(),
+            openkb::state::schema::latest_version(),
+            "{leftover}"
+        );
+        let out = sb.openkb(&kb, &["init"]).output().unwrap();
+        assert!(stderr(&out).contains("already"), "{}", stderr(&out));
+    }
+}
+
+/// A temp database of a killed init (built aside, never linked in) is removed by the next
+/// init, which builds its own and links it in.
+#[test]
+fn init_removes_the_temp_database_of_a_killed_init() {
+    let sb = Sandbox::new();
+    let kb = sb.init_kb("kb");
+    let db = kb.join(".openkb/state.db");
+    let temp = kb.join(".openkb/state.db.init-999999999");
+    std::fs::rename(&db, &temp).unwrap();
+    let out = sb.openkb(&kb, &["init"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!temp.exists(), "the temp database was left");
+    assert_eq!(
+        open_store(&kb).schema_version(),
+        openkb::state::schema::latest_version()
+    );
+    let left: Vec<String> = std::fs::read_dir(kb.join(".openkb"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("state.db."))
+        .collect();
+    assert!(left.is_empty(), "temp databases left: {left:?}");
+    assert!(kb.join(".openkb/state.db").is_file());
+}
+
+/// A Python-tool KB missing its config.yaml: init writes the config but never a state.db
+/// beside the unmigrated hashes.json (every document would look new), and says to migrate.
+#[test]
+fn init_never_creates_state_db_beside_an_unmigrated_hashes_json() {
+    let sb = Sandbox::new();
+    let kb = sb.fixture_kb("legacy");
+    std::fs::remove_file(kb.join(".openkb/config.yaml")).ok();
+    assert!(!kb.join(".openkb/state.db").exists());
+    let out = sb.openkb(&kb, &["init"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("openkb migrate"), "{}", stderr(&out));
+    assert!(kb.join(".openkb/config.yaml").is_file());
+    assert!(!kb.join(".openkb/state.db").exists());
+    // And again: the KB is whole now (config + a registry to migrate).
+    let out = sb.openkb(&kb, &["init"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!kb.join(".openkb/state.db").exists());
+    let out = sb.openkb(&kb, &["migrate"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(open_store(&kb).list().unwrap().len(), 50);
+}

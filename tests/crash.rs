@@ -35,6 +35,9 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
     assert!(env.kb().join("raw/note-00000.md").is_file());
     assert!(env.docs().is_empty());
     assert_eq!(intents_left(&env), 20);
+    // Its staging folder and lock file are left (an abort runs no cleanup).
+    let left = common::names_starting_with(&env.kb().join(".openkb/staging"), "rs-");
+    assert_eq!(left.len(), 2, "{left:?}");
 
     // Readers do not repair (they take the shared lock) and are not confused.
     let out = env.run(&["list"]);
@@ -53,6 +56,8 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
     );
     assert!(stdout(&out).ends_with("added 20, skipped 0, failed 0\n"));
     assert_eq!(env.docs().len(), 20);
+    let left = common::names_starting_with(&env.kb().join(".openkb/staging"), "rs-");
+    assert!(left.is_empty(), "swept by the next write: {left:?}");
     assert_consistent(&env);
 }
 
@@ -265,4 +270,96 @@ fn ctrl_c_during_a_folder_add_finishes_the_batch_and_leaves_nothing_to_repair() 
     assert!(!stderr(&out).contains("recovered"), "{}", stderr(&out));
     assert_eq!(env.docs().len(), 800);
     assert_consistent(&env);
+}
+
+fn count(env: &Env, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(env.kb().join(".openkb/state.db")).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn migrated_copies(env: &Env) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(env.kb().join(".openkb"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("hashes.json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A migration killed after its commit and before `hashes.json` was renamed: the next
+/// `migrate` finishes it and adds nothing twice (no second log row, import record or renamed
+/// copy), for the initial import and for a drift merge alike.
+#[test]
+fn a_migrate_killed_before_the_rename_is_finished_without_importing_twice() {
+    let env = Env::new();
+    common::copy_fixture_kb(&env.kb());
+    run_aborted_at(&env, "migrate-rename", |cmd| {
+        cmd.arg("migrate");
+    });
+    assert!(env.kb().join(".openkb/hashes.json").exists());
+    let log_rows = count(&env, "SELECT count(*) FROM log");
+    assert_eq!(count(&env, "SELECT count(*) FROM imports"), 1);
+    let log_md = std::fs::read_to_string(env.kb().join("wiki/log.md")).unwrap();
+    assert!(
+        !log_md.contains("] migrate |"),
+        "rendered before the rename"
+    );
+
+    let out = env.run(&["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(count(&env, "SELECT count(*) FROM log"), log_rows);
+    assert_eq!(count(&env, "SELECT count(*) FROM imports"), 1);
+    assert_eq!(migrated_copies(&env), ["hashes.json.migrated"]);
+    let log_md = std::fs::read_to_string(env.kb().join("wiki/log.md")).unwrap();
+    assert_eq!(log_md.matches("] migrate |").count(), 1, "{log_md}");
+    assert_eq!(env.docs().len(), 50);
+    // wiki/log.md agrees with the log table: doctor has nothing to rewrite (or back up).
+    let out = env.run(&["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let log_findings: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "log.md" && f["severity"] != "ok")
+        .collect();
+    assert!(log_findings.is_empty(), "{log_findings:?}");
+
+    // Nothing is left to do, and a further run changes nothing.
+    let out = env.run(&["migrate"]);
+    assert!(
+        stdout(&out).contains("already migrated"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM log"), log_rows);
+
+    // A reappeared hashes.json, merged as drift, killed before its rename, resumed.
+    let target = env.kb().join(".openkb/hashes.json");
+    let exported = env.run(&["export", "--legacy-json", "-o", target.to_str().unwrap()]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let mut text = std::fs::read_to_string(env.kb().join(".openkb/hashes.json")).unwrap();
+    text = text.replacen(
+        "{",
+        &format!(
+            "{{\n  \"{}\": {{\"name\": \"new.md\", \"type\": \"md\"}},",
+            "ab".repeat(32)
+        ),
+        1,
+    );
+    std::fs::write(env.kb().join(".openkb/hashes.json"), text).unwrap();
+    run_aborted_at(&env, "migrate-rename", |cmd| {
+        cmd.arg("migrate");
+    });
+    assert_eq!(count(&env, "SELECT count(*) FROM imports"), 2);
+    let log_rows = count(&env, "SELECT count(*) FROM log");
+    let out = env.run(&["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(count(&env, "SELECT count(*) FROM imports"), 2);
+    assert_eq!(count(&env, "SELECT count(*) FROM log"), log_rows);
+    assert_eq!(env.docs().len(), 51);
+    assert_eq!(
+        migrated_copies(&env),
+        ["hashes.json.migrated", "hashes.json.migrated.2"]
+    );
 }

@@ -535,6 +535,105 @@ fn a_check_shares_the_kb_and_fix_waits_for_the_exclusive_lock() {
     assert!(stderr(&output).contains("waiting for another openkb process"));
 }
 
+/// Staging folders and lock files of killed adds and temp databases of killed builds are
+/// reported with their size and swept by the next write command; dead or alive is decided by
+/// the lock, never by age, and what is not openkb's own (the Python tool's staging) is left.
+#[test]
+fn leftovers_of_dead_processes_are_reported_with_their_size_and_swept() {
+    let kb = TestKb::new();
+    let staging = kb.path(".openkb/staging");
+    // A killed add: its folder with 3 MiB staged, its lock file unlocked.
+    std::fs::create_dir_all(staging.join("rs-999-1-0/nested")).unwrap();
+    std::fs::write(staging.join("rs-999-1-0/nested/0.raw"), vec![7u8; 3 << 20]).unwrap();
+    std::fs::write(staging.join("rs-999-1-0.lock"), b"").unwrap();
+    // Killed between creating its lock file and its folder.
+    std::fs::write(staging.join("rs-998-1-0.lock"), b"").unwrap();
+    // A killed migrate's temp database.
+    std::fs::write(kb.path(".openkb/state.db.importing-77"), vec![0u8; 4096]).unwrap();
+    // A live add (this test holds its lock), young or not; and the Python tool's staging.
+    std::fs::create_dir_all(staging.join("rs-1-1-0")).unwrap();
+    std::fs::write(staging.join("rs-1-1-0/0.raw"), b"live").unwrap();
+    let live_lock = std::fs::File::create(staging.join("rs-1-1-0.lock")).unwrap();
+    live_lock.lock().unwrap();
+    std::fs::create_dir_all(staging.join("add-report-1234abcd")).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(7 * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(staging.join("rs-1-1-0/0.raw"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+
+    let output = kb.cmd().arg("doctor").output().unwrap();
+    let text = stdout(&output);
+    assert!(
+        text.contains(".openkb/staging/rs-999-1-0 (3.0 MiB) was left by a killed openkb process"),
+        "{text}"
+    );
+    assert!(
+        text.contains(".openkb/staging/rs-998-1-0.lock (0 B)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(".openkb/state.db.importing-77 (4.0 KiB)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 leftover(s) of killed processes hold 3.0 MiB"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("rs-1-1-0"),
+        "a live add's folder is not a leftover: {text}"
+    );
+    let (_, json) = doctor_json(&kb, &[]);
+    let reported = findings(&json, "leftovers");
+    assert_eq!(reported.len(), 4, "{reported:?}");
+    assert!(
+        reported
+            .iter()
+            .all(|(severity, _, fixed)| severity == "warning" && !fixed)
+    );
+
+    // The next write command sweeps them.
+    kb.write("../in/x.md", "x\n");
+    let output = kb
+        .cmd()
+        .arg("add")
+        .arg(kb.path("../in/x.md"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("3 leftover(s) of dead processes removed"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!staging.join("rs-999-1-0").exists());
+    assert!(!staging.join("rs-999-1-0.lock").exists());
+    assert!(!staging.join("rs-998-1-0.lock").exists());
+    assert!(!kb.path(".openkb/state.db.importing-77").exists());
+    assert!(staging.join("rs-1-1-0/0.raw").exists());
+    assert!(staging.join("rs-1-1-0.lock").exists());
+    assert!(staging.join("add-report-1234abcd").exists());
+
+    // Once its owner is gone, the last one goes too (here through doctor --fix).
+    drop(live_lock);
+    let output = kb.cmd().args(["doctor", "--fix"]).output().unwrap();
+    assert!(
+        stdout(&output).contains("removed 1 leftover(s) of killed openkb processes (4 B)"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!staging.join("rs-1-1-0").exists());
+    let output = kb.cmd().arg("doctor").output().unwrap();
+    assert!(
+        stdout(&output).contains("no staging folders or temp databases of dead processes"),
+        "{}",
+        stdout(&output)
+    );
+}
+
 #[test]
 fn duplicate_path_claims_and_with_full_changed_raw_copies_are_reported() {
     let kb = TestKb::new();

@@ -367,11 +367,23 @@ fn sigkill_during_init_leaves_no_config_or_the_whole_one() {
                 "{what}: config.yaml neither absent nor whole"
             );
         }
+        // state.db is built aside and linked in: absent, or whole at the current schema.
+        let db = env.kb().join(".openkb/state.db");
+        if db.exists() {
+            let conn = rusqlite::Connection::open(&db).expect("sqlite");
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .expect("user_version");
+            assert_eq!(
+                version,
+                openkb::state::schema::latest_version(),
+                "{what}: a partial state.db"
+            );
+            assert!(config.exists(), "{what}: state.db without config.yaml");
+        }
         // The next command, init again, finishes an interrupted init (or says the KB exists
         // when the killed one had completed).
-        // A blank state.db (killed while SQLite created it) is not a registry yet.
-        let db = env.kb().join(".openkb/state.db");
-        let was_complete = config.exists() && db.exists() && !openkb::state::is_blank(&db);
+        let was_complete = config.exists() && db.exists();
         let out = env.run(&["init", "--model", "m", "--language", "en"]);
         if was_complete {
             assert!(stderr(&out).contains("already"), "{what}: {}", stderr(&out));

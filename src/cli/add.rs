@@ -30,10 +30,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let out = ctx.output(args.json);
     let probe = super::probe(ctx)?;
     let kb = probe.kb();
-    let options = Options {
-        compile_command: kb.config()?.compile_command()?.map(str::to_owned),
-        verbose: ctx.verbose > 0,
-    };
+    let options = Options::from_config(kb, ctx.verbose > 0)?;
     crate::ingest::stop_cleanly_on_interrupt();
     let mut reporter = Printer::new(out);
     let summary = add::add_paths(&probe, &args.paths, &options, &mut reporter)?;

@@ -3,7 +3,10 @@
 //! Each document is compiled under the KB's exclusive lock (the hook writes shared wiki
 //! pages), taken per document and released in between, so other commands get their turn
 //! during a long run. An intent marks the compile in flight: a killed run leaves the document
-//! `failed` with a message, never silently `pending` or `compiled`.
+//! `failed` with a message, never silently `pending` or `compiled`. Documents picked by
+//! `--pending` / `--failed` are claimed under the lock: one that changed since it was listed
+//! (another compiler got to it) is skipped, so two compilers never run the hook for one
+//! document.
 
 use serde::Serialize;
 
@@ -19,7 +22,10 @@ OPENKB_SOURCE_PATH (absolute paths, empty when the document has no such file). E
 document compiled; anything else marks it failed and keeps the end of its stderr as the error.
 Its output is shown as it comes, each line prefixed with [doc_name]: stdout always, stderr on
 failure (and live with -v). It runs under the KB's exclusive lock: an openkb command it runs on
-the same KB fails at once (OPENKB_HOOK_LOCK tells it why) instead of waiting forever.";
+the same KB fails at once (OPENKB_HOOK_LOCK tells it why) instead of waiting forever.
+compile_timeout (seconds, in config.yaml) bounds one run: when it runs out, the hook and every
+process it started are killed and the document is marked failed. The hook runs in a process
+group of its own; processes it leaves in the background are killed when it exits.";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
@@ -72,7 +78,11 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             kb.config_path().display()
         )));
     };
-    let mut targets: Vec<Document> = Vec::new();
+    let hook_options = ingest::compile::HookOptions {
+        timeout: config.compile_timeout()?,
+        verbose: ctx.verbose > 0,
+    };
+    let mut targets: Vec<Target> = Vec::new();
     {
         let reader = probe.reader()?;
         for name in &args.doc_names {
@@ -87,29 +97,41 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                         ))
                     })?,
             };
-            targets.push(doc);
+            targets.push(Target { doc, named: true });
         }
         if args.pending || args.failed {
             reader.for_each_document(&mut |doc| {
                 if (args.pending && doc.status == Status::Pending)
                     || (args.failed && doc.status == Status::Failed)
                 {
-                    targets.push(doc);
+                    targets.push(Target { doc, named: false });
                 }
                 Ok(())
             })?;
         }
     }
     let mut seen = std::collections::HashSet::new();
-    targets.retain(|d| seen.insert(d.hash.clone()));
+    targets.retain(|t| seen.insert(t.doc.hash.clone()));
+    ingest::stop_cleanly_on_interrupt();
     let (mut compiled, mut failed) = (0usize, 0usize);
     let mut documents = Vec::new();
-    for doc in targets {
+    for target in targets {
+        if ingest::interrupted() {
+            break;
+        }
         let session = probe.write_session()?;
-        // Re-read under the lock: it may have been removed or compiled meanwhile.
-        let Some(doc) = session.get(&doc.hash)? else {
+        // The claim, under the lock: a document picked by --pending/--failed that another
+        // compiler (or anything else) changed since it was listed has been dealt with; a
+        // document named on the command line is compiled as asked. Either way, a removed one
+        // is skipped.
+        let Some(doc) = session.get(&target.doc.hash)? else {
             continue;
         };
+        if !target.named
+            && (doc.status != target.doc.status || doc.updated_at != target.doc.updated_at)
+        {
+            continue;
+        }
         let label = doc
             .display_doc_name()
             .map_or_else(|| doc.hash.clone(), |d| names::shown(&d).into_owned());
@@ -122,7 +144,11 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                 &files,
             )
         })?;
-        let outcome = ingest::compile::run_hook(kb, &command, &doc, ctx.verbose > 0)?;
+        let mut record = ingest::compile::RecordInIntent {
+            session: &session,
+            intent,
+        };
+        let outcome = ingest::compile::run_hook(kb, &command, &doc, &hook_options, &mut record)?;
         let (status, error) = match &outcome {
             Ok(()) => (Status::Compiled, None),
             Err(message) => (Status::Failed, Some(message.as_str())),
@@ -171,5 +197,18 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
              shows which"
         )));
     }
+    if ingest::interrupted() {
+        return Err(Error::Incomplete(
+            "interrupted: the documents not compiled yet keep their status; run the same \
+             command again"
+                .into(),
+        ));
+    }
     Ok(())
+}
+
+/// A document to compile, and whether the user named it (else a --pending/--failed pick).
+struct Target {
+    doc: Document,
+    named: bool,
 }

@@ -6,7 +6,7 @@ use crate::config::{self, DEFAULT_LANGUAGE, DEFAULT_MODEL, GlobalConfig, KbConfi
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
-use crate::state::LOG_MD_HEADER;
+use crate::state::{LOG_MD_HEADER, build};
 use crate::wiki;
 
 #[derive(Debug, clap::Args)]
@@ -82,8 +82,9 @@ fn choose(given: Option<String>, what: &str, default: &str, interactive: bool) -
 
 /// Create the KB's files. Claiming `.openkb/` with a plain `mkdir` and populating under the
 /// KB lock makes two racing `init`s safe: the second waits, then finds a whole KB and is told
-/// it exists. An `init` killed half-way leaves `.openkb/` without its config or database: the
-/// next `init` finishes it instead of refusing forever. If anything fails, what this call
+/// it exists. `state.db` is built aside and linked in whole, last; an `init` killed half-way
+/// leaves `.openkb/` without its config or database (perhaps with a temp database, removed
+/// then): the next `init` finishes it instead of refusing forever. If anything fails, what this call
 /// created is removed again, so a failed init can simply be re-run.
 fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
     let openkb_dir = kb.openkb_dir();
@@ -178,6 +179,16 @@ fn populate(
             kb.hashes_json().display()
         );
         return Ok(());
+    }
+    let db = kb.state_db();
+    if crate::state::is_blank(&db) {
+        // Left by an init killed while SQLite created the file: it holds nothing.
+        build::remove_database_files(&db);
+    }
+    if !db.exists() {
+        // Built aside and linked in whole: a kill leaves no state.db or a complete one.
+        build::remove_stale_builds(&kb.openkb_dir())?;
+        build::create_empty(&db)?;
     }
     let session = kb.write_session_creating()?;
     // The session is nested in this function's lock and so did not settle on its own; an

@@ -54,13 +54,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     };
 
     ingest::stop_cleanly_on_interrupt();
-    let options = || -> Result<Options> {
-        // Re-read each time: a compile_command set while watching takes effect.
-        Ok(Options {
-            compile_command: kb.config()?.compile_command()?.map(str::to_owned),
-            verbose: ctx.verbose > 0,
-        })
-    };
+    // Re-read each time: a compile_command set while watching takes effect.
+    let options = || Options::from_config(&kb, ctx.verbose > 0);
     let mut printer = super::add::Printer::new(ctx.output(false));
     printer.show_skipped = false;
     if args.once {

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::fsx;
+use crate::ingest::leftovers::human_size;
 use crate::kb::Kb;
 use crate::session::WriteSession;
 use crate::state::{Store, intents};
@@ -30,10 +31,20 @@ pub fn check_intents(_kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
     Ok(pending
         .iter()
         .map(|intent| {
+            let hook = match &intent.hook {
+                Some(hook) if !crate::ingest::compile::live_members(hook.pgid).is_empty() => {
+                    format!(
+                        " (processes of its compile hook, process group {}, may still be \
+                         running: the fix kills them first)",
+                        hook.pgid
+                    )
+                }
+                _ => String::new(),
+            };
             Finding::problem(
                 "intent",
                 format!(
-                    "an interrupted {} of {} (started {} by process {}) is unfinished; \
+                    "an interrupted {} of {} (started {} by process {}) is unfinished{hook}; \
                      `openkb doctor --fix` (or the next add/remove) finishes or rolls it back",
                     intent.operation.as_str(),
                     intent.doc_name.as_deref().unwrap_or(&intent.hash),
@@ -65,8 +76,12 @@ pub fn fix_intents(session: &WriteSession) -> Result<Vec<Finding>> {
         (done.removes_finished, "remove(s) finished"),
         (done.compiles_interrupted, "compile(s) marked failed"),
         (
-            done.staging_swept,
-            "staging folder(s) of dead processes removed",
+            done.leftovers_swept,
+            "leftover(s) of dead processes removed (staging folders, lock files, temp databases)",
+        ),
+        (
+            done.hooks_killed,
+            "orphaned compile hook process group(s) killed",
         ),
     ];
     Ok(settled
@@ -99,6 +114,39 @@ pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
             )
             .fixable(),
         );
+    }
+    let dead = crate::ingest::leftovers::find_leftovers(kb)?;
+    if dead.is_empty() {
+        findings.push(Finding::ok(
+            "leftovers",
+            "no staging folders or temp databases of dead processes",
+        ));
+    } else {
+        let total: u64 = dead.iter().map(|d| d.bytes).sum();
+        for item in &dead {
+            findings.push(
+                Finding::warning(
+                    "leftovers",
+                    format!(
+                        "{} ({}) was left by a killed openkb process; the next write command \
+                         or `openkb doctor --fix` removes it",
+                        item.path,
+                        human_size(item.bytes)
+                    ),
+                )
+                .fixable(),
+            );
+        }
+        if dead.len() > 1 {
+            findings.push(Finding::warning(
+                "leftovers",
+                format!(
+                    "{} leftover(s) of killed processes hold {} in all",
+                    dead.len(),
+                    human_size(total)
+                ),
+            ));
+        }
     }
     findings.extend(python_journals(kb)?);
     if *db != DbState::Legacy

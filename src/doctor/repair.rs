@@ -38,6 +38,17 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
         }
         fixed.push(done("temp-file", format!("removed the temp file {rel}")));
     }
+    let swept = crate::ingest::leftovers::sweep_leftovers(kb)?;
+    if swept.items > 0 {
+        fixed.push(done(
+            "leftovers",
+            format!(
+                "removed {} leftover(s) of killed openkb processes ({})",
+                swept.items,
+                crate::ingest::leftovers::human_size(swept.bytes)
+            ),
+        ));
+    }
     let writable = matches!(diagnosis.db, DbState::Usable { too_new: false, .. })
         || matches!(diagnosis.db, DbState::Broken(_) | DbState::Missing);
     if !writable {

@@ -52,7 +52,22 @@ pub enum Outcome {
 pub struct Options {
     /// `compile_command` of config.yaml, run per document before its commit.
     pub compile_command: Option<String>,
+    /// `compile_timeout` of config.yaml: the longest one hook run may take.
+    pub compile_timeout: Option<Duration>,
     pub verbose: bool,
+}
+
+impl Options {
+    /// The options `kb`'s config.yaml asks for (read now: a change takes effect on the next
+    /// call, which `watch` relies on).
+    pub fn from_config(kb: &Kb, verbose: bool) -> Result<Options> {
+        let config = kb.config()?;
+        Ok(Options {
+            compile_command: config.compile_command()?.map(str::to_owned),
+            compile_timeout: config.compile_timeout()?,
+            verbose,
+        })
+    }
 }
 
 /// Totals of a run.
@@ -295,7 +310,15 @@ pub fn commit_batch(
     // 4. The compile hook, per document, before its commit.
     if let Some(command) = &options.compile_command {
         for p in plans.iter_mut().filter(|p| p.failed.is_none()) {
-            match super::compile::run_hook(kb, command, &p.doc, options.verbose) {
+            let hook_options = super::compile::HookOptions {
+                timeout: options.compile_timeout,
+                verbose: options.verbose,
+            };
+            let mut record = super::compile::RecordInIntent {
+                session: &session,
+                intent: p.intent,
+            };
+            match super::compile::run_hook(kb, command, &p.doc, &hook_options, &mut record) {
                 Ok(Ok(())) => p.doc.status = Status::Compiled,
                 Ok(Err(message)) => {
                     roll_back(kb, store, p);

@@ -64,8 +64,20 @@ pub fn stream(
         }
     };
     let mut status = None;
+    // Once both pipes are closed only the exit is awaited. It usually follows at once (a
+    // process closes its files just before it becomes waitable), so the wait starts short and
+    // grows: a fixed 100 ms tick made every quick hook cost 100 ms.
+    let mut exit_pause_ms = 1;
     loop {
-        let timeout_ms = if status.is_some() { 0 } else { 100 };
+        let timeout_ms = if status.is_some() {
+            0
+        } else if pipes.is_empty() {
+            let pause = exit_pause_ms;
+            exit_pause_ms = (exit_pause_ms * 2).min(100);
+            pause
+        } else {
+            100
+        };
         let ready = poll_readable(&pipes, timeout_ms)?;
         for (pipe, ready) in pipes.iter_mut().zip(&ready) {
             if *ready {

@@ -19,9 +19,11 @@
 //! nested re-entry) runs [`recover::recover_interrupted`]: an add whose row exists is done
 //! (only its backups are dropped); any other add is rolled back file by file (new files
 //! deleted, replaced files restored); a remove is finished (deletions are idempotent, the row
-//! delete is its commit point); an interrupted compile is marked failed. Leftover staging
-//! folders whose owner is gone are swept. Every path an intent, or a legacy registry entry,
-//! names is confined to the KB before anything is deleted (see [`crate::kbpath`]).
+//! delete is its commit point); an interrupted compile is marked failed, and a compile hook
+//! the dead process left running is killed first. Leftover staging folders, lock files and
+//! temp databases whose owner is gone are swept ([`leftovers::sweep_leftovers`]). Every path
+//! an intent, or a legacy registry entry, names is confined to the KB before anything is
+//! deleted (see [`crate::kbpath`]).
 //!
 //! Documents are hashed with SHA-256 (the registry key), named by the Python tool's doc_name
 //! rules ([`docname`]), and published as `raw/<doc_name><suffix>` plus, for text formats,
@@ -32,6 +34,7 @@ pub mod compile;
 pub mod docname;
 pub mod hash;
 pub mod hook_output;
+pub mod leftovers;
 pub mod prepare;
 pub mod publish;
 pub mod recover;
@@ -111,7 +114,8 @@ pub fn path_key(kb: &Kb, resolved: &Path) -> Result<String> {
 
 /// Hidden crash switch for the crash-safety tests: `OPENKB_TEST_ABORT_AT=<point>` aborts the
 /// process (no unwinding, no cleanup, like a SIGKILL) when it reaches `point`, just before
-/// the commit of an add (`add-commit`) or a remove (`remove-commit`).
+/// the commit of an add (`add-commit`) or a remove (`remove-commit`), or between a migration's
+/// commit and the rename of `hashes.json` (`migrate-rename`).
 pub(crate) fn crash_point(point: &str) {
     if std::env::var_os("OPENKB_TEST_ABORT_AT").is_some_and(|v| v == point) {
         std::process::abort();

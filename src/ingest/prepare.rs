@@ -65,6 +65,11 @@ impl Staging {
                 Err(e) => return Err(Error::io("cannot create", &lock_path, e)),
             };
             lock.lock().with_path("cannot lock", &lock_path)?;
+            // A sweeper that found the lock file before it was locked took it for a dead
+            // process's and may have removed it: then this lock guards nothing; start over.
+            if !still_linked(&lock, &lock_path) {
+                continue;
+            }
             let dir = parent.join(&name);
             if let Err(e) = std::fs::create_dir(&dir) {
                 let _ = std::fs::remove_file(&lock_path);
@@ -89,6 +94,15 @@ impl Staging {
         let n = self.next.get();
         self.next.set(n + 1);
         self.dir.join(format!("{n}.{what}"))
+    }
+}
+
+/// Whether `path` still names the file open as `file`.
+fn still_linked(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Settling what interrupted processes left: unfinished intents and staging folders.
+//! Settling what interrupted processes left: unfinished intents (and compile hooks they left
+//! running); the write session then sweeps what dead processes left ([`super::leftovers`]).
 //!
 //! Runs when a write session opens on the outermost exclusive acquisition of the KB lock (see
 //! `session::WriteSession::settle`), so no other openkb process is mid-operation while it
@@ -24,8 +25,10 @@ pub struct Recovered {
     pub removes_finished: usize,
     /// Compiles marked failed.
     pub compiles_interrupted: usize,
-    /// Staging folders of dead processes removed.
-    pub staging_swept: usize,
+    /// Staging folders, their lock files and temp databases of dead processes removed.
+    pub leftovers_swept: usize,
+    /// Process groups of compile hooks whose openkb process died, killed.
+    pub hooks_killed: usize,
     /// Intents that could not be settled now: (operation, document, why). They never block
     /// other work; `openkb doctor` reports them and `doctor --fix` tries again.
     pub unsettled: Vec<(String, String, String)>,
@@ -82,25 +85,35 @@ impl Recovered {
             + self.adds_completed
             + self.removes_finished
             + self.compiles_interrupted
-            + self.staging_swept;
+            + self.leftovers_swept
+            + self.hooks_killed;
         if settled == 0 {
             return;
         }
         eprintln!(
             "recovered interrupted work on {}: {} add(s) rolled back, {} add(s) completed, \
-             {} remove(s) finished, {} compile(s) marked failed, {} staging folder(s) removed",
+             {} remove(s) finished, {} compile(s) marked failed, {} leftover(s) of dead \
+             processes removed, {} orphaned compile hook(s) killed",
             kb.root().display(),
             self.adds_rolled_back,
             self.adds_completed,
             self.removes_finished,
             self.compiles_interrupted,
-            self.staging_swept
+            self.leftovers_swept,
+            self.hooks_killed
         );
     }
 }
 
 fn settle(session: &WriteSession, intent: &Intent, done: &mut Recovered) -> Result<()> {
     let (kb, store) = (session.kb(), session.store());
+    // A hook left running by the dead process would keep writing into what is about to be
+    // rolled back or marked failed: it goes first.
+    if let Some(hook) = &intent.hook
+        && super::compile::kill_orphaned_hook(hook)
+    {
+        done.hooks_killed += 1;
+    }
     match intent.operation {
         IntentOp::Add => {
             if store.is_known(&intent.hash)? {
@@ -231,43 +244,4 @@ fn staged_backup(kb: &Kb, rel: &str) -> Result<KbPath> {
              (.openkb/staging/{STAGING_PREFIX}*/)"
         ))),
     }
-}
-
-/// Remove what dead processes left behind: staging folders whose owner is gone (nobody holds
-/// their `<folder>.lock`, taken before the folder is made and released only by the owner's
-/// exit, or the lock file is missing). The write session calls it, under the exclusive lock.
-pub(crate) fn sweep_leftovers(kb: &Kb) -> Result<usize> {
-    // A symlinked staging folder could make the sweep delete folders outside the KB.
-    let dir = KbPath::bookkeeping(kb, ".openkb/staging")?
-        .as_path()
-        .to_path_buf();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
-    };
-    let mut swept = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(STAGING_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let folder = entry.path();
-        let lock_path = dir.join(format!("{name}.lock"));
-        let lock = match std::fs::OpenOptions::new().append(true).open(&lock_path) {
-            Ok(file) => match file.try_lock() {
-                Ok(()) => Some(file),
-                Err(_) => continue,
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(_) => continue,
-        };
-        if std::fs::remove_dir_all(&folder).is_ok() {
-            swept += 1;
-        }
-        if lock.is_some() {
-            let _ = std::fs::remove_file(&lock_path);
-        }
-    }
-    Ok(swept)
 }

@@ -39,6 +39,7 @@ use crate::fsx;
 use crate::kb::Kb;
 use crate::names;
 use crate::session::WriteSession;
+use crate::state::build;
 use crate::state::imports::{self, ImportKind, ImportRecord};
 use crate::state::python_base::{self, Base};
 use crate::state::{Document, LogEntry, Queries, Store, WriteTx};
@@ -49,9 +50,6 @@ pub const MIGRATE_OPERATION: &str = "migrate";
 /// KB-relative paths of the files a migration reads.
 const HASHES_JSON: &str = ".openkb/hashes.json";
 const LOG_MD: &str = "wiki/log.md";
-
-/// Prefix of the temp database an initial import builds beside `state.db`.
-const IMPORTING_PREFIX: &str = "state.db.importing-";
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
@@ -285,10 +283,15 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
                     // killed after its commit and before the rename. Finishing it is the
                     // rename alone; another record and `migrate` row would say something
                     // happened twice.
-                    if !(plan.changes_nothing() && is_last_import(session, &plan.source_sha256)?) {
+                    if plan.changes_nothing() && is_last_import(session, &plan.source_sha256)? {
+                        // Its `migrate` row is committed; the kill may have come before its
+                        // line reached wiki/log.md too.
+                        plan.log_row = unrendered_migrate_row(kb, session.store())?;
+                    } else {
                         commit(session, &mut plan)?;
                         session.checkpoint()?;
                     }
+                    crate::ingest::crash_point("migrate-rename");
                     finish(kb, &mut plan)?;
                     plan
                 }
@@ -302,6 +305,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             let mut plan = plan_initial(source, documents, shapes, legacy_log, journals);
             if !options.dry_run {
                 import_into_new_db(kb, &mut plan)?;
+                crate::ingest::crash_point("migrate-rename");
                 finish(kb, &mut plan)?;
             }
             Ok(Outcome::Migrated {
@@ -647,6 +651,20 @@ pub fn import_log_lines(
     session.kb().append_log_md(&row)
 }
 
+/// The last `migrate` log row, when `wiki/log.md` does not show it yet.
+fn unrendered_migrate_row(kb: &Kb, store: &Store) -> Result<Option<LogEntry>> {
+    let Some(row) = store
+        .log_tail(Some(1), Some(MIGRATE_OPERATION))?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let log_md = read_if_exists(&kb.log_md())?.unwrap_or_default();
+    let line = row.to_markdown();
+    Ok((!String::from_utf8_lossy(&log_md).contains(line.trim())).then_some(row))
+}
+
 /// True when the last import read a file with this SHA-256.
 fn is_last_import(store: &Store, sha256: &str) -> Result<bool> {
     Ok(imports::list(&store.reader()?)?
@@ -814,21 +832,9 @@ fn commit(session: &WriteSession, plan: &mut Plan) -> Result<()> {
 /// Initial import into a temp database beside `state.db`, linked into place only when it is
 /// complete, checkpointed and closed.
 fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
-    remove_stale_imports(kb)?;
-    // SQLite would replay a leftover WAL into the new database as if it belonged to it.
-    for suffix in ["-wal", "-shm"] {
-        let orphan = sidecar(&kb.state_db(), suffix);
-        if orphan.exists() {
-            return Err(Error::Invalid(format!(
-                "{} exists without state.db beside it (left by a deleted database?); move it \
-                out of .openkb/ and run `openkb migrate` again; nothing was changed",
-                orphan.display()
-            )));
-        }
-    }
-    let temp = kb
-        .openkb_dir()
-        .join(format!("{IMPORTING_PREFIX}{}", std::process::id()));
+    build::remove_stale_builds(&kb.openkb_dir())?;
+    build::refuse_orphan_sidecars(&kb.state_db())?;
+    let temp = build::temp_name(&kb.state_db(), build::IMPORTING_PREFIX);
     // Created by hand first so that a read-only .openkb/ is reported as an I/O error naming the
     // file, not as SQLite's "unable to open database file".
     fs::OpenOptions::new()
@@ -845,7 +851,7 @@ fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
         })?;
         plan.record = Some(stored);
         plan.log_row = Some(row);
-        let wal = sidecar(&temp, "-wal");
+        let wal = build::sidecar(&temp, "-wal");
         if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
             return Err(Error::Invalid(format!(
                 "{}: the import's write-ahead log was not fully checkpointed; nothing was \
@@ -853,10 +859,10 @@ fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
                 wal.display()
             )));
         }
-        place_without_replacing(&temp, &kb.state_db())
+        build::place_without_replacing(&temp, &kb.state_db())
     })();
     if built.is_err() {
-        remove_database_files(&temp);
+        build::remove_database_files(&temp);
     }
     built
 }
@@ -881,58 +887,6 @@ fn finish(kb: &Kb, plan: &mut Plan) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Link `temp` to `target`, failing if `target` exists (a plain rename would replace it), then
-/// remove the temp name. Falls back to a rename where hard links are not supported.
-fn place_without_replacing(temp: &Path, target: &Path) -> Result<()> {
-    match fs::hard_link(temp, target) {
-        Ok(()) => {
-            fs::remove_file(temp).with_path("cannot remove", temp)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::Invalid(format!(
-                "{} appeared while the import ran (was openkb run without the KB lock?); \
-                 nothing was imported, run `openkb migrate` again",
-                target.display()
-            )));
-        }
-        Err(_) if !target.exists() => {
-            fs::rename(temp, target).with_path("cannot rename", temp)?;
-        }
-        Err(e) => return Err(Error::io("cannot create", target, e)),
-    }
-    if let Some(dir) = target.parent() {
-        fsx::fsync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Temp databases of imports that crashed. Only ever called under the exclusive KB lock, so
-/// no other import can be using them.
-fn remove_stale_imports(kb: &Kb) -> Result<()> {
-    let dir = kb.openkb_dir();
-    for item in fs::read_dir(&dir).with_path("cannot read folder", &dir)? {
-        let item = item.with_path("cannot read folder", &dir)?;
-        let name = item.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(IMPORTING_PREFIX) {
-            fs::remove_file(item.path()).with_path("cannot remove", item.path())?;
-        }
-    }
-    Ok(())
-}
-
-fn remove_database_files(db: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let _ = fs::remove_file(sidecar(db, suffix));
-    }
-}
-
-fn sidecar(db: &Path, suffix: &str) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// `hashes.json.migrated`, or the first free `hashes.json.migrated.N` (N from 2).

@@ -65,6 +65,16 @@ pub struct Intent {
     pub files: Vec<IntentFile>,
     pub started_at: String,
     pub pid: i64,
+    /// The compile hook this operation started, while it may still run.
+    pub hook: Option<HookGroup>,
+}
+
+/// A compile hook's process group, as recorded in its intent: the group id and the token in
+/// the hook's environment that tells its processes from unrelated ones reusing the id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HookGroup {
+    pub pgid: i32,
+    pub token: String,
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Intent> {
@@ -87,12 +97,25 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Intent> {
             .map_err(|e| bad(4, format!("intent files are not a list of files: {e}")))?,
         started_at: row.get(5)?,
         pid: row.get(6)?,
+        hook: match (
+            row.get::<_, Option<i64>>(7)?,
+            row.get::<_, Option<String>>(8)?,
+        ) {
+            // Read from disk: an id that is not a plausible process group is ignored, never
+            // signalled (0, 1 and negatives would reach this process's group, init or all).
+            (Some(pgid), Some(token)) if !token.is_empty() => i32::try_from(pgid)
+                .ok()
+                .filter(|&p| p > 1)
+                .map(|pgid| HookGroup { pgid, token }),
+            _ => None,
+        },
     })
 }
 
 pub(crate) fn list(conn: &Connection) -> rusqlite::Result<Vec<Intent>> {
     conn.prepare_cached(
-        "SELECT id, operation, hash, doc_name, files, started_at, pid FROM intents ORDER BY id",
+        "SELECT id, operation, hash, doc_name, files, started_at, pid, hook_pgid, hook_token
+         FROM intents ORDER BY id",
     )?
     .query_map([], from_row)?
     .collect()
@@ -141,6 +164,16 @@ impl WriteTx<'_> {
         })
         .map_err(|e| sql_error(self.db_path(), e))?;
         Ok(conn.last_insert_rowid())
+    }
+
+    /// Record the compile hook an intent's operation started (see `ingest::compile`), so
+    /// that recovery kills what is left of it if this process dies.
+    pub fn record_intent_hook(&self, id: i64, hook: &HookGroup) -> Result<()> {
+        self.connection()
+            .prepare_cached("UPDATE intents SET hook_pgid = ?2, hook_token = ?3 WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![id, hook.pgid, hook.token]))
+            .map(drop)
+            .map_err(|e| sql_error(self.db_path(), e))
     }
 
     /// Delete an intent (in the transaction that commits, or abandons, its operation).

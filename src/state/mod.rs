@@ -20,6 +20,7 @@
 //! Callers that mutate the KB hold the KB flock (see `kb.rs`) before they open a write
 //! transaction, never the other way round.
 
+pub mod build;
 pub mod check;
 pub mod documents;
 pub mod imports;
@@ -38,7 +39,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use documents::{Document, Status, StatusCounts};
-pub use intents::{Intent, IntentFile, IntentOp};
+pub use intents::{HookGroup, Intent, IntentFile, IntentOp};
 pub use log::{LOG_MD_HEADER, LogEntry};
 
 use crate::error::{Error, Result};
