@@ -77,7 +77,10 @@ impl KbPath {
     /// Confine a KB bookkeeping file (`wiki/log.md`, `wiki/index.md`, a lint report,
     /// `.openkb/staging`, ...): no component at all may be a symlink, the file included.
     pub fn bookkeeping(kb: &Kb, rel: &str) -> Result<KbPath> {
-        let path = Self::new(kb, rel)?;
+        check_lexically(rel).map_err(|why| refusal(kb.root(), rel, &why))?;
+        let full = kb.root().join(rel);
+        // Every link on the way is named first (a linked `.openkb/` or `wiki/` is the usual
+        // case), whether it leads out of the KB or not.
         let mut prefix = kb.root().to_path_buf();
         for part in rel.split('/') {
             prefix.push(part);
@@ -86,21 +89,17 @@ impl KbPath {
                     return Err(Error::Invalid(format!(
                         "{}: is a symbolic link; openkb does not write the KB's own files \
                          through symlinks (it could write outside the KB). Replace the link \
-                         with a regular {} (`openkb doctor` lists such links); nothing was \
-                         changed",
+                         with a regular {} (to keep what it points to, delete the link and \
+                         move its target to its place); nothing was changed",
                         prefix.display(),
-                        if prefix == path.full {
-                            "file"
-                        } else {
-                            "folder"
-                        }
+                        if prefix == full { "file" } else { "folder" }
                     )));
                 }
                 Ok(_) => {}
                 Err(_) => break,
             }
         }
-        Ok(path)
+        Self::new(kb, rel)
     }
 
     pub fn rel(&self) -> &str {
@@ -162,7 +161,8 @@ impl KbPath {
     pub fn write_atomic(&self, contents: &[u8]) -> Result<()> {
         if self.kind()? == Some(Kind::Symlink) {
             return Err(Error::Invalid(format!(
-                "{}: is a symbolic link; openkb does not write through symlinks inside the KB                  (the target could be outside it); replace it with a regular file",
+                "{}: is a symbolic link; openkb does not write through symlinks inside the KB \
+                (the target could be outside it); replace it with a regular file",
                 self.full.display()
             )));
         }
@@ -303,6 +303,7 @@ pub fn owned_by_document(rel: &str, doc_name: Option<&str>) -> std::result::Resu
 
 /// Bookkeeping paths that must never be symlinks, KB-relative.
 pub const BOOKKEEPING: &[&str] = &[
+    ".openkb",
     "wiki",
     "wiki/log.md",
     "wiki/index.md",
@@ -343,7 +344,9 @@ pub fn refuse_symlinked_bookkeeping(kb: &Kb) -> Result<()> {
         .collect();
     Err(Error::Invalid(format!(
         "{}: the KB's own files must not be symbolic links (openkb could write outside the KB \
-         through them); nothing was changed. Replace each with a regular file or folder:\n{}",
+         through them); nothing was changed. Replace each with a regular file or folder (to \
+         keep what a link points to, delete the link and move its target to its place; \
+         `openkb doctor` lists the links):\n{}",
         kb.root().display(),
         listed.join("\n")
     )))

@@ -127,6 +127,21 @@ fn cut(text: Cow<'_, str>, max_chars: usize) -> Cow<'_, str> {
     }
 }
 
+/// Characters of a hash shown as its short form (a unique prefix is accepted as an
+/// identifier).
+pub const SHORT_HASH_CHARS: usize = 12;
+
+/// A registry hash as printed: its first [`SHORT_HASH_CHARS`] characters, escaped. A legacy
+/// entry's key can be any text (short, non-ASCII, with control characters), so this never
+/// slices bytes.
+pub fn short_hash(hash: &str) -> Cow<'_, str> {
+    let end = hash
+        .char_indices()
+        .nth(SHORT_HASH_CHARS)
+        .map_or(hash.len(), |(at, _)| at);
+    shown(&hash[..end])
+}
+
 /// The longest prefix of `text` of at most `max_bytes` bytes that ends at a char boundary.
 pub fn truncate_bytes(text: &str, max_bytes: usize) -> &str {
     if text.len() <= max_bytes {

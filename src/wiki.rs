@@ -128,7 +128,8 @@ pub fn index_without(index_md: &KbPath, doc_names: &[&str]) -> Result<Option<Str
     };
     let text = String::from_utf8(bytes).map_err(|e| {
         Error::Invalid(format!(
-            "{}: is not valid UTF-8 (byte {}), so openkb cannot edit its lines; fix or re-save              it as UTF-8 and run the command again; nothing was changed",
+            "{}: is not valid UTF-8 (byte {}), so openkb cannot edit its lines; fix or re-save \
+            it as UTF-8 and run the command again; nothing was changed",
             path.display(),
             e.utf8_error().valid_up_to()
         ))

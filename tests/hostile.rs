@@ -334,11 +334,18 @@ fn python_journals_naming_kb_folders_are_reported_and_never_executed() {
         staging,
         json!([{"target": "<kb>/wiki/index.md", "backup": "<kb>/raw/doc-001-shard.md"}]),
     );
+    // A well-formed journal, but a link to a file outside: recovery writes a journal back
+    // (its status), which would go through the link.
+    write_journal(&kb, "h", staging, json!([]));
+    let linked = env.path().join("canary/h.json");
+    std::fs::create_dir_all(linked.parent().unwrap()).unwrap();
+    std::fs::rename(kb.join(".openkb/journal/h.json"), &linked).unwrap();
+    std::os::unix::fs::symlink(&linked, kb.join(".openkb/journal/h.json")).unwrap();
     let guard = Guard::new(env.path(), &kb);
 
     let migrate = run(env.cmd().arg("migrate"));
     assert_ne!(migrate.code, 0);
-    for name in ["a", "b", "c", "d", "e", "f", "g"] {
+    for name in ["a", "b", "c", "d", "e", "f", "g", "h"] {
         assert!(
             migrate
                 .stderr
@@ -353,11 +360,36 @@ fn python_journals_naming_kb_folders_are_reported_and_never_executed() {
     let doctor = run(env.cmd().arg("doctor"));
     assert_eq!(
         doctor.stdout.matches("refused as untrusted").count(),
-        7,
+        8,
         "{}",
         doctor.stdout
     );
     guard.assert_only(&[], &show(&[("doctor", &doctor)]));
+}
+
+#[test]
+fn a_symlinked_python_journal_is_refused_not_written_through() {
+    let env = Env::new();
+    copy_fixture_kb(&env.kb());
+    let kb = env.kb();
+    write_journal(&kb, "j", "<kb>/.openkb/staging/rollback-1", json!([]));
+    let linked = env.path().join("canary/j.json");
+    std::fs::create_dir_all(linked.parent().unwrap()).unwrap();
+    std::fs::rename(kb.join(".openkb/journal/j.json"), &linked).unwrap();
+    std::os::unix::fs::symlink(&linked, kb.join(".openkb/journal/j.json")).unwrap();
+    let guard = Guard::new(env.path(), &kb);
+
+    let migrate = run(env.cmd().arg("migrate"));
+    assert_ne!(migrate.code, 0, "{}", migrate.stdout);
+    assert!(
+        migrate
+            .stderr
+            .contains("journal j.json: refused as untrusted")
+            && migrate.stderr.contains("symbolic link"),
+        "{}",
+        migrate.stderr
+    );
+    guard.assert_only(&[], &show(&[("migrate", &migrate)]));
 }
 
 /// Each bookkeeping path replaced by a symlink into the canary: every command that would
@@ -428,6 +460,75 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
             doctor.stdout
         );
         guard.assert_only(&[], &format!("doctor: {}", doctor.stdout));
+    }
+}
+
+/// A linked `wiki/` or `.openkb/` (the real folder moved out of the KB): every write command
+/// refuses before it shows or does anything, and says how to put the folder back.
+#[test]
+fn a_linked_wiki_or_openkb_folder_blocks_writes_with_a_way_out() {
+    for rel in ["wiki", ".openkb"] {
+        let env = Env::with_kb();
+        let a = env.write("in/a.md", "# a\n");
+        assert_eq!(run(env.cmd().arg("add").arg(&a)).code, 0);
+        let mut guard = Guard::new(env.path(), &env.kb());
+        let moved = guard.canary.join(format!("moved{rel}"));
+        std::fs::rename(env.kb().join(rel), &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, env.kb().join(rel)).unwrap();
+        guard.retake();
+
+        let b = env.write("in/b.md", "# b\n");
+        let mut runs = Vec::new();
+        for args in [
+            vec!["add".to_owned(), b.display().to_string()],
+            vec!["lint".into(), "--fix".into()],
+            vec!["remove".into(), "-y".into(), "a".into()],
+            vec!["doctor".into(), "--fix".into()],
+        ] {
+            let out = run(env.cmd().args(&args));
+            runs.push((args.join(" "), out));
+        }
+        let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+        let context = format!("{rel}:\n{}", show(&shown));
+        for (what, out) in &runs {
+            assert_ne!(out.code, 0, "{what} ran through a linked {context}");
+            assert!(
+                out.stderr.contains("symbolic link")
+                    && out.stderr.contains(rel)
+                    && out
+                        .stderr
+                        .contains("delete the link and move its target to its place"),
+                "{what}: no way out said\n{context}"
+            );
+            assert!(
+                !out.stdout.contains("Remove "),
+                "{what}: a plan that cannot run\n{context}"
+            );
+        }
+        guard.assert_only(&[], &context);
+    }
+}
+
+/// init writes its seed pages and config.yaml only where nothing is; a link leading nowhere
+/// (into the canary) is refused, not created through.
+#[test]
+fn init_never_creates_a_file_through_a_symlink() {
+    for rel in ["wiki/AGENTS.md", ".openkb/config.yaml", "wiki/index.md"] {
+        let env = Env::new();
+        let link = env.kb().join(rel);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        let mut guard = Guard::new(env.path(), &env.kb());
+        std::os::unix::fs::symlink(guard.canary.join("planted.md"), &link).unwrap();
+        guard.retake();
+        let init = run(env.cmd().args(["init", "--model", "m", "--language", "en"]));
+        let context = show(&[("init", &init)]);
+        assert_ne!(init.code, 0, "{rel}: {context}");
+        assert!(init.stderr.contains("symbolic link"), "{rel}: {context}");
+        guard.assert_outside_unchanged(&context);
+        assert!(
+            !guard.canary.join("planted.md").exists(),
+            "{rel}: {context}"
+        );
     }
 }
 
@@ -503,5 +604,148 @@ fn a_valid_document_still_reaches_the_hook() {
             "a|{}",
             env.kb().canonicalize().unwrap().join("raw/a.md").display()
         )
+    );
+}
+
+/// A document registered in place in raw/ under a disambiguated name (its plain name was
+/// taken when it came), whose plain name is free again.
+fn in_place_doc_under_a_taken_name(env: &Env, stem: &str) -> String {
+    let first = env.write(&format!("in1/{stem}.txt"), "first\n");
+    let add = run(env.cmd().arg("add").arg(&first));
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let in_place = env.write(&format!("kb/raw/{stem}.md"), "kept in place\n");
+    let add = run(env.cmd().arg("add").arg(&in_place));
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let remove = run(env.cmd().args(["remove", "-y", stem]));
+    assert_eq!(remove.code, 0, "{}", remove.stderr);
+    let doc = env
+        .store()
+        .find_by_path(&format!("raw/{stem}.md"))
+        .unwrap()
+        .expect("registered in place");
+    assert_ne!(doc.doc_name.as_deref(), Some(stem));
+    doc.hash
+}
+
+#[test]
+fn add_never_overwrites_a_file_another_document_keeps_in_raw() {
+    let env = Env::with_kb();
+    let in_place = in_place_doc_under_a_taken_name(&env, "x");
+    // A file in raw/ that no document claims is someone's too.
+    env.write("kb/raw/y.md", "stray\n");
+    let guard = Guard::new(env.path(), &env.kb());
+
+    let x = env.write("in2/x.md", "outside x\n");
+    let y = env.write("in2/y.md", "outside y\n");
+    let add = run(env.cmd().arg("add").arg(&x).arg(&y));
+    assert_eq!(add.code, 0, "{}", add.stderr);
+
+    assert_eq!(
+        std::fs::read_to_string(env.kb().join("raw/x.md")).unwrap(),
+        "kept in place\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.kb().join("raw/y.md")).unwrap(),
+        "stray\n"
+    );
+    let mut allowed = vec!["wiki/index.md".to_owned()];
+    for (stem, text) in [("x", "outside x\n"), ("y", "outside y\n")] {
+        let doc = env
+            .docs()
+            .into_iter()
+            .find(|d| {
+                d.path
+                    .as_deref()
+                    .is_some_and(|p| p.ends_with(&format!("in2/{stem}.md")))
+            })
+            .expect("added");
+        let doc_name = doc.doc_name.unwrap();
+        assert!(doc_name.starts_with(&format!("{stem}-")), "{doc_name}");
+        let raw = doc.raw_path.unwrap();
+        assert_eq!(raw, format!("raw/{doc_name}.md"));
+        assert_eq!(std::fs::read_to_string(env.kb().join(&raw)).unwrap(), text);
+        allowed.push(raw);
+        allowed.push(format!("wiki/sources/{doc_name}.md"));
+    }
+    let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+    guard.assert_only(&allowed, &show(&[("add", &add)]));
+    let kept = env
+        .store()
+        .get(&in_place)
+        .unwrap()
+        .expect("still registered");
+    assert_eq!(kept.raw_path.as_deref(), Some("raw/x.md"));
+}
+
+/// A link in raw/ to a file outside (or into a linked folder): not a file that is in raw/, so
+/// neither registered in place nor copied in under another name.
+#[test]
+fn links_in_raw_leading_out_are_not_registered() {
+    let env = Env::with_kb();
+    let mut guard = Guard::new(env.path(), &env.kb());
+    std::os::unix::fs::symlink(
+        guard.canary.join("victim.md"),
+        env.kb().join("raw/Linked File.md"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(guard.canary.join("sources"), env.kb().join("raw/outside")).unwrap();
+    guard.retake();
+    let mut runs = Vec::new();
+    for args in [
+        vec!["add".to_owned(), env.kb().join("raw").display().to_string()],
+        vec![
+            "add".into(),
+            env.kb().join("raw/outside/victim.md").display().to_string(),
+        ],
+        vec!["watch".into(), "--once".into()],
+    ] {
+        let out = run(env.cmd().args(&args));
+        runs.push((args.join(" "), out));
+    }
+    let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let context = show(&shown);
+    for (what, out) in &runs {
+        assert_ne!(out.code, 0, "{what}: {context}");
+        assert!(
+            out.stdout.contains("leading out of raw/")
+                || out.stderr.contains("leading out of raw/"),
+            "{what}: {context}"
+        );
+    }
+    assert!(env.docs().is_empty(), "{context}");
+    guard.assert_only(&[], &context);
+}
+
+#[test]
+fn add_refuses_an_inherited_name_whose_raw_path_another_document_keeps() {
+    let env = Env::with_kb();
+    in_place_doc_under_a_taken_name(&env, "z");
+    // A legacy entry (no path) named z: a new z.md converges with it and keeps the name z,
+    // whose raw copy raw/z.md is the in-place document's file.
+    env.write_session()
+        .write(|tx| {
+            tx.upsert_document(&Document {
+                name: Some("z.md".into()),
+                doc_name: Some("z".into()),
+                doc_type: Some("md".into()),
+                ..Document::new(hash_of(4242))
+            })
+        })
+        .unwrap();
+    let guard = Guard::new(env.path(), &env.kb());
+    let z = env.write("in3/z.md", "outside z\n");
+    let add = run(env.cmd().arg("add").arg(&z));
+    assert_eq!(add.code, 1, "{}{}", add.stdout, add.stderr);
+    assert!(
+        add.stderr
+            .contains("raw/z.md is the file of another document")
+            && add.stderr.contains("nothing was added"),
+        "{}",
+        add.stderr
+    );
+    guard.assert_only(&[], &show(&[("add", &add)]));
+    assert_eq!(
+        std::fs::read_to_string(env.kb().join("raw/z.md")).unwrap(),
+        "kept in place\n"
     );
 }

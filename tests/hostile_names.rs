@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Env, kb_snapshot, stderr, stdout, tree_snapshot};
+use common::{Env, Guard, kb_snapshot, stderr, stdout, tree_snapshot};
 use openkb::legacy::{self, export, hashes_json, journal, log_md};
 use openkb::names;
 use openkb::state::LogEntry;
@@ -19,39 +18,6 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 const FORGED: &str = "## [2020-01-01 00:00:00] remove | forged";
-
-/// A canary folder beside the KB with a file in it, and its snapshot.
-fn canary(env: &Env) -> BTreeMap<String, String> {
-    let dir = env.path().join("canary");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("keep.md"), "outside the KB\n").unwrap();
-    tree_snapshot(&dir, &[])
-}
-
-fn assert_canary(env: &Env, before: &BTreeMap<String, String>) {
-    assert_eq!(&tree_snapshot(&env.path().join("canary"), &[]), before);
-}
-
-/// Entries of `after` that differ from `before` (added, changed or gone), by path.
-fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
-    let mut out: Vec<String> = after
-        .iter()
-        .filter(|(k, v)| before.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
-        .chain(before.keys().filter(|k| !after.contains_key(*k)).cloned())
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// The KB's files, without state.db (compared by rows) and the lock file.
-fn files(env: &Env) -> BTreeMap<String, String> {
-    tree_snapshot(
-        &env.kb(),
-        &[".openkb/state.db", ".openkb/ingest.lock", ".openkb/staging"],
-    )
-}
 
 fn no_terminal_controls(text: &str) {
     assert!(
@@ -63,10 +29,10 @@ fn no_terminal_controls(text: &str) {
 #[test]
 fn a_name_with_newlines_and_escapes_forges_no_log_or_index_line() {
     let env = Env::with_kb();
-    let outside = canary(&env);
+    let mut guard = Guard::new(env.path(), &env.kb());
     let name = format!("evil\n{FORGED}\r\u{1b}[31mred\u{202e}txt\u{2028}.md");
     let file = env.write(&format!("inbox/{name}"), "hostile\n");
-    let before = files(&env);
+    guard.retake();
 
     let add = env.run(&["add", file.to_str().unwrap()]);
     assert!(add.status.success(), "{}", stderr(&add));
@@ -85,8 +51,7 @@ fn a_name_with_newlines_and_escapes_forges_no_log_or_index_line() {
         "wiki/log.md".to_owned(),
     ];
     expected.sort();
-    let mut got = changed(&before, &files(&env));
-    got.retain(|p| !p.starts_with(".openkb/state.db"));
+    let got = guard.changed_files();
     assert_eq!(got, expected);
 
     let log_md = std::fs::read_to_string(env.kb().join("wiki/log.md")).unwrap();
@@ -133,23 +98,22 @@ fn a_name_with_newlines_and_escapes_forges_no_log_or_index_line() {
     assert!(removes.status.success(), "{}", stderr(&removes));
     let rows: Value = serde_json::from_slice(&removes.stdout).unwrap();
     assert_eq!(rows["entries"].as_array().map(Vec::len), Some(0), "{rows}");
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
 }
 
 #[test]
 fn remove_prints_and_logs_a_hostile_name_escaped() {
     let env = Env::with_kb();
-    let outside = canary(&env);
+    let mut guard = Guard::new(env.path(), &env.kb());
     let file = env.write("inbox/x\u{1b}]0;title\u{7}\ny.md", "x\n");
     assert!(env.run(&["add", file.to_str().unwrap()]).status.success());
     let hash = env.docs()[0].hash.clone();
     let doc_name = env.docs()[0].doc_name.clone().unwrap();
-    let before = files(&env);
+    guard.retake();
     let out = env.run(&["remove", "-y", &hash[..10]]);
     assert!(out.status.success(), "{}", stderr(&out));
     no_terminal_controls(&stdout(&out));
-    let mut got = changed(&before, &files(&env));
-    got.retain(|p| !p.starts_with(".openkb/state.db"));
+    let got = guard.changed_files();
     let mut expected = vec![
         format!("raw/{doc_name}.md"),
         format!("wiki/sources/{doc_name}.md"),
@@ -161,7 +125,7 @@ fn remove_prints_and_logs_a_hostile_name_escaped() {
     let log_md = std::fs::read_to_string(env.kb().join("wiki/log.md")).unwrap();
     assert_eq!(log_md.lines().filter(|l| l.starts_with("## [")).count(), 2);
     assert!(!log_md.contains('\u{1b}'));
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
 }
 
 /// A migrated legacy KB with `entries` (hash -> entry) and the given files.
@@ -190,7 +154,7 @@ fn list_shows_a_multi_megabyte_legacy_name_cut_without_panicking() {
     let long = format!("{}\u{1b}.md", "n".repeat(3 << 20));
     let entries = serde_json::json!({ "a".repeat(64): {"name": long, "type": "md"} });
     let env = legacy_env(&entries, &[]);
-    let outside = canary(&env);
+    let guard = Guard::new(env.path(), &env.kb());
     let before = kb_snapshot(&env.kb());
     for args in [
         &["list"][..],
@@ -213,13 +177,13 @@ fn list_shows_a_multi_megabyte_legacy_name_cut_without_panicking() {
     assert!(list.status.success(), "{}", stderr(&list));
     assert!(stdout(&list).contains("more bytes)"), "{}", stdout(&list));
     assert_eq!(kb_snapshot(&env.kb()), before);
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
 }
 
 #[test]
 fn absurd_lock_timeouts_are_clear_errors_in_every_command() {
     let env = Env::with_kb();
-    let outside = canary(&env);
+    let guard = Guard::new(env.path(), &env.kb());
     let file = env.write("inbox/a.md", "a\n");
     let file = file.to_str().unwrap();
     let before = kb_snapshot(&env.kb());
@@ -277,7 +241,7 @@ fn absurd_lock_timeouts_are_clear_errors_in_every_command() {
         .unwrap();
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert_eq!(kb_snapshot(&env.kb()), before);
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
 }
 
 #[test]
@@ -298,8 +262,8 @@ fn duplicate_legacy_entries_are_removed_one_at_a_time_by_hash() {
             ),
         ],
     );
-    let outside = canary(&env);
-    let before = files(&env);
+    let mut guard = Guard::new(env.path(), &env.kb());
+    guard.retake();
 
     let by_name = env.run(&["remove", "-y", "same"]);
     assert!(!by_name.status.success());
@@ -312,21 +276,22 @@ fn duplicate_legacy_entries_are_removed_one_at_a_time_by_hash() {
         "{}",
         stderr(&ambiguous)
     );
-    assert_eq!(files(&env), before, "a refused remove changes nothing");
+    assert!(
+        guard.changed_files().is_empty(),
+        "a refused remove changes nothing"
+    );
 
     // The hash the plan prints is accepted; the other entry's files and index line stay.
     let first = env.run(&["remove", "-y", &b[..12]]);
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(stdout(&first).contains(&format!("hash {}", &b[..12])));
-    let mut got = changed(&before, &files(&env));
-    got.retain(|p| !p.starts_with(".openkb/state.db"));
+    let got = guard.changed_files();
     assert_eq!(got, ["wiki/log.md"]);
     assert_eq!(env.docs().len(), 1);
 
     let second = env.run(&["remove", "-y", &c[..]]);
     assert!(second.status.success(), "{}", stderr(&second));
-    let mut got = changed(&before, &files(&env));
-    got.retain(|p| !p.starts_with(".openkb/state.db"));
+    let got = guard.changed_files();
     assert_eq!(
         got,
         [
@@ -337,18 +302,18 @@ fn duplicate_legacy_entries_are_removed_one_at_a_time_by_hash() {
         ]
     );
     assert!(env.docs().is_empty());
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
 }
 
 #[test]
 fn colliding_long_stems_get_names_that_fit_the_file_system() {
     let env = Env::with_kb();
-    let outside = canary(&env);
+    let mut guard = Guard::new(env.path(), &env.kb());
     // 252 bytes: the stem plus `.md` is exactly NAME_MAX, and `é` is two bytes wide.
     let stem = format!("{}ab", "é".repeat(125));
     let a = env.write(&format!("in/a/{stem}.md"), "one\n");
     let b = env.write(&format!("in/b/{stem}.md"), "two\n");
-    let before = files(&env);
+    guard.retake();
     let out = env.run(&["add", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -367,10 +332,9 @@ fn colliding_long_stems_get_names_that_fit_the_file_system() {
     }
     assert!(docs[1].doc_name.as_deref().unwrap().starts_with("ééé"));
     expected.sort();
-    let mut got = changed(&before, &files(&env));
-    got.retain(|p| !p.starts_with(".openkb/state.db"));
+    let got = guard.changed_files();
     assert_eq!(got, expected);
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -614,9 +578,9 @@ fn registry() -> impl Strategy<Value = Map<String, Value>> {
 #[test]
 fn a_name_holding_a_wikilink_adds_no_link_to_the_index() {
     let env = Env::with_kb();
-    let outside = canary(&env);
+    let mut guard = Guard::new(env.path(), &env.kb());
     let evil = env.write("inbox/evil [[victim]] ]].md", "evil\n");
-    let before = files(&env);
+    guard.retake();
     let add = env.run(&["add", evil.to_str().unwrap()]);
     assert!(add.status.success(), "{}", stderr(&add));
     let index = std::fs::read_to_string(env.kb().join("wiki/index.md")).unwrap();
@@ -625,8 +589,7 @@ fn a_name_holding_a_wikilink_adds_no_link_to_the_index() {
         .map(|l| l.target)
         .collect();
     assert_eq!(links, ["summaries/evil-victim"], "{index}");
-    let mut got = changed(&before, &files(&env));
-    got.retain(|p| !p.starts_with(".openkb/state.db"));
+    let got = guard.changed_files();
     assert_eq!(
         got,
         [
@@ -636,13 +599,13 @@ fn a_name_holding_a_wikilink_adds_no_link_to_the_index() {
             "wiki/sources/evil-victim.md"
         ]
     );
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
 }
 
 #[test]
 fn a_negative_schema_version_is_reported_not_a_panic() {
     let env = Env::with_kb();
-    let outside = canary(&env);
+    let guard = Guard::new(env.path(), &env.kb());
     let db = env.kb().join(".openkb/state.db");
     rusqlite::Connection::open(&db)
         .unwrap()
@@ -669,7 +632,7 @@ fn a_negative_schema_version_is_reported_not_a_panic() {
     let fix = env.run(&["doctor", "--fix"]);
     assert!(fix.status.success(), "{}{}", stdout(&fix), stderr(&fix));
     assert!(env.run(&["list"]).status.success());
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
 }
 
 #[test]
@@ -681,7 +644,7 @@ fn python_multi_line_entries_match_the_table_and_are_imported_once() {
             "# Operations Log\n\n## [2026-01-01 00:00:00] query | line one\nline two\n\n",
         )],
     );
-    let outside = canary(&env);
+    let guard = Guard::new(env.path(), &env.kb());
     let log_md = env.kb().join("wiki/log.md");
     let before = std::fs::read(&log_md).unwrap();
     let doctor = env.run(&["doctor"]);
@@ -727,7 +690,7 @@ fn python_multi_line_entries_match_the_table_and_are_imported_once() {
         "{}",
         stdout(&doctor)
     );
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
 }
 
 #[test]
@@ -743,8 +706,8 @@ fn duplicate_legacy_entries_removed_together_take_their_shared_files() {
             ("wiki/summaries/same.md", "summary\n"),
         ],
     );
-    let outside = canary(&env);
-    let before = files(&env);
+    let mut guard = Guard::new(env.path(), &env.kb());
+    guard.retake();
     let out = env.run(&["remove", "-y", &b[..12], &c[..12]]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -752,12 +715,40 @@ fn duplicate_legacy_entries_removed_together_take_their_shared_files() {
         "the plan is the command's: {}",
         stdout(&out)
     );
-    let mut got = changed(&before, &files(&env));
-    got.retain(|p| !p.starts_with(".openkb/state.db"));
+    let got = guard.changed_files();
     assert_eq!(
         got,
         ["raw/same.md", "wiki/log.md", "wiki/summaries/same.md"]
     );
     assert!(env.docs().is_empty());
-    assert_canary(&env, &outside);
+    guard.assert_outside_unchanged("");
+}
+
+#[test]
+fn an_empty_identifier_names_no_document() {
+    let env = Env::with_kb();
+    let file = env.write("inbox/only.md", "the only one\n");
+    assert!(env.run(&["add", file.to_str().unwrap()]).status.success());
+    let guard = Guard::new(env.path(), &env.kb());
+    for args in [
+        &["remove", "-y", ""][..],
+        &["remove", "-y", "  "],
+        &["remove", "-y", "only", ""],
+        &["show", ""],
+    ] {
+        let out = env.run(args);
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("is not an identifier"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        guard.changed_files().is_empty(),
+        "{:?}",
+        guard.changed_files()
+    );
+    guard.assert_outside_unchanged("");
+    assert_eq!(env.docs().len(), 1);
 }

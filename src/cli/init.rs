@@ -163,14 +163,14 @@ fn populate(
     ];
     for (path, text) in seeds {
         // A wiki that already exists keeps its pages; init only adds what is missing.
-        if !path.exists() {
+        if is_missing(&path)? {
             fsx::atomic_write(&path, text.as_bytes())?;
             created.push(path);
         }
     }
     // Written before the database, so a KB with a database always has its config; an existing
     // one (an interrupted init got that far, or a Python-tool KB) is kept.
-    if !kb.config_path().exists() {
+    if is_missing(&kb.config_path())? {
         config.file.save(&kb.config_path())?;
         created.push(kb.config_path());
     }
@@ -200,6 +200,26 @@ fn populate(
         session.settle()?;
     }
     Ok(())
+}
+
+/// Is there nothing at `path`? A file there (or a symlink to one: a shared config, say) is
+/// kept as it is; a symlink leading nowhere is refused, since creating the file would create
+/// it wherever the link points.
+fn is_missing(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+        Ok(meta) if meta.file_type().is_symlink() && !path.exists() => {
+            Err(Error::Invalid(format!(
+                "{}: is a symbolic link to {}, which does not exist; init does not create files \
+                 through symlinks (the link may lead outside the KB). Remove the link (or \
+                 create what it points to) and run `openkb init` again",
+                path.display(),
+                std::fs::read_link(path).unwrap_or_default().display()
+            )))
+        }
+        Ok(_) => Ok(false),
+    }
 }
 
 /// `create_dir_all` that remembers the folders it made, outermost first.

@@ -91,6 +91,10 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         } else {
             super::read_session_for_write(ctx)?
         };
+        if !args.dry_run {
+            // Said before the plan: a plan that cannot run would only confuse.
+            crate::kbpath::refuse_symlinked_bookkeeping(open.kb())?;
+        }
         let reader = open.reader()?;
         let mut targets: Vec<(Document, Plan)> = Vec::new();
         let mut problems = Vec::new();
@@ -231,7 +235,7 @@ pub(super) fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
                 .map(|d| {
                     format!(
                         "  {}  {}  (doc_name {}, {})",
-                        &d.hash[..12],
+                        names::short_hash(&d.hash),
                         names::shown(d.name.as_deref().unwrap_or("-")),
                         names::shown(d.display_doc_name().as_deref().unwrap_or("-")),
                         names::shown(d.path.as_deref().unwrap_or("no path"))
@@ -259,7 +263,7 @@ fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
         "Remove {} (doc_name {}, hash {}):",
         names::shown(doc.name.as_deref().unwrap_or("-")),
         names::shown(plan.doc_name.as_deref().unwrap_or("-")),
-        &doc.hash[..12]
+        names::short_hash(&doc.hash)
     );
     if let Some(why) = &plan.untrusted {
         println!(
@@ -273,7 +277,7 @@ fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
     match (&plan.doc_name, &plan.wiki_shared_with) {
         (Some(_), Some(other)) => println!(
             "  keep wiki/index.md and summary links: document {} has the same doc_name",
-            &other[..other.len().min(12)]
+            names::short_hash(other)
         ),
         (Some(d), None) => println!(
             "  drop its line from wiki/index.md and links to [[summaries/{}]]",

@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::error::{Error, IoContext, Result};
 use crate::kb::Kb;
 use crate::legacy::log_md;
+use crate::names;
 use crate::state::{LOG_MD_HEADER, Queries};
 
 use super::Finding;
@@ -55,7 +56,7 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
         documents += 1;
         let label = doc
             .display_doc_name()
-            .unwrap_or_else(|| doc.hash[..12].to_owned());
+            .unwrap_or_else(|| names::short_hash(&doc.hash).into_owned());
         if let Some(why) = untrusted.get(&doc.hash) {
             // Its paths are not the document's to check or to delete: say what remove does.
             findings.push(Finding::warning(
@@ -64,7 +65,7 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
                     "document {label} ({}): its legacy entry names paths openkb will not touch \
                      ({why}); the files are left as they are, and `openkb remove` of it only \
                      unregisters it",
-                    &doc.hash[..12]
+                    names::short_hash(&doc.hash)
                 ),
             ));
             return Ok(());
@@ -114,8 +115,8 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
                             "document {label}: the content of {raw} no longer matches its hash \
                              (registered {}, now {}); it changed since it was added: `openkb \
                              add {raw}` registers the new content",
-                            &doc.hash[..12],
-                            &actual[..12]
+                            names::short_hash(&doc.hash),
+                            names::short_hash(&actual)
                         ),
                     )),
                     Err(e) => findings.push(Finding::problem(

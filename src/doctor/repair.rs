@@ -125,7 +125,15 @@ fn keep_entries_the_table_lacks(
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let name = format!("log.md.before-doctor-{stamp}");
-    fsx::atomic_write(&kb.openkb_dir().join(&name), current)?;
+    // A new file, never one already there (a link planted under the name would be followed).
+    let path = kb.openkb_dir().join(&name);
+    if !fsx::write_new(&path, current)? {
+        return Err(Error::Invalid(format!(
+            "{}: exists already; wiki/log.md was left as it is (its old text would go there). \
+             Move that file away and run `openkb doctor --fix` again",
+            path.display()
+        )));
+    }
     Ok(Some(name))
 }
 
@@ -169,6 +177,9 @@ fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
         n += 1;
     }
     let temp = dir.join(format!(".state.db.rebuild-{stamp}.tmp"));
+    // SQLite follows a link at its file or sidecars: whatever is under the temp name (a
+    // leftover of a rebuild killed this second, or a planted link) goes first.
+    remove_db_files(&temp);
     let kept_as = reason.map(|_| aside.as_str());
     let (documents, log_entries, skipped) = match build_from_files(kb, &temp, kept_as) {
         Ok(counts) => counts,

@@ -391,11 +391,13 @@ fn plan(
     options: &Options,
 ) -> std::result::Result<Plan, Box<(Prepared, Error)>> {
     let stem = names::stem(&item.name).to_owned();
-    let resolved = match docname::resolve(q, &item.path_key, &stem, claims) {
+    let named = docname::resolve(q, &item.path_key, &stem, claims)
+        .and_then(|resolved| keep_off_other_files(kb, q, &item, &stem, resolved, claims));
+    let (resolved, replaced) = match named {
         Ok(r) => r,
         Err(e) => return Err(Box::new((item, e))),
     };
-    match plan_inner(kb, q, staging, &item, &resolved, options) {
+    match plan_inner(kb, staging, &item, &resolved, replaced, options) {
         Ok((doc, steps, files, stale)) => {
             claims.claim(&resolved, &item.path_key);
             Ok(Plan {
@@ -413,14 +415,150 @@ fn plan(
     }
 }
 
+/// Hashes of the registered documents `item` replaces when named `doc_name` (formats §1.2):
+/// the entry it was resolved from (an edited file, a legacy entry it converges with), the
+/// entry owning its doc_name, legacy entries without doc_name that carry its file name.
+fn replaced_documents(
+    q: &impl Queries,
+    item: &Prepared,
+    resolved: &docname::Resolved,
+) -> Result<Vec<String>> {
+    let mut replaced: Vec<String> = Vec::new();
+    let mut push = |hash: String| {
+        if hash != item.hash && !replaced.contains(&hash) {
+            replaced.push(hash);
+        }
+    };
+    if let Origin::SamePath(h) | Origin::Legacy(h) = &resolved.origin {
+        push(h.clone());
+    }
+    if let Some(owner) = q.find_by_doc_name(&resolved.doc_name)? {
+        push(owner.hash);
+    }
+    for legacy in q.find_by_name_key(names::stem(&item.name))? {
+        if legacy.doc_name.is_none() && legacy.name.as_deref() == Some(item.name.as_str()) {
+            push(legacy.hash);
+        }
+    }
+    Ok(replaced)
+}
+
+/// What already occupies a path `item` would publish as `doc_name`, when that is not a file
+/// of a document it replaces: a file another document claims (say one registered in place in
+/// raw/), or a file no document claims (someone put it there). Such a file is never
+/// overwritten. Costs an index lookup and an `lstat` per target.
+fn occupied_target(
+    kb: &Kb,
+    q: &impl Queries,
+    item: &Prepared,
+    doc_name: &str,
+    replaced: &[String],
+) -> Result<Option<String>> {
+    let mut targets = Vec::new();
+    if !item.in_raw {
+        targets.push(raw_target(doc_name, &item.name));
+    }
+    if item.staged_source.is_some() {
+        targets.push(source_target(doc_name));
+    }
+    for rel in targets {
+        let claimants = q.claimants_of_path(&rel)?;
+        if let Some(other) = claimants.iter().find(|h| !replaced.contains(h)) {
+            let name = q
+                .get(other)?
+                .and_then(|d| d.name)
+                .unwrap_or_else(|| "(no name)".into());
+            return Ok(Some(format!(
+                "{rel} is the file of another document ({}, hash {})",
+                names::shown(&name),
+                names::short_hash(other)
+            )));
+        }
+        // Files named after a document it replaces are that document's (legacy entries
+        // need not record their paths); any other file there is someone's.
+        if claimants.is_empty() && replaced.is_empty() && exists_at(kb, &rel)? {
+            return Ok(Some(format!("{rel} exists and belongs to no document")));
+        }
+    }
+    Ok(None)
+}
+
+/// Is anything (a file, a folder, a link) at `rel`? `rel` is built from a checked doc_name;
+/// a name too long for the file system names nothing.
+fn exists_at(kb: &Kb, rel: &str) -> Result<bool> {
+    let path = kb.root().join(rel);
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidFilename
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::io("cannot read", &path, e)),
+    }
+}
+
+/// A document never overwrites a file it does not own: when a path its name gives it is
+/// occupied, a new name gets the path-key disambiguator (as when the name is taken); a name
+/// it inherited (an edited file, a legacy entry) cannot change, so the file is refused.
+fn keep_off_other_files(
+    kb: &Kb,
+    q: &impl Queries,
+    item: &Prepared,
+    stem: &str,
+    resolved: docname::Resolved,
+    claims: &Claims,
+) -> Result<(docname::Resolved, Vec<String>)> {
+    // An unusable inherited name is refused with its reason by `plan_inner`.
+    if kbpath::check_doc_name(&resolved.doc_name).is_err() {
+        return Ok((resolved.clone(), replaced_documents(q, item, &resolved)?));
+    }
+    let replaced = replaced_documents(q, item, &resolved)?;
+    let Some(occupied) = occupied_target(kb, q, item, &resolved.doc_name, &replaced)? else {
+        return Ok((resolved, replaced));
+    };
+    let refuse = |why: String| {
+        Error::Invalid(format!(
+            "{}: {why}; openkb never overwrites a file it does not own, so nothing was added. \
+            Rename the file (or move the other one away) and add it again",
+            item.given.display()
+        ))
+    };
+    if resolved.origin != Origin::New {
+        return Err(refuse(format!(
+            "it keeps the doc_name {} but {occupied}",
+            names::shown(&resolved.doc_name)
+        )));
+    }
+    let doc_name = docname::disambiguated(&item.path_key, stem);
+    if !claims.is_free(q, &doc_name)? {
+        return Err(refuse(format!(
+            "{occupied}, and the other name {} is taken too",
+            names::shown(&doc_name)
+        )));
+    }
+    let resolved = docname::Resolved {
+        doc_name,
+        origin: Origin::New,
+    };
+    let replaced = replaced_documents(q, item, &resolved)?;
+    if let Some(occupied_too) = occupied_target(kb, q, item, &resolved.doc_name, &replaced)? {
+        return Err(refuse(format!("{occupied}, and {occupied_too}")));
+    }
+    Ok((resolved, replaced))
+}
+
 type Planned = (Document, Vec<Step>, Vec<IntentFile>, Vec<String>);
 
 fn plan_inner(
     kb: &Kb,
-    q: &impl Queries,
     staging: &Staging,
     item: &Prepared,
     resolved: &docname::Resolved,
+    stale: Vec<String>,
     options: &Options,
 ) -> Result<Planned> {
     let doc_name = &resolved.doc_name;
@@ -475,24 +613,6 @@ fn plan_inner(
         }
         None => None,
     };
-
-    let mut stale: Vec<String> = Vec::new();
-    let mut push_stale = |hash: String| {
-        if hash != item.hash && !stale.contains(&hash) {
-            stale.push(hash);
-        }
-    };
-    if let Origin::SamePath(h) | Origin::Legacy(h) = &resolved.origin {
-        push_stale(h.clone());
-    }
-    if let Some(owner) = q.find_by_doc_name(doc_name)? {
-        push_stale(owner.hash);
-    }
-    for legacy in q.find_by_name_key(names::stem(&item.name))? {
-        if legacy.doc_name.is_none() && legacy.name.as_deref() == Some(item.name.as_str()) {
-            push_stale(legacy.hash);
-        }
-    }
 
     let suffix = names::suffix(&item.name);
     let doc = Document {

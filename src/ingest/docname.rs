@@ -50,6 +50,12 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Is `doc_name` free: neither registered (by name key) nor claimed by the batch?
+    pub fn is_free(&self, q: &impl Queries, doc_name: &str) -> Result<bool> {
+        Ok(!self.name_keys.contains(&names::nfkc(doc_name))
+            && q.find_by_name_key(doc_name)?.is_empty())
+    }
+
     pub fn claim(&mut self, resolved: &Resolved, path_key: &str) {
         self.name_keys.insert(names::nfkc(&resolved.doc_name));
         self.paths.insert(path_key.to_owned());
@@ -131,19 +137,26 @@ pub fn resolve(q: &impl Queries, path_key: &str, stem: &str, claims: &Claims) ->
     let budget = name_budget(names::suffix(path_key));
     let clean = sanitize(stem);
     let clean = names::truncate_bytes(&clean, budget);
-    let taken =
-        claims.name_keys.contains(&names::nfkc(clean)) || !q.find_by_name_key(clean)?.is_empty();
-    let doc_name = if taken {
-        let disambiguator = &sha256_hex(path_key.as_bytes())[..8];
-        let cut = names::truncate_bytes(clean, budget.saturating_sub(disambiguator.len() + 1));
-        format!("{cut}-{disambiguator}")
-    } else {
+    let doc_name = if claims.is_free(q, clean)? {
         clean.to_owned()
+    } else {
+        disambiguated(path_key, stem)
     };
     Ok(Resolved {
         doc_name,
         origin: Origin::New,
     })
+}
+
+/// The sanitized stem with `-<first 8 hex of sha256(path key)>` appended, cut to fit
+/// [`NAME_MAX`]: the name a new document gets when its plain name is taken (by a registered
+/// name, or by a file already at one of the paths the name would give it).
+pub fn disambiguated(path_key: &str, stem: &str) -> String {
+    let budget = name_budget(names::suffix(path_key));
+    let clean = sanitize(stem);
+    let disambiguator = &sha256_hex(path_key.as_bytes())[..8];
+    let cut = names::truncate_bytes(&clean, budget.saturating_sub(disambiguator.len() + 1));
+    format!("{cut}-{disambiguator}")
 }
 
 /// Bytes in a file name (Linux, macOS and Windows file systems alike).

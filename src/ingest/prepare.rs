@@ -315,6 +315,18 @@ fn prepare_inner(
         }
     };
     let resolved = path.canonicalize().with_path("cannot resolve", path)?;
+    if !resolved.starts_with(kb.raw_dir()) && named_in_raw(kb, path) {
+        return Ok(Prep::Failed(
+            path.to_path_buf(),
+            Error::Invalid(format!(
+                "{}: is a symbolic link (or lies under one) leading out of raw/, to {}; openkb \
+                 registers only files that really are in raw/. Copy the file into raw/, or \
+                 `openkb add` it by its real path",
+                path.display(),
+                resolved.display()
+            )),
+        ));
+    }
     // Small files are read once: hashed and staged from the same bytes.
     let meta = std::fs::metadata(&resolved).with_path("cannot read", &resolved)?;
     if !meta.is_file() {
@@ -393,6 +405,31 @@ fn prepare_inner(
         staged_raw,
         staged_source,
     }))
+}
+
+/// Does `path`, as written (made absolute, `.` and `..` taken lexically, links not followed),
+/// name something in the KB's raw/? Such a path that resolves elsewhere goes through a link.
+fn named_in_raw(kb: &Kb, path: &Path) -> bool {
+    use std::path::Component;
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(path),
+            Err(_) => return false,
+        }
+    };
+    let mut lexical = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    lexical.starts_with(kb.raw_dir())
 }
 
 /// Files up to this size are read into memory once instead of being streamed twice.

@@ -32,6 +32,14 @@ pub const MIN_HASH_PREFIX: usize = 4;
 /// case-insensitive substring of name or doc_name (the Python tool's order, with hashes added
 /// because two legacy entries can share both names). More than one is for the caller to refuse.
 pub fn find(q: &impl Queries, identifier: &str) -> Result<Vec<Document>> {
+    // Every name contains the empty text: `openkb remove -y "$UNSET"` must not pick whatever
+    // happens to be the only document.
+    if identifier.trim().is_empty() {
+        return Err(Error::Invalid(format!(
+            "{identifier:?} is not an identifier; name a document by its file name, doc_name, \
+             hash (or a unique hash prefix) or a unique part of its name"
+        )));
+    }
     let hash_prefix = identifier.to_ascii_lowercase();
     let is_hash_prefix = hash_prefix.len() >= MIN_HASH_PREFIX
         && hash_prefix.len() <= 64
@@ -258,7 +266,7 @@ pub fn leave_shared(q: &impl Queries, plan: &mut Plan, removed_too: &[&str]) -> 
         match by_path.or(by_name) {
             Some(hash) => plan.refused.push((
                 file,
-                format!("also the file of document {}", &hash[..hash.len().min(12)]),
+                format!("also the file of document {}", names::short_hash(&hash)),
             )),
             None => kept.push(file),
         }

@@ -223,6 +223,15 @@ struct Journal {
 /// that cannot be used.
 fn load(file: &Path, root: &Path) -> std::result::Result<Journal, Outcome> {
     let unreadable = |reason: String| Outcome::Unreadable { reason };
+    // Recovery writes the journal back (its status, its attempts): through a link that would
+    // write wherever the link leads.
+    if fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Outcome::Refused {
+            reason: "the journal file is a symbolic link (recovery would write through it); \
+                     replace it with the file it points to if it is the Python tool's"
+                .into(),
+        });
+    }
     let bytes = fs::read(file).map_err(|e| unreadable(format!("cannot read: {e}")))?;
     let data: Value =
         serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("invalid JSON: {e}")))?;

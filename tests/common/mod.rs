@@ -588,14 +588,32 @@ impl Guard {
             .collect()
     }
 
-    /// Nothing outside the KB changed; inside, only paths starting with one of `allowed` (and
-    /// [`BOOKKEEPING_CHANGES`]) did. `context` is shown on failure (the commands' output).
-    pub fn assert_only(&self, allowed: &[&str], context: &str) {
+    /// [`Guard::changed`] without the database, the lock file and the staging area, which
+    /// every write command touches: the KB's files a command changed, sorted.
+    pub fn changed_files(&self) -> Vec<String> {
+        self.changed()
+            .into_iter()
+            .filter(|p| {
+                ![".openkb/state.db", ".openkb/ingest.lock", ".openkb/staging"]
+                    .iter()
+                    .any(|b| p.starts_with(b))
+            })
+            .collect()
+    }
+
+    /// Nothing outside the KB changed. `context` is shown on failure.
+    pub fn assert_outside_unchanged(&self, context: &str) {
         assert_eq!(
             tree_snapshot(&self.canary, &[]),
             self.canary_before,
             "something outside the KB changed:\n{context}"
         );
+    }
+
+    /// Nothing outside the KB changed; inside, only paths starting with one of `allowed` (and
+    /// [`BOOKKEEPING_CHANGES`]) did. `context` is shown on failure (the commands' output).
+    pub fn assert_only(&self, allowed: &[&str], context: &str) {
+        self.assert_outside_unchanged(context);
         let unexpected: Vec<String> = self
             .changed()
             .into_iter()
