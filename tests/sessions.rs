@@ -418,6 +418,47 @@ fn a_state_db_removed_during_a_remove_is_refused_and_its_files_put_back() {
 }
 
 #[test]
+fn a_state_db_replaced_during_a_compile_is_refused_and_the_documents_files_put_back() {
+    let env = kb_with_a_document();
+    let source = env.kb().join("wiki/sources/alpha.md");
+    let source_before = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(env.kb().join("wiki/summaries/alpha.md"), "old summary\n").unwrap();
+    std::fs::copy(state_db(&env), env.path().join("restored.db")).unwrap();
+    hook(
+        &env,
+        &format!(
+            "echo rewritten > wiki/summaries/alpha.md\n\
+             echo changed >> wiki/sources/alpha.md\n\
+             echo new > wiki/sources/alpha.notes\n\
+             mkdir -p wiki/concepts && echo shared > wiki/concepts/topic.md\n\
+             cp '{0}/restored.db' .openkb/incoming.db && mv .openkb/incoming.db .openkb/state.db\n",
+            env.path().display()
+        ),
+    );
+    let out = env.run(&["compile", "alpha"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("replaced"), "{}", stderr(&out));
+
+    // The document's own files are as before the hook; shared pages are the hook's.
+    assert_eq!(
+        std::fs::read_to_string(env.kb().join("wiki/summaries/alpha.md")).unwrap(),
+        "old summary\n"
+    );
+    assert_eq!(std::fs::read_to_string(&source).unwrap(), source_before);
+    assert!(!env.kb().join("wiki/sources/alpha.notes").exists());
+    assert!(env.kb().join("wiki/concepts/topic.md").exists());
+    let (_, staging) = remove_snapshot(&env);
+    assert!(staging.is_empty(), "staging left: {staging:?}");
+
+    // A summary the hook created where there was none is deleted too.
+    std::fs::remove_file(env.kb().join("wiki/summaries/alpha.md")).unwrap();
+    std::fs::copy(state_db(&env), env.path().join("restored.db")).unwrap();
+    let out = env.run(&["compile", "alpha"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(!env.kb().join("wiki/summaries/alpha.md").exists());
+}
+
+#[test]
 fn lint_settles_interrupted_work_first() {
     let env = kb_with_a_document();
     interrupted_add(&env, "beta");

@@ -312,7 +312,7 @@ fn check_owned(
 }
 
 /// `wiki/sources/<doc_name>.<anything>` that exist.
-fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
+pub(crate) fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
     let dir = kb.wiki_dir().join("sources");
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
