@@ -159,7 +159,10 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             tx.set_status(&doc.hash, status, error)?;
             tx.delete_intent(intent)
         }) {
-            snapshot.restore(kb, session.store())?;
+            // The refusal is the error to report; a failed restore is said beside it.
+            if let Err(undo_error) = snapshot.restore(kb, session.store()) {
+                eprintln!("warning: could not put every file of {label} back: {undo_error}");
+            }
             return Err(e);
         }
         drop(snapshot);

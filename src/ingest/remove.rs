@@ -426,7 +426,10 @@ impl Work {
         let entry = match result {
             Ok(entry) => entry,
             Err(e) => {
-                undo.put_back(kb, session, self.doc_name.as_deref())?;
+                // The refusal is the error to report; a failed put-back is said beside it.
+                if let Err(undo_error) = undo.put_back(kb, session, self.doc_name.as_deref()) {
+                    eprintln!("warning: could not put every file back: {undo_error}");
+                }
                 // The files are back: the intent must not finish the remove later. Refused
                 // when state.db was replaced, where the intent is not the KB's any more.
                 let _ = session.write(|tx| tx.delete_intent(intent));
