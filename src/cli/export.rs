@@ -91,6 +91,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     match &args.output {
         Some(path) => {
             refuse_missing_folder(path)?;
+            refuse_kb_registry(open.kb(), path)?;
             fsx::atomic_write(path, text.as_bytes())?;
             out.note(format_args!(
                 "wrote {} document(s) to {}",
@@ -142,6 +143,38 @@ fn for_python(ctx: &super::Ctx) -> Result<()> {
          back."
     );
     Ok(())
+}
+
+/// `-o` must not name the KB's own `.openkb/hashes.json`: it would replace a file the Python
+/// tool may have changed since (unmerged work) and record no base, so the next `openkb
+/// migrate` could not tell the Python tool's changes from openkb's. `--for-python` does both.
+fn refuse_kb_registry(kb: &crate::kb::Kb, path: &std::path::Path) -> Result<()> {
+    let registry = kb.hashes_json();
+    let same_folder = |folder: &std::path::Path| {
+        let registry_folder = registry.parent().and_then(|p| p.canonicalize().ok());
+        folder
+            .canonicalize()
+            .ok()
+            .is_some_and(|f| Some(f) == registry_folder)
+    };
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let names_registry = (path.file_name() == registry.file_name() && same_folder(folder))
+        || path
+            .canonicalize()
+            .is_ok_and(|p| registry.canonicalize().is_ok_and(|r| r == p));
+    if !names_registry {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "refusing to write {}: it is the KB's own registry file for the Python tool; run \
+         `openkb export --for-python`, which never replaces a hashes.json the Python tool may \
+         have changed and records the base `openkb migrate` merges against (nothing was \
+         written)",
+        path.display()
+    )))
 }
 
 /// `-o` writes one file: a missing folder is most likely a typo, and creating it would leave

@@ -285,9 +285,13 @@ fn print_outcome(kb: &Kb, outcome: &Outcome, dry_run: bool, verbose: u8) {
             );
             if verbose > 0 {
                 for entry in log_entries {
+                    // The Python tool's lines are hostile input: a control character in one
+                    // must not drive the terminal.
                     println!(
                         "    [{}] {} | {}",
-                        entry.timestamp, entry.operation, entry.description
+                        names::shown(&entry.timestamp),
+                        names::shown(&entry.operation),
+                        names::escape_line(&entry.description)
                     );
                 }
             }
@@ -437,7 +441,7 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
             );
         }
         println!("  .openkb/hashes.json kept as .openkb/{moved}");
-        println!("  (`openkb export --legacy-json` writes it back for the Python tool)");
+        println!("  (`openkb export --for-python` hands the KB back to the Python tool)");
     }
     for warning in &plan.warnings {
         eprintln!("warning: {}", names::shown_message(warning));

@@ -21,7 +21,7 @@
 //!   `intents` as version 2, and the later list (0002 = imports) skipped 0002 on them.
 //!
 //! The decision: the one current schema is what the migrations make on an empty database, and
-//! [`one_physical_schema`] (migration 0011) brings every database to it by comparing its
+//! [`one_physical_schema`] (migration 0005) brings every database to it by comparing its
 //! `sqlite_master` with that of an in-memory database built by the migrations before it. A
 //! missing table is created; a table whose `CREATE` statement differs is rebuilt from the
 //! current statement with every row copied (ids, positions and order kept, so log ids stay
@@ -71,20 +71,20 @@ pub const MIGRATIONS: &[Migration] = &[
         step: Step::Sql(include_str!("../../migrations/0004_document_counts.sql")),
     },
     Migration {
-        name: "0011_one_physical_schema",
+        name: "0005_one_physical_schema",
         step: Step::Rust(one_physical_schema),
     },
     Migration {
-        name: "0008_python_base",
-        step: Step::Sql(include_str!("../../migrations/0008_python_base.sql")),
+        name: "0006_python_base",
+        step: Step::Sql(include_str!("../../migrations/0006_python_base.sql")),
     },
     Migration {
-        name: "0005_untrusted_entries",
-        step: Step::Sql(include_str!("../../migrations/0005_untrusted_entries.sql")),
+        name: "0007_untrusted_entries",
+        step: Step::Sql(include_str!("../../migrations/0007_untrusted_entries.sql")),
     },
     Migration {
-        name: "0007_intent_hooks",
-        step: Step::Sql(include_str!("../../migrations/0007_intent_hooks.sql")),
+        name: "0008_intent_hooks",
+        step: Step::Sql(include_str!("../../migrations/0008_intent_hooks.sql")),
     },
 ];
 
@@ -253,7 +253,7 @@ fn reference_schema(migrations: &[Migration]) -> rusqlite::Result<BTreeMap<Strin
     schema_objects(&conn)
 }
 
-/// Migration 0011: bring a database made by any earlier build to the one physical schema the
+/// Migration 0005: bring a database made by any earlier build to the one physical schema the
 /// migrations before this one make today (see the module documentation).
 fn one_physical_schema(conn: &Connection, earlier: &[Migration]) -> rusqlite::Result<()> {
     let reference = reference_schema(earlier)?;
@@ -292,7 +292,7 @@ fn one_physical_schema(conn: &Connection, earlier: &[Migration]) -> rusqlite::Re
 /// `CREATE` statement is byte-equal to a fresh database's. Its indexes and triggers go with
 /// the old table; the caller re-creates them.
 fn rebuild_table(conn: &Connection, table: &SchemaObject) -> rusqlite::Result<()> {
-    let aside = format!("{}_before_0011", table.name);
+    let aside = format!("{}_before_0005", table.name);
     // Legacy renaming leaves other tables' triggers naming this table as they are: after the
     // rebuild the name means the new table again.
     let legacy: bool = conn.query_row("PRAGMA legacy_alter_table", [], |r| r.get(0))?;
@@ -344,23 +344,37 @@ mod tests {
 
     use super::*;
 
-    /// Every shipped migration file and the SHA-256 of its bytes as shipped.
-    const SHIPPED: &[(&str, &str)] = &[
+    /// Every shipped migration, in order, and the SHA-256 of its SQL file as shipped (`None`
+    /// for a migration written in Rust, whose code is covered by its own tests).
+    const SHIPPED: &[(&str, Option<&str>)] = &[
         (
             "0001_initial",
-            "ca40b1925773519e36a237927a14ff487c19f4c100b1c2cd9484673928044521",
+            Some("ca40b1925773519e36a237927a14ff487c19f4c100b1c2cd9484673928044521"),
         ),
         (
             "0002_imports",
-            "8924a16c70d5db7fbe3dcf0f607d02ec3fc0bc098fa7156e4b2df96590bcf724",
+            Some("8924a16c70d5db7fbe3dcf0f607d02ec3fc0bc098fa7156e4b2df96590bcf724"),
         ),
         (
             "0003_intents",
-            "afd7c2c28c5246a71cf8b7ece9d4b76ee362f2f5c8243fa9cf54e1a51ebfc9b7",
+            Some("afd7c2c28c5246a71cf8b7ece9d4b76ee362f2f5c8243fa9cf54e1a51ebfc9b7"),
         ),
         (
             "0004_document_counts",
-            "d54714a484aa57fb46475cadec6d652ec2c3c930866d9e42e07833b66bf81568",
+            Some("d54714a484aa57fb46475cadec6d652ec2c3c930866d9e42e07833b66bf81568"),
+        ),
+        ("0005_one_physical_schema", None),
+        (
+            "0006_python_base",
+            Some("9a687175ea1f6bcae862695315281ad6b0bc08eadcaca50b691ae1bdcaee522a"),
+        ),
+        (
+            "0007_untrusted_entries",
+            Some("919c4552223c87fb181a5c8e6d012becd53f586c4a0c7d296f1646719039b456"),
+        ),
+        (
+            "0008_intent_hooks",
+            Some("492e33c22256a8c0ac966a84e726811a966000eef66c2d829a4864b029af85ff"),
         ),
     ];
 
@@ -371,6 +385,9 @@ mod tests {
                 .iter()
                 .find(|m| m.name == *name)
                 .unwrap_or_else(|| panic!("shipped migration {name} is gone from MIGRATIONS"));
+            let Some(expected) = expected else {
+                continue;
+            };
             let Step::Sql(sql) = migration.step else {
                 panic!("shipped migration {name} is no longer its SQL file");
             };
@@ -379,6 +396,20 @@ mod tests {
                 &found, expected,
                 "migrations/{name}.sql changed after it shipped: never edit a shipped \
                  migration; add a new one (databases that ran the old text keep its schema)"
+            );
+        }
+    }
+
+    #[test]
+    fn migration_numbers_are_their_positions() {
+        // `user_version` counts applied migrations, so the number in a name is its place in
+        // the list; a gap or a duplicate would make the file names lie about the version.
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            assert!(
+                migration.name.starts_with(&format!("{:04}_", i + 1)),
+                "migration {} sits at position {}",
+                migration.name,
+                i + 1
             );
         }
     }
@@ -549,11 +580,11 @@ mod tests {
             schema_objects(&conn).unwrap(),
             reference_schema(MIGRATIONS).unwrap()
         );
-        // 0011 gets the migrations before it, on a database they made: later migrations run
-        // after it, and may alter tables it knows (0007 adds columns to `intents`).
+        // 0005 gets the migrations before it, on a database they made: later migrations run
+        // after it, and may alter tables it knows (0008 adds columns to `intents`).
         let at = MIGRATIONS
             .iter()
-            .position(|m| m.name == "0011_one_physical_schema")
+            .position(|m| m.name == "0005_one_physical_schema")
             .unwrap();
         let mut conn = Connection::open_in_memory().unwrap();
         migrate_with(&mut conn, &MIGRATIONS[..=at], "2026-01-01T00:00:00.000Z").unwrap();
