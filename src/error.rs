@@ -65,7 +65,7 @@ pub enum Error {
         supported: i64,
     },
 
-    #[error("{}: schema version {found} is older than this openkb reads ({supported}); a read-only command does not upgrade it\n  run any command that writes (for example `openkb doctor --fix`) to upgrade it in place", path.display())]
+    #[error("{}: schema version {found} is older than this openkb reads ({supported}) and was not upgraded (a read-only filesystem, or `openkb doctor` without --fix)\n  run any other openkb command where state.db is writable (for example `openkb status` or `openkb doctor --fix`) to upgrade it in place", path.display())]
     SchemaBehind {
         path: PathBuf,
         found: i64,

@@ -139,14 +139,14 @@ impl Kb {
     }
 
     /// Shared KB lock, for commands that only read.
-    pub fn lock_shared(&self) -> Result<LockGuard> {
+    pub(crate) fn lock_shared(&self) -> Result<LockGuard> {
         crate::kbpath::KbPath::bookkeeping(self, ".openkb/ingest.lock")?;
         lock::acquire(&self.lock_path(), LockMode::Shared, &self.root)
     }
 
     /// Exclusive KB lock, for commands that change `raw/`, `wiki/` or the registry. Refused
     /// while one of the KB's own files is a symlink (see [`crate::kbpath::BOOKKEEPING`]).
-    pub fn lock_exclusive(&self) -> Result<LockGuard> {
+    pub(crate) fn lock_exclusive(&self) -> Result<LockGuard> {
         crate::kbpath::refuse_symlinked_bookkeeping(self)?;
         lock::acquire(&self.lock_path(), LockMode::Exclusive, &self.root)
     }

@@ -198,6 +198,39 @@ fn sigkill_during_a_folder_add_then_a_rerun_completes_it() {
     }
 }
 
+/// An add killed after its last commit leaves only its staging folder and lock file; the re-run
+/// finds every file registered ("added 0") and commits nothing, and must still sweep them
+/// (the race behind an occasional leftover in the SIGKILL tests above).
+#[test]
+fn a_rerun_that_adds_nothing_still_sweeps_a_killed_adds_staging() {
+    let env = Env::with_kb();
+    let folder = make_files(&env, "in", 3);
+    assert!(
+        env.cmd()
+            .arg("add")
+            .arg(&folder)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let staging = env.kb().join(".openkb/staging");
+    // As a killed add leaves them: a folder with its (unlocked) lock, and a lone lock.
+    std::fs::create_dir_all(staging.join("rs-999999-1-0")).unwrap();
+    std::fs::write(staging.join("rs-999999-1-0/0.doc.md"), "copy").unwrap();
+    std::fs::write(staging.join("rs-999999-1-0.lock"), "").unwrap();
+    std::fs::write(staging.join("rs-999998-1-0.lock"), "").unwrap();
+
+    let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("added 0, skipped 3, failed 0\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert_consistent(&env);
+}
+
 #[test]
 fn a_compile_killed_mid_hook_is_marked_failed_and_an_add_rolled_back() {
     let env = Env::with_kb();

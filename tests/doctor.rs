@@ -314,7 +314,7 @@ fn a_damaged_database_fails_quick_check_and_is_rebuilt() {
             Ok(())
         })
         .unwrap();
-    kb.store().checkpoint().unwrap();
+    kb.write_session().checkpoint().unwrap();
     let mut bytes = std::fs::read(kb.db()).unwrap();
     assert!(bytes.len() > 8 * 4096, "{}", bytes.len());
     for b in &mut bytes[5 * 4096..7 * 4096] {
@@ -479,7 +479,7 @@ fn doctor_scales_to_100k_documents() {
             Ok(())
         })
         .unwrap();
-    kb.store().checkpoint().unwrap();
+    kb.write_session().checkpoint().unwrap();
     eprintln!("setup: {:?}", started.elapsed());
     let started = std::time::Instant::now();
     let (code, json) = doctor_json(&kb, &[]);

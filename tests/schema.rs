@@ -435,6 +435,46 @@ fn the_binary_upgrades_an_old_shape_database_in_a_kb_and_keeps_using_it() {
     }
 }
 
+/// After a binary upgrade, reading commands bring an older schema up to date (saying so once)
+/// instead of refusing it until something writes; `doctor` without `--fix` only reports it.
+#[test]
+fn reading_commands_upgrade_an_older_schema_once_and_doctor_only_reports_it() {
+    let env = Env::with_kb();
+    let db = env.kb().join(".openkb/state.db");
+    for companion in ["state.db", "state.db-wal", "state.db-shm"] {
+        let file = env.kb().join(".openkb").join(companion);
+        if file.exists() {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
+    let era = eras()
+        .into_iter()
+        .find(|e| e.old_statements.is_none() && e.version == 4)
+        .unwrap();
+    build(&era, &db, false);
+    let version = |db: &Path| schema::user_version(&Connection::open(db).unwrap()).unwrap();
+
+    let out = env.run(&["doctor"]);
+    assert_eq!(version(&db), 4, "doctor without --fix: {}", stderr(&out));
+
+    let out = env.run(&["list", "--json"]);
+    assert!(out.status.success(), "list: {}", stderr(&out));
+    let upgraded = format!("from schema 4 to {}", schema::latest_version());
+    assert!(stderr(&out).contains(&upgraded), "{}", stderr(&out));
+    assert!(stdout(&out).contains("a.md"), "{}", stdout(&out));
+    assert_eq!(version(&db), schema::latest_version());
+
+    for args in [&["status"][..], &["log", "--all"][..], &["list"][..]] {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("upgraded"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 /// `(major, minor)` of a `rust-version` such as "1.95" or "1.89.0".
 fn rust_version(text: &str) -> (u64, u64) {
     let mut parts = text.split('.').map(|p| p.parse::<u64>().unwrap());

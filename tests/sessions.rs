@@ -158,7 +158,7 @@ fn downgrade_to_schema_3(env: &Env) {
 }
 
 #[test]
-fn an_older_schema_is_upgraded_by_writes_only() {
+fn an_older_schema_is_upgraded_by_any_command_but_doctor_without_fix() {
     let env = Env::with_kb();
     downgrade_to_schema_3(&env);
     let before = std::fs::read(state_db(&env)).unwrap();
@@ -170,24 +170,15 @@ fn an_older_schema_is_upgraded_by_writes_only() {
         3,
         "doctor migrated the schema"
     );
-
-    let out = env.run(&["list"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.contains("schema version 3 is older"), "{err}");
-    assert!(err.contains("doctor --fix"), "{err}");
-    assert_eq!(user_version(&state_db(&env)), 3, "list migrated the schema");
     assert_eq!(std::fs::read(state_db(&env)).unwrap(), before);
 
-    // A write session upgrades it in place.
-    let out = env.run(&["doctor", "--fix"]);
-    assert!(out.status.success(), "{}", stdout(&out));
-    assert_eq!(
-        user_version(&state_db(&env)),
-        schema::latest_version(),
-        "doctor --fix did not upgrade"
-    );
-    assert!(env.run(&["list"]).status.success());
+    // A reading command upgrades it through a short write session, and says so.
+    let out = env.run(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("from schema 3 to"), "{err}");
+    assert_eq!(user_version(&state_db(&env)), schema::latest_version());
+    assert!(env.run(&["doctor"]).status.success());
 }
 
 /// Run `openkb args...` on the KB mounted read-only (a read-only bind mount in a private mount
@@ -305,6 +296,165 @@ fn a_state_db_removed_during_an_add_is_refused_and_its_files_rolled_back() {
     assert!(!state_db(&env).exists(), "a new state.db was created");
     let out = env.run(&["list"]);
     assert!(stderr(&out).contains("state.db is missing"));
+}
+
+/// The files of a KB that a remove touches, with their contents, and what `.openkb/staging`
+/// holds.
+fn remove_snapshot(env: &Env) -> (Vec<(String, Option<String>)>, Vec<String>) {
+    let files = [
+        "raw/alpha.md",
+        "wiki/sources/alpha.md",
+        "wiki/sources/images/alpha/fig.png",
+        "wiki/summaries/alpha.md",
+        "wiki/concepts/topic.md",
+        "wiki/index.md",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            (*f).to_owned(),
+            std::fs::read_to_string(env.kb().join(f)).ok(),
+        )
+    })
+    .collect();
+    let staging = std::fs::read_dir(env.kb().join(".openkb/staging"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (files, staging)
+}
+
+/// A remove of `alpha` that runs `meanwhile` (a shell command, in the test's folder) just
+/// before its commit.
+fn remove_alpha_while(env: &Env, meanwhile: &str) -> std::process::Output {
+    std::fs::write(
+        env.kb().join("wiki/summaries/alpha.md"),
+        "# Alpha summary\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(env.kb().join("wiki/sources/images/alpha")).unwrap();
+    std::fs::write(env.kb().join("wiki/sources/images/alpha/fig.png"), "png").unwrap();
+    std::fs::create_dir_all(env.kb().join("wiki/concepts")).unwrap();
+    std::fs::write(
+        env.kb().join("wiki/concepts/topic.md"),
+        "---\nsources: [summaries/alpha]\n---\nSee [[summaries/alpha]].\n",
+    )
+    .unwrap();
+    env.cmd()
+        .args(["remove", "alpha", "--yes"])
+        .env("OPENKB_TEST_RUN_AT", "remove-commit")
+        .env("OPENKB_TEST_RUN", meanwhile)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_state_db_replaced_during_a_remove_is_refused_and_its_files_put_back() {
+    let env = kb_with_a_document();
+    std::fs::copy(state_db(&env), env.path().join("restored.db")).unwrap();
+    let kb = env.kb().display().to_string();
+    // Taken just before the remove's commit, after its files went.
+    let during = format!(
+        "ls '{kb}/raw' > during.txt; cp restored.db '{kb}/.openkb/incoming.db' && \
+         mv '{kb}/.openkb/incoming.db' '{kb}/.openkb/state.db'"
+    );
+    let out = remove_alpha_while(&env, &during);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("replaced"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(env.path().join("during.txt")).unwrap(),
+        "",
+        "the files were gone before the commit"
+    );
+
+    let (files, staging) = remove_snapshot(&env);
+    for (file, text) in &files {
+        assert!(text.is_some(), "{file} was not put back");
+    }
+    assert!(
+        files[4]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("[[summaries/alpha]]")
+    );
+    assert!(files[5].1.as_deref().unwrap().contains("alpha"));
+    assert_eq!(files[3].1.as_deref(), Some("# Alpha summary\n"));
+    assert!(staging.is_empty(), "staging left: {staging:?}");
+    assert!(env.doc_named("alpha").is_some());
+    assert_eq!(intents_left(&env), 0);
+
+    // Without interference it goes.
+    let out = env.run(&["remove", "alpha", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!env.kb().join("raw/alpha.md").exists());
+    assert!(env.doc_named("alpha").is_none());
+}
+
+#[test]
+fn a_state_db_removed_during_a_remove_is_refused_and_its_files_put_back() {
+    let env = kb_with_a_document();
+    let kb = env.kb().display().to_string();
+    let out = remove_alpha_while(&env, &format!("rm '{kb}/.openkb/state.db'"));
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("removed"), "{}", stderr(&out));
+    let (files, staging) = remove_snapshot(&env);
+    for (file, text) in &files {
+        assert!(text.is_some(), "{file} was not put back");
+    }
+    assert!(
+        files[4]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("[[summaries/alpha]]")
+    );
+    assert!(staging.is_empty(), "staging left: {staging:?}");
+    assert!(!state_db(&env).exists(), "a new state.db was created");
+}
+
+#[test]
+fn a_state_db_replaced_during_a_compile_is_refused_and_the_documents_files_put_back() {
+    let env = kb_with_a_document();
+    let source = env.kb().join("wiki/sources/alpha.md");
+    let source_before = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(env.kb().join("wiki/summaries/alpha.md"), "old summary\n").unwrap();
+    std::fs::copy(state_db(&env), env.path().join("restored.db")).unwrap();
+    hook(
+        &env,
+        &format!(
+            "echo rewritten > wiki/summaries/alpha.md\n\
+             echo changed >> wiki/sources/alpha.md\n\
+             echo new > wiki/sources/alpha.notes\n\
+             mkdir -p wiki/concepts && echo shared > wiki/concepts/topic.md\n\
+             cp '{0}/restored.db' .openkb/incoming.db && mv .openkb/incoming.db .openkb/state.db\n",
+            env.path().display()
+        ),
+    );
+    let out = env.run(&["compile", "alpha"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("replaced"), "{}", stderr(&out));
+
+    // The document's own files are as before the hook; shared pages are the hook's.
+    assert_eq!(
+        std::fs::read_to_string(env.kb().join("wiki/summaries/alpha.md")).unwrap(),
+        "old summary\n"
+    );
+    assert_eq!(std::fs::read_to_string(&source).unwrap(), source_before);
+    assert!(!env.kb().join("wiki/sources/alpha.notes").exists());
+    assert!(env.kb().join("wiki/concepts/topic.md").exists());
+    let (_, staging) = remove_snapshot(&env);
+    assert!(staging.is_empty(), "staging left: {staging:?}");
+
+    // A summary the hook created where there was none is deleted too.
+    std::fs::remove_file(env.kb().join("wiki/summaries/alpha.md")).unwrap();
+    std::fs::copy(state_db(&env), env.path().join("restored.db")).unwrap();
+    let out = env.run(&["compile", "alpha"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(!env.kb().join("wiki/summaries/alpha.md").exists());
 }
 
 #[test]

@@ -148,15 +148,24 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             session: &session,
             intent,
         };
+        // Until the status commits, what the hook did to the document's own files can be undone.
+        let snapshot = ingest::compile::Snapshot::take(kb, &doc)?;
         let outcome = ingest::compile::run_hook(kb, &command, &doc, &hook_options, &mut record)?;
         let (status, error) = match &outcome {
             Ok(()) => (Status::Compiled, None),
             Err(message) => (Status::Failed, Some(message.as_str())),
         };
-        session.write(|tx| {
+        if let Err(e) = session.write(|tx| {
             tx.set_status(&doc.hash, status, error)?;
             tx.delete_intent(intent)
-        })?;
+        }) {
+            // The refusal is the error to report; a failed restore is said beside it.
+            if let Err(undo_error) = snapshot.restore(kb, session.store()) {
+                eprintln!("warning: could not put every file of {label} back: {undo_error}");
+            }
+            return Err(e);
+        }
+        drop(snapshot);
         let error = match outcome {
             Ok(()) => {
                 compiled += 1;

@@ -223,9 +223,30 @@ pub(crate) fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
 }
 
-/// Find the KB and open a read session on it.
+/// Find the KB and open a read session on it. A `state.db` with an older schema (openkb was
+/// upgraded since it last wrote) is first brought up to date by a short write session, said
+/// once on stderr, so reading commands keep working after an upgrade; the read session itself
+/// never migrates. `doctor` does not come here: without `--fix` it reports an old schema.
 pub(crate) fn read_session(ctx: &Ctx) -> Result<ReadSession> {
-    ctx.kb()?.read_session()
+    let kb = ctx.kb()?;
+    match kb.read_session() {
+        // On a read-only filesystem nothing can upgrade it; the error says where to run openkb.
+        Err(crate::Error::SchemaBehind {
+            path,
+            found,
+            supported,
+        }) if !crate::fsx::on_read_only_fs(&kb.openkb_dir()) => {
+            drop(kb.write_session()?);
+            if !ctx.quiet {
+                eprintln!(
+                    "upgraded {} from schema {found} to {supported}",
+                    path.display()
+                );
+            }
+            kb.read_session()
+        }
+        other => other,
+    }
 }
 
 /// Find the KB and open a write session on it.

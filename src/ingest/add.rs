@@ -119,6 +119,7 @@ pub fn add_paths(
     if files.is_empty() {
         return Ok(summary);
     }
+    let mut committed_a_batch = false;
     let staging = Staging::create(kb)?;
     let mut run_hashes = HashSet::new();
     let mut batch: Vec<Prepared> = Vec::new();
@@ -149,6 +150,7 @@ pub fn add_paths(
             Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
         }
         if batch.len() >= max_batch || batch_started.elapsed() >= BATCH_TIME {
+            committed_a_batch = true;
             commit_batch(
                 probe,
                 &staging,
@@ -162,6 +164,7 @@ pub fn add_paths(
         }
     }
     if !batch.is_empty() {
+        committed_a_batch = true;
         commit_batch(probe, &staging, options, batch, &mut |p, o| {
             outcomes.push((p.to_path_buf(), o))
         })?;
@@ -169,8 +172,27 @@ pub fn add_paths(
             emit(&p, o, reporter);
         }
     }
+    drop(staging);
+    if !committed_a_batch {
+        sweep_without_commit(probe);
+    }
     summary.not_done = not_done;
     Ok(summary)
+}
+
+/// An add that finds everything registered opens no write session, so nothing would sweep
+/// what a killed add left: an add killed after its last commit (its staging folder and lock
+/// file still there) is re-run as "added 0". When the lock-free look finds leftovers of dead
+/// processes, a write session settles them (it looks again under the lock). Best effort: the
+/// add itself is done.
+fn sweep_without_commit(probe: &Probe) {
+    let kb = probe.kb();
+    if super::leftovers::find_leftovers(kb).is_ok_and(|found| found.is_empty()) {
+        return;
+    }
+    if let Err(e) = probe.write_session() {
+        eprintln!("warning: could not sweep leftovers of interrupted adds: {e}");
+    }
 }
 
 /// The supported files under `folder` whose content is not registered: what an add of

@@ -41,7 +41,7 @@ use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::{KbPath, Owned};
 use crate::lock::HOOK_LOCK_ENV;
-use crate::state::{Document, HookGroup};
+use crate::state::{Document, HookGroup, IntentFile, Store};
 
 /// Environment variable holding the token that marks a hook's processes as openkb's.
 pub const HOOK_TOKEN_ENV: &str = "OPENKB_HOOK_TOKEN";
@@ -83,6 +83,85 @@ impl HookEvents for RecordInIntent<'_> {
         self.session
             .write(|tx| tx.record_intent_hook(self.intent, hook))
     }
+}
+
+/// What the hook may change of the document's own files, kept so that a refused commit (the
+/// status of a compile into a `state.db` replaced or removed meanwhile) can put them back:
+/// `wiki/summaries/<doc_name>.md` and `wiki/sources/<doc_name>.*`, copied into a private
+/// staging folder before the hook runs. The hook's other writes (concept pages, index.md,
+/// images) are shared pages it owns and are not restored; see docs/hooks.md.
+pub struct Snapshot {
+    staging: super::prepare::Staging,
+    doc_name: Option<String>,
+    /// Each file that existed, with its copy (KB-relative).
+    kept: Vec<IntentFile>,
+}
+
+impl Snapshot {
+    /// Copy the document's own wiki files aside. A doc_name that is not one file name owns
+    /// no files: nothing is kept and nothing will be restored.
+    pub fn take(kb: &Kb, doc: &Document) -> Result<Snapshot> {
+        let staging = super::prepare::Staging::create(kb)?;
+        let doc_name = doc
+            .display_doc_name()
+            .filter(|d| crate::kbpath::check_doc_name(d).is_ok());
+        let mut kept = Vec::new();
+        if let Some(d) = &doc_name {
+            for rel in own_wiki_files(kb, d)? {
+                let path = KbPath::new(kb, &rel)?;
+                if path.kind()? != Some(crate::kbpath::Kind::File) {
+                    continue;
+                }
+                let copy = staging.fresh(rel.rsplit('/').next().unwrap_or("file"));
+                std::fs::copy(path.as_path(), &copy)
+                    .map_err(|e| Error::io("cannot copy", path.as_path(), e))?;
+                let copy_rel = copy
+                    .strip_prefix(kb.root())
+                    .map_err(|_| {
+                        Error::Invalid(format!(
+                            "{}: the staging folder is not inside the KB",
+                            copy.display()
+                        ))
+                    })?
+                    .to_string_lossy()
+                    .into_owned();
+                kept.push(IntentFile {
+                    path: rel,
+                    backup: Some(copy_rel),
+                });
+            }
+        }
+        Ok(Snapshot {
+            staging,
+            doc_name,
+            kept,
+        })
+    }
+
+    /// Put the document's own wiki files back as they were before the hook: the kept ones
+    /// restored, the ones the hook created deleted, through the rollback of an uncommitted add.
+    pub fn restore(self, kb: &Kb, store: &Store) -> Result<()> {
+        let Some(d) = &self.doc_name else {
+            return Ok(());
+        };
+        let mut files = Vec::new();
+        for rel in own_wiki_files(kb, d)? {
+            if !self.kept.iter().any(|k| k.path == rel) {
+                files.push(IntentFile::new(rel));
+            }
+        }
+        files.extend(self.kept.iter().cloned());
+        super::recover::roll_back_add(kb, store, &files, Some(d), Some(false))?;
+        drop(self.staging);
+        Ok(())
+    }
+}
+
+/// `wiki/summaries/<doc_name>.md` and the `wiki/sources/<doc_name>.*` that exist.
+fn own_wiki_files(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
+    let mut files = super::remove::sources_named(kb, doc_name)?;
+    files.push(format!("wiki/summaries/{doc_name}.md"));
+    Ok(files)
 }
 
 /// Run the hook for `doc`. `Ok(Err(message))` is a failed compile (non-zero exit, killed by a

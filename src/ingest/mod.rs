@@ -122,6 +122,21 @@ pub(crate) fn crash_point(point: &str) {
     }
 }
 
+/// Hidden switch for the tests of refused commits: `OPENKB_TEST_RUN_AT=<point>` runs
+/// `OPENKB_TEST_RUN` with `sh -c` in the current folder when the process reaches `point`
+/// (`remove-commit`, just before a remove's commit), as another process acting at that moment
+/// would (replacing `state.db`, say), and waits for it.
+pub(crate) fn test_point(point: &str) {
+    if std::env::var_os("OPENKB_TEST_RUN_AT").is_some_and(|v| v == point)
+        && let Some(command) = std::env::var_os("OPENKB_TEST_RUN")
+    {
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .status();
+    }
+}
+
 /// `raw/<doc_name><lower-case suffix>`, KB-relative.
 pub fn raw_target(doc_name: &str, file_name: &str) -> String {
     format!(

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+use super::prepare::Staging;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::{self, KbPath, Kind, Owned};
@@ -319,7 +320,7 @@ fn check_owned(
 }
 
 /// `wiki/sources/<doc_name>.<anything>` that exist.
-fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
+pub(crate) fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
     let dir = kb.wiki_dir().join("sources");
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
@@ -361,6 +362,8 @@ pub fn execute(session: &WriteSession, plan: &Plan) -> Result<Option<LogEntry>> 
 
 /// A remove checked and ready to run.
 struct Work {
+    /// The doc_name the files were checked against (`None`: only the entry's own paths).
+    doc_name: Option<String>,
     deletions: Vec<(KbPath, bool)>,
     edits: Vec<wiki::Edit>,
     skipped: Vec<(String, String)>,
@@ -384,24 +387,64 @@ impl Work {
             None => Vec::new(),
         };
         Ok(Work {
+            doc_name: doc_name.map(str::to_owned),
             deletions,
             edits,
             skipped,
         })
     }
 
+    /// Delete the files and edit the wiki, then commit. Until the commit succeeds nothing is
+    /// lost: the files are moved into a private staging folder and the edited pages' text is
+    /// kept, so a refused commit (`state.db` replaced or removed meanwhile, a busy database)
+    /// puts everything back through the rollback crash recovery uses for adds. After a crash
+    /// the intent is finished instead (recovery runs this again), and the dead process's
+    /// staging folder is swept.
     fn act(self, session: &WriteSession, intent: i64, hash: &str) -> Result<Option<LogEntry>> {
         let kb = session.kb();
-        for (path, tree) in &self.deletions {
-            if *tree {
-                path.remove_tree()?;
-            } else {
-                path.remove_file()?;
+        let staging = Staging::create(kb)?;
+        let mut undo = Undo::default();
+        let result = self.move_aside(kb, &staging, &mut undo).and_then(|()| {
+            for edit in &self.edits {
+                let before = std::fs::read(edit.path.as_path())
+                    .map_err(|e| Error::io("cannot read", edit.path.as_path(), e))?;
+                edit.apply()?;
+                undo.pages.push((edit.path.clone(), before));
             }
-        }
-        for edit in &self.edits {
-            edit.apply()?;
-        }
+            super::crash_point("remove-commit");
+            super::test_point("remove-commit");
+            session.write(|tx| {
+                let doc = tx.get(hash)?;
+                let logged = match &doc {
+                    Some(doc) => {
+                        tx.remove_document(hash)?;
+                        let what = doc
+                            .name
+                            .clone()
+                            .or_else(|| doc.display_doc_name())
+                            .unwrap_or_else(|| hash.to_owned());
+                        Some(tx.append_log("remove", &what)?)
+                    }
+                    None => None,
+                };
+                tx.delete_intent(intent)?;
+                Ok(logged)
+            })
+        });
+        let entry = match result {
+            Ok(entry) => entry,
+            Err(e) => {
+                // The refusal is the error to report; a failed put-back is said beside it.
+                if let Err(undo_error) = undo.put_back(kb, session, self.doc_name.as_deref()) {
+                    eprintln!("warning: could not put every file back: {undo_error}");
+                }
+                // The files are back: the intent must not finish the remove later. Refused
+                // when state.db was replaced, where the intent is not the KB's any more.
+                let _ = session.write(|tx| tx.delete_intent(intent));
+                return Err(e);
+            }
+        };
+        drop(staging);
         for (path, why) in &self.skipped {
             crate::notice::warn(&format!(
                 "warning: left {} alone: {}",
@@ -409,28 +452,60 @@ impl Work {
                 names::shown_line(why)
             ));
         }
-        super::crash_point("remove-commit");
-        let entry = session.write(|tx| {
-            let doc = tx.get(hash)?;
-            let logged = match &doc {
-                Some(doc) => {
-                    tx.remove_document(hash)?;
-                    let what = doc
-                        .name
-                        .clone()
-                        .or_else(|| doc.display_doc_name())
-                        .unwrap_or_else(|| hash.to_owned());
-                    Some(tx.append_log("remove", &what)?)
-                }
-                None => None,
-            };
-            tx.delete_intent(intent)?;
-            Ok(logged)
-        })?;
         if let Some(entry) = &entry {
             kb.append_log_md(entry)?;
         }
         Ok(entry)
+    }
+
+    /// Move every file (and the images folder) into `staging`, noting each in `undo`.
+    fn move_aside(&self, kb: &Kb, staging: &Staging, undo: &mut Undo) -> Result<()> {
+        for (path, _) in &self.deletions {
+            if path.kind()?.is_none() {
+                continue;
+            }
+            let name = path.rel().rsplit('/').next().unwrap_or("file");
+            let aside = staging.fresh(name);
+            let aside_rel = aside
+                .strip_prefix(kb.root())
+                .map_err(|_| {
+                    Error::Invalid(format!(
+                        "{}: the staging folder is not inside the KB",
+                        aside.display()
+                    ))
+                })?
+                .to_string_lossy()
+                .into_owned();
+            let aside_path = KbPath::new(kb, &aside_rel)?;
+            if path.rename_to(&aside_path)? {
+                undo.files.push(IntentFile {
+                    path: path.rel().to_owned(),
+                    backup: Some(aside_rel),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a remove changed before its commit, to put back if the commit is refused.
+#[derive(Default)]
+struct Undo {
+    /// Each moved file with where it waits in staging.
+    files: Vec<IntentFile>,
+    /// Each edited page with its text before the edit.
+    pages: Vec<(KbPath, Vec<u8>)>,
+}
+
+impl Undo {
+    /// `doc_name`: the one the files were checked against, so the rollback accepts them again.
+    fn put_back(&self, kb: &Kb, session: &WriteSession, doc_name: Option<&str>) -> Result<()> {
+        for (page, before) in self.pages.iter().rev() {
+            page.write_atomic(before)?;
+        }
+        // The rollback of an uncommitted add: each backup goes back to its place; the index
+        // line is the page edit's, restored above.
+        super::recover::roll_back_add(kb, session.store(), &self.files, doc_name, Some(false))
     }
 }
 

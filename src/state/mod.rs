@@ -110,6 +110,16 @@ impl FileId {
 /// checks the database's identity. Inside the crate it is granted by the write session and by
 /// the builders of a brand-new database file that nobody else can see yet (migrate's import,
 /// doctor's rebuild); `grep WriteAccess::granted` lists every place.
+///
+/// The crate's one doc test proves the promise: outside the crate, no `WriteAccess` can be
+/// made, so `Store::write` cannot be called.
+///
+/// ```compile_fail,E0624
+/// fn write_without_a_session(store: &openkb::state::Store) {
+///     let access = openkb::state::WriteAccess::granted();
+///     store.write(&access, |tx| tx.append_log("ingest", "x")).unwrap();
+/// }
+/// ```
 pub struct WriteAccess {
     _private: (),
 }
@@ -460,7 +470,7 @@ impl Store {
 
     /// Move the WAL's content into the database file (after bulk imports), so readers do not
     /// pay for a long WAL and the `-wal` file shrinks.
-    pub fn checkpoint(&self) -> Result<()> {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
         let reader = self.reader()?;
         reader
             .conn
