@@ -50,6 +50,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many times a whole write transaction is tried before giving up with `Error::Busy`.
 const WRITE_ATTEMPTS: u32 = 4;
 
+/// The pool every store uses: connections are opened lazily (the first one was already checked
+/// by the caller), and a pool time-out names the file.
+fn build_pool(
+    manager: SqliteConnectionManager,
+    path: &Path,
+) -> Result<r2d2::Pool<SqliteConnectionManager>> {
+    r2d2::Pool::builder()
+        .max_size(8)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(30))
+        .build(manager)
+        .map_err(|e| Error::Invalid(format!("{}: cannot open: {e}", path.display())))
+}
+
 /// ISO-8601 UTC with milliseconds, the format of every `*_at` column.
 pub fn utc_now() -> String {
     chrono::Utc::now()
@@ -228,12 +242,7 @@ impl Store {
                      PRAGMA wal_autocheckpoint = 4000;",
                 )
             });
-        let pool = r2d2::Pool::builder()
-            .max_size(8)
-            .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager)
-            .map_err(|e| Error::Invalid(format!("{}: cannot open: {e}", path.display())))?;
+        let pool = build_pool(manager, path)?;
         Ok(Store {
             path: path.to_path_buf(),
             pool,
@@ -341,12 +350,7 @@ impl Store {
                 c.busy_timeout(BUSY_TIMEOUT)?;
                 c.execute_batch("PRAGMA foreign_keys = ON;")
             });
-        let pool = r2d2::Pool::builder()
-            .max_size(8)
-            .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager)
-            .map_err(|e| Error::Invalid(format!("{}: cannot open: {e}", path.display())))?;
+        let pool = build_pool(manager, path)?;
         Ok(Store {
             path: path.to_path_buf(),
             pool,
