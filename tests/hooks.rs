@@ -87,6 +87,17 @@ fn fifos(env: &Env) -> (PathBuf, PathBuf) {
     (ready, go)
 }
 
+/// `openkb args...` started in the background with both output streams `io` (piped to read
+/// them, or null).
+fn spawn(env: &Env, args: &[&str], io: fn() -> Stdio, what: &str) -> std::process::Child {
+    env.cmd()
+        .args(args)
+        .stdout(io())
+        .stderr(io())
+        .spawn()
+        .expect(what)
+}
+
 #[test]
 fn sigkill_of_compile_leaves_no_hook_process_after_recovery() {
     let env = Env::with_kb();
@@ -94,13 +105,7 @@ fn sigkill_of_compile_leaves_no_hook_process_after_recovery() {
     assert!(env.run(&["add", "in"]).status.success());
     env.set_config(BLOCKING_HOOK);
     let (ready, _go) = fifos(&env);
-    let child = env
-        .cmd()
-        .args(["compile", "--pending"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("compile");
+    let child = spawn(&env, &["compile", "--pending"], Stdio::null, "compile");
     let pgid = read_handshake(&ready);
     let _guard = GroupGuard(pgid);
     assert!(!live_members(pgid).is_empty());
@@ -144,13 +149,7 @@ fn sigkill_of_add_while_the_hook_runs_leaves_no_hook_and_rolls_back() {
     env.set_config(BLOCKING_HOOK);
     let (ready, _go) = fifos(&env);
     env.write("in/doc.md", "text\n");
-    let child = env
-        .cmd()
-        .args(["add", "in"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("add");
+    let child = spawn(&env, &["add", "in"], Stdio::null, "add");
     let pgid = read_handshake(&ready);
     let _guard = GroupGuard(pgid);
     sigkill(child);
@@ -192,13 +191,7 @@ fn a_background_child_neither_hangs_openkb_nor_keeps_the_lock() {
         r#"compile_command: 'sleep 1000 & echo $$ > ../pgid; ls -l /proc/$$/fd > ../fds; echo compiled'
 "#,
     );
-    let child = env
-        .cmd()
-        .args(["compile", "--pending"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("compile");
+    let child = spawn(&env, &["compile", "--pending"], Stdio::piped, "compile");
     let out = wait_bounded(child);
     assert!(out.status.success(), "{}", stderr(&out));
     let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
@@ -234,13 +227,7 @@ fn compile_timeout_kills_the_hook_group_and_marks_the_document_failed() {
 compile_command: 'echo $$ > ../pgid; echo "thinking hard" >&2; sleep 1000 & exec sleep 1000'
 "#,
     );
-    let child = env
-        .cmd()
-        .args(["compile", "--pending"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("compile");
+    let child = spawn(&env, &["compile", "--pending"], Stdio::piped, "compile");
     let out = wait_bounded(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
@@ -267,13 +254,7 @@ compile_command: 'echo $$ > ../pgid; echo "thinking hard" >&2; sleep 1000 & exec
 
     // During add, a timed-out hook rolls the document back.
     env.write("in/late.md", "late\n");
-    let child = env
-        .cmd()
-        .args(["add", "in/late.md"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("add");
+    let child = spawn(&env, &["add", "in/late.md"], Stdio::piped, "add");
     let out = wait_bounded(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("compile_timeout"), "{}", stderr(&out));
@@ -320,23 +301,21 @@ fn two_concurrent_compilers_run_the_hook_once_per_document() {
 "#,
     );
     let (ready, go) = fifos(&env);
-    let first = env
-        .cmd()
-        .args(["compile", "--pending"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("first compile");
+    let first = spawn(
+        &env,
+        &["compile", "--pending"],
+        Stdio::piped,
+        "first compile",
+    );
     let pgid = read_handshake(&ready);
     let _guard = GroupGuard(pgid);
     // The second compiler lists the same pending documents, then waits for the lock.
-    let mut second = env
-        .cmd()
-        .args(["compile", "--pending"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("second compile");
+    let mut second = spawn(
+        &env,
+        &["compile", "--pending"],
+        Stdio::piped,
+        "second compile",
+    );
     let mut second_err = BufReader::new(second.stderr.take().expect("stderr"));
     let mut line = String::new();
     while !line.contains("waiting for another openkb process") {
@@ -366,13 +345,7 @@ fn sigterm_is_passed_on_to_the_hook_and_the_command_reports_it() {
     assert!(env.run(&["add", "in"]).status.success());
     env.set_config(BLOCKING_HOOK);
     let (ready, _go) = fifos(&env);
-    let child = env
-        .cmd()
-        .args(["compile", "--pending"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("compile");
+    let child = spawn(&env, &["compile", "--pending"], Stdio::piped, "compile");
     let pgid = read_handshake(&ready);
     let _guard = GroupGuard(pgid);
     // SAFETY: plain syscall on the child this test spawned.

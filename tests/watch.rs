@@ -9,15 +9,18 @@ use std::time::{Duration, Instant};
 
 use common::{Env, assert_consistent, stderr};
 
-#[test]
-fn files_dropped_into_raw_are_added_while_list_stays_instant() {
-    let env = Env::with_kb();
-    let kb = env.kb();
+/// `openkb watch` with the given debounce, returned once it says it is watching (its first
+/// stderr line), with the rest of its stderr to read.
+fn start_watch(
+    env: &Env,
+    debounce_ms: &str,
+    stdout: fn() -> Stdio,
+) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
     let mut watch = env
         .cmd()
-        .env("OPENKB_WATCH_DEBOUNCE_MS", "300")
+        .env("OPENKB_WATCH_DEBOUNCE_MS", debounce_ms)
         .arg("watch")
-        .stdout(Stdio::piped())
+        .stdout(stdout())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -25,6 +28,14 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
     assert!(line.starts_with("watching "), "{line}");
+    (watch, err)
+}
+
+#[test]
+fn files_dropped_into_raw_are_added_while_list_stays_instant() {
+    let env = Env::with_kb();
+    let kb = env.kb();
+    let (mut watch, mut err) = start_watch(&env, "300", Stdio::piped);
 
     // Dropped the way editors and downloaders do: written under a temp name, then renamed;
     // plus a dotfile, a temp file and an unsupported file that must be ignored.
@@ -107,18 +118,7 @@ fn wait_until(mut done: impl FnMut() -> bool) -> bool {
 fn watch_reopens_a_state_db_replaced_while_it_runs() {
     let env = Env::with_kb();
     let kb = env.kb();
-    let mut watch = env
-        .cmd()
-        .env("OPENKB_WATCH_DEBOUNCE_MS", "200")
-        .arg("watch")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(watch.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.starts_with("watching "), "{line}");
+    let (mut watch, mut err) = start_watch(&env, "200", Stdio::null);
 
     std::fs::write(kb.join("raw/one.md"), "one\n").unwrap();
     assert!(wait_until(|| env.doc_named("one").is_some()), "one.md");
