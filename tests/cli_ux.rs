@@ -335,13 +335,7 @@ fn hook_output_is_streamed_with_the_document_and_stderr_kept() {
         gate = gate.display()
     ));
     env.write("in/good.md", "good\n");
-    let mut child = env
-        .cmd()
-        .args(["add", "in/good.md"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn(&["add", "in/good.md"], Stdio::piped);
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut err, &mut first).unwrap();
@@ -702,13 +696,7 @@ fn a_background_process_of_the_hook_holding_its_output_does_not_hold_openkb() {
         gate = gate.display()
     ));
     env.write("in/a.md", "a\n");
-    let mut add = env
-        .cmd()
-        .args(["add", "in/a.md"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut add = env.spawn(&["add", "in/a.md"], Stdio::piped);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let status = loop {
         if let Some(status) = add.try_wait().unwrap() {

@@ -87,17 +87,6 @@ fn fifos(env: &Env) -> (PathBuf, PathBuf) {
     (ready, go)
 }
 
-/// `openkb args...` started in the background with both output streams `io` (piped to read
-/// them, or null).
-fn spawn(env: &Env, args: &[&str], io: fn() -> Stdio, what: &str) -> std::process::Child {
-    env.cmd()
-        .args(args)
-        .stdout(io())
-        .stderr(io())
-        .spawn()
-        .expect(what)
-}
-
 #[test]
 fn sigkill_of_compile_leaves_no_hook_process_after_recovery() {
     let env = Env::with_kb();
@@ -105,7 +94,7 @@ fn sigkill_of_compile_leaves_no_hook_process_after_recovery() {
     assert!(env.run(&["add", "in"]).status.success());
     env.set_config(BLOCKING_HOOK);
     let (ready, _go) = fifos(&env);
-    let child = spawn(&env, &["compile", "--pending"], Stdio::null, "compile");
+    let child = env.spawn(&["compile", "--pending"], Stdio::null);
     let pgid = read_handshake(&ready);
     let _guard = GroupGuard(pgid);
     assert!(!live_members(pgid).is_empty());
@@ -149,7 +138,7 @@ fn sigkill_of_add_while_the_hook_runs_leaves_no_hook_and_rolls_back() {
     env.set_config(BLOCKING_HOOK);
     let (ready, _go) = fifos(&env);
     env.write("in/doc.md", "text\n");
-    let child = spawn(&env, &["add", "in"], Stdio::null, "add");
+    let child = env.spawn(&["add", "in"], Stdio::null);
     let pgid = read_handshake(&ready);
     let _guard = GroupGuard(pgid);
     sigkill(child);
@@ -191,7 +180,7 @@ fn a_background_child_neither_hangs_openkb_nor_keeps_the_lock() {
         r#"compile_command: 'sleep 1000 & echo $$ > ../pgid; ls -l /proc/$$/fd > ../fds; echo compiled'
 "#,
     );
-    let child = spawn(&env, &["compile", "--pending"], Stdio::piped, "compile");
+    let child = env.spawn(&["compile", "--pending"], Stdio::piped);
     let out = wait_bounded(child);
     assert!(out.status.success(), "{}", stderr(&out));
     let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
@@ -227,7 +216,7 @@ fn compile_timeout_kills_the_hook_group_and_marks_the_document_failed() {
 compile_command: 'echo $$ > ../pgid; echo "thinking hard" >&2; sleep 1000 & exec sleep 1000'
 "#,
     );
-    let child = spawn(&env, &["compile", "--pending"], Stdio::piped, "compile");
+    let child = env.spawn(&["compile", "--pending"], Stdio::piped);
     let out = wait_bounded(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
@@ -254,7 +243,7 @@ compile_command: 'echo $$ > ../pgid; echo "thinking hard" >&2; sleep 1000 & exec
 
     // During add, a timed-out hook rolls the document back.
     env.write("in/late.md", "late\n");
-    let child = spawn(&env, &["add", "in/late.md"], Stdio::piped, "add");
+    let child = env.spawn(&["add", "in/late.md"], Stdio::piped);
     let out = wait_bounded(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("compile_timeout"), "{}", stderr(&out));
@@ -301,21 +290,11 @@ fn two_concurrent_compilers_run_the_hook_once_per_document() {
 "#,
     );
     let (ready, go) = fifos(&env);
-    let first = spawn(
-        &env,
-        &["compile", "--pending"],
-        Stdio::piped,
-        "first compile",
-    );
+    let first = env.spawn(&["compile", "--pending"], Stdio::piped);
     let pgid = read_handshake(&ready);
     let _guard = GroupGuard(pgid);
     // The second compiler lists the same pending documents, then waits for the lock.
-    let mut second = spawn(
-        &env,
-        &["compile", "--pending"],
-        Stdio::piped,
-        "second compile",
-    );
+    let mut second = env.spawn(&["compile", "--pending"], Stdio::piped);
     let mut second_err = BufReader::new(second.stderr.take().expect("stderr"));
     let mut line = String::new();
     while !line.contains("waiting for another openkb process") {
@@ -345,7 +324,7 @@ fn sigterm_is_passed_on_to_the_hook_and_the_command_reports_it() {
     assert!(env.run(&["add", "in"]).status.success());
     env.set_config(BLOCKING_HOOK);
     let (ready, _go) = fifos(&env);
-    let child = spawn(&env, &["compile", "--pending"], Stdio::piped, "compile");
+    let child = env.spawn(&["compile", "--pending"], Stdio::piped);
     let pgid = read_handshake(&ready);
     let _guard = GroupGuard(pgid);
     // SAFETY: plain syscall on the child this test spawned.

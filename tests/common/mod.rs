@@ -232,6 +232,17 @@ impl Env {
         self.cmd().args(args).output().expect("run openkb")
     }
 
+    /// `openkb args...` started in the background with both output streams `io` (piped to
+    /// read them, or null).
+    pub fn spawn(&self, args: &[&str], io: fn() -> std::process::Stdio) -> std::process::Child {
+        self.cmd()
+            .args(args)
+            .stdout(io())
+            .stderr(io())
+            .spawn()
+            .expect("spawn openkb")
+    }
+
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
