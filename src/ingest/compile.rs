@@ -112,19 +112,10 @@ impl Snapshot {
                 if path.kind()? != Some(crate::kbpath::Kind::File) {
                     continue;
                 }
-                let copy = staging.fresh(rel.rsplit('/').next().unwrap_or("file"));
+                let (copy, copy_rel) =
+                    staging.fresh_in_kb(kb, rel.rsplit('/').next().unwrap_or("file"))?;
                 std::fs::copy(path.as_path(), &copy)
                     .map_err(|e| Error::io("cannot copy", path.as_path(), e))?;
-                let copy_rel = copy
-                    .strip_prefix(kb.root())
-                    .map_err(|_| {
-                        Error::Invalid(format!(
-                            "{}: the staging folder is not inside the KB",
-                            copy.display()
-                        ))
-                    })?
-                    .to_string_lossy()
-                    .into_owned();
                 kept.push(IntentFile {
                     path: rel,
                     backup: Some(copy_rel),

@@ -95,6 +95,23 @@ impl Staging {
         self.next.set(n + 1);
         self.dir.join(format!("{n}.{what}"))
     }
+
+    /// [`Staging::fresh`], with the path as an intent records it: relative to the KB (staging
+    /// folders live in `.openkb/staging/`, so a backup recorded this way survives a crash).
+    pub fn fresh_in_kb(&self, kb: &Kb, what: &str) -> Result<(PathBuf, String)> {
+        let path = self.fresh(what);
+        let rel = path
+            .strip_prefix(kb.root())
+            .map_err(|_| {
+                Error::Invalid(format!(
+                    "{}: the staging folder is not inside the KB",
+                    path.display()
+                ))
+            })?
+            .to_string_lossy()
+            .into_owned();
+        Ok((path, rel))
+    }
 }
 
 /// Whether `path` still names the file open as `file`.

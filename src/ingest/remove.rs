@@ -465,17 +465,7 @@ impl Work {
                 continue;
             }
             let name = path.rel().rsplit('/').next().unwrap_or("file");
-            let aside = staging.fresh(name);
-            let aside_rel = aside
-                .strip_prefix(kb.root())
-                .map_err(|_| {
-                    Error::Invalid(format!(
-                        "{}: the staging folder is not inside the KB",
-                        aside.display()
-                    ))
-                })?
-                .to_string_lossy()
-                .into_owned();
+            let (_, aside_rel) = staging.fresh_in_kb(kb, name)?;
             let aside_path = KbPath::new(kb, &aside_rel)?;
             if path.rename_to(&aside_path)? {
                 undo.files.push(IntentFile {
