@@ -330,7 +330,9 @@ impl KbConfig {
         let section = match self.file.values.get("state") {
             None | Some(Value::Null) => return Ok(StateConfig::Sqlite),
             Some(Value::Mapping(section)) => section,
-            Some(other) => return Err(self.wrong_type("state", "a mapping (backend, kb_id)", other)),
+            Some(other) => {
+                return Err(self.wrong_type("state", "a mapping (backend, kb_id)", other));
+            }
         };
         self.refuse_secrets(section)?;
         let backend = match section.get("backend") {
@@ -710,8 +712,14 @@ mod tests {
 
     #[test]
     fn state_section_absent_or_sqlite_is_local() {
-        assert_eq!(kb_config("model: m\n").state().unwrap(), StateConfig::Sqlite);
-        assert_eq!(kb_config("state: null\n").state().unwrap(), StateConfig::Sqlite);
+        assert_eq!(
+            kb_config("model: m\n").state().unwrap(),
+            StateConfig::Sqlite
+        );
+        assert_eq!(
+            kb_config("state: null\n").state().unwrap(),
+            StateConfig::Sqlite
+        );
         assert_eq!(
             kb_config("state:\n  backend: sqlite\n").state().unwrap(),
             StateConfig::Sqlite
@@ -754,7 +762,10 @@ mod tests {
         for (text, expected) in [
             ("state:\n  backend: mysql\n", "the backends are `sqlite`"),
             ("state: postgres\n", "`state` must be a mapping"),
-            ("state:\n  backend: [postgres]\n", "`state.backend` must be a string"),
+            (
+                "state:\n  backend: [postgres]\n",
+                "`state.backend` must be a string",
+            ),
         ] {
             let message = kb_config(text).state().unwrap_err().to_string();
             assert!(message.contains("/kb/.openkb/config.yaml"), "{message}");
@@ -771,19 +782,31 @@ mod tests {
             ("  password: hunter2\n", "`state.password`"),
             ("  dsn: host=db\n", "`state.dsn`"),
             ("  db_password: x\n", "`state.db_password`"),
-            ("  extra:\n    server: postgres://kb:hunter2@db:5432/kb\n", "`state.extra.server`"),
+            (
+                "  extra:\n    server: postgres://kb:hunter2@db:5432/kb\n",
+                "`state.extra.server`",
+            ),
             ("  notes: [\"host=db password=hunter2\"]\n", "`state.notes`"),
-            ("  nested: {deeper: {PassWord: x}}\n", "`state.nested.deeper.password`"),
+            (
+                "  nested: {deeper: {PassWord: x}}\n",
+                "`state.nested.deeper.password`",
+            ),
         ] {
             let message = kb_config(&format!("{base}{extra}"))
                 .state()
                 .unwrap_err()
                 .to_string();
-            assert!(message.contains("/kb/.openkb/config.yaml"), "{extra}: {message}");
+            assert!(
+                message.contains("/kb/.openkb/config.yaml"),
+                "{extra}: {message}"
+            );
             assert!(message.contains(place), "{extra}: {message}");
             assert!(message.contains("OPENKB_STATE_URL"), "{message}");
             assert!(message.contains("~/.pgpass"), "{message}");
-            assert!(!message.contains("hunter2"), "the secret is echoed: {message}");
+            assert!(
+                !message.contains("hunter2"),
+                "the secret is echoed: {message}"
+            );
         }
         // Refused in local mode too: the file is shared whatever the backend.
         assert!(kb_config("state:\n  password: x\n").state().is_err());
