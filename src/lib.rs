@@ -23,6 +23,7 @@ pub mod netfs;
 pub mod notice;
 pub mod session;
 pub mod state;
+pub mod state_url;
 pub mod wiki;
 
 pub use error::{Error, Result};
