@@ -26,6 +26,7 @@ pub mod documents;
 pub mod imports;
 pub mod intents;
 pub mod log;
+pub mod postgres;
 pub mod python_base;
 pub mod schema;
 #[cfg(test)]

@@ -1,0 +1,744 @@
+//! The statements of the PostgreSQL backend and the mapping of their rows (by column name) to
+//! the domain types. Each statement says what its SQLite twin says, in PostgreSQL's words
+//! (`$n` placeholders, `json` columns read back as their text).
+
+use postgres::Row;
+use postgres::types::ToSql;
+use serde_json::{Map, Value};
+
+use super::{Location, PgReader, PgWriteTx};
+use crate::error::{Error, Result};
+use crate::names;
+use crate::state::imports::{ImportKind, ImportRecord};
+use crate::state::python_base::{Base, Entries};
+use crate::state::{
+    Document, HookGroup, Intent, IntentFile, IntentOp, LogEntry, Status, StatusCounts,
+    local_log_timestamp, utc_now,
+};
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A connection or an open transaction: what every statement below runs on.
+pub(crate) trait Sql {
+    fn location(&self) -> &Location;
+    fn rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>>;
+    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64>;
+
+    fn row(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+        Ok(self.rows(sql, params)?.into_iter().next())
+    }
+}
+
+impl Sql for PgReader {
+    fn location(&self) -> &Location {
+        &self.location
+    }
+    fn rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        self.client
+            .borrow_mut()
+            .query(sql, params)
+            .map_err(|e| self.location.error(e))
+    }
+    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
+        self.client
+            .borrow_mut()
+            .execute(sql, params)
+            .map_err(|e| self.location.error(e))
+    }
+}
+
+impl Sql for PgWriteTx<'_> {
+    fn location(&self) -> &Location {
+        &self.location
+    }
+    fn rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        self.tx
+            .borrow_mut()
+            .query(sql, params)
+            .map_err(|e| self.location.error(e))
+    }
+    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
+        self.tx
+            .borrow_mut()
+            .execute(sql, params)
+            .map_err(|e| self.location.error(e))
+    }
+}
+
+/// A value read from the database that the domain cannot hold: the database was changed by
+/// another program.
+fn bad_row(location: &Location, what: String) -> Error {
+    Error::Invalid(format!(
+        "{}: {what}; the database was changed by another program, run `openkb doctor`",
+        location.text
+    ))
+}
+
+fn get<'a, T: postgres::types::FromSql<'a>>(
+    location: &Location,
+    row: &'a Row,
+    column: &str,
+) -> Result<T> {
+    row.try_get(column)
+        .map_err(|e| bad_row(location, format!("column {column}: {e}")))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+// Documents.
+
+const DOCUMENT_COLUMNS: &str = "hash, name, doc_name, type, path, raw_path, source_path, doc_id, \
+     origin, pages, extra::text AS extra, key_order::text AS key_order, status, error, position, \
+     created_at, updated_at";
+
+fn document(location: &Location, row: &Row) -> Result<Document> {
+    let g = |c: &str| get::<Option<String>>(location, row, c);
+    let extra_text: String = get(location, row, "extra")?;
+    let extra = if extra_text == "{}" {
+        Map::new()
+    } else {
+        match serde_json::from_str::<Value>(&extra_text) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(bad_row(location, format!("extra is not a JSON object: {extra_text}"))),
+        }
+    };
+    let key_order = match g("key_order")? {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_str::<Vec<String>>(&text)
+                .map_err(|e| bad_row(location, format!("key_order: {e}")))?,
+        ),
+    };
+    let status: String = get(location, row, "status")?;
+    Ok(Document {
+        hash: get(location, row, "hash")?,
+        name: g("name")?,
+        doc_name: g("doc_name")?,
+        doc_type: g("type")?,
+        path: g("path")?,
+        raw_path: g("raw_path")?,
+        source_path: g("source_path")?,
+        doc_id: g("doc_id")?,
+        origin: g("origin")?,
+        pages: get(location, row, "pages")?,
+        extra,
+        key_order,
+        status: status.parse().map_err(|e: String| bad_row(location, e))?,
+        error: g("error")?,
+        position: get(location, row, "position")?,
+        created_at: get(location, row, "created_at")?,
+        updated_at: get(location, row, "updated_at")?,
+    })
+}
+
+fn documents(q: &(impl Sql + ?Sized), sql: &str, params: Params<'_>) -> Result<Vec<Document>> {
+    q.rows(sql, params)?
+        .iter()
+        .map(|r| document(q.location(), r))
+        .collect()
+}
+
+pub fn get_document(q: &(impl Sql + ?Sized), hash: &str) -> Result<Option<Document>> {
+    let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE hash = $1");
+    Ok(documents(q, &sql, &[&hash])?.pop())
+}
+
+pub fn is_known(q: &(impl Sql + ?Sized), hash: &str) -> Result<bool> {
+    Ok(q.row("SELECT 1 FROM documents WHERE hash = $1", &[&hash])?
+        .is_some())
+}
+
+/// Documents naming `path` as their `path`, `raw_path` or `source_path`, registry order.
+pub fn find_by_path(q: &(impl Sql + ?Sized), path: &str, limit: Option<i64>) -> Result<Vec<Document>> {
+    let sql = format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE hash IN (
+             SELECT hash FROM documents WHERE path = $1
+             UNION SELECT hash FROM documents WHERE raw_path = $1
+             UNION SELECT hash FROM documents WHERE source_path = $1)
+         ORDER BY position LIMIT $2"
+    );
+    documents(q, &sql, &[&path, &limit])
+}
+
+pub fn claimants_of_path(q: &(impl Sql + ?Sized), path: &str) -> Result<Vec<String>> {
+    Ok(find_by_path(q, path, None)?
+        .into_iter()
+        .map(|d| d.hash)
+        .collect())
+}
+
+pub fn find_by_doc_name(q: &(impl Sql + ?Sized), doc_name: &str) -> Result<Option<Document>> {
+    let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_name = $1");
+    Ok(documents(q, &sql, &[&doc_name])?.pop())
+}
+
+/// Documents whose name key is NFKC(`name`), registry order.
+pub fn find_by_name_key(q: &(impl Sql + ?Sized), name: &str) -> Result<Vec<Document>> {
+    let sql =
+        format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE name_key = $1 ORDER BY position");
+    documents(q, &sql, &[&names::nfkc(name)])
+}
+
+pub fn for_each_document(
+    q: &(impl Sql + ?Sized),
+    visit: &mut dyn FnMut(Document) -> Result<()>,
+) -> Result<()> {
+    let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents ORDER BY position");
+    for row in q.rows(&sql, &[])? {
+        visit(document(q.location(), &row)?)?;
+    }
+    Ok(())
+}
+
+pub fn list(q: &(impl Sql + ?Sized)) -> Result<Vec<Document>> {
+    let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents ORDER BY position");
+    documents(q, &sql, &[])
+}
+
+pub fn counts(q: &(impl Sql + ?Sized)) -> Result<StatusCounts> {
+    let mut counts = StatusCounts::default();
+    for row in q.rows("SELECT status, n FROM document_counts", &[])? {
+        let status: String = get(q.location(), &row, "status")?;
+        let n = to_u64(get(q.location(), &row, "n")?);
+        match status.as_str() {
+            "pending" => counts.pending = n,
+            "compiled" => counts.compiled = n,
+            "failed" => counts.failed = n,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}
+
+/// Insert or update `doc` by hash. An update keeps the position and `created_at`; a new row
+/// takes `position` when given (a copy keeping registry positions), else the next one.
+/// Refuses a malformed hash and a `doc_name` owned by another document.
+pub fn upsert_document(
+    q: &(impl Sql + ?Sized),
+    doc: &Document,
+    position: Option<i64>,
+    now: &str,
+) -> Result<()> {
+    if !names::is_valid_hash(&doc.hash) {
+        return Err(Error::InvalidHash {
+            hash: doc.hash.clone(),
+        });
+    }
+    if let Some(doc_name) = &doc.doc_name
+        && let Some(owner) = find_by_doc_name(q, doc_name)?
+        && owner.hash != doc.hash
+    {
+        return Err(Error::DocNameTaken {
+            doc_name: doc_name.clone(),
+            owner: owner.hash,
+        });
+    }
+    let extra = if doc.extra.is_empty() {
+        "{}".to_owned()
+    } else {
+        Value::Object(doc.extra.clone()).to_string()
+    };
+    let key_order = doc
+        .key_order
+        .as_ref()
+        .map(|k| Value::from(k.clone()).to_string());
+    let (columns, values, overriding) = match position {
+        Some(_) => (", position", ", $17", " OVERRIDING SYSTEM VALUE"),
+        None => ("", "", ""),
+    };
+    let sql = format!(
+        "INSERT INTO documents (hash, name, doc_name, type, path, raw_path, source_path, doc_id,
+             origin, pages, extra, key_order, name_key, status, error, created_at,
+             updated_at{columns}){overriding}
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::json, $12::json, $13, $14, $15,
+             $16, $16{values})
+         ON CONFLICT (hash) DO UPDATE SET
+             name = excluded.name, doc_name = excluded.doc_name, type = excluded.type,
+             path = excluded.path, raw_path = excluded.raw_path,
+             source_path = excluded.source_path, doc_id = excluded.doc_id,
+             origin = excluded.origin, pages = excluded.pages, extra = excluded.extra,
+             key_order = excluded.key_order, name_key = excluded.name_key,
+             status = excluded.status, error = excluded.error,
+             updated_at = excluded.updated_at"
+    );
+    let name_key = doc.name_key();
+    let status = doc.status.as_str();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &doc.hash,
+        &doc.name,
+        &doc.doc_name,
+        &doc.doc_type,
+        &doc.path,
+        &doc.raw_path,
+        &doc.source_path,
+        &doc.doc_id,
+        &doc.origin,
+        &doc.pages,
+        &extra,
+        &key_order,
+        &name_key,
+        &status,
+        &doc.error,
+        &now,
+    ];
+    if let Some(position) = &position {
+        params.push(position);
+    }
+    q.execute(&sql, &params)?;
+    Ok(())
+}
+
+/// Move the registry's position sequence past every stored position (after rows were copied
+/// with their own positions), so the next new document goes to the end.
+pub fn sync_sequences(q: &(impl Sql + ?Sized)) -> Result<()> {
+    for (table, column) in [("documents", "position"), ("log", "id"), ("intents", "id")] {
+        q.execute(
+            &format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
+                     coalesce((SELECT max({column}) FROM {table}), 0) + 1, false)"
+            ),
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn set_status(
+    q: &(impl Sql + ?Sized),
+    hash: &str,
+    status: Status,
+    error: Option<&str>,
+) -> Result<bool> {
+    let changed = q.execute(
+        "UPDATE documents SET status = $2, error = $3, updated_at = $4 WHERE hash = $1",
+        &[&hash, &status.as_str(), &error, &utc_now()],
+    )?;
+    Ok(changed > 0)
+}
+
+pub fn remove_document(q: &(impl Sql + ?Sized), hash: &str) -> Result<bool> {
+    Ok(q.execute("DELETE FROM documents WHERE hash = $1", &[&hash])? > 0)
+}
+
+// Log.
+
+const LOG_COLUMNS: &str = "id, timestamp, operation, description, recorded_at";
+
+fn log_entry(location: &Location, row: &Row) -> Result<LogEntry> {
+    Ok(LogEntry {
+        id: get(location, row, "id")?,
+        timestamp: get(location, row, "timestamp")?,
+        operation: get(location, row, "operation")?,
+        description: get(location, row, "description")?,
+        recorded_at: get(location, row, "recorded_at")?,
+    })
+}
+
+fn log_entries(q: &(impl Sql + ?Sized), sql: &str, params: Params<'_>) -> Result<Vec<LogEntry>> {
+    q.rows(sql, params)?
+        .iter()
+        .map(|r| log_entry(q.location(), r))
+        .collect()
+}
+
+/// Append a log row; `recorded_at` is `None` for imported history.
+pub fn append_log(
+    q: &(impl Sql + ?Sized),
+    timestamp: &str,
+    operation: &str,
+    description: &str,
+    recorded_at: Option<&str>,
+) -> Result<LogEntry> {
+    let row = q
+        .row(
+            "INSERT INTO log (timestamp, operation, description, recorded_at)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&timestamp, &operation, &description, &recorded_at],
+        )?
+        .ok_or_else(|| bad_row(q.location(), "INSERT ... RETURNING gave no row".into()))?;
+    Ok(LogEntry {
+        id: get(q.location(), &row, "id")?,
+        timestamp: timestamp.to_owned(),
+        operation: operation.to_owned(),
+        description: description.to_owned(),
+        recorded_at: recorded_at.map(str::to_owned),
+    })
+}
+
+/// Append a log row stamped now.
+pub fn append_log_now(q: &(impl Sql + ?Sized), operation: &str, description: &str) -> Result<LogEntry> {
+    append_log(
+        q,
+        &local_log_timestamp(),
+        operation,
+        description,
+        Some(&utc_now()),
+    )
+}
+
+/// Copy a log row with its id (a move between backends keeps the ids users have seen).
+pub fn copy_log_entry(q: &(impl Sql + ?Sized), entry: &LogEntry) -> Result<()> {
+    q.execute(
+        "INSERT INTO log (id, timestamp, operation, description, recorded_at)
+         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &entry.id,
+            &entry.timestamp,
+            &entry.operation,
+            &entry.description,
+            &entry.recorded_at,
+        ],
+    )
+    .map(drop)
+}
+
+/// The newest `limit` entries (all when `None`), optionally of one operation, oldest first.
+pub fn log_tail(
+    q: &(impl Sql + ?Sized),
+    limit: Option<u64>,
+    operation: Option<&str>,
+) -> Result<Vec<LogEntry>> {
+    let limit = limit.map(to_i64);
+    let mut entries = match operation {
+        Some(op) => log_entries(
+            q,
+            &format!(
+                "SELECT {LOG_COLUMNS} FROM log WHERE operation = $1 ORDER BY id DESC LIMIT $2"
+            ),
+            &[&op, &limit],
+        )?,
+        None => log_entries(
+            q,
+            &format!("SELECT {LOG_COLUMNS} FROM log ORDER BY id DESC LIMIT $1"),
+            &[&limit],
+        )?,
+    };
+    entries.reverse();
+    Ok(entries)
+}
+
+pub fn for_each_log_entry(
+    q: &(impl Sql + ?Sized),
+    visit: &mut dyn FnMut(LogEntry) -> Result<()>,
+) -> Result<()> {
+    for row in q.rows(&format!("SELECT {LOG_COLUMNS} FROM log ORDER BY id"), &[])? {
+        visit(log_entry(q.location(), &row)?)?;
+    }
+    Ok(())
+}
+
+pub fn log_count(q: &(impl Sql + ?Sized)) -> Result<u64> {
+    count(q, "log")
+}
+
+fn count(q: &(impl Sql + ?Sized), table: &str) -> Result<u64> {
+    let row = q
+        .row(&format!("SELECT count(*) AS n FROM {table}"), &[])?
+        .ok_or_else(|| bad_row(q.location(), "count(*) gave no row".into()))?;
+    Ok(to_u64(get(q.location(), &row, "n")?))
+}
+
+pub fn last_log_of(q: &(impl Sql + ?Sized), operation: &str) -> Result<Option<LogEntry>> {
+    Ok(log_tail(q, Some(1), Some(operation))?.pop())
+}
+
+// Meta.
+
+pub fn meta(q: &(impl Sql + ?Sized), key: &str) -> Result<Option<String>> {
+    match q.row("SELECT value FROM meta WHERE key = $1", &[&key])? {
+        Some(row) => Ok(Some(get(q.location(), &row, "value")?)),
+        None => Ok(None),
+    }
+}
+
+pub fn set_meta(q: &(impl Sql + ?Sized), key: &str, value: &str) -> Result<()> {
+    q.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&key, &value],
+    )
+    .map(drop)
+}
+
+/// Every meta row, by key (for copying a KB between backends).
+pub fn all_meta(q: &(impl Sql + ?Sized)) -> Result<Vec<(String, String)>> {
+    q.rows("SELECT key, value FROM meta ORDER BY key", &[])?
+        .iter()
+        .map(|r| Ok((get(q.location(), r, "key")?, get(q.location(), r, "value")?)))
+        .collect()
+}
+
+// Intents.
+
+fn intent(location: &Location, row: &Row) -> Result<Intent> {
+    let op: String = get(location, row, "operation")?;
+    let files: String = get(location, row, "files")?;
+    let hook_pgid: Option<i64> = get(location, row, "hook_pgid")?;
+    let hook_token: Option<String> = get(location, row, "hook_token")?;
+    Ok(Intent {
+        id: get(location, row, "id")?,
+        operation: [IntentOp::Add, IntentOp::Remove, IntentOp::Compile]
+            .into_iter()
+            .find(|o| o.as_str() == op)
+            .ok_or_else(|| bad_row(location, format!("unknown intent operation {op:?}")))?,
+        hash: get(location, row, "hash")?,
+        doc_name: get(location, row, "doc_name")?,
+        files: serde_json::from_str::<Vec<IntentFile>>(&files)
+            .map_err(|e| bad_row(location, format!("intent files are not a list of files: {e}")))?,
+        started_at: get(location, row, "started_at")?,
+        pid: get(location, row, "pid")?,
+        // Read from disk: an id that is not a plausible process group is never signalled.
+        hook: match (hook_pgid, hook_token) {
+            (Some(pgid), Some(token)) if !token.is_empty() => i32::try_from(pgid)
+                .ok()
+                .filter(|&p| p > 1)
+                .map(|pgid| HookGroup { pgid, token }),
+            _ => None,
+        },
+    })
+}
+
+pub fn unfinished_intents(q: &(impl Sql + ?Sized)) -> Result<Vec<Intent>> {
+    q.rows(
+        "SELECT id, operation, hash, doc_name, files::text AS files, started_at, pid, hook_pgid,
+             hook_token
+         FROM intents ORDER BY id",
+        &[],
+    )?
+    .iter()
+    .map(|r| intent(q.location(), r))
+    .collect()
+}
+
+pub fn unfinished_intent_count(q: &(impl Sql + ?Sized)) -> Result<u64> {
+    count(q, "intents")
+}
+
+pub fn record_intent(
+    q: &(impl Sql + ?Sized),
+    operation: IntentOp,
+    hash: &str,
+    doc_name: Option<&str>,
+    files: &[IntentFile],
+) -> Result<i64> {
+    let files = serde_json::to_string(files)
+        .map_err(|e| Error::Invalid(format!("cannot serialize intent files: {e}")))?;
+    let row = q
+        .row(
+            "INSERT INTO intents (operation, hash, doc_name, files, started_at, pid)
+             VALUES ($1, $2, $3, $4::json, $5, $6) RETURNING id",
+            &[
+                &operation.as_str(),
+                &hash,
+                &doc_name,
+                &files,
+                &utc_now(),
+                &i64::from(std::process::id()),
+            ],
+        )?
+        .ok_or_else(|| bad_row(q.location(), "INSERT ... RETURNING gave no row".into()))?;
+    get(q.location(), &row, "id")
+}
+
+pub fn record_intent_hook(q: &(impl Sql + ?Sized), id: i64, hook: &HookGroup) -> Result<()> {
+    q.execute(
+        "UPDATE intents SET hook_pgid = $2, hook_token = $3 WHERE id = $1",
+        &[&id, &i64::from(hook.pgid), &hook.token],
+    )
+    .map(drop)
+}
+
+pub fn delete_intent(q: &(impl Sql + ?Sized), id: i64) -> Result<bool> {
+    Ok(q.execute("DELETE FROM intents WHERE id = $1", &[&id])? > 0)
+}
+
+// Imports.
+
+fn import(location: &Location, row: &Row) -> Result<ImportRecord> {
+    let kind: String = get(location, row, "kind")?;
+    let n = |c: &str| get::<i64>(location, row, c).map(to_u64);
+    Ok(ImportRecord {
+        id: get(location, row, "id")?,
+        kind: [ImportKind::Initial, ImportKind::DriftMerge]
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+            .ok_or_else(|| bad_row(location, format!("unknown import kind {kind:?}")))?,
+        source_path: get(location, row, "source_path")?,
+        source_sha256: get(location, row, "source_sha256")?,
+        source_bytes: n("source_bytes")?,
+        moved_to: get(location, row, "moved_to")?,
+        entries: n("entries")?,
+        new_entries: n("new_entries")?,
+        conflicting_entries: n("conflicting_entries")?,
+        log_entries: n("log_entries")?,
+        journals_recovered: n("journals_recovered")?,
+        imported_at: get(location, row, "imported_at")?,
+    })
+}
+
+pub fn imports(q: &(impl Sql + ?Sized)) -> Result<Vec<ImportRecord>> {
+    q.rows(
+        "SELECT id, kind, source_path, source_sha256, source_bytes, moved_to, entries,
+             new_entries, conflicting_entries, log_entries, journals_recovered, imported_at
+         FROM imports ORDER BY id",
+        &[],
+    )?
+    .iter()
+    .map(|r| import(q.location(), r))
+    .collect()
+}
+
+/// Store `record`; `imported_at` is now unless `keep_time` (a copy between backends).
+pub fn record_import(
+    q: &(impl Sql + ?Sized),
+    record: &ImportRecord,
+    keep_time: bool,
+) -> Result<ImportRecord> {
+    let imported_at = if keep_time {
+        record.imported_at.clone()
+    } else {
+        utc_now()
+    };
+    let row = q
+        .row(
+            "INSERT INTO imports (kind, source_path, source_sha256, source_bytes, moved_to,
+                 entries, new_entries, conflicting_entries, log_entries, journals_recovered,
+                 imported_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            &[
+                &record.kind.as_str(),
+                &record.source_path,
+                &record.source_sha256,
+                &to_i64(record.source_bytes),
+                &record.moved_to,
+                &to_i64(record.entries),
+                &to_i64(record.new_entries),
+                &to_i64(record.conflicting_entries),
+                &to_i64(record.log_entries),
+                &to_i64(record.journals_recovered),
+                &imported_at,
+            ],
+        )?
+        .ok_or_else(|| bad_row(q.location(), "INSERT ... RETURNING gave no row".into()))?;
+    Ok(ImportRecord {
+        id: get(q.location(), &row, "id")?,
+        imported_at,
+        ..record.clone()
+    })
+}
+
+// Untrusted entries.
+
+pub fn untrusted_reason(q: &(impl Sql + ?Sized), hash: &str) -> Result<Option<String>> {
+    match q.row(
+        "SELECT reason FROM untrusted_entries WHERE hash = $1",
+        &[&hash],
+    )? {
+        Some(row) => Ok(Some(get(q.location(), &row, "reason")?)),
+        None => Ok(None),
+    }
+}
+
+pub fn untrusted_list(q: &(impl Sql + ?Sized)) -> Result<Vec<(String, String)>> {
+    q.rows(
+        "SELECT u.hash, u.reason FROM untrusted_entries u
+         JOIN documents d ON d.hash = u.hash ORDER BY d.position",
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok((get(q.location(), r, "hash")?, get(q.location(), r, "reason")?)))
+    .collect()
+}
+
+pub fn mark_untrusted(q: &(impl Sql + ?Sized), hash: &str, reason: &str) -> Result<()> {
+    q.execute(
+        "INSERT INTO untrusted_entries (hash, reason) VALUES ($1, $2)
+         ON CONFLICT (hash) DO UPDATE SET reason = excluded.reason",
+        &[&hash, &reason],
+    )
+    .map(drop)
+}
+
+// Python hand-overs.
+
+pub fn record_migrate_handover(
+    q: &(impl Sql + ?Sized),
+    sha256: &str,
+    entries: usize,
+    kept_as: &str,
+) -> Result<()> {
+    q.execute("DELETE FROM python_base", &[])?;
+    q.execute(
+        "INSERT INTO python_handovers (kind, hashes_json_sha256, entries, kept_as,
+             handed_over_at)
+         VALUES ('migrate', $1, $2, $3, $4)",
+        &[&sha256, &to_i64(entries as u64), &kept_as, &utc_now()],
+    )
+    .map(drop)
+}
+
+pub fn record_export_handover(
+    q: &(impl Sql + ?Sized),
+    sha256: &str,
+    entries: &mut dyn Iterator<Item = (String, Map<String, Value>)>,
+) -> Result<()> {
+    q.execute("DELETE FROM python_base", &[])?;
+    let mut count = 0i64;
+    for (hash, entry) in entries {
+        count += 1;
+        q.execute(
+            "INSERT INTO python_base (hash, position, entry) VALUES ($1, $2, $3::json)",
+            &[&hash, &count, &Value::Object(entry).to_string()],
+        )?;
+    }
+    q.execute(
+        "INSERT INTO python_handovers (kind, hashes_json_sha256, entries, handed_over_at)
+         VALUES ('export', $1, $2, $3)",
+        &[&sha256, &count, &utc_now()],
+    )
+    .map(drop)
+}
+
+pub fn python_base(q: &(impl Sql + ?Sized)) -> Result<Option<Base>> {
+    let Some(latest) = q.row(
+        "SELECT kind, hashes_json_sha256, kept_as FROM python_handovers ORDER BY id DESC LIMIT 1",
+        &[],
+    )?
+    else {
+        return Ok(None);
+    };
+    let location = q.location();
+    let kind: String = get(location, &latest, "kind")?;
+    let sha256: String = get(location, &latest, "hashes_json_sha256")?;
+    if kind == "migrate" {
+        let kept_as: Option<String> = get(location, &latest, "kept_as")?;
+        return Ok(Some(Base::File {
+            kept_as: kept_as.unwrap_or_default().into(),
+            sha256,
+        }));
+    }
+    let mut entries: Entries = Vec::new();
+    for row in q.rows(
+        "SELECT hash, entry::text AS entry FROM python_base ORDER BY position",
+        &[],
+    )? {
+        let hash: String = get(location, &row, "hash")?;
+        let text: String = get(location, &row, "entry")?;
+        match serde_json::from_str(&text) {
+            Ok(Value::Object(entry)) => entries.push((hash, entry)),
+            _ => {
+                return Err(bad_row(
+                    location,
+                    format!("the python_base row of {hash} is not a JSON object"),
+                ));
+            }
+        }
+    }
+    Ok(Some(Base::Entries(entries)))
+}
