@@ -183,7 +183,7 @@ pub(crate) struct Diagnosis {
 
 fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
     let (mut findings, db) = db::check(kb, full)?;
-    findings.extend(fs::check(kb, &db)?);
+    findings.extend(fs::check(kb, &db, kb.state_config()?.is_team())?);
     findings.extend(fs::check_symlinks(kb));
     if db.is_readable() {
         // Read-only: a check never migrates the schema, switches the journal mode or creates
