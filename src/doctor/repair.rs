@@ -57,7 +57,7 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
     // Nested in the caller's exclusive lock, so it does not settle on its own:
     // `fix_intents` settles and reports what it did.
     let store = kb.write_session()?;
-    if store.refused_network_fs().is_some() {
+    if matches!(store.ensure_writable(), Err(crate::Error::NetworkFs { .. })) {
         // openkb writes nothing on a network filesystem without the single-host opt-in.
         return Ok(fixed);
     }

@@ -56,19 +56,19 @@ pub enum Step {
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "0001_initial",
-        step: Step::Sql(include_str!("../../migrations/0001_initial.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0001_initial.sql")),
     },
     Migration {
         name: "0002_imports",
-        step: Step::Sql(include_str!("../../migrations/0002_imports.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0002_imports.sql")),
     },
     Migration {
         name: "0003_intents",
-        step: Step::Sql(include_str!("../../migrations/0003_intents.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0003_intents.sql")),
     },
     Migration {
         name: "0004_document_counts",
-        step: Step::Sql(include_str!("../../migrations/0004_document_counts.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0004_document_counts.sql")),
     },
     Migration {
         name: "0005_one_physical_schema",
@@ -76,15 +76,17 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         name: "0006_python_base",
-        step: Step::Sql(include_str!("../../migrations/0006_python_base.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0006_python_base.sql")),
     },
     Migration {
         name: "0007_untrusted_entries",
-        step: Step::Sql(include_str!("../../migrations/0007_untrusted_entries.sql")),
+        step: Step::Sql(include_str!(
+            "../../../migrations/0007_untrusted_entries.sql"
+        )),
     },
     Migration {
         name: "0008_intent_hooks",
-        step: Step::Sql(include_str!("../../migrations/0008_intent_hooks.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0008_intent_hooks.sql")),
     },
 ];
 

@@ -8,9 +8,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{Create, Store};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
+use crate::state::{Create, Store};
 
 /// Prefix of the empty database `init` builds beside `state.db`.
 pub const INIT_PREFIX: &str = "state.db.init-";

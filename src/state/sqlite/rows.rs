@@ -1,0 +1,116 @@
+//! How domain values cross into SQLite and back: `ToSql`/`FromSql` for the enums stored as
+//! text, and the conversion of a whole row to a domain struct by column name (a column added
+//! to a table, or a `SELECT` listing columns in another order, cannot shift the others).
+//!
+//! Each enum is parsed in one place, its `FromStr`; a stored value it does not know is a
+//! conversion error naming the column, never a silent default.
+
+use rusqlite::Row;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde_json::{Map, Value};
+
+use crate::state::{Document, ImportKind, IntentOp, Status};
+
+/// Text columns holding an enum's `as_str()` form.
+macro_rules! text_enum_sql {
+    ($($ty:ty),*) => {$(
+        impl ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $ty {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e: String| FromSqlError::Other(e.into()))
+            }
+        }
+    )*};
+}
+
+text_enum_sql!(Status, IntentOp, ImportKind);
+
+/// A stored count (`INTEGER`, never negative by construction) as `u64`; a negative value,
+/// which only another program could have written, reads as 0.
+pub(super) fn count(row: &Row<'_>, column: &str) -> rusqlite::Result<u64> {
+    Ok(u64::try_from(row.get::<_, i64>(column)?).unwrap_or(0))
+}
+
+/// A count for an `INTEGER` column (saturating: no count of this program reaches 2^63).
+pub(super) fn to_sql_count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A conversion failure of `column`, reported with the text SQLite's own errors use.
+fn bad(row: &Row<'_>, column: &str, message: String) -> rusqlite::Error {
+    let index = row.as_ref().column_index(column).unwrap_or(0);
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("{column}: {message}").into(),
+    )
+}
+
+/// A JSON text column that must hold `T`.
+pub(super) fn json<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    column: &str,
+    what: &str,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|e| bad(row, column, format!("{what}: {e}")))
+}
+
+/// The columns [`document`] reads, for `SELECT`.
+pub(super) const DOCUMENT_COLUMNS: &str = "hash, name, doc_name, type, path, raw_path, \
+     source_path, doc_id, origin, pages, extra, key_order, status, error, position, \
+     created_at, updated_at";
+
+/// A `documents` row (the columns of [`DOCUMENT_COLUMNS`], any order).
+pub(super) fn document(row: &Row<'_>) -> rusqlite::Result<Document> {
+    let extra_text: String = row.get("extra")?;
+    // Nearly every row has no extra keys: skip the JSON parser for those.
+    let extra = if extra_text == "{}" {
+        Map::new()
+    } else {
+        match serde_json::from_str::<Value>(&extra_text) {
+            Ok(Value::Object(map)) => map,
+            _ => {
+                return Err(bad(
+                    row,
+                    "extra",
+                    format!("not a JSON object: {extra_text}"),
+                ));
+            }
+        }
+    };
+    let key_order = match row.get::<_, Option<String>>("key_order")? {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_str::<Vec<String>>(&text)
+                .map_err(|e| bad(row, "key_order", e.to_string()))?,
+        ),
+    };
+    Ok(Document {
+        hash: row.get("hash")?,
+        name: row.get("name")?,
+        doc_name: row.get("doc_name")?,
+        doc_type: row.get("type")?,
+        path: row.get("path")?,
+        raw_path: row.get("raw_path")?,
+        source_path: row.get("source_path")?,
+        doc_id: row.get("doc_id")?,
+        origin: row.get("origin")?,
+        pages: row.get("pages")?,
+        extra,
+        key_order,
+        status: row.get("status")?,
+        error: row.get("error")?,
+        position: row.get("position")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
