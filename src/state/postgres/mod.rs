@@ -24,16 +24,18 @@
 
 pub(crate) mod rows;
 pub mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
 
+use crate::config::KbId;
 use crate::error::{Error, Result};
 use crate::lock::LockMode;
 
@@ -42,130 +44,55 @@ const WRITE_ATTEMPTS: u32 = 4;
 /// How long to wait for the server's answer to a new connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A KB's id in team mode: a UUID, kept as 32 lowercase hex digits (the form the schema name
-/// uses) and shown with its dashes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct KbId {
-    hex: String,
+/// A 32-bit key of `kb_id` for the two-int advisory lock functions: the first four bytes of
+/// the SHA-256 of its 32 hex digits. Keys of different KBs may collide (they then merely
+/// exclude each other); other applications' keys cannot, given openkb's own class ids.
+pub fn kb_lock_key(kb_id: &KbId) -> i32 {
+    let digest = crate::ingest::hash::sha256_hex(kb_id.hex().as_bytes());
+    u32::from_str_radix(&digest[..8], 16).map_or(0, |n| n as i32)
 }
 
-impl KbId {
-    /// Parse a UUID (with or without dashes, any case). `None` when it is not one.
-    pub fn parse(text: &str) -> Option<KbId> {
-        let hex: String = text.chars().filter(|c| *c != '-').collect();
-        let dashes_ok = !text.contains('-')
-            || text.split('-').map(str::len).collect::<Vec<_>>() == [8, 4, 4, 4, 12];
-        (dashes_ok && hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
-            KbId {
-                hex: hex.to_ascii_lowercase(),
-            }
+/// Where the server is, for messages: `database D on host:port` (never a user or password).
+pub fn describe_server(config: &Config) -> String {
+    use postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
         })
-    }
-
-    /// The canonical text: `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase.
-    pub fn as_str(&self) -> String {
-        let h = &self.hex;
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..]
-        )
-    }
-
-    /// The schema holding this KB's state.
-    pub fn schema_name(&self) -> String {
-        format!("openkb_{}", self.hex)
-    }
-
-    /// A 32-bit key for the two-int advisory lock functions: the first four bytes of the
-    /// SHA-256 of the 32 hex digits. Keys of different KBs may collide (then they merely
-    /// exclude each other); keys of other applications cannot, given openkb's class ids.
-    pub fn lock_key(&self) -> i32 {
-        let digest = crate::ingest::hash::sha256_hex(self.hex.as_bytes());
-        u32::from_str_radix(&digest[..8], 16).map_or(0, |n| n as i32)
-    }
+        .collect();
+    let host = if hosts.is_empty() {
+        "localhost".to_owned()
+    } else {
+        hosts.join(",")
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("database {db} on {host}:{port}")
 }
 
-impl std::fmt::Display for KbId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.as_str())
+/// The settings of every openkb connection to `schema`: it as the search_path (so statements
+/// name tables unqualified), a connect time-out, and an application name that says which
+/// process a session belongs to (`pg_stat_activity`, the lock's waiting message).
+fn for_schema(server: &Config, schema: &str) -> Config {
+    let mut config = server.clone();
+    let options = match config.get_options() {
+        Some(existing) if !existing.is_empty() => format!("{existing} -c search_path={schema}"),
+        _ => format!("-c search_path={schema}"),
+    };
+    config.options(&options);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
     }
-}
-
-/// A connection string as openkb uses it: a libpq `key=value` string or a `postgresql://`
-/// URL, already completed from the environment (`OPENKB_STATE_URL`, PG* variables,
-/// `~/.pgpass`) by the caller. Its Debug and Display never show a password.
-#[derive(Clone)]
-pub struct ServerConfig {
-    config: Config,
-}
-
-impl ServerConfig {
-    pub fn parse(text: &str) -> Result<ServerConfig> {
-        let config = Config::from_str(text).map_err(|e| {
-            Error::Invalid(format!(
-                "OPENKB_STATE_URL is not a PostgreSQL connection string ({e}); expected \
-                 key=value pairs (host=/run/postgresql dbname=openkb) or a postgresql:// URL"
-            ))
-        })?;
-        Ok(ServerConfig { config })
+    if config.get_application_name().is_none() {
+        config.application_name(&application_name());
     }
-
-    /// Where the server is, for messages: `dbname on host:port` (no user, no password).
-    pub fn describe(&self) -> String {
-        use postgres::config::Host;
-        let hosts: Vec<String> = self
-            .config
-            .get_hosts()
-            .iter()
-            .map(|h| match h {
-                Host::Tcp(name) => name.clone(),
-                Host::Unix(path) => path.display().to_string(),
-            })
-            .collect();
-        let host = if hosts.is_empty() {
-            "localhost".to_owned()
-        } else {
-            hosts.join(",")
-        };
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        let db = self
-            .config
-            .get_dbname()
-            .or(self.config.get_user())
-            .unwrap_or("postgres");
-        format!("database {db} on {host}:{port}")
-    }
-
-    /// The settings of every openkb connection: the schema as search_path (so every
-    /// statement names its tables unqualified), a connect time-out, an application name that
-    /// says which process holds a session (`pg_stat_activity`, the lock's waiting message).
-    fn for_schema(&self, schema: &str) -> Config {
-        let mut config = self.config.clone();
-        let options = match config.get_options() {
-            Some(existing) if !existing.is_empty() => {
-                format!("{existing} -c search_path={schema}")
-            }
-            _ => format!("-c search_path={schema}"),
-        };
-        config.options(&options);
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name(&application_name());
-        }
-        config
-    }
-}
-
-impl std::fmt::Debug for ServerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.describe())
-    }
+    config
 }
 
 /// `openkb <host> <pid>`: who a session belongs to, as other processes see it.
@@ -183,11 +110,15 @@ pub enum Create {
     Never,
 }
 
-/// One KB's state in PostgreSQL: a pool of connections to its schema.
+/// One KB's state in PostgreSQL: a pool of connections to its schema. Cloning is cheap and
+/// shares the pool (the write session keeps a clone beside the `Store` that boxes one).
+#[derive(Clone)]
 pub struct PgStore {
-    server: ServerConfig,
+    server: Config,
     kb_id: KbId,
     schema: String,
+    /// [`PgStore::location`], made once.
+    location_text: String,
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
     schema_version: i64,
     too_new: bool,
@@ -196,7 +127,7 @@ pub struct PgStore {
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
-            .field("server", &self.server)
+            .field("server", &describe_server(&self.server))
             .field("schema", &self.schema)
             .field("schema_version", &self.schema_version)
             .finish()
@@ -207,10 +138,10 @@ impl PgStore {
     /// Open the state of KB `kb_id` on `server`: check its schema (refusing another KB's),
     /// create it when `create` allows and it is missing, apply missing migrations, and build
     /// the pool.
-    pub fn open(server: &ServerConfig, kb_id: &KbId, create: Create) -> Result<PgStore> {
+    pub fn open(server: &Config, kb_id: &KbId, create: Create) -> Result<PgStore> {
         let schema = kb_id.schema_name();
         let location = Location::new(server, &schema);
-        let config = server.for_schema(&schema);
+        let config = for_schema(server, &schema);
         let mut first = config.connect(NoTls).map_err(|e| location.error(e))?;
         let outcome = schema::migrate(
             &mut first,
@@ -233,6 +164,7 @@ impl PgStore {
         Ok(PgStore {
             server: server.clone(),
             kb_id: kb_id.clone(),
+            location_text: location.text.clone(),
             schema,
             pool,
             schema_version,
@@ -258,19 +190,21 @@ impl PgStore {
 
     /// Where this store's state lives, for messages: `PostgreSQL schema openkb_... in
     /// database ... on host:port`.
-    pub fn location(&self) -> String {
-        Location::new(&self.server, &self.schema).text
+    pub fn location(&self) -> &str {
+        &self.location_text
     }
 
     fn loc(&self) -> Location {
-        Location::new(&self.server, &self.schema)
+        Location {
+            text: self.location_text.clone(),
+        }
     }
 
     /// The error every write would meet, if any.
     pub fn ensure_writable(&self) -> Result<()> {
         if self.too_new {
             return Err(Error::SchemaTooNew {
-                path: PathBuf::from(self.location()),
+                path: PathBuf::from(&self.location_text),
                 found: self.schema_version,
                 supported: schema::latest_version(),
             });
@@ -284,6 +218,7 @@ impl PgStore {
         Ok(PgReader {
             client: RefCell::new(client),
             location: self.loc(),
+            statements: RefCell::default(),
         })
     }
 
@@ -315,7 +250,7 @@ impl PgStore {
     /// and the server's `client_connection_check_interval`, so a holder that vanishes is seen
     /// gone (and its session's advisory locks freed) within about ten seconds.
     pub fn session(&self) -> Result<PgSession> {
-        let mut config = self.server.for_schema(&self.schema);
+        let mut config = for_schema(&self.server, &self.schema);
         config
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(5))
@@ -513,6 +448,7 @@ fn write_once<T>(
     let write = PgWriteTx {
         tx: RefCell::new(tx),
         location: location.clone(),
+        statements: RefCell::default(),
     };
     let value = body(&write).map_err(|e| match e {
         // The body's statements turned a serialization failure into Busy: retry it whole.
@@ -527,13 +463,19 @@ fn write_once<T>(
 pub struct PgReader {
     client: RefCell<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>>,
     location: Location,
+    statements: Statements,
 }
 
 /// An open write transaction.
 pub struct PgWriteTx<'c> {
     tx: RefCell<postgres::Transaction<'c>>,
     location: Location,
+    statements: Statements,
 }
+
+/// Statements prepared on one connection, by text: a statement run again (every row of a
+/// bulk copy, the lookups of each registration) costs one round trip instead of two.
+type Statements = RefCell<std::collections::HashMap<String, postgres::Statement>>;
 
 /// What a backend error message says the state is: the schema and the server.
 #[derive(Clone, Debug)]
@@ -542,9 +484,9 @@ pub(crate) struct Location {
 }
 
 impl Location {
-    fn new(server: &ServerConfig, schema: &str) -> Location {
+    fn new(server: &Config, schema: &str) -> Location {
         Location {
-            text: format!("PostgreSQL schema {schema} in {}", server.describe()),
+            text: format!("PostgreSQL schema {schema} in {}", describe_server(server)),
         }
     }
 

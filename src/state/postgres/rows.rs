@@ -13,7 +13,6 @@ use crate::state::imports::{ImportKind, ImportRecord};
 use crate::state::python_base::{Base, Entries};
 use crate::state::{
     Document, HookGroup, Intent, IntentFile, IntentOp, LogEntry, Status, StatusCounts,
-    local_log_timestamp, utc_now,
 };
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -29,41 +28,45 @@ pub(crate) trait Sql {
     }
 }
 
-impl Sql for PgReader {
-    fn location(&self) -> &Location {
-        &self.location
+/// The statement for `sql` on `client`, prepared once per connection object.
+fn prepared(
+    client: &mut impl postgres::GenericClient,
+    cache: &super::Statements,
+    sql: &str,
+) -> std::result::Result<postgres::Statement, postgres::Error> {
+    if let Some(statement) = cache.borrow().get(sql) {
+        return Ok(statement.clone());
     }
-    fn rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        self.client
-            .borrow_mut()
-            .query(sql, params)
-            .map_err(|e| self.location.error(e))
-    }
-    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
-        self.client
-            .borrow_mut()
-            .execute(sql, params)
-            .map_err(|e| self.location.error(e))
-    }
+    let statement = client.prepare(sql)?;
+    cache.borrow_mut().insert(sql.to_owned(), statement.clone());
+    Ok(statement)
 }
 
-impl Sql for PgWriteTx<'_> {
-    fn location(&self) -> &Location {
-        &self.location
-    }
-    fn rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        self.tx
-            .borrow_mut()
-            .query(sql, params)
-            .map_err(|e| self.location.error(e))
-    }
-    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
-        self.tx
-            .borrow_mut()
-            .execute(sql, params)
-            .map_err(|e| self.location.error(e))
-    }
+/// [`Sql`] for a type with a `RefCell`'d client, a statement cache and a location.
+macro_rules! sql_over {
+    ($type:ty, $client:ident, $($deref:tt)+) => {
+        impl Sql for $type {
+            fn location(&self) -> &Location {
+                &self.location
+            }
+            fn rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+                let mut client = self.$client.borrow_mut();
+                prepared($($deref)+client, &self.statements, sql)
+                    .and_then(|statement| client.query(&statement, params))
+                    .map_err(|e| self.location.error(e))
+            }
+            fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
+                let mut client = self.$client.borrow_mut();
+                prepared($($deref)+client, &self.statements, sql)
+                    .and_then(|statement| client.execute(&statement, params))
+                    .map_err(|e| self.location.error(e))
+            }
+        }
+    };
 }
+
+sql_over!(PgReader, client, &mut **);
+sql_over!(PgWriteTx<'_>, tx, &mut *);
 
 /// A value read from the database that the domain cannot hold: the database was changed by
 /// another program.
@@ -217,47 +220,15 @@ pub fn counts(q: &(impl Sql + ?Sized)) -> Result<StatusCounts> {
 }
 
 /// Insert or update `doc` by hash. An update keeps the position and `created_at`; a new row
-/// takes `position` when given (a copy keeping registry positions), else the next one.
-/// Refuses a malformed hash and a `doc_name` owned by another document.
-pub fn upsert_document(
-    q: &(impl Sql + ?Sized),
-    doc: &Document,
-    position: Option<i64>,
-    now: &str,
-) -> Result<()> {
-    if !names::is_valid_hash(&doc.hash) {
-        return Err(Error::InvalidHash {
-            hash: doc.hash.clone(),
-        });
-    }
-    if let Some(doc_name) = &doc.doc_name
-        && let Some(owner) = find_by_doc_name(q, doc_name)?
-        && owner.hash != doc.hash
-    {
-        return Err(Error::DocNameTaken {
-            doc_name: doc_name.clone(),
-            owner: owner.hash,
-        });
-    }
-    let extra = if doc.extra.is_empty() {
-        "{}".to_owned()
-    } else {
-        Value::Object(doc.extra.clone()).to_string()
-    };
-    let key_order = doc
-        .key_order
-        .as_ref()
-        .map(|k| Value::from(k.clone()).to_string());
-    let (columns, values, overriding) = match position {
-        Some(_) => (", position", ", $17", " OVERRIDING SYSTEM VALUE"),
-        None => ("", "", ""),
-    };
-    let sql = format!(
-        "INSERT INTO documents (hash, name, doc_name, type, path, raw_path, source_path, doc_id,
-             origin, pages, extra, key_order, name_key, status, error, created_at,
-             updated_at{columns}){overriding}
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::json, $12::json, $13, $14, $15,
-             $16, $16{values})
+/// takes the next position. (Hash shape and `doc_name` ownership were checked by `WriteTx`;
+/// the constraints refuse what slips past.)
+pub fn upsert_document(q: &(impl Sql + ?Sized), doc: &Document, now: &str) -> Result<()> {
+    let (extra, key_order) = json_columns(doc);
+    let sql = "INSERT INTO documents (hash, name, doc_name, type, path, raw_path, source_path,
+             doc_id, origin, pages, extra, key_order, name_key, status, error, created_at,
+             updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12::text::json, $13,
+             $14, $15, $16, $16)
          ON CONFLICT (hash) DO UPDATE SET
              name = excluded.name, doc_name = excluded.doc_name, type = excluded.type,
              path = excluded.path, raw_path = excluded.raw_path,
@@ -265,11 +236,10 @@ pub fn upsert_document(
              origin = excluded.origin, pages = excluded.pages, extra = excluded.extra,
              key_order = excluded.key_order, name_key = excluded.name_key,
              status = excluded.status, error = excluded.error,
-             updated_at = excluded.updated_at"
-    );
+             updated_at = excluded.updated_at";
     let name_key = doc.name_key();
     let status = doc.status.as_str();
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+    let params: [&(dyn ToSql + Sync); 16] = [
         &doc.hash,
         &doc.name,
         &doc.doc_name,
@@ -287,15 +257,63 @@ pub fn upsert_document(
         &doc.error,
         &now,
     ];
-    if let Some(position) = &position {
-        params.push(position);
-    }
-    q.execute(&sql, &params)?;
+    q.execute(sql, &params)?;
     Ok(())
 }
 
-/// Move the registry's position sequence past every stored position (after rows were copied
-/// with their own positions), so the next new document goes to the end.
+/// Store `doc` exactly as given, position and timestamps included: a copy from another
+/// backend. The hash must be new. Call [`sync_sequences`] once the copying is done.
+pub fn copy_document(q: &(impl Sql + ?Sized), doc: &Document) -> Result<()> {
+    let (extra, key_order) = json_columns(doc);
+    let name_key = doc.name_key();
+    let status = doc.status.as_str();
+    q.execute(
+        "INSERT INTO documents (hash, name, doc_name, type, path, raw_path, source_path, doc_id,
+             origin, pages, extra, key_order, name_key, status, error, created_at, updated_at,
+             position)
+         OVERRIDING SYSTEM VALUE
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12::text::json, $13,
+             $14, $15, $16, $17, $18)",
+        &[
+            &doc.hash,
+            &doc.name,
+            &doc.doc_name,
+            &doc.doc_type,
+            &doc.path,
+            &doc.raw_path,
+            &doc.source_path,
+            &doc.doc_id,
+            &doc.origin,
+            &doc.pages,
+            &extra,
+            &key_order,
+            &name_key,
+            &status,
+            &doc.error,
+            &doc.created_at,
+            &doc.updated_at,
+            &doc.position,
+        ],
+    )
+    .map(drop)
+}
+
+/// `extra` and `key_order` as the JSON text stored.
+fn json_columns(doc: &Document) -> (String, Option<String>) {
+    let extra = if doc.extra.is_empty() {
+        "{}".to_owned()
+    } else {
+        Value::Object(doc.extra.clone()).to_string()
+    };
+    let key_order = doc
+        .key_order
+        .as_ref()
+        .map(|k| Value::from(k.clone()).to_string());
+    (extra, key_order)
+}
+
+/// Move the identity sequences past every stored value (after rows were copied with their own
+/// positions and ids), so the next new document goes to the end and the next log id is new.
 pub fn sync_sequences(q: &(impl Sql + ?Sized)) -> Result<()> {
     for (table, column) in [("documents", "position"), ("log", "id"), ("intents", "id")] {
         q.execute(
@@ -314,10 +332,11 @@ pub fn set_status(
     hash: &str,
     status: Status,
     error: Option<&str>,
+    now: &str,
 ) -> Result<bool> {
     let changed = q.execute(
         "UPDATE documents SET status = $2, error = $3, updated_at = $4 WHERE hash = $1",
-        &[&hash, &status.as_str(), &error, &utc_now()],
+        &[&hash, &status.as_str(), &error, &now],
     )?;
     Ok(changed > 0)
 }
@@ -369,17 +388,6 @@ pub fn append_log(
         description: description.to_owned(),
         recorded_at: recorded_at.map(str::to_owned),
     })
-}
-
-/// Append a log row stamped now.
-pub fn append_log_now(q: &(impl Sql + ?Sized), operation: &str, description: &str) -> Result<LogEntry> {
-    append_log(
-        q,
-        &local_log_timestamp(),
-        operation,
-        description,
-        Some(&utc_now()),
-    )
 }
 
 /// Copy a log row with its id (a move between backends keeps the ids users have seen).
@@ -466,12 +474,14 @@ pub fn set_meta(q: &(impl Sql + ?Sized), key: &str, value: &str) -> Result<()> {
     .map(drop)
 }
 
-/// Every meta row, by key (for copying a KB between backends).
-pub fn all_meta(q: &(impl Sql + ?Sized)) -> Result<Vec<(String, String)>> {
-    q.rows("SELECT key, value FROM meta ORDER BY key", &[])?
-        .iter()
-        .map(|r| Ok((get(q.location(), r, "key")?, get(q.location(), r, "value")?)))
-        .collect()
+/// The value under `key`, a fresh random 128-bit hex id stored first when there is none.
+pub fn ensure_random_meta(q: &(impl Sql + ?Sized), key: &str) -> Result<String> {
+    q.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, replace(gen_random_uuid()::text, '-', ''))
+         ON CONFLICT (key) DO NOTHING",
+        &[&key],
+    )?;
+    meta(q, key)?.ok_or_else(|| bad_row(q.location(), format!("meta {key} vanished")))
 }
 
 // Intents.
@@ -526,32 +536,34 @@ pub fn record_intent(
     hash: &str,
     doc_name: Option<&str>,
     files: &[IntentFile],
+    started_at: &str,
+    pid: i64,
 ) -> Result<i64> {
     let files = serde_json::to_string(files)
         .map_err(|e| Error::Invalid(format!("cannot serialize intent files: {e}")))?;
     let row = q
         .row(
             "INSERT INTO intents (operation, hash, doc_name, files, started_at, pid)
-             VALUES ($1, $2, $3, $4::json, $5, $6) RETURNING id",
+             VALUES ($1, $2, $3, $4::text::json, $5, $6) RETURNING id",
             &[
                 &operation.as_str(),
                 &hash,
                 &doc_name,
                 &files,
-                &utc_now(),
-                &i64::from(std::process::id()),
+                &started_at,
+                &pid,
             ],
         )?
         .ok_or_else(|| bad_row(q.location(), "INSERT ... RETURNING gave no row".into()))?;
     get(q.location(), &row, "id")
 }
 
-pub fn record_intent_hook(q: &(impl Sql + ?Sized), id: i64, hook: &HookGroup) -> Result<()> {
-    q.execute(
+pub fn record_intent_hook(q: &(impl Sql + ?Sized), id: i64, hook: &HookGroup) -> Result<bool> {
+    let changed = q.execute(
         "UPDATE intents SET hook_pgid = $2, hook_token = $3 WHERE id = $1",
         &[&id, &i64::from(hook.pgid), &hook.token],
-    )
-    .map(drop)
+    )?;
+    Ok(changed > 0)
 }
 
 pub fn delete_intent(q: &(impl Sql + ?Sized), id: i64) -> Result<bool> {
@@ -594,17 +606,13 @@ pub fn imports(q: &(impl Sql + ?Sized)) -> Result<Vec<ImportRecord>> {
     .collect()
 }
 
-/// Store `record`; `imported_at` is now unless `keep_time` (a copy between backends).
+/// Store `record` with `imported_at = now`; returns it with its id.
 pub fn record_import(
     q: &(impl Sql + ?Sized),
     record: &ImportRecord,
-    keep_time: bool,
+    now: &str,
 ) -> Result<ImportRecord> {
-    let imported_at = if keep_time {
-        record.imported_at.clone()
-    } else {
-        utc_now()
-    };
+    let imported_at = now.to_owned();
     let row = q
         .row(
             "INSERT INTO imports (kind, source_path, source_sha256, source_bytes, moved_to,
@@ -670,15 +678,16 @@ pub fn mark_untrusted(q: &(impl Sql + ?Sized), hash: &str, reason: &str) -> Resu
 pub fn record_migrate_handover(
     q: &(impl Sql + ?Sized),
     sha256: &str,
-    entries: usize,
+    entries: u64,
     kept_as: &str,
+    now: &str,
 ) -> Result<()> {
     q.execute("DELETE FROM python_base", &[])?;
     q.execute(
         "INSERT INTO python_handovers (kind, hashes_json_sha256, entries, kept_as,
              handed_over_at)
          VALUES ('migrate', $1, $2, $3, $4)",
-        &[&sha256, &to_i64(entries as u64), &kept_as, &utc_now()],
+        &[&sha256, &to_i64(entries), &kept_as, &now],
     )
     .map(drop)
 }
@@ -687,20 +696,21 @@ pub fn record_export_handover(
     q: &(impl Sql + ?Sized),
     sha256: &str,
     entries: &mut dyn Iterator<Item = (String, Map<String, Value>)>,
+    now: &str,
 ) -> Result<()> {
     q.execute("DELETE FROM python_base", &[])?;
     let mut count = 0i64;
     for (hash, entry) in entries {
         count += 1;
         q.execute(
-            "INSERT INTO python_base (hash, position, entry) VALUES ($1, $2, $3::json)",
+            "INSERT INTO python_base (hash, position, entry) VALUES ($1, $2, $3::text::json)",
             &[&hash, &count, &Value::Object(entry).to_string()],
         )?;
     }
     q.execute(
         "INSERT INTO python_handovers (kind, hashes_json_sha256, entries, handed_over_at)
          VALUES ('export', $1, $2, $3)",
-        &[&sha256, &count, &utc_now()],
+        &[&sha256, &count, &now],
     )
     .map(drop)
 }

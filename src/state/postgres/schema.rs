@@ -14,7 +14,7 @@
 
 use postgres::GenericClient;
 
-use super::KbId;
+use crate::config::KbId;
 
 /// One step of the list: a SQL file run as one batch with the KB's schema as search_path.
 pub struct Migration {
@@ -26,6 +26,19 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "0001_initial",
     sql: include_str!("migrations/0001_initial.sql"),
 }];
+
+/// The tables the migrations make (for maintenance that visits each).
+pub const TABLES: &[&str] = &[
+    "meta",
+    "documents",
+    "document_counts",
+    "log",
+    "intents",
+    "imports",
+    "python_handovers",
+    "python_base",
+    "untrusted_entries",
+];
 
 /// The schema version this binary writes.
 pub fn latest_version() -> i64 {
@@ -110,7 +123,7 @@ pub fn migrate(
     let mut tx = client.transaction()?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&MIGRATION_LOCK_CLASS, &kb_id.lock_key()],
+        &[&MIGRATION_LOCK_CLASS, &super::kb_lock_key(kb_id)],
     )?;
     let found = check(&mut tx, schema)?;
     let from = match found {
