@@ -431,7 +431,7 @@ fn find_secret_in(map: &Mapping, at: &str) -> Option<String> {
 }
 
 /// A `scheme://user:password@host` URL, or a libpq key=value string with a `password=`.
-fn looks_like_secret(text: &str) -> bool {
+pub(crate) fn looks_like_secret(text: &str) -> bool {
     if let Some((_, rest)) = text.split_once("://") {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         if let Some((userinfo, _)) = authority.rsplit_once('@') {

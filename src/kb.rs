@@ -12,11 +12,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{GlobalConfig, KbConfig};
+use crate::config::{GlobalConfig, KbConfig, StateConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::lock::{self, LockGuard, LockMode};
 use crate::session::{Probe, ReadSession, WriteSession};
 use crate::state::{LOG_MD_HEADER, LogEntry};
+use crate::state_url::StateEnv;
 
 pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
 
@@ -34,6 +35,9 @@ pub enum Found {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kb {
     root: PathBuf,
+    /// Where a team KB's state server is (read from the environment by the command line);
+    /// unused by a local KB.
+    state_env: StateEnv,
 }
 
 impl Kb {
@@ -44,7 +48,27 @@ impl Kb {
             Ok(resolved) => resolved,
             Err(_) => std::path::absolute(root).with_path("cannot resolve", root)?,
         };
-        Ok(Kb { root })
+        Ok(Kb {
+            root,
+            state_env: StateEnv::default(),
+        })
+    }
+
+    /// This KB, reaching a team KB's state server with `env` (the command line reads it from
+    /// the environment once; see [`StateEnv::from_process_env`]).
+    pub fn with_state_env(mut self, env: StateEnv) -> Kb {
+        self.state_env = env;
+        self
+    }
+
+    pub fn state_env(&self) -> &StateEnv {
+        &self.state_env
+    }
+
+    /// Where this KB's state lives: the `state:` section of its config (refused when it holds
+    /// a password or a connection string).
+    pub fn state_config(&self) -> Result<StateConfig> {
+        self.config()?.state()
     }
 
     /// Find the KB for a command: `explicit` (from `--kb-dir` or `OPENKB_DIR`), else walk up

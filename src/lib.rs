@@ -18,6 +18,7 @@ pub mod kbpath;
 pub mod legacy;
 pub mod lint;
 pub mod lock;
+pub mod lock_team;
 pub mod names;
 pub mod netfs;
 pub mod notice;
@@ -28,3 +29,9 @@ pub mod wiki;
 
 pub use error::{Error, Result};
 pub use kb::Kb;
+
+/// The test PostgreSQL server (one per test binary), for the unit tests of team mode.
+#[cfg(test)]
+#[path = "../tests/support/pg_server.rs"]
+#[allow(dead_code, unused_imports)]
+mod test_pg_server;

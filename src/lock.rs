@@ -42,7 +42,7 @@ pub fn hook_marker(pid: u32, lock_path: &Path) -> std::ffi::OsString {
 }
 
 /// The holder named by [`HOOK_LOCK_ENV`] when it names `lock_path` and is still alive.
-fn hook_holder(lock_path: &Path) -> Option<u32> {
+pub(crate) fn hook_holder(lock_path: &Path) -> Option<u32> {
     use std::os::unix::ffi::OsStrExt;
     let marker = std::env::var_os(HOOK_LOCK_ENV)?;
     let bytes = marker.as_bytes();
@@ -143,6 +143,29 @@ pub fn acquire_with_timeout(
     subject: &Path,
     timeout: Option<Duration>,
 ) -> Result<LockGuard> {
+    acquire_inner(lock_path, mode, subject, timeout, true)
+}
+
+/// [`acquire_with_timeout`] that never makes a blocking `flock` call: it retries
+/// `try_lock` until the lock is free or `timeout` runs out. Team mode takes the flock this
+/// way, beside the PostgreSQL lock: a blocking `flock` on a network filesystem can hang
+/// forever.
+pub fn acquire_polling(
+    lock_path: &Path,
+    mode: LockMode,
+    subject: &Path,
+    timeout: Option<Duration>,
+) -> Result<LockGuard> {
+    acquire_inner(lock_path, mode, subject, timeout, false)
+}
+
+fn acquire_inner(
+    lock_path: &Path,
+    mode: LockMode,
+    subject: &Path,
+    timeout: Option<Duration>,
+    blocking: bool,
+) -> Result<LockGuard> {
     if let Some(guard) = reenter(lock_path, mode)? {
         return Ok(guard);
     }
@@ -167,11 +190,13 @@ pub fn acquire_with_timeout(
                 lock_path.display()
             ));
             match timeout {
-                None => match mode {
+                None if blocking => match mode {
                     LockMode::Exclusive => file.lock(),
                     LockMode::Shared => file.lock_shared(),
                 }
                 .with_path("cannot lock", lock_path)?,
+                // A deadline `Instant` cannot hold: polled as long as it takes.
+                None => wait_with_deadline(&file, lock_path, subject, Duration::MAX, try_once)?,
                 Some(timeout) => wait_with_deadline(&file, lock_path, subject, timeout, try_once)?,
             }
         }

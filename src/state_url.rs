@@ -19,8 +19,9 @@ use crate::error::{Error, Result};
 /// The variable naming the state server in team mode.
 pub const STATE_URL_ENV: &str = "OPENKB_STATE_URL";
 
-/// The values team mode's connection is built from, as read from the environment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The values team mode's connection is built from, as read from the environment. Its
+/// `Debug` never shows the password.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct StateEnv {
     /// `OPENKB_STATE_URL`.
     pub url: Option<String>,
@@ -31,6 +32,27 @@ pub struct StateEnv {
     pub pgdatabase: Option<String>,
     /// `PGPASSFILE`, else `$HOME/.pgpass`.
     pub passfile: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StateEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.url.as_deref().map(|url| {
+            if crate::config::looks_like_secret(url) {
+                "(a connection string with a password)"
+            } else {
+                url
+            }
+        });
+        f.debug_struct("StateEnv")
+            .field("url", &url)
+            .field("pghost", &self.pghost)
+            .field("pgport", &self.pgport)
+            .field("pguser", &self.pguser)
+            .field("pgpassword", &self.pgpassword.as_ref().map(|_| "(set)"))
+            .field("pgdatabase", &self.pgdatabase)
+            .field("passfile", &self.passfile)
+            .finish()
+    }
 }
 
 impl StateEnv {

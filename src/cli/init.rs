@@ -25,7 +25,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         None => std::env::current_dir().with_path("cannot read", "the current folder")?,
     };
     std::fs::create_dir_all(&root).with_path("cannot create folder", &root)?;
-    let kb = Kb::at(&root)?;
+    let kb = Kb::at(&root)?.with_state_env(ctx.state_env.clone());
     let interactive = super::stdin_is_terminal();
     let model = choose(args.model, "Model", DEFAULT_MODEL, interactive)?;
     config::validate_init_value("model", &model, 100)?;

@@ -28,6 +28,7 @@ use clap::{Parser, Subcommand};
 use crate::error::{Result, exit};
 use crate::kb::{Found, Kb, OPENKB_DIR_ENV};
 use crate::session::{Probe, ReadSession, WriteSession};
+use crate::state_url::StateEnv;
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usage error,
@@ -111,6 +112,8 @@ pub enum Command {
 /// What every command gets: the global options and the way to find the KB.
 pub struct Ctx {
     pub kb_dir: Option<PathBuf>,
+    /// Where a team KB's state server is: `OPENKB_STATE_URL` and libpq's variables, read once.
+    pub state_env: StateEnv,
     pub verbose: u8,
     pub quiet: bool,
 }
@@ -138,6 +141,7 @@ impl Ctx {
         let cwd = std::env::current_dir()
             .map_err(|e| crate::Error::io("cannot read", "the current folder", e))?;
         let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd)?;
+        let kb = kb.with_state_env(self.state_env.clone());
         if found == Found::Default {
             crate::notice::note(&format!(
                 "using the default knowledge base {} (no knowledge base encloses {}; pass \
@@ -180,6 +184,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     crate::notice::set_quiet(cli.quiet);
     let ctx = Ctx {
         kb_dir: cli.kb_dir,
+        state_env: StateEnv::from_process_env()?,
         verbose: cli.verbose,
         quiet: cli.quiet,
     };

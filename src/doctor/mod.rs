@@ -28,16 +28,18 @@ mod files;
 mod fs;
 mod leftovers;
 mod repair;
+mod state;
 
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::kb::Kb;
-use crate::state::Store;
+use crate::state::{Queries, Store};
 
 pub use db::DbState;
 pub use files::render_log_md;
 pub use leftovers::{TEMP_MIN_AGE, check_intents, fix_intents, old_temp_files};
+pub use state::StateReport;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,11 +108,13 @@ pub struct Report {
     pub problems: usize,
     pub warnings: usize,
     pub fixed: usize,
+    /// Where the state lives and how fast it answered; `None` when it could not be opened.
+    pub state: Option<StateReport>,
     pub findings: Vec<Finding>,
 }
 
 impl Report {
-    fn new(kb: &Kb, findings: Vec<Finding>) -> Report {
+    fn new(kb: &Kb, findings: Vec<Finding>, state: Option<StateReport>) -> Report {
         let count = |s: Severity| {
             findings
                 .iter()
@@ -124,6 +128,7 @@ impl Report {
             problems,
             warnings: count(Severity::Warning),
             fixed: findings.iter().filter(|f| f.fixed).count(),
+            state,
             findings,
         }
     }
@@ -155,7 +160,7 @@ pub fn symlinks_only(kb: &Kb) -> Report {
         "the other checks were skipped: they would open state.db and the lock file through \
          the symbolic links above",
     ));
-    Report::new(kb, findings)
+    Report::new(kb, findings, None)
 }
 
 /// Check the KB (and repair it with `options.fix`).
@@ -167,34 +172,41 @@ pub fn run(kb: &Kb, options: Options) -> Result<Report> {
     };
     let diagnosis = diagnose(kb, options.full)?;
     if !options.fix {
-        return Ok(Report::new(kb, diagnosis.findings));
+        return Ok(Report::new(kb, diagnosis.findings, diagnosis.state));
     }
     let mut fixed = repair::repair(kb, &diagnosis)?;
     let after = diagnose(kb, options.full)?;
     fixed.extend(after.findings);
-    Ok(Report::new(kb, fixed))
+    Ok(Report::new(kb, fixed, after.state))
 }
 
 /// Everything the checks found, and what `repair` needs to know about the database.
 pub(crate) struct Diagnosis {
     pub findings: Vec<Finding>,
     pub db: DbState,
+    pub state: Option<StateReport>,
 }
 
 fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
     let (mut findings, db) = db::check(kb, full)?;
-    findings.extend(fs::check(kb, &db)?);
+    findings.extend(fs::check(kb, &db, kb.state_config()?.is_team())?);
     findings.extend(fs::check_symlinks(kb));
+    let mut state = None;
     if db.is_readable() {
         // Read-only: a check never migrates the schema, switches the journal mode or creates
         // anything (an older schema is reported by the `schema` check and upgraded by --fix).
         let registry = Store::open_read_only(&kb.state_db()).and_then(|store| {
-            let mut found = files::check(kb, &store.reader()?, full)?;
+            let reader = store.reader()?;
+            let measured = StateReport::measure(kb, &store, || reader.counts().map(drop))?;
+            let mut found = files::check(kb, &reader, full)?;
             found.extend(leftovers::check_intents(kb, &store)?);
-            Ok(found)
+            Ok((found, measured))
         });
         match registry {
-            Ok(found) => findings.extend(found),
+            Ok((found, measured)) => {
+                findings.extend(found);
+                state = Some(measured);
+            }
             // A newer schema may not be readable by this binary; say so instead of failing.
             Err(e) if e.exit_code() == crate::error::exit::FAILURE => findings.push(
                 Finding::problem("state.db", format!("cannot read the registry: {e}")),
@@ -208,5 +220,9 @@ fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
         ));
     }
     findings.extend(leftovers::check(kb, &db)?);
-    Ok(Diagnosis { findings, db })
+    Ok(Diagnosis {
+        findings,
+        db,
+        state,
+    })
 }
