@@ -33,5 +33,5 @@ pub use kb::Kb;
 /// The test PostgreSQL server (one per test binary), for the unit tests of team mode.
 #[cfg(test)]
 #[path = "../tests/support/pg_server.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod test_pg_server;

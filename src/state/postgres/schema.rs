@@ -204,7 +204,7 @@ mod tests {
     /// Every shipped migration, in order, and the SHA-256 of its SQL as shipped.
     const SHIPPED: &[(&str, &str)] = &[(
         "0001_initial",
-        "0000000000000000000000000000000000000000000000000000000000000000",
+        "412ce1444edc6c9316cbf5c72a845df4fd595422d30a850ce9a9679deb83339a",
     )];
 
     #[test]
