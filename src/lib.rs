@@ -24,6 +24,7 @@ pub mod netfs;
 pub mod notice;
 pub mod session;
 pub mod state;
+pub mod state_move;
 pub mod state_url;
 pub mod wiki;
 

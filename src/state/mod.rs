@@ -27,6 +27,7 @@ pub mod python_base;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 pub mod untrusted;
 
 use std::path::Path;

@@ -173,6 +173,60 @@ impl PgStore {
         })
     }
 
+    /// Create the state of the new KB `kb_id` on `server` and fill it with `body`, in ONE
+    /// transaction: either the schema exists afterwards with everything `body` wrote, or
+    /// nothing does (a process killed half-way, a failed check in `body`, a lost server).
+    /// Refuses a KB id whose schema already exists. Returns the opened store and `body`'s
+    /// value.
+    pub fn create_filled<T>(
+        server: &Config,
+        kb_id: &KbId,
+        body: impl FnOnce(&PgWriteTx<'_>) -> Result<T>,
+    ) -> Result<(PgStore, T)> {
+        let schema = kb_id.schema_name();
+        let location = Location::new(server, &schema);
+        let config = for_schema(server, &schema);
+        let mut client = config.connect(NoTls).map_err(|e| location.error(e))?;
+        let mut tx = client.transaction().map_err(|e| location.error(e))?;
+        let outcome = schema::migrate_in(&mut tx, &schema, kb_id, &super::utc_now(), true)
+            .map_err(|e| location.error(e))?;
+        match outcome {
+            Ok(schema::Migrated { from: None, .. }) => {}
+            Ok(_) => {
+                return Err(Error::Invalid(format!(
+                    "{}: already exists; a KB is moved only into a new schema; nothing was \
+                     changed",
+                    location.text
+                )));
+            }
+            Err(refusal) => return Err(location.refused(refusal, kb_id)),
+        }
+        let write = PgWriteTx {
+            tx: RefCell::new(tx),
+            location: location.clone(),
+            statements: RefCell::default(),
+        };
+        let value = body(&write)?;
+        write
+            .tx
+            .into_inner()
+            .commit()
+            .map_err(|e| location.error(e))?;
+        Ok((PgStore::open(server, kb_id, Create::Never)?, value))
+    }
+
+    /// Rename this KB's schema to `openkb_<hex>_moved_<suffix>` (after its state moved to a
+    /// local `state.db`): kept for reference, and no longer found by any process still
+    /// configured for it, so nothing can be written there and lost.
+    pub fn retire(&self, suffix: &str) -> Result<String> {
+        let aside = format!("{}_moved_{suffix}", self.schema);
+        let mut client = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
+        client
+            .batch_execute(&format!("ALTER SCHEMA {} RENAME TO {aside}", self.schema))
+            .map_err(|e| self.loc().error(e))?;
+        Ok(aside)
+    }
+
     pub fn kb_id(&self) -> &KbId {
         &self.kb_id
     }

@@ -727,7 +727,7 @@ fn forget_sidecars_of_replaced_db(db: &Path) {
 }
 
 /// The files this process has open (Linux: `/proc/self/fd`).
-fn held_open_files() -> Vec<FileId> {
+pub(crate) fn held_open_files() -> Vec<FileId> {
     let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
         return Vec::new();
     };
