@@ -46,7 +46,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::lock::{self, LockGuard, LockMode};
-use crate::state::postgres::{Fence, PgSession, PgStore, PgWriteTx};
+use crate::state::postgres::{Fence, PgSession, PgStore, PgWriteTx, kb_lock_key};
 
 /// The class id of openkb's advisory locks: "OKB1", the `application_id` of `state.db`.
 pub const LOCK_CLASS: i32 = 0x4F4B_4231;
@@ -245,7 +245,7 @@ pub fn acquire(
     if let Some(guard) = reenter(kb, &schema, mode, timeout)? {
         return Ok(guard);
     }
-    let key = store.kb_id().lock_key();
+    let key = kb_lock_key(store.kb_id());
     let mut session = store.session()?;
     if !session.try_advisory_lock(mode, LOCK_CLASS, key)? {
         if let Some(holder) = lock::hook_holder(&kb.lock_path()) {
@@ -367,12 +367,13 @@ mod tests {
     //! Against a real server (the test harness starts one): two threads are two sessions to
     //! the server exactly as two processes are.
 
+    use std::str::FromStr;
     use std::sync::mpsc;
 
     use super::*;
     use crate::config::KbId;
+    use crate::state::postgres::Create;
     use crate::state::postgres::rows::Sql;
-    use crate::state::postgres::{Create, ServerConfig};
 
     use crate::test_pg_server as pg_server;
 
@@ -400,9 +401,8 @@ mod tests {
         }
 
         fn store_of(kb_id: &KbId, create: Create) -> PgStore {
-            let server = ServerConfig::parse(&pg_server::server().url()).unwrap();
-            let kb_id = crate::state::postgres::KbId::parse(kb_id.as_str()).unwrap();
-            PgStore::open(&server, &kb_id, create).unwrap()
+            let server = postgres::Config::from_str(&pg_server::server().url()).unwrap();
+            PgStore::open(&server, kb_id, create).unwrap()
         }
 
         /// The same KB seen from another machine: another folder (so another flock), the
@@ -557,7 +557,7 @@ mod tests {
     #[test]
     fn the_advisory_lock_uses_openkbs_class_and_the_kb_key_and_is_released() {
         let team = TeamKb::new();
-        let key = team.store().kb_id().lock_key();
+        let key = kb_lock_key(&team.kb_id);
         let held_locks = || {
             pg_server::server().psql(&format!(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
@@ -639,18 +639,5 @@ mod tests {
         assert!(matches!(err, Error::Fenced { .. }), "{err}");
         assert_eq!(err.exit_code(), crate::error::exit::STATE_SERVER);
         assert_eq!(team.written(), "");
-    }
-
-    #[test]
-    fn an_unreachable_server_is_exit_5_and_names_where() {
-        let dir = tempfile::tempdir().unwrap();
-        let server = ServerConfig::parse(&format!(
-            "host={} port=1 user=openkb dbname=postgres connect_timeout=5",
-            dir.path().display()
-        ))
-        .unwrap();
-        let kb_id = crate::state::postgres::KbId::parse(KbId::new_random().unwrap().as_str());
-        let err = PgStore::open(&server, &kb_id.unwrap(), Create::Never).unwrap_err();
-        assert_eq!(err.exit_code(), crate::error::exit::STATE_SERVER, "{err}");
     }
 }
