@@ -342,6 +342,16 @@ pub trait Writes: Reads {
         entries: &mut dyn Iterator<Item = (String, Map<String, Value>)>,
         now: &str,
     ) -> Result<()>;
+
+    /// Store `doc` exactly as another backend held it: its position, status, `created_at`
+    /// and `updated_at` included, so a KB moved between backends lists, shows and exports
+    /// the same. The hash must be new (a registered one fails, never duplicates); positions
+    /// given must keep their order. Later new documents still go after every copied one.
+    fn copy_document(&self, doc: &Document) -> Result<()>;
+
+    /// Store `entry` with its id and both timestamps, as another backend held it. The id
+    /// must be new; later appends get greater ids.
+    fn copy_log_entry(&self, entry: &LogEntry) -> Result<()>;
 }
 
 /// A storage error that is neither contention nor a foreign database: where, and what.

@@ -22,6 +22,7 @@
 //! - TLS is not built in (no TLS crate is linked): `sslmode=require` fails to connect with a
 //!   message saying so; team mode is meant for a server on the local network or a socket.
 
+mod backend;
 pub(crate) mod rows;
 pub mod schema;
 #[cfg(test)]

@@ -262,18 +262,23 @@ pub fn upsert_document(q: &(impl Sql + ?Sized), doc: &Document, now: &str) -> Re
 }
 
 /// Store `doc` exactly as given, position and timestamps included: a copy from another
-/// backend. The hash must be new. Call [`sync_sequences`] once the copying is done.
+/// backend. The hash must be new. The position sequence is moved past the copied position in
+/// the same statement, so a later new document still goes to the end.
 pub fn copy_document(q: &(impl Sql + ?Sized), doc: &Document) -> Result<()> {
     let (extra, key_order) = json_columns(doc);
     let name_key = doc.name_key();
     let status = doc.status.as_str();
     q.execute(
-        "INSERT INTO documents (hash, name, doc_name, type, path, raw_path, source_path, doc_id,
-             origin, pages, extra, key_order, name_key, status, error, created_at, updated_at,
-             position)
-         OVERRIDING SYSTEM VALUE
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12::text::json, $13,
-             $14, $15, $16, $17, $18)",
+        "WITH copied AS (
+             INSERT INTO documents (hash, name, doc_name, type, path, raw_path, source_path,
+                 doc_id, origin, pages, extra, key_order, name_key, status, error, created_at,
+                 updated_at, position)
+             OVERRIDING SYSTEM VALUE
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12::text::json,
+                 $13, $14, $15, $16, $17, $18)
+             RETURNING position)
+         SELECT setval('documents_position_seq',
+             greatest((SELECT position FROM copied), (SELECT last_value FROM documents_position_seq)))",
         &[
             &doc.hash,
             &doc.name,
@@ -310,21 +315,6 @@ fn json_columns(doc: &Document) -> (String, Option<String>) {
         .as_ref()
         .map(|k| Value::from(k.clone()).to_string());
     (extra, key_order)
-}
-
-/// Move the identity sequences past every stored value (after rows were copied with their own
-/// positions and ids), so the next new document goes to the end and the next log id is new.
-pub fn sync_sequences(q: &(impl Sql + ?Sized)) -> Result<()> {
-    for (table, column) in [("documents", "position"), ("log", "id"), ("intents", "id")] {
-        q.execute(
-            &format!(
-                "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
-                     coalesce((SELECT max({column}) FROM {table}), 0) + 1, false)"
-            ),
-            &[],
-        )?;
-    }
-    Ok(())
 }
 
 pub fn set_status(
@@ -390,11 +380,15 @@ pub fn append_log(
     })
 }
 
-/// Copy a log row with its id (a move between backends keeps the ids users have seen).
+/// Copy a log row with its id (a move between backends keeps the ids users have seen); the
+/// id sequence moves past it in the same statement.
 pub fn copy_log_entry(q: &(impl Sql + ?Sized), entry: &LogEntry) -> Result<()> {
     q.execute(
-        "INSERT INTO log (id, timestamp, operation, description, recorded_at)
-         OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5)",
+        "WITH copied AS (
+             INSERT INTO log (id, timestamp, operation, description, recorded_at)
+             OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5) RETURNING id)
+         SELECT setval('log_id_seq',
+             greatest((SELECT id FROM copied), (SELECT last_value FROM log_id_seq)))",
         &[
             &entry.id,
             &entry.timestamp,
@@ -450,10 +444,6 @@ fn count(q: &(impl Sql + ?Sized), table: &str) -> Result<u64> {
         .row(&format!("SELECT count(*) AS n FROM {table}"), &[])?
         .ok_or_else(|| bad_row(q.location(), "count(*) gave no row".into()))?;
     Ok(to_u64(get(q.location(), &row, "n")?))
-}
-
-pub fn last_log_of(q: &(impl Sql + ?Sized), operation: &str) -> Result<Option<LogEntry>> {
-    Ok(log_tail(q, Some(1), Some(operation))?.pop())
 }
 
 // Meta.

@@ -10,7 +10,6 @@ use crate::config::KbId;
 use crate::state::Document;
 
 #[path = "../../../tests/support/pg_server.rs"]
-#[allow(dead_code, unused_imports)]
 mod pg_server;
 
 fn server_config() -> Config {

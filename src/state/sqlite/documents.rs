@@ -197,3 +197,18 @@ pub(super) fn remove(conn: &Connection, hash: &str) -> rusqlite::Result<bool> {
         .execute([hash])?;
     Ok(removed > 0)
 }
+
+/// Store `doc` as another backend held it: position, `created_at` and `updated_at` kept. A
+/// registered hash fails on its primary key instead of being updated.
+pub(super) fn copy(conn: &Connection, doc: &Document) -> rusqlite::Result<()> {
+    if is_known(conn, &doc.hash)? {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY),
+            Some(format!("document {} is already registered", doc.hash)),
+        ));
+    }
+    upsert(conn, doc, Some(doc.position), &doc.created_at)?;
+    conn.prepare_cached("UPDATE documents SET updated_at = ?2 WHERE hash = ?1")?
+        .execute(params![doc.hash, doc.updated_at])?;
+    Ok(())
+}

@@ -700,6 +700,14 @@ impl Writes for Sql<rusqlite::Transaction<'_>> {
     ) -> Result<()> {
         self.run(|c| extras::record_python_export(c, sha256, entries, now))
     }
+
+    fn copy_document(&self, doc: &Document) -> Result<()> {
+        self.run(|c| documents::copy(c, doc))
+    }
+
+    fn copy_log_entry(&self, entry: &LogEntry) -> Result<()> {
+        self.run(|c| log::copy(c, entry))
+    }
 }
 
 /// `state.db` was replaced or removed while this process had it open. Its `-wal` and `-shm`
