@@ -194,6 +194,24 @@ mod harness {
     }
 
     #[test]
+    fn stop_immediate_takes_the_server_down_until_start() {
+        let server = Server::start_private().expect("a private server");
+        server.psql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (8)");
+        let before = server.postmaster_pid();
+
+        server.stop_immediate();
+
+        assert!(!pg_server::process_alive(before), "the postmaster is gone");
+        let refused = server.try_psql_in("postgres", "SELECT 1").unwrap_err();
+        assert!(
+            refused.contains("No such file") || refused.contains("refused"),
+            "{refused}"
+        );
+        server.start();
+        assert_eq!(server.psql("SELECT n FROM kept"), "8");
+    }
+
+    #[test]
     fn terminate_backends_ends_only_the_matching_sessions() {
         let server = pg_server::server();
         let mut doomed = Session::open(server, "harness-doomed");
