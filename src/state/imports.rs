@@ -86,5 +86,3 @@ pub fn append_log_entries<'e>(
 ) -> Result<()> {
     tx.append_log_entries(entries)
 }
-
-pub use super::sqlite::build_database;

@@ -24,8 +24,6 @@ pub mod intents;
 pub mod log;
 pub mod python_base;
 pub mod sqlite;
-#[cfg(test)]
-mod tests;
 pub mod untrusted;
 
 use std::path::Path;

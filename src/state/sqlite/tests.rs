@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Create, Document, Queries, Status, Store, WriteAccess};
 use crate::Error;
+use crate::state::{Create, Document, Queries, Status, Store, WriteAccess};
 use serde_json::json;
 
 fn hash_of(n: u64) -> String {
@@ -404,15 +404,15 @@ fn concurrent_writer_processes_lose_nothing() {
     let db = dir.path().join("state.db");
     drop(new_store(dir.path()));
     let exe = std::env::current_exe().unwrap();
+    // The test's name as the harness knows it: this module's path without the crate.
+    let child_test = format!(
+        "{}::child_writer",
+        module_path!().split_once("::").unwrap().1
+    );
     let children: Vec<_> = (0..4)
         .map(|w| {
             std::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    "state::tests::child_writer",
-                    "--ignored",
-                    "--test-threads=1",
-                ])
+                .args(["--exact", &child_test, "--ignored", "--test-threads=1"])
                 .env("OPENKB_TEST_DB", &db)
                 .env("OPENKB_TEST_WORKER", w.to_string())
                 .stdout(std::process::Stdio::null())
