@@ -18,6 +18,8 @@
 //! transaction, never the other way round.
 
 pub mod backend;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod documents;
 pub mod imports;
 pub mod intents;

@@ -1,15 +1,15 @@
-//! The state engine against real SQLite files: order, lookups, constraints, concurrency.
+//! The SQLite backend against real files: what only SQLite has (WAL, the file's identity,
+//! schema constraints, other processes). The storage contract itself is the conformance
+//! suite, run here on temp databases.
 //!
 //! These are unit tests because they exercise `Store::write` directly, which needs a
 //! `WriteAccess` that only this crate can grant (everyone else writes through a session).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
-use crate::state::{Create, Document, Queries, Status, Store, WriteAccess};
-use serde_json::json;
+use crate::state::{Create, Document, Queries, Store, WriteAccess};
 
 fn hash_of(n: u64) -> String {
     format!("{n:064x}")
@@ -28,12 +28,40 @@ fn text_doc(n: u64, stem: &str) -> Document {
     }
 }
 
-fn new_store(dir: &Path) -> Store {
-    Store::open(&dir.join("state.db"), Create::IfMissing).expect("open")
+/// A fresh `state.db` in a temp folder, for the conformance suite.
+struct TempDb {
+    dir: tempfile::TempDir,
 }
 
-fn hashes(store: &Store) -> Vec<String> {
-    store.list().unwrap().into_iter().map(|d| d.hash).collect()
+impl TempDb {
+    fn new() -> TempDb {
+        TempDb {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+}
+
+impl crate::state::conformance::Harness for TempDb {
+    fn open(&self) -> Store {
+        new_store(self.dir.path())
+    }
+
+    fn open_impatient(&self) -> Store {
+        Store::open_with_busy_timeout(
+            &self.dir.path().join("state.db"),
+            Create::IfMissing,
+            Duration::from_millis(50),
+        )
+        .expect("open")
+    }
+}
+
+mod conformance {
+    crate::state::conformance::storage_tests!(super::TempDb::new());
+}
+
+fn new_store(dir: &Path) -> Store {
+    Store::open(&dir.join("state.db"), Create::IfMissing).expect("open")
 }
 
 #[test]
@@ -67,208 +95,14 @@ fn fresh_database_is_wal_with_schema_and_application_id() {
 }
 
 #[test]
-fn upsert_keeps_registry_order_and_remove_then_add_moves_to_end() {
+fn the_schema_refuses_rows_the_api_would_never_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = new_store(dir.path());
-    for (n, stem) in [(1, "a"), (2, "b"), (3, "c")] {
-        store
-            .write(&WriteAccess::granted(), |tx| {
-                tx.upsert_document(&text_doc(n, stem))
-            })
-            .unwrap();
-    }
-    let created_a = store.get(&hash_of(1)).unwrap().unwrap().created_at;
-    // Updating the first entry keeps its position and creation time.
-    let mut a = text_doc(1, "a");
-    a.status = Status::Compiled;
-    a.path = Some("elsewhere/a.md".into());
-    store
-        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&a))
-        .unwrap();
-    assert_eq!(hashes(&store), [hash_of(1), hash_of(2), hash_of(3)]);
-    let stored = store.get(&hash_of(1)).unwrap().unwrap();
-    assert_eq!(stored.status, Status::Compiled);
-    assert_eq!(stored.path.as_deref(), Some("elsewhere/a.md"));
-    assert_eq!(stored.created_at, created_a);
-    // Remove + add moves an entry to the end, as a Python dict does.
-    assert!(
-        store
-            .write(&WriteAccess::granted(), |tx| tx
-                .remove_document(&hash_of(2)))
-            .unwrap()
-    );
-    assert!(
-        !store
-            .write(&WriteAccess::granted(), |tx| tx
-                .remove_document(&hash_of(2)))
-            .unwrap()
-    );
-    store
-        .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(2, "b"))
-        })
-        .unwrap();
-    assert_eq!(hashes(&store), [hash_of(1), hash_of(3), hash_of(2)]);
-}
-
-#[test]
-fn every_field_round_trips_including_unknown_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
-    let mut doc = Document {
-        name: Some("cafe\u{301}-menu.md".into()),
-        doc_type: Some("long_pdf".into()),
-        doc_id: Some("86fb1ea5".into()),
-        origin: Some("cloud".into()),
-        pages: Some(12),
-        key_order: Some(vec!["type".into(), "name".into()]),
-        error: Some("boom".into()),
-        status: Status::Failed,
-        ..Document::new(hash_of(7))
-    };
-    doc.extra.insert("filename".into(), json!("x.md"));
-    // Parsed from text: numbers keep their exact spelling (2.50 stays 2.50).
-    let nested: serde_json::Value = serde_json::from_str(r#"{"a":[1,2.50,null]}"#).unwrap();
-    doc.extra.insert("nested".into(), nested);
-    store
-        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&doc))
-        .unwrap();
-    let back = store.get(&hash_of(7)).unwrap().unwrap();
-    assert_eq!(
-        back.name.as_deref(),
-        Some("cafe\u{301}-menu.md"),
-        "NFD kept"
-    );
-    assert_eq!(back.extra, doc.extra);
-    assert_eq!(back.extra["nested"].to_string(), r#"{"a":[1,2.50,null]}"#);
-    assert_eq!(back.key_order, doc.key_order);
-    assert_eq!(back.pages, Some(12));
-    assert_eq!(back.status, Status::Failed);
-    assert_eq!(back.error.as_deref(), Some("boom"));
-    assert!(back.created_at.ends_with('Z') && back.created_at.contains('T'));
-}
-
-#[test]
-fn lookups_by_hash_path_doc_name_and_name_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
-    let legacy = Document {
-        name: Some("Report.md".into()),
-        doc_type: Some("md".into()),
-        ..Document::new(hash_of(10))
-    };
-    let first = text_doc(11, "report");
-    let mut second = text_doc(12, "report-0d8d1e29");
-    second.path = Some("inbox/b/report.md".into());
-    second.name = Some("report.md".into());
-    store
-        .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&legacy)?;
-            tx.upsert_document(&first)?;
-            tx.upsert_document(&second)
-        })
-        .unwrap();
-
-    assert!(store.is_known(&hash_of(11)).unwrap());
-    assert!(!store.is_known(&hash_of(99)).unwrap());
-    assert!(store.get(&hash_of(99)).unwrap().is_none());
-    for path in ["inbox/report.md", "raw/report.md", "wiki/sources/report.md"] {
-        let found = store.find_by_path(path).unwrap().expect(path);
-        assert_eq!(found.hash, hash_of(11), "{path}");
-    }
-    assert_eq!(
-        store
-            .find_by_path("inbox/b/report.md")
-            .unwrap()
-            .unwrap()
-            .hash,
-        hash_of(12)
-    );
-    assert!(
-        store.find_by_path("Report.md").unwrap().is_none(),
-        "name is not a path"
-    );
-    assert_eq!(
-        store
-            .find_by_doc_name("report-0d8d1e29")
-            .unwrap()
-            .unwrap()
-            .hash,
-        hash_of(12)
-    );
-    assert!(store.find_by_doc_name("Report").unwrap().is_none());
-    // Name keys: an entry without doc_name owns its stem; NFKC on both sides.
-    let reader = store.reader().unwrap();
-    let owners: Vec<String> = reader
-        .find_by_name_key("Report")
-        .unwrap()
-        .into_iter()
-        .map(|d| d.hash)
-        .collect();
-    assert_eq!(owners, [hash_of(10)]);
-    assert_eq!(
-        reader.find_by_name_key("ｒｅｐｏｒｔ").unwrap()[0].hash,
-        hash_of(11)
-    );
-}
-
-#[test]
-fn find_by_path_returns_the_first_in_registry_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
-    let mut later = text_doc(2, "x");
-    later.path = Some("shared/p.md".into());
-    let mut earlier = text_doc(1, "y");
-    earlier.source_path = Some("shared/p.md".into());
-    store
-        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&earlier))
-        .unwrap();
-    store
-        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&later))
-        .unwrap();
-    assert_eq!(
-        store.find_by_path("shared/p.md").unwrap().unwrap().hash,
-        hash_of(1)
-    );
-}
-
-#[test]
-fn constraints_reject_bad_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
-    for bad in ["ABC", &"A".repeat(64), &"g".repeat(64), &"a".repeat(65)] {
-        let err = store
-            .write(&WriteAccess::granted(), |tx| {
-                tx.upsert_document(&Document::new(bad))
-            })
-            .unwrap_err();
-        assert!(matches!(err, Error::InvalidHash { .. }), "{bad}: {err}");
-    }
     store
         .write(&WriteAccess::granted(), |tx| {
             tx.upsert_document(&text_doc(1, "a"))
         })
         .unwrap();
-    let err = store
-        .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(2, "a"))
-        })
-        .unwrap_err();
-    assert!(matches!(err, Error::DocNameTaken { .. }), "{err}");
-    assert!(err.to_string().contains(&hash_of(1)));
-    // A failed transaction leaves nothing behind, even the part that succeeded.
-    let err = store
-        .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(3, "c"))?;
-            tx.append_log("ingest", "c.md")?;
-            tx.upsert_document(&text_doc(4, "a"))
-        })
-        .unwrap_err();
-    assert!(matches!(err, Error::DocNameTaken { .. }));
-    assert!(!store.is_known(&hash_of(3)).unwrap());
-    assert_eq!(store.reader().unwrap().log_count().unwrap(), 0);
-
-    // The schema itself refuses what the API would never write.
     drop(store);
     let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
     let insert = |hash: &str, doc_name: &str, status: &str| {
@@ -288,92 +122,6 @@ fn constraints_reject_bad_rows() {
     );
     assert!(insert(&hash_of(6), "z2", "done").is_err(), "unknown status");
     assert!(insert(&hash_of(8), "z3", "pending").is_ok());
-}
-
-#[test]
-fn status_counts_and_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
-    store
-        .write(&WriteAccess::granted(), |tx| {
-            for n in 0..5 {
-                tx.upsert_document(&text_doc(n, &format!("d{n}")))?;
-            }
-            tx.set_status(&hash_of(1), Status::Compiled, None)?;
-            tx.set_status(&hash_of(2), Status::Compiled, None)?;
-            tx.set_status(&hash_of(3), Status::Failed, Some("exit 1"))?;
-            tx.append_log("ingest", "d0.md")?;
-            tx.append_log("query", "line one\nline two")?;
-            tx.append_log("ingest", "d1.md")
-        })
-        .unwrap();
-    let counts = store.counts().unwrap();
-    assert_eq!((counts.pending, counts.compiled, counts.failed), (2, 2, 1));
-    assert_eq!(counts.total(), 5);
-    assert_eq!(
-        store.get(&hash_of(3)).unwrap().unwrap().error.as_deref(),
-        Some("exit 1")
-    );
-
-    let all = store.log_tail(None, None).unwrap();
-    let ops: Vec<&str> = all.iter().map(|e| e.operation.as_str()).collect();
-    assert_eq!(ops, ["ingest", "query", "ingest"], "oldest first");
-    let last_two = store.log_tail(Some(2), None).unwrap();
-    assert_eq!(last_two[0].operation, "query");
-    assert_eq!(last_two[1].description, "d1.md");
-    let ingests = store.log_tail(None, Some("ingest")).unwrap();
-    assert_eq!(ingests.len(), 2);
-    let entry = &all[1];
-    assert_eq!(entry.timestamp.len(), "YYYY-MM-DD HH:MM:SS".len());
-    // One line per entry: a line break in a description is escaped, so it cannot start an
-    // entry of its own (the log.md parser unescapes it).
-    assert_eq!(
-        entry.to_markdown(),
-        format!(
-            "## [{}] query | line one\\u{{a}}line two\n\n",
-            entry.timestamp
-        )
-    );
-}
-
-#[test]
-fn concurrent_writer_threads_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(new_store(dir.path()));
-    let threads = 8;
-    let per_thread = 100u64;
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || {
-                for i in 0..per_thread {
-                    let n = t * 1000 + i;
-                    store
-                        .write(&WriteAccess::granted(), |tx| {
-                            tx.upsert_document(&text_doc(n, &format!("t{t}-{i}")))?;
-                            tx.append_log("ingest", &format!("t{t}-{i}.md"))
-                        })
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
-    let docs = store.list().unwrap();
-    assert_eq!(docs.len() as u64, threads * per_thread);
-    let mut positions: Vec<i64> = docs.iter().map(|d| d.position).collect();
-    positions.dedup();
-    assert_eq!(
-        positions.len(),
-        docs.len(),
-        "positions are unique and sorted"
-    );
-    assert_eq!(
-        store.reader().unwrap().log_count().unwrap(),
-        threads * per_thread
-    );
 }
 
 /// Child side of `concurrent_writer_processes_lose_nothing`: run by the parent test through
@@ -429,54 +177,6 @@ fn concurrent_writer_processes_lose_nothing() {
     for w in 0..4u64 {
         assert!(store.is_known(&hash_of(w * 10_000 + 149)).unwrap());
     }
-}
-
-#[test]
-fn a_busy_database_gives_a_typed_error_after_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.db");
-    drop(new_store(dir.path()));
-    let blocker = rusqlite::Connection::open(&db).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let store =
-        Store::open_with_busy_timeout(&db, Create::Never, Duration::from_millis(50)).unwrap();
-    let err = store
-        .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(1, "a"))
-        })
-        .unwrap_err();
-    assert!(matches!(err, Error::Busy { .. }), "{err}");
-    assert!(err.to_string().contains("another openkb process"), "{err}");
-    assert_eq!(err.exit_code(), crate::error::exit::BUSY);
-    // Reads still work while another connection writes (WAL).
-    assert!(store.list().unwrap().is_empty());
-    blocker.execute_batch("ROLLBACK").unwrap();
-    store
-        .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(1, "a"))
-        })
-        .unwrap();
-}
-
-#[test]
-fn a_second_writer_waits_instead_of_failing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.db");
-    drop(new_store(dir.path()));
-    let blocker = rusqlite::Connection::open(&db).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        blocker.execute_batch("COMMIT").unwrap();
-    });
-    let store = Store::open(&db, Create::Never).unwrap();
-    store
-        .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(1, "a"))
-        })
-        .unwrap();
-    release.join().unwrap();
-    assert!(store.is_known(&hash_of(1)).unwrap());
 }
 
 #[test]
@@ -536,66 +236,100 @@ fn files_that_are_not_openkb_databases_are_refused() {
     assert!(!missing.exists());
 }
 
+/// Rows another program wrote are input like any file: a value no openkb writes is an error
+/// that names the column, never a panic or a silent default.
 #[test]
-fn status_counts_follow_every_kind_of_change() {
+fn rows_another_program_broke_are_reported_by_column() {
     let dir = tempfile::tempdir().unwrap();
     let store = new_store(dir.path());
-    let scan = || {
-        let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
-        let mut counts = [0u64; 3];
-        let mut stmt = conn
-            .prepare("SELECT status, count(*) FROM documents GROUP BY status")
-            .unwrap();
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .unwrap();
-        for row in rows {
-            let (status, n) = row.unwrap();
-            let slot = ["pending", "compiled", "failed"]
-                .iter()
-                .position(|s| *s == status)
-                .unwrap();
-            counts[slot] = n as u64;
-        }
-        counts
-    };
-    let check = |store: &Store| {
-        let c = store.counts().unwrap();
-        assert_eq!([c.pending, c.compiled, c.failed], scan());
-    };
     store
         .write(&WriteAccess::granted(), |tx| {
-            for n in 0..6 {
-                tx.upsert_document(&text_doc(n, &format!("d{n}")))?;
-            }
-            Ok(())
+            tx.upsert_document(&text_doc(1, "a"))?;
+            tx.upsert_document(&text_doc(2, "b"))?;
+            tx.record_intent(crate::state::IntentOp::Add, &hash_of(1), None, &[])
+                .map(drop)
         })
         .unwrap();
-    check(&store);
+    let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA ignore_check_constraints = ON;
+         UPDATE documents SET status = 'done' WHERE hash = '{h1}';
+         UPDATE documents SET extra = '[1]' WHERE hash = '{h2}';
+         UPDATE intents SET operation = 'explode';",
+        h1 = hash_of(1),
+        h2 = hash_of(2)
+    ))
+    .unwrap();
+    let err = store.get(&hash_of(1)).unwrap_err();
+    assert!(matches!(err, Error::Storage { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("state.db") && text.contains("status"),
+        "{text}"
+    );
+    assert!(text.contains("unknown status \"done\""), "{text}");
+    let text = store.get(&hash_of(2)).unwrap_err().to_string();
+    assert!(
+        text.contains("extra") && text.contains("not a JSON object"),
+        "{text}"
+    );
+    let text = store
+        .reader()
+        .unwrap()
+        .unfinished_intents()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("unknown intent operation \"explode\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn disk_usage_counts_the_database_and_its_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
     store
         .write(&WriteAccess::granted(), |tx| {
-            tx.set_status(&hash_of(0), Status::Compiled, None)?;
-            tx.set_status(&hash_of(1), Status::Failed, Some("x"))?;
-            tx.set_status(&hash_of(1), Status::Failed, Some("y"))?;
-            tx.remove_document(&hash_of(2))
+            tx.upsert_document(&text_doc(1, "a"))
         })
         .unwrap();
-    check(&store);
-    // An upsert that changes the status of an existing row moves it between counts.
-    let mut d3 = text_doc(3, "d3");
-    d3.status = Status::Compiled;
+    let db = dir.path().join("state.db");
+    let wal = crate::state::sidecar_path(&db, "-wal");
+    let usage = store.disk_usage().unwrap();
+    assert_eq!(usage.database_bytes, std::fs::metadata(&db).unwrap().len());
+    assert_eq!(
+        usage.pending_log_bytes,
+        std::fs::metadata(&wal).unwrap().len()
+    );
+    assert!(usage.pending_log_bytes > 0, "the commit is in the WAL");
+    store.checkpoint().unwrap();
+    assert_eq!(store.disk_usage().unwrap().pending_log_bytes, 0);
+}
+
+#[test]
+fn a_replaced_database_file_is_noticed_and_its_commits_do_not_follow_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let store = new_store(dir.path());
+    // A commit that stays in the WAL while the store's pooled connection is open.
     store
-        .write(&WriteAccess::granted(), |tx| tx.upsert_document(&d3))
+        .write(&WriteAccess::granted(), |tx| tx.append_log("ingest", "old"))
         .unwrap();
-    check(&store);
-    // A rolled-back transaction leaves the counts as they were.
-    let before = store.counts().unwrap();
-    let _ = store.write(&WriteAccess::granted(), |tx| {
-        tx.remove_document(&hash_of(4))?;
-        tx.upsert_document(&text_doc(9, "d0"))
-    });
-    assert_eq!(store.counts().unwrap(), before);
-    check(&store);
-    let c = store.counts().unwrap();
-    assert_eq!((c.pending, c.compiled, c.failed), (2, 2, 1));
+    store.check_still_at_path().unwrap();
+    // Another database is renamed over state.db while the store has the old one open.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    drop(new_store(&other));
+    std::fs::rename(other.join("state.db"), &db).unwrap();
+    let err = store.check_still_at_path().unwrap_err();
+    assert!(matches!(err, Error::StateDbReplaced { .. }), "{err}");
+    assert!(
+        err.to_string().contains("replaced by another file"),
+        "{err}"
+    );
+    drop(store);
+    // The old file's -wal at the path went with it: the new file shows none of its commits.
+    let reopened = Store::open(&db, Create::Never).unwrap();
+    assert_eq!(reopened.reader().unwrap().log_count().unwrap(), 0);
 }
