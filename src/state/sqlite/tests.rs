@@ -254,7 +254,7 @@ fn rows_another_program_broke_are_reported_by_column() {
     conn.execute_batch(&format!(
         "PRAGMA ignore_check_constraints = ON;
          UPDATE documents SET status = 'done' WHERE hash = '{h1}';
-         UPDATE documents SET extra = '[1]' WHERE hash = '{h2}';
+         INSERT INTO document_legacy (hash, extra) VALUES ('{h2}', '[1]');
          UPDATE intents SET operation = 'explode';",
         h1 = hash_of(1),
         h2 = hash_of(2)
