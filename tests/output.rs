@@ -470,7 +470,7 @@ fn quiet_drops_per_item_lines_of_compile_and_doctor_but_keeps_their_result() {
     let loud = ok(&mut openkb(&env, &["doctor"]));
     assert!(loud.stdout.contains("\nok "), "{}", loud.stdout);
     assert!(
-        loud.stdout.contains("\nState: sqlite (SQLite 3."),
+        loud.stdout.contains("\nState: SQLite 3."),
         "{}",
         loud.stdout
     );

@@ -32,8 +32,10 @@ mod state;
 
 use serde::Serialize;
 
+use crate::config::{KbId, StateConfig};
 use crate::error::Result;
 use crate::kb::Kb;
+use crate::state::backend::CheckDepth;
 use crate::state::{Queries, Store};
 
 pub use db::DbState;
@@ -188,8 +190,11 @@ pub(crate) struct Diagnosis {
 }
 
 fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
+    if let StateConfig::Postgres { kb_id } = kb.state_config()? {
+        return diagnose_team(kb, &kb_id, full);
+    }
     let (mut findings, db) = db::check(kb, full)?;
-    findings.extend(fs::check(kb, &db, kb.state_config()?.is_team())?);
+    findings.extend(fs::check(kb, &db, false)?);
     findings.extend(fs::check_symlinks(kb));
     let mut state = None;
     if db.is_readable() {
@@ -224,5 +229,65 @@ fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
         findings,
         db,
         state,
+    })
+}
+
+/// A team KB: its state is a schema in the server, not a file, so the `state.db` checks give
+/// way to the server's (reachable, engine, schema version, round trip, integrity); the
+/// checks of the files are the same. A server that cannot be reached is the command's error
+/// (exit 5), not a finding: nothing can be checked without it.
+fn diagnose_team(kb: &Kb, kb_id: &KbId, full: bool) -> Result<Diagnosis> {
+    let store = Store::from_backend(Box::new(
+        kb.team_store(kb_id, crate::state::postgres::Create::Never)?,
+    ));
+    let reader = store.reader()?;
+    let measured = StateReport::measure(kb, &store, || reader.counts().map(drop))?;
+    let too_new = store.is_too_new();
+    let mut findings = vec![if too_new {
+        Finding::problem(
+            "state",
+            format!(
+                "{}: schema version {} is newer than this openkb understands; it reads but \
+                 never writes it: upgrade openkb",
+                measured.location, measured.schema_version
+            ),
+        )
+    } else {
+        Finding::ok(
+            "state",
+            format!(
+                "the state server answers; schema version {} is this openkb's",
+                measured.schema_version
+            ),
+        )
+    }];
+    let depth = if full {
+        CheckDepth::Full
+    } else {
+        CheckDepth::Quick
+    };
+    let damage = store.backend().check_integrity(depth)?;
+    if damage.is_empty() {
+        findings.push(Finding::ok(
+            "integrity",
+            "the state's integrity checks pass",
+        ));
+    }
+    for problem in damage {
+        findings.push(Finding::problem("integrity", problem));
+    }
+    let db = DbState::Usable {
+        too_new,
+        pinned_rollback: false,
+    };
+    findings.extend(fs::check(kb, &db, true)?);
+    findings.extend(fs::check_symlinks(kb));
+    findings.extend(files::check(kb, &reader, full)?);
+    findings.extend(leftovers::check_intents(kb, &store)?);
+    findings.extend(leftovers::check(kb, &db)?);
+    Ok(Diagnosis {
+        findings,
+        db,
+        state: Some(measured),
     })
 }

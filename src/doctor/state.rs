@@ -47,15 +47,12 @@ impl StateReport {
         })
     }
 
-    /// `State: sqlite (SQLite 3.50.4), schema version 8, round trip 0.04 ms`.
+    /// `PostgreSQL 15.18, schema version 1, round trip 0.41 ms, at <location>` (a team KB's
+    /// location names its schema).
     pub fn line(&self) -> String {
-        let schema = match &self.schema {
-            Some(name) => format!("schema {name} version {}", self.schema_version),
-            None => format!("schema version {}", self.schema_version),
-        };
         format!(
-            "{} ({}) at {}, {schema}, round trip {:.2} ms",
-            self.backend, self.server_version, self.location, self.latency_ms
+            "{}, schema version {}, round trip {:.2} ms, at {}",
+            self.server_version, self.schema_version, self.latency_ms, self.location
         )
     }
 }
