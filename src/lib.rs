@@ -24,6 +24,7 @@ pub mod netfs;
 pub mod notice;
 pub mod session;
 pub mod state;
+pub mod state_move;
 pub mod state_url;
 pub mod wiki;
 
@@ -33,5 +34,5 @@ pub use kb::Kb;
 /// The test PostgreSQL server (one per test binary), for the unit tests of team mode.
 #[cfg(test)]
 #[path = "../tests/support/pg_server.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod test_pg_server;

@@ -23,7 +23,10 @@ impl Backend for PgStore {
     fn describe(&self) -> Result<Description> {
         let reader = self.reader()?;
         let version = reader
-            .row("SELECT 'PostgreSQL ' || current_setting('server_version') AS v", &[])?
+            .row(
+                "SELECT 'PostgreSQL ' || current_setting('server_version') AS v",
+                &[],
+            )?
             .map(|r| r.get::<_, String>("v"))
             .unwrap_or_default();
         Ok(Description {
@@ -92,7 +95,10 @@ impl Backend for PgStore {
         if depth == CheckDepth::Full {
             rows::for_each_document(&reader, &mut |doc| {
                 let stored = reader
-                    .row("SELECT name_key FROM documents WHERE hash = $1", &[&doc.hash])?
+                    .row(
+                        "SELECT name_key FROM documents WHERE hash = $1",
+                        &[&doc.hash],
+                    )?
                     .map(|r| r.get::<_, String>("name_key"));
                 if stored.as_deref() != Some(doc.name_key().as_str()) {
                     findings.push(format!(

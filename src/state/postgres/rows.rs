@@ -108,7 +108,12 @@ fn document(location: &Location, row: &Row) -> Result<Document> {
     } else {
         match serde_json::from_str::<Value>(&extra_text) {
             Ok(Value::Object(map)) => map,
-            _ => return Err(bad_row(location, format!("extra is not a JSON object: {extra_text}"))),
+            _ => {
+                return Err(bad_row(
+                    location,
+                    format!("extra is not a JSON object: {extra_text}"),
+                ));
+            }
         }
     };
     let key_order = match g("key_order")? {
@@ -158,7 +163,11 @@ pub fn is_known(q: &(impl Sql + ?Sized), hash: &str) -> Result<bool> {
 }
 
 /// Documents naming `path` as their `path`, `raw_path` or `source_path`, registry order.
-pub fn find_by_path(q: &(impl Sql + ?Sized), path: &str, limit: Option<i64>) -> Result<Vec<Document>> {
+pub fn find_by_path(
+    q: &(impl Sql + ?Sized),
+    path: &str,
+    limit: Option<i64>,
+) -> Result<Vec<Document>> {
     let sql = format!(
         "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE hash IN (
              SELECT hash FROM documents WHERE path = $1
@@ -489,8 +498,12 @@ fn intent(location: &Location, row: &Row) -> Result<Intent> {
             .ok_or_else(|| bad_row(location, format!("unknown intent operation {op:?}")))?,
         hash: get(location, row, "hash")?,
         doc_name: get(location, row, "doc_name")?,
-        files: serde_json::from_str::<Vec<IntentFile>>(&files)
-            .map_err(|e| bad_row(location, format!("intent files are not a list of files: {e}")))?,
+        files: serde_json::from_str::<Vec<IntentFile>>(&files).map_err(|e| {
+            bad_row(
+                location,
+                format!("intent files are not a list of files: {e}"),
+            )
+        })?,
         started_at: get(location, row, "started_at")?,
         pid: get(location, row, "pid")?,
         // Read from disk: an id that is not a plausible process group is never signalled.
@@ -650,7 +663,12 @@ pub fn untrusted_list(q: &(impl Sql + ?Sized)) -> Result<Vec<(String, String)>> 
         &[],
     )?
     .iter()
-    .map(|r| Ok((get(q.location(), r, "hash")?, get(q.location(), r, "reason")?)))
+    .map(|r| {
+        Ok((
+            get(q.location(), r, "hash")?,
+            get(q.location(), r, "reason")?,
+        ))
+    })
     .collect()
 }
 

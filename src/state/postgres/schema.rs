@@ -121,20 +121,35 @@ pub fn migrate(
     create: bool,
 ) -> Result<Result<Migrated, Refusal>, postgres::Error> {
     let mut tx = client.transaction()?;
+    let outcome = migrate_in(&mut tx, schema, kb_id, now, create)?;
+    if outcome.is_ok() {
+        tx.commit()?;
+    }
+    Ok(outcome)
+}
+
+/// [`migrate`] inside the caller's transaction, which commits it (with whatever else it
+/// writes: a KB moved in is created and filled in one transaction).
+pub fn migrate_in(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    kb_id: &KbId,
+    now: &str,
+    create: bool,
+) -> Result<Result<Migrated, Refusal>, postgres::Error> {
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
         &[&MIGRATION_LOCK_CLASS, &super::kb_lock_key(kb_id)],
     )?;
-    let found = check(&mut tx, schema)?;
+    let found = check(tx, schema)?;
     let from = match found {
         Version::Missing if !create => return Ok(Err(Refusal::Missing)),
         Version::Missing => None,
         Version::Current | Version::TooNew(_) => {
-            let version = stored_version(&mut tx, schema)?;
-            if let Some(refusal) = other_kb(&mut tx, schema, kb_id)? {
+            let version = stored_version(tx, schema)?;
+            if let Some(refusal) = other_kb(tx, schema, kb_id)? {
                 return Ok(Err(refusal));
             }
-            tx.commit()?;
             return Ok(Ok(Migrated {
                 from: Some(version),
                 to: version,
@@ -142,7 +157,7 @@ pub fn migrate(
         }
         Version::Behind(found) if found < 1 => return Ok(Err(Refusal::Unversioned)),
         Version::Behind(found) => {
-            if let Some(refusal) = other_kb(&mut tx, schema, kb_id)? {
+            if let Some(refusal) = other_kb(tx, schema, kb_id)? {
                 return Ok(Err(refusal));
             }
             Some(found)
@@ -176,7 +191,6 @@ pub fn migrate(
          ON CONFLICT (key) DO NOTHING",
         &[],
     )?;
-    tx.commit()?;
     Ok(Ok(Migrated { from, to }))
 }
 
@@ -204,7 +218,7 @@ mod tests {
     /// Every shipped migration, in order, and the SHA-256 of its SQL as shipped.
     const SHIPPED: &[(&str, &str)] = &[(
         "0001_initial",
-        "0000000000000000000000000000000000000000000000000000000000000000",
+        "412ce1444edc6c9316cbf5c72a845df4fd595422d30a850ce9a9679deb83339a",
     )];
 
     #[test]

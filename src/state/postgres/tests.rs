@@ -9,8 +9,7 @@ use super::*;
 use crate::config::KbId;
 use crate::state::Document;
 
-#[path = "../../../tests/support/pg_server.rs"]
-mod pg_server;
+use crate::test_pg_server as pg_server;
 
 fn server_config() -> Config {
     Config::from_str(&pg_server::server().url()).unwrap()
@@ -81,7 +80,10 @@ fn a_schema_whose_meta_names_another_kb_is_refused() {
     ));
     let err = PgStore::open(&server_config(), &kb, Create::Never).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains(other.as_str()) && text.contains(kb.as_str()), "{text}");
+    assert!(
+        text.contains(other.as_str()) && text.contains(kb.as_str()),
+        "{text}"
+    );
 }
 
 #[test]
@@ -105,8 +107,14 @@ fn a_newer_schema_is_read_but_never_written() {
     let err = store
         .write(None, |tx| rows::upsert_document(tx, &doc(2), &utc()))
         .unwrap_err();
-    assert!(matches!(err, Error::SchemaTooNew { found, .. } if found == newer), "{err:?}");
-    assert_eq!(psql(&format!("SELECT count(*) FROM {schema}.documents")), "1");
+    assert!(
+        matches!(err, Error::SchemaTooNew { found, .. } if found == newer),
+        "{err:?}"
+    );
+    assert_eq!(
+        psql(&format!("SELECT count(*) FROM {schema}.documents")),
+        "1"
+    );
     assert_eq!(
         psql(&format!(
             "SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
@@ -194,14 +202,19 @@ fn a_write_on_a_terminated_session_is_unreachable_and_commits_nothing() {
 #[test]
 fn a_server_that_is_not_there_is_unreachable_with_where_it_was_looked_for() {
     let nowhere = tempfile::tempdir().unwrap();
-    let config =
-        Config::from_str(&format!("host={} port=5999 user=openkb", nowhere.path().display()))
-            .unwrap();
+    let config = Config::from_str(&format!(
+        "host={} port=5999 user=openkb",
+        nowhere.path().display()
+    ))
+    .unwrap();
     let err = PgStore::open(&config, &fresh_kb(), Create::IfMissing).unwrap_err();
     assert!(matches!(err, Error::StateUnreachable { .. }), "{err:?}");
     assert_eq!(err.exit_code(), crate::error::exit::STATE_SERVER);
     let text = err.to_string();
-    assert!(text.contains(&nowhere.path().display().to_string()), "{text}");
+    assert!(
+        text.contains(&nowhere.path().display().to_string()),
+        "{text}"
+    );
     assert!(text.contains("OPENKB_STATE_URL"), "{text}");
 }
 
@@ -215,7 +228,10 @@ fn advisory_locks_exclude_and_a_bounded_wait_ends_busy() {
     assert!(a.try_advisory_lock(LockMode::Shared, CLASS, key).unwrap());
     assert!(b.try_advisory_lock(LockMode::Shared, CLASS, key).unwrap());
     assert!(b.advisory_unlock(LockMode::Shared, CLASS, key).unwrap());
-    assert!(!b.try_advisory_lock(LockMode::Exclusive, CLASS, key).unwrap());
+    assert!(
+        !b.try_advisory_lock(LockMode::Exclusive, CLASS, key)
+            .unwrap()
+    );
     let err = b
         .advisory_lock(
             LockMode::Exclusive,
@@ -228,8 +244,13 @@ fn advisory_locks_exclude_and_a_bounded_wait_ends_busy() {
     let holders = b.lock_holders(CLASS, key).unwrap();
     assert_eq!(holders, [application_name()]);
     assert!(a.advisory_unlock(LockMode::Shared, CLASS, key).unwrap());
-    b.advisory_lock(LockMode::Exclusive, CLASS, key, Some(Duration::from_secs(5)))
-        .unwrap();
+    b.advisory_lock(
+        LockMode::Exclusive,
+        CLASS,
+        key,
+        Some(Duration::from_secs(5)),
+    )
+    .unwrap();
     assert!(!a.try_advisory_lock(LockMode::Shared, CLASS, key).unwrap());
     // The session's lock_timeout is back to "no limit" after a bounded wait.
     assert_eq!(
@@ -246,4 +267,33 @@ fn kb_lock_keys_are_stable_and_differ_between_kbs() {
     let kb = KbId::parse("5b0c2c1e-8d3f-4a6b-9c2d-0e1f2a3b4c5d").unwrap();
     assert_eq!(kb_lock_key(&kb), kb_lock_key(&kb.clone()));
     assert_ne!(kb_lock_key(&kb), kb_lock_key(&fresh_kb()));
+}
+
+/// A fresh KB id, so a fresh schema, for each test of the conformance suite.
+struct FreshSchema {
+    kb: KbId,
+}
+
+impl FreshSchema {
+    fn new() -> FreshSchema {
+        FreshSchema { kb: fresh_kb() }
+    }
+}
+
+impl crate::state::conformance::Harness for FreshSchema {
+    fn open(&self) -> crate::state::Store {
+        let store = PgStore::open(&server_config(), &self.kb, Create::IfMissing).unwrap();
+        crate::state::Store::from_backend(Box::new(store))
+    }
+
+    fn open_impatient(&self) -> crate::state::Store {
+        let store = PgStore::open(&server_config(), &self.kb, Create::IfMissing)
+            .unwrap()
+            .with_busy_timeout(Duration::from_millis(50));
+        crate::state::Store::from_backend(Box::new(store))
+    }
+}
+
+mod conformance {
+    crate::state::conformance::storage_tests!(super::FreshSchema::new());
 }

@@ -29,6 +29,8 @@ mod intents;
 mod log;
 mod rows;
 pub mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -46,7 +48,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 
-pub use imports::build_database;
+use imports::build_database;
 
 /// How long one statement waits for another connection's write lock before SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -727,7 +729,7 @@ fn forget_sidecars_of_replaced_db(db: &Path) {
 }
 
 /// The files this process has open (Linux: `/proc/self/fd`).
-fn held_open_files() -> Vec<FileId> {
+pub(crate) fn held_open_files() -> Vec<FileId> {
     let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
         return Vec::new();
     };
