@@ -440,3 +440,20 @@ fn a_terminated_holder_is_fenced_commits_nothing_and_puts_its_files_back() {
     assert_ne!(team.status_of("a"), "compiled", "a fenced holder committed");
     assert!(!summary.exists(), "the fenced compile left its summary");
 }
+
+#[test]
+fn an_openkb_run_by_the_compile_hook_refuses_at_once_instead_of_waiting_for_its_parent() {
+    let team = Team::new();
+    let bin = env!("CARGO_BIN_EXE_openkb");
+    team.add_to_config(&format!(
+        "compile_command: 'OPENKB_LOCK_TIMEOUT=10 {bin} --kb-dir \"$OPENKB_KB_DIR\" list \
+         > ../nested.out 2>&1; echo $? > ../nested.code'\n"
+    ));
+    let out = team.run(&["add", &team.write("a.md", "alpha\n")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let code = std::fs::read_to_string(team.path().join("nested.code")).unwrap();
+    let text = std::fs::read_to_string(team.path().join("nested.out")).unwrap();
+    assert_eq!(code.trim(), "1", "{text}");
+    assert!(text.contains("started by the compile hook"), "{text}");
+    assert!(!text.contains("waiting for another"), "{text}");
+}
