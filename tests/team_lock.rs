@@ -8,6 +8,7 @@
 //! Both "hosts" set `OPENKB_FS_TYPE=nfs`, so openkb skips the flock and the PostgreSQL lock
 //! alone excludes them.
 
+mod common;
 #[path = "support/pg_server.rs"]
 mod pg_server;
 
@@ -456,4 +457,37 @@ fn an_openkb_run_by_the_compile_hook_refuses_at_once_instead_of_waiting_for_its_
     assert_eq!(code.trim(), "1", "{text}");
     assert!(text.contains("started by the compile hook"), "{text}");
     assert!(!text.contains("waiting for another"), "{text}");
+}
+
+#[test]
+fn the_flock_is_still_taken_where_it_works_and_skipped_on_a_network_filesystem() {
+    let team = Team::new();
+    // The Python tool knows only the flock: on a local disk a team KB still respects it.
+    let python = common::PythonLockHolder::hold(&team.kb().join(".openkb/ingest.lock"), true);
+    let doc = team.write("a.md", "alpha\n");
+    let out = team
+        .cmd()
+        .env_remove("OPENKB_FS_TYPE")
+        .env("OPENKB_LOCK_TIMEOUT", "0.5")
+        .args(["add", &doc])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(".openkb/ingest.lock"),
+        "the flock is named: {}",
+        stderr(&out)
+    );
+    assert_eq!(team.status_of("a"), "");
+    // On a network filesystem the flock excludes nobody on other machines and can hang: the
+    // advisory lock alone is taken.
+    let out = team
+        .cmd()
+        .env("OPENKB_LOCK_TIMEOUT", "0.5")
+        .args(["add", &doc])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(team.status_of("a"), "pending");
+    python.release();
 }
