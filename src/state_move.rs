@@ -33,10 +33,9 @@ use crate::config::{KbId, StateConfig};
 use crate::error::{Error, Result};
 use crate::ingest::crash_point;
 use crate::kb::Kb;
-use crate::lock::LockMode;
 use crate::state::postgres::PgStore;
 use crate::state::transfer::{self, Fingerprint};
-use crate::state::{Queries, Reads, WriteTx, build};
+use crate::state::{Queries, WriteTx, build};
 
 /// What a move did.
 #[derive(Debug, Serialize)]
@@ -105,30 +104,26 @@ pub fn to_sqlite(kb: &Kb) -> Result<Moved> {
             kb.config_path().display()
         )));
     };
-    let server = kb.state_env().config(kb.root())?;
-    let store = PgStore::open(&server, &kb_id, crate::state::postgres::Create::Never)?;
-    let lock = crate::lock_team::acquire(
-        kb,
-        &store,
-        LockMode::Exclusive,
-        crate::lock::lock_timeout()?,
-    )?;
+    // The team lock, and what interrupted team processes left settled by recovery.
+    let session = kb.write_session()?;
     build::remove_stale_builds(&kb.openkb_dir())?;
     // A state.db beside a team config was left by an interrupted move: not the KB's state.
     let stale = set_aside_local(kb)?;
-    let reader = store.reader()?;
-    let rows = Reads::counts(&reader)?.total() + Reads::log_count(&reader)?;
+    let reader = session.reader()?;
+    let rows = reader.counts()?.total() + reader.log_count()?;
     let target = kb.state_db().display().to_string();
     let fingerprint = build::create_filled(&kb.state_db(), rows as usize, |tx| {
-        let copied = transfer::copy_all(&reader, tx, &target)?;
+        let copied = transfer::copy_all(reader.reads(), tx, &target)?;
         crash_point("to-sqlite-commit");
         Ok(copied)
     })?;
     crash_point("to-sqlite-config");
     switch_config(kb, StateConfig::Sqlite)?;
     crash_point("to-sqlite-retire");
-    let aside = store.retire(&stamp())?;
-    drop(lock);
+    let aside = kb
+        .team_store(&kb_id, crate::state::postgres::Create::Never)?
+        .retire(&stamp())?;
+    drop(session);
     if let Some(stale) = stale {
         crate::notice::warn(&format!(
             "a state.db left by an interrupted move was set aside as {}",

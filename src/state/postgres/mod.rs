@@ -605,7 +605,10 @@ impl Location {
                 path: PathBuf::from(&self.text),
             };
         }
-        Error::Invalid(format!("{}: database error: {}", self.text, describe(&e)))
+        Error::Storage {
+            location: self.text.clone(),
+            message: describe(&e),
+        }
     }
 
     fn pool_error(&self, e: r2d2::Error) -> Error {
