@@ -358,6 +358,7 @@ pub fn commit_batch(
     }
 
     super::crash_point("add-commit");
+    super::test_point("add-commit");
     // 5. The commit point: every document of the batch, its log row, its intent gone.
     let committed = session.write(|tx| {
         let mut logs = Vec::new();

@@ -126,8 +126,9 @@ pub(crate) fn crash_point(point: &str) {
 
 /// Hidden switch for the tests of refused commits: `OPENKB_TEST_RUN_AT=<point>` runs
 /// `OPENKB_TEST_RUN` with `sh -c` in the current folder when the process reaches `point`
-/// (`remove-commit`, just before a remove's commit), as another process acting at that moment
-/// would (replacing `state.db`, say), and waits for it.
+/// (`remove-commit`, `add-commit`: just before a remove's or an add batch's commit), as another
+/// process acting at that moment would (replacing `state.db`, ending the server session of a
+/// team KB's lock, restarting the server), and waits for it.
 pub(crate) fn test_point(point: &str) {
     if std::env::var_os("OPENKB_TEST_RUN_AT").is_some_and(|v| v == point)
         && let Some(command) = std::env::var_os("OPENKB_TEST_RUN")
