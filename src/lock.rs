@@ -65,11 +65,57 @@ pub enum LockMode {
     Exclusive,
 }
 
+/// How many times one thread holds a lock in each mode: a nested acquisition only counts, and
+/// the lock itself goes with the last release. Shared by the flock and the team lock.
+#[derive(Debug)]
+pub(crate) struct Depth {
+    exclusive: u32,
+    shared: u32,
+}
+
+impl Depth {
+    /// The first acquisition, in `mode`.
+    pub(crate) fn first(mode: LockMode) -> Depth {
+        Depth {
+            exclusive: u32::from(mode == LockMode::Exclusive),
+            shared: u32::from(mode == LockMode::Shared),
+        }
+    }
+
+    /// Count a nested acquisition; false (nothing counted) for exclusive while only shared is
+    /// held: upgrading in place would deadlock two such threads.
+    pub(crate) fn enter(&mut self, mode: LockMode) -> bool {
+        match mode {
+            LockMode::Exclusive if self.exclusive == 0 => return false,
+            LockMode::Exclusive => self.exclusive += 1,
+            LockMode::Shared => self.shared += 1,
+        }
+        true
+    }
+
+    /// Count a release; true when it was the last.
+    pub(crate) fn leave(&mut self, mode: LockMode) -> bool {
+        match mode {
+            LockMode::Exclusive => self.exclusive -= 1,
+            LockMode::Shared => self.shared -= 1,
+        }
+        self.exclusive == 0 && self.shared == 0
+    }
+
+    /// The strongest mode held.
+    pub(crate) fn mode(&self) -> LockMode {
+        if self.exclusive > 0 {
+            LockMode::Exclusive
+        } else {
+            LockMode::Shared
+        }
+    }
+}
+
 struct Held {
     /// Keeps the open file description (and so the flock) alive.
     _file: File,
-    exclusive_depth: u32,
-    shared_depth: u32,
+    depth: Depth,
 }
 
 thread_local! {
@@ -103,15 +149,11 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         HELD.with(|held| {
             let mut held = held.borrow_mut();
-            if let Some(entry) = held.get_mut(&self.path) {
-                match self.mode {
-                    LockMode::Exclusive => entry.exclusive_depth -= 1,
-                    LockMode::Shared => entry.shared_depth -= 1,
-                }
-                if entry.exclusive_depth == 0 && entry.shared_depth == 0 {
-                    // Closing the file releases the flock.
-                    held.remove(&self.path);
-                }
+            if let Some(entry) = held.get_mut(&self.path)
+                && entry.depth.leave(self.mode)
+            {
+                // Closing the file releases the flock.
+                held.remove(&self.path);
             }
         });
     }
@@ -119,15 +161,7 @@ impl Drop for LockGuard {
 
 /// What the current thread holds on `lock_path`, if anything.
 pub fn held_mode(lock_path: &Path) -> Option<LockMode> {
-    HELD.with(|held| {
-        held.borrow().get(lock_path).map(|h| {
-            if h.exclusive_depth > 0 {
-                LockMode::Exclusive
-            } else {
-                LockMode::Shared
-            }
-        })
-    })
+    HELD.with(|held| held.borrow().get(lock_path).map(|h| h.depth.mode()))
 }
 
 /// Acquire `lock_path` in `mode`, waiting as described in the module docs. `subject` is what
@@ -206,8 +240,7 @@ fn acquire_inner(
             lock_path.to_path_buf(),
             Held {
                 _file: file,
-                exclusive_depth: u32::from(mode == LockMode::Exclusive),
-                shared_depth: u32::from(mode == LockMode::Shared),
+                depth: Depth::first(mode),
             },
         )
     });
@@ -225,27 +258,17 @@ fn reenter(lock_path: &Path, mode: LockMode) -> Result<Option<LockGuard>> {
         let Some(entry) = held.get_mut(lock_path) else {
             return Ok(None);
         };
-        match mode {
-            LockMode::Exclusive if entry.exclusive_depth == 0 => Err(Error::LockUpgrade {
+        if !entry.depth.enter(mode) {
+            return Err(Error::LockUpgrade {
                 path: lock_path.to_path_buf(),
-            }),
-            LockMode::Exclusive => {
-                entry.exclusive_depth += 1;
-                Ok(Some(()))
-            }
-            LockMode::Shared => {
-                entry.shared_depth += 1;
-                Ok(Some(()))
-            }
+            });
         }
-        .map(|reentered| {
-            reentered.map(|()| LockGuard {
-                path: lock_path.to_path_buf(),
-                mode,
-                first: false,
-                _not_send: PhantomData,
-            })
-        })
+        Ok(Some(LockGuard {
+            path: lock_path.to_path_buf(),
+            mode,
+            first: false,
+            _not_send: PhantomData,
+        }))
     })
 }
 

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::kb::Kb;
-use crate::lock::{self, LockGuard, LockMode};
+use crate::lock::{self, Depth, LockGuard, LockMode};
 use crate::state::postgres::{Fence, PgSession, PgStore, PgWriteTx, kb_lock_key};
 
 /// The class id of openkb's advisory locks: "OKB1", the `application_id` of `state.db`.
@@ -123,8 +123,7 @@ impl LockSession {
 
 struct Held {
     session: Arc<LockSession>,
-    exclusive_depth: u32,
-    shared_depth: u32,
+    depth: Depth,
 }
 
 thread_local! {
@@ -196,11 +195,7 @@ impl Drop for TeamLockGuard {
             let Some(entry) = held.get_mut(&self.schema) else {
                 return false;
             };
-            match self.mode {
-                LockMode::Exclusive => entry.exclusive_depth -= 1,
-                LockMode::Shared => entry.shared_depth -= 1,
-            }
-            let last = entry.exclusive_depth == 0 && entry.shared_depth == 0;
+            let last = entry.depth.leave(self.mode);
             if last {
                 held.remove(&self.schema);
             }
@@ -222,15 +217,7 @@ impl Drop for TeamLockGuard {
 
 /// What the current thread holds on the team lock of `schema`, if anything.
 pub fn held_mode(schema: &str) -> Option<LockMode> {
-    HELD.with(|held| {
-        held.borrow().get(schema).map(|h| {
-            if h.exclusive_depth > 0 {
-                LockMode::Exclusive
-            } else {
-                LockMode::Shared
-            }
-        })
-    })
+    HELD.with(|held| held.borrow().get(schema).map(|h| h.depth.mode()))
 }
 
 /// Take the team lock of `kb`, whose state `store` holds, in `mode`, waiting at most
@@ -303,8 +290,7 @@ pub fn acquire(
             schema,
             Held {
                 session,
-                exclusive_depth: u32::from(mode == LockMode::Exclusive),
-                shared_depth: u32::from(mode == LockMode::Shared),
+                depth: Depth::first(mode),
             },
         )
     });
@@ -323,14 +309,10 @@ fn reenter(
         let Some(entry) = held.get_mut(schema) else {
             return Ok(None);
         };
-        match mode {
-            LockMode::Exclusive if entry.exclusive_depth == 0 => {
-                return Err(Error::LockUpgrade {
-                    path: kb.root().to_path_buf(),
-                });
-            }
-            LockMode::Exclusive => entry.exclusive_depth += 1,
-            LockMode::Shared => entry.shared_depth += 1,
+        if !entry.depth.enter(mode) {
+            return Err(Error::LockUpgrade {
+                path: kb.root().to_path_buf(),
+            });
         }
         Ok(Some(Arc::clone(&entry.session)))
     })?;

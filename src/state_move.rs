@@ -30,14 +30,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{KbId, StateConfig};
-use crate::error::{Error, IoContext, Result};
-use crate::fsx;
+use crate::error::{Error, Result};
 use crate::ingest::crash_point;
 use crate::kb::Kb;
-use crate::lock::LockMode;
 use crate::state::postgres::PgStore;
 use crate::state::transfer::{self, Fingerprint};
-use crate::state::{Queries, Reads, WriteTx, build, imports};
+use crate::state::{Queries, WriteTx, build};
 
 /// What a move did.
 #[derive(Debug, Serialize)]
@@ -106,43 +104,26 @@ pub fn to_sqlite(kb: &Kb) -> Result<Moved> {
             kb.config_path().display()
         )));
     };
-    let server = kb.state_env().config(kb.root())?;
-    let store = PgStore::open(&server, &kb_id, crate::state::postgres::Create::Never)?;
-    let lock = crate::lock_team::acquire(
-        kb,
-        &store,
-        LockMode::Exclusive,
-        crate::lock::lock_timeout()?,
-    )?;
+    // The team lock, and what interrupted team processes left settled by recovery.
+    let session = kb.write_session()?;
     build::remove_stale_builds(&kb.openkb_dir())?;
     // A state.db beside a team config was left by an interrupted move: not the KB's state.
     let stale = set_aside_local(kb)?;
-    build::refuse_orphan_sidecars(&kb.state_db())?;
-    let temp = build::temp_name(&kb.state_db(), build::IMPORTING_PREFIX);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .with_path("cannot create", &temp)?;
-    let built = (|| -> Result<Fingerprint> {
-        let reader = store.reader()?;
-        let rows = Reads::counts(&reader)?.total() + Reads::log_count(&reader)?;
-        let fingerprint = imports::build_database(&temp, rows as usize, |tx| {
-            transfer::copy_all(&reader, tx, &temp.display().to_string())
-        })?;
-        crash_point("to-sqlite-place");
-        build::place_without_replacing(&temp, &kb.state_db())?;
-        Ok(fingerprint)
-    })();
-    if built.is_err() {
-        build::remove_database_files(&temp);
-    }
-    let fingerprint = built?;
+    let reader = session.reader()?;
+    let rows = reader.counts()?.total() + reader.log_count()?;
+    let target = kb.state_db().display().to_string();
+    let fingerprint = build::create_filled(&kb.state_db(), rows as usize, |tx| {
+        let copied = transfer::copy_all(reader.reads(), tx, &target)?;
+        crash_point("to-sqlite-commit");
+        Ok(copied)
+    })?;
     crash_point("to-sqlite-config");
     switch_config(kb, StateConfig::Sqlite)?;
     crash_point("to-sqlite-retire");
-    let aside = store.retire(&stamp())?;
-    drop(lock);
+    let aside = kb
+        .team_store(&kb_id, crate::state::postgres::Create::Never)?
+        .retire(&stamp())?;
+    drop(session);
     if let Some(stale) = stale {
         crate::notice::warn(&format!(
             "a state.db left by an interrupted move was set aside as {}",
@@ -171,24 +152,19 @@ fn stamp() -> String {
     chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// Rename `.openkb/state.db` (and any sidecar) to `state.db.local-<time>`, once no connection
-/// of this process has it open; `None` when there is no `state.db`.
+/// Rename `.openkb/state.db` (and its sidecars) to `state.db.local-<time>`, once no
+/// connection of this process has it open; `None` when there is no `state.db`.
 fn set_aside_local(kb: &Kb) -> Result<Option<PathBuf>> {
     let db = kb.state_db();
     if !db.exists() {
         return Ok(None);
     }
     wait_until_closed(&db)?;
-    let aside = kb.openkb_dir().join(format!("state.db.local-{}", stamp()));
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let sidecar = build::sidecar(&db, suffix);
-        if sidecar.exists() {
-            std::fs::rename(&sidecar, build::sidecar(&aside, suffix))
-                .with_path("cannot rename", &sidecar)?;
-        }
-    }
-    std::fs::rename(&db, &aside).with_path("cannot rename", &db)?;
-    fsx::fsync_dir(&kb.openkb_dir())?;
+    let aside = db.with_file_name(build::free_name_beside(
+        &db,
+        &format!("state.db.local-{}", stamp()),
+    ));
+    build::move_database_aside(&db, &aside)?;
     Ok(Some(aside))
 }
 

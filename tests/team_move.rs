@@ -182,6 +182,25 @@ fn a_kb_moves_into_postgresql_and_back_unchanged() {
         kb_id
     );
 
+    // In team mode the exports read the server, and say exactly what they said before.
+    // (`schema_version` is the version of the schema the state is in: PostgreSQL's own list.)
+    let in_team_mode = team.exports();
+    assert_eq!(
+        in_team_mode.1, before.1,
+        "export --legacy-json differs in team mode"
+    );
+    let mut team_json: serde_json::Value = serde_json::from_str(&in_team_mode.0).unwrap();
+    let local_json: serde_json::Value = serde_json::from_str(&before.0).unwrap();
+    assert_eq!(
+        team_json["schema_version"],
+        openkb::state::postgres::schema::latest_version()
+    );
+    team_json["schema_version"] = local_json["schema_version"].clone();
+    assert!(
+        team_json == local_json,
+        "export --json differs in team mode"
+    );
+
     // And back: a fresh state.db, the config local again, the schema renamed aside.
     let back = team.ok(&["migrate", "--to-sqlite"]);
     assert!(stdout(&back).contains("50 documents"), "{}", stdout(&back));
@@ -200,6 +219,30 @@ fn a_kb_moves_into_postgresql_and_back_unchanged() {
     let docs = team.env.docs();
     assert_eq!(docs.len(), 51);
     assert!(docs[50].position > docs[49].position);
+}
+
+#[test]
+fn what_a_team_adds_comes_back_with_the_kb() {
+    let team = TeamEnv::new();
+    team.ok(&["migrate", "--to-postgres"]);
+    team.env.write("team.md", "# Team\n\nadded in team mode\n");
+    team.ok(&["add", "team.md"]);
+    let schema = format!("openkb_{}", hex(&team.kb_id()));
+    assert_eq!(
+        team.psql(&format!("SELECT count(*) FROM {schema}.documents")),
+        "51"
+    );
+    let log_rows = team.psql(&format!("SELECT count(*) FROM {schema}.log"));
+    team.ok(&["migrate", "--to-sqlite"]);
+    let docs = team.env.docs();
+    assert_eq!(docs.len(), 51);
+    assert_eq!(docs[50].doc_name.as_deref(), Some("team"));
+    assert!(docs[50].position > docs[49].position);
+    let store = team.env.store();
+    assert_eq!(
+        store.reader().unwrap().log_count().unwrap().to_string(),
+        log_rows
+    );
 }
 
 #[test]
@@ -266,7 +309,7 @@ fn a_move_killed_before_setting_state_db_aside_is_finished_by_the_way_back() {
 
 #[test]
 fn a_way_back_killed_at_any_step_leaves_a_usable_kb_and_can_be_run_again() {
-    for point in ["to-sqlite-place", "to-sqlite-config", "to-sqlite-retire"] {
+    for point in ["to-sqlite-commit", "to-sqlite-config", "to-sqlite-retire"] {
         let team = TeamEnv::new();
         let before = team.exports();
         team.ok(&["migrate", "--to-postgres"]);
@@ -282,10 +325,6 @@ fn a_way_back_killed_at_any_step_leaves_a_usable_kb_and_can_be_run_again() {
             // Still a team KB: the schema is intact, the way back can be run again.
             assert!(team.config().contains("backend: postgres"), "{point}");
             assert_eq!(team.schemas().len(), 1, "{point}");
-            assert!(
-                team.openkb_files("state.db.importing-").is_empty() || point == "to-sqlite-place",
-                "{point}"
-            );
             team.ok(&["migrate", "--to-sqlite"]);
             assert!(
                 team.openkb_files("state.db.importing-").is_empty(),

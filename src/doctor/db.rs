@@ -168,9 +168,7 @@ pub fn check(kb: &Kb, full: bool) -> Result<(Vec<Finding>, DbState)> {
             format!("journal mode is {mode}, not wal; the next openkb command switches it"),
         ),
     });
-    let wal_bytes = std::fs::metadata(path.with_extension("db-wal"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let wal_bytes = report.wal_bytes;
     findings.push(if wal_bytes > WAL_WARN_BYTES {
         Finding::warning(
             "wal-size",

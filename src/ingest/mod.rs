@@ -116,7 +116,7 @@ pub fn path_key(kb: &Kb, resolved: &Path) -> Result<String> {
 /// process (no unwinding, no cleanup, like a SIGKILL) when it reaches `point`, just before
 /// the commit of an add (`add-commit`) or a remove (`remove-commit`), between a migration's
 /// commit and the rename of `hashes.json` (`migrate-rename`), or at each step of a move
-/// between backends (`to-postgres-commit`, `-config`, `-set-aside`; `to-sqlite-place`,
+/// between backends (`to-postgres-commit`, `-config`, `-set-aside`; `to-sqlite-commit`,
 /// `-config`, `-retire`: see `state_move.rs`).
 pub(crate) fn crash_point(point: &str) {
     if std::env::var_os("OPENKB_TEST_ABORT_AT").is_some_and(|v| v == point) {

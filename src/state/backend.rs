@@ -153,8 +153,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
 /// Every read. Implemented by a backend's reader and by its write transaction.
 ///
-/// "Registry order" is the order documents were first registered: an upsert of a registered
-/// hash keeps its place, a removed document's place is not reused by a later one.
+/// "Registry order" is the order documents were registered: an upsert of a registered hash
+/// keeps its place; a document registered again after its removal goes to the end, after
+/// every document registered at that moment (as in a Python dict).
 pub trait Reads {
     /// Where the data lives (as [`Backend::location`]).
     fn location(&self) -> &Path;

@@ -116,3 +116,40 @@ impl StatusCounts {
         self.pending + self.compiled + self.failed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Document, Status};
+
+    #[test]
+    fn every_status_parses_back_from_its_text_and_nothing_else_does() {
+        for status in Status::ALL {
+            assert_eq!(status.as_str().parse::<Status>(), Ok(status));
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        for bad in ["Pending", "done", ""] {
+            assert!(bad.parse::<Status>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_name_of_wiki_artifacts_is_doc_name_or_the_stem_of_name() {
+        let legacy = Document {
+            name: Some("Report.final.md".into()),
+            ..Document::new("h")
+        };
+        assert_eq!(legacy.display_doc_name().as_deref(), Some("Report.final"));
+        let named = Document {
+            doc_name: Some("report".into()),
+            ..legacy.clone()
+        };
+        assert_eq!(named.display_doc_name().as_deref(), Some("report"));
+        // An empty doc_name (seen in hand-edited registries) falls back to the name.
+        let empty = Document {
+            doc_name: Some(String::new()),
+            ..legacy
+        };
+        assert_eq!(empty.display_doc_name().as_deref(), Some("Report.final"));
+        assert_eq!(Document::new("h").display_doc_name(), None);
+    }
+}

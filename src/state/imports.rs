@@ -87,4 +87,19 @@ pub fn append_log_entries<'e>(
     tx.append_log_entries(entries)
 }
 
-pub use super::sqlite::build_database;
+#[cfg(test)]
+mod tests {
+    use super::ImportKind;
+
+    #[test]
+    fn every_kind_parses_back_from_its_text_and_serializes_as_it() {
+        for kind in ImportKind::ALL {
+            assert_eq!(kind.as_str().parse::<ImportKind>(), Ok(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        assert!("drift_merge".parse::<ImportKind>().is_err());
+    }
+}

@@ -106,3 +106,39 @@ pub fn unfinished(q: &impl Queries) -> Result<Vec<Intent>> {
 pub fn unfinished_count(q: &impl Queries) -> Result<u64> {
     q.unfinished_intent_count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{HookGroup, IntentOp};
+
+    #[test]
+    fn a_stored_hook_is_used_only_when_it_is_a_plausible_group_with_a_token() {
+        let token = || Some("t".to_owned());
+        assert_eq!(
+            HookGroup::from_stored(Some(4242), token()),
+            Some(HookGroup {
+                pgid: 4242,
+                token: "t".into()
+            })
+        );
+        // 0, 1 and negatives would signal this process's group, init, or everyone.
+        for pgid in [0, 1, -1, -4242, i64::from(i32::MAX) + 1] {
+            assert_eq!(HookGroup::from_stored(Some(pgid), token()), None, "{pgid}");
+        }
+        assert_eq!(
+            HookGroup::from_stored(Some(4242), Some(String::new())),
+            None
+        );
+        assert_eq!(HookGroup::from_stored(Some(4242), None), None);
+        assert_eq!(HookGroup::from_stored(None, token()), None);
+    }
+
+    #[test]
+    fn every_operation_parses_back_from_its_text_and_nothing_else_does() {
+        for op in IntentOp::ALL {
+            assert_eq!(op.as_str().parse::<IntentOp>(), Ok(op));
+        }
+        assert!("Add".parse::<IntentOp>().is_err());
+        assert!("".parse::<IntentOp>().is_err());
+    }
+}

@@ -31,3 +31,25 @@ impl LogEntry {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LogEntry;
+
+    /// One line per entry: a line break in a field is escaped, so no description can start
+    /// an entry of its own (the log.md parser unescapes it).
+    #[test]
+    fn an_entry_renders_as_one_log_md_block() {
+        let entry = LogEntry {
+            id: 1,
+            timestamp: "2024-05-06 07:08:09".into(),
+            operation: "query".into(),
+            description: "line one\n## [x] forged | entry".into(),
+            recorded_at: None,
+        };
+        assert_eq!(
+            entry.to_markdown(),
+            "## [2024-05-06 07:08:09] query | line one\\u{a}## [x] forged | entry\n\n"
+        );
+    }
+}

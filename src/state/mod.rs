@@ -18,6 +18,8 @@
 //! transaction, never the other way round.
 
 pub mod backend;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod documents;
 pub mod imports;
 pub mod intents;
@@ -25,8 +27,6 @@ pub mod log;
 pub mod postgres;
 pub mod python_base;
 pub mod sqlite;
-#[cfg(test)]
-mod tests;
 pub mod transfer;
 pub mod untrusted;
 
@@ -538,5 +538,16 @@ impl<'t> WriteTx<'t> {
     ) -> Result<()> {
         self.inner
             .record_python_export(sha256, &mut entries.into_iter(), &utc_now())
+    }
+
+    /// Store `doc` exactly as another backend held it (position, status, timestamps): a KB
+    /// moving between backends (`state::transfer`).
+    pub fn copy_document(&self, doc: &Document) -> Result<()> {
+        self.inner.copy_document(doc)
+    }
+
+    /// Store `entry` with its id and timestamps, as another backend held it.
+    pub fn copy_log_entry(&self, entry: &LogEntry) -> Result<()> {
+        self.inner.copy_log_entry(entry)
     }
 }

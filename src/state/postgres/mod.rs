@@ -42,6 +42,11 @@ use crate::lock::LockMode;
 
 /// How many times a whole write transaction is tried before giving up with `Error::Busy`.
 const WRITE_ATTEMPTS: u32 = 4;
+/// How long a write transaction waits for another writer of the same KB (per attempt).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Class id of the transaction-level advisory lock every write transaction of a KB takes
+/// first ("OKBw"): one writer per KB at a time, as SQLite's `BEGIN IMMEDIATE` gives.
+const WRITE_LOCK_CLASS: i32 = 0x4F4B_4277;
 /// How long to wait for the server's answer to a new connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -123,6 +128,9 @@ pub struct PgStore {
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
     schema_version: i64,
     too_new: bool,
+    /// How long a write transaction waits for another writer of this KB before it is
+    /// retried (and, in the end, reported busy): SQLite's `busy_timeout`.
+    busy_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -170,7 +178,15 @@ impl PgStore {
             pool,
             schema_version,
             too_new: schema_version > schema::latest_version(),
+            busy_timeout: BUSY_TIMEOUT,
         })
+    }
+
+    /// This store with another wait for a concurrent writer (tests use a short one to reach
+    /// [`Error::Busy`] quickly).
+    pub fn with_busy_timeout(mut self, busy_timeout: Duration) -> PgStore {
+        self.busy_timeout = busy_timeout;
+        self
     }
 
     /// Create the state of the new KB `kb_id` on `server` and fill it with `body`, in ONE
@@ -286,7 +302,19 @@ impl PgStore {
     ) -> Result<T> {
         self.ensure_writable()?;
         let mut client = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
-        run_write(&mut client, &self.loc(), fence, &mut body)
+        run_write(&mut client, &self.write_plan(fence), &mut body)
+    }
+
+    fn write_plan(&self, fence: Option<Fence>) -> WritePlan {
+        WritePlan {
+            location: self.loc(),
+            fence,
+            first_statements: format!(
+                "SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({WRITE_LOCK_CLASS}, {})",
+                self.busy_timeout.as_millis().max(1),
+                kb_lock_key(&self.kb_id)
+            ),
+        }
     }
 
     /// Run `body` in one write transaction on `session` (the connection that holds the KB
@@ -298,7 +326,7 @@ impl PgStore {
         mut body: impl FnMut(&PgWriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.ensure_writable()?;
-        run_write(&mut session.client, &self.loc(), fence, &mut body)
+        run_write(&mut session.client, &self.write_plan(fence), &mut body)
     }
 
     /// A dedicated connection outside the pool (the KB lock's session), with TCP keepalives
@@ -440,15 +468,22 @@ impl PgSession {
     }
 }
 
+/// How one KB's write transactions begin: where (for messages), the fencing token to check,
+/// and the statements that take the KB's write lock with the store's patience.
+struct WritePlan {
+    location: Location,
+    fence: Option<Fence>,
+    first_statements: String,
+}
+
 fn run_write<T>(
     client: &mut Client,
-    location: &Location,
-    fence: Option<Fence>,
+    plan: &WritePlan,
     body: &mut impl FnMut(&PgWriteTx<'_>) -> Result<T>,
 ) -> Result<T> {
     let mut pause = Duration::from_millis(20);
     for attempt in 1..=WRITE_ATTEMPTS {
-        match write_once(client, location, fence, body) {
+        match write_once(client, plan, body) {
             Err(Attempt::Retry) if attempt < WRITE_ATTEMPTS => {
                 std::thread::sleep(pause);
                 pause *= 2;
@@ -459,22 +494,23 @@ fn run_write<T>(
         }
     }
     Err(Error::Busy {
-        path: PathBuf::from(&location.text),
+        path: PathBuf::from(&plan.location.text),
     })
 }
 
 enum Attempt {
-    /// A serialization failure or deadlock: the whole transaction may be tried again.
+    /// Another writer held on (lock time-out), a serialization failure or a deadlock: the
+    /// whole transaction may be tried again.
     Retry,
     Failed(Error),
 }
 
 fn write_once<T>(
     client: &mut Client,
-    location: &Location,
-    fence: Option<Fence>,
+    plan: &WritePlan,
     body: &mut impl FnMut(&PgWriteTx<'_>) -> Result<T>,
 ) -> std::result::Result<T, Attempt> {
+    let location = &plan.location;
     let classify = |e: postgres::Error| match location.error(e) {
         Error::Busy { .. } => Attempt::Retry,
         other => Attempt::Failed(other),
@@ -484,9 +520,10 @@ fn write_once<T>(
         .isolation_level(IsolationLevel::ReadCommitted)
         .start()
         .map_err(classify)?;
-    if let Some(fence) = fence {
-        // First, so a fenced writer stops before doing any work, and so the row lock taken
-        // here makes a concurrent new holder's epoch change wait for this commit.
+    tx.batch_execute(&plan.first_statements).map_err(classify)?;
+    if let Some(fence) = plan.fence {
+        // Before any work, so a fenced writer stops at once; the row lock taken here also
+        // makes a new holder's epoch change wait for this commit.
         let held = tx
             .execute(
                 "UPDATE meta SET value = value WHERE key = 'lock_epoch' AND value = $1",
@@ -568,7 +605,10 @@ impl Location {
                 path: PathBuf::from(&self.text),
             };
         }
-        Error::Invalid(format!("{}: database error: {}", self.text, describe(&e)))
+        Error::Storage {
+            location: self.text.clone(),
+            message: describe(&e),
+        }
     }
 
     fn pool_error(&self, e: r2d2::Error) -> Error {

@@ -71,10 +71,12 @@ sql_over!(PgWriteTx<'_>, tx, &mut *);
 /// A value read from the database that the domain cannot hold: the database was changed by
 /// another program.
 fn bad_row(location: &Location, what: String) -> Error {
-    Error::Invalid(format!(
-        "{}: {what}; the database was changed by another program, run `openkb doctor`",
-        location.text
-    ))
+    Error::Storage {
+        location: location.text.clone(),
+        message: format!(
+            "{what}; the database was changed by another program, run `openkb doctor`"
+        ),
+    }
 }
 
 fn get<'a, T: postgres::types::FromSql<'a>>(

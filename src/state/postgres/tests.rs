@@ -268,3 +268,32 @@ fn kb_lock_keys_are_stable_and_differ_between_kbs() {
     assert_eq!(kb_lock_key(&kb), kb_lock_key(&kb.clone()));
     assert_ne!(kb_lock_key(&kb), kb_lock_key(&fresh_kb()));
 }
+
+/// A fresh KB id, so a fresh schema, for each test of the conformance suite.
+struct FreshSchema {
+    kb: KbId,
+}
+
+impl FreshSchema {
+    fn new() -> FreshSchema {
+        FreshSchema { kb: fresh_kb() }
+    }
+}
+
+impl crate::state::conformance::Harness for FreshSchema {
+    fn open(&self) -> crate::state::Store {
+        let store = PgStore::open(&server_config(), &self.kb, Create::IfMissing).unwrap();
+        crate::state::Store::from_backend(Box::new(store))
+    }
+
+    fn open_impatient(&self) -> crate::state::Store {
+        let store = PgStore::open(&server_config(), &self.kb, Create::IfMissing)
+            .unwrap()
+            .with_busy_timeout(Duration::from_millis(50));
+        crate::state::Store::from_backend(Box::new(store))
+    }
+}
+
+mod conformance {
+    crate::state::conformance::storage_tests!(super::FreshSchema::new());
+}

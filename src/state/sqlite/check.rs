@@ -31,6 +31,8 @@ pub struct DbReport {
     pub integrity_errors: Vec<String>,
     /// Rows of `foreign_key_check` (`full` only), as text.
     pub foreign_key_errors: Vec<String>,
+    /// Size of the write-ahead log (`-wal`); 0 when there is none.
+    pub wal_bytes: u64,
 }
 
 impl DbReport {
@@ -68,6 +70,11 @@ pub fn inspect(path: &Path, full: bool) -> crate::Result<DbHealth> {
         Err(e) => return classify(path, e),
     };
     match examine(&conn, full) {
+        Ok(DbHealth::Inspected(mut report)) => {
+            report.wal_bytes =
+                std::fs::metadata(super::sidecar_path(path, "-wal")).map_or(0, |m| m.len());
+            Ok(DbHealth::Inspected(report))
+        }
         Ok(health) => Ok(health),
         Err(e) => classify(path, e),
     }

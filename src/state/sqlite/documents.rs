@@ -3,15 +3,13 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use super::rows::{self, DOCUMENT_COLUMNS};
+use super::rows::{self, SELECT_DOCUMENTS};
 use crate::state::{Document, Status, StatusCounts};
 
 pub(super) fn get(conn: &Connection, hash: &str) -> rusqlite::Result<Option<Document>> {
-    conn.prepare_cached(&format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE hash = ?1"
-    ))?
-    .query_row([hash], rows::document)
-    .optional()
+    conn.prepare_cached(&format!("{SELECT_DOCUMENTS} WHERE d.hash = ?1"))?
+        .query_row([hash], rows::document)
+        .optional()
 }
 
 pub(super) fn is_known(conn: &Connection, hash: &str) -> rusqlite::Result<bool> {
@@ -23,11 +21,11 @@ pub(super) fn is_known(conn: &Connection, hash: &str) -> rusqlite::Result<bool> 
 pub(super) fn find_by_path(conn: &Connection, path: &str) -> rusqlite::Result<Option<Document>> {
     // Three indexed lookups; the UNION keeps each on its own partial index.
     conn.prepare_cached(&format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE hash IN (
-             SELECT hash FROM documents WHERE path = ?1
-             UNION SELECT hash FROM documents WHERE raw_path = ?1
-             UNION SELECT hash FROM documents WHERE source_path = ?1)
-         ORDER BY position LIMIT 1"
+        "{SELECT_DOCUMENTS} WHERE d.position IN (
+             SELECT position FROM documents WHERE path = ?1
+             UNION SELECT position FROM documents WHERE raw_path = ?1
+             UNION SELECT position FROM documents WHERE source_path = ?1)
+         ORDER BY d.position LIMIT 1"
     ))?
     .query_row([path], rows::document)
     .optional()
@@ -37,10 +35,10 @@ pub(super) fn find_by_path(conn: &Connection, path: &str) -> rusqlite::Result<Op
 /// `path`: who claims a file.
 pub(super) fn claimants_of_path(conn: &Connection, path: &str) -> rusqlite::Result<Vec<String>> {
     conn.prepare_cached(
-        "SELECT hash FROM documents WHERE hash IN (
-             SELECT hash FROM documents WHERE path = ?1
-             UNION SELECT hash FROM documents WHERE raw_path = ?1
-             UNION SELECT hash FROM documents WHERE source_path = ?1)
+        "SELECT hash FROM documents WHERE position IN (
+             SELECT position FROM documents WHERE path = ?1
+             UNION SELECT position FROM documents WHERE raw_path = ?1
+             UNION SELECT position FROM documents WHERE source_path = ?1)
          ORDER BY position",
     )?
     .query_map([path], |r| r.get("hash"))?
@@ -51,17 +49,15 @@ pub(super) fn find_by_doc_name(
     conn: &Connection,
     doc_name: &str,
 ) -> rusqlite::Result<Option<Document>> {
-    conn.prepare_cached(&format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE doc_name = ?1"
-    ))?
-    .query_row([doc_name], rows::document)
-    .optional()
+    conn.prepare_cached(&format!("{SELECT_DOCUMENTS} WHERE d.doc_name = ?1"))?
+        .query_row([doc_name], rows::document)
+        .optional()
 }
 
 /// Documents owning `key` (an NFKC name key), in registry order.
 pub(super) fn find_by_name_key(conn: &Connection, key: &str) -> rusqlite::Result<Vec<Document>> {
     conn.prepare_cached(&format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE name_key = ?1 ORDER BY position"
+        "{SELECT_DOCUMENTS} WHERE d.name_key = ?1 ORDER BY d.position"
     ))?
     .query_map([key], rows::document)?
     .collect()
@@ -72,9 +68,7 @@ pub(super) fn for_each(
     conn: &Connection,
     visit: &mut dyn FnMut(Document) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents ORDER BY position"
-    ))?;
+    let mut stmt = conn.prepare_cached(&format!("{SELECT_DOCUMENTS} ORDER BY d.position"))?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         visit(rows::document(row)?)?;
@@ -107,39 +101,31 @@ pub(super) fn recount(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Insert or update `doc` (by hash). An update keeps the registry position and `created_at`;
-/// a new row goes to `position`, or after the last document when `None`.
+/// Insert or update `doc` (by hash), with its `document_legacy` row. An update keeps the
+/// registry position and `created_at`; a new row goes to `position`, or after the last
+/// document when `None` (SQLite gives an `INTEGER PRIMARY KEY` left NULL the largest one
+/// plus one).
 pub(super) fn upsert(
     conn: &Connection,
     doc: &Document,
     position: Option<i64>,
     now: &str,
 ) -> rusqlite::Result<()> {
-    let extra = if doc.extra.is_empty() {
-        "{}".to_owned()
-    } else {
-        Value::Object(doc.extra.clone()).to_string()
-    };
-    let key_order = doc
-        .key_order
-        .as_ref()
-        .map(|k| Value::from(k.clone()).to_string());
     conn.prepare_cached(
-        "INSERT INTO documents (hash, position, name, doc_name, type, path, raw_path,
-             source_path, doc_id, origin, pages, extra, key_order, name_key, status, error,
-             created_at, updated_at)
-         VALUES (?1, coalesce(?17, (SELECT coalesce(max(position), 0) + 1 FROM documents)),
-             ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
+        "INSERT INTO documents (position, hash, name, doc_name, type, path, raw_path,
+             source_path, doc_id, origin, pages, name_key, status, error, created_at,
+             updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)
          ON CONFLICT (hash) DO UPDATE SET
              name = excluded.name, doc_name = excluded.doc_name, type = excluded.type,
              path = excluded.path, raw_path = excluded.raw_path,
              source_path = excluded.source_path, doc_id = excluded.doc_id,
-             origin = excluded.origin, pages = excluded.pages, extra = excluded.extra,
-             key_order = excluded.key_order, name_key = excluded.name_key,
+             origin = excluded.origin, pages = excluded.pages, name_key = excluded.name_key,
              status = excluded.status, error = excluded.error,
              updated_at = excluded.updated_at",
     )?
     .execute(params![
+        position,
         doc.hash,
         doc.name,
         doc.doc_name,
@@ -150,14 +136,31 @@ pub(super) fn upsert(
         doc.doc_id,
         doc.origin,
         doc.pages,
-        extra,
-        key_order,
         doc.name_key(),
         doc.status,
         doc.error,
         now,
-        position,
     ])?;
+    set_legacy(conn, doc)
+}
+
+/// Keep `doc`'s `document_legacy` row: present exactly when it has extra keys or a key order.
+fn set_legacy(conn: &Connection, doc: &Document) -> rusqlite::Result<()> {
+    if doc.extra.is_empty() && doc.key_order.is_none() {
+        conn.prepare_cached("DELETE FROM document_legacy WHERE hash = ?1")?
+            .execute([&doc.hash])?;
+        return Ok(());
+    }
+    let extra = Value::Object(doc.extra.clone()).to_string();
+    let key_order = doc
+        .key_order
+        .as_ref()
+        .map(|k| Value::from(k.clone()).to_string());
+    conn.prepare_cached(
+        "INSERT INTO document_legacy (hash, extra, key_order) VALUES (?1, ?2, ?3)
+         ON CONFLICT (hash) DO UPDATE SET extra = excluded.extra, key_order = excluded.key_order",
+    )?
+    .execute(params![doc.hash, extra, key_order])?;
     Ok(())
 }
 

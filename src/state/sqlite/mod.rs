@@ -29,6 +29,8 @@ mod intents;
 mod log;
 mod rows;
 pub mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -46,7 +48,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 
-pub use imports::build_database;
+use imports::build_database;
 
 /// How long one statement waits for another connection's write lock before SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -64,12 +64,15 @@ pub(super) fn json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).map_err(|e| bad(row, column, format!("{what}: {e}")))
 }
 
-/// The columns [`document`] reads, for `SELECT`.
-pub(super) const DOCUMENT_COLUMNS: &str = "hash, name, doc_name, type, path, raw_path, \
-     source_path, doc_id, origin, pages, extra, key_order, status, error, position, \
-     created_at, updated_at";
+/// `SELECT` of everything [`document`] reads: a `documents` row (alias `d`) with its
+/// `document_legacy` row, if any (alias `l`). Append `WHERE` / `ORDER BY` on `d`.
+pub(super) const SELECT_DOCUMENTS: &str = "SELECT d.hash, d.name, d.doc_name, d.type, d.path, \
+     d.raw_path, d.source_path, d.doc_id, d.origin, d.pages, \
+     coalesce(l.extra, '{}') AS extra, l.key_order AS key_order, d.status, d.error, \
+     d.position, d.created_at, d.updated_at \
+     FROM documents d LEFT JOIN document_legacy l ON l.hash = d.hash";
 
-/// A `documents` row (the columns of [`DOCUMENT_COLUMNS`], any order).
+/// A row of [`SELECT_DOCUMENTS`] (columns by name, in any order).
 pub(super) fn document(row: &Row<'_>) -> rusqlite::Result<Document> {
     let extra_text: String = row.get("extra")?;
     // Nearly every row has no extra keys: skip the JSON parser for those.
