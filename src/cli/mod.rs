@@ -42,10 +42,18 @@ migrate, doctor, lint, list, show, status, log, kbs) prints one JSON document wh
 format_version; absent values are null. Shell completions: `openkb completions SHELL`; the
 manual: `openkb man [COMMAND]`.";
 
+/// The `--version` answer; a build with test-only fault injection says so, which is how the
+/// integration tests know the binary they run has it (see `faults`).
+const VERSION: &str = if crate::faults::ENABLED {
+    concat!(env!("CARGO_PKG_VERSION"), " (fault-injection)")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "openkb",
-    version,
+    version = VERSION,
     about = "State engine for OpenKB knowledge bases",
     after_help = AFTER_HELP
 )]

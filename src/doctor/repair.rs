@@ -22,8 +22,8 @@ use crate::legacy::log_md::{self, LegacyLogEntry};
 use crate::names;
 use crate::state::{Create, Document, Status, Store, WriteAccess};
 
-use super::files::{WalkStep, walk};
 use super::{DbState, Diagnosis, Finding, leftovers};
+use crate::fsx::{WalkStep, walk};
 
 pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
     let mut fixed = Vec::new();
@@ -316,7 +316,7 @@ fn documents_from_raw(kb: &Kb) -> Result<(Vec<Document>, usize)> {
     let mut taken_names = HashSet::new();
     let mut documents = Vec::new();
     for (_, rel) in files {
-        let hash = crate::ingest::hash::sha256_file(&kb.root().join(&rel))?;
+        let hash = crate::hash::sha256_file(&kb.root().join(&rel))?;
         if !seen_hashes.insert(hash.clone()) {
             continue; // the same content twice: the registry keys by content
         }

@@ -51,7 +51,7 @@ pub fn export_for_python(session: &WriteSession) -> Result<HandedOver> {
             path.display()
         )));
     }
-    let sha256 = crate::ingest::hash::sha256_hex(text.as_bytes());
+    let sha256 = crate::hash::sha256_hex(text.as_bytes());
     let entries = documents
         .iter()
         .map(|doc| (doc.hash.clone(), super::entry_of(doc)));

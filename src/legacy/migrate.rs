@@ -245,7 +245,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     let log_path = kb.log_md();
     let (parsed, (sha256, legacy_log)) = std::thread::scope(|scope| {
         let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
-            let sha256 = crate::ingest::hash::sha256_hex(&bytes);
+            let sha256 = crate::hash::sha256_hex(&bytes);
             let log = match read_kb_file(&log_path, LOG_MD)? {
                 Some(text) => log_md::parse(&log_path, &text)?,
                 None => Vec::new(),
@@ -291,7 +291,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
                         commit(session, &mut plan)?;
                         session.checkpoint()?;
                     }
-                    crate::ingest::crash_point("migrate-rename");
+                    crate::faults::crash_point("migrate-rename");
                     finish(kb, &mut plan)?;
                     plan
                 }
@@ -305,7 +305,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             let mut plan = plan_initial(source, documents, shapes, legacy_log, journals);
             if !options.dry_run {
                 import_into_new_db(kb, &mut plan)?;
-                crate::ingest::crash_point("migrate-rename");
+                crate::faults::crash_point("migrate-rename");
                 finish(kb, &mut plan)?;
             }
             Ok(Outcome::Migrated {
@@ -688,7 +688,7 @@ fn base_from_kept_file(
     let Some(bytes) = read_if_exists(&path)? else {
         return Ok(None);
     };
-    if crate::ingest::hash::sha256_hex(&bytes) != sha256 {
+    if crate::hash::sha256_hex(&bytes) != sha256 {
         return Ok(None);
     }
     Ok(hashes_json::parse(&path, &bytes)
@@ -837,11 +837,7 @@ fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
     let temp = build::temp_name(&kb.state_db(), build::IMPORTING_PREFIX);
     // Created by hand first so that a read-only .openkb/ is reported as an I/O error naming the
     // file, not as SQLite's "unable to open database file".
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .with_path("cannot create", &temp)?;
+    fsx::create_new(&temp).with_path("cannot create", &temp)?;
     let built = (|| -> Result<()> {
         let record = record_of(plan);
         let description = plan.log_description();

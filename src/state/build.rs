@@ -106,14 +106,8 @@ pub fn place_without_replacing(temp: &Path, target: &Path) -> Result<()> {
 /// bytes (sidecars included). Builds happen only under the KB's exclusive lock, so under that
 /// lock every one found is dead.
 pub fn stale_builds(openkb_dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
-    let entries = match fs::read_dir(openkb_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read folder", openkb_dir, e)),
-    };
     let mut found = Vec::new();
-    for item in entries {
-        let item = item.with_path("cannot read folder", openkb_dir)?;
+    for item in fsx::read_dir_if_exists(openkb_dir)? {
         let name = item.file_name();
         let name = name.to_string_lossy();
         let Some(prefix) = BUILD_PREFIXES.iter().find(|p| name.starts_with(**p)) else {
