@@ -319,10 +319,14 @@ impl GlobalConfig {
     }
 
     /// Read-modify-write under `global.lock`; writes only when `change` altered something.
-    pub fn update(change: impl FnOnce(&mut GlobalConfig) -> Result<()>) -> Result<GlobalConfig> {
+    /// `wait` says how long to wait for another process's update.
+    pub fn update(
+        wait: &lock::LockWait,
+        change: impl FnOnce(&mut GlobalConfig) -> Result<()>,
+    ) -> Result<GlobalConfig> {
         let path = Self::path()?;
         let lock_path = Self::lock_path()?;
-        let _guard = lock::acquire(&lock_path, LockMode::Exclusive, &path)?;
+        let _guard = lock::acquire_waiting(&lock_path, LockMode::Exclusive, &path, wait)?;
         sweep_old_temp_files(&path);
         let mut config = Self {
             file: YamlFile::load(&path)?,

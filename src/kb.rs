@@ -16,6 +16,7 @@ use crate::config::{GlobalConfig, KbConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::lock::{self, LockGuard, LockMode};
 use crate::session::{Probe, ReadSession, WriteSession};
+use crate::settings::Settings;
 use crate::state::{LOG_MD_HEADER, LogEntry};
 
 pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
@@ -34,6 +35,8 @@ pub enum Found {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kb {
     root: PathBuf,
+    /// The user's settings, carried to every layer that works on this KB.
+    settings: Settings,
 }
 
 impl Kb {
@@ -44,7 +47,21 @@ impl Kb {
             Ok(resolved) => resolved,
             Err(_) => std::path::absolute(root).with_path("cannot resolve", root)?,
         };
-        Ok(Kb { root })
+        Ok(Kb {
+            root,
+            settings: Settings::default(),
+        })
+    }
+
+    /// This KB under `settings` (the command line's; [`Kb::at`] and discovery give the
+    /// default ones).
+    pub fn with_settings(mut self, settings: Settings) -> Kb {
+        self.settings = settings;
+        self
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Find the KB for a command: `explicit` (from `--kb-dir` or `OPENKB_DIR`), else walk up
@@ -141,14 +158,24 @@ impl Kb {
     /// Shared KB lock, for commands that only read.
     pub(crate) fn lock_shared(&self) -> Result<LockGuard> {
         crate::kbpath::KbPath::bookkeeping(self, ".openkb/ingest.lock")?;
-        lock::acquire(&self.lock_path(), LockMode::Shared, &self.root)
+        lock::acquire_waiting(
+            &self.lock_path(),
+            LockMode::Shared,
+            &self.root,
+            &self.settings.lock,
+        )
     }
 
     /// Exclusive KB lock, for commands that change `raw/`, `wiki/` or the registry. Refused
     /// while one of the KB's own files is a symlink (see [`crate::kbpath::BOOKKEEPING`]).
     pub(crate) fn lock_exclusive(&self) -> Result<LockGuard> {
         crate::kbpath::refuse_symlinked_bookkeeping(self)?;
-        lock::acquire(&self.lock_path(), LockMode::Exclusive, &self.root)
+        lock::acquire_waiting(
+            &self.lock_path(),
+            LockMode::Exclusive,
+            &self.root,
+            &self.settings.lock,
+        )
     }
 
     /// A read session: the shared lock and `state.db` opened read-only (see `session.rs`).

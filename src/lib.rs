@@ -25,6 +25,7 @@ pub mod names;
 pub mod netfs;
 pub mod notice;
 pub mod session;
+pub mod settings;
 pub mod state;
 pub mod wiki;
 

@@ -83,14 +83,14 @@ pub fn list(ctx: &super::Ctx, args: KbsArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn forget(_ctx: &super::Ctx, args: ForgetArgs) -> Result<()> {
+pub fn forget(ctx: &super::Ctx, args: ForgetArgs) -> Result<()> {
     // The path as global.yaml spells it: resolved like `init` and `use` resolve it when the
     // folder still exists, else made absolute (a deleted KB can be forgotten too).
     let given =
         std::path::absolute(&args.path).map_err(|e| Error::io("cannot resolve", &args.path, e))?;
     let resolved = given.canonicalize().unwrap_or_else(|_| given.clone());
     let mut removed = None;
-    GlobalConfig::update(|g| {
+    GlobalConfig::update(&ctx.settings.lock, |g| {
         removed = g.forget(&[resolved.as_path(), given.as_path()]);
         Ok(())
     })?;

@@ -160,9 +160,10 @@ fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
     let db = kb.state_db();
     let dir = kb.openkb_dir();
     // Where the new database could not be written, leave the old one where it is.
-    if let Some(fs) = crate::netfs::detect_any(&[kb.root(), &dir])?
+    let policy = &kb.settings().fs;
+    if let Some(fs) = crate::netfs::detect_any(&[kb.root(), &dir], policy)?
         && fs.network
-        && !crate::netfs::single_host_opt_in()?
+        && !policy.single_host
     {
         return Err(Error::NetworkFs {
             path: db,
@@ -258,7 +259,7 @@ fn build_from_files(kb: &Kb, temp: &Path, kept_as: Option<&str>) -> Result<(usiz
     };
     // A brand-new file under a temp name, under the exclusive lock: nobody else can see it
     // until it is renamed into place.
-    let store = Store::open(temp, Create::IfMissing)?;
+    let store = Store::open_with(temp, Create::IfMissing, &kb.settings().fs)?;
     let access = WriteAccess::granted();
     let description = match kept_as {
         Some(name) => format!(

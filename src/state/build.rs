@@ -24,16 +24,16 @@ pub fn temp_name(db: &Path, prefix: &str) -> PathBuf {
     db.with_file_name(format!("{prefix}{}", std::process::id()))
 }
 
-/// Create an empty, current-schema state database at `db`, which must not exist. The caller
-/// holds the KB's exclusive lock.
-pub fn create_empty(db: &Path) -> Result<()> {
+/// Create an empty, current-schema state database at `db`, which must not exist, under the
+/// network-filesystem policy `fs`. The caller holds the KB's exclusive lock.
+pub fn create_empty(db: &Path, fs: &crate::netfs::FsPolicy) -> Result<()> {
     refuse_orphan_sidecars(db)?;
     let temp = temp_name(db, INIT_PREFIX);
     remove_database_files(&temp);
     let built = (|| -> Result<()> {
-        // Store::open applies every rule of a real open (journal mode, network filesystems,
+        // Store::open_with applies every rule of a real open (journal mode, network filesystems,
         // migrations); dropping it closes every connection, which checkpoints the WAL away.
-        drop(Store::open(&temp, Create::IfMissing)?);
+        drop(Store::open_with(&temp, Create::IfMissing, fs)?);
         fs::File::open(&temp)
             .and_then(|f| f.sync_all())
             .with_path("cannot sync", &temp)?;
