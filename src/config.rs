@@ -29,13 +29,12 @@ pub struct YamlFile {
 impl YamlFile {
     /// Read `path`; a missing file is an empty mapping.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => String::from_utf8(bytes).map_err(|e| Error::ConfigShape {
+        let text = match fsx::read_if_exists(path)? {
+            Some(bytes) => String::from_utf8(bytes).map_err(|e| Error::ConfigShape {
                 path: path.to_path_buf(),
                 message: format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(Error::io("cannot read", path, e)),
+            None => return Ok(Self::default()),
         };
         Self::parse(path, &text)
     }

@@ -12,7 +12,8 @@
 //!   most the temp file, which `openkb doctor` sweeps.
 //! - [`write_new`]: create a complete file unless one exists (never replaces).
 //! - [`create_new`]: `O_EXCL` with mode 0666 minus the umask.
-//! - [`remove_file_if_exists`], [`read_dir_if_exists`]: "missing" is an answer, not an error.
+//! - [`read_if_exists`], [`remove_file_if_exists`], [`read_dir_if_exists`]: "missing" is an
+//!   answer, not an error.
 //! - [`walk`]: the one recursive directory walker (never follows symlinks).
 //! - [`copy_hashing`]: copy a file and hash the bytes copied, reading it once.
 //!
@@ -134,6 +135,16 @@ pub fn open(path: &Path) -> Result<File> {
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     crate::faults::io("read", path).with_path("cannot read", path)?;
     fs::read(path).with_path("cannot read", path)
+}
+
+/// The whole content of `path`, or `None` when there is no file there.
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    crate::faults::io("read", path).with_path("cannot read", path)?;
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+    }
 }
 
 /// Remove the file (or symlink) at `path`; `false` when there was none.

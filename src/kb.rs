@@ -249,10 +249,8 @@ impl Kb {
     /// The legacy registry waiting to be migrated, if any: its entry count.
     pub fn legacy_registry_entries(&self) -> Result<Option<usize>> {
         let path = self.hashes_json();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        let Some(bytes) = crate::fsx::read_if_exists(&path)? else {
+            return Ok(None);
         };
         // A count for the message only; a file that does not parse still blocks: it is the
         // user's data and `openkb migrate` reports exactly what is wrong with it.

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::fsx::WalkStep;
 use crate::kbpath::KbPath;
 use crate::session::{ReadSession, WriteSession};
@@ -258,10 +258,8 @@ pub fn fix_broken_links(session: &WriteSession, analysis: &mut Analysis) -> Resu
             continue; // never written through; its links stay reported
         }
         let path = wiki.join(&page);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        let Some(bytes) = crate::fsx::read_if_exists(&path)? else {
+            continue;
         };
         let Ok(text) = String::from_utf8(bytes) else {
             continue; // not UTF-8: never rewritten, its links stay reported

@@ -122,10 +122,8 @@ pub fn index_remove(index_md: &KbPath, doc_names: &[&str]) -> Result<bool> {
 /// (or does not exist). Reads only: a remove checks this before it deletes anything.
 pub fn index_without(index_md: &KbPath, doc_names: &[&str]) -> Result<Option<String>> {
     let path = index_md.as_path();
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("cannot read", path, e)),
+    let Some(bytes) = crate::fsx::read_if_exists(path)? else {
+        return Ok(None);
     };
     let text = String::from_utf8(bytes).map_err(|e| {
         Error::Invalid(format!(
@@ -387,10 +385,9 @@ fn find_header(text: &str, header: &str) -> Option<usize> {
 }
 
 fn read_or(path: &Path, default: &str) -> Result<String> {
-    match std::fs::read(path) {
-        Ok(bytes) => utf8_page(path, bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default.to_owned()),
-        Err(e) => Err(Error::io("cannot read", path, e)),
+    match crate::fsx::read_if_exists(path)? {
+        Some(bytes) => utf8_page(path, bytes),
+        None => Ok(default.to_owned()),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsx::{self, WalkStep, walk};
 use crate::kb::Kb;
 use crate::legacy::log_md;
@@ -225,11 +225,7 @@ pub fn render_log_md(reader: &impl Queries) -> Result<String> {
 fn check_log_md(kb: &Kb, reader: &impl Queries) -> Result<Finding> {
     let expected = render_log_md(reader)?;
     let path = kb.log_md();
-    let actual = match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("cannot read", &path, e)),
-    };
+    let actual = fsx::read_if_exists(&path)?;
     Ok(match actual {
         Some(bytes) if bytes == expected.as_bytes() => {
             Finding::ok("log.md", "wiki/log.md matches the log table")

@@ -168,11 +168,7 @@ pub fn content_after_recovery(kb: &Kb, rel: &str) -> Result<Option<Vec<u8>>> {
             }
         }
     }
-    let read = |path: &Path| match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("cannot read", path, e)),
-    };
+    let read = fsx::read_if_exists;
     match after {
         None => read(&target),
         Some(None) => Ok(None),
