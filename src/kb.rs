@@ -65,14 +65,24 @@ impl Kb {
     }
 
     /// Find the KB for a command: `explicit` (from `--kb-dir` or `OPENKB_DIR`), else walk up
-    /// from `cwd`, else global `default_kb`.
-    pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Kb> {
-        Self::discover_how(explicit, cwd).map(|(kb, _)| kb)
+    /// from `cwd`, else global `default_kb` (global.yaml found through `settings`). The KB
+    /// carries `settings`.
+    pub fn discover(explicit: Option<&Path>, cwd: &Path, settings: &Settings) -> Result<Kb> {
+        Self::discover_how(explicit, cwd, settings).map(|(kb, _)| kb)
     }
 
     /// [`Kb::discover`], also saying how the KB was found: a command that falls back to the
     /// default KB must say so, or `openkb add .` outside any KB silently fills another one.
-    pub fn discover_how(explicit: Option<&Path>, cwd: &Path) -> Result<(Kb, Found)> {
+    pub fn discover_how(
+        explicit: Option<&Path>,
+        cwd: &Path,
+        settings: &Settings,
+    ) -> Result<(Kb, Found)> {
+        let (kb, found) = Self::find(explicit, cwd, settings)?;
+        Ok((kb.with_settings(settings.clone()), found))
+    }
+
+    fn find(explicit: Option<&Path>, cwd: &Path, settings: &Settings) -> Result<(Kb, Found)> {
         if let Some(dir) = explicit {
             return Ok((Self::open_explicit(dir)?, Found::Explicit));
         }
@@ -81,7 +91,7 @@ impl Kb {
                 return Ok((Kb::at(dir)?, Found::Enclosing));
             }
         }
-        if let Some(default) = GlobalConfig::load()?.default_kb() {
+        if let Some(default) = GlobalConfig::load(settings)?.default_kb() {
             if default.join(".openkb").is_dir() {
                 return Ok((Kb::at(&default)?, Found::Default));
             }

@@ -13,11 +13,12 @@
 //! | `OPENKB_NETWORK_FS=single-host` | [`Settings::fs`] | allow writing a KB on a network filesystem, in SQLite's rollback-journal mode |
 //! | `OPENKB_FS_TYPE` | [`Settings::fs`] | testing and diagnosis: the filesystem type to assume instead of the detected one |
 //! | `OPENKB_WATCH_DEBOUNCE_MS` | [`Settings::watch_debounce`] | testing: `watch`'s debounce (default 2 s) |
+//! | `HOME` | [`Settings::home`] | where `.config/openkb/global.yaml` and `global.lock` live |
 //!
-//! `OPENKB_DIR` (the KB, like `--kb-dir`) is an argument, parsed by clap; `HOME` says where
-//! `~/.config/openkb/` is and is read where that path is made (`config.rs`).
+//! `OPENKB_DIR` (the KB, like `--kb-dir`) is an argument, parsed by clap with the others.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -35,6 +36,9 @@ pub struct Settings {
     pub fs: FsPolicy,
     /// `watch`'s debounce; `None` for the default.
     pub watch_debounce: Option<Duration>,
+    /// `HOME`, where `.config/openkb/` is; `None` when unset or empty (commands that need
+    /// global.yaml then say to set it).
+    pub home: Option<PathBuf>,
 }
 
 impl Settings {
@@ -59,6 +63,7 @@ impl Settings {
                     .filter(|v| !v.is_empty()),
             },
             watch_debounce: parse_debounce(lookup(WATCH_DEBOUNCE_ENV))?,
+            home: lookup("HOME").filter(|v| !v.is_empty()).map(PathBuf::from),
         })
     }
 }

@@ -331,3 +331,42 @@ fn a_plain_build_has_no_fault_injection() {
     let for_tests = features("normal,dev");
     assert!(for_tests.ends_with("[fault-injection]"), "{for_tests}");
 }
+
+/// Settings are read once, by the command line (`settings.rs`); test switches only by test
+/// builds (`faults.rs`). Any other `env::var` in the library is a setting read deep inside a
+/// layer, where a program embedding openkb cannot see or override it.
+#[test]
+fn the_library_reads_no_environment_variable() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut offenders = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if !rel.ends_with(".rs")
+                || ["settings.rs", "faults.rs"].contains(&rel.as_str())
+                || rel.ends_with("/tests.rs")
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Unit tests may set up their own processes' environment.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                if line.contains("env::var") {
+                    offenders.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}

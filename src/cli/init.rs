@@ -39,7 +39,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         println!("  model: {model}, language: {language}");
     }
     let mut previous = None;
-    match GlobalConfig::update(&ctx.settings.lock, |g| {
+    match GlobalConfig::update(&ctx.settings, |g| {
         previous = g.default_kb();
         g.register(kb.root());
         Ok(())

@@ -40,7 +40,7 @@ struct KbsReport {
 }
 
 pub fn list(ctx: &super::Ctx, args: KbsArgs) -> Result<()> {
-    let global = GlobalConfig::load()?;
+    let global = GlobalConfig::load(&ctx.settings)?;
     let default = global.default_kb();
     let mut paths = global.known_kbs();
     if let Some(d) = &default
@@ -90,7 +90,7 @@ pub fn forget(ctx: &super::Ctx, args: ForgetArgs) -> Result<()> {
         std::path::absolute(&args.path).map_err(|e| Error::io("cannot resolve", &args.path, e))?;
     let resolved = given.canonicalize().unwrap_or_else(|_| given.clone());
     let mut removed = None;
-    GlobalConfig::update(&ctx.settings.lock, |g| {
+    GlobalConfig::update(&ctx.settings, |g| {
         removed = g.forget(&[resolved.as_path(), given.as_path()]);
         Ok(())
     })?;

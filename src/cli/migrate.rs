@@ -149,7 +149,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
 }
 
 fn run_all(ctx: &super::Ctx, out: &Output, options: Options) -> Result<()> {
-    let known = GlobalConfig::load()?.known_kbs();
+    let known = GlobalConfig::load(&ctx.settings)?.known_kbs();
     if known.is_empty() && !out.json {
         println!("No known knowledge bases (known_kbs of ~/.config/openkb/global.yaml is empty).");
         return Ok(());

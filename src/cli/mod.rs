@@ -148,8 +148,7 @@ impl Ctx {
     pub fn kb_quiet(&self) -> Result<Kb> {
         let cwd = std::env::current_dir()
             .map_err(|e| crate::Error::io("cannot read", "the current folder", e))?;
-        let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd)?;
-        let kb = kb.with_settings(self.settings.clone());
+        let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd, &self.settings)?;
         if found == Found::Default {
             crate::notice::note(&format!(
                 "using the default knowledge base {} (no knowledge base encloses {}; pass \

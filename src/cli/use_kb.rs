@@ -14,10 +14,10 @@ pub struct Args {
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let path = args.path.unwrap_or_else(|| PathBuf::from("."));
-    let kb = Kb::discover(Some(&path), &path)?.with_settings(ctx.settings.clone());
+    let kb = Kb::discover(Some(&path), &path, &ctx.settings)?;
     super::warn_if_registry_reappeared(&kb);
     let root = kb.root().to_path_buf();
-    GlobalConfig::update(&ctx.settings.lock, |g| {
+    GlobalConfig::update(&ctx.settings, |g| {
         g.register(&root);
         Ok(())
     })?;
