@@ -182,13 +182,14 @@ fn an_older_schema_is_upgraded_by_any_command_but_doctor_without_fix() {
 }
 
 /// Run `openkb args...` on the KB mounted read-only (a read-only bind mount in a private mount
-/// namespace). Panics with the reason when this machine cannot make such a mount (no
-/// `unshare`, no privilege): CI runs as root with util-linux, so a skip would hide a regression.
+/// namespace, inside a user namespace where the caller is root: the same for root, as in CI,
+/// and for a user, no privilege needed). Panics with the reason when this machine cannot make
+/// such a mount (no `unshare`, user namespaces disabled): a skip would hide a regression.
 fn run_on_read_only_mount(env: &Env, args: &str) -> std::process::Output {
     let kb = env.kb();
     let kb = kb.to_str().unwrap();
     let probe = Command::new("unshare")
-        .args(["--mount", "sh", "-c"])
+        .args(["--map-root-user", "--mount", "sh", "-c"])
         .arg(format!(
             "mount --bind '{kb}' '{kb}' && mount -o remount,ro,bind '{kb}' && ! touch '{kb}/x'"
         ))
@@ -196,11 +197,12 @@ fn run_on_read_only_mount(env: &Env, args: &str) -> std::process::Output {
         .expect("cannot run `unshare` (util-linux): this test needs it to make a read-only mount");
     assert!(
         probe.status.success(),
-        "cannot make a read-only bind mount here (needs root, `unshare --mount` and `mount`): {}",
+        "cannot make a read-only bind mount here (needs `unshare --map-root-user --mount`, \
+         user namespaces, and `mount`): {}",
         stderr(&probe)
     );
     Command::new("unshare")
-        .args(["--mount", "sh", "-c"])
+        .args(["--map-root-user", "--mount", "sh", "-c"])
         .arg(format!(
             "mount --bind '{kb}' '{kb}' && mount -o remount,ro,bind '{kb}' && exec '{}' --kb-dir '{kb}' {args}",
             common::BIN
