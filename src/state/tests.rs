@@ -438,8 +438,13 @@ fn a_busy_database_gives_a_typed_error_after_retries() {
     drop(new_store(dir.path()));
     let blocker = rusqlite::Connection::open(&db).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let store =
-        Store::open_with_busy_timeout(&db, Create::Never, Duration::from_millis(50)).unwrap();
+    let store = Store::open_with_busy_timeout(
+        &db,
+        Create::Never,
+        Duration::from_millis(50),
+        &Default::default(),
+    )
+    .unwrap();
     let err = store
         .write(&WriteAccess::granted(), |tx| {
             tx.upsert_document(&text_doc(1, "a"))
