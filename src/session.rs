@@ -406,5 +406,5 @@ fn open_writable(kb: &Kb, create: state::Create) -> Result<Store> {
             }
         }
     }
-    Store::open(&db, create)
+    Store::open_with(&db, create, &kb.settings().fs)
 }

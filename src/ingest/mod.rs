@@ -32,7 +32,6 @@
 pub mod add;
 pub mod compile;
 pub mod docname;
-pub mod hash;
 pub mod hook_output;
 pub mod leftovers;
 pub mod prepare;
@@ -110,31 +109,6 @@ pub fn path_key(kb: &Kb, resolved: &Path) -> Result<String> {
             resolved.display()
         ))
     })
-}
-
-/// Hidden crash switch for the crash-safety tests: `OPENKB_TEST_ABORT_AT=<point>` aborts the
-/// process (no unwinding, no cleanup, like a SIGKILL) when it reaches `point`, just before
-/// the commit of an add (`add-commit`) or a remove (`remove-commit`), or between a migration's
-/// commit and the rename of `hashes.json` (`migrate-rename`).
-pub(crate) fn crash_point(point: &str) {
-    if std::env::var_os("OPENKB_TEST_ABORT_AT").is_some_and(|v| v == point) {
-        std::process::abort();
-    }
-}
-
-/// Hidden switch for the tests of refused commits: `OPENKB_TEST_RUN_AT=<point>` runs
-/// `OPENKB_TEST_RUN` with `sh -c` in the current folder when the process reaches `point`
-/// (`remove-commit`, just before a remove's commit), as another process acting at that moment
-/// would (replacing `state.db`, say), and waits for it.
-pub(crate) fn test_point(point: &str) {
-    if std::env::var_os("OPENKB_TEST_RUN_AT").is_some_and(|v| v == point)
-        && let Some(command) = std::env::var_os("OPENKB_TEST_RUN")
-    {
-        let _ = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .status();
-    }
 }
 
 /// `raw/<doc_name><lower-case suffix>`, KB-relative.

@@ -35,6 +35,7 @@ impl crate::state::conformance::Harness for TempDb {
             &self.dir.path().join("state.db"),
             Create::IfMissing,
             Duration::from_millis(50),
+            &Default::default(),
         )
         .expect("open")
     }
