@@ -21,7 +21,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
+use crate::fsx::WalkStep;
 use crate::kbpath::KbPath;
 use crate::session::{ReadSession, WriteSession};
 use crate::state::{Queries, Status};
@@ -122,27 +123,15 @@ fn pages(wiki: &Path) -> Result<Vec<String>> {
 }
 
 fn collect_md(wiki: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
-    let dir = wiki.join(rel);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.with_path("cannot read folder", &dir)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
+    crate::fsx::walk(wiki, rel, &mut |child, entry| {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            return WalkStep::Skip;
         }
-        let child = format!("{rel}/{name}");
-        let kind = entry.file_type().with_path("cannot read", entry.path())?;
-        if kind.is_dir() {
-            collect_md(wiki, &child, out)?;
-        } else if name.ends_with(".md") {
-            out.push(child);
+        if !child.ends_with('/') && child.ends_with(".md") {
+            out.push(child.to_owned());
         }
-    }
-    Ok(())
+        WalkStep::Continue
+    })
 }
 
 /// Run every structural check, in a read session.
@@ -269,10 +258,8 @@ pub fn fix_broken_links(session: &WriteSession, analysis: &mut Analysis) -> Resu
             continue; // never written through; its links stay reported
         }
         let path = wiki.join(&page);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        let Some(bytes) = crate::fsx::read_if_exists(&path)? else {
+            continue;
         };
         let Ok(text) = String::from_utf8(bytes) else {
             continue; // not UTF-8: never rewritten, its links stay reported

@@ -459,7 +459,7 @@ fn open_writable(
             }
         }
     }
-    Ok((Store::open(&db, create)?, None))
+    Ok((Store::open_with(&db, create, &kb.settings().fs)?, None))
 }
 
 /// How a team KB's write session writes: on the KB lock's own database session, fenced by

@@ -723,7 +723,11 @@ mod reliability {
     /// they race to register the same bytes), batch adds, removes of its own documents,
     /// compiles and reads.
     fn writer(team: &TeamKb, w: usize, barrier: &Barrier) -> Tally {
-        let host = if w.is_multiple_of(2) { Host::A } else { Host::B };
+        let host = if w.is_multiple_of(2) {
+            Host::A
+        } else {
+            Host::B
+        };
         let mut tally = Tally::default();
         let mut mine: Vec<String> = Vec::new();
         barrier.wait();

@@ -151,7 +151,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         dry_run: args.dry_run,
     };
     if args.all {
-        return run_all(&out, options);
+        return run_all(ctx, &out, options);
     }
     let kb = ctx.kb_quiet()?;
     let outcome = migrate::migrate(&kb, options)?;
@@ -165,8 +165,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     Ok(())
 }
 
-fn run_all(out: &Output, options: Options) -> Result<()> {
-    let known = GlobalConfig::load()?.known_kbs();
+fn run_all(ctx: &super::Ctx, out: &Output, options: Options) -> Result<()> {
+    let known = GlobalConfig::load(&ctx.settings)?.known_kbs();
     if known.is_empty() && !out.json {
         println!("No known knowledge bases (known_kbs of ~/.config/openkb/global.yaml is empty).");
         return Ok(());
@@ -174,7 +174,7 @@ fn run_all(out: &Output, options: Options) -> Result<()> {
     let mut failed = 0usize;
     let mut reports = Vec::new();
     for path in &known {
-        let result = migrate_one(path, options);
+        let result = migrate_one(ctx, path, options);
         if out.json {
             reports.push(match &result {
                 Ok(None) => KbReport::bare(path, "not-a-kb"),
@@ -214,11 +214,11 @@ fn run_all(out: &Output, options: Options) -> Result<()> {
 }
 
 /// Migrate one KB of `--all`; `None` when it is no KB anymore.
-fn migrate_one(path: &Path, options: Options) -> Result<Option<Outcome>> {
+fn migrate_one(ctx: &super::Ctx, path: &Path, options: Options) -> Result<Option<Outcome>> {
     if !path.join(".openkb").is_dir() {
         return Ok(None);
     }
-    let kb = Kb::at(path)?;
+    let kb = ctx.kb_at(path)?;
     migrate::migrate(&kb, options).map(Some)
 }
 

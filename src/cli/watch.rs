@@ -21,8 +21,6 @@ use crate::fsx;
 use crate::ingest::{self, add::Options};
 
 /// Debounce delay in milliseconds; hidden, for tests.
-const DEBOUNCE_ENV: &str = "OPENKB_WATCH_DEBOUNCE_MS";
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Add the unregistered files of raw/ once and exit (for scripts and cron)
@@ -40,18 +38,10 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         .map_err(|e| Error::io("cannot resolve", &raw, e))?;
     // A testing knob, bounded all the same: the debouncer adds it to `Instant`s, which panics
     // past what they can hold.
-    let debounce = match std::env::var_os(DEBOUNCE_ENV) {
-        None => Duration::from_secs(2),
-        Some(v) => match v.to_str().and_then(|v| v.trim().parse::<u64>().ok()) {
-            Some(ms) if ms <= 3_600_000 => Duration::from_millis(ms),
-            _ => {
-                return Err(Error::Invalid(format!(
-                    "{DEBOUNCE_ENV}={:?} is not a number of milliseconds from 0 to 3600000",
-                    crate::names::truncate_bytes(&v.to_string_lossy(), 64)
-                )));
-            }
-        },
-    };
+    let debounce = ctx
+        .settings
+        .watch_debounce
+        .unwrap_or(Duration::from_secs(2));
 
     ingest::stop_cleanly_on_interrupt();
     // Re-read each time: a compile_command set while watching takes effect.

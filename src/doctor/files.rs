@@ -5,9 +5,9 @@
 //! per document.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::Result;
+use crate::fsx::{self, WalkStep, walk};
 use crate::kb::Kb;
 use crate::legacy::log_md;
 use crate::names;
@@ -107,7 +107,7 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
         if let Some(raw) = raw {
             if full && exists(&raw) && !cloud {
                 hashed += 1;
-                match crate::ingest::hash::sha256_file(&kb.root().join(&raw)) {
+                match crate::hash::sha256_file(&kb.root().join(&raw)) {
                     Ok(actual) if actual == doc.hash => {}
                     Ok(actual) => findings.push(Finding::problem(
                         "hash-mismatch",
@@ -173,8 +173,7 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
 
     let summaries = kb.wiki_dir().join("summaries");
     let mut orphans = Vec::new();
-    for entry in read_dir_if_exists(&summaries)? {
-        let entry = entry.with_path("cannot read folder", &summaries)?;
+    for entry in fsx::read_dir_if_exists(&summaries)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(stem) = name.strip_suffix(".md")
             && !name.starts_with('.')
@@ -226,11 +225,7 @@ pub fn render_log_md(reader: &impl Queries) -> Result<String> {
 fn check_log_md(kb: &Kb, reader: &impl Queries) -> Result<Finding> {
     let expected = render_log_md(reader)?;
     let path = kb.log_md();
-    let actual = match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("cannot read", &path, e)),
-    };
+    let actual = fsx::read_if_exists(&path)?;
     Ok(match actual {
         Some(bytes) if bytes == expected.as_bytes() => {
             Finding::ok("log.md", "wiki/log.md matches the log table")
@@ -259,49 +254,4 @@ fn check_log_md(kb: &Kb, reader: &impl Queries) -> Result<Finding> {
 pub(super) fn same_entries(bytes: &[u8], expected: &str) -> bool {
     std::str::from_utf8(bytes)
         .is_ok_and(|text| log_md::parse_text(text) == log_md::parse_text(expected))
-}
-
-pub(super) enum WalkStep {
-    Continue,
-    /// Do not descend into this folder (ignored for files).
-    Skip,
-}
-
-/// Walk `root/rel` recursively without following symlinks, calling `visit` with each entry's
-/// KB-relative POSIX path: files and symlinks as they are, folders with a trailing `/` (before
-/// descending, so the visitor can skip them). A missing folder is empty.
-pub(super) fn walk(
-    root: &Path,
-    rel: &str,
-    visit: &mut dyn FnMut(&str, &std::fs::DirEntry) -> WalkStep,
-) -> Result<()> {
-    let dir = root.join(rel);
-    for entry in read_dir_if_exists(&dir)? {
-        let entry = entry.with_path("cannot read folder", &dir)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let child = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let kind = entry.file_type().with_path("cannot read", entry.path())?;
-        if kind.is_dir() {
-            if let WalkStep::Continue = visit(&format!("{child}/"), &entry) {
-                walk(root, &child, visit)?;
-            }
-        } else {
-            visit(&child, &entry);
-        }
-    }
-    Ok(())
-}
-
-fn read_dir_if_exists(
-    dir: &Path,
-) -> Result<Box<dyn Iterator<Item = std::io::Result<std::fs::DirEntry>>>> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => Ok(Box::new(entries)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),
-        Err(e) => Err(Error::io("cannot read folder", dir, e)),
-    }
 }

@@ -202,7 +202,7 @@ pub fn unregistered(kb: &Kb, store: &Store, folder: &Path) -> Result<Vec<PathBuf
     let mut waiting = Vec::new();
     for file in files {
         // A file that vanished or cannot be read is not waiting for this KB.
-        let Ok(hash) = super::hash::sha256_file(&file) else {
+        let Ok(hash) = crate::hash::sha256_file(&file) else {
             continue;
         };
         if !store.is_known(&hash)? {
@@ -357,8 +357,8 @@ pub fn commit_batch(
         }
     }
 
-    super::crash_point("add-commit");
-    super::test_point("add-commit");
+    crate::faults::crash_point("add-commit");
+    crate::faults::run_point("add-commit");
     // 5. The commit point: every document of the batch, its log row, its intent gone.
     let committed = session.write(|tx| {
         let mut logs = Vec::new();
@@ -666,7 +666,7 @@ fn publish_plan(
             publish::backup(&step.target, backup)?;
         }
         if step.copy {
-            publish::copy_into(&step.from, &step.target)?;
+            crate::fsx::atomic_copy(&step.from, &step.target)?;
         } else {
             publish::publish(&step.from, &step.target)?;
         }

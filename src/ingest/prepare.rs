@@ -8,16 +8,14 @@
 //! feet.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use super::hash::{CHUNK, sha256_file};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
+use crate::fsx::copy_hashing;
+use crate::hash::sha256_file;
 use crate::kb::Kb;
 use crate::names;
 use crate::state::Store;
@@ -52,12 +50,7 @@ impl Staging {
                 chrono::Utc::now().timestamp_micros()
             );
             let lock_path = parent.join(format!("{name}.lock"));
-            let lock = match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666)
-                .open(&lock_path)
-            {
+            let lock = match fsx::create_new(&lock_path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
                     continue;
@@ -355,12 +348,12 @@ fn prepare_inner(
     }
     let size = meta.len();
     let bytes = if size <= SMALL_FILE {
-        Some(std::fs::read(&resolved).with_path("cannot read", &resolved)?)
+        Some(fsx::read(&resolved)?)
     } else {
         None
     };
     let hash = match &bytes {
-        Some(b) => super::hash::sha256_hex(b),
+        Some(b) => crate::hash::sha256_hex(b),
         None => sha256_file(&resolved)?,
     };
     if store.is_known(&hash)? {
@@ -454,37 +447,6 @@ const SMALL_FILE: u64 = 4 << 20;
 
 /// Write `bytes` to a new file `path` (mode 0666 minus umask); fsynced with its batch.
 fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o666)
-        .open(path)
-        .with_path("cannot create", path)?;
+    let mut file = fsx::create_new(path).with_path("cannot create", path)?;
     file.write_all(bytes).with_path("cannot write", path)
-}
-
-/// Copy `from` to a new file `to` (mode 0666 minus umask) and return the SHA-256 of the bytes
-/// copied. Not fsynced here: the batch publishing it syncs its files once, before the commit
-/// (see `publish::make_durable`).
-pub fn copy_hashing(from: &Path, to: &Path) -> Result<String> {
-    let mut src = File::open(from).with_path("cannot open", from)?;
-    let mut dst = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o666)
-        .open(to)
-        .with_path("cannot create", to)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("cannot read", from, e)),
-        };
-        hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n]).with_path("cannot write", to)?;
-    }
-    Ok(super::hash::hex(&hasher.finalize()))
 }

@@ -322,14 +322,8 @@ fn check_owned(
 /// `wiki/sources/<doc_name>.<anything>` that exist.
 pub(crate) fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
     let dir = kb.wiki_dir().join("sources");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("cannot read folder", &dir, e))?;
+    for entry in crate::fsx::read_dir_if_exists(&dir)? {
         if let Some(name) = entry.file_name().to_str()
             && names::stem(name) == doc_name
             && name != doc_name
@@ -411,8 +405,8 @@ impl Work {
                 edit.apply()?;
                 undo.pages.push((edit.path.clone(), before));
             }
-            super::crash_point("remove-commit");
-            super::test_point("remove-commit");
+            crate::faults::crash_point("remove-commit");
+            crate::faults::run_point("remove-commit");
             session.write(|tx| {
                 let doc = tx.get(hash)?;
                 let logged = match &doc {

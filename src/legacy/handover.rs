@@ -51,7 +51,7 @@ pub fn export_for_python(session: &WriteSession) -> Result<HandedOver> {
             path.display()
         )));
     }
-    let sha256 = crate::ingest::hash::sha256_hex(text.as_bytes());
+    let sha256 = crate::hash::sha256_hex(text.as_bytes());
     let entries = documents
         .iter()
         .map(|doc| (doc.hash.clone(), super::entry_of(doc)));
@@ -106,11 +106,7 @@ fn sync_log_md(session: &WriteSession) -> Result<LogMd> {
     super::migrate::import_log_lines(session, &lines, "export")?;
     let expected = crate::doctor::render_log_md(&store.reader()?)?;
     let path = kb.log_md();
-    let current = match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("cannot read", &path, e)),
-    };
+    let current = crate::fsx::read_if_exists(&path)?;
     if current.as_deref() == Some(expected.as_bytes()) {
         return Ok(if lines.is_empty() {
             LogMd::Current

@@ -112,14 +112,8 @@ impl JournalReport {
 /// The journal files of `kb`, in the order recovery handles them.
 pub fn journal_files(kb: &Kb) -> Result<Vec<PathBuf>> {
     let dir = kb.openkb_dir().join("journal");
-    let listing = match fs::read_dir(&dir) {
-        Ok(listing) => listing,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
-    };
     let mut files = Vec::new();
-    for item in listing {
-        let item = item.with_path("cannot read folder", &dir)?;
+    for item in fsx::read_dir_if_exists(&dir)? {
         if item.file_name().to_string_lossy().ends_with(".json") {
             files.push(item.path());
         }
@@ -174,11 +168,7 @@ pub fn content_after_recovery(kb: &Kb, rel: &str) -> Result<Option<Vec<u8>>> {
             }
         }
     }
-    let read = |path: &Path| match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("cannot read", path, e)),
-    };
+    let read = fsx::read_if_exists;
     match after {
         None => read(&target),
         Some(None) => Ok(None),
@@ -479,7 +469,7 @@ impl Journal {
                 if meta.is_dir() {
                     copy_tree(backup, target)?;
                 } else {
-                    copy_file_atomic(backup, target)?;
+                    fsx::atomic_copy(backup, target)?;
                 }
             }
         }
@@ -502,12 +492,7 @@ impl Journal {
 
     fn discard(&self) -> Result<()> {
         remove_path(&self.backup_dir)?;
-        match fs::remove_file(&self.file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io("cannot remove", &self.file, e))
-            }
-            _ => Ok(()),
-        }
+        fsx::remove_file_if_exists(&self.file).map(drop)
     }
 }
 
@@ -520,24 +505,6 @@ fn remove_path(path: &Path) -> Result<()> {
         Ok(_) => fs::remove_file(path),
     };
     outcome.with_path("cannot remove", path)
-}
-
-fn copy_file_atomic(source: &Path, target: &Path) -> Result<()> {
-    let (mut temp, temp_path) = fsx::create_temp_beside(target)?;
-    let copied = (|| -> Result<()> {
-        let mut input = fs::File::open(source).with_path("cannot read backup", source)?;
-        std::io::copy(&mut input, &mut temp).with_path("cannot write", &temp_path)?;
-        temp.sync_all().with_path("cannot flush", &temp_path)?;
-        fs::rename(&temp_path, target).with_path("cannot restore", target)
-    })();
-    if copied.is_err() {
-        let _ = fs::remove_file(&temp_path);
-        return copied;
-    }
-    if let Some(parent) = target.parent() {
-        fsx::fsync_dir(parent)?;
-    }
-    Ok(())
 }
 
 /// Copy a backup folder tree to `target` (symlinks copied as links, never followed).

@@ -225,7 +225,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
         if options.dry_run {
             journal::content_after_recovery(kb, rel)
         } else {
-            read_if_exists(path)
+            fsx::read_if_exists(path)
         }
     };
     let Some(bytes) = read_kb_file(&hashes_path, HASHES_JSON)? else {
@@ -245,7 +245,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     let log_path = kb.log_md();
     let (parsed, (sha256, legacy_log)) = std::thread::scope(|scope| {
         let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
-            let sha256 = crate::ingest::hash::sha256_hex(&bytes);
+            let sha256 = crate::hash::sha256_hex(&bytes);
             let log = match read_kb_file(&log_path, LOG_MD)? {
                 Some(text) => log_md::parse(&log_path, &text)?,
                 None => Vec::new(),
@@ -291,7 +291,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
                         commit(session, &mut plan)?;
                         session.checkpoint()?;
                     }
-                    crate::ingest::crash_point("migrate-rename");
+                    crate::faults::crash_point("migrate-rename");
                     finish(kb, &mut plan)?;
                     plan
                 }
@@ -305,7 +305,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             let mut plan = plan_initial(source, documents, shapes, legacy_log, journals);
             if !options.dry_run {
                 import_into_new_db(kb, &mut plan)?;
-                crate::ingest::crash_point("migrate-rename");
+                crate::faults::crash_point("migrate-rename");
                 finish(kb, &mut plan)?;
             }
             Ok(Outcome::Migrated {
@@ -585,7 +585,7 @@ fn plan_drift(
 /// Call under the exclusive lock (a shared one for a read-only look).
 pub fn python_log_lines(kb: &Kb, reader: &impl Queries) -> Result<Vec<LegacyLogEntry>> {
     let log_path = kb.log_md();
-    python_log_lines_in(&log_path, read_if_exists(&log_path)?, reader)
+    python_log_lines_in(&log_path, fsx::read_if_exists(&log_path)?, reader)
 }
 
 fn python_log_lines_in(
@@ -615,7 +615,11 @@ fn import_python_log_lines(kb: &Kb, session: Option<&WriteSession>) -> Result<Ve
         let log_md = journal::content_after_recovery(kb, LOG_MD)?;
         return python_log_lines_in(&log_path, log_md, &read.reader()?);
     };
-    let lines = python_log_lines_in(&log_path, read_if_exists(&log_path)?, &session.reader()?)?;
+    let lines = python_log_lines_in(
+        &log_path,
+        fsx::read_if_exists(&log_path)?,
+        &session.reader()?,
+    )?;
     import_log_lines(session, &lines, MIGRATE_OPERATION)?;
     Ok(lines)
 }
@@ -660,7 +664,7 @@ fn unrendered_migrate_row(kb: &Kb, store: &Store) -> Result<Option<LogEntry>> {
     else {
         return Ok(None);
     };
-    let log_md = read_if_exists(&kb.log_md())?.unwrap_or_default();
+    let log_md = fsx::read_if_exists(&kb.log_md())?.unwrap_or_default();
     let line = row.to_markdown();
     Ok((!String::from_utf8_lossy(&log_md).contains(line.trim())).then_some(row))
 }
@@ -685,10 +689,10 @@ fn base_from_kept_file(
         return Ok(None); // not a name a migration gives: nothing to look up
     }
     let path = kb.openkb_dir().join(name);
-    let Some(bytes) = read_if_exists(&path)? else {
+    let Some(bytes) = fsx::read_if_exists(&path)? else {
         return Ok(None);
     };
-    if crate::ingest::hash::sha256_hex(&bytes) != sha256 {
+    if crate::hash::sha256_hex(&bytes) != sha256 {
         return Ok(None);
     }
     Ok(hashes_json::parse(&path, &bytes)
@@ -881,14 +885,6 @@ fn free_migrated_name(kb: &Kb) -> Result<PathBuf> {
         candidate = format!("hashes.json.migrated.{n}");
     }
     Ok(dir.join(candidate))
-}
-
-fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("cannot read", path, e)),
-    }
 }
 
 pub(crate) fn file_name(path: &Path) -> String {
