@@ -9,9 +9,9 @@ use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 use crate::kb::Kb;
-use crate::legacy::log_md;
+use crate::log_md;
 use crate::names;
-use crate::state::{LOG_MD_HEADER, Queries};
+use crate::state::Queries;
 
 use super::Finding;
 
@@ -213,18 +213,8 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
     Ok(findings)
 }
 
-/// `wiki/log.md` as the log table renders it: the header and every entry, oldest first.
-pub fn render_log_md(reader: &impl Queries) -> Result<String> {
-    let mut text = String::from(LOG_MD_HEADER);
-    reader.for_each_log_entry(&mut |entry| {
-        text.push_str(&entry.to_markdown());
-        Ok(())
-    })?;
-    Ok(text)
-}
-
 fn check_log_md(kb: &Kb, reader: &impl Queries) -> Result<Finding> {
-    let expected = render_log_md(reader)?;
+    let expected = log_md::render(reader)?;
     let path = kb.log_md();
     let actual = match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),

@@ -15,13 +15,14 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+use super::operation::{Operation, Planned};
 use super::prepare::Staging;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::{self, KbPath, Kind, Owned};
 use crate::names;
 use crate::session::WriteSession;
-use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries};
+use crate::state::{Document, Intent, IntentFile, IntentOp, LogEntry, Queries};
 use crate::wiki;
 
 /// Shortest hash prefix taken as an identifier: shorter hex strings are too likely to be
@@ -354,17 +355,21 @@ pub fn execute(session: &WriteSession, plan: &Plan) -> Result<Option<LogEntry>> 
         .as_deref()
         .filter(|_| plan.wiki_shared_with.is_none());
     let work = Work::check(kb, doc_name, &plan.files)?;
-    let files: Vec<IntentFile> = plan.files.iter().map(IntentFile::new).collect();
-    let intent =
-        session.write(|tx| tx.record_intent(IntentOp::Remove, &plan.hash, doc_name, &files))?;
-    work.act(session, intent, &plan.hash)
+    let operation = Operation::begin(
+        session,
+        vec![Planned {
+            operation: IntentOp::Remove,
+            hash: plan.hash.clone(),
+            doc_name: doc_name.map(str::to_owned),
+            files: plan.files.iter().map(IntentFile::new).collect(),
+        }],
+    )?;
+    work.act(operation, &plan.hash)
 }
 
 /// A remove checked and ready to run.
 struct Work {
-    /// The doc_name the files were checked against (`None`: only the entry's own paths).
-    doc_name: Option<String>,
-    deletions: Vec<(KbPath, bool)>,
+    deletions: Vec<KbPath>,
     edits: Vec<wiki::Edit>,
     skipped: Vec<(String, String)>,
 }
@@ -378,7 +383,7 @@ impl Work {
         let mut skipped = Vec::new();
         for file in files {
             match check_owned(kb, file, doc_name) {
-                Ok((path, _)) => deletions.push((path, file.ends_with('/'))),
+                Ok((path, _)) => deletions.push(path),
                 Err(why) => skipped.push((file.clone(), why)),
             }
         }
@@ -387,7 +392,6 @@ impl Work {
             None => Vec::new(),
         };
         Ok(Work {
-            doc_name: doc_name.map(str::to_owned),
             deletions,
             edits,
             skipped,
@@ -396,55 +400,40 @@ impl Work {
 
     /// Delete the files and edit the wiki, then commit. Until the commit succeeds nothing is
     /// lost: the files are moved into a private staging folder and the edited pages' text is
-    /// kept, so a refused commit (`state.db` replaced or removed meanwhile, a busy database)
-    /// puts everything back through the rollback crash recovery uses for adds. After a crash
-    /// the intent is finished instead (recovery runs this again), and the dead process's
-    /// staging folder is swept.
-    fn act(self, session: &WriteSession, intent: i64, hash: &str) -> Result<Option<LogEntry>> {
-        let kb = session.kb();
-        let staging = Staging::create(kb)?;
-        let mut undo = Undo::default();
-        let result = self.move_aside(kb, &staging, &mut undo).and_then(|()| {
-            for edit in &self.edits {
-                let before = std::fs::read(edit.path.as_path())
-                    .map_err(|e| Error::io("cannot read", edit.path.as_path(), e))?;
-                edit.apply()?;
-                undo.pages.push((edit.path.clone(), before));
-            }
-            super::crash_point("remove-commit");
-            super::test_point("remove-commit");
-            session.write(|tx| {
-                let doc = tx.get(hash)?;
-                let logged = match &doc {
-                    Some(doc) => {
-                        tx.remove_document(hash)?;
-                        let what = doc
-                            .name
-                            .clone()
-                            .or_else(|| doc.display_doc_name())
-                            .unwrap_or_else(|| hash.to_owned());
-                        Some(tx.append_log("remove", &what)?)
-                    }
-                    None => None,
-                };
-                tx.delete_intent(intent)?;
-                Ok(logged)
-            })
-        });
-        let entry = match result {
-            Ok(entry) => entry,
-            Err(e) => {
-                // The refusal is the error to report; a failed put-back is said beside it.
-                if let Err(undo_error) = undo.put_back(kb, session, self.doc_name.as_deref()) {
-                    eprintln!("warning: could not put every file back: {undo_error}");
-                }
-                // The files are back: the intent must not finish the remove later. Refused
-                // when state.db was replaced, where the intent is not the KB's any more.
-                let _ = session.write(|tx| tx.delete_intent(intent));
-                return Err(e);
-            }
-        };
-        drop(staging);
+    /// kept in the operation's undo, so a refused commit (`state.db` replaced or removed
+    /// meanwhile, a busy database) puts everything back through the rollback crash recovery
+    /// uses. After a crash the intent is finished instead (recovery runs this again), and the
+    /// dead process's staging folder is swept.
+    fn act(self, mut operation: Operation<'_>, hash: &str) -> Result<Option<LogEntry>> {
+        let kb = operation.session().kb();
+        // The staging folder belongs to the undo: it must outlive a rollback that puts the
+        // moved files back from it.
+        let undo = operation.undo_mut(0);
+        let staging = undo.staging.insert(Staging::create(kb)?);
+        self.move_aside(kb, staging, &mut undo.files)?;
+        for edit in &self.edits {
+            let before = std::fs::read(edit.path.as_path())
+                .map_err(|e| Error::io("cannot read", edit.path.as_path(), e))?;
+            edit.apply()?;
+            operation
+                .undo_mut(0)
+                .pages
+                .push((edit.path.clone(), before));
+        }
+        super::crash_point("remove-commit");
+        super::test_point("remove-commit");
+        let entry = operation.commit(|tx| {
+            let Some(doc) = tx.get(hash)? else {
+                return Ok(None);
+            };
+            tx.remove_document(hash)?;
+            let what = doc
+                .name
+                .clone()
+                .or_else(|| doc.display_doc_name())
+                .unwrap_or_else(|| hash.to_owned());
+            Ok(Some(tx.append_log("remove", &what)?))
+        })?;
         for (path, why) in &self.skipped {
             crate::notice::warn(&format!(
                 "warning: left {} alone: {}",
@@ -453,14 +442,15 @@ impl Work {
             ));
         }
         if let Some(entry) = &entry {
-            kb.append_log_md(entry)?;
+            crate::log_md::append(kb, std::slice::from_ref(entry))?;
         }
         Ok(entry)
     }
 
-    /// Move every file (and the images folder) into `staging`, noting each in `undo`.
-    fn move_aside(&self, kb: &Kb, staging: &Staging, undo: &mut Undo) -> Result<()> {
-        for (path, _) in &self.deletions {
+    /// Move every file (and the images folder) into `staging`, noting each in `moved` (with
+    /// where it waits, to be put back).
+    fn move_aside(&self, kb: &Kb, staging: &Staging, moved: &mut Vec<IntentFile>) -> Result<()> {
+        for path in &self.deletions {
             if path.kind()?.is_none() {
                 continue;
             }
@@ -468,7 +458,7 @@ impl Work {
             let (_, aside_rel) = staging.fresh_in_kb(kb, name)?;
             let aside_path = KbPath::new(kb, &aside_rel)?;
             if path.rename_to(&aside_path)? {
-                undo.files.push(IntentFile {
+                moved.push(IntentFile {
                     path: path.rel().to_owned(),
                     backup: Some(aside_rel),
                 });
@@ -478,37 +468,10 @@ impl Work {
     }
 }
 
-/// What a remove changed before its commit, to put back if the commit is refused.
-#[derive(Default)]
-struct Undo {
-    /// Each moved file with where it waits in staging.
-    files: Vec<IntentFile>,
-    /// Each edited page with its text before the edit.
-    pages: Vec<(KbPath, Vec<u8>)>,
-}
-
-impl Undo {
-    /// `doc_name`: the one the files were checked against, so the rollback accepts them again.
-    fn put_back(&self, kb: &Kb, session: &WriteSession, doc_name: Option<&str>) -> Result<()> {
-        for (page, before) in self.pages.iter().rev() {
-            page.write_atomic(before)?;
-        }
-        // The rollback of an uncommitted add: each backup goes back to its place; the index
-        // line is the page edit's, restored above.
-        super::recover::roll_back_add(kb, session.store(), &self.files, doc_name, Some(false))
-    }
-}
-
 /// Finish an interrupted remove (recovery): the same checks, then the same steps. Safe to
 /// run again after a crash at any point.
-pub fn finish(
-    session: &WriteSession,
-    intent: i64,
-    hash: &str,
-    doc_name: Option<&str>,
-    files: &[IntentFile],
-) -> Result<Option<LogEntry>> {
-    let kb = session.kb();
-    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-    Work::check(kb, doc_name, &paths)?.act(session, intent, hash)
+pub fn finish(session: &WriteSession, intent: &Intent) -> Result<Option<LogEntry>> {
+    let paths: Vec<String> = intent.files.iter().map(|f| f.path.clone()).collect();
+    let work = Work::check(session.kb(), intent.doc_name.as_deref(), &paths)?;
+    work.act(Operation::resume(session, intent), &intent.hash)
 }

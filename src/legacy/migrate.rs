@@ -33,10 +33,10 @@ use serde_json::{Map, Value};
 
 use super::hashes_json::{self, Entry};
 use super::journal::{self, JournalReport};
-use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
+use crate::log_md::{self, LegacyLogEntry};
 use crate::names;
 use crate::session::WriteSession;
 use crate::state::build;
@@ -648,7 +648,7 @@ pub fn import_log_lines(
         )?;
         tx.append_log(operation, &description)
     })?;
-    session.kb().append_log_md(&row)
+    log_md::append(session.kb(), std::slice::from_ref(&row))
 }
 
 /// The last `migrate` log row, when `wiki/log.md` does not show it yet.
@@ -661,7 +661,7 @@ fn unrendered_migrate_row(kb: &Kb, store: &Store) -> Result<Option<LogEntry>> {
         return Ok(None);
     };
     let log_md = read_if_exists(&kb.log_md())?.unwrap_or_default();
-    let line = row.to_markdown();
+    let line = log_md::entry(&row);
     Ok((!String::from_utf8_lossy(&log_md).contains(line.trim())).then_some(row))
 }
 
@@ -723,7 +723,7 @@ fn log_entries_not_in_table(
     let mut known: HashMap<(String, String, String), usize> = HashMap::new();
     // Imported `unparsed` text is known by its own fields (it renders differently).
     reader.for_each_log_entry(&mut |row| {
-        let rendered = log_md::parse_text(&row.to_markdown());
+        let rendered = log_md::parse_text(&log_md::entry(&row));
         let raw = (row.timestamp, row.operation, row.description);
         for e in rendered {
             let key = (e.timestamp, e.operation, e.description);
@@ -880,7 +880,7 @@ fn finish(kb: &Kb, plan: &mut Plan) -> Result<()> {
     })?;
     fsx::fsync_dir(&kb.openkb_dir())?;
     if let Some(row) = &plan.log_row
-        && let Err(e) = kb.append_log_md(row)
+        && let Err(e) = log_md::append(kb, std::slice::from_ref(row))
     {
         plan.warnings.push(format!(
             "the import is complete, but its line could not be added to wiki/log.md: {e}"
