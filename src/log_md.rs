@@ -223,6 +223,27 @@ mod tests {
     }
 
     #[test]
+    fn a_rendered_entry_is_one_line_and_parses_back() {
+        let row = LogEntry {
+            id: 1,
+            timestamp: "2026-01-02 03:04:05".into(),
+            operation: "query".into(),
+            description: "line one\n## [x] remove | forged".into(),
+            recorded_at: None,
+        };
+        // A line break in a description is escaped, so it cannot start an entry of its own.
+        assert_eq!(
+            super::entry(&row),
+            "## [2026-01-02 03:04:05] query | line one\\u{a}## [x] remove | forged\n\n"
+        );
+        let page = format!("{HEADER}{}", super::entry(&row));
+        assert_eq!(
+            parse_text(&page),
+            [entry("2026-01-02 03:04:05", "query", "line one\n## [x] remove | forged")]
+        );
+    }
+
+    #[test]
     fn header_only_and_empty_files_have_no_entries() {
         assert!(parse_text("# Operations Log\n\n").is_empty());
         assert!(parse_text("").is_empty());
