@@ -239,7 +239,11 @@ mod tests {
         let page = format!("{HEADER}{}", super::entry(&row));
         assert_eq!(
             parse_text(&page),
-            [entry("2026-01-02 03:04:05", "query", "line one\n## [x] remove | forged")]
+            [entry(
+                "2026-01-02 03:04:05",
+                "query",
+                "line one\n## [x] remove | forged"
+            )]
         );
     }
 

@@ -2,11 +2,12 @@
 
 use serde::Serialize;
 
+use super::common::pick;
 use super::output::Output;
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
 use crate::names;
-use crate::state::{Document, Queries};
+use crate::state::Document;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -218,45 +219,6 @@ fn label(doc: &Document, doc_name: Option<&str>) -> String {
         .unwrap_or_else(|| doc.hash.clone());
     names::shown(&text).into_owned()
 }
-
-/// The one document `identifier` names (see `ingest::remove::find`); none or several is an error
-/// that lists the candidates. `show` resolves its argument the same way.
-pub(super) fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
-    let mut found = remove::find(q, identifier)?;
-    match found.len() {
-        0 => Err(Error::Invalid(format!(
-            "no document matches {identifier:?}; `openkb list` shows the registered ones"
-        ))),
-        1 => Ok(found.remove(0)),
-        n => {
-            let mut listed: Vec<String> = found
-                .iter()
-                .take(CANDIDATES_SHOWN)
-                .map(|d| {
-                    format!(
-                        "  {}  {}  (doc_name {}, {})",
-                        names::short_hash(&d.hash),
-                        names::shown(d.name.as_deref().unwrap_or("-")),
-                        names::shown(d.display_doc_name().as_deref().unwrap_or("-")),
-                        names::shown(d.path.as_deref().unwrap_or("no path"))
-                    )
-                })
-                .collect();
-            if n > CANDIDATES_SHOWN {
-                listed.push(format!("  ... and {} more", n - CANDIDATES_SHOWN));
-            }
-            Err(Error::Invalid(format!(
-                "{n} documents match {:?}; name one by its hash (the first column; a unique \
-                 prefix is enough):\n{}",
-                names::shown(identifier),
-                listed.join("\n")
-            )))
-        }
-    }
-}
-
-/// How many candidates an ambiguous identifier lists.
-const CANDIDATES_SHOWN: usize = 20;
 
 fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
     println!(

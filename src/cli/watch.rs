@@ -56,7 +56,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     ingest::stop_cleanly_on_interrupt();
     // Re-read each time: a compile_command set while watching takes effect.
     let options = || Options::from_config(&kb, ctx.verbose > 0);
-    let mut printer = super::add::Printer::new(ctx.output(false));
+    let mut printer = super::common::Printer::new(ctx.output(false));
     printer.show_skipped = false;
     if args.once {
         let summary = ingest::add::add_paths(
@@ -66,7 +66,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             &mut printer,
         )?;
         printer.finish();
-        return super::add::finish(&ctx.output(false), summary);
+        return super::common::finish_add(&ctx.output(false), summary);
     }
 
     let (tx, rx) = std::sync::mpsc::channel();
