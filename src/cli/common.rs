@@ -1,6 +1,5 @@
 //! Helpers more than one command uses, so that command modules never import each other:
-//! the per-file outcome printer of `add` and `watch`, and the resolution of a document
-//! identifier shared by `remove` and `show`.
+//! the per-file outcome printer of `add` and `watch`.
 
 use std::path::Path;
 
@@ -10,48 +9,7 @@ use serde::Serialize;
 use super::output::Output;
 use crate::error::{Error, Result};
 use crate::ingest::add::{Outcome, Reporter, Summary};
-use crate::ingest::remove;
-use crate::names;
-use crate::state::{Document, Queries, Status};
-
-/// The one document `identifier` names (see `ingest::remove::find`); none or several is an error
-/// that lists the candidates. `show` resolves its argument the same way.
-pub fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
-    let mut found = remove::find(q, identifier)?;
-    match found.len() {
-        0 => Err(Error::Invalid(format!(
-            "no document matches {identifier:?}; `openkb list` shows the registered ones"
-        ))),
-        1 => Ok(found.remove(0)),
-        n => {
-            let mut listed: Vec<String> = found
-                .iter()
-                .take(CANDIDATES_SHOWN)
-                .map(|d| {
-                    format!(
-                        "  {}  {}  (doc_name {}, {})",
-                        names::short_hash(&d.hash),
-                        names::shown(d.name.as_deref().unwrap_or("-")),
-                        names::shown(d.display_doc_name().as_deref().unwrap_or("-")),
-                        names::shown(d.path.as_deref().unwrap_or("no path"))
-                    )
-                })
-                .collect();
-            if n > CANDIDATES_SHOWN {
-                listed.push(format!("  ... and {} more", n - CANDIDATES_SHOWN));
-            }
-            Err(Error::Invalid(format!(
-                "{n} documents match {:?}; name one by its hash (the first column; a unique \
-                 prefix is enough):\n{}",
-                names::shown(identifier),
-                listed.join("\n")
-            )))
-        }
-    }
-}
-
-/// How many candidates an ambiguous identifier lists.
-const CANDIDATES_SHOWN: usize = 20;
+use crate::state::Status;
 
 /// What became of one file, for `--json`.
 #[derive(Serialize)]

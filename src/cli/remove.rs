@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 
-use super::common::pick;
 use super::output::Output;
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
@@ -86,7 +85,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     // KB; then take the exclusive lock and plan again (the KB may have changed meanwhile).
     // Every identifier is resolved before anything is removed: one that matches nothing, or
     // several documents, stops the whole command with nothing changed.
-    let targets: Vec<(Document, Plan)> = {
+    let targets = {
         let open = if args.dry_run {
             super::read_session(ctx)?
         } else {
@@ -96,30 +95,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             // Said before the plan: a plan that cannot run would only confuse.
             crate::kbpath::refuse_symlinked_bookkeeping(open.kb())?;
         }
-        let reader = open.reader()?;
-        let mut targets: Vec<(Document, Plan)> = Vec::new();
-        let mut problems = Vec::new();
-        for identifier in &args.identifiers {
-            match pick(&reader, identifier) {
-                Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
-                Ok(doc) => {
-                    let plan = remove::plan(open.kb(), &reader, &doc, args.keep_raw)?;
-                    targets.push((doc, plan));
-                }
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-        if !problems.is_empty() {
-            problems.push("nothing was removed".to_owned());
-            return Err(Error::Invalid(problems.join("\n")));
-        }
-        // What the command as a whole does: a file shared only among the targets goes.
-        let hashes: Vec<String> = targets.iter().map(|(d, _)| d.hash.clone()).collect();
-        let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
-        for (_, plan) in &mut targets {
-            remove::leave_shared(&reader, plan, &hashes)?;
-        }
-        targets
+        remove::plan_targets(open.kb(), &open.reader()?, &args.identifiers, args.keep_raw)?
     };
     // The plan is what a dry run was asked for and what the question asks to confirm: -q drops
     // it only when nothing is asked.
@@ -154,23 +130,12 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let open = super::write_session(ctx)?;
     let (mut removed, mut failed) = (0, 0);
     for ((doc, _), report) in targets.iter().zip(reports.iter_mut()) {
-        let Some(doc) = open.get(&doc.hash)? else {
-            out.result(format_args!(
+        match remove::remove_document(&open, doc, args.keep_raw) {
+            Ok(None) => out.result(format_args!(
                 "{} was already removed (by another process)",
                 label(doc, None)
-            ));
-            continue;
-        };
-        let outcome = open.reader().and_then(|reader| {
-            let mut plan = remove::plan(open.kb(), &reader, &doc, args.keep_raw)?;
-            // One document at a time: a file another target shares goes with the last of them,
-            // so a failure part-way never leaves a registered document without its files.
-            remove::leave_shared(&reader, &mut plan, &[])?;
-            drop(reader);
-            remove::execute(&open, &plan).map(|_| plan)
-        });
-        match outcome {
-            Ok(plan) => {
+            )),
+            Ok(Some((doc, plan))) => {
                 removed += 1;
                 report.removed = true;
                 // What was planned again under the exclusive lock is what was deleted.
@@ -185,7 +150,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
                 let message = e.to_string();
                 eprintln!(
                     "failed to remove {}: {}",
-                    label(&doc, None),
+                    label(doc, None),
                     names::shown_message(&message)
                 );
                 report.error = Some(message);

@@ -88,6 +88,102 @@ pub fn find(q: &impl Queries, identifier: &str) -> Result<Vec<Document>> {
     })
 }
 
+/// The one document `identifier` names (see [`find`]); none or several is an error that lists
+/// the candidates. `show` resolves its argument the same way.
+pub fn find_one(q: &impl Queries, identifier: &str) -> Result<Document> {
+    let mut found = find(q, identifier)?;
+    match found.len() {
+        0 => Err(Error::Invalid(format!(
+            "no document matches {identifier:?}; `openkb list` shows the registered ones"
+        ))),
+        1 => Ok(found.remove(0)),
+        n => {
+            let mut listed: Vec<String> = found
+                .iter()
+                .take(CANDIDATES_SHOWN)
+                .map(|d| {
+                    format!(
+                        "  {}  {}  (doc_name {}, {})",
+                        names::short_hash(&d.hash),
+                        names::shown(d.name.as_deref().unwrap_or("-")),
+                        names::shown(d.display_doc_name().as_deref().unwrap_or("-")),
+                        names::shown(d.path.as_deref().unwrap_or("no path"))
+                    )
+                })
+                .collect();
+            if n > CANDIDATES_SHOWN {
+                listed.push(format!("  ... and {} more", n - CANDIDATES_SHOWN));
+            }
+            Err(Error::Invalid(format!(
+                "{n} documents match {:?}; name one by its hash (the first column; a unique \
+                 prefix is enough):\n{}",
+                names::shown(identifier),
+                listed.join("\n")
+            )))
+        }
+    }
+}
+
+/// How many candidates an ambiguous identifier lists.
+const CANDIDATES_SHOWN: usize = 20;
+
+/// Resolve every identifier and plan each document's removal, changing nothing. Every
+/// identifier is resolved before anything is removed: one that matches nothing, or several
+/// documents, is an error naming each problem. A file shared only among the targets goes
+/// ([`leave_shared`] with all of them).
+pub fn plan_targets(
+    kb: &Kb,
+    q: &impl Queries,
+    identifiers: &[String],
+    keep_raw: bool,
+) -> Result<Vec<(Document, Plan)>> {
+    let mut targets: Vec<(Document, Plan)> = Vec::new();
+    let mut problems = Vec::new();
+    for identifier in identifiers {
+        match find_one(q, identifier) {
+            Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
+            Ok(doc) => {
+                let plan = plan(kb, q, &doc, keep_raw)?;
+                targets.push((doc, plan));
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        problems.push("nothing was removed".to_owned());
+        return Err(Error::Invalid(problems.join("\n")));
+    }
+    let hashes: Vec<String> = targets.iter().map(|(d, _)| d.hash.clone()).collect();
+    let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+    for (_, plan) in &mut targets {
+        leave_shared(q, plan, &hashes)?;
+    }
+    Ok(targets)
+}
+
+/// Remove `doc` in `session`, planned again under the exclusive lock (the KB may have changed
+/// since the plan the user saw). Returns the document as it was and the plan carried out, or
+/// `None` when another process removed the document first.
+pub fn remove_document(
+    session: &WriteSession,
+    doc: &Document,
+    keep_raw: bool,
+) -> Result<Option<(Document, Plan)>> {
+    let Some(doc) = session.get(&doc.hash)? else {
+        return Ok(None);
+    };
+    let plan = {
+        let reader = session.reader()?;
+        let mut plan = plan(session.kb(), &reader, &doc, keep_raw)?;
+        // One document at a time: a file another target shares goes with the last of them,
+        // so a failure part-way never leaves a registered document without its files.
+        leave_shared(&reader, &mut plan, &[])?;
+        plan
+    };
+    execute(session, &plan)?;
+    Ok(Some((doc, plan)))
+}
+
 /// What removing a document does.
 #[derive(Debug, Serialize)]
 pub struct Plan {
