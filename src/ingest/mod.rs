@@ -41,6 +41,7 @@ pub mod prepare;
 pub mod publish;
 pub mod recover;
 pub mod remove;
+pub mod watch;
 
 use std::path::Path;
 
