@@ -96,36 +96,68 @@ pub fn add_paths(
     options: &Options,
     reporter: &mut dyn Reporter,
 ) -> Result<Summary> {
-    let mut summary = Summary::default();
-    let mut emit = |path: &Path, outcome: Outcome, reporter: &mut dyn Reporter| {
-        match &outcome {
-            Outcome::Added { .. } => summary.added += 1,
-            Outcome::Skipped(_) | Outcome::Known => summary.skipped += 1,
-            Outcome::Failed(_) => summary.failed += 1,
-        }
-        reporter.outcome(path, &outcome);
-    };
     let kb = probe.kb();
-    let store: &Store = probe;
     let (files, early) = prepare::collect(kb, inputs);
     reporter.found(files.len() + early.len());
+    let mut tally = Tally {
+        summary: Summary::default(),
+        reporter,
+    };
     for prep in early {
-        match prep {
-            Prep::Skipped(p, why) => emit(&p, Outcome::Skipped(why), reporter),
-            Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
-            Prep::Ready(_) | Prep::Known(_) => {}
-        }
+        // Collecting only skips or fails; what it accepts is prepared below.
+        let _ = tally.take(prep);
     }
     if files.is_empty() {
-        return Ok(summary);
+        return Ok(tally.summary);
     }
-    let mut committed_a_batch = false;
     let staging = Staging::create(kb)?;
-    let mut run_hashes = HashSet::new();
-    let mut batch: Vec<Prepared> = Vec::new();
-    let mut batch_started = Instant::now();
-    let mut outcomes: Vec<(PathBuf, Outcome)> = Vec::new();
-    let mut not_done = 0;
+    let committed_a_batch = add_in_batches(probe, &staging, options, &files, &mut tally)?;
+    drop(staging);
+    if !committed_a_batch {
+        sweep_without_commit(probe);
+    }
+    Ok(tally.summary)
+}
+
+/// Counts the outcomes of a run as they are reported.
+struct Tally<'r> {
+    summary: Summary,
+    reporter: &'r mut dyn Reporter,
+}
+
+impl Tally<'_> {
+    fn emit(&mut self, path: &Path, outcome: Outcome) {
+        match &outcome {
+            Outcome::Added { .. } => self.summary.added += 1,
+            Outcome::Skipped(_) | Outcome::Known => self.summary.skipped += 1,
+            Outcome::Failed(_) => self.summary.failed += 1,
+        }
+        self.reporter.outcome(path, &outcome);
+    }
+
+    /// Report a file that needs no publishing; hand back one that does.
+    fn take(&mut self, prep: Prep) -> Option<Prepared> {
+        match prep {
+            Prep::Ready(p) => return Some(p),
+            Prep::Known(p) => self.emit(&p, Outcome::Known),
+            Prep::Skipped(p, why) => self.emit(&p, Outcome::Skipped(why)),
+            Prep::Failed(p, e) => self.emit(&p, Outcome::Failed(e)),
+        }
+        None
+    }
+}
+
+/// Prepare `files` one by one and commit them in batches (see [`BATCH_FILES`],
+/// [`BATCH_TIME`]); stops between files on SIGINT/SIGTERM, counting the rest as not done.
+/// Returns whether any batch was committed.
+fn add_in_batches(
+    probe: &Probe,
+    staging: &Staging,
+    options: &Options,
+    files: &[PathBuf],
+    tally: &mut Tally<'_>,
+) -> Result<bool> {
+    let store: &Store = probe;
     // A compile hook may take minutes per document and runs under the lock: one document per
     // batch, so other commands get the lock between documents.
     let max_batch = if options.compile_command.is_some() {
@@ -133,51 +165,33 @@ pub fn add_paths(
     } else {
         BATCH_FILES
     };
+    let mut run_hashes = HashSet::new();
+    let mut batch: Vec<Prepared> = Vec::new();
+    let mut batch_started = Instant::now();
+    let mut committed = false;
     for (i, file) in files.iter().enumerate() {
         if super::interrupted() {
-            not_done = files.len() - i;
+            tally.summary.not_done = files.len() - i;
             break;
         }
-        match prepare::prepare(kb, store, &staging, file, &mut run_hashes) {
-            Prep::Ready(p) => {
-                if batch.is_empty() {
-                    batch_started = Instant::now();
-                }
-                batch.push(p);
+        let prep = prepare::prepare(probe.kb(), store, staging, file, &mut run_hashes);
+        if let Some(p) = tally.take(prep) {
+            if batch.is_empty() {
+                batch_started = Instant::now();
             }
-            Prep::Known(p) => emit(&p, Outcome::Known, reporter),
-            Prep::Skipped(p, why) => emit(&p, Outcome::Skipped(why), reporter),
-            Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
+            batch.push(p);
         }
         if batch.len() >= max_batch || batch_started.elapsed() >= BATCH_TIME {
-            committed_a_batch = true;
-            commit_batch(
-                probe,
-                &staging,
-                options,
-                std::mem::take(&mut batch),
-                &mut |p, o| outcomes.push((p.to_path_buf(), o)),
-            )?;
-            for (p, o) in outcomes.drain(..) {
-                emit(&p, o, reporter);
-            }
+            committed = true;
+            let items = std::mem::take(&mut batch);
+            commit_batch(probe, staging, options, items, &mut |p, o| tally.emit(p, o))?;
         }
     }
     if !batch.is_empty() {
-        committed_a_batch = true;
-        commit_batch(probe, &staging, options, batch, &mut |p, o| {
-            outcomes.push((p.to_path_buf(), o))
-        })?;
-        for (p, o) in outcomes.drain(..) {
-            emit(&p, o, reporter);
-        }
+        committed = true;
+        commit_batch(probe, staging, options, batch, &mut |p, o| tally.emit(p, o))?;
     }
-    drop(staging);
-    if !committed_a_batch {
-        sweep_without_commit(probe);
-    }
-    summary.not_done = not_done;
-    Ok(summary)
+    Ok(committed)
 }
 
 /// An add that finds everything registered opens no write session, so nothing would sweep
