@@ -100,6 +100,37 @@ pub fn run_hook(
         ))
     };
     let token = new_token();
+    let mut child = hook_command(kb, command, doc, &env, &token)
+        .spawn()
+        .map_err(cannot_run)?;
+    // process_group(0): the main process leads a new group whose id is its pid.
+    let pgid = child.id() as libc::pid_t;
+    let recorded = events.started(&HookGroup { pgid, token });
+    open_gate(&mut child, pgid, recorded.is_ok());
+    let mut supervisor = Supervisor {
+        kb,
+        pgid,
+        timeout: options.timeout,
+        started: Instant::now(),
+        active: recorded.is_ok(),
+        stopped: None,
+        interrupted: false,
+    };
+    let label = hook_output::label(doc);
+    let streamed = hook_output::stream(&mut child, &label, options.verbose, |_| supervisor.tick());
+    // Also after a failed stream: nothing of the hook may outlive this call.
+    kill_group(pgid);
+    let reaped = child.wait();
+    wait_until_group_gone(pgid);
+    recorded?;
+    let (_, stderr) = streamed.map_err(cannot_run)?;
+    let status = reaped.map_err(cannot_run)?;
+    Ok(supervisor.outcome(status, &stderr))
+}
+
+/// `sh` running the gate and then `command`, in the KB folder, with the hook's environment,
+/// piped, in a process group of its own, and killed with the thread that spawns it.
+fn hook_command(kb: &Kb, command: &str, doc: &Document, env: &HookEnv, token: &str) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(GATE)
@@ -115,76 +146,87 @@ pub fn run_hook(
             HOOK_LOCK_ENV,
             crate::lock::hook_marker(std::process::id(), &kb.lock_path()),
         )
-        .env(HOOK_TOKEN_ENV, &token)
+        .env(HOOK_TOKEN_ENV, token)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(cannot_run)?;
-    // process_group(0): the main process leads a new group whose id is its pid.
-    let pgid = child.id() as libc::pid_t;
-    let recorded = events.started(&HookGroup { pgid, token });
-    // Open the gate: the command starts only once its group is on record. Without a write the
-    // gate sees end-of-file and the hook exits unstarted.
+    cmd
+}
+
+/// Open the gate when the hook's group is on record, so that its command starts; otherwise
+/// kill the group (without a write the gate sees end-of-file and the hook exits unstarted).
+fn open_gate(child: &mut std::process::Child, pgid: libc::pid_t, recorded: bool) {
     if let Some(mut gate) = child.stdin.take()
-        && recorded.is_ok()
+        && recorded
     {
         use std::io::Write;
         // An error means the hook is gone already; its exit status tells the rest.
         let _ = gate.write_all(b"go\n");
     }
-    if recorded.is_err() {
+    if !recorded {
         kill_group(pgid);
     }
+}
 
-    let started = Instant::now();
-    let mut stopped: Option<String> = None;
-    let mut interrupted = false;
-    let label = hook_output::label(doc);
-    let streamed = hook_output::stream(&mut child, &label, options.verbose, |_| {
-        if stopped.is_none() && recorded.is_ok() {
-            if let Some(limit) = options.timeout.filter(|l| started.elapsed() >= *l) {
-                stopped = Some(format!(
+/// Watches a running hook between its output lines: stops it at `compile_timeout`, passes
+/// SIGINT on, and kills what its main process left behind when that exits.
+struct Supervisor<'a> {
+    kb: &'a Kb,
+    pgid: libc::pid_t,
+    timeout: Option<Duration>,
+    started: Instant,
+    /// The hook's group is on record and its command runs.
+    active: bool,
+    /// Why the hook was stopped (the timeout ran out).
+    stopped: Option<String>,
+    /// SIGINT was passed on to the hook.
+    interrupted: bool,
+}
+
+impl Supervisor<'_> {
+    /// One look at the hook; the main process's exit status once it has exited.
+    fn tick(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        if self.stopped.is_none() && self.active {
+            if let Some(limit) = self.timeout.filter(|l| self.started.elapsed() >= *l) {
+                self.stopped = Some(format!(
                     "compile_command did not finish within {} s (compile_timeout in {}) and \
                      was stopped",
                     limit.as_secs_f64(),
-                    kb.config_path().display()
+                    self.kb.config_path().display()
                 ));
-                kill_group(pgid);
-            } else if !interrupted && super::interrupted() {
+                kill_group(self.pgid);
+            } else if !self.interrupted && super::interrupted() {
                 // In its own group the hook no longer gets the terminal's Ctrl-C: pass it on,
                 // once. A hook that stops on it fails; one that finishes anyway is done.
-                interrupted = true;
-                signal_group(pgid, libc::SIGINT);
+                self.interrupted = true;
+                signal_group(self.pgid, libc::SIGINT);
             }
         }
-        let exited = exited_unreaped(pgid)?;
+        let exited = exited_unreaped(self.pgid)?;
         if exited.is_some() {
             // The main process has exited but is not reaped, so its id still names this group
             // and no other: kill what it left running before its pipes are drained.
-            kill_group(pgid);
-            wait_until_group_gone(pgid);
+            kill_group(self.pgid);
+            wait_until_group_gone(self.pgid);
         }
         Ok(exited)
-    });
-    // Also after a failed stream: nothing of the hook may outlive this call.
-    kill_group(pgid);
-    let reaped = child.wait();
-    wait_until_group_gone(pgid);
-    recorded?;
-    let (_, stderr) = streamed.map_err(cannot_run)?;
-    let status = reaped.map_err(cannot_run)?;
-    if let Some(why) = stopped {
-        return Ok(Err(with_tail(why, &stderr)));
     }
-    Ok(judge(status, &stderr).map_err(|why| {
-        if interrupted {
-            format!("interrupted (SIGINT passed on to the hook): {why}")
-        } else {
-            why
+
+    /// The compile outcome of the finished hook.
+    fn outcome(self, status: ExitStatus, stderr: &[String]) -> std::result::Result<(), String> {
+        if let Some(why) = self.stopped {
+            return Err(with_tail(why, stderr));
         }
-    }))
+        judge(status, stderr).map_err(|why| {
+            if self.interrupted {
+                format!("interrupted (SIGINT passed on to the hook): {why}")
+            } else {
+                why
+            }
+        })
+    }
 }
 
 /// A hook's exit status and the end of its stderr as a compile outcome.
