@@ -425,35 +425,74 @@ fn plan_drift(
     let reader = store.reader()?;
     let new_log = log_entries_not_in_table(&reader, legacy_log)?;
     let mut plan = new_plan(ImportKind::DriftMerge, source, &entries, new_log, journals);
-    let base = match python_base::load(&reader)? {
+    let base = load_base(kb, &reader)?;
+    plan.has_base = base.is_some();
+    let base = base.unwrap_or_else(|| MergeBase::new(Vec::new()));
+    let removed = plan_removals(kb, &reader, &mut plan, &base, &entries)?;
+    let mut claimed: HashMap<String, String> = HashMap::new();
+    for entry in entries {
+        plan_entry(&reader, &mut plan, &base, &removed, &mut claimed, entry)?;
+    }
+    // An entry the Python tool edited is judged again, like a new one.
+    plan.untrusted = untrusted_of(plan.new_documents.iter().chain(&plan.updated_documents));
+    Ok(plan)
+}
+
+/// The base of a three-way merge: the registry as last handed to (or imported from) the
+/// Python tool, if known.
+fn load_base(kb: &Kb, reader: &impl Queries) -> Result<Option<MergeBase>> {
+    let entries = match python_base::load(reader)? {
         Some(Base::Entries(entries)) => Some(entries),
         Some(Base::File { kept_as, sha256 }) => base_from_kept_file(kb, &kept_as, &sha256)?,
-        None => match imports::list(&reader)?.pop() {
+        None => match imports::list(reader)?.pop() {
             Some(last) => base_from_kept_file(kb, Path::new(&last.moved_to), &last.source_sha256)?,
             None => None,
         },
     };
-    plan.has_base = base.is_some();
-    let base = base.unwrap_or_default();
-    let base_order: Vec<String> = base.iter().map(|(hash, _)| hash.clone()).collect();
-    let base: HashMap<String, Map<String, Value>> = base.into_iter().collect();
+    Ok(entries.map(MergeBase::new))
+}
+
+/// The base's entries, by hash and in registry order.
+struct MergeBase {
+    order: Vec<String>,
+    entries: HashMap<String, Map<String, Value>>,
+}
+
+impl MergeBase {
+    fn new(base: Vec<(String, Map<String, Value>)>) -> MergeBase {
+        MergeBase {
+            order: base.iter().map(|(hash, _)| hash.clone()).collect(),
+            entries: base.into_iter().collect(),
+        }
+    }
+}
+
+/// The base entries the Python tool's file lacks: removed by it (applied, or kept with the
+/// reason), or conflicts when openkb changed them meanwhile. Returns the hashes removed.
+fn plan_removals(
+    kb: &Kb,
+    reader: &impl Queries,
+    plan: &mut Plan,
+    base: &MergeBase,
+    entries: &[Entry],
+) -> Result<HashSet<String>> {
     let in_file: HashSet<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
     // Names of the Python tool's new entries: an entry it replaced by an edited file (same
     // doc_name, new hash) is a removal even though the summary page is still there.
     let new_names: HashSet<String> = entries
         .iter()
-        .filter(|e| !base.contains_key(&e.hash))
+        .filter(|e| !base.entries.contains_key(&e.hash))
         .map(|e| {
             let text = |k: &str| e.meta.get(k).and_then(Value::as_str);
             names::name_key(text("doc_name"), text("name"))
         })
         .collect();
-
     // A Python tool that found no hashes.json (moved away by `migrate`) starts from an empty
     // registry: its file then lacks every base entry without having removed any.
-    let started_empty = !base.is_empty() && !entries.iter().any(|e| base.contains_key(&e.hash));
+    let started_empty =
+        !base.entries.is_empty() && !entries.iter().any(|e| base.entries.contains_key(&e.hash));
     let mut removed: HashSet<String> = HashSet::new();
-    for hash in &base_order {
+    for hash in &base.order {
         if in_file.contains(hash.as_str()) {
             continue;
         }
@@ -461,7 +500,7 @@ fn plan_drift(
             continue; // removed on both sides
         };
         let name = doc.name.clone();
-        if !differing_keys(&base[hash], &super::entry_of(&doc)).is_empty() {
+        if !differing_keys(&base.entries[hash], &super::entry_of(&doc)).is_empty() {
             plan.conflicts.push(Conflict {
                 hash: hash.clone(),
                 name,
@@ -493,91 +532,109 @@ fn plan_drift(
             why_kept,
         });
     }
+    Ok(removed)
+}
 
-    let mut claimed: HashMap<String, String> = HashMap::new();
-    let owner_of =
-        |doc_name: &str, hash: &str, claimed: &HashMap<String, String>| -> Result<Option<String>> {
-            if let Some(owner) = claimed.get(doc_name) {
-                return Ok((owner != hash).then(|| owner.clone()));
+/// One entry of the Python tool's file, merged three ways: unchanged, a conflict, an update
+/// or a new document (with a doc_name another document owns kept in its extra keys).
+/// `claimed`: the doc_names the file's earlier entries took.
+fn plan_entry(
+    reader: &impl Queries,
+    plan: &mut Plan,
+    base: &MergeBase,
+    removed: &HashSet<String>,
+    claimed: &mut HashMap<String, String>,
+    entry: Entry,
+) -> Result<()> {
+    let base_entry = base.entries.get(&entry.hash);
+    let name = entry
+        .meta
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let existing = reader.get(&entry.hash)?;
+    let theirs_changed = base_entry.is_none_or(|b| !differing_keys(&entry.meta, b).is_empty());
+    match (&existing, base_entry) {
+        (Some(existing), _) => {
+            let stored = super::entry_of(existing);
+            let keys = differing_keys(&entry.meta, &stored);
+            if keys.is_empty() || !theirs_changed {
+                plan.unchanged += 1; // same on both sides, or only openkb changed it
+                return Ok(());
             }
-            Ok(reader
-                .find_by_doc_name(doc_name)?
-                .filter(|doc| doc.hash != hash && !removed.contains(&doc.hash))
-                .map(|doc| doc.hash))
-        };
-    for entry in entries {
-        let base_entry = base.get(&entry.hash);
-        let name = entry
-            .meta
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let existing = reader.get(&entry.hash)?;
-        let theirs_changed = base_entry.is_none_or(|b| !differing_keys(&entry.meta, b).is_empty());
-        match (&existing, base_entry) {
-            (Some(existing), _) => {
-                let stored = super::entry_of(existing);
-                let keys = differing_keys(&entry.meta, &stored);
-                if keys.is_empty() || !theirs_changed {
-                    plan.unchanged += 1; // same on both sides, or only openkb changed it
-                    continue;
-                }
-                if !base_entry.is_some_and(|b| differing_keys(b, &stored).is_empty()) {
-                    plan.conflicts.push(Conflict {
-                        hash: entry.hash.clone(),
-                        name,
-                        keys,
-                        resolution: "changed on both sides: state.db keeps its version",
-                    });
-                    continue;
-                }
+            if !base_entry.is_some_and(|b| differing_keys(b, &stored).is_empty()) {
+                plan.conflicts.push(Conflict {
+                    hash: entry.hash.clone(),
+                    name,
+                    keys,
+                    resolution: "changed on both sides: state.db keeps its version",
+                });
+                return Ok(());
             }
-            (None, Some(_)) => {
-                if theirs_changed {
-                    plan.conflicts.push(Conflict {
-                        hash: entry.hash.clone(),
-                        name,
-                        keys: vec!["(removed by openkb)".into()],
-                        resolution: "removed by openkb, changed by the Python tool: stays removed",
-                    });
-                } else {
-                    plan.unchanged += 1; // removed by openkb only: stays removed
-                }
-                continue;
-            }
-            (None, None) => {}
         }
-        let owner = match entry.meta.get("doc_name") {
-            Some(Value::String(doc_name)) => match owner_of(doc_name, &entry.hash, &claimed)? {
+        (None, Some(_)) => {
+            if theirs_changed {
+                plan.conflicts.push(Conflict {
+                    hash: entry.hash.clone(),
+                    name,
+                    keys: vec!["(removed by openkb)".into()],
+                    resolution: "removed by openkb, changed by the Python tool: stays removed",
+                });
+            } else {
+                plan.unchanged += 1; // removed by openkb only: stays removed
+            }
+            return Ok(());
+        }
+        (None, None) => {}
+    }
+    let owner = match entry.meta.get("doc_name") {
+        Some(Value::String(doc_name)) => {
+            match doc_name_owner(reader, removed, claimed, doc_name, &entry.hash)? {
                 Some(owner) => Some((doc_name.clone(), owner)),
                 None => {
                     claimed.insert(doc_name.clone(), entry.hash.clone());
                     None
                 }
-            },
-            _ => None,
-        };
-        if let Some((doc_name, owner)) = &owner {
-            plan.shared_doc_names.push(SharedDocName {
-                hash: entry.hash.clone(),
-                doc_name: doc_name.clone(),
-                owner: owner.clone(),
-            });
-        }
-        let mut doc = super::document_from_entry(entry, owner.is_some());
-        match existing {
-            Some(existing) => {
-                // Only the Python tool changed it: take its version, keep openkb's lifecycle.
-                doc.status = existing.status;
-                doc.error = existing.error;
-                plan.updated_documents.push(doc);
             }
-            None => plan.new_documents.push(doc),
         }
+        _ => None,
+    };
+    if let Some((doc_name, owner)) = &owner {
+        plan.shared_doc_names.push(SharedDocName {
+            hash: entry.hash.clone(),
+            doc_name: doc_name.clone(),
+            owner: owner.clone(),
+        });
     }
-    // An entry the Python tool edited is judged again, like a new one.
-    plan.untrusted = untrusted_of(plan.new_documents.iter().chain(&plan.updated_documents));
-    Ok(plan)
+    let mut doc = super::document_from_entry(entry, owner.is_some());
+    match existing {
+        Some(existing) => {
+            // Only the Python tool changed it: take its version, keep openkb's lifecycle.
+            doc.status = existing.status;
+            doc.error = existing.error;
+            plan.updated_documents.push(doc);
+        }
+        None => plan.new_documents.push(doc),
+    }
+    Ok(())
+}
+
+/// The document other than `hash` that owns `doc_name` after the merge: an earlier entry of
+/// the file, or a registered document the merge does not remove.
+fn doc_name_owner(
+    reader: &impl Queries,
+    removed: &HashSet<String>,
+    claimed: &HashMap<String, String>,
+    doc_name: &str,
+    hash: &str,
+) -> Result<Option<String>> {
+    if let Some(owner) = claimed.get(doc_name) {
+        return Ok((owner != hash).then(|| owner.clone()));
+    }
+    Ok(reader
+        .find_by_doc_name(doc_name)?
+        .filter(|doc| doc.hash != hash && !removed.contains(&doc.hash))
+        .map(|doc| doc.hash))
 }
 
 /// The entries of `wiki/log.md` the log table does not have: lines the Python tool appended
