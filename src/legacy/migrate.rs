@@ -220,15 +220,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     };
 
     let hashes_path = kb.hashes_json();
-    // A dry run does not roll journals back, so it reads the KB as the rollback will leave it.
-    let read_kb_file = |path: &Path, rel: &str| {
-        if options.dry_run {
-            journal::content_after_recovery(kb, rel)
-        } else {
-            read_if_exists(path)
-        }
-    };
-    let Some(bytes) = read_kb_file(&hashes_path, HASHES_JSON)? else {
+    let Some(bytes) = read_kb_file(kb, options.dry_run, &hashes_path, HASHES_JSON)? else {
         return if kb.state_db().exists() {
             let log_entries = import_python_log_lines(kb, session.as_ref())?;
             Ok(Outcome::AlreadyMigrated {
@@ -239,29 +231,10 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             Ok(Outcome::NothingToMigrate { journals })
         };
     };
-    // The registry parse is the long pole; the checksum and log.md go on the other core. An
-    // initial import parses straight into documents; a drift merge compares entries.
+    // An initial import parses straight into documents; a drift merge compares entries.
     let initial = !kb.state_db().exists();
-    let log_path = kb.log_md();
-    let (parsed, (sha256, legacy_log)) = std::thread::scope(|scope| {
-        let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
-            let sha256 = crate::ingest::hash::sha256_hex(&bytes);
-            let log = match read_kb_file(&log_path, LOG_MD)? {
-                Some(text) => log_md::parse(&log_path, &text)?,
-                None => Vec::new(),
-            };
-            Ok((sha256, log))
-        });
-        let parsed = if initial {
-            hashes_json::parse_documents(&hashes_path, &bytes).map(Parsed::Documents)
-        } else {
-            hashes_json::parse(&hashes_path, &bytes).map(Parsed::Entries)
-        };
-        let side = side
-            .join()
-            .unwrap_or_else(|_| Err(Error::Invalid("reading wiki/log.md failed".into())));
-        Ok::<_, Error>((parsed?, side?))
-    })?;
+    let (parsed, sha256, legacy_log) =
+        parse_source(kb, &hashes_path, &bytes, initial, options.dry_run)?;
     let source = Source {
         path: hashes_path,
         sha256,
@@ -272,30 +245,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
 
     match parsed {
         Parsed::Entries(entries) => {
-            let plan = match &session {
-                None => {
-                    let read = kb.read_session()?;
-                    plan_drift(kb, &read, source, entries, legacy_log, journals)?
-                }
-                Some(session) => {
-                    let mut plan = plan_drift(kb, session, source, entries, legacy_log, journals)?;
-                    // The very file the last import read, with nothing to merge: a migration
-                    // killed after its commit and before the rename. Finishing it is the
-                    // rename alone; another record and `migrate` row would say something
-                    // happened twice.
-                    if plan.changes_nothing() && is_last_import(session, &plan.source_sha256)? {
-                        // Its `migrate` row is committed; the kill may have come before its
-                        // line reached wiki/log.md too.
-                        plan.log_row = unrendered_migrate_row(kb, session.store())?;
-                    } else {
-                        commit(session, &mut plan)?;
-                        session.checkpoint()?;
-                    }
-                    crate::ingest::crash_point("migrate-rename");
-                    finish(kb, &mut plan)?;
-                    plan
-                }
-            };
+            let plan = merge(kb, session.as_ref(), source, entries, legacy_log, journals)?;
             Ok(Outcome::Migrated {
                 plan: Box::new(plan),
                 dry_run: options.dry_run,
@@ -314,6 +264,79 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             })
         }
     }
+}
+
+/// A KB file's bytes (`None`: missing). A dry run does not roll journals back, so it reads
+/// the KB as the rollback will leave it.
+fn read_kb_file(kb: &Kb, dry_run: bool, path: &Path, rel: &str) -> Result<Option<Vec<u8>>> {
+    if dry_run {
+        journal::content_after_recovery(kb, rel)
+    } else {
+        read_if_exists(path)
+    }
+}
+
+/// Parse `hashes.json` (`bytes`) and, on the other core, checksum it and read `wiki/log.md`.
+/// The registry parse is the long pole.
+fn parse_source(
+    kb: &Kb,
+    hashes_path: &Path,
+    bytes: &[u8],
+    initial: bool,
+    dry_run: bool,
+) -> Result<(Parsed, String, Vec<LegacyLogEntry>)> {
+    let log_path = kb.log_md();
+    std::thread::scope(|scope| {
+        let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
+            let sha256 = crate::ingest::hash::sha256_hex(bytes);
+            let log = match read_kb_file(kb, dry_run, &log_path, LOG_MD)? {
+                Some(text) => log_md::parse(&log_path, &text)?,
+                None => Vec::new(),
+            };
+            Ok((sha256, log))
+        });
+        let parsed = if initial {
+            hashes_json::parse_documents(hashes_path, bytes).map(Parsed::Documents)
+        } else {
+            hashes_json::parse(hashes_path, bytes).map(Parsed::Entries)
+        };
+        let side = side
+            .join()
+            .unwrap_or_else(|_| Err(Error::Invalid("reading wiki/log.md failed".into())));
+        let (sha256, log) = side?;
+        Ok((parsed?, sha256, log))
+    })
+}
+
+/// Merge the Python tool's entries into an existing `state.db`: a plan only, under a read
+/// session, for a dry run (`session` is `None`); else committed, and `hashes.json` moved.
+fn merge(
+    kb: &Kb,
+    session: Option<&WriteSession>,
+    source: Source,
+    entries: Vec<Entry>,
+    legacy_log: Vec<LegacyLogEntry>,
+    journals: Vec<JournalReport>,
+) -> Result<Plan> {
+    let Some(session) = session else {
+        let read = kb.read_session()?;
+        return plan_drift(kb, &read, source, entries, legacy_log, journals);
+    };
+    let mut plan = plan_drift(kb, session, source, entries, legacy_log, journals)?;
+    // The very file the last import read, with nothing to merge: a migration killed after its
+    // commit and before the rename. Finishing it is the rename alone; another record and
+    // `migrate` row would say something happened twice.
+    if plan.changes_nothing() && is_last_import(session, &plan.source_sha256)? {
+        // Its `migrate` row is committed; the kill may have come before its line reached
+        // wiki/log.md too.
+        plan.log_row = unrendered_migrate_row(kb, session.store())?;
+    } else {
+        commit(session, &mut plan)?;
+        session.checkpoint()?;
+    }
+    crate::ingest::crash_point("migrate-rename");
+    finish(kb, &mut plan)?;
+    Ok(plan)
 }
 
 enum Parsed {
