@@ -22,6 +22,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
+use crate::kb::Kb;
 use crate::kbpath::KbPath;
 use crate::session::{ReadSession, WriteSession};
 use crate::state::{Queries, Status};
@@ -143,6 +144,55 @@ fn collect_md(wiki: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a lint run did.
+#[derive(Debug)]
+pub struct Linted {
+    pub analysis: Analysis,
+    /// The report's file name, under `wiki/reports/`.
+    pub report: String,
+    /// Pages `fix` rewrote.
+    pub pages_rewritten: usize,
+}
+
+/// Lint `kb`: analyse under a read session (so lint never blocks other readers for long),
+/// then, in a short write session, rewrite broken links (with `fix`), write the report and
+/// its `lint` log row. `None`: the KB has no documents, nothing to lint; nothing is written.
+pub fn lint(kb: &Kb, fix: bool) -> Result<Option<Linted>> {
+    let mut analysis = {
+        let session = kb.read_session_for_write()?;
+        // lint always writes (its report and log row): refuse up front, before any work.
+        if session.is_too_new() {
+            return Err(Error::SchemaTooNew {
+                path: session.path().to_path_buf(),
+                found: session.schema_version(),
+                supported: crate::state::schema::latest_version(),
+            });
+        }
+        if session.counts()?.total() == 0 {
+            return Ok(None);
+        }
+        analyze(&session)?
+    };
+    let session = kb.write_session()?;
+    session.ensure_writable()?;
+    // Checked before any page is rewritten: a symlinked reports/ or log.md stops lint early.
+    KbPath::bookkeeping(kb, "wiki/reports")?;
+    KbPath::bookkeeping(kb, "wiki/log.md")?;
+    let pages_rewritten = if fix {
+        fix_broken_links(&session, &mut analysis)?
+    } else {
+        0
+    };
+    let stamp = report_stamp(&chrono::Local::now());
+    let report = write_report(&session, &stamp, &analysis)?;
+    session.record("lint", &format!("report \u{2192} {report}"))?;
+    Ok(Some(Linted {
+        analysis,
+        report,
+        pages_rewritten,
+    }))
 }
 
 /// Run every structural check, in a read session.
