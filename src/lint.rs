@@ -197,56 +197,11 @@ pub fn lint(kb: &Kb, fix: bool) -> Result<Option<Linted>> {
 
 /// Run every structural check, in a read session.
 pub fn analyze(session: &ReadSession) -> Result<Analysis> {
-    let (kb, reader) = (session.kb(), &session.reader()?);
-    let wiki = kb.wiki_dir();
+    let wiki = session.kb().wiki_dir();
     let pages = pages(&wiki)?;
-    let mut issues = Vec::new();
-    let mut doc_names = HashSet::new();
-    // Summaries that do not exist yet by design: their document is pending or failed.
-    let mut uncompiled = HashSet::new();
-    let mut documents = 0;
-    reader.for_each_document(&mut |doc| {
-        documents += 1;
-        if let Some(name) = doc.display_doc_name() {
-            let summary = format!("summaries/{name}.md");
-            if doc.status == Status::Compiled && !wiki.join(&summary).is_file() {
-                issues.push(Issue {
-                    kind: IssueKind::DocumentWithoutSummary,
-                    page: summary,
-                    target: Some(name.clone()),
-                    fixed: false,
-                });
-            }
-            if doc.status != Status::Compiled {
-                uncompiled.insert(format!("summaries/{name}"));
-            }
-            doc_names.insert(name);
-        }
-        Ok(())
-    })?;
-    let mut linked: HashSet<String> = HashSet::new();
-    for page in &pages {
-        let path = wiki.join(page);
-        let text = read_page(&path)?;
-        let own_key = page.strip_suffix(".md").unwrap_or(page);
-        for link in links(&text) {
-            if link.target.is_empty() {
-                continue; // [[#anchor]]: a link within the page
-            }
-            let key = page_key(link.target);
-            if key != own_key {
-                linked.insert(key.to_owned());
-            }
-            if !target_exists(&wiki, link.target) && !uncompiled.contains(key) {
-                issues.push(Issue {
-                    kind: IssueKind::BrokenLink,
-                    page: page.clone(),
-                    target: Some(link.target.to_owned()),
-                    fixed: false,
-                });
-            }
-        }
-    }
+    let registered = Registered::read(&session.reader()?, &wiki)?;
+    let mut issues = registered.issues;
+    let linked = check_links(&wiki, &pages, &registered.uncompiled, &mut issues)?;
     for page in &pages {
         let key = page.strip_suffix(".md").unwrap_or(page);
         if ORPHAN_DIRS
@@ -262,12 +217,11 @@ pub fn analyze(session: &ReadSession) -> Result<Analysis> {
             });
         }
     }
-
     for page in &pages {
         if let Some(stem) = page
             .strip_prefix("summaries/")
             .and_then(|p| p.strip_suffix(".md"))
-            && !doc_names.contains(stem)
+            && !registered.doc_names.contains(stem)
         {
             issues.push(Issue {
                 kind: IssueKind::SummaryWithoutDocument,
@@ -280,9 +234,83 @@ pub fn analyze(session: &ReadSession) -> Result<Analysis> {
     issues.sort_by(|a, b| (a.kind, &a.page).cmp(&(b.kind, &b.page)));
     Ok(Analysis {
         pages: pages.len(),
-        documents,
+        documents: registered.documents,
         issues,
     })
+}
+
+/// What the registry says about the wiki: the doc_names, the summaries that do not exist yet
+/// by design (their document is pending or failed), and compiled documents without a summary.
+struct Registered {
+    documents: u64,
+    doc_names: HashSet<String>,
+    /// Page keys (`summaries/<doc_name>`) of documents not compiled.
+    uncompiled: HashSet<String>,
+    issues: Vec<Issue>,
+}
+
+impl Registered {
+    fn read(reader: &impl Queries, wiki: &Path) -> Result<Registered> {
+        let mut registered = Registered {
+            documents: 0,
+            doc_names: HashSet::new(),
+            uncompiled: HashSet::new(),
+            issues: Vec::new(),
+        };
+        reader.for_each_document(&mut |doc| {
+            registered.documents += 1;
+            if let Some(name) = doc.display_doc_name() {
+                let summary = format!("summaries/{name}.md");
+                if doc.status == Status::Compiled && !wiki.join(&summary).is_file() {
+                    registered.issues.push(Issue {
+                        kind: IssueKind::DocumentWithoutSummary,
+                        page: summary,
+                        target: Some(name.clone()),
+                        fixed: false,
+                    });
+                }
+                if doc.status != Status::Compiled {
+                    registered.uncompiled.insert(format!("summaries/{name}"));
+                }
+                registered.doc_names.insert(name);
+            }
+            Ok(())
+        })?;
+        Ok(registered)
+    }
+}
+
+/// Read every page's links: broken ones become issues (not those to the summary of an
+/// uncompiled document). Returns the keys of the pages linked from another page.
+fn check_links(
+    wiki: &Path,
+    pages: &[String],
+    uncompiled: &HashSet<String>,
+    issues: &mut Vec<Issue>,
+) -> Result<HashSet<String>> {
+    let mut linked: HashSet<String> = HashSet::new();
+    for page in pages {
+        let text = read_page(&wiki.join(page))?;
+        let own_key = page.strip_suffix(".md").unwrap_or(page);
+        for link in links(&text) {
+            if link.target.is_empty() {
+                continue; // [[#anchor]]: a link within the page
+            }
+            let key = page_key(link.target);
+            if key != own_key {
+                linked.insert(key.to_owned());
+            }
+            if !target_exists(wiki, link.target) && !uncompiled.contains(key) {
+                issues.push(Issue {
+                    kind: IssueKind::BrokenLink,
+                    page: page.clone(),
+                    target: Some(link.target.to_owned()),
+                    fixed: false,
+                });
+            }
+        }
+    }
+    Ok(linked)
 }
 
 fn read_page(path: &Path) -> Result<String> {
