@@ -6,6 +6,7 @@ use super::output::Output;
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
 use crate::names;
+use crate::session::WriteSession;
 use crate::state::Document;
 
 #[derive(Debug, clap::Args)]
@@ -128,9 +129,37 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         return untouched(&out, reports, "nothing was changed");
     }
     let open = super::write_session(ctx)?;
+    let (removed, failed) = remove_each(&open, &targets, &mut reports, args.keep_raw, &out);
+    if out.json {
+        out.json(&RemoveReport {
+            dry_run: false,
+            keep_raw: args.keep_raw,
+            removed,
+            failed,
+            documents: reports,
+        })?;
+    }
+    if failed > 0 {
+        return Err(Error::Incomplete(format!(
+            "{failed} of {} document(s) could not be removed (see above); the others were",
+            targets.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Remove each target in `open`, one at a time (planned again under the lock), saying what
+/// became of each and noting it in its report. Returns (removed, failed).
+fn remove_each(
+    open: &WriteSession,
+    targets: &[(Document, Plan)],
+    reports: &mut [DocumentReport<'_>],
+    keep_raw: bool,
+    out: &Output,
+) -> (usize, usize) {
     let (mut removed, mut failed) = (0, 0);
     for ((doc, _), report) in targets.iter().zip(reports.iter_mut()) {
-        match remove::remove_document(&open, doc, args.keep_raw) {
+        match remove::remove_document(open, doc, keep_raw) {
             Ok(None) => out.result(format_args!(
                 "{} was already removed (by another process)",
                 label(doc, None)
@@ -157,22 +186,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             }
         }
     }
-    if out.json {
-        out.json(&RemoveReport {
-            dry_run: false,
-            keep_raw: args.keep_raw,
-            removed,
-            failed,
-            documents: reports,
-        })?;
-    }
-    if failed > 0 {
-        return Err(Error::Incomplete(format!(
-            "{failed} of {} document(s) could not be removed (see above); the others were",
-            targets.len()
-        )));
-    }
-    Ok(())
+    (removed, failed)
 }
 
 fn label(doc: &Document, doc_name: Option<&str>) -> String {
