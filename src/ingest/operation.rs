@@ -10,8 +10,8 @@
 //! - [`Operation::begin`] records the intents (one per document, all in one transaction);
 //! - [`Operation::commit`] runs the caller's rows and deletes the intents in one transaction;
 //! - dropping the guard without a commit (an error, a `?`, a panic) rolls every document back
-//!   through the code crash recovery runs ([`recover::undo`] for the files,
-//!   [`recover::close_abandoned`] for the rows): a failure in the middle leaves what a crash at
+//!   through the code crash recovery runs (`recover::undo` for the files,
+//!   `recover::close_abandoned` for the rows): a failure in the middle leaves what a crash at
 //!   the same point would leave after the next command settled it, only at once.
 //!
 //! What the caller did that the intent alone does not tell (a page edited in place, whether
