@@ -21,6 +21,7 @@ pub mod kbpath;
 pub mod legacy;
 pub mod lint;
 pub mod lock;
+pub mod log_md;
 pub mod names;
 pub mod netfs;
 pub mod notice;

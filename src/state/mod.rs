@@ -40,7 +40,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use documents::{Document, Status, StatusCounts};
 pub use intents::{HookGroup, Intent, IntentFile, IntentOp};
-pub use log::{LOG_MD_HEADER, LogEntry};
+pub use log::LogEntry;
 
 use crate::error::{Error, Result};
 use crate::names;
@@ -696,7 +696,7 @@ impl WriteTx<'_> {
     }
 
     /// Append a log row stamped now. Render it into `wiki/log.md` after the commit
-    /// (see `Kb::append_log_md`).
+    /// (see `crate::log_md::append`).
     pub fn append_log(&self, operation: &str, description: &str) -> Result<LogEntry> {
         log::append(
             &self.tx,
