@@ -663,15 +663,7 @@ fn a_kb_migrated_before_bases_were_kept_uses_the_file_its_migration_moved_aside(
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // As a state.db of an older openkb: no base recorded.
-    let store = common::write_session(&kb);
-    store
-        .write(|tx| {
-            tx.connection()
-                .execute_batch("DELETE FROM python_base; DELETE FROM python_handovers;")
-                .map_err(|e| openkb::Error::Invalid(e.to_string()))
-        })
-        .unwrap();
-    drop(store);
+    forget_python_handovers(&kb);
     // The user put the migrated file back and the Python tool removed a document.
     std::fs::copy(
         kb.join(".openkb/hashes.json.migrated"),
@@ -702,15 +694,7 @@ out = h
     let sb = Sandbox::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
-    let store = common::write_session(&kb);
-    store
-        .write(|tx| {
-            tx.connection()
-                .execute_batch("DELETE FROM python_base; DELETE FROM python_handovers;")
-                .map_err(|e| openkb::Error::Invalid(e.to_string()))
-        })
-        .unwrap();
-    drop(store);
+    forget_python_handovers(&kb);
     std::fs::rename(
         kb.join(".openkb/hashes.json.migrated"),
         kb.join(".openkb/hashes.json"),
@@ -1034,4 +1018,12 @@ out = {"renamed": renamed, "shared": shared, "foreign": foreign}
         ok(&mut sb.openkb(&kb, &["export", "--legacy-json"])).stdout_bytes,
         python_file
     );
+}
+
+/// Make `kb`'s state.db look like one of an openkb that kept no Python hand-over base.
+fn forget_python_handovers(kb: &Path) {
+    rusqlite::Connection::open(kb.join(".openkb/state.db"))
+        .expect("open state.db")
+        .execute_batch("DELETE FROM python_base; DELETE FROM python_handovers;")
+        .expect("delete the hand-over records");
 }
