@@ -18,7 +18,6 @@ use crate::lock::{self, LockGuard, LockMode};
 use crate::lock_team::{LockSession, TeamLockGuard};
 use crate::session::{Probe, ReadSession, WriteSession};
 use crate::settings::Settings;
-use crate::state::{LOG_MD_HEADER, LogEntry};
 
 pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
 
@@ -325,16 +324,5 @@ impl Kb {
             _ => 0,
         };
         Ok(Some(entries))
-    }
-
-    /// Render a committed log row into `wiki/log.md` (the table is the source of truth; the
-    /// page is for people).
-    pub fn append_log_md(&self, entry: &LogEntry) -> Result<()> {
-        self.append_log_md_text(&entry.to_markdown())
-    }
-
-    /// Append rendered log lines to `wiki/log.md` (never through a symlink).
-    pub fn append_log_md_text(&self, text: &str) -> Result<()> {
-        crate::kbpath::KbPath::bookkeeping(self, "wiki/log.md")?.append(LOG_MD_HEADER, text)
     }
 }

@@ -22,6 +22,7 @@ pub mod legacy;
 pub mod lint;
 pub mod lock;
 pub mod lock_team;
+pub mod log_md;
 pub mod names;
 pub mod netfs;
 pub mod notice;

@@ -320,7 +320,7 @@ impl WriteSession {
     /// Commit a log row and render it into `wiki/log.md`.
     pub fn record(&self, operation: &str, description: &str) -> Result<LogEntry> {
         let entry = self.write(|tx| tx.append_log(operation, description))?;
-        self.kb.append_log_md(&entry)?;
+        crate::log_md::append(&self.kb, std::slice::from_ref(&entry))?;
         Ok(entry)
     }
 

@@ -8,7 +8,7 @@ use crate::config::{
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
-use crate::state::{LOG_MD_HEADER, build};
+use crate::state::build;
 use crate::wiki;
 
 #[derive(Debug, clap::Args)]
@@ -190,7 +190,7 @@ fn populate(
     let seeds: [(PathBuf, &str); 3] = [
         (kb.wiki_dir().join("AGENTS.md"), wiki::AGENTS_MD),
         (kb.index_md(), wiki::INDEX_SEED),
-        (kb.log_md(), LOG_MD_HEADER),
+        (kb.log_md(), crate::log_md::HEADER),
     ];
     for (path, text) in seeds {
         // A wiki that already exists keeps its pages; init only adds what is missing.

@@ -2,6 +2,7 @@
 //! composes the library (kb, state, lock, config) and prints; none of them runs SQL.
 
 mod add;
+mod common;
 mod compile;
 mod doctor;
 mod export;

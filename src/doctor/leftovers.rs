@@ -32,7 +32,7 @@ pub fn check_intents(_kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
         .iter()
         .map(|intent| {
             let hook = match &intent.hook {
-                Some(hook) if !crate::ingest::compile::live_members(hook.pgid).is_empty() => {
+                Some(hook) if !crate::ingest::hook::live_members(hook.pgid).is_empty() => {
                     format!(
                         " (processes of its compile hook, process group {}, may still be \
                          running: the fix kills them first)",

@@ -18,7 +18,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::fsx;
 use crate::kb::Kb;
-use crate::legacy::log_md::{self, LegacyLogEntry};
+use crate::log_md::{self, LegacyLogEntry};
 use crate::names;
 use crate::state::{Create, Document, Status, Store, WriteAccess, build};
 
@@ -84,7 +84,7 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
             ),
         ));
     }
-    let expected = super::render_log_md(&store.reader()?)?;
+    let expected = log_md::render(&store.reader()?)?;
     let current = std::fs::read(kb.log_md()).ok();
     let up_to_date = current
         .as_deref()

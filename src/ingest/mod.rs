@@ -15,6 +15,9 @@
 //! 3. **one transaction** commits the document row, its log row and deletes the intent.
 //!    This is the commit point. `wiki/log.md` is rendered from the log row afterwards.
 //!
+//! Every operation goes through [`operation::Operation`], the one implementation of these
+//! steps and of the rollback when they fail.
+//!
 //! A crash before step 3 leaves the intent. The next write session (`session.rs`; not a
 //! nested re-entry) runs [`recover::recover_interrupted`]: an add whose row exists is done
 //! (only its backups are dropped); any other add is rolled back file by file (new files
@@ -32,12 +35,15 @@
 pub mod add;
 pub mod compile;
 pub mod docname;
+pub mod hook;
 pub mod hook_output;
 pub mod leftovers;
+pub mod operation;
 pub mod prepare;
 pub mod publish;
 pub mod recover;
 pub mod remove;
+pub mod watch;
 
 use std::path::Path;
 

@@ -38,7 +38,7 @@ pub use backend::{Backend, CheckDepth, Description, DiskUsage, Reads, Writes};
 pub use documents::{Document, Status, StatusCounts};
 pub use imports::{ImportKind, ImportRecord};
 pub use intents::{HookGroup, Intent, IntentFile, IntentOp};
-pub use log::{LOG_MD_HEADER, LogEntry};
+pub use log::LogEntry;
 pub use sqlite::{build, check, is_blank, schema, sidecar_path};
 
 use crate::error::{Error, Result};
@@ -453,7 +453,7 @@ impl<'t> WriteTx<'t> {
     }
 
     /// Append a log row stamped now. Render it into `wiki/log.md` after the commit
-    /// (see `Kb::append_log_md`).
+    /// (see `crate::log_md::append`).
     pub fn append_log(&self, operation: &str, description: &str) -> Result<LogEntry> {
         self.inner.append_log(
             &local_log_timestamp(),
