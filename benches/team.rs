@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use openkb::settings::Settings;
 use openkb::state_url::StateEnv;
 
 mod common;
@@ -67,13 +68,16 @@ fn main() {
         format!("`migrate --to-postgres`: {}", secs(to_postgres)),
     ));
 
-    let state_env = StateEnv {
-        url: Some(url.clone()),
-        ..StateEnv::default()
+    let settings = Settings {
+        state: StateEnv {
+            url: Some(url.clone()),
+            ..StateEnv::default()
+        },
+        ..Settings::default()
     };
     let mut measured = Vec::new();
     for kb in [&local, &team] {
-        let register = register_latencies(kb, &state_env, n);
+        let register = register_latencies(kb, &settings, n);
         measured.push([
             format!(
                 "p50 {} / p99 {}",
@@ -135,10 +139,10 @@ fn write_legacy_kb(kb: &Path, n: u64) {
 
 /// One write session, `REGISTRATIONS` durable registrations (document + log row) after the
 /// KB's `n`: the latency of each.
-fn register_latencies(kb: &Path, state_env: &StateEnv, n: u64) -> Vec<Duration> {
+fn register_latencies(kb: &Path, settings: &Settings, n: u64) -> Vec<Duration> {
     let session = openkb::Kb::at(kb)
         .expect("kb")
-        .with_state_env(state_env.clone())
+        .with_settings(settings.clone())
         .write_session()
         .expect("write session");
     let mut latencies: Vec<Duration> = (n..n + REGISTRATIONS)

@@ -241,11 +241,30 @@ fn with_default_port(url: &str, port: u16) -> String {
     format!("{scheme}://{userinfo}{}{tail}", hosts.join(","))
 }
 
-/// The login name of this process, libpq's default user.
+/// The login name of this process's effective user, libpq's default user. Like libpq, from
+/// the password database, not from `USER` (the library reads no environment variable: the
+/// command line hands it `Settings`).
 fn os_user() -> Option<String> {
-    std::env::var("USER")
-        .ok()
-        .or_else(|| std::env::var("LOGNAME").ok())
+    let mut record = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r fills `record` with pointers into `buffer`, both alive until the name
+    // is copied out below; `found` is null unless the record was filled.
+    let status = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            record.as_mut_ptr(),
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if status != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: `found` points at the filled record, whose `pw_name` is a C string in `buffer`.
+    let name = unsafe { std::ffi::CStr::from_ptr((*found).pw_name) };
+    name.to_str().ok().map(str::to_owned)
 }
 
 /// The password of the first `.pgpass` line matching `wanted` (host, port, database, user).
