@@ -905,9 +905,8 @@ pub(crate) fn copies_keep_positions_ids_and_timestamps(h: &dyn Harness) {
         recorded_at: Some("2020-01-02T03:04:05.678Z".into()),
     };
     write(&store, |tx| {
-        tx.copy_document(&first)?;
-        tx.copy_document(&second)?;
-        tx.copy_log_entry(&entry)
+        tx.copy_documents(&[first.clone(), second.clone()])?;
+        tx.copy_log_entries(std::slice::from_ref(&entry))
     })
     .unwrap();
     assert_eq!(store.list().unwrap(), [first.clone(), second.clone()]);
@@ -916,7 +915,7 @@ pub(crate) fn copies_keep_positions_ids_and_timestamps(h: &dyn Harness) {
         std::slice::from_ref(&entry)
     );
     // A hash already there is refused, never duplicated.
-    assert!(write(&store, |tx| tx.copy_document(&first)).is_err());
+    assert!(write(&store, |tx| tx.copy_documents(std::slice::from_ref(&first))).is_err());
     // What comes after a copy goes after it.
     write(&store, |tx| {
         tx.upsert_document(&doc(1, "later"))?;

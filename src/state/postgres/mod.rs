@@ -125,7 +125,7 @@ pub struct PgStore {
     schema: String,
     /// [`PgStore::location`], made once.
     location_text: String,
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    pool: r2d2::Pool<CachingManager>,
     schema_version: i64,
     too_new: bool,
     /// How long a write transaction waits for another writer of this KB before it is
@@ -169,7 +169,9 @@ impl PgStore {
             .max_size(4)
             .min_idle(Some(0))
             .connection_timeout(CONNECT_TIMEOUT)
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(CachingManager(PostgresConnectionManager::new(
+                config, NoTls,
+            )));
         Ok(PgStore {
             server: server.clone(),
             kb_id: kb_id.clone(),
@@ -203,6 +205,7 @@ impl PgStore {
         let location = Location::new(server, &schema);
         let config = for_schema(server, &schema);
         let mut client = config.connect(NoTls).map_err(|e| location.error(e))?;
+        let statements = Statements::default();
         let mut tx = client.transaction().map_err(|e| location.error(e))?;
         let outcome = schema::migrate_in(&mut tx, &schema, kb_id, &super::utc_now(), true)
             .map_err(|e| location.error(e))?;
@@ -217,17 +220,24 @@ impl PgStore {
             }
             Err(refusal) => return Err(location.refused(refusal, kb_id)),
         }
-        let write = PgWriteTx {
-            tx: RefCell::new(tx),
-            location: location.clone(),
-            statements: RefCell::default(),
+        let value = {
+            let write = PgWriteTx {
+                tx: RefCell::new(tx),
+                location: location.clone(),
+                statements: &statements,
+            };
+            let value = body(&write)?;
+            write
+                .tx
+                .into_inner()
+                .commit()
+                .map_err(|e| location.error(e))?;
+            value
         };
-        let value = body(&write)?;
-        write
-            .tx
-            .into_inner()
-            .commit()
-            .map_err(|e| location.error(e))?;
+        // Statistics and hint bits for the tables just filled, so the first `list` does not
+        // pay for them. Only an optimisation (autovacuum does it later): a failure is no
+        // reason to report the committed move as failed.
+        let _ = client.batch_execute("VACUUM ANALYZE documents; VACUUM ANALYZE log");
         Ok((PgStore::open(server, kb_id, Create::Never)?, value))
     }
 
@@ -238,6 +248,7 @@ impl PgStore {
         let aside = format!("{}_moved_{suffix}", self.schema);
         let mut client = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
         client
+            .client
             .batch_execute(&format!("ALTER SCHEMA {} RENAME TO {aside}", self.schema))
             .map_err(|e| self.loc().error(e))?;
         Ok(aside)
@@ -285,11 +296,10 @@ impl PgStore {
 
     /// A pooled connection for reading.
     pub fn reader(&self) -> Result<PgReader> {
-        let client = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
+        let conn = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
         Ok(PgReader {
-            client: RefCell::new(client),
+            conn: RefCell::new(conn),
             location: self.loc(),
-            statements: RefCell::default(),
         })
     }
 
@@ -301,8 +311,8 @@ impl PgStore {
         mut body: impl FnMut(&PgWriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.ensure_writable()?;
-        let mut client = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
-        run_write(&mut client, &self.write_plan(fence), &mut body)
+        let mut conn = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
+        run_write(&mut conn, &self.write_plan(fence), &mut body)
     }
 
     fn write_plan(&self, fence: Option<Fence>) -> WritePlan {
@@ -326,7 +336,7 @@ impl PgStore {
         mut body: impl FnMut(&PgWriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.ensure_writable()?;
-        run_write(&mut session.client, &self.write_plan(fence), &mut body)
+        run_write(&mut session.conn, &self.write_plan(fence), &mut body)
     }
 
     /// A dedicated connection outside the pool (the KB lock's session), with TCP keepalives
@@ -347,7 +357,10 @@ impl PgStore {
         config.options(&options);
         let client = config.connect(NoTls).map_err(|e| self.loc().error(e))?;
         Ok(PgSession {
-            client,
+            conn: Conn {
+                client,
+                statements: Statements::default(),
+            },
             location: self.loc(),
         })
     }
@@ -363,7 +376,7 @@ pub struct Fence {
 
 /// A dedicated connection to the KB's schema (see [`PgStore::session`]).
 pub struct PgSession {
-    client: Client,
+    conn: Conn,
     location: Location,
 }
 
@@ -380,6 +393,7 @@ impl PgSession {
     /// exclusive acquisition. Committed at once, so every older token is void from now on.
     pub fn advance_lock_epoch(&mut self) -> Result<Fence> {
         let row = self
+            .conn
             .client
             .query_one(
                 "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'lock_epoch'
@@ -398,7 +412,8 @@ impl PgSession {
             LockMode::Shared => "SELECT pg_try_advisory_lock_shared($1, $2)",
             LockMode::Exclusive => "SELECT pg_try_advisory_lock($1, $2)",
         };
-        self.client
+        self.conn
+            .client
             .query_one(sql, &[&class, &key])
             .map(|r| r.get(0))
             .map_err(|e| self.location.error(e))
@@ -420,10 +435,11 @@ impl PgSession {
         // lock_timeout 0 means "no limit"; a wait bounded below a millisecond becomes 1 ms.
         let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
         let waited = (|| {
-            self.client
+            self.conn
+                .client
                 .batch_execute(&format!("SET lock_timeout = {millis}"))?;
-            let outcome = self.client.execute(sql, &[&class, &key]);
-            self.client.batch_execute("SET lock_timeout = 0")?;
+            let outcome = self.conn.client.execute(sql, &[&class, &key]);
+            self.conn.client.batch_execute("SET lock_timeout = 0")?;
             outcome
         })();
         waited.map(drop).map_err(|e| self.location.error(e))
@@ -436,7 +452,8 @@ impl PgSession {
             LockMode::Shared => "SELECT pg_advisory_unlock_shared($1, $2)",
             LockMode::Exclusive => "SELECT pg_advisory_unlock($1, $2)",
         };
-        self.client
+        self.conn
+            .client
             .query_one(sql, &[&class, &key])
             .map(|r| r.get(0))
             .map_err(|e| self.location.error(e))
@@ -446,6 +463,7 @@ impl PgSession {
     /// the message a waiting process prints.
     pub fn lock_holders(&mut self, class: i32, key: i32) -> Result<Vec<String>> {
         let rows = self
+            .conn
             .client
             .query(
                 "SELECT DISTINCT coalesce(nullif(a.application_name, ''), 'pid ' || a.pid)
@@ -461,7 +479,8 @@ impl PgSession {
 
     /// The server's process id serving this session (for tests and doctor).
     pub fn backend_pid(&mut self) -> Result<i32> {
-        self.client
+        self.conn
+            .client
             .query_one("SELECT pg_backend_pid()", &[])
             .map(|r| r.get(0))
             .map_err(|e| self.location.error(e))
@@ -477,13 +496,13 @@ struct WritePlan {
 }
 
 fn run_write<T>(
-    client: &mut Client,
+    conn: &mut Conn,
     plan: &WritePlan,
     body: &mut impl FnMut(&PgWriteTx<'_>) -> Result<T>,
 ) -> Result<T> {
     let mut pause = Duration::from_millis(20);
     for attempt in 1..=WRITE_ATTEMPTS {
-        match write_once(client, plan, body) {
+        match write_once(conn, plan, body) {
             Err(Attempt::Retry) if attempt < WRITE_ATTEMPTS => {
                 std::thread::sleep(pause);
                 pause *= 2;
@@ -506,7 +525,7 @@ enum Attempt {
 }
 
 fn write_once<T>(
-    client: &mut Client,
+    conn: &mut Conn,
     plan: &WritePlan,
     body: &mut impl FnMut(&PgWriteTx<'_>) -> Result<T>,
 ) -> std::result::Result<T, Attempt> {
@@ -515,6 +534,7 @@ fn write_once<T>(
         Error::Busy { .. } => Attempt::Retry,
         other => Attempt::Failed(other),
     };
+    let Conn { client, statements } = conn;
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::ReadCommitted)
@@ -540,7 +560,7 @@ fn write_once<T>(
     let write = PgWriteTx {
         tx: RefCell::new(tx),
         location: location.clone(),
-        statements: RefCell::default(),
+        statements,
     };
     let value = body(&write).map_err(|e| match e {
         // The body's statements turned a serialization failure into Busy: retry it whole.
@@ -553,21 +573,51 @@ fn write_once<T>(
 
 /// A pooled connection, for reads outside a write transaction.
 pub struct PgReader {
-    client: RefCell<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>>,
+    conn: RefCell<r2d2::PooledConnection<CachingManager>>,
     location: Location,
-    statements: Statements,
 }
 
 /// An open write transaction.
 pub struct PgWriteTx<'c> {
     tx: RefCell<postgres::Transaction<'c>>,
     location: Location,
+    statements: &'c Statements,
+}
+
+/// Statements prepared on one connection, by text, kept as long as the connection: a
+/// statement run again (the lookups and writes of every registration) costs one round trip
+/// instead of two (prepare, then execute).
+type Statements = RefCell<std::collections::HashMap<String, postgres::Statement>>;
+
+/// A connection and the statements prepared on it.
+pub(crate) struct Conn {
+    client: Client,
     statements: Statements,
 }
 
-/// Statements prepared on one connection, by text: a statement run again (every row of a
-/// bulk copy, the lookups of each registration) costs one round trip instead of two.
-type Statements = RefCell<std::collections::HashMap<String, postgres::Statement>>;
+/// r2d2's PostgreSQL manager, handing out connections with their statement cache.
+#[derive(Debug)]
+struct CachingManager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for CachingManager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.0.connect()?,
+            statements: Statements::default(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
 
 /// What a backend error message says the state is: the schema and the server.
 #[derive(Clone, Debug)]
