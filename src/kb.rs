@@ -17,8 +17,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::lock::{self, LockGuard, LockMode};
 use crate::lock_team::{LockSession, TeamLockGuard};
 use crate::session::{Probe, ReadSession, WriteSession};
-use crate::state::{LOG_MD_HEADER, LogEntry};
-use crate::state_url::StateEnv;
+use crate::settings::Settings;
 
 pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
 
@@ -70,9 +69,8 @@ pub enum Found {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kb {
     root: PathBuf,
-    /// Where a team KB's state server is (read from the environment by the command line);
-    /// unused by a local KB.
-    state_env: StateEnv,
+    /// The user's settings, carried to every layer that works on this KB.
+    settings: Settings,
 }
 
 impl Kb {
@@ -85,19 +83,19 @@ impl Kb {
         };
         Ok(Kb {
             root,
-            state_env: StateEnv::default(),
+            settings: Settings::default(),
         })
     }
 
-    /// This KB, reaching a team KB's state server with `env` (the command line reads it from
-    /// the environment once; see [`StateEnv::from_process_env`]).
-    pub fn with_state_env(mut self, env: StateEnv) -> Kb {
-        self.state_env = env;
+    /// This KB under `settings` (the command line's; [`Kb::at`] and discovery give the
+    /// default ones).
+    pub fn with_settings(mut self, settings: Settings) -> Kb {
+        self.settings = settings;
         self
     }
 
-    pub fn state_env(&self) -> &StateEnv {
-        &self.state_env
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Where this KB's state lives: the `state:` section of its config (refused when it holds
@@ -107,14 +105,24 @@ impl Kb {
     }
 
     /// Find the KB for a command: `explicit` (from `--kb-dir` or `OPENKB_DIR`), else walk up
-    /// from `cwd`, else global `default_kb`.
-    pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Kb> {
-        Self::discover_how(explicit, cwd).map(|(kb, _)| kb)
+    /// from `cwd`, else global `default_kb` (global.yaml found through `settings`). The KB
+    /// carries `settings`.
+    pub fn discover(explicit: Option<&Path>, cwd: &Path, settings: &Settings) -> Result<Kb> {
+        Self::discover_how(explicit, cwd, settings).map(|(kb, _)| kb)
     }
 
     /// [`Kb::discover`], also saying how the KB was found: a command that falls back to the
     /// default KB must say so, or `openkb add .` outside any KB silently fills another one.
-    pub fn discover_how(explicit: Option<&Path>, cwd: &Path) -> Result<(Kb, Found)> {
+    pub fn discover_how(
+        explicit: Option<&Path>,
+        cwd: &Path,
+        settings: &Settings,
+    ) -> Result<(Kb, Found)> {
+        let (kb, found) = Self::find(explicit, cwd, settings)?;
+        Ok((kb.with_settings(settings.clone()), found))
+    }
+
+    fn find(explicit: Option<&Path>, cwd: &Path, settings: &Settings) -> Result<(Kb, Found)> {
         if let Some(dir) = explicit {
             return Ok((Self::open_explicit(dir)?, Found::Explicit));
         }
@@ -123,7 +131,7 @@ impl Kb {
                 return Ok((Kb::at(dir)?, Found::Enclosing));
             }
         }
-        if let Some(default) = GlobalConfig::load()?.default_kb() {
+        if let Some(default) = GlobalConfig::load(settings)?.default_kb() {
             if default.join(".openkb").is_dir() {
                 return Ok((Kb::at(&default)?, Found::Default));
             }
@@ -215,12 +223,12 @@ impl Kb {
     fn lock(&self, mode: LockMode) -> Result<KbLock> {
         match self.state_config()? {
             StateConfig::Sqlite => {
-                lock::acquire(&self.lock_path(), mode, &self.root).map(KbLock::Local)
+                lock::acquire_waiting(&self.lock_path(), mode, &self.root, &self.settings.lock)
+                    .map(KbLock::Local)
             }
             StateConfig::Postgres { kb_id } => {
                 let store = self.team_store(&kb_id, crate::state::postgres::Create::Never)?;
-                crate::lock_team::acquire(self, &store, mode, lock::lock_timeout()?)
-                    .map(KbLock::Team)
+                crate::lock_team::acquire(self, &store, mode, &self.settings.lock).map(KbLock::Team)
             }
         }
     }
@@ -231,7 +239,7 @@ impl Kb {
         kb_id: &crate::config::KbId,
         create: crate::state::postgres::Create,
     ) -> Result<crate::state::postgres::PgStore> {
-        let server = self.state_env.config(&self.root)?;
+        let server = self.settings.state.config(&self.root)?;
         crate::state::postgres::PgStore::open(&server, kb_id, create)
     }
 
@@ -306,10 +314,8 @@ impl Kb {
     /// The legacy registry waiting to be migrated, if any: its entry count.
     pub fn legacy_registry_entries(&self) -> Result<Option<usize>> {
         let path = self.hashes_json();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        let Some(bytes) = crate::fsx::read_if_exists(&path)? else {
+            return Ok(None);
         };
         // A count for the message only; a file that does not parse still blocks: it is the
         // user's data and `openkb migrate` reports exactly what is wrong with it.
@@ -318,16 +324,5 @@ impl Kb {
             _ => 0,
         };
         Ok(Some(entries))
-    }
-
-    /// Render a committed log row into `wiki/log.md` (the table is the source of truth; the
-    /// page is for people).
-    pub fn append_log_md(&self, entry: &LogEntry) -> Result<()> {
-        self.append_log_md_text(&entry.to_markdown())
-    }
-
-    /// Append rendered log lines to `wiki/log.md` (never through a symlink).
-    pub fn append_log_md_text(&self, text: &str) -> Result<()> {
-        crate::kbpath::KbPath::bookkeeping(self, "wiki/log.md")?.append(LOG_MD_HEADER, text)
     }
 }

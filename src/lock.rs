@@ -13,7 +13,8 @@
 //! [`Error::LockUpgrade`]: upgrading in place would deadlock two such threads.
 //!
 //! A busy lock is announced once on stderr ("waiting for another openkb process on ...") and
-//! then waited for; `OPENKB_LOCK_TIMEOUT` (seconds) bounds the wait.
+//! then waited for; `OPENKB_LOCK_TIMEOUT` (seconds), read by the command line into a
+//! [`LockWait`], bounds the wait.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -41,11 +42,20 @@ pub fn hook_marker(pid: u32, lock_path: &Path) -> std::ffi::OsString {
     marker
 }
 
-/// The holder named by [`HOOK_LOCK_ENV`] when it names `lock_path` and is still alive.
-pub(crate) fn hook_holder(lock_path: &Path) -> Option<u32> {
+/// How to wait for a busy lock: the part of [`crate::settings::Settings`] this module uses.
+/// The default waits as long as it takes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LockWait {
+    /// `OPENKB_LOCK_TIMEOUT`: `None` waits as long as it takes.
+    pub timeout: Option<Duration>,
+    /// `OPENKB_HOOK_LOCK` as openkb set it for a compile hook ([`hook_marker`]).
+    pub hook_lock: Option<std::ffi::OsString>,
+}
+
+/// The holder named by the hook marker when it names `lock_path` and is still alive.
+pub(crate) fn hook_holder(marker: Option<&std::ffi::OsStr>, lock_path: &Path) -> Option<u32> {
     use std::os::unix::ffi::OsStrExt;
-    let marker = std::env::var_os(HOOK_LOCK_ENV)?;
-    let bytes = marker.as_bytes();
+    let bytes = marker?.as_bytes();
     let colon = bytes.iter().position(|&b| b == b':')?;
     let pid: u32 = std::str::from_utf8(&bytes[..colon]).ok()?.parse().ok()?;
     let named = Path::new(std::ffi::OsStr::from_bytes(&bytes[colon + 1..]));
@@ -65,11 +75,57 @@ pub enum LockMode {
     Exclusive,
 }
 
+/// How many times one thread holds a lock in each mode: a nested acquisition only counts, and
+/// the lock itself goes with the last release. Shared by the flock and the team lock.
+#[derive(Debug)]
+pub(crate) struct Depth {
+    exclusive: u32,
+    shared: u32,
+}
+
+impl Depth {
+    /// The first acquisition, in `mode`.
+    pub(crate) fn first(mode: LockMode) -> Depth {
+        Depth {
+            exclusive: u32::from(mode == LockMode::Exclusive),
+            shared: u32::from(mode == LockMode::Shared),
+        }
+    }
+
+    /// Count a nested acquisition; false (nothing counted) for exclusive while only shared is
+    /// held: upgrading in place would deadlock two such threads.
+    pub(crate) fn enter(&mut self, mode: LockMode) -> bool {
+        match mode {
+            LockMode::Exclusive if self.exclusive == 0 => return false,
+            LockMode::Exclusive => self.exclusive += 1,
+            LockMode::Shared => self.shared += 1,
+        }
+        true
+    }
+
+    /// Count a release; true when it was the last.
+    pub(crate) fn leave(&mut self, mode: LockMode) -> bool {
+        match mode {
+            LockMode::Exclusive => self.exclusive -= 1,
+            LockMode::Shared => self.shared -= 1,
+        }
+        self.exclusive == 0 && self.shared == 0
+    }
+
+    /// The strongest mode held.
+    pub(crate) fn mode(&self) -> LockMode {
+        if self.exclusive > 0 {
+            LockMode::Exclusive
+        } else {
+            LockMode::Shared
+        }
+    }
+}
+
 struct Held {
     /// Keeps the open file description (and so the flock) alive.
     _file: File,
-    exclusive_depth: u32,
-    shared_depth: u32,
+    depth: Depth,
 }
 
 thread_local! {
@@ -103,15 +159,11 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         HELD.with(|held| {
             let mut held = held.borrow_mut();
-            if let Some(entry) = held.get_mut(&self.path) {
-                match self.mode {
-                    LockMode::Exclusive => entry.exclusive_depth -= 1,
-                    LockMode::Shared => entry.shared_depth -= 1,
-                }
-                if entry.exclusive_depth == 0 && entry.shared_depth == 0 {
-                    // Closing the file releases the flock.
-                    held.remove(&self.path);
-                }
+            if let Some(entry) = held.get_mut(&self.path)
+                && entry.depth.leave(self.mode)
+            {
+                // Closing the file releases the flock.
+                held.remove(&self.path);
             }
         });
     }
@@ -119,21 +171,13 @@ impl Drop for LockGuard {
 
 /// What the current thread holds on `lock_path`, if anything.
 pub fn held_mode(lock_path: &Path) -> Option<LockMode> {
-    HELD.with(|held| {
-        held.borrow().get(lock_path).map(|h| {
-            if h.exclusive_depth > 0 {
-                LockMode::Exclusive
-            } else {
-                LockMode::Shared
-            }
-        })
-    })
+    HELD.with(|held| held.borrow().get(lock_path).map(|h| h.depth.mode()))
 }
 
-/// Acquire `lock_path` in `mode`, waiting as described in the module docs. `subject` is what
-/// the waiting message and the timeout error name (the KB folder, or the global config).
+/// Acquire `lock_path` in `mode`, waiting as long as it takes. `subject` is what the waiting
+/// message names (the KB folder, or the global config).
 pub fn acquire(lock_path: &Path, mode: LockMode, subject: &Path) -> Result<LockGuard> {
-    acquire_with_timeout(lock_path, mode, subject, lock_timeout()?)
+    acquire_waiting(lock_path, mode, subject, &LockWait::default())
 }
 
 /// [`acquire`] with an explicit bound on the wait (`None`: wait as long as it takes).
@@ -143,29 +187,49 @@ pub fn acquire_with_timeout(
     subject: &Path,
     timeout: Option<Duration>,
 ) -> Result<LockGuard> {
-    acquire_inner(lock_path, mode, subject, timeout, true)
+    acquire_waiting(
+        lock_path,
+        mode,
+        subject,
+        &LockWait {
+            timeout,
+            hook_lock: None,
+        },
+    )
 }
 
-/// [`acquire_with_timeout`] that never makes a blocking `flock` call: it retries
-/// `try_lock` until the lock is free or `timeout` runs out. Team mode takes the flock this
-/// way, beside the PostgreSQL lock: a blocking `flock` on a network filesystem can hang
-/// forever.
+/// Acquire `lock_path` in `mode`, waiting as `wait` says (see the module docs): a busy lock
+/// held by the openkb that runs this process as its compile hook is refused at once
+/// ([`Error::NestedInHook`]); else the wait is said on stderr and bounded by the timeout.
+pub fn acquire_waiting(
+    lock_path: &Path,
+    mode: LockMode,
+    subject: &Path,
+    wait: &LockWait,
+) -> Result<LockGuard> {
+    acquire_inner(lock_path, mode, subject, wait, true)
+}
+
+/// [`acquire_waiting`] that never makes a blocking `flock` call: it retries `try_lock` until
+/// the lock is free or the wait runs out. Team mode takes the flock this way, beside the
+/// PostgreSQL lock: a blocking `flock` on a network filesystem can hang forever.
 pub fn acquire_polling(
     lock_path: &Path,
     mode: LockMode,
     subject: &Path,
-    timeout: Option<Duration>,
+    wait: &LockWait,
 ) -> Result<LockGuard> {
-    acquire_inner(lock_path, mode, subject, timeout, false)
+    acquire_inner(lock_path, mode, subject, wait, false)
 }
 
 fn acquire_inner(
     lock_path: &Path,
     mode: LockMode,
     subject: &Path,
-    timeout: Option<Duration>,
+    wait: &LockWait,
     blocking: bool,
 ) -> Result<LockGuard> {
+    let timeout = wait.timeout;
     if let Some(guard) = reenter(lock_path, mode)? {
         return Ok(guard);
     }
@@ -178,7 +242,7 @@ fn acquire_inner(
         Ok(()) => {}
         Err(TryLockError::Error(e)) => return Err(Error::io("cannot lock", lock_path, e)),
         Err(TryLockError::WouldBlock) => {
-            if let Some(holder) = hook_holder(lock_path) {
+            if let Some(holder) = hook_holder(wait.hook_lock.as_deref(), lock_path) {
                 return Err(Error::NestedInHook {
                     kb: subject.to_path_buf(),
                     holder,
@@ -206,8 +270,7 @@ fn acquire_inner(
             lock_path.to_path_buf(),
             Held {
                 _file: file,
-                exclusive_depth: u32::from(mode == LockMode::Exclusive),
-                shared_depth: u32::from(mode == LockMode::Shared),
+                depth: Depth::first(mode),
             },
         )
     });
@@ -225,27 +288,17 @@ fn reenter(lock_path: &Path, mode: LockMode) -> Result<Option<LockGuard>> {
         let Some(entry) = held.get_mut(lock_path) else {
             return Ok(None);
         };
-        match mode {
-            LockMode::Exclusive if entry.exclusive_depth == 0 => Err(Error::LockUpgrade {
+        if !entry.depth.enter(mode) {
+            return Err(Error::LockUpgrade {
                 path: lock_path.to_path_buf(),
-            }),
-            LockMode::Exclusive => {
-                entry.exclusive_depth += 1;
-                Ok(Some(()))
-            }
-            LockMode::Shared => {
-                entry.shared_depth += 1;
-                Ok(Some(()))
-            }
+            });
         }
-        .map(|reentered| {
-            reentered.map(|()| LockGuard {
-                path: lock_path.to_path_buf(),
-                mode,
-                first: false,
-                _not_send: PhantomData,
-            })
-        })
+        Ok(Some(LockGuard {
+            path: lock_path.to_path_buf(),
+            mode,
+            first: false,
+            _not_send: PhantomData,
+        }))
     })
 }
 
@@ -314,19 +367,19 @@ fn wait_with_deadline(
 /// person"; anything longer is a typo, and unset means forever.
 pub const LOCK_TIMEOUT_MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
-/// `OPENKB_LOCK_TIMEOUT` as a duration; unset or empty means wait forever.
-pub fn lock_timeout() -> Result<Option<Duration>> {
-    let raw = match std::env::var(LOCK_TIMEOUT_ENV) {
-        Ok(raw) => raw,
-        Err(std::env::VarError::NotPresent) => return Ok(None),
-        Err(std::env::VarError::NotUnicode(raw)) => {
-            return Err(Error::Invalid(format!(
-                "{LOCK_TIMEOUT_ENV}={raw:?} is not a number of seconds (e.g. 30 or 0.5); \
-                 unset it to wait as long as it takes"
-            )));
-        }
+/// The value of `OPENKB_LOCK_TIMEOUT` (if set) as a duration; unset or empty means wait
+/// forever.
+pub fn parse_lock_timeout_env(raw: Option<std::ffi::OsString>) -> Result<Option<Duration>> {
+    let Some(raw) = raw else {
+        return Ok(None);
     };
-    parse_lock_timeout(&raw)
+    match raw.into_string() {
+        Ok(raw) => parse_lock_timeout(&raw),
+        Err(raw) => Err(Error::Invalid(format!(
+            "{LOCK_TIMEOUT_ENV}={raw:?} is not a number of seconds (e.g. 30 or 0.5); \
+             unset it to wait as long as it takes"
+        ))),
+    }
 }
 
 /// The value of `OPENKB_LOCK_TIMEOUT`: seconds from 0 to [`LOCK_TIMEOUT_MAX_SECS`].

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::kb::Kb;
-use crate::lock::{self, LockGuard, LockMode};
+use crate::lock::{self, Depth, LockGuard, LockMode, LockWait};
 use crate::state::postgres::{Fence, PgSession, PgStore, PgWriteTx, kb_lock_key};
 
 /// The class id of openkb's advisory locks: "OKB1", the `application_id` of `state.db`.
@@ -123,8 +123,7 @@ impl LockSession {
 
 struct Held {
     session: Arc<LockSession>,
-    exclusive_depth: u32,
-    shared_depth: u32,
+    depth: Depth,
 }
 
 thread_local! {
@@ -196,11 +195,7 @@ impl Drop for TeamLockGuard {
             let Some(entry) = held.get_mut(&self.schema) else {
                 return false;
             };
-            match self.mode {
-                LockMode::Exclusive => entry.exclusive_depth -= 1,
-                LockMode::Shared => entry.shared_depth -= 1,
-            }
-            let last = entry.exclusive_depth == 0 && entry.shared_depth == 0;
+            let last = entry.depth.leave(self.mode);
             if last {
                 held.remove(&self.schema);
             }
@@ -222,33 +217,21 @@ impl Drop for TeamLockGuard {
 
 /// What the current thread holds on the team lock of `schema`, if anything.
 pub fn held_mode(schema: &str) -> Option<LockMode> {
-    HELD.with(|held| {
-        held.borrow().get(schema).map(|h| {
-            if h.exclusive_depth > 0 {
-                LockMode::Exclusive
-            } else {
-                LockMode::Shared
-            }
-        })
-    })
+    HELD.with(|held| held.borrow().get(schema).map(|h| h.depth.mode()))
 }
 
-/// Take the team lock of `kb`, whose state `store` holds, in `mode`, waiting at most
-/// `timeout` (`None`: as long as it takes) as described in the module docs.
-pub fn acquire(
-    kb: &Kb,
-    store: &PgStore,
-    mode: LockMode,
-    timeout: Option<Duration>,
-) -> Result<TeamLockGuard> {
+/// Take the team lock of `kb`, whose state `store` holds, in `mode`, waiting as `wait` says
+/// (`OPENKB_LOCK_TIMEOUT`, and the compile hook's marker), as described in the module docs.
+pub fn acquire(kb: &Kb, store: &PgStore, mode: LockMode, wait: &LockWait) -> Result<TeamLockGuard> {
+    let timeout = wait.timeout;
     let schema = store.schema_name().to_owned();
-    if let Some(guard) = reenter(kb, &schema, mode, timeout)? {
+    if let Some(guard) = reenter(kb, &schema, mode, wait)? {
         return Ok(guard);
     }
     let key = kb_lock_key(store.kb_id());
     let mut session = store.session()?;
     if !session.try_advisory_lock(mode, LOCK_CLASS, key)? {
-        if let Some(holder) = lock::hook_holder(&kb.lock_path()) {
+        if let Some(holder) = lock::hook_holder(wait.hook_lock.as_deref(), &kb.lock_path()) {
             return Err(Error::NestedInHook {
                 kb: kb.root().to_path_buf(),
                 holder,
@@ -303,12 +286,11 @@ pub fn acquire(
             schema,
             Held {
                 session,
-                exclusive_depth: u32::from(mode == LockMode::Exclusive),
-                shared_depth: u32::from(mode == LockMode::Shared),
+                depth: Depth::first(mode),
             },
         )
     });
-    guard.flock = flock_beside(kb, mode, timeout)?;
+    guard.flock = flock_beside(kb, mode, wait)?;
     Ok(guard)
 }
 
@@ -316,21 +298,17 @@ fn reenter(
     kb: &Kb,
     schema: &str,
     mode: LockMode,
-    timeout: Option<Duration>,
+    wait: &LockWait,
 ) -> Result<Option<TeamLockGuard>> {
     let session = HELD.with(|held| {
         let mut held = held.borrow_mut();
         let Some(entry) = held.get_mut(schema) else {
             return Ok(None);
         };
-        match mode {
-            LockMode::Exclusive if entry.exclusive_depth == 0 => {
-                return Err(Error::LockUpgrade {
-                    path: kb.root().to_path_buf(),
-                });
-            }
-            LockMode::Exclusive => entry.exclusive_depth += 1,
-            LockMode::Shared => entry.shared_depth += 1,
+        if !entry.depth.enter(mode) {
+            return Err(Error::LockUpgrade {
+                path: kb.root().to_path_buf(),
+            });
         }
         Ok(Some(Arc::clone(&entry.session)))
     })?;
@@ -347,19 +325,20 @@ fn reenter(
     };
     // The outermost guard holds the flock (or found it unusable); nesting only counts it.
     if lock::held_mode(&kb.lock_path()).is_some() {
-        guard.flock = flock_beside(kb, mode, timeout)?;
+        guard.flock = flock_beside(kb, mode, wait)?;
     }
     Ok(Some(guard))
 }
 
 /// The `.openkb/ingest.lock` flock beside the advisory lock, by polling; `None` on a network
 /// filesystem, where a flock excludes nobody on other machines and may hang.
-fn flock_beside(kb: &Kb, mode: LockMode, timeout: Option<Duration>) -> Result<Option<LockGuard>> {
+fn flock_beside(kb: &Kb, mode: LockMode, wait: &LockWait) -> Result<Option<LockGuard>> {
     let openkb_dir = kb.openkb_dir();
-    if crate::netfs::detect_any(&[kb.root(), &openkb_dir])?.is_some_and(|fs| fs.network) {
+    let fs = crate::netfs::detect_any(&[kb.root(), &openkb_dir], &kb.settings().fs)?;
+    if fs.is_some_and(|fs| fs.network) {
         return Ok(None);
     }
-    lock::acquire_polling(&kb.lock_path(), mode, kb.root(), timeout).map(Some)
+    lock::acquire_polling(&kb.lock_path(), mode, kb.root(), wait).map(Some)
 }
 
 #[cfg(test)]
@@ -422,7 +401,11 @@ mod tests {
         }
 
         fn lock(&self, mode: LockMode, timeout: Option<Duration>) -> Result<TeamLockGuard> {
-            acquire(&self.kb, &self.store(), mode, timeout)
+            let wait = LockWait {
+                timeout,
+                hook_lock: None,
+            };
+            acquire(&self.kb, &self.store(), mode, &wait)
         }
 
         fn epoch(&self) -> String {

@@ -320,7 +320,7 @@ impl WriteSession {
     /// Commit a log row and render it into `wiki/log.md`.
     pub fn record(&self, operation: &str, description: &str) -> Result<LogEntry> {
         let entry = self.write(|tx| tx.append_log(operation, description))?;
-        self.kb.append_log_md(&entry)?;
+        crate::log_md::append(&self.kb, std::slice::from_ref(&entry))?;
         Ok(entry)
     }
 
@@ -459,7 +459,7 @@ fn open_writable(
             }
         }
     }
-    Ok((Store::open(&db, create)?, None))
+    Ok((Store::open_with(&db, create, &kb.settings().fs)?, None))
 }
 
 /// How a team KB's write session writes: on the KB lock's own database session, fenced by

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::config::{KbId, StateConfig};
 use crate::error::{Error, Result};
-use crate::ingest::crash_point;
+use crate::faults::crash_point;
 use crate::kb::Kb;
 use crate::state::postgres::PgStore;
 use crate::state::transfer::{self, Fingerprint};
@@ -60,7 +60,7 @@ pub fn to_postgres(kb: &Kb) -> Result<Moved> {
             kb_id.as_str()
         )));
     }
-    let server = kb.state_env().config(kb.root())?;
+    let server = kb.settings().state.config(kb.root())?;
     let session = kb.write_session()?;
     // Kept after the session (and its database connections) is closed, so that state.db is
     // set aside before any other process can take the lock.

@@ -8,9 +8,10 @@
 //! libpq's precedence: the URL first, then the variable, then the password file. The
 //! `postgres` crate reads none of them itself, so [`StateEnv::config`] does it, in one place.
 //!
-//! The environment is read once, at the command line's edge ([`StateEnv::from_process_env`]);
-//! the library takes the values and reads no variable itself.
+//! The environment is read once, at the command line's edge, into `Settings::state`
+//! ([`StateEnv::from_lookup`]); the library takes the values and reads no variable itself.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -56,20 +57,21 @@ impl std::fmt::Debug for StateEnv {
 }
 
 impl StateEnv {
-    /// Read `OPENKB_STATE_URL`, libpq's variables and where the password file is. Called by
-    /// the command line only; a value that is not UTF-8 is an error naming the variable.
-    pub fn from_process_env() -> Result<StateEnv> {
-        let var = |name: &str| match std::env::var(name) {
-            Ok(value) if value.trim().is_empty() => Ok(None),
-            Ok(value) => Ok(Some(value)),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Invalid(format!(
+    /// `OPENKB_STATE_URL`, libpq's variables and where the password file is, as `lookup`
+    /// gives them by name (`Settings::from_lookup`); a value that is not UTF-8 is an error
+    /// naming the variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<StateEnv> {
+        let var = |name: &str| match lookup(name).map(OsString::into_string) {
+            None => Ok(None),
+            Some(Ok(value)) if value.trim().is_empty() => Ok(None),
+            Some(Ok(value)) => Ok(Some(value)),
+            Some(Err(_)) => Err(Error::Invalid(format!(
                 "{name} is not valid UTF-8; set it to a PostgreSQL connection setting"
             ))),
         };
-        let passfile = match std::env::var_os("PGPASSFILE") {
+        let passfile = match lookup("PGPASSFILE") {
             Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-            _ => std::env::var_os("HOME")
+            _ => lookup("HOME")
                 .filter(|home| !home.is_empty())
                 .map(|home| Path::new(&home).join(".pgpass")),
         };

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{Env, assert_consistent, stderr, stdout};
-use openkb::ingest::compile::live_members;
+use openkb::ingest::hook::live_members;
 use openkb::state::Status;
 
 /// A guard against a hang: long enough never to be reached by a working openkb.
@@ -351,7 +351,7 @@ fn sigterm_is_passed_on_to_the_hook_and_the_command_reports_it() {
 /// forged one) is left alone.
 #[test]
 fn recovery_kills_only_a_group_that_carries_the_recorded_token() {
-    use openkb::ingest::compile::{HOOK_TOKEN_ENV, kill_orphaned_hook};
+    use openkb::ingest::hook::{HOOK_TOKEN_ENV, kill_orphaned_hook};
     use openkb::state::HookGroup;
     use std::os::unix::process::CommandExt;
 

@@ -39,7 +39,6 @@ use crate::state::backend::CheckDepth;
 use crate::state::{Queries, Store};
 
 pub use db::DbState;
-pub use files::render_log_md;
 pub use leftovers::{TEMP_MIN_AGE, check_intents, fix_intents, old_temp_files};
 pub use state::StateReport;
 

@@ -267,8 +267,8 @@ pub trait Writes: Reads {
         now: &str,
     ) -> Result<bool>;
 
-    /// Delete `hash` and what belongs to it alone (its untrusted mark); false when not
-    /// registered.
+    /// Delete `hash` and what belongs to it alone (its untrusted mark, its legacy round-trip
+    /// data); false when not registered.
     fn remove_document(&self, hash: &str) -> Result<bool>;
 
     /// Append `docs`, in order, after the last document, one `now` for all: the bulk path of

@@ -82,12 +82,13 @@ macro_rules! storage_tests {
 }
 pub(crate) use storage_tests;
 
-fn hash_of(n: u64) -> String {
+/// The hash of test document `n`.
+pub(crate) fn hash_of(n: u64) -> String {
     format!("{n:064x}")
 }
 
 /// A document as `add` registers one.
-fn doc(n: u64, stem: &str) -> Document {
+pub(crate) fn doc(n: u64, stem: &str) -> Document {
     Document {
         name: Some(format!("{stem}.md")),
         doc_name: Some(stem.to_owned()),

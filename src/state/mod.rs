@@ -38,11 +38,12 @@ pub use backend::{Backend, CheckDepth, Description, DiskUsage, Reads, Writes};
 pub use documents::{Document, Status, StatusCounts};
 pub use imports::{ImportKind, ImportRecord};
 pub use intents::{HookGroup, Intent, IntentFile, IntentOp};
-pub use log::{LOG_MD_HEADER, LogEntry};
+pub use log::LogEntry;
 pub use sqlite::{build, check, is_blank, schema, sidecar_path};
 
 use crate::error::{Error, Result};
 use crate::names;
+use crate::netfs::FsPolicy;
 
 /// ISO-8601 UTC with milliseconds, the format of every `*_at` column.
 pub fn utc_now() -> String {
@@ -119,11 +120,19 @@ impl Store {
         Store { backend }
     }
 
-    /// Open (or create) the SQLite database at `path`, bring its schema up to date and build
-    /// the pool (see [`sqlite::SqliteBackend::open`]).
+    /// [`Store::open_with`] under the default policy (no network-filesystem opt-in), for unit
+    /// tests; every caller in the library passes the KB's settings.
+    #[cfg(test)]
     pub(crate) fn open(path: &Path, create: Create) -> Result<Store> {
+        Self::open_with(path, create, &FsPolicy::default())
+    }
+
+    /// Open (or create) the SQLite database at `path` under the network-filesystem policy
+    /// `fs`, bring its schema up to date and build the pool (see
+    /// [`sqlite::SqliteBackend::open`]).
+    pub(crate) fn open_with(path: &Path, create: Create, fs: &FsPolicy) -> Result<Store> {
         Ok(Store::from_backend(Box::new(sqlite::SqliteBackend::open(
-            path, create,
+            path, create, fs,
         )?)))
     }
 
@@ -134,9 +143,10 @@ impl Store {
         path: &Path,
         create: Create,
         busy_timeout: std::time::Duration,
+        fs: &FsPolicy,
     ) -> Result<Store> {
         Ok(Store::from_backend(Box::new(
-            sqlite::SqliteBackend::open_with_busy_timeout(path, create, busy_timeout)?,
+            sqlite::SqliteBackend::open_with_busy_timeout(path, create, busy_timeout, fs)?,
         )))
     }
 
@@ -443,7 +453,7 @@ impl<'t> WriteTx<'t> {
     }
 
     /// Append a log row stamped now. Render it into `wiki/log.md` after the commit
-    /// (see `Kb::append_log_md`).
+    /// (see `crate::log_md::append`).
     pub fn append_log(&self, operation: &str, description: &str) -> Result<LogEntry> {
         self.inner.append_log(
             &local_log_timestamp(),

@@ -89,7 +89,9 @@ struct Control {
 
 enum Request {
     RestartImmediate,
-    Stop,
+    StopImmediate,
+    Start,
+    Exit,
 }
 
 /// How the server processes are launched: which binaries, which user, which folder.
@@ -257,6 +259,22 @@ impl Server {
         self.postmaster_pid.store(pid, Ordering::SeqCst);
     }
 
+    /// Stops the server like `pg_ctl stop -m immediate` and keeps its data: the server is down
+    /// (connections fail at once) until [`Server::start`]. Use it on a private server.
+    pub fn stop_immediate(&self) {
+        self.request(Request::StopImmediate)
+            .unwrap_or_else(|e| panic!("stopping the test PostgreSQL server failed: {e}"));
+    }
+
+    /// Starts a server stopped by [`Server::stop_immediate`] again, on the same data and port;
+    /// returns once it accepts connections.
+    pub fn start(&self) {
+        let pid = self
+            .request(Request::Start)
+            .unwrap_or_else(|e| panic!("starting the test PostgreSQL server again failed: {e}"));
+        self.postmaster_pid.store(pid, Ordering::SeqCst);
+    }
+
     /// Stops the server (immediate shutdown) and removes its folder. Idempotent.
     pub fn shutdown(&self) {
         let control = match self.control.lock() {
@@ -265,7 +283,7 @@ impl Server {
         };
         if let Some(control) = control {
             let (reply, answer) = mpsc::channel();
-            if control.commands.send((Request::Stop, reply)).is_ok() {
+            if control.commands.send((Request::Exit, reply)).is_ok() {
                 let _ = answer.recv();
             }
             drop(control.commands);
@@ -607,7 +625,7 @@ fn start_control(launch: Launch) -> Result<(Control, u16, u32), String> {
     let thread = std::thread::Builder::new()
         .name("pg-server".to_string())
         .spawn(move || {
-            let (mut child, port) = match launch.spawn_on_free_port() {
+            let (child, port) = match launch.spawn_on_free_port() {
                 Ok(spawned) => spawned,
                 Err(reason) => {
                     let _ = started.send(Err(reason));
@@ -615,27 +633,36 @@ fn start_control(launch: Launch) -> Result<(Control, u16, u32), String> {
                 }
             };
             let _ = started.send(Ok((port, child.id())));
+            let mut running = Some(child);
             for (request, reply) in requests {
-                stop_immediately(&mut child);
+                if !matches!(request, Request::Start)
+                    && let Some(mut child) = running.take()
+                {
+                    stop_immediately(&mut child);
+                }
                 match request {
-                    Request::Stop => {
-                        let _ = reply.send(Ok(child.id()));
+                    Request::Exit => {
+                        let _ = reply.send(Ok(0));
                         return;
                     }
-                    Request::RestartImmediate => match launch.spawn_postmaster(port) {
-                        Ok(new) => {
-                            child = new;
+                    Request::StopImmediate => {
+                        let _ = reply.send(Ok(0));
+                    }
+                    Request::RestartImmediate | Request::Start => {
+                        if let Some(child) = &running {
                             let _ = reply.send(Ok(child.id()));
+                            continue;
                         }
-                        Err(reason) => {
-                            let _ = reply.send(Err(reason));
-                            return;
-                        }
-                    },
+                        let spawned = launch.spawn_postmaster(port);
+                        let _ = reply.send(spawned.as_ref().map(Child::id).map_err(Clone::clone));
+                        running = spawned.ok();
+                    }
                 }
             }
             // Every sender dropped (the server value is gone): stop the postmaster.
-            stop_immediately(&mut child);
+            if let Some(mut child) = running {
+                stop_immediately(&mut child);
+            }
         })
         .map_err(|e| format!("cannot start the server's control thread: {e}"))?;
     match first.recv() {

@@ -54,7 +54,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// the SHA-256 of its 32 hex digits. Keys of different KBs may collide (they then merely
 /// exclude each other); other applications' keys cannot, given openkb's own class ids.
 pub fn kb_lock_key(kb_id: &KbId) -> i32 {
-    let digest = crate::ingest::hash::sha256_hex(kb_id.hex().as_bytes());
+    let digest = crate::hash::sha256_hex(kb_id.hex().as_bytes());
     u32::from_str_radix(&digest[..8], 16).map_or(0, |n| n as i32)
 }
 

@@ -235,7 +235,7 @@ mod tests {
             let migration = &MIGRATIONS[i];
             assert_eq!(migration.name, *name, "shipped migrations keep their order");
             assert_eq!(
-                crate::ingest::hash::sha256_hex(migration.sql.as_bytes()),
+                crate::hash::sha256_hex(migration.sql.as_bytes()),
                 *expected,
                 "src/state/postgres/migrations/{name}.sql changed after it shipped: never \
                  edit a shipped migration; add a new one"

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use super::rows::{self, SELECT_DOCUMENTS};
+use super::rows::{self, DocumentColumns, SELECT_DOCUMENTS};
 use crate::state::{Document, Status, StatusCounts};
 
 pub(super) fn get(conn: &Connection, hash: &str) -> rusqlite::Result<Option<Document>> {
@@ -69,9 +69,10 @@ pub(super) fn for_each(
     visit: &mut dyn FnMut(Document) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(&format!("{SELECT_DOCUMENTS} ORDER BY d.position"))?;
+    let columns = DocumentColumns::of(&stmt)?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        visit(rows::document(row)?)?;
+        visit(columns.read(row)?)?;
     }
     Ok(())
 }

@@ -1,21 +1,11 @@
 //! SQL of the `log` table.
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, params};
 
-use super::rows;
+use super::rows::{self, LogColumns};
 use crate::state::LogEntry;
 
 const COLUMNS: &str = "id, timestamp, operation, description, recorded_at";
-
-fn entry(row: &Row<'_>) -> rusqlite::Result<LogEntry> {
-    Ok(LogEntry {
-        id: row.get("id")?,
-        timestamp: row.get("timestamp")?,
-        operation: row.get("operation")?,
-        description: row.get("description")?,
-        recorded_at: row.get("recorded_at")?,
-    })
-}
 
 pub(super) fn append(
     conn: &Connection,
@@ -62,22 +52,31 @@ pub(super) fn tail(
     // Two statements rather than `?1 IS NULL OR operation = ?1`: that form hides the
     // operation index from the planner, and looking for a rare operation would scan the whole
     // log backwards.
-    let mut entries: Vec<LogEntry> = match operation {
-        Some(op) => conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM log WHERE operation = ?1 ORDER BY id DESC LIMIT ?2"
-            ))?
-            .query_map(params![op, limit], entry)?
-            .collect::<rusqlite::Result<_>>()?,
-        None => conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM log ORDER BY id DESC LIMIT ?1"
-            ))?
-            .query_map(params![limit], entry)?
-            .collect::<rusqlite::Result<_>>()?,
+    let mut entries = match operation {
+        Some(op) => entries(
+            conn,
+            &format!("SELECT {COLUMNS} FROM log WHERE operation = ?1 ORDER BY id DESC LIMIT ?2"),
+            params![op, limit],
+        )?,
+        None => entries(
+            conn,
+            &format!("SELECT {COLUMNS} FROM log ORDER BY id DESC LIMIT ?1"),
+            params![limit],
+        )?,
     };
     entries.reverse();
     Ok(entries)
+}
+
+/// The entries `sql` (a `SELECT` of [`COLUMNS`]) returns.
+fn entries(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<LogEntry>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let columns = LogColumns::of(&stmt)?;
+    stmt.query_map(params, |row| columns.read(row))?.collect()
 }
 
 /// Visit every entry oldest first (for rebuilding `wiki/log.md` and exports).
@@ -86,9 +85,10 @@ pub(super) fn for_each(
     visit: &mut dyn FnMut(LogEntry) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM log ORDER BY id"))?;
+    let columns = LogColumns::of(&stmt)?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        visit(entry(row)?)?;
+        visit(columns.read(row)?)?;
     }
     Ok(())
 }

@@ -47,6 +47,7 @@ use super::{
     Status, StatusCounts, python_base::Base, utc_now,
 };
 use crate::error::{Error, Result};
+use crate::netfs::FsPolicy;
 
 use imports::build_database;
 
@@ -111,19 +112,21 @@ impl SqliteBackend {
     ///
     /// The journal mode depends on where the file lives (see `netfs.rs`): WAL on a local disk;
     /// on a network filesystem writes are refused ([`Error::NetworkFs`]) unless the user opted
-    /// in with `OPENKB_NETWORK_FS=single-host`, which selects the rollback journal and pins it
-    /// in `meta.journal_mode`. A pinned database is opened in rollback mode by every process,
-    /// wherever it runs, so the file server's own view (a local disk) cannot flip it to WAL.
-    pub fn open(path: &Path, create: Create) -> Result<SqliteBackend> {
-        Self::open_with_busy_timeout(path, create, BUSY_TIMEOUT)
+    /// in (`fs.single_host`, from `OPENKB_NETWORK_FS=single-host`; see [`crate::settings`]),
+    /// which selects the rollback journal and pins it in `meta.journal_mode`. A pinned database
+    /// is opened in rollback mode by every process, wherever it runs, so the file server's own
+    /// view (a local disk) cannot flip it to WAL.
+    pub fn open(path: &Path, create: Create, fs: &FsPolicy) -> Result<SqliteBackend> {
+        Self::open_with_busy_timeout(path, create, BUSY_TIMEOUT, fs)
     }
 
-    /// [`Store::open`] with a custom wait for another connection's write lock (tests use a
-    /// short one to reach [`Error::Busy`] quickly).
+    /// [`SqliteBackend::open`] with a custom wait for another connection's write lock (tests
+    /// use a short one to reach [`Error::Busy`] quickly).
     pub fn open_with_busy_timeout(
         path: &Path,
         create: Create,
         busy_timeout: Duration,
+        fs: &FsPolicy,
     ) -> Result<SqliteBackend> {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create == Create::IfMissing {
@@ -134,8 +137,8 @@ impl SqliteBackend {
                 reason: "the file does not exist".into(),
             });
         }
-        let network_fs = network_fs_of(path)?;
-        let opted_in = crate::netfs::single_host_opt_in()?;
+        let network_fs = network_fs_of(path, fs)?;
+        let opted_in = fs.single_host;
         let refuse = |fs: &crate::netfs::FsInfo| Error::NetworkFs {
             path: path.to_path_buf(),
             fs_type: fs.name.clone(),
@@ -740,7 +743,7 @@ pub(crate) fn held_open_files() -> Vec<FileId> {
 
 /// The network filesystem holding the database's folder or the folder above it (the KB root
 /// for `.openkb/state.db`; a mount point may sit between them), if any.
-fn network_fs_of(path: &Path) -> Result<Option<crate::netfs::FsInfo>> {
+fn network_fs_of(path: &Path, policy: &FsPolicy) -> Result<Option<crate::netfs::FsInfo>> {
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(None);
     };
@@ -748,7 +751,7 @@ fn network_fs_of(path: &Path) -> Result<Option<crate::netfs::FsInfo>> {
     dirs.extend(dir.parent().filter(|d| !d.as_os_str().is_empty()));
     // A folder that does not exist is SQLite's to report when it opens the file.
     dirs.retain(|d| d.exists());
-    Ok(crate::netfs::detect_any(&dirs)?.filter(|fs| fs.network))
+    Ok(crate::netfs::detect_any(&dirs, policy)?.filter(|fs| fs.network))
 }
 
 /// Switch the journal mode and check SQLite's answer: it keeps the old mode when it cannot

@@ -9,7 +9,7 @@ use rusqlite::Row;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde_json::{Map, Value};
 
-use crate::state::{Document, ImportKind, IntentOp, Status};
+use crate::state::{Document, ImportKind, IntentOp, LogEntry, Status};
 
 /// Text columns holding an enum's `as_str()` form.
 macro_rules! text_enum_sql {
@@ -72,48 +72,105 @@ pub(super) const SELECT_DOCUMENTS: &str = "SELECT d.hash, d.name, d.doc_name, d.
      d.position, d.created_at, d.updated_at \
      FROM documents d LEFT JOIN document_legacy l ON l.hash = d.hash";
 
-/// A row of [`SELECT_DOCUMENTS`] (columns by name, in any order).
-pub(super) fn document(row: &Row<'_>) -> rusqlite::Result<Document> {
-    let extra_text: String = row.get("extra")?;
-    // Nearly every row has no extra keys: skip the JSON parser for those.
-    let extra = if extra_text == "{}" {
-        Map::new()
-    } else {
-        match serde_json::from_str::<Value>(&extra_text) {
-            Ok(Value::Object(map)) => map,
-            _ => {
-                return Err(bad(
-                    row,
-                    "extra",
-                    format!("not a JSON object: {extra_text}"),
-                ));
+/// Where each field of a struct is in a statement's result, found by column name once per
+/// statement: a scan of the whole registry or log then pays no name lookup per row (rusqlite
+/// looks a name up by comparing it with every column's).
+macro_rules! columns {
+    ($(#[$doc:meta])* $name:ident { $($field:ident = $column:literal),* $(,)? }) => {
+        $(#[$doc])*
+        pub(super) struct $name {
+            $($field: usize),*
+        }
+
+        impl $name {
+            pub(super) fn of(stmt: &rusqlite::Statement<'_>) -> rusqlite::Result<Self> {
+                Ok(Self {
+                    $($field: stmt.column_index($column)?),*
+                })
             }
         }
     };
-    let key_order = match row.get::<_, Option<String>>("key_order")? {
-        None => None,
-        Some(text) => Some(
-            serde_json::from_str::<Vec<String>>(&text)
-                .map_err(|e| bad(row, "key_order", e.to_string()))?,
-        ),
-    };
-    Ok(Document {
-        hash: row.get("hash")?,
-        name: row.get("name")?,
-        doc_name: row.get("doc_name")?,
-        doc_type: row.get("type")?,
-        path: row.get("path")?,
-        raw_path: row.get("raw_path")?,
-        source_path: row.get("source_path")?,
-        doc_id: row.get("doc_id")?,
-        origin: row.get("origin")?,
-        pages: row.get("pages")?,
-        extra,
-        key_order,
-        status: row.get("status")?,
-        error: row.get("error")?,
-        position: row.get("position")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-    })
+}
+
+columns! {
+    /// The columns of [`SELECT_DOCUMENTS`].
+    DocumentColumns {
+        hash = "hash", name = "name", doc_name = "doc_name", doc_type = "type", path = "path",
+        raw_path = "raw_path", source_path = "source_path", doc_id = "doc_id",
+        origin = "origin", pages = "pages", extra = "extra", key_order = "key_order",
+        status = "status", error = "error", position = "position",
+        created_at = "created_at", updated_at = "updated_at",
+    }
+}
+
+/// A row of [`SELECT_DOCUMENTS`] (columns by name, in any order), for single-row lookups.
+pub(super) fn document(row: &Row<'_>) -> rusqlite::Result<Document> {
+    DocumentColumns::of(row.as_ref())?.read(row)
+}
+
+impl DocumentColumns {
+    pub(super) fn read(&self, row: &Row<'_>) -> rusqlite::Result<Document> {
+        let extra_text: String = row.get(self.extra)?;
+        // Nearly every row has no extra keys: skip the JSON parser for those.
+        let extra = if extra_text == "{}" {
+            Map::new()
+        } else {
+            match serde_json::from_str::<Value>(&extra_text) {
+                Ok(Value::Object(map)) => map,
+                _ => {
+                    return Err(bad(
+                        row,
+                        "extra",
+                        format!("not a JSON object: {extra_text}"),
+                    ));
+                }
+            }
+        };
+        let key_order = match row.get::<_, Option<String>>(self.key_order)? {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_str::<Vec<String>>(&text)
+                    .map_err(|e| bad(row, "key_order", e.to_string()))?,
+            ),
+        };
+        Ok(Document {
+            hash: row.get(self.hash)?,
+            name: row.get(self.name)?,
+            doc_name: row.get(self.doc_name)?,
+            doc_type: row.get(self.doc_type)?,
+            path: row.get(self.path)?,
+            raw_path: row.get(self.raw_path)?,
+            source_path: row.get(self.source_path)?,
+            doc_id: row.get(self.doc_id)?,
+            origin: row.get(self.origin)?,
+            pages: row.get(self.pages)?,
+            extra,
+            key_order,
+            status: row.get(self.status)?,
+            error: row.get(self.error)?,
+            position: row.get(self.position)?,
+            created_at: row.get(self.created_at)?,
+            updated_at: row.get(self.updated_at)?,
+        })
+    }
+}
+
+columns! {
+    /// The columns of a `SELECT` of log entries.
+    LogColumns {
+        id = "id", timestamp = "timestamp", operation = "operation",
+        description = "description", recorded_at = "recorded_at",
+    }
+}
+
+impl LogColumns {
+    pub(super) fn read(&self, row: &Row<'_>) -> rusqlite::Result<LogEntry> {
+        Ok(LogEntry {
+            id: row.get(self.id)?,
+            timestamp: row.get(self.timestamp)?,
+            operation: row.get(self.operation)?,
+            description: row.get(self.description)?,
+            recorded_at: row.get(self.recorded_at)?,
+        })
+    }
 }

@@ -9,24 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::Error;
-use crate::state::{Create, Document, Queries, Store, WriteAccess};
-
-fn hash_of(n: u64) -> String {
-    format!("{n:064x}")
-}
-
-/// An era-C document as `add` would register it.
-fn text_doc(n: u64, stem: &str) -> Document {
-    Document {
-        name: Some(format!("{stem}.md")),
-        doc_name: Some(stem.to_owned()),
-        doc_type: Some("md".into()),
-        path: Some(format!("inbox/{stem}.md")),
-        raw_path: Some(format!("raw/{stem}.md")),
-        source_path: Some(format!("wiki/sources/{stem}.md")),
-        ..Document::new(hash_of(n))
-    }
-}
+use crate::state::conformance::{doc, hash_of};
+use crate::state::{Create, Queries, Store, WriteAccess};
 
 /// A fresh `state.db` in a temp folder, for the conformance suite.
 struct TempDb {
@@ -51,6 +35,7 @@ impl crate::state::conformance::Harness for TempDb {
             &self.dir.path().join("state.db"),
             Create::IfMissing,
             Duration::from_millis(50),
+            &Default::default(),
         )
         .expect("open")
     }
@@ -58,6 +43,18 @@ impl crate::state::conformance::Harness for TempDb {
 
 mod conformance {
     crate::state::conformance::storage_tests!(super::TempDb::new());
+}
+
+/// A temp folder and a store whose `state.db` there registers document 1 ("a").
+fn store_with_one_document() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    store
+        .write(&WriteAccess::granted(), |tx| {
+            tx.upsert_document(&doc(1, "a"))
+        })
+        .unwrap();
+    (dir, store)
 }
 
 fn new_store(dir: &Path) -> Store {
@@ -96,13 +93,7 @@ fn fresh_database_is_wal_with_schema_and_application_id() {
 
 #[test]
 fn the_schema_refuses_rows_the_api_would_never_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
-    store
-        .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(1, "a"))
-        })
-        .unwrap();
+    let (dir, store) = store_with_one_document();
     drop(store);
     let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
     let insert = |hash: &str, doc_name: &str, status: &str| {
@@ -139,7 +130,7 @@ fn child_writer() {
         let n = worker * 10_000 + i;
         store
             .write(&WriteAccess::granted(), |tx| {
-                tx.upsert_document(&text_doc(n, &format!("w{worker}-{i}")))?;
+                tx.upsert_document(&doc(n, &format!("w{worker}-{i}")))?;
                 tx.append_log("ingest", &format!("w{worker}-{i}"))
             })
             .unwrap();
@@ -186,7 +177,7 @@ fn a_newer_schema_is_readable_but_never_written() {
     let store = new_store(dir.path());
     store
         .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(1, "a"))
+            tx.upsert_document(&doc(1, "a"))
         })
         .unwrap();
     drop(store);
@@ -199,7 +190,7 @@ fn a_newer_schema_is_readable_but_never_written() {
     assert_eq!(store.list().unwrap().len(), 1);
     let err = store
         .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(2, "b"))
+            tx.upsert_document(&doc(2, "b"))
         })
         .unwrap_err();
     assert!(
@@ -244,8 +235,8 @@ fn rows_another_program_broke_are_reported_by_column() {
     let store = new_store(dir.path());
     store
         .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(1, "a"))?;
-            tx.upsert_document(&text_doc(2, "b"))?;
+            tx.upsert_document(&doc(1, "a"))?;
+            tx.upsert_document(&doc(2, "b"))?;
             tx.record_intent(crate::state::IntentOp::Add, &hash_of(1), None, &[])
                 .map(drop)
         })
@@ -287,13 +278,7 @@ fn rows_another_program_broke_are_reported_by_column() {
 
 #[test]
 fn disk_usage_counts_the_database_and_its_write_ahead_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = new_store(dir.path());
-    store
-        .write(&WriteAccess::granted(), |tx| {
-            tx.upsert_document(&text_doc(1, "a"))
-        })
-        .unwrap();
+    let (dir, store) = store_with_one_document();
     let db = dir.path().join("state.db");
     let wal = crate::state::sidecar_path(&db, "-wal");
     let usage = store.disk_usage().unwrap();
