@@ -1,13 +1,13 @@
 //! `openkb add`: files, folders, dedupe, doc_names, concurrency and the lock.
 
-mod common;
+use crate::harness;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, assert_consistent, make_files, stderr, stdout};
+use crate::harness::{Env, assert_consistent, make_files, stderr, stdout};
 use openkb::state::Status;
 
 #[test]
@@ -241,7 +241,7 @@ fn a_held_lock_makes_add_wait_and_the_timeout_ends_it_clearly() {
 #[test]
 fn doc_names_follow_the_python_rules_on_a_legacy_kb() {
     let env = Env::new();
-    common::legacy_kb(&env);
+    harness::legacy_kb(&env);
     let before = env.docs().len();
     // Era A entry {name, type}: a new version of the same file takes its name and replaces
     // it (legacy convergence: one entry, not two).

@@ -1,11 +1,11 @@
 //! Every foundation command through the built binary, on temp KBs with HOME redirected.
 
-mod common;
+use crate::harness;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{PythonLockHolder, Sandbox, open_store, stderr, stdout, text_doc};
+use crate::harness::{PythonLockHolder, Sandbox, open_store, stderr, stdout, text_doc};
 use openkb::state::Status;
 use predicates::prelude::*;
 
@@ -115,7 +115,7 @@ fn init_files_follow_the_umask() {
         .arg("-c")
         .arg(format!(
             "umask 027 && exec '{}' --kb-dir kb2 init",
-            common::BIN
+            harness::BIN
         ))
         .output()
         .unwrap();
@@ -302,16 +302,16 @@ fn list_shows_registry_order_with_status() {
         .assert()
         .success()
         .stdout("{\n  \"format_version\": 1,\n  \"documents\": []\n}\n");
-    common::write_session(&kb)
+    harness::write_session(&kb)
         .write(|tx| {
             tx.upsert_document(&text_doc(3, "zeta"))?;
             tx.upsert_document(&text_doc(1, "alpha"))?;
             tx.upsert_document(&openkb::state::Document {
                 name: Some("Legacy Paper 0.md".into()),
                 doc_type: Some("md".into()),
-                ..openkb::state::Document::new(common::hash_of(2))
+                ..openkb::state::Document::new(harness::hash_of(2))
             })?;
-            tx.set_status(&common::hash_of(1), Status::Compiled, None)?;
+            tx.set_status(&harness::hash_of(1), Status::Compiled, None)?;
             Ok(())
         })
         .unwrap();
@@ -362,11 +362,11 @@ fn status_reports_counts_files_and_state() {
     std::fs::write(kb.join("raw/sub/b.pdf"), "b").unwrap();
     std::fs::write(kb.join("raw/.hidden"), "h").unwrap();
     std::fs::write(kb.join("wiki/summaries/a.md"), "s").unwrap();
-    common::write_session(&kb)
+    harness::write_session(&kb)
         .write(|tx| {
             tx.upsert_document(&text_doc(1, "a"))?;
             tx.upsert_document(&text_doc(2, "b"))?;
-            tx.set_status(&common::hash_of(2), Status::Failed, Some("boom"))?;
+            tx.set_status(&harness::hash_of(2), Status::Failed, Some("boom"))?;
             tx.append_log("ingest", "a.md")?;
             tx.append_log("lint", "report → lint_20260101_000000.md")
         })
@@ -410,7 +410,7 @@ fn status_reports_counts_files_and_state() {
 fn log_shows_newest_last_with_limit_and_filter() {
     let sb = Sandbox::new();
     let kb = sb.init_kb("kb");
-    let session = common::write_session(&kb);
+    let session = harness::write_session(&kb);
     for i in 0..30 {
         let op = if i % 3 == 0 { "query" } else { "ingest" };
         session.record(op, &format!("entry {i}")).unwrap();

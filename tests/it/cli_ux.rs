@@ -2,12 +2,10 @@
 //! where, config errors, lint and pending documents, the hook as users see it, `watch`, and
 //! the small commands (`show`, `list --status`, several identifiers for `remove`, `kbs`).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Env, assert_consistent, stderr, stdout};
+use crate::harness::{Env, assert_consistent, stderr, stdout};
 
 /// `openkb ARGS` from `cwd` with the env's HOME and no --kb-dir: discovery decides.
 fn bare(env: &Env, cwd: &Path, args: &[&str]) -> std::process::Output {

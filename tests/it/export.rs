@@ -1,10 +1,8 @@
 //! `openkb export`: the legacy hashes.json round trip and the JSON state export.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::*;
+use crate::harness::*;
 
 #[test]
 fn legacy_json_to_a_file_is_the_original_registry() {

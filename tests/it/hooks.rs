@@ -5,15 +5,13 @@
 //! Every wait on a hook is a handshake: the hook writes to a fifo the test reads, and blocks on
 //! a fifo the test writes.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Env, assert_consistent, stderr, stdout};
+use crate::harness::{Env, assert_consistent, stderr, stdout};
 use openkb::ingest::compile::live_members;
 use openkb::state::Status;
 

@@ -1,13 +1,13 @@
 //! Hostile input: registry entries, crash journals, intents, symlinks and names that try to
 //! make openkb delete or write what is not a document's own. Every test keeps a canary folder
-//! outside the KB and a snapshot of the KB ([`common::Guard`]) and asserts that nothing outside
+//! outside the KB and a snapshot of the KB ([`harness::Guard`]) and asserts that nothing outside
 //! changed and nothing inside changed but the named document's own files.
 
-mod common;
+use crate::harness;
 
 use std::path::Path;
 
-use common::{Env, Guard, Run, copy_fixture_kb, hash_of, run};
+use crate::harness::{Env, Guard, Run, copy_fixture_kb, hash_of, run};
 use openkb::state::{Document, IntentFile, IntentOp, Status};
 use serde_json::{Value, json};
 
@@ -186,7 +186,7 @@ fn an_intent_naming_folders_and_kb_files_settles_without_deleting_them() {
     );
     assert!(env.doc_named("a").is_none());
     assert!(env.doc_named("b").is_some());
-    common::assert_consistent(&env);
+    harness::assert_consistent(&env);
 }
 
 #[test]
@@ -258,7 +258,7 @@ fn remove_checks_everything_before_it_deletes_the_first_file() {
     let mut bytes = std::fs::read(&index).unwrap();
     bytes.extend_from_slice(b"- caf\xe9 (latin-1)\n");
     std::fs::write(&index, &bytes).unwrap();
-    let before = common::kb_snapshot(&env.kb());
+    let before = harness::kb_snapshot(&env.kb());
     let guard = Guard::new(env.path(), &env.kb());
 
     let out = run(env.cmd().args(["remove", "-y", "a"]));
@@ -269,7 +269,7 @@ fn remove_checks_everything_before_it_deletes_the_first_file() {
         out.stderr
     );
     guard.assert_only(&[], &show(&[("remove", &out)]));
-    assert_eq!(common::kb_snapshot(&env.kb()), before);
+    assert_eq!(harness::kb_snapshot(&env.kb()), before);
     assert!(env.doc_named("a").is_some());
     let reader = env.store().reader().unwrap();
     assert!(

@@ -2,7 +2,7 @@
 //! drift merge of a reappeared `hashes.json`, the way back (`export --for-python`), and the
 //! warnings every command gives.
 
-mod common;
+use crate::harness;
 
 use std::process::Command;
 
@@ -125,7 +125,7 @@ fn doc_name_of_scripts_with_combining_marks_matches_the_python_tool() {
 
 use std::path::{Path, PathBuf};
 
-use common::{Sandbox, json, ok, run};
+use crate::harness::{Sandbox, json, ok, run};
 use serde_json::Value;
 
 /// What the Python tool does to a KB, emulated with python3's standard library exactly as its
@@ -220,7 +220,7 @@ fn as_done(stdout: &str) -> Vec<String> {
 
 /// `migrate --dry-run` then `migrate`: the dry run changed nothing it reads and its report is
 /// the run's, line for line. Returns the run's output.
-fn dry_run_then_run(sb: &Sandbox, kb: &Path) -> common::Run {
+fn dry_run_then_run(sb: &Sandbox, kb: &Path) -> harness::Run {
     let before = (
         std::fs::read(kb.join(".openkb/hashes.json")).ok(),
         read(kb.join("wiki/log.md")),
@@ -416,7 +416,7 @@ fn a_document_changed_on_both_sides_keeps_state_db_and_loses_nothing() {
 
     // openkb: removes X, renames Y and Z (as a newer openkb would edit an entry).
     ok(&mut sb.openkb(&kb, &["remove", &name_of(x), "--yes"]));
-    let store = common::write_session(&kb);
+    let store = harness::write_session(&kb);
     store
         .write(|tx| {
             for d in [y, z] {
@@ -663,7 +663,7 @@ fn a_kb_migrated_before_bases_were_kept_uses_the_file_its_migration_moved_aside(
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // As a state.db of an older openkb: no base recorded.
-    let store = common::write_session(&kb);
+    let store = harness::write_session(&kb);
     store
         .write(|tx| {
             tx.connection()
@@ -702,7 +702,7 @@ out = h
     let sb = Sandbox::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
-    let store = common::write_session(&kb);
+    let store = harness::write_session(&kb);
     store
         .write(|tx| {
             tx.connection()

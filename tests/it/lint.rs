@@ -1,9 +1,7 @@
 //! `openkb lint` on real KBs: what it finds, the report and log row it writes, and what
 //! `--fix` rewrites.
 
-mod doctor_support;
-
-use doctor_support::*;
+use crate::harness::testkb::*;
 use openkb::state::Queries;
 
 fn reports(kb: &TestKb) -> Vec<String> {

@@ -1,13 +1,11 @@
 //! The KB flock: re-entrancy, the upgrade error, sharing, and exclusion between threads and
 //! processes (including a python3 process holding the lock the way the Python tool does).
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::PythonLockHolder;
+use crate::harness::PythonLockHolder;
 use openkb::Error;
 use openkb::lock::{self, LockMode, acquire_with_timeout, held_mode};
 

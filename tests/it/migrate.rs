@@ -1,12 +1,10 @@
 //! `openkb migrate` end to end: the real binary on copies of the legacy fixture and on KBs
 //! built by the tests (eras, journals, bad input, drift, `--all`, concurrency).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::*;
+use crate::harness::*;
 use serde_json::Value;
 
 fn read(path: impl AsRef<Path>) -> Vec<u8> {

@@ -2,9 +2,7 @@
 //! the rollback journal and pins it. CI has no NFS, so `OPENKB_FS_TYPE` stands in for
 //! `statfs` (the detection itself is unit-tested in src/netfs.rs).
 
-mod doctor_support;
-
-use doctor_support::*;
+use crate::harness::testkb::*;
 use openkb::state::Queries;
 
 fn journal_mode(kb: &TestKb) -> String {

@@ -2,12 +2,12 @@
 //! in docs/schemas/, `-q` and `-v`, per-file lines against the progress bar (through a pipe
 //! and through a pseudo-terminal), each documented exit code, shell completions and man pages.
 
-mod common;
+use crate::harness;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{Env, PythonLockHolder, Run, ok, run, stderr, stdout};
+use crate::harness::{Env, PythonLockHolder, Run, ok, run, stderr, stdout};
 use serde_json::Value;
 
 const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schemas");
@@ -250,7 +250,7 @@ fn every_json_output_matches_its_schema() {
 #[test]
 fn migrate_json_matches_its_schema_for_one_kb_and_for_all() {
     let env = Env::new();
-    common::copy_fixture_kb(&env.kb());
+    harness::copy_fixture_kb(&env.kb());
     let dry = valid(
         "migrate",
         &ok(&mut openkb(&env, &["migrate", "--dry-run", "--json"])),
@@ -599,7 +599,7 @@ fn each_documented_exit_code() {
         .arg("status"));
     assert_eq!(out.code, 3, "{}", out.stderr);
     let legacy = Env::new();
-    common::copy_fixture_kb(&legacy.kb());
+    harness::copy_fixture_kb(&legacy.kb());
     let out = run(&mut openkb(&legacy, &["list"]));
     assert_eq!(out.code, 3, "{}", out.stderr);
     // 4: busy, another process holds the lock past OPENKB_LOCK_TIMEOUT; nothing changed.

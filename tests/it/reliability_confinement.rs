@@ -2,13 +2,13 @@
 //! a legacy path or a symlink. A canary folder beside the KB must be byte-identical
 //! afterwards, with the same modes and mtimes.
 
-mod common;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Env, stderr, stdout, tree_snapshot};
+use crate::harness::{Env, stderr, stdout, tree_snapshot};
 use openkb::state::Document;
 
 /// `<env>/canary/`: files the attacks aim at, by relative and absolute paths.
@@ -48,7 +48,7 @@ fn register_escapes(env: &Env, canary: &Path) {
             path: Some("../canary/victim.md".into()),
             raw_path: Some("../canary/victim.md".into()),
             source_path: Some("wiki/sources/../../../canary/sources/victim.md".into()),
-            ..Document::new(common::hash_of(1))
+            ..Document::new(harness::hash_of(1))
         },
         Document {
             name: Some("absolute.pdf".into()),
@@ -62,14 +62,14 @@ fn register_escapes(env: &Env, canary: &Path) {
                     .to_string_lossy()
                     .into_owned(),
             ),
-            ..Document::new(common::hash_of(2))
+            ..Document::new(harness::hash_of(2))
         },
         Document {
             // No raw_path: the oldest entries' raw copy is raw/<name>; a name with `..`.
             name: Some("../canary/victim.md".into()),
             doc_name: None,
             doc_type: Some("md".into()),
-            ..Document::new(common::hash_of(3))
+            ..Document::new(harness::hash_of(3))
         },
         Document {
             // Through a symlinked folder in raw/.
@@ -77,7 +77,7 @@ fn register_escapes(env: &Env, canary: &Path) {
             doc_name: Some("linked".into()),
             doc_type: Some("md".into()),
             raw_path: Some("raw/outside/victim.md".into()),
-            ..Document::new(common::hash_of(4))
+            ..Document::new(harness::hash_of(4))
         },
     ];
     env.write_session()

@@ -1,14 +1,14 @@
 //! Bad input: each case gets a clear error (naming the file and the problem) and changes
 //! nothing (the KB's files and state.db rows are compared before and after).
 
-mod common;
+use crate::harness;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, kb_snapshot, stderr, stdout, tree_snapshot};
+use crate::harness::{Env, kb_snapshot, stderr, stdout, tree_snapshot};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -41,7 +41,7 @@ fn without_read_override(cmd: &mut Command) -> Command {
 
 /// `openkb` with the env's HOME, no `--kb-dir`, run in `cwd`.
 fn bare_cmd(env: &Env, cwd: &Path) -> Command {
-    let mut cmd = Command::new(common::BIN);
+    let mut cmd = Command::new(harness::BIN);
     cmd.env("HOME", env.path().join("home"))
         .env_remove("OPENKB_DIR")
         .env_remove("OPENKB_LOCK_TIMEOUT")
@@ -203,7 +203,7 @@ fn a_file_name_that_is_not_utf8_is_reported_and_not_added() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(raw, vec![std::ffi::OsString::from("good.md")]);
-    common::assert_consistent(&env);
+    harness::assert_consistent(&env);
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn a_file_that_shrinks_while_it_is_hashed() {
                 outcomes.push(format!("{delay:?}: reported as changed"));
             }
         }
-        common::assert_consistent(&env);
+        harness::assert_consistent(&env);
     }
     eprintln!(
         "shrinking file ({full:?} untouched): {whole} added whole, {short} added truncated, \
@@ -333,7 +333,7 @@ fn unreadable_files_are_reported_and_the_rest_added() {
         stderr(&out)
     );
     assert_eq!(env.docs().len(), 1);
-    common::assert_consistent(&env);
+    harness::assert_consistent(&env);
 }
 
 #[test]
@@ -356,7 +356,7 @@ fn a_symlink_loop_in_a_folder_add_terminates() {
     let out = run_bounded(cmd, Duration::from_secs(30));
     assert_fails_naming(&out, &["a.md"]);
     assert_eq!(kb_snapshot(&env.kb()), before);
-    common::assert_consistent(&env);
+    harness::assert_consistent(&env);
 }
 
 /// Make every folder of the KB unwritable: `chmod -R a-w`, or as root (which ignores modes)

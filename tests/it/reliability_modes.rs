@@ -1,12 +1,12 @@
 //! File modes: files openkb rewrites keep their mode; files it creates follow the umask.
 
-mod common;
+use crate::harness;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Env, stderr};
+use crate::harness::{Env, stderr};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -26,7 +26,7 @@ fn run_with_umask(env: &Env, umask: &str, args: &[&str]) -> Output {
     cmd.arg("-c")
         .arg(format!("umask {umask}; exec \"$@\""))
         .arg("sh")
-        .arg(common::BIN)
+        .arg(harness::BIN)
         .arg("--kb-dir")
         .arg(env.kb())
         .args(args)
@@ -109,7 +109,7 @@ fn rewritten_files_keep_their_mode() {
 
     // use rewrites global.yaml.
     let other = env.path().join("other");
-    let out = Command::new(common::BIN)
+    let out = Command::new(harness::BIN)
         .env("HOME", env.path().join("home"))
         .arg("--kb-dir")
         .arg(&other)

@@ -3,25 +3,23 @@
 //! history, are in tests/data/migrations/), with real rows in every table; and the declared
 //! `rust-version` against the lockfile.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Env, stderr, stdout};
+use crate::harness::{Env, stderr, stdout};
 use openkb::state::schema;
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-const M0002: &str = include_str!("../migrations/0002_imports.sql");
-const M0003: &str = include_str!("../migrations/0003_intents.sql");
-const M0004: &str = include_str!("../migrations/0004_document_counts.sql");
+const M0002: &str = include_str!("../../migrations/0002_imports.sql");
+const M0003: &str = include_str!("../../migrations/0003_intents.sql");
+const M0004: &str = include_str!("../../migrations/0004_document_counts.sql");
 /// 0001 as shipped first: `log` with AUTOINCREMENT, an index on `documents.status`.
-const M0001_FIRST: &str = include_str!("data/migrations/0001_initial.b212a76.sql");
+const M0001_FIRST: &str = include_str!("../data/migrations/0001_initial.b212a76.sql");
 /// 0003 as shipped first, on the branch where it was the second migration.
-const M0003_FIRST: &str = include_str!("data/migrations/0003_intents.4e778dd.sql");
+const M0003_FIRST: &str = include_str!("../data/migrations/0003_intents.4e778dd.sql");
 /// 0003 made idempotent, still with AUTOINCREMENT (on main until the edit that removed it).
-const M0003_IDEMPOTENT: &str = include_str!("data/migrations/0003_intents.fab13a7.sql");
+const M0003_IDEMPOTENT: &str = include_str!("../data/migrations/0003_intents.fab13a7.sql");
 
 /// Databases builds left with statements that are no longer the shipped ones: the statements
 /// each ran, in order (its `user_version` is their number).

@@ -2,13 +2,13 @@
 //! work (openkb intents and Python crash journals) first; a commit into a `state.db` that was
 //! replaced or removed meanwhile is refused and its files rolled back.
 
-mod common;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use common::{Env, stderr, stdout};
+use crate::harness::{Env, stderr, stdout};
 use openkb::state::{Queries, intents, schema};
 
 fn state_db(env: &Env) -> PathBuf {
@@ -203,7 +203,7 @@ fn run_on_read_only_mount(env: &Env, args: &str) -> std::process::Output {
         .args(["--mount", "sh", "-c"])
         .arg(format!(
             "mount --bind '{kb}' '{kb}' && mount -o remount,ro,bind '{kb}' && exec '{}' --kb-dir '{kb}' {args}",
-            common::BIN
+            harness::BIN
         ))
         .env("HOME", env.path().join("home"))
         .env_remove("OPENKB_DIR")
@@ -560,7 +560,7 @@ fn an_active_python_journal_is_settled_before_openkb_writes() {
 #[test]
 fn init_beside_an_unmigrated_hashes_json_creates_no_state_db() {
     let env = Env::new();
-    common::copy_fixture_kb(&env.kb());
+    harness::copy_fixture_kb(&env.kb());
     let _ = std::fs::remove_file(env.kb().join(".openkb/config.yaml"));
     assert!(env.kb().join(".openkb/hashes.json").exists());
     let out = env.run(&["init", "--model", "m", "--language", "en"]);

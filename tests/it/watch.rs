@@ -1,13 +1,11 @@
 //! `openkb watch`: files dropped into raw/ are added while other commands stay instant, and
 //! SIGINT ends it cleanly.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Env, assert_consistent, stderr};
+use crate::harness::{Env, assert_consistent, stderr};
 
 /// `openkb watch` with the given debounce, returned once it says it is watching (its first
 /// stderr line), with the rest of its stderr to read.

@@ -2,6 +2,8 @@
 //! copy of the legacy fixture), and a whole-KB consistency check.
 #![allow(dead_code)]
 
+pub mod testkb;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

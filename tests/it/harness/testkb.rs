@@ -1,6 +1,5 @@
 //! Shared helpers of the doctor, lint and netfs tests: real KBs made by the real `openkb init`
 //! in temp folders, documents registered through the library, files written on disk.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
