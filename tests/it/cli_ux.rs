@@ -3,21 +3,13 @@
 //! the small commands (`show`, `list --status`, several identifiers for `remove`, `kbs`).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::harness::{Env, assert_consistent, stderr, stdout};
 
 /// `openkb ARGS` from `cwd` with the env's HOME and no --kb-dir: discovery decides.
 fn bare(env: &Env, cwd: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_openkb"))
-        .args(args)
-        .env("HOME", env.path().join("home"))
-        .env_remove("OPENKB_DIR")
-        .env_remove("OPENKB_LOCK_TIMEOUT")
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openkb")
+    env.bare(cwd).args(args).output().expect("run openkb")
 }
 
 #[test]

@@ -4,8 +4,6 @@
 
 use crate::harness;
 
-use std::process::Command;
-
 use openkb::ingest::docname::sanitize;
 
 /// Python's own rule, run by python3 (standard library only) over every code point `c` as the
@@ -56,7 +54,7 @@ fn unescape(text: &str) -> String {
 
 #[test]
 fn doc_name_matches_pythons_re_for_every_assigned_code_point() {
-    let out = Command::new("python3")
+    let out = harness::clean("python3")
         .args(["-c", PYTHON_TABLE])
         .output()
         .expect("python3 runs (it is part of the test environment)");
@@ -155,7 +153,7 @@ out = {}
 
 fn python_tool(kb: &Path, script: &str) -> Value {
     let program = format!("{PYTHON_TOOL}{script}\nprint(json.dumps(out))\n");
-    let output = Command::new("python3")
+    let output = harness::clean("python3")
         .arg("-c")
         .arg(program)
         .arg(kb)

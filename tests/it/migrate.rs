@@ -652,14 +652,11 @@ fn concurrent_migrates_import_once() {
     .unwrap();
     let children: Vec<_> = (0..2)
         .map(|_| {
-            sb.openkb(&kb, &["migrate"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            let mut child = Background::start(&mut sb.openkb(&kb, &["migrate"]));
+            child.wait_for_stderr("waiting for another openkb process");
+            child
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(
         !kb.join(".openkb/state.db").exists(),
         "nobody imports while the lock is held"
@@ -668,13 +665,9 @@ fn concurrent_migrates_import_once() {
     let outputs: Vec<String> = children
         .into_iter()
         .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            let (status, out, err) = c.finish();
+            assert!(status.success(), "{err}");
+            out
         })
         .collect();
     assert_eq!(

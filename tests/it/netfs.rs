@@ -79,11 +79,9 @@ fn network_filesystems_refuse_writes_with_a_clear_message() {
 fn init_on_a_network_filesystem_creates_no_database() {
     let kb = TestKb::new();
     let other = kb.root.parent().unwrap().join("kb-on-nfs");
-    let output = assert_cmd::Command::cargo_bin("openkb")
-        .unwrap()
-        .env("HOME", &kb.home)
+    let output = kb
+        .bare()
         .env("OPENKB_FS_TYPE", "nfs")
-        .env_remove("OPENKB_NETWORK_FS")
         .args(["init", "--kb-dir"])
         .arg(&other)
         .output()

@@ -5,10 +5,10 @@
 use crate::harness;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+
 use std::time::Duration;
 
-use crate::harness::{Env, stderr, stdout, tree_snapshot};
+use crate::harness::{Background, Env, stderr, stdout, tree_snapshot};
 use openkb::state::Document;
 
 /// `<env>/canary/`: files the attacks aim at, by relative and absolute paths.
@@ -136,24 +136,14 @@ fn names_legacy_paths_and_symlinks_never_reach_outside_the_kb() {
     }
     run(&["doctor", "--fix", "--full"]);
     run(&["lint", "--fix"]);
-    // watch: sees raw/linked.md and raw/outside/, runs a few seconds, then stops on SIGTERM.
-    let mut watch = env
-        .cmd()
-        .arg("watch")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("watch");
-    std::thread::sleep(Duration::from_millis(3500));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGTERM) };
-    let _ = &mut watch;
-    let out = watch.wait_with_output().expect("watch");
-    ran.push(format!(
-        "watch -> {:?}\n{}",
-        out.status.code(),
-        stderr(&out)
-    ));
+    // watch: its scan of raw/ (all of `watch --once`) meets raw/linked.md and raw/outside/;
+    // a live watch sets up its recursive watcher over them, then stops on SIGTERM.
+    run(&["watch", "--once"]);
+    let mut watch = Background::start(env.cmd().arg("watch"));
+    watch.wait_for_stderr("watching ");
+    watch.signal(libc::SIGTERM);
+    let (status, _, err) = watch.finish();
+    ran.push(format!("watch -> {:?}\n{err}", status.code()));
 
     let after = tree_snapshot(&canary, &[]);
     assert_eq!(

@@ -104,12 +104,7 @@ fn log_rows(env: &Env, op: &str) -> i64 {
 
 /// `openkb` with the env's HOME but no `--kb-dir`.
 fn bare_cmd(env: &Env) -> Command {
-    let mut cmd = Command::new(harness::BIN);
-    cmd.env("HOME", env.path().join("home"))
-        .env_remove("OPENKB_DIR")
-        .env_remove("OPENKB_LOCK_TIMEOUT")
-        .current_dir(env.path());
-    cmd
+    env.bare(env.path())
 }
 
 const ADD_FILES: usize = 60;

@@ -6,9 +6,9 @@ use crate::harness;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::harness::{Env, kb_snapshot, stderr, stdout, tree_snapshot};
+use crate::harness::{Env, kb_snapshot, output_bounded, stderr, stdout, tree_snapshot};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -22,7 +22,7 @@ fn without_read_override(cmd: &mut Command) -> Command {
     if !is_root() {
         return std::mem::replace(cmd, Command::new("true"));
     }
-    let mut wrapped = Command::new("setpriv");
+    let mut wrapped = harness::clean("setpriv");
     wrapped
         .args(["--bounding-set", "-dac_override,-dac_read_search", "--"])
         .arg(cmd.get_program())
@@ -41,32 +41,7 @@ fn without_read_override(cmd: &mut Command) -> Command {
 
 /// `openkb` with the env's HOME, no `--kb-dir`, run in `cwd`.
 fn bare_cmd(env: &Env, cwd: &Path) -> Command {
-    let mut cmd = Command::new(harness::BIN);
-    cmd.env("HOME", env.path().join("home"))
-        .env_remove("OPENKB_DIR")
-        .env_remove("OPENKB_LOCK_TIMEOUT")
-        .current_dir(cwd)
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// Run with a deadline: a command that hangs on bad input is a failure, not a stuck CI job.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let started = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if started.elapsed() > limit {
-            child.kill().expect("kill");
-            let out = child.wait_with_output().expect("wait");
-            panic!("hung for {limit:?}: {}{}", stdout(&out), stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    env.bare(cwd)
 }
 
 fn assert_fails_naming(out: &Output, needles: &[&str]) {
@@ -220,7 +195,7 @@ fn a_pipe_is_skipped_not_waited_on() {
     // Named on the command line, a pipe would block `add` forever on open.
     let mut cmd = env.cmd();
     cmd.arg("add").arg(&fifo);
-    let out = run_bounded(cmd, Duration::from_secs(20));
+    let out = output_bounded(&mut cmd);
     assert!(
         stderr(&out).contains("pipe.md") && stderr(&out).contains("not a regular file"),
         "{}",
@@ -229,7 +204,7 @@ fn a_pipe_is_skipped_not_waited_on() {
     assert_eq!(kb_snapshot(&env.kb()), before, "nothing changed");
     let mut cmd = env.cmd();
     cmd.arg("add").arg(&folder);
-    let out = run_bounded(cmd, Duration::from_secs(20));
+    let out = output_bounded(&mut cmd);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(env.docs().len(), 1);
 }
@@ -346,14 +321,14 @@ fn a_symlink_loop_in_a_folder_add_terminates() {
     std::os::unix::fs::symlink("a.md", folder.join("b.md")).expect("link");
     let mut cmd = env.cmd();
     cmd.arg("add").arg(&folder);
-    let out = run_bounded(cmd, Duration::from_secs(30));
+    let out = output_bounded(&mut cmd);
     assert!(out.status.code().is_some(), "exited");
     assert_eq!(env.docs().len(), 1, "{}{}", stdout(&out), stderr(&out));
     // The file loop, named directly: an error naming it, nothing added.
     let before = kb_snapshot(&env.kb());
     let mut cmd = env.cmd();
     cmd.arg("add").arg(folder.join("a.md"));
-    let out = run_bounded(cmd, Duration::from_secs(30));
+    let out = output_bounded(&mut cmd);
     assert_fails_naming(&out, &["a.md"]);
     assert_eq!(kb_snapshot(&env.kb()), before);
     harness::assert_consistent(&env);

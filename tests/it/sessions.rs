@@ -5,7 +5,6 @@
 use crate::harness;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::SystemTime;
 
 use crate::harness::{Env, stderr, stdout};
@@ -187,7 +186,7 @@ fn an_older_schema_is_upgraded_by_any_command_but_doctor_without_fix() {
 fn run_on_read_only_mount(env: &Env, args: &str) -> std::process::Output {
     let kb = env.kb();
     let kb = kb.to_str().unwrap();
-    let probe = Command::new("unshare")
+    let probe = harness::clean("unshare")
         .args(["--mount", "sh", "-c"])
         .arg(format!(
             "mount --bind '{kb}' '{kb}' && mount -o remount,ro,bind '{kb}' && ! touch '{kb}/x'"
@@ -199,14 +198,13 @@ fn run_on_read_only_mount(env: &Env, args: &str) -> std::process::Output {
         "cannot make a read-only bind mount here (needs root, `unshare --mount` and `mount`): {}",
         stderr(&probe)
     );
-    Command::new("unshare")
+    harness::clean("unshare")
         .args(["--mount", "sh", "-c"])
         .arg(format!(
             "mount --bind '{kb}' '{kb}' && mount -o remount,ro,bind '{kb}' && exec '{}' --kb-dir '{kb}' {args}",
             harness::BIN
         ))
-        .env("HOME", env.path().join("home"))
-        .env_remove("OPENKB_DIR")
+        .env("HOME", env.home())
         .output()
         .unwrap()
 }

@@ -1,11 +1,9 @@
 //! `openkb watch`: files dropped into raw/ are added while other commands stay instant, and
 //! SIGINT ends it cleanly.
 
+use crate::harness::{Env, assert_consistent, stderr, wait_until};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-use crate::harness::{Env, assert_consistent, stderr};
 
 /// `openkb watch` with the given debounce, returned once it says it is watching (its first
 /// stderr line), with the rest of its stderr to read.
@@ -48,27 +46,41 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     std::fs::write(kb.join("raw/.draft.md.x1.tmp"), "temp\n").unwrap();
     std::fs::write(kb.join("raw/tool.exe"), "binary\n").unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut slowest = Duration::ZERO;
-    loop {
+    // While watch works, list and status keep answering; once it is idle they find the lock
+    // free at once (a probe: OPENKB_LOCK_TIMEOUT=0 fails if anyone holds it), so watch never
+    // sits on the lock between batches.
+    let all_added = wait_until(|| {
         for args in [&["list"][..], &["status"][..]] {
-            let started = Instant::now();
             let out = env.run(args);
-            let took = started.elapsed();
             assert!(out.status.success(), "{}", stderr(&out));
-            slowest = slowest.max(took);
         }
-        if env.docs().len() >= 13 || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        env.docs().len() >= 13
+    });
     assert!(
-        slowest < Duration::from_secs(2),
-        "list/status took {slowest:?}"
+        all_added,
+        "watch did not add the 13 files: {:?}",
+        env.docs()
     );
-    // Settle: give a stray event time to do something wrong, then stop.
-    std::thread::sleep(Duration::from_millis(800));
+    for args in [&["list"][..], &["status"][..]] {
+        let out = env
+            .cmd()
+            .env("OPENKB_LOCK_TIMEOUT", "0")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "idle watch holds the lock: {}",
+            stderr(&out)
+        );
+    }
+    // Settle: a file dropped after all the others is added only once every earlier event was
+    // handled, so a stray event has done whatever it would do by then.
+    std::fs::write(kb.join("raw/zz-last.md"), "last\n").unwrap();
+    assert!(
+        wait_until(|| env.doc_named("zz-last").is_some()),
+        "zz-last.md"
+    );
     // SAFETY: sending a signal to our own child.
     unsafe {
         libc::kill(watch.id() as libc::pid_t, libc::SIGINT);
@@ -80,7 +92,7 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     assert!(rest.contains("stopped watching"), "{rest}");
 
     let docs = env.docs();
-    assert_eq!(docs.len(), 13, "{docs:#?}");
+    assert_eq!(docs.len(), 13 + 1, "the 13 files and zz-last.md: {docs:#?}");
     let note = env.doc_named("note-3").unwrap();
     assert_eq!(note.path.as_deref(), Some("raw/note-3.md"));
     assert_eq!(note.raw_path.as_deref(), Some("raw/note-3.md"));
@@ -98,18 +110,6 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
         std::fs::remove_file(kb.join(ignored)).unwrap();
     }
     assert_consistent(&env);
-}
-
-/// Poll `done` until it holds (the state a handshake waits for) or a minute passes.
-fn wait_until(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 #[test]

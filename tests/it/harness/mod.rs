@@ -1,8 +1,15 @@
-//! Helpers shared by the integration tests: a temp HOME, the built binary, KBs (fresh or a
-//! copy of the legacy fixture), and a whole-KB consistency check.
+//! The one harness of the integration tests: a temp HOME, the built binary started from a
+//! cleared environment ([`process`]), KBs (fresh or a copy of the legacy fixture), snapshots,
+//! and a whole-KB consistency check. `testkb` adds the doctor/lint/netfs fixture.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod testkb;
+
+pub use process::{
+    BIN, Background, DEADLINE, clean, openkb, openkb_with_umask, output_bounded, shell_line,
+    stderr, stdout, wait_output, wait_until,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,8 +17,6 @@ use std::process::{Command, Output};
 
 use openkb::state::{Document, Store, intents};
 use tempfile::TempDir;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_openkb");
 
 /// A sandbox: a temp folder holding a fake HOME and room for KBs.
 pub struct Sandbox {
@@ -37,15 +42,9 @@ impl Sandbox {
         self.home().join(".config/openkb/global.yaml")
     }
 
-    /// `openkb` with HOME redirected, no inherited KB or lock settings, run from the sandbox.
+    /// `openkb` (no `--kb-dir`) with the sandbox's HOME, run from the sandbox.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env("HOME", self.home())
-            .env_remove("OPENKB_DIR")
-            .env_remove("OPENKB_LOCK_TIMEOUT")
-            .current_dir(self.path())
-            .stdin(std::process::Stdio::null());
-        cmd
+        openkb(&self.home(), self.path())
     }
 
     pub fn assert_cmd(&self) -> assert_cmd::Command {
@@ -93,12 +92,8 @@ impl Sandbox {
     }
 
     pub fn openkb_bare(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openkb"));
-        cmd.args(args)
-            .env("HOME", self.home())
-            .env_remove("OPENKB_DIR")
-            .env_remove("OPENKB_LOCK_TIMEOUT")
-            .current_dir(self.dir.path());
+        let mut cmd = self.cmd();
+        cmd.args(args);
         cmd
     }
 }
@@ -133,14 +128,6 @@ pub fn open_store(kb: &Path) -> Store {
     Store::open_read_only(&kb.join(".openkb/state.db")).expect("open store")
 }
 
-pub fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// A python3 child holding `fcntl.flock` on `path` (as the Python openkb tool does) until
 /// killed; returns once the lock is held.
 pub struct PythonLockHolder {
@@ -158,7 +145,7 @@ impl PythonLockHolder {
              print('locked', flush=True)\n\
              time.sleep(600)\n"
         );
-        let mut child = Command::new("python3")
+        let mut child = clean("python3")
             .arg("-c")
             .arg(script)
             .arg(path)
@@ -218,16 +205,21 @@ impl Env {
         self.dir.path().join("kb")
     }
 
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
     /// `openkb --kb-dir <kb> ...` with HOME inside the temp folder.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openkb"));
-        cmd.env("HOME", self.path().join("home"))
-            .env_remove("OPENKB_DIR")
-            .env_remove("OPENKB_LOCK_TIMEOUT")
-            .arg("--kb-dir")
-            .arg(self.kb())
-            .current_dir(self.path());
+        let mut cmd = self.bare(self.path());
+        cmd.arg("--kb-dir").arg(self.kb());
         cmd
+    }
+
+    /// `openkb ...` without `--kb-dir`, run in `cwd` (discovery decides the KB), with the
+    /// env's HOME.
+    pub fn bare(&self, cwd: &Path) -> Command {
+        openkb(&self.home(), cwd)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -278,14 +270,14 @@ impl Env {
 
 /// A writable copy of the fixture's KB at `target` (the fixture itself is never touched).
 pub fn copy_fixture_kb(target: &Path) {
-    let status = Command::new("cp")
+    let status = clean("cp")
         .arg("-r")
         .arg(Path::new(FIXTURE).join("kb"))
         .arg(target)
         .status()
         .expect("cp");
     assert!(status.success());
-    let status = Command::new("chmod")
+    let status = clean("chmod")
         .args(["-R", "u+w"])
         .arg(target)
         .status()

@@ -40,17 +40,17 @@ impl TestKb {
         }
     }
 
-    /// `openkb --kb-dir <root>` with HOME in the temp folder and no filesystem overrides.
+    /// `openkb --kb-dir <root>` with HOME in the temp folder (and, like every command of the
+    /// harness, nothing else of the test's environment: no filesystem overrides).
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::cargo_bin("openkb").unwrap();
-        cmd.env("HOME", &self.home)
-            .env_remove("OPENKB_DIR")
-            .env_remove("OPENKB_FS_TYPE")
-            .env_remove("OPENKB_NETWORK_FS")
-            .env_remove("OPENKB_LOCK_TIMEOUT")
-            .arg("--kb-dir")
-            .arg(&self.root);
+        let mut cmd = self.bare();
+        cmd.arg("--kb-dir").arg(&self.root);
         cmd
+    }
+
+    /// `openkb` without `--kb-dir`, with the KB's HOME.
+    pub fn bare(&self) -> Command {
+        Command::from_std(super::openkb(&self.home, self._dir.path()))
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -147,13 +147,7 @@ pub fn age_file(path: &Path, age: Duration) {
     file.set_modified(SystemTime::now() - age).unwrap();
 }
 
-pub fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-pub fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+pub use super::{stderr, stdout};
 
 /// `openkb doctor --json` parsed.
 pub fn doctor_json(kb: &TestKb, extra: &[&str]) -> (i32, serde_json::Value) {
