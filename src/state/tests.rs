@@ -363,17 +363,37 @@ fn concurrent_writer_threads_lose_nothing() {
     }
     let docs = store.list().unwrap();
     assert_eq!(docs.len() as u64, threads * per_thread);
-    let mut positions: Vec<i64> = docs.iter().map(|d| d.position).collect();
-    positions.dedup();
-    assert_eq!(
-        positions.len(),
-        docs.len(),
-        "positions are unique and sorted"
-    );
-    assert_eq!(
-        store.reader().unwrap().log_count().unwrap(),
-        threads * per_thread
-    );
+    // Every write landed once (nothing lost, nothing doubled) ...
+    let expected: std::collections::BTreeSet<String> = (0..threads)
+        .flat_map(|t| (0..per_thread).map(move |i| hash_of(t * 1000 + i)))
+        .collect();
+    let registered: std::collections::BTreeSet<String> =
+        docs.iter().map(|d| d.hash.clone()).collect();
+    assert_eq!(registered, expected);
+    // ... and registry order is commit order: each thread's documents come in the order that
+    // thread committed them (a position taken from a stale read would break this).
+    for t in 0..threads {
+        let prefix = format!("t{t}-");
+        let order: Vec<u64> = docs
+            .iter()
+            .filter_map(|d| d.doc_name.as_deref()?.strip_prefix(&prefix)?.parse().ok())
+            .collect();
+        assert_eq!(order, (0..per_thread).collect::<Vec<_>>(), "thread {t}");
+    }
+    let reader = store.reader().unwrap();
+    assert_eq!(reader.log_count().unwrap(), threads * per_thread);
+    let mut logged: Vec<String> = store
+        .log_tail(None, Some("ingest"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.description)
+        .collect();
+    logged.sort();
+    let mut written: Vec<String> = (0..threads)
+        .flat_map(|t| (0..per_thread).map(move |i| format!("t{t}-{i}.md")))
+        .collect();
+    written.sort();
+    assert_eq!(logged, written, "one log row per write");
 }
 
 /// Child side of `concurrent_writer_processes_lose_nothing`: run by the parent test through
