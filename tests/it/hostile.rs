@@ -424,19 +424,7 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
         std::os::unix::fs::symlink(guard.canary.join(target), &path).unwrap();
         guard.retake();
 
-        let b = env.write("in/b.md", "# b\n");
-        let mut runs = Vec::new();
-        for args in [
-            vec!["add".to_owned(), b.display().to_string()],
-            vec!["lint".into(), "--fix".into()],
-            vec!["remove".into(), "-y".into(), "a".into()],
-            vec!["doctor".into(), "--fix".into()],
-        ] {
-            let out = run(env.cmd().args(&args));
-            runs.push((args.join(" "), out));
-        }
-        let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
-        let context = format!("{rel}:\n{}", show(&shown));
+        let (runs, context) = run_write_commands(&env, rel);
         for (what, out) in &runs {
             assert_ne!(out.code, 0, "{what} ran through a symlinked {context}");
             assert!(
@@ -463,6 +451,26 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
     }
 }
 
+/// Every kind of write on a KB holding document `a`: add a new file, `lint --fix`, remove
+/// `a`, `doctor --fix`. Returns each command with its run, and all of them shown for a failure
+/// message about `rel`.
+fn run_write_commands(env: &Env, rel: &str) -> (Vec<(String, Run)>, String) {
+    let b = env.write("in/b.md", "# b\n");
+    let mut runs = Vec::new();
+    for args in [
+        vec!["add".to_owned(), b.display().to_string()],
+        vec!["lint".into(), "--fix".into()],
+        vec!["remove".into(), "-y".into(), "a".into()],
+        vec!["doctor".into(), "--fix".into()],
+    ] {
+        let out = run(env.cmd().args(&args));
+        runs.push((args.join(" "), out));
+    }
+    let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let context = format!("{rel}:\n{}", show(&shown));
+    (runs, context)
+}
+
 /// A linked `wiki/` or `.openkb/` (the real folder moved out of the KB): every write command
 /// refuses before it shows or does anything, and says how to put the folder back.
 #[test]
@@ -477,19 +485,7 @@ fn a_linked_wiki_or_openkb_folder_blocks_writes_with_a_way_out() {
         std::os::unix::fs::symlink(&moved, env.kb().join(rel)).unwrap();
         guard.retake();
 
-        let b = env.write("in/b.md", "# b\n");
-        let mut runs = Vec::new();
-        for args in [
-            vec!["add".to_owned(), b.display().to_string()],
-            vec!["lint".into(), "--fix".into()],
-            vec!["remove".into(), "-y".into(), "a".into()],
-            vec!["doctor".into(), "--fix".into()],
-        ] {
-            let out = run(env.cmd().args(&args));
-            runs.push((args.join(" "), out));
-        }
-        let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
-        let context = format!("{rel}:\n{}", show(&shown));
+        let (runs, context) = run_write_commands(&env, rel);
         for (what, out) in &runs {
             assert_ne!(out.code, 0, "{what} ran through a linked {context}");
             assert!(

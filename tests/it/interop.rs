@@ -655,21 +655,24 @@ fn export_for_python_brings_log_md_to_the_log_table_first() {
     assert_eq!(log[2]["operation"], "export");
 }
 
-#[test]
-fn a_kb_migrated_before_bases_were_kept_uses_the_file_its_migration_moved_aside() {
-    let sb = Sandbox::new();
-    let kb = sb.fixture_kb("kb");
-    ok(&mut sb.openkb(&kb, &["migrate"]));
-    // As a state.db of an older openkb: no base recorded.
-    let store = harness::write_session(&kb);
-    store
+/// Make `kb`'s state.db look like one from an openkb that kept no Python base yet.
+fn forget_python_base(kb: &Path) {
+    harness::write_session(kb)
         .write(|tx| {
             tx.connection()
                 .execute_batch("DELETE FROM python_base; DELETE FROM python_handovers;")
                 .map_err(|e| openkb::Error::Invalid(e.to_string()))
         })
         .unwrap();
-    drop(store);
+}
+
+#[test]
+fn a_kb_migrated_before_bases_were_kept_uses_the_file_its_migration_moved_aside() {
+    let sb = Sandbox::new();
+    let kb = sb.fixture_kb("kb");
+    ok(&mut sb.openkb(&kb, &["migrate"]));
+    // As a state.db of an older openkb: no base recorded.
+    forget_python_base(&kb);
     // The user put the migrated file back and the Python tool removed a document.
     std::fs::copy(
         kb.join(".openkb/hashes.json.migrated"),
@@ -700,15 +703,7 @@ out = h
     let sb = Sandbox::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
-    let store = harness::write_session(&kb);
-    store
-        .write(|tx| {
-            tx.connection()
-                .execute_batch("DELETE FROM python_base; DELETE FROM python_handovers;")
-                .map_err(|e| openkb::Error::Invalid(e.to_string()))
-        })
-        .unwrap();
-    drop(store);
+    forget_python_base(&kb);
     std::fs::rename(
         kb.join(".openkb/hashes.json.migrated"),
         kb.join(".openkb/hashes.json"),

@@ -6,35 +6,13 @@ use crate::harness;
 
 use std::path::{Path, PathBuf};
 
-use std::time::Duration;
 
 use crate::harness::{Background, Env, stderr, stdout, tree_snapshot};
 use openkb::state::Document;
 
 /// `<env>/canary/`: files the attacks aim at, by relative and absolute paths.
 fn canary(env: &Env) -> PathBuf {
-    let dir = env.path().join("canary");
-    for (rel, text) in [
-        ("victim.md", "# victim\n"),
-        ("victim.pdf", "%PDF victim\n"),
-        ("sources/victim.md", "# source victim\n"),
-        ("summaries/victim.md", "# summary victim\n"),
-        ("deep/page.md", "[[summaries/victim]]\n"),
-    ] {
-        let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, text).expect("write");
-    }
-    // A past mtime, so that a touch would show.
-    for rel in ["victim.md", "deep/page.md"] {
-        let f = std::fs::File::options()
-            .write(true)
-            .open(dir.join(rel))
-            .expect("open");
-        f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
-            .expect("mtime");
-    }
-    dir
+    harness::make_canary(env.path())
 }
 
 /// Documents whose names and legacy paths point out of the KB, registered as a legacy

@@ -529,6 +529,34 @@ pub const BOOKKEEPING_CHANGES: &[&str] = &[
     "wiki/log.md",
 ];
 
+/// `<dir>/canary`: files an attack could aim at (a page, a PDF, a source, a summary, a nested
+/// folder), with old mtimes so that a touch would show.
+pub fn make_canary(dir: &Path) -> PathBuf {
+    let canary = dir.join("canary");
+    for (rel, text) in [
+        ("victim.md", "# victim\n"),
+        ("victim.pdf", "%PDF victim\n"),
+        ("sources/victim.md", "# source victim\n"),
+        ("summaries/victim.md", "# summary victim\n"),
+        ("deep/page.md", "[[summaries/victim]]\n"),
+    ] {
+        let path = canary.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        if !path.exists() {
+            std::fs::write(&path, text).expect("write");
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            f.set_modified(
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000),
+            )
+            .expect("mtime");
+        }
+    }
+    canary
+}
+
 /// A canary folder outside a KB plus tree snapshots (paths, content hashes, modes, mtimes,
 /// symlink targets) of it and of the KB, taken when the guard is made. [`Guard::assert_only`]
 /// then checks that nothing outside changed and nothing inside changed but the named paths.
@@ -543,29 +571,7 @@ impl Guard {
     /// Make `<dir>/canary` (files an attack could aim at: a page, a PDF, a source, a summary,
     /// a nested folder; old mtimes, so a touch would show) and snapshot it and `kb`.
     pub fn new(dir: &Path, kb: &Path) -> Guard {
-        let canary = dir.join("canary");
-        for (rel, text) in [
-            ("victim.md", "# victim\n"),
-            ("victim.pdf", "%PDF victim\n"),
-            ("sources/victim.md", "# source victim\n"),
-            ("summaries/victim.md", "# summary victim\n"),
-            ("deep/page.md", "[[summaries/victim]]\n"),
-        ] {
-            let path = canary.join(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            if !path.exists() {
-                std::fs::write(&path, text).expect("write");
-                let f = std::fs::File::options()
-                    .write(true)
-                    .open(&path)
-                    .expect("open");
-                f.set_modified(
-                    std::time::SystemTime::UNIX_EPOCH
-                        + std::time::Duration::from_secs(1_600_000_000),
-                )
-                .expect("mtime");
-            }
-        }
+        let canary = make_canary(dir);
         let mut guard = Guard {
             canary_before: BTreeMap::new(),
             kb_before: BTreeMap::new(),

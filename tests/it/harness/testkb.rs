@@ -124,13 +124,7 @@ impl TestKb {
 
     /// Files of `.openkb/` whose names start with `prefix`.
     pub fn openkb_files(&self, prefix: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.path(".openkb"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(prefix))
-            .collect();
-        names.sort();
-        names
+        super::names_starting_with(&self.path(".openkb"), prefix)
     }
 }
 
