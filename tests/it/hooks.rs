@@ -54,6 +54,15 @@ fn release(fifo: &Path) {
     writeln!(go, "go").expect("write go fifo");
 }
 
+/// The process group id a hook wrote to `<env>/pgid`.
+fn hook_pgid(env: &Env) -> i32 {
+    std::fs::read_to_string(env.path().join("pgid"))
+        .expect("pgid")
+        .trim()
+        .parse()
+        .expect("number")
+}
+
 fn sigkill(mut child: Child) -> ExitStatus {
     child.kill().expect("SIGKILL");
     child.wait().expect("wait")
@@ -168,11 +177,7 @@ fn a_background_child_neither_hangs_openkb_nor_keeps_the_lock() {
     let child = env.spawn(&["compile", "--pending"], Stdio::piped);
     let out = wait_output(child);
     assert!(out.status.success(), "{}", stderr(&out));
-    let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
-        .expect("pgid")
-        .trim()
-        .parse()
-        .expect("number");
+    let pgid = hook_pgid(&env);
     let _guard = GroupGuard(pgid);
     assert_eq!(live_members(pgid), Vec::<i32>::new(), "the sleep survived");
     let fds = std::fs::read_to_string(env.path().join("fds")).expect("fds");
@@ -204,11 +209,7 @@ compile_command: 'echo $$ > ../pgid; echo "thinking hard" >&2; sleep 1000 & exec
     let child = env.spawn(&["compile", "--pending"], Stdio::piped);
     let out = wait_output(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
-        .expect("pgid")
-        .trim()
-        .parse()
-        .expect("number");
+    let pgid = hook_pgid(&env);
     let _guard = GroupGuard(pgid);
     assert_eq!(live_members(pgid), Vec::<i32>::new(), "hook processes left");
     let doc = env.doc_named("doc").expect("doc");
@@ -232,11 +233,7 @@ compile_command: 'echo $$ > ../pgid; echo "thinking hard" >&2; sleep 1000 & exec
     let out = wait_output(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("compile_timeout"), "{}", stderr(&out));
-    let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
-        .expect("pgid")
-        .trim()
-        .parse()
-        .expect("number");
+    let pgid = hook_pgid(&env);
     let _guard = GroupGuard(pgid);
     assert_eq!(live_members(pgid), Vec::<i32>::new(), "hook processes left");
     assert!(env.doc_named("late").is_none());

@@ -169,15 +169,7 @@ fn single_host_opt_in_uses_the_rollback_journal_and_the_pin_survives_a_local_ope
     let fs = findings(&json, "filesystem");
     assert_eq!(fs[0].0, "warning");
     assert!(fs[0].1.contains("single-host mode"), "{fs:?}");
-    assert_eq!(
-        kb.store()
-            .reader()
-            .unwrap()
-            .log_tail(None, Some("lint"))
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(kb.log_rows("lint"), 4);
 }
 
 #[test]

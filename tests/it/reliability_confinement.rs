@@ -6,7 +6,6 @@ use crate::harness;
 
 use std::path::{Path, PathBuf};
 
-
 use crate::harness::{Background, Env, stderr, stdout, tree_snapshot};
 use openkb::state::Document;
 

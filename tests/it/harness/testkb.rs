@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use assert_cmd::Command;
-use openkb::state::{Document, Status, Store};
+use openkb::state::{Document, Queries, Status, Store};
 use sha2::{Digest, Sha256};
 
 pub struct TestKb {
@@ -120,6 +120,16 @@ impl TestKb {
     /// Commit a log row and render it into wiki/log.md, as commands do.
     pub fn record(&self, op: &str, desc: &str) {
         self.write_session().record(op, desc).unwrap();
+    }
+
+    /// How many log rows of operation `op` state.db holds.
+    pub fn log_rows(&self, op: &str) -> usize {
+        self.store()
+            .reader()
+            .unwrap()
+            .log_tail(None, Some(op))
+            .unwrap()
+            .len()
     }
 
     /// Files of `.openkb/` whose names start with `prefix`.
