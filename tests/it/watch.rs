@@ -1,37 +1,24 @@
 //! `openkb watch`: files dropped into raw/ are added while other commands stay instant, and
 //! SIGINT ends it cleanly.
 
-use crate::harness::{Env, assert_consistent, stderr, wait_until};
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use crate::harness::{Background, Env, assert_consistent, stderr, wait_until};
 
-/// `openkb watch` with the given debounce, returned once it says it is watching (its first
-/// stderr line), with the rest of its stderr to read.
-fn start_watch(
-    env: &Env,
-    debounce_ms: &str,
-    stdout: fn() -> Stdio,
-) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
-    let mut watch = env
-        .cmd()
-        .env("OPENKB_WATCH_DEBOUNCE_MS", debounce_ms)
-        .arg("watch")
-        .stdout(stdout())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(watch.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.starts_with("watching "), "{line}");
-    (watch, err)
+/// `openkb watch` with the given debounce, returned once it says it is watching.
+fn start_watch(env: &Env, debounce_ms: &str) -> Background {
+    let mut watch = Background::start(
+        env.cmd()
+            .env("OPENKB_WATCH_DEBOUNCE_MS", debounce_ms)
+            .arg("watch"),
+    );
+    watch.wait_for_stderr("watching ");
+    watch
 }
 
 #[test]
 fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     let env = Env::with_kb();
     let kb = env.kb();
-    let (mut watch, mut err) = start_watch(&env, "300", Stdio::piped);
+    let mut watch = start_watch(&env, "300");
 
     // Dropped the way editors and downloaders do: written under a temp name, then renamed;
     // plus a dotfile, a temp file and an unsupported file that must be ignored.
@@ -58,8 +45,9 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     });
     assert!(
         all_added,
-        "watch did not add the 13 files: {:?}",
-        env.docs()
+        "watch did not add the 13 files: {:?}\n{}",
+        env.docs(),
+        watch.stderr_so_far()
     );
     for args in [&["list"][..], &["status"][..]] {
         let out = env
@@ -81,13 +69,8 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
         wait_until(|| env.doc_named("zz-last").is_some()),
         "zz-last.md"
     );
-    // SAFETY: sending a signal to our own child.
-    unsafe {
-        libc::kill(watch.id() as libc::pid_t, libc::SIGINT);
-    }
-    let status = watch.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    watch.signal(libc::SIGINT);
+    let (status, _, rest) = watch.finish();
     assert_eq!(status.code(), Some(0), "{rest}");
     assert!(rest.contains("stopped watching"), "{rest}");
 
@@ -116,7 +99,7 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
 fn watch_reopens_a_state_db_replaced_while_it_runs() {
     let env = Env::with_kb();
     let kb = env.kb();
-    let (mut watch, mut err) = start_watch(&env, "200", Stdio::null);
+    let mut watch = start_watch(&env, "200");
 
     std::fs::write(kb.join("raw/one.md"), "one\n").unwrap();
     assert!(wait_until(|| env.doc_named("one").is_some()), "one.md");
@@ -145,13 +128,8 @@ fn watch_reopens_a_state_db_replaced_while_it_runs() {
 
     std::fs::write(kb.join("raw/two.md"), "two\n").unwrap();
     let landed = wait_until(|| env.doc_named("two").is_some());
-    // SAFETY: sending a signal to our own child.
-    unsafe {
-        libc::kill(watch.id() as libc::pid_t, libc::SIGINT);
-    }
-    let status = watch.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    watch.signal(libc::SIGINT);
+    let (status, _, rest) = watch.finish();
     assert!(landed, "two.md never reached the live state.db\n{rest}");
     assert_eq!(status.code(), Some(0), "{rest}");
     assert!(rest.contains("changed on disk; reopened"), "{rest}");

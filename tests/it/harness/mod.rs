@@ -1,7 +1,6 @@
 //! The one harness of the integration tests: a temp HOME, the built binary started from a
 //! cleared environment ([`process`]), KBs (fresh or a copy of the legacy fixture), snapshots,
 //! and a whole-KB consistency check. `testkb` adds the doctor/lint/netfs fixture.
-#![allow(dead_code)]
 
 pub mod process;
 pub mod testkb;
