@@ -380,16 +380,21 @@ fn every_shipped_schema_version_and_shape_upgrades_with_every_row() {
     }
 }
 
-#[test]
-fn the_binary_upgrades_an_old_shape_database_in_a_kb_and_keeps_using_it() {
-    let env = Env::with_kb();
-    let db = env.kb().join(".openkb/state.db");
+/// Delete the KB's state.db with its WAL and shared-memory files (to put an older one there).
+fn remove_state_db(env: &Env) {
     for companion in ["state.db", "state.db-wal", "state.db-shm"] {
         let file = env.kb().join(".openkb").join(companion);
         if file.exists() {
             std::fs::remove_file(file).unwrap();
         }
     }
+}
+
+#[test]
+fn the_binary_upgrades_an_old_shape_database_in_a_kb_and_keeps_using_it() {
+    let env = Env::with_kb();
+    let db = env.kb().join(".openkb/state.db");
+    remove_state_db(&env);
     let eras = eras();
     let era = eras
         .iter()
@@ -439,12 +444,7 @@ fn the_binary_upgrades_an_old_shape_database_in_a_kb_and_keeps_using_it() {
 fn reading_commands_upgrade_an_older_schema_once_and_doctor_only_reports_it() {
     let env = Env::with_kb();
     let db = env.kb().join(".openkb/state.db");
-    for companion in ["state.db", "state.db-wal", "state.db-shm"] {
-        let file = env.kb().join(".openkb").join(companion);
-        if file.exists() {
-            std::fs::remove_file(file).unwrap();
-        }
-    }
+    remove_state_db(&env);
     let era = eras()
         .into_iter()
         .find(|e| e.old_statements.is_none() && e.version == 4)

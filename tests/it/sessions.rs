@@ -296,6 +296,23 @@ fn a_state_db_removed_during_an_add_is_refused_and_its_files_rolled_back() {
     assert!(stderr(&out).contains("state.db is missing"));
 }
 
+/// After a remove that was refused or rolled back: every file of `alpha` is there again and
+/// the linking page still links to it. Returns the snapshot for further checks.
+fn assert_remove_undone(env: &Env) -> (Vec<(String, Option<String>)>, Vec<String>) {
+    let (files, staging) = remove_snapshot(env);
+    for (file, text) in &files {
+        assert!(text.is_some(), "{file} was not put back");
+    }
+    assert!(
+        files[4]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("[[summaries/alpha]]")
+    );
+    (files, staging)
+}
+
 /// The files of a KB that a remove touches, with their contents, and what `.openkb/staging`
 /// holds.
 fn remove_snapshot(env: &Env) -> (Vec<(String, Option<String>)>, Vec<String>) {
@@ -368,17 +385,7 @@ fn a_state_db_replaced_during_a_remove_is_refused_and_its_files_put_back() {
         "the files were gone before the commit"
     );
 
-    let (files, staging) = remove_snapshot(&env);
-    for (file, text) in &files {
-        assert!(text.is_some(), "{file} was not put back");
-    }
-    assert!(
-        files[4]
-            .1
-            .as_deref()
-            .unwrap()
-            .contains("[[summaries/alpha]]")
-    );
+    let (files, staging) = assert_remove_undone(&env);
     assert!(files[5].1.as_deref().unwrap().contains("alpha"));
     assert_eq!(files[3].1.as_deref(), Some("# Alpha summary\n"));
     assert!(staging.is_empty(), "staging left: {staging:?}");
@@ -399,17 +406,7 @@ fn a_state_db_removed_during_a_remove_is_refused_and_its_files_put_back() {
     let out = remove_alpha_while(&env, &format!("rm '{kb}/.openkb/state.db'"));
     assert!(!out.status.success(), "{}", stdout(&out));
     assert!(stderr(&out).contains("removed"), "{}", stderr(&out));
-    let (files, staging) = remove_snapshot(&env);
-    for (file, text) in &files {
-        assert!(text.is_some(), "{file} was not put back");
-    }
-    assert!(
-        files[4]
-            .1
-            .as_deref()
-            .unwrap()
-            .contains("[[summaries/alpha]]")
-    );
+    let (_, staging) = assert_remove_undone(&env);
     assert!(staging.is_empty(), "staging left: {staging:?}");
     assert!(!state_db(&env).exists(), "a new state.db was created");
 }
