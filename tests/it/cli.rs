@@ -4,13 +4,13 @@ use crate::harness;
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::harness::{Background, PythonLockHolder, Sandbox, open_store, stderr, stdout, text_doc};
+use crate::harness::{Background, Env, PythonLockHolder, open_store, stderr, stdout, text_doc};
 use openkb::state::Status;
 use predicates::prelude::*;
 
 #[test]
 fn init_creates_the_python_layout_and_registers_the_kb() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     for dir in [
         "raw",
@@ -53,8 +53,8 @@ fn init_creates_the_python_layout_and_registers_the_kb() {
 
 #[test]
 fn init_takes_model_and_language_and_validates_them() {
-    let sb = Sandbox::new();
-    sb.assert_cmd()
+    let sb = Env::new();
+    sb.assert_bare()
         .args([
             "--kb-dir",
             "kb",
@@ -74,12 +74,12 @@ fn init_takes_model_and_language_and_validates_them() {
         config,
         "language: de\nmodel: anthropic/claude\npageindex_threshold: 20\n"
     );
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["--kb-dir", "bad", "init", "--model", "a\nb"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("control characters"));
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["--kb-dir", "bad", "init", "--language"])
         .arg("x".repeat(51))
         .assert()
@@ -90,10 +90,10 @@ fn init_takes_model_and_language_and_validates_them() {
 
 #[test]
 fn init_refuses_an_existing_kb_and_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     std::fs::write(kb.join(".openkb/config.yaml"), "model: mine\n").unwrap();
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&kb)
         .arg("init")
         .assert()
@@ -107,7 +107,7 @@ fn init_refuses_an_existing_kb_and_changes_nothing() {
 
 #[test]
 fn init_files_follow_the_umask() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let out = harness::openkb_with_umask("027", &sb.home(), sb.path())
         .args(["--kb-dir", "kb2", "init"])
         .output()
@@ -125,10 +125,10 @@ fn init_files_follow_the_umask() {
 
 #[test]
 fn discovery_walks_up_from_the_working_directory() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let deep = kb.join("wiki/concepts");
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&deep)
         .arg("status")
         .assert()
@@ -139,7 +139,7 @@ fn discovery_walks_up_from_the_working_directory() {
         )));
     // OPENKB_DIR wins over the working directory.
     let other = sb.init_kb("other");
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&deep)
         .env("OPENKB_DIR", &other)
         .arg("status")
@@ -153,14 +153,14 @@ fn discovery_walks_up_from_the_working_directory() {
 
 #[test]
 fn use_sets_the_default_kb_used_outside_any_kb() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let first = sb.init_kb("first");
     let second = sb.init_kb("second");
     let outside = sb.path().join("elsewhere");
     std::fs::create_dir(&outside).unwrap();
     let status_from_outside = || {
         let out = sb
-            .cmd()
+            .bare(sb.path())
             .current_dir(&outside)
             .arg("status")
             .output()
@@ -172,7 +172,7 @@ fn use_sets_the_default_kb_used_outside_any_kb() {
         status_from_outside(),
         format!("Knowledge base: {}", second.display())
     );
-    sb.assert_cmd()
+    sb.assert_bare()
         .arg("use")
         .arg(&first)
         .assert()
@@ -188,7 +188,7 @@ fn use_sets_the_default_kb_used_outside_any_kb() {
         2,
         "{global}"
     );
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["use", "elsewhere"])
         .assert()
         .code(3)
@@ -197,12 +197,12 @@ fn use_sets_the_default_kb_used_outside_any_kb() {
 
 #[test]
 fn use_keeps_unknown_global_keys_and_refuses_malformed_yaml() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let global = sb.global_yaml();
     let text = std::fs::read_to_string(&global).unwrap();
     std::fs::write(&global, format!("{text}kb_aliases:\n  main: /x\n")).unwrap();
-    sb.assert_cmd().arg("use").arg(&kb).assert().success();
+    sb.assert_bare().arg("use").arg(&kb).assert().success();
     assert!(
         std::fs::read_to_string(&global)
             .unwrap()
@@ -211,7 +211,7 @@ fn use_keeps_unknown_global_keys_and_refuses_malformed_yaml() {
 
     let broken = "default_kb: [unclosed\nknown_kbs: 3\n";
     std::fs::write(&global, broken).unwrap();
-    sb.assert_cmd()
+    sb.assert_bare()
         .arg("use")
         .arg(&kb)
         .assert()
@@ -227,8 +227,8 @@ fn use_keeps_unknown_global_keys_and_refuses_malformed_yaml() {
 
 #[test]
 fn no_kb_anywhere_suggests_init() {
-    let sb = Sandbox::new();
-    sb.assert_cmd()
+    let sb = Env::new();
+    sb.assert_bare()
         .arg("list")
         .assert()
         .code(3)
@@ -238,16 +238,16 @@ fn no_kb_anywhere_suggests_init() {
 
 #[test]
 fn kb_dir_pointing_at_a_file_or_nowhere_is_explained() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     std::fs::write(sb.path().join("file.txt"), "x").unwrap();
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["--kb-dir", "file.txt", "status"])
         .assert()
         .code(3)
         .stderr(predicate::str::contains(
             "file.txt: is a file, not a folder",
         ));
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["--kb-dir", "missing", "status"])
         .assert()
         .code(3)
@@ -256,7 +256,7 @@ fn kb_dir_pointing_at_a_file_or_nowhere_is_explained() {
 
 #[test]
 fn a_legacy_kb_is_refused_by_every_command_and_no_state_db_appears() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.path().join("legacy");
     std::fs::create_dir_all(kb.join(".openkb")).unwrap();
     std::fs::write(
@@ -268,7 +268,7 @@ fn a_legacy_kb_is_refused_by_every_command_and_no_state_db_appears() {
     )
     .unwrap();
     for args in [&["list"][..], &["status"], &["log"], &["list", "--json"]] {
-        sb.assert_cmd()
+        sb.assert_bare()
             .current_dir(&kb)
             .args(args)
             .assert()
@@ -281,15 +281,15 @@ fn a_legacy_kb_is_refused_by_every_command_and_no_state_db_appears() {
 
 #[test]
 fn list_shows_registry_order_with_status() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&kb)
         .arg("list")
         .assert()
         .success()
         .stdout(predicate::str::contains("No documents registered"));
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&kb)
         .args(["list", "--json"])
         .assert()
@@ -308,7 +308,12 @@ fn list_shows_registry_order_with_status() {
             Ok(())
         })
         .unwrap();
-    let out = sb.cmd().current_dir(&kb).arg("list").output().unwrap();
+    let out = sb
+        .bare(sb.path())
+        .current_dir(&kb)
+        .arg("list")
+        .output()
+        .unwrap();
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("NAME"), "{text}");
@@ -327,7 +332,7 @@ fn list_shows_registry_order_with_status() {
     assert_eq!(lines[4], "3 document(s)");
 
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .args(["list", "--json"])
         .output()
@@ -348,7 +353,7 @@ fn list_shows_registry_order_with_status() {
 
 #[test]
 fn status_reports_counts_files_and_state() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     std::fs::write(kb.join("raw/a.md"), "a").unwrap();
     std::fs::create_dir(kb.join("raw/sub")).unwrap();
@@ -364,7 +369,12 @@ fn status_reports_counts_files_and_state() {
             tx.append_log("lint", "report → lint_20260101_000000.md")
         })
         .unwrap();
-    let out = sb.cmd().current_dir(&kb).arg("status").output().unwrap();
+    let out = sb
+        .bare(sb.path())
+        .current_dir(&kb)
+        .arg("status")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = stdout(&out);
     assert!(text.starts_with(&format!("Knowledge base: {}\n", kb.display())));
@@ -387,7 +397,7 @@ fn status_reports_counts_files_and_state() {
     );
 
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .args(["status", "--json"])
         .output()
@@ -401,7 +411,7 @@ fn status_reports_counts_files_and_state() {
 
 #[test]
 fn log_shows_newest_last_with_limit_and_filter() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let session = harness::write_session(&kb);
     for i in 0..30 {
@@ -418,14 +428,19 @@ fn log_shows_newest_last_with_limit_and_filter() {
     );
     assert!(log_md.ends_with("] ingest | entry 29\n\n"));
 
-    let out = sb.cmd().current_dir(&kb).arg("log").output().unwrap();
+    let out = sb
+        .bare(sb.path())
+        .current_dir(&kb)
+        .arg("log")
+        .output()
+        .unwrap();
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 20, "default is the newest 20");
     assert!(lines[19].ends_with("ingest | entry 29"));
     assert!(lines[0].ends_with("entry 10"));
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .args(["log", "-n", "3", "--op", "query"])
         .output()
@@ -436,7 +451,7 @@ fn log_shows_newest_last_with_limit_and_filter() {
     assert!(lines.iter().all(|l| l.contains("] query | ")));
     assert!(lines[2].ends_with("entry 27"));
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .args(["log", "--all", "--json"])
         .output()
@@ -448,11 +463,11 @@ fn log_shows_newest_last_with_limit_and_filter() {
 
 #[test]
 fn a_python_lock_holder_makes_commands_wait_then_time_out() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let holder = PythonLockHolder::hold(&kb.join(".openkb/ingest.lock"), true);
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .env("OPENKB_LOCK_TIMEOUT", "0.5")
         .arg("status")
@@ -473,7 +488,7 @@ fn a_python_lock_holder_makes_commands_wait_then_time_out() {
         let held = holder
             .take()
             .unwrap_or_else(|| PythonLockHolder::hold(&kb.join(".openkb/ingest.lock"), true));
-        let mut cmd = sb.cmd();
+        let mut cmd = sb.bare(sb.path());
         cmd.current_dir(&kb).arg("status");
         if let Some(seconds) = timeout {
             cmd.env("OPENKB_LOCK_TIMEOUT", seconds);
@@ -492,9 +507,9 @@ fn a_python_lock_holder_makes_commands_wait_then_time_out() {
 
 #[test]
 fn a_bad_lock_timeout_is_reported() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&kb)
         .env("OPENKB_LOCK_TIMEOUT", "soon")
         .arg("list")
@@ -507,11 +522,11 @@ fn a_bad_lock_timeout_is_reported() {
 
 #[test]
 fn a_state_db_that_is_not_a_database_is_reported_not_replaced() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let db = kb.join(".openkb/state.db");
     std::fs::write(&db, vec![7u8; 4096]).unwrap();
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&kb)
         .arg("list")
         .assert()
@@ -524,32 +539,32 @@ fn a_state_db_that_is_not_a_database_is_reported_not_replaced() {
 
 #[test]
 fn version_and_help_on_every_command() {
-    let sb = Sandbox::new();
-    sb.assert_cmd()
+    let sb = Env::new();
+    sb.assert_bare()
         .arg("--version")
         .assert()
         .success()
         .stdout(predicate::str::starts_with("openkb "));
-    sb.assert_cmd()
+    sb.assert_bare()
         .arg("--help")
         .assert()
         .success()
         .stdout(predicate::str::contains("Exit codes"));
     for command in ["init", "use", "list", "status", "log"] {
-        sb.assert_cmd()
+        sb.assert_bare()
             .args([command, "--help"])
             .assert()
             .success()
             .stdout(predicate::str::contains("Usage: openkb"));
     }
-    sb.assert_cmd().arg("frobnicate").assert().code(2);
+    sb.assert_bare().arg("frobnicate").assert().code(2);
 }
 
 /// What a killed `init` of an older build could leave: config written, `state.db` created but
 /// empty (0 bytes) or holding only a SQLite header. The next `init` finishes the KB.
 #[test]
 fn init_finishes_a_kb_whose_state_db_a_killed_init_left_empty() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     for leftover in ["zero bytes", "header only"] {
         let kb = sb.init_kb(&leftover.replace(' ', "-"));
         let db = kb.join(".openkb/state.db");
@@ -585,7 +600,7 @@ fn init_finishes_a_kb_whose_state_db_a_killed_init_left_empty() {
 /// init, which builds its own and links it in.
 #[test]
 fn init_removes_the_temp_database_of_a_killed_init() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let db = kb.join(".openkb/state.db");
     let temp = kb.join(".openkb/state.db.init-999999999");
@@ -610,7 +625,7 @@ fn init_removes_the_temp_database_of_a_killed_init() {
 /// beside the unmigrated hashes.json (every document would look new), and says to migrate.
 #[test]
 fn init_never_creates_state_db_beside_an_unmigrated_hashes_json() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("legacy");
     std::fs::remove_file(kb.join(".openkb/config.yaml")).ok();
     assert!(!kb.join(".openkb/state.db").exists());

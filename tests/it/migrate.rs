@@ -43,7 +43,7 @@ fn fixture_log_entries(log_md: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn fixture_migrates_losslessly_end_to_end() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let original = read(hashes(&kb));
     let original_log = String::from_utf8(read(kb.join("wiki/log.md"))).unwrap();
@@ -174,7 +174,7 @@ fn fixture_migrates_losslessly_end_to_end() {
 
 #[test]
 fn running_again_reports_already_migrated_and_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // The second run reads the log table (for lines the Python tool appended to log.md), so
@@ -198,7 +198,7 @@ fn running_again_reports_already_migrated_and_changes_nothing() {
 
 #[test]
 fn every_era_imports_and_exports_in_the_0_4_format() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     for (name, file) in [
         ("era-0.1", "era-0.1-hashes.json"),
         ("era-0.2-0.3", "era-0.2-0.3-hashes.json"),
@@ -294,7 +294,7 @@ fn journal_json(
 
 #[test]
 fn python_crash_journals_are_recovered_before_the_import() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     // The fixture's journals name the machine it was made on; recovery re-roots them.
     let recorded = "/home/user/openkb-fixtures/legacy-kb-50/kb";
@@ -421,7 +421,7 @@ fn python_crash_journals_are_recovered_before_the_import() {
 
 #[test]
 fn a_journal_pointing_outside_the_kb_is_refused_and_nothing_is_imported() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let outside = sb.path().join("precious.txt");
     std::fs::write(&outside, "do not delete").unwrap();
@@ -446,7 +446,7 @@ fn a_journal_pointing_outside_the_kb_is_refused_and_nothing_is_imported() {
 }
 
 /// Run migrate on a KB whose hashes.json is `bytes`; require a clean failure.
-fn assert_refused(sb: &Sandbox, name: &str, bytes: &[u8], expected: &[&str]) {
+fn assert_refused(sb: &Env, name: &str, bytes: &[u8], expected: &[&str]) {
     let kb = sb.legacy_kb(name, bytes, Some("# Operations Log\n\n"));
     let out = run(&mut sb.openkb(&kb, &["migrate"]));
     assert_eq!(out.code, 1, "{name}: {}{}", out.stdout, out.stderr);
@@ -470,7 +470,7 @@ fn assert_refused(sb: &Sandbox, name: &str, bytes: &[u8], expected: &[&str]) {
 
 #[test]
 fn bad_registry_files_fail_cleanly_and_change_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let h = "6".repeat(64);
     assert_refused(
         &sb,
@@ -510,7 +510,7 @@ fn bad_registry_files_fail_cleanly_and_change_nothing() {
 
 #[test]
 fn unreadable_and_read_only_state_fail_cleanly() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     // Unreadable: a folder where the file should be (works even when tests run as root).
     let kb = sb.path().join("dir-kb");
     std::fs::create_dir_all(kb.join(".openkb/hashes.json")).unwrap();
@@ -567,7 +567,7 @@ fn is_root() -> bool {
 
 #[test]
 fn log_md_problems_keep_text_or_fail_cleanly() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let h = "6".repeat(64);
     let registry =
         format!("{{\n  \"{h}\": {{\n    \"name\": \"a.md\",\n    \"type\": \"md\"\n  }}\n}}\n");
@@ -612,7 +612,7 @@ fn log_md_problems_keep_text_or_fail_cleanly() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let before = snapshot(&kb);
     let out = ok(&mut sb.openkb(&kb, &["migrate", "--dry-run"]));
@@ -641,7 +641,7 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn concurrent_migrates_import_once() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     // Hold the KB lock so that both processes are waiting when it is released.
     let lock = openkb::lock::acquire(
@@ -694,7 +694,7 @@ fn concurrent_migrates_import_once() {
 
 #[test]
 fn drift_merges_additions_and_edits_of_the_python_tool() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     let first_migrated = read(migrated(&kb));
@@ -819,7 +819,7 @@ fn drift_merges_additions_and_edits_of_the_python_tool() {
 
 #[test]
 fn migrate_all_reports_each_kb_and_goes_on_after_a_failure() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let good = sb.fixture_kb("good");
     let broken = sb.legacy_kb("broken", b"{\"not-a-hash\": {}}", None);
     let done = sb.fixture_kb("done");
@@ -878,7 +878,7 @@ fn migrate_all_reports_each_kb_and_goes_on_after_a_failure() {
 
 #[test]
 fn a_legacy_kb_is_refused_by_other_commands_until_migrated() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let out = run(&mut sb.openkb(&kb, &["list"]));
     assert_eq!(out.code, 3);
@@ -892,7 +892,7 @@ fn a_legacy_kb_is_refused_by_other_commands_until_migrated() {
 
 #[test]
 fn a_kb_without_hashes_json_has_nothing_to_migrate_and_gets_no_state_db() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.path().join("empty");
     std::fs::create_dir_all(kb.join(".openkb")).unwrap();
     let out = ok(&mut sb.openkb(&kb, &["migrate"]));
@@ -904,7 +904,7 @@ fn a_kb_without_hashes_json_has_nothing_to_migrate_and_gets_no_state_db() {
 fn a_migration_interrupted_before_the_rename_is_finished_by_the_next_run() {
     // The state after a crash between the commit and the rename: state.db complete, the
     // same hashes.json still in place.
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let original = read(hashes(&kb));
     ok(&mut sb.openkb(&kb, &["migrate"]));
@@ -935,7 +935,7 @@ fn a_migration_interrupted_before_the_rename_is_finished_by_the_next_run() {
 
 #[test]
 fn an_orphan_wal_blocks_the_import_instead_of_being_replayed() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     std::fs::write(kb.join(".openkb/state.db-wal"), b"stale").unwrap();
     let out = run(&mut sb.openkb(&kb, &["migrate"]));
@@ -950,7 +950,7 @@ fn an_orphan_wal_blocks_the_import_instead_of_being_replayed() {
 }
 
 /// Write a legacy KB of `n` 0.4-shaped entries and as many log lines.
-fn big_legacy_kb(sb: &Sandbox, name: &str, n: usize) -> PathBuf {
+fn big_legacy_kb(sb: &Env, name: &str, n: usize) -> PathBuf {
     use sha2::Digest;
     let docs: Vec<openkb::state::Document> = (0..n)
         .map(|i| {
@@ -979,7 +979,7 @@ fn big_legacy_kb(sb: &Sandbox, name: &str, n: usize) -> PathBuf {
 
 #[test]
 fn a_migration_killed_at_any_moment_leaves_no_state_db_or_a_complete_one() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let n = 4_000;
     for (round, delay_ms) in [5u64, 100, 250, 350, 450, 600, 900].into_iter().enumerate() {
         let kb = big_legacy_kb(&sb, &format!("kb{round}"), n);

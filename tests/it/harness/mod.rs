@@ -15,87 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use openkb::state::{Document, Store, intents};
-use tempfile::TempDir;
-
-/// A sandbox: a temp folder holding a fake HOME and room for KBs.
-pub struct Sandbox {
-    pub dir: TempDir,
-}
-
-impl Sandbox {
-    pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("home")).expect("home");
-        Sandbox { dir }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-
-    pub fn global_yaml(&self) -> PathBuf {
-        self.home().join(".config/openkb/global.yaml")
-    }
-
-    /// `openkb` (no `--kb-dir`) with the sandbox's HOME, run from the sandbox.
-    pub fn cmd(&self) -> Command {
-        openkb(&self.home(), self.path())
-    }
-
-    pub fn assert_cmd(&self) -> assert_cmd::Command {
-        assert_cmd::Command::from_std(self.cmd())
-    }
-
-    /// `openkb init` a KB at `<sandbox>/<name>` and return its root.
-    pub fn init_kb(&self, name: &str) -> PathBuf {
-        let root = self.path().join(name);
-        let out = self
-            .cmd()
-            .arg("--kb-dir")
-            .arg(&root)
-            .arg("init")
-            .output()
-            .expect("run openkb init");
-        assert!(out.status.success(), "init failed: {out:?}");
-        root.canonicalize().expect("kb root")
-    }
-
-    /// A writable copy of the legacy fixture KB at `<sandbox>/<name>`.
-    pub fn fixture_kb(&self, name: &str) -> PathBuf {
-        let target = self.dir.path().join(name);
-        copy_fixture_kb(&target);
-        target
-    }
-
-    /// A minimal legacy KB (just `.openkb/hashes.json` and optionally `wiki/log.md`).
-    pub fn legacy_kb(&self, name: &str, hashes_json: &[u8], log_md: Option<&str>) -> PathBuf {
-        let root = self.dir.path().join(name);
-        std::fs::create_dir_all(root.join(".openkb")).unwrap();
-        std::fs::create_dir_all(root.join("wiki")).unwrap();
-        std::fs::write(root.join(".openkb/hashes.json"), hashes_json).unwrap();
-        if let Some(log) = log_md {
-            std::fs::write(root.join("wiki/log.md"), log).unwrap();
-        }
-        root
-    }
-
-    /// `openkb --kb-dir <kb> args...` with HOME in the sandbox.
-    pub fn openkb(&self, kb: &Path, args: &[&str]) -> Command {
-        let mut cmd = self.openkb_bare(&["--kb-dir"]);
-        cmd.arg(kb).args(args);
-        cmd
-    }
-
-    pub fn openkb_bare(&self, args: &[&str]) -> Command {
-        let mut cmd = self.cmd();
-        cmd.args(args);
-        cmd
-    }
-}
 
 pub fn hash_of(n: u64) -> String {
     format!("{n:064x}")
@@ -176,7 +95,8 @@ impl Drop for PythonLockHolder {
 /// MANIFEST.json), kept in the repository so the tests need nothing beside it.
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/legacy-kb-50");
 
-/// A temp folder with a HOME of its own and a KB at `<tmp>/kb`.
+/// A temp folder with a HOME of its own (`<tmp>/home`), a KB at `<tmp>/kb` for the tests that
+/// need one, and room for more KBs (`init_kb`, `fixture_kb`, `legacy_kb` by name).
 pub struct Env {
     pub dir: tempfile::TempDir,
 }
@@ -219,6 +139,63 @@ impl Env {
     /// env's HOME.
     pub fn bare(&self, cwd: &Path) -> Command {
         openkb(&self.home(), cwd)
+    }
+
+    /// [`Env::bare`] in the env's folder, as an `assert_cmd` command.
+    pub fn assert_bare(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.bare(self.path()))
+    }
+
+    pub fn global_yaml(&self) -> PathBuf {
+        self.home().join(".config/openkb/global.yaml")
+    }
+
+    /// `openkb init` a KB at `<env>/<name>` and return its root.
+    pub fn init_kb(&self, name: &str) -> PathBuf {
+        let root = self.path().join(name);
+        let out = self
+            .bare(self.path())
+            .arg("--kb-dir")
+            .arg(&root)
+            .arg("init")
+            .output()
+            .expect("run openkb init");
+        assert!(out.status.success(), "init failed: {out:?}");
+        root.canonicalize().expect("kb root")
+    }
+
+    /// A writable copy of the legacy fixture KB at `<env>/<name>`.
+    pub fn fixture_kb(&self, name: &str) -> PathBuf {
+        let target = self.path().join(name);
+        copy_fixture_kb(&target);
+        target
+    }
+
+    /// A minimal legacy KB (just `.openkb/hashes.json` and optionally `wiki/log.md`) at
+    /// `<env>/<name>`.
+    pub fn legacy_kb(&self, name: &str, hashes_json: &[u8], log_md: Option<&str>) -> PathBuf {
+        let root = self.path().join(name);
+        std::fs::create_dir_all(root.join(".openkb")).unwrap();
+        std::fs::create_dir_all(root.join("wiki")).unwrap();
+        std::fs::write(root.join(".openkb/hashes.json"), hashes_json).unwrap();
+        if let Some(log) = log_md {
+            std::fs::write(root.join("wiki/log.md"), log).unwrap();
+        }
+        root
+    }
+
+    /// `openkb --kb-dir <kb> args...` for a KB other than `<env>/kb`.
+    pub fn openkb(&self, kb: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.bare(self.path());
+        cmd.arg("--kb-dir").arg(kb).args(args);
+        cmd
+    }
+
+    /// `openkb args...` without `--kb-dir`, in the env's folder.
+    pub fn openkb_bare(&self, args: &[&str]) -> Command {
+        let mut cmd = self.bare(self.path());
+        cmd.args(args);
+        cmd
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
