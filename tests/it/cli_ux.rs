@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::harness::{Env, assert_consistent, stderr, stdout};
+use crate::harness::{Env, assert_consistent, stderr, stdout, wait_until};
 
 /// `openkb ARGS` from `cwd` with the env's HOME and no --kb-dir: discovery decides.
 fn bare(env: &Env, cwd: &Path, args: &[&str]) -> std::process::Output {
@@ -687,18 +687,17 @@ fn a_background_process_of_the_hook_holding_its_output_does_not_hold_openkb() {
     ));
     env.write("in/a.md", "a\n");
     let mut add = env.spawn(&["add", "in/a.md"], Stdio::piped);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = add.try_wait().unwrap() {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let mut status = None;
+    let returned = wait_until(|| {
+        status = add.try_wait().unwrap();
+        status.is_some()
+    });
     std::fs::write(&gate, "").unwrap();
-    let status = status.expect("add returned while the hook's background process ran");
+    assert!(
+        returned,
+        "add did not return while the hook's background process ran"
+    );
+    let status = status.expect("exit status");
     let out = add.wait_with_output().unwrap();
     assert!(status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("[a] compiled-it"), "{}", stderr(&out));
