@@ -36,17 +36,16 @@ pub fn clean(program: impl AsRef<OsStr>) -> Command {
 }
 
 /// `openkb` from a cleared environment with `home` as HOME (where global.yaml lives), run in
-/// `cwd`. Every openkb a test starts is built here (or by [`wrapped`]).
+/// `cwd`. Every openkb a test starts is built here (or by [`openkb_with_umask`]).
 pub fn openkb(home: &Path, cwd: &Path) -> Command {
     let mut cmd = clean(BIN);
     cmd.env("HOME", home).current_dir(cwd);
     cmd
 }
 
-/// `program wrapper_args... <openkb>` with openkb's environment ([`openkb`]): for running
-/// openkb under `sh -c 'umask ...; exec "$@"' sh`, `setpriv`, `unshare`. Append openkb's own
-/// arguments to the result.
-pub fn wrapped(program: &str, wrapper_args: &[&str], home: &Path, cwd: &Path) -> Command {
+/// `program wrapper_args... <openkb>` with openkb's environment ([`openkb`]). Append openkb's
+/// own arguments to the result.
+fn wrapped(program: &str, wrapper_args: &[&str], home: &Path, cwd: &Path) -> Command {
     let mut cmd = clean(program);
     cmd.args(wrapper_args)
         .arg(BIN)
@@ -244,4 +243,29 @@ pub fn openkb_with_umask(umask: &str, home: &Path, cwd: &Path) -> Command {
         home,
         cwd,
     )
+}
+
+/// The proof that the environment is cleared: a compile hook (which inherits openkb's
+/// environment) sees nothing of the test process's (cargo sets `CARGO_*` there, a developer's
+/// shell more), only what the harness sets and openkb's own `OPENKB_*` hook variables.
+#[test]
+fn openkb_and_its_hooks_see_only_what_the_harness_sets() {
+    let env = super::Env::with_kb();
+    env.set_config("compile_command: 'env > ../hook.env'\n");
+    env.write("in/a.md", "a\n");
+    let out = env.run(&["add", "in/a.md"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = std::fs::read_to_string(env.path().join("hook.env")).expect("hook.env");
+    let names: std::collections::BTreeSet<&str> = seen
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .filter(|name| !name.starts_with("OPENKB_"))
+        // What the hook's own shell adds.
+        .filter(|name| !["PWD", "OLDPWD", "SHLVL", "_"].contains(name))
+        .collect();
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["HOME", "LANG", "LC_ALL", "PATH"],
+        "{seen}"
+    );
 }
