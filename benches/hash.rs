@@ -1,4 +1,4 @@
-//! SHA-256 throughput of `openkb::ingest::hash::sha256_file` (the registry key of every
+//! SHA-256 throughput of `openkb::hash::sha256_file` (the registry key of every
 //! document): writes a 1 GiB file, hashes it once to warm the page cache, then reports the best
 //! of three runs. Run: `cargo bench --bench hash` (OPENKB_BENCH_MIB overrides 1024).
 
@@ -28,11 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     file.flush()?;
     drop(file);
     let bytes = (mib << 20) as f64;
-    openkb::ingest::hash::sha256_file(&path)?;
+    openkb::hash::sha256_file(&path)?;
     let mut best = f64::MAX;
     for _ in 0..3 {
         let started = Instant::now();
-        openkb::ingest::hash::sha256_file(&path)?;
+        openkb::hash::sha256_file(&path)?;
         best = best.min(started.elapsed().as_secs_f64());
     }
     println!(

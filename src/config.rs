@@ -13,6 +13,7 @@ use yaml_serde::{Mapping, Value};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::lock::{self, LockMode};
+use crate::settings::Settings;
 
 pub const DEFAULT_MODEL: &str = "gpt-5.4";
 pub const DEFAULT_LANGUAGE: &str = "en";
@@ -29,13 +30,12 @@ pub struct YamlFile {
 impl YamlFile {
     /// Read `path`; a missing file is an empty mapping.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => String::from_utf8(bytes).map_err(|e| Error::ConfigShape {
+        let text = match fsx::read_if_exists(path)? {
+            Some(bytes) => String::from_utf8(bytes).map_err(|e| Error::ConfigShape {
                 path: path.to_path_buf(),
                 message: format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(Error::io("cannot read", path, e)),
+            None => return Ok(Self::default()),
         };
         Self::parse(path, &text)
     }
@@ -235,11 +235,12 @@ pub fn validate_init_value(what: &str, value: &str, max_len: usize) -> Result<()
     Ok(())
 }
 
-/// Where the user-wide files live: `$HOME/.config/openkb/`.
-pub fn global_dir() -> Result<PathBuf> {
-    match std::env::var_os("HOME") {
-        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".config").join("openkb")),
-        _ => Err(Error::Invalid(
+/// Where the user-wide files live: `<home>/.config/openkb/` (`home` from `HOME`, see
+/// [`crate::settings`]).
+pub fn global_dir(settings: &Settings) -> Result<PathBuf> {
+    match &settings.home {
+        Some(home) => Ok(home.join(".config").join("openkb")),
+        None => Err(Error::Invalid(
             "HOME is not set, so ~/.config/openkb/global.yaml cannot be found; set HOME".into(),
         )),
     }
@@ -252,19 +253,19 @@ pub struct GlobalConfig {
 }
 
 impl GlobalConfig {
-    pub fn path() -> Result<PathBuf> {
-        Ok(global_dir()?.join("global.yaml"))
+    pub fn path(settings: &Settings) -> Result<PathBuf> {
+        Ok(global_dir(settings)?.join("global.yaml"))
     }
 
-    pub fn lock_path() -> Result<PathBuf> {
-        Ok(global_dir()?.join("global.lock"))
+    pub fn lock_path(settings: &Settings) -> Result<PathBuf> {
+        Ok(global_dir(settings)?.join("global.lock"))
     }
 
     /// Read without locking: `global.yaml` is only ever replaced atomically, so a reader sees
     /// a whole version.
-    pub fn load() -> Result<Self> {
+    pub fn load(settings: &Settings) -> Result<Self> {
         Ok(Self {
-            file: YamlFile::load(&Self::path()?)?,
+            file: YamlFile::load(&Self::path(settings)?)?,
         })
     }
 
@@ -319,10 +320,14 @@ impl GlobalConfig {
     }
 
     /// Read-modify-write under `global.lock`; writes only when `change` altered something.
-    pub fn update(change: impl FnOnce(&mut GlobalConfig) -> Result<()>) -> Result<GlobalConfig> {
-        let path = Self::path()?;
-        let lock_path = Self::lock_path()?;
-        let _guard = lock::acquire(&lock_path, LockMode::Exclusive, &path)?;
+    /// `settings` say where the file is and how long to wait for another process's update.
+    pub fn update(
+        settings: &Settings,
+        change: impl FnOnce(&mut GlobalConfig) -> Result<()>,
+    ) -> Result<GlobalConfig> {
+        let path = Self::path(settings)?;
+        let lock_path = Self::lock_path(settings)?;
+        let _guard = lock::acquire_waiting(&lock_path, LockMode::Exclusive, &path, &settings.lock)?;
         sweep_old_temp_files(&path);
         let mut config = Self {
             file: YamlFile::load(&path)?,

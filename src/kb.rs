@@ -16,7 +16,7 @@ use crate::config::{GlobalConfig, KbConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::lock::{self, LockGuard, LockMode};
 use crate::session::{Probe, ReadSession, WriteSession};
-use crate::state::{LOG_MD_HEADER, LogEntry};
+use crate::settings::Settings;
 
 pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
 
@@ -34,6 +34,8 @@ pub enum Found {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kb {
     root: PathBuf,
+    /// The user's settings, carried to every layer that works on this KB.
+    settings: Settings,
 }
 
 impl Kb {
@@ -44,18 +46,42 @@ impl Kb {
             Ok(resolved) => resolved,
             Err(_) => std::path::absolute(root).with_path("cannot resolve", root)?,
         };
-        Ok(Kb { root })
+        Ok(Kb {
+            root,
+            settings: Settings::default(),
+        })
+    }
+
+    /// This KB under `settings` (the command line's; [`Kb::at`] and discovery give the
+    /// default ones).
+    pub fn with_settings(mut self, settings: Settings) -> Kb {
+        self.settings = settings;
+        self
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Find the KB for a command: `explicit` (from `--kb-dir` or `OPENKB_DIR`), else walk up
-    /// from `cwd`, else global `default_kb`.
-    pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<Kb> {
-        Self::discover_how(explicit, cwd).map(|(kb, _)| kb)
+    /// from `cwd`, else global `default_kb` (global.yaml found through `settings`). The KB
+    /// carries `settings`.
+    pub fn discover(explicit: Option<&Path>, cwd: &Path, settings: &Settings) -> Result<Kb> {
+        Self::discover_how(explicit, cwd, settings).map(|(kb, _)| kb)
     }
 
     /// [`Kb::discover`], also saying how the KB was found: a command that falls back to the
     /// default KB must say so, or `openkb add .` outside any KB silently fills another one.
-    pub fn discover_how(explicit: Option<&Path>, cwd: &Path) -> Result<(Kb, Found)> {
+    pub fn discover_how(
+        explicit: Option<&Path>,
+        cwd: &Path,
+        settings: &Settings,
+    ) -> Result<(Kb, Found)> {
+        let (kb, found) = Self::find(explicit, cwd, settings)?;
+        Ok((kb.with_settings(settings.clone()), found))
+    }
+
+    fn find(explicit: Option<&Path>, cwd: &Path, settings: &Settings) -> Result<(Kb, Found)> {
         if let Some(dir) = explicit {
             return Ok((Self::open_explicit(dir)?, Found::Explicit));
         }
@@ -64,7 +90,7 @@ impl Kb {
                 return Ok((Kb::at(dir)?, Found::Enclosing));
             }
         }
-        if let Some(default) = GlobalConfig::load()?.default_kb() {
+        if let Some(default) = GlobalConfig::load(settings)?.default_kb() {
             if default.join(".openkb").is_dir() {
                 return Ok((Kb::at(&default)?, Found::Default));
             }
@@ -141,14 +167,24 @@ impl Kb {
     /// Shared KB lock, for commands that only read.
     pub(crate) fn lock_shared(&self) -> Result<LockGuard> {
         crate::kbpath::KbPath::bookkeeping(self, ".openkb/ingest.lock")?;
-        lock::acquire(&self.lock_path(), LockMode::Shared, &self.root)
+        lock::acquire_waiting(
+            &self.lock_path(),
+            LockMode::Shared,
+            &self.root,
+            &self.settings.lock,
+        )
     }
 
     /// Exclusive KB lock, for commands that change `raw/`, `wiki/` or the registry. Refused
     /// while one of the KB's own files is a symlink (see [`crate::kbpath::BOOKKEEPING`]).
     pub(crate) fn lock_exclusive(&self) -> Result<LockGuard> {
         crate::kbpath::refuse_symlinked_bookkeeping(self)?;
-        lock::acquire(&self.lock_path(), LockMode::Exclusive, &self.root)
+        lock::acquire_waiting(
+            &self.lock_path(),
+            LockMode::Exclusive,
+            &self.root,
+            &self.settings.lock,
+        )
     }
 
     /// A read session: the shared lock and `state.db` opened read-only (see `session.rs`).
@@ -222,10 +258,8 @@ impl Kb {
     /// The legacy registry waiting to be migrated, if any: its entry count.
     pub fn legacy_registry_entries(&self) -> Result<Option<usize>> {
         let path = self.hashes_json();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        let Some(bytes) = crate::fsx::read_if_exists(&path)? else {
+            return Ok(None);
         };
         // A count for the message only; a file that does not parse still blocks: it is the
         // user's data and `openkb migrate` reports exactly what is wrong with it.
@@ -234,16 +268,5 @@ impl Kb {
             _ => 0,
         };
         Ok(Some(entries))
-    }
-
-    /// Render a committed log row into `wiki/log.md` (the table is the source of truth; the
-    /// page is for people).
-    pub fn append_log_md(&self, entry: &LogEntry) -> Result<()> {
-        self.append_log_md_text(&entry.to_markdown())
-    }
-
-    /// Append rendered log lines to `wiki/log.md` (never through a symlink).
-    pub fn append_log_md_text(&self, text: &str) -> Result<()> {
-        crate::kbpath::KbPath::bookkeeping(self, "wiki/log.md")?.append(LOG_MD_HEADER, text)
     }
 }

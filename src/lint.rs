@@ -22,6 +22,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsx::WalkStep;
+use crate::kb::Kb;
 use crate::kbpath::KbPath;
 use crate::session::{ReadSession, WriteSession};
 use crate::state::{Queries, Status};
@@ -122,81 +124,73 @@ fn pages(wiki: &Path) -> Result<Vec<String>> {
 }
 
 fn collect_md(wiki: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
-    let dir = wiki.join(rel);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
+    crate::fsx::walk(wiki, rel, &mut |child, entry| {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            return WalkStep::Skip;
+        }
+        if !child.ends_with('/') && child.ends_with(".md") {
+            out.push(child.to_owned());
+        }
+        WalkStep::Continue
+    })
+}
+
+/// What a lint run did.
+#[derive(Debug)]
+pub struct Linted {
+    pub analysis: Analysis,
+    /// The report's file name, under `wiki/reports/`.
+    pub report: String,
+    /// Pages `fix` rewrote.
+    pub pages_rewritten: usize,
+}
+
+/// Lint `kb`: analyse under a read session (so lint never blocks other readers for long),
+/// then, in a short write session, rewrite broken links (with `fix`), write the report and
+/// its `lint` log row. `None`: the KB has no documents, nothing to lint; nothing is written.
+pub fn lint(kb: &Kb, fix: bool) -> Result<Option<Linted>> {
+    let mut analysis = {
+        let session = kb.read_session_for_write()?;
+        // lint always writes (its report and log row): refuse up front, before any work.
+        if session.is_too_new() {
+            return Err(Error::SchemaTooNew {
+                path: session.path().to_path_buf(),
+                found: session.schema_version(),
+                supported: crate::state::schema::latest_version(),
+            });
+        }
+        if session.counts()?.total() == 0 {
+            return Ok(None);
+        }
+        analyze(&session)?
     };
-    for entry in entries {
-        let entry = entry.with_path("cannot read folder", &dir)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        let child = format!("{rel}/{name}");
-        let kind = entry.file_type().with_path("cannot read", entry.path())?;
-        if kind.is_dir() {
-            collect_md(wiki, &child, out)?;
-        } else if name.ends_with(".md") {
-            out.push(child);
-        }
-    }
-    Ok(())
+    let session = kb.write_session()?;
+    session.ensure_writable()?;
+    // Checked before any page is rewritten: a symlinked reports/ or log.md stops lint early.
+    KbPath::bookkeeping(kb, "wiki/reports")?;
+    KbPath::bookkeeping(kb, "wiki/log.md")?;
+    let pages_rewritten = if fix {
+        fix_broken_links(&session, &mut analysis)?
+    } else {
+        0
+    };
+    let stamp = report_stamp(&chrono::Local::now());
+    let report = write_report(&session, &stamp, &analysis)?;
+    session.record("lint", &format!("report \u{2192} {report}"))?;
+    Ok(Some(Linted {
+        analysis,
+        report,
+        pages_rewritten,
+    }))
 }
 
 /// Run every structural check, in a read session.
 pub fn analyze(session: &ReadSession) -> Result<Analysis> {
-    let (kb, reader) = (session.kb(), &session.reader()?);
-    let wiki = kb.wiki_dir();
+    let wiki = session.kb().wiki_dir();
     let pages = pages(&wiki)?;
-    let mut issues = Vec::new();
-    let mut doc_names = HashSet::new();
-    // Summaries that do not exist yet by design: their document is pending or failed.
-    let mut uncompiled = HashSet::new();
-    let mut documents = 0;
-    reader.for_each_document(&mut |doc| {
-        documents += 1;
-        if let Some(name) = doc.display_doc_name() {
-            let summary = format!("summaries/{name}.md");
-            if doc.status == Status::Compiled && !wiki.join(&summary).is_file() {
-                issues.push(Issue {
-                    kind: IssueKind::DocumentWithoutSummary,
-                    page: summary,
-                    target: Some(name.clone()),
-                    fixed: false,
-                });
-            }
-            if doc.status != Status::Compiled {
-                uncompiled.insert(format!("summaries/{name}"));
-            }
-            doc_names.insert(name);
-        }
-        Ok(())
-    })?;
-    let mut linked: HashSet<String> = HashSet::new();
-    for page in &pages {
-        let path = wiki.join(page);
-        let text = read_page(&path)?;
-        let own_key = page.strip_suffix(".md").unwrap_or(page);
-        for link in links(&text) {
-            if link.target.is_empty() {
-                continue; // [[#anchor]]: a link within the page
-            }
-            let key = page_key(link.target);
-            if key != own_key {
-                linked.insert(key.to_owned());
-            }
-            if !target_exists(&wiki, link.target) && !uncompiled.contains(key) {
-                issues.push(Issue {
-                    kind: IssueKind::BrokenLink,
-                    page: page.clone(),
-                    target: Some(link.target.to_owned()),
-                    fixed: false,
-                });
-            }
-        }
-    }
+    let registered = Registered::read(&session.reader()?, &wiki)?;
+    let mut issues = registered.issues;
+    let linked = check_links(&wiki, &pages, &registered.uncompiled, &mut issues)?;
     for page in &pages {
         let key = page.strip_suffix(".md").unwrap_or(page);
         if ORPHAN_DIRS
@@ -212,12 +206,11 @@ pub fn analyze(session: &ReadSession) -> Result<Analysis> {
             });
         }
     }
-
     for page in &pages {
         if let Some(stem) = page
             .strip_prefix("summaries/")
             .and_then(|p| p.strip_suffix(".md"))
-            && !doc_names.contains(stem)
+            && !registered.doc_names.contains(stem)
         {
             issues.push(Issue {
                 kind: IssueKind::SummaryWithoutDocument,
@@ -230,9 +223,83 @@ pub fn analyze(session: &ReadSession) -> Result<Analysis> {
     issues.sort_by(|a, b| (a.kind, &a.page).cmp(&(b.kind, &b.page)));
     Ok(Analysis {
         pages: pages.len(),
-        documents,
+        documents: registered.documents,
         issues,
     })
+}
+
+/// What the registry says about the wiki: the doc_names, the summaries that do not exist yet
+/// by design (their document is pending or failed), and compiled documents without a summary.
+struct Registered {
+    documents: u64,
+    doc_names: HashSet<String>,
+    /// Page keys (`summaries/<doc_name>`) of documents not compiled.
+    uncompiled: HashSet<String>,
+    issues: Vec<Issue>,
+}
+
+impl Registered {
+    fn read(reader: &impl Queries, wiki: &Path) -> Result<Registered> {
+        let mut registered = Registered {
+            documents: 0,
+            doc_names: HashSet::new(),
+            uncompiled: HashSet::new(),
+            issues: Vec::new(),
+        };
+        reader.for_each_document(&mut |doc| {
+            registered.documents += 1;
+            if let Some(name) = doc.display_doc_name() {
+                let summary = format!("summaries/{name}.md");
+                if doc.status == Status::Compiled && !wiki.join(&summary).is_file() {
+                    registered.issues.push(Issue {
+                        kind: IssueKind::DocumentWithoutSummary,
+                        page: summary,
+                        target: Some(name.clone()),
+                        fixed: false,
+                    });
+                }
+                if doc.status != Status::Compiled {
+                    registered.uncompiled.insert(format!("summaries/{name}"));
+                }
+                registered.doc_names.insert(name);
+            }
+            Ok(())
+        })?;
+        Ok(registered)
+    }
+}
+
+/// Read every page's links: broken ones become issues (not those to the summary of an
+/// uncompiled document). Returns the keys of the pages linked from another page.
+fn check_links(
+    wiki: &Path,
+    pages: &[String],
+    uncompiled: &HashSet<String>,
+    issues: &mut Vec<Issue>,
+) -> Result<HashSet<String>> {
+    let mut linked: HashSet<String> = HashSet::new();
+    for page in pages {
+        let text = read_page(&wiki.join(page))?;
+        let own_key = page.strip_suffix(".md").unwrap_or(page);
+        for link in links(&text) {
+            if link.target.is_empty() {
+                continue; // [[#anchor]]: a link within the page
+            }
+            let key = page_key(link.target);
+            if key != own_key {
+                linked.insert(key.to_owned());
+            }
+            if !target_exists(wiki, link.target) && !uncompiled.contains(key) {
+                issues.push(Issue {
+                    kind: IssueKind::BrokenLink,
+                    page: page.clone(),
+                    target: Some(link.target.to_owned()),
+                    fixed: false,
+                });
+            }
+        }
+    }
+    Ok(linked)
 }
 
 fn read_page(path: &Path) -> Result<String> {
@@ -269,10 +336,8 @@ pub fn fix_broken_links(session: &WriteSession, analysis: &mut Analysis) -> Resu
             continue; // never written through; its links stay reported
         }
         let path = wiki.join(&page);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        let Some(bytes) = crate::fsx::read_if_exists(&path)? else {
+            continue;
         };
         let Ok(text) = String::from_utf8(bytes) else {
             continue; // not UTF-8: never rewritten, its links stay reported

@@ -13,7 +13,8 @@
 //! [`Error::LockUpgrade`]: upgrading in place would deadlock two such threads.
 //!
 //! A busy lock is announced once on stderr ("waiting for another openkb process on ...") and
-//! then waited for; `OPENKB_LOCK_TIMEOUT` (seconds) bounds the wait.
+//! then waited for; `OPENKB_LOCK_TIMEOUT` (seconds), read by the command line into a
+//! [`LockWait`], bounds the wait.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -41,11 +42,20 @@ pub fn hook_marker(pid: u32, lock_path: &Path) -> std::ffi::OsString {
     marker
 }
 
-/// The holder named by [`HOOK_LOCK_ENV`] when it names `lock_path` and is still alive.
-fn hook_holder(lock_path: &Path) -> Option<u32> {
+/// How to wait for a busy lock: the part of [`crate::settings::Settings`] this module uses.
+/// The default waits as long as it takes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LockWait {
+    /// `OPENKB_LOCK_TIMEOUT`: `None` waits as long as it takes.
+    pub timeout: Option<Duration>,
+    /// `OPENKB_HOOK_LOCK` as openkb set it for a compile hook ([`hook_marker`]).
+    pub hook_lock: Option<std::ffi::OsString>,
+}
+
+/// The holder named by the hook marker when it names `lock_path` and is still alive.
+fn hook_holder(marker: Option<&std::ffi::OsStr>, lock_path: &Path) -> Option<u32> {
     use std::os::unix::ffi::OsStrExt;
-    let marker = std::env::var_os(HOOK_LOCK_ENV)?;
-    let bytes = marker.as_bytes();
+    let bytes = marker?.as_bytes();
     let colon = bytes.iter().position(|&b| b == b':')?;
     let pid: u32 = std::str::from_utf8(&bytes[..colon]).ok()?.parse().ok()?;
     let named = Path::new(std::ffi::OsStr::from_bytes(&bytes[colon + 1..]));
@@ -130,10 +140,10 @@ pub fn held_mode(lock_path: &Path) -> Option<LockMode> {
     })
 }
 
-/// Acquire `lock_path` in `mode`, waiting as described in the module docs. `subject` is what
-/// the waiting message and the timeout error name (the KB folder, or the global config).
+/// Acquire `lock_path` in `mode`, waiting as long as it takes. `subject` is what the waiting
+/// message names (the KB folder, or the global config).
 pub fn acquire(lock_path: &Path, mode: LockMode, subject: &Path) -> Result<LockGuard> {
-    acquire_with_timeout(lock_path, mode, subject, lock_timeout()?)
+    acquire_waiting(lock_path, mode, subject, &LockWait::default())
 }
 
 /// [`acquire`] with an explicit bound on the wait (`None`: wait as long as it takes).
@@ -143,6 +153,23 @@ pub fn acquire_with_timeout(
     subject: &Path,
     timeout: Option<Duration>,
 ) -> Result<LockGuard> {
+    let wait = LockWait {
+        timeout,
+        hook_lock: None,
+    };
+    acquire_waiting(lock_path, mode, subject, &wait)
+}
+
+/// Acquire `lock_path` in `mode`, waiting as `wait` says (see the module docs): a busy lock
+/// held by the openkb that runs this process as its compile hook is refused at once
+/// ([`Error::NestedInHook`]); else the wait is said on stderr and bounded by the timeout.
+pub fn acquire_waiting(
+    lock_path: &Path,
+    mode: LockMode,
+    subject: &Path,
+    wait: &LockWait,
+) -> Result<LockGuard> {
+    let timeout = wait.timeout;
     if let Some(guard) = reenter(lock_path, mode)? {
         return Ok(guard);
     }
@@ -155,7 +182,7 @@ pub fn acquire_with_timeout(
         Ok(()) => {}
         Err(TryLockError::Error(e)) => return Err(Error::io("cannot lock", lock_path, e)),
         Err(TryLockError::WouldBlock) => {
-            if let Some(holder) = hook_holder(lock_path) {
+            if let Some(holder) = hook_holder(wait.hook_lock.as_deref(), lock_path) {
                 return Err(Error::NestedInHook {
                     kb: subject.to_path_buf(),
                     holder,
@@ -289,19 +316,19 @@ fn wait_with_deadline(
 /// person"; anything longer is a typo, and unset means forever.
 pub const LOCK_TIMEOUT_MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
-/// `OPENKB_LOCK_TIMEOUT` as a duration; unset or empty means wait forever.
-pub fn lock_timeout() -> Result<Option<Duration>> {
-    let raw = match std::env::var(LOCK_TIMEOUT_ENV) {
-        Ok(raw) => raw,
-        Err(std::env::VarError::NotPresent) => return Ok(None),
-        Err(std::env::VarError::NotUnicode(raw)) => {
-            return Err(Error::Invalid(format!(
-                "{LOCK_TIMEOUT_ENV}={raw:?} is not a number of seconds (e.g. 30 or 0.5); \
-                 unset it to wait as long as it takes"
-            )));
-        }
+/// The value of `OPENKB_LOCK_TIMEOUT` (if set) as a duration; unset or empty means wait
+/// forever.
+pub fn parse_lock_timeout_env(raw: Option<std::ffi::OsString>) -> Result<Option<Duration>> {
+    let Some(raw) = raw else {
+        return Ok(None);
     };
-    parse_lock_timeout(&raw)
+    match raw.into_string() {
+        Ok(raw) => parse_lock_timeout(&raw),
+        Err(raw) => Err(Error::Invalid(format!(
+            "{LOCK_TIMEOUT_ENV}={raw:?} is not a number of seconds (e.g. 30 or 0.5); \
+             unset it to wait as long as it takes"
+        ))),
+    }
 }
 
 /// The value of `OPENKB_LOCK_TIMEOUT`: seconds from 0 to [`LOCK_TIMEOUT_MAX_SECS`].

@@ -171,18 +171,26 @@ pub fn is_network_name(name: &str) -> bool {
     )
 }
 
-/// What filesystem holds `path` (which must exist).
-pub fn detect(path: &Path) -> Result<FsInfo> {
-    if let Some(name) = std::env::var_os(FS_TYPE_ENV) {
-        let name = name.to_string_lossy().trim().to_owned();
-        if !name.is_empty() {
-            return Ok(FsInfo {
-                path: path.to_path_buf(),
-                network: is_network_name(&name),
-                name,
-                overridden: true,
-            });
-        }
+/// What the user decided about network filesystems: the part of
+/// [`crate::settings::Settings`] this module and the state layer use. The default refuses to
+/// write on a network filesystem and detects the type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FsPolicy {
+    /// `OPENKB_NETWORK_FS=single-host`: write there in rollback-journal mode.
+    pub single_host: bool,
+    /// `OPENKB_FS_TYPE`: the filesystem type to assume (testing and diagnosis).
+    pub fs_type: Option<String>,
+}
+
+/// What filesystem holds `path` (which must exist), or the type `policy` says to assume.
+pub fn detect(path: &Path, policy: &FsPolicy) -> Result<FsInfo> {
+    if let Some(name) = &policy.fs_type {
+        return Ok(FsInfo {
+            path: path.to_path_buf(),
+            network: is_network_name(name),
+            name: name.clone(),
+            overridden: true,
+        });
     }
     let magic = statfs_type(path)?;
     let (name, network) = if magic == libc::FUSE_SUPER_MAGIC as u64 {
@@ -206,10 +214,10 @@ pub fn detect(path: &Path) -> Result<FsInfo> {
 
 /// The first network filesystem among `paths` (a mount point may sit between a KB root and
 /// its `.openkb/`), else the filesystem of the first path.
-pub fn detect_any(paths: &[&Path]) -> Result<Option<FsInfo>> {
+pub fn detect_any(paths: &[&Path], policy: &FsPolicy) -> Result<Option<FsInfo>> {
     let mut first = None;
     for path in paths {
-        let info = detect(path)?;
+        let info = detect(path, policy)?;
         if info.network {
             return Ok(Some(info));
         }
@@ -218,10 +226,11 @@ pub fn detect_any(paths: &[&Path]) -> Result<Option<FsInfo>> {
     Ok(first)
 }
 
-/// Whether the user opted in to single-host rollback mode. Any other value than
-/// `single-host` is an error, so a typo does not silently leave writes refused.
-pub fn single_host_opt_in() -> Result<bool> {
-    match std::env::var_os(NETWORK_FS_ENV) {
+/// Whether `OPENKB_NETWORK_FS` (its value, if set) opts in to single-host rollback mode. Any
+/// other value than `single-host` is an error, so a typo does not silently leave writes
+/// refused.
+pub fn parse_network_fs(raw: Option<std::ffi::OsString>) -> Result<bool> {
+    match raw {
         None => Ok(false),
         Some(v) if v.is_empty() => Ok(false),
         Some(v) if v == SINGLE_HOST => Ok(true),
@@ -404,11 +413,14 @@ mod tests {
     #[test]
     fn a_real_local_folder_is_not_network() {
         let dir = tempfile::tempdir().unwrap();
-        // Only meaningful without the override; the test suite does not set it for unit tests.
-        if std::env::var_os(FS_TYPE_ENV).is_none() {
-            let info = detect(dir.path()).unwrap();
-            assert!(!info.overridden);
-            assert!(!info.network || info.name.starts_with("fuse"), "{info:?}");
-        }
+        let info = detect(dir.path(), &FsPolicy::default()).unwrap();
+        assert!(!info.overridden);
+        assert!(!info.network || info.name.starts_with("fuse"), "{info:?}");
+        let assumed = FsPolicy {
+            fs_type: Some("nfs4".into()),
+            ..FsPolicy::default()
+        };
+        let info = detect(dir.path(), &assumed).unwrap();
+        assert!(info.overridden && info.network, "{info:?}");
     }
 }

@@ -316,7 +316,7 @@ impl WriteSession {
     /// Commit a log row and render it into `wiki/log.md`.
     pub fn record(&self, operation: &str, description: &str) -> Result<LogEntry> {
         let entry = self.write(|tx| tx.append_log(operation, description))?;
-        self.kb.append_log_md(&entry)?;
+        crate::log_md::append(&self.kb, std::slice::from_ref(&entry))?;
         Ok(entry)
     }
 
@@ -464,5 +464,5 @@ fn open_writable(kb: &Kb, create: state::Create) -> Result<Store> {
             }
         }
     }
-    Store::open(&db, create)
+    Store::open_with(&db, create, &kb.settings().fs)
 }

@@ -24,6 +24,7 @@ pub const AGENTS_MD: &str = include_str!("wiki_schema.md");
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::fsx::WalkStep;
 use crate::kb::Kb;
 use crate::kbpath::KbPath;
 use crate::names;
@@ -121,10 +122,8 @@ pub fn index_remove(index_md: &KbPath, doc_names: &[&str]) -> Result<bool> {
 /// (or does not exist). Reads only: a remove checks this before it deletes anything.
 pub fn index_without(index_md: &KbPath, doc_names: &[&str]) -> Result<Option<String>> {
     let path = index_md.as_path();
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("cannot read", path, e)),
+    let Some(bytes) = crate::fsx::read_if_exists(path)? else {
+        return Ok(None);
     };
     let text = String::from_utf8(bytes).map_err(|e| {
         Error::Invalid(format!(
@@ -181,44 +180,41 @@ pub fn unlink_edits(kb: &Kb, doc_name: &str) -> Result<Vec<Edit>> {
 /// from frontmatter `sources:` lists in every wiki page except `index.md`: the new texts, by
 /// path relative to `wiki_dir`. Symlinks are neither followed nor written.
 pub fn summary_link_edits(wiki_dir: &Path, doc_name: &str) -> Result<Vec<(String, String)>> {
-    let mut changed = Vec::new();
-    let mut stack = vec![(wiki_dir.to_path_buf(), String::new())];
-    while let Some((dir, rel_dir)) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
+    let mut pages = Vec::new();
+    crate::fsx::walk(wiki_dir, "", &mut |rel, entry| {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            return WalkStep::Skip; // not a page openkb could have linked
         };
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("cannot read folder", &dir, e))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                continue; // not a page openkb could have linked
-            };
-            if name.starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            let rel = format!("{rel_dir}{name}");
-            let kind = entry
-                .file_type()
-                .map_err(|e| Error::io("cannot read", &path, e))?;
+        if name.starts_with('.') {
+            return WalkStep::Skip;
+        }
+        if rel.ends_with('/') {
             // Sources are document text, not wiki prose: their links are the author's.
-            if kind.is_dir() && !(rel_dir.is_empty() && name == "sources") {
-                stack.push((path, format!("{rel}/")));
-            } else if kind.is_file()
-                && name.ends_with(".md")
-                && !(rel_dir.is_empty() && (name == "index.md" || name == "log.md"))
-            {
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    // A page that is not UTF-8 is not one openkb writes links into.
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => continue,
-                    Err(e) => return Err(Error::io("cannot read", &path, e)),
-                };
-                if let Some(updated) = strip_links_in(&text, doc_name) {
-                    changed.push((rel, updated));
-                }
-            }
+            return match rel {
+                "sources/" => WalkStep::Skip,
+                _ => WalkStep::Continue,
+            };
+        }
+        let top_level = !rel.contains('/');
+        if entry.file_type().is_ok_and(|t| t.is_file())
+            && name.ends_with(".md")
+            && !(top_level && (name == "index.md" || name == "log.md"))
+        {
+            pages.push(rel.to_owned());
+        }
+        WalkStep::Continue
+    })?;
+    let mut changed = Vec::new();
+    for rel in pages {
+        let path = wiki_dir.join(&rel);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // A page that is not UTF-8 is not one openkb writes links into.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => continue,
+            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        };
+        if let Some(updated) = strip_links_in(&text, doc_name) {
+            changed.push((rel, updated));
         }
     }
     changed.sort();
@@ -389,10 +385,9 @@ fn find_header(text: &str, header: &str) -> Option<usize> {
 }
 
 fn read_or(path: &Path, default: &str) -> Result<String> {
-    match std::fs::read(path) {
-        Ok(bytes) => utf8_page(path, bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(default.to_owned()),
-        Err(e) => Err(Error::io("cannot read", path, e)),
+    match crate::fsx::read_if_exists(path)? {
+        Some(bytes) => utf8_page(path, bytes),
+        None => Ok(default.to_owned()),
     }
 }
 

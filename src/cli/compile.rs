@@ -1,19 +1,13 @@
 //! `openkb compile [DOC_NAME...] [--pending] [--failed]`: run `compile_command` for documents.
-//!
-//! Each document is compiled under the KB's exclusive lock (the hook writes shared wiki
-//! pages), taken per document and released in between, so other commands get their turn
-//! during a long run. An intent marks the compile in flight: a killed run leaves the document
-//! `failed` with a message, never silently `pending` or `compiled`. Documents picked by
-//! `--pending` / `--failed` are claimed under the lock: one that changed since it was listed
-//! (another compiler got to it) is skipped, so two compilers never run the hook for one
-//! document.
+//! The protocol (one lock per document, the intent, the claim) is [`crate::ingest::compile`];
+//! this module parses the arguments and prints.
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::ingest;
+use crate::ingest::{self, compile};
 use crate::names;
-use crate::state::{Document, IntentFile, IntentOp, Queries, Status};
+use crate::state::Status;
 
 const AFTER_HELP: &str = "\
 compile_command (in .openkb/config.yaml) is run by `sh -c` in the KB folder, once per
@@ -69,129 +63,36 @@ struct CompiledDocument {
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let out = ctx.output(args.json);
     let probe = super::probe(ctx)?;
-    let kb = probe.kb();
-    let config = kb.config()?;
-    let Some(command) = config.compile_command()?.map(str::to_owned) else {
-        return Err(Error::Invalid(format!(
-            "no compile_command in {}; set one (run by `sh -c` per document, see `openkb \
-             compile --help`)",
-            kb.config_path().display()
-        )));
+    let options = compile::Options::from_config(probe.kb(), ctx.verbose > 0)?;
+    let selection = compile::Selection {
+        doc_names: args.doc_names,
+        pending: args.pending,
+        failed: args.failed,
     };
-    let hook_options = ingest::compile::HookOptions {
-        timeout: config.compile_timeout()?,
-        verbose: ctx.verbose > 0,
-    };
-    let mut targets: Vec<Target> = Vec::new();
-    {
-        let reader = probe.reader()?;
-        for name in &args.doc_names {
-            let doc = match reader.find_by_doc_name(name)? {
-                Some(doc) => doc,
-                None => ingest::remove::find(&reader, name)?
-                    .into_iter()
-                    .find(|d| d.display_doc_name().as_deref() == Some(name.as_str()))
-                    .ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "no document has doc_name {name:?}; `openkb list` shows them"
-                        ))
-                    })?,
-            };
-            targets.push(Target { doc, named: true });
-        }
-        if args.pending || args.failed {
-            reader.for_each_document(&mut |doc| {
-                if (args.pending && doc.status == Status::Pending)
-                    || (args.failed && doc.status == Status::Failed)
-                {
-                    targets.push(Target { doc, named: false });
-                }
-                Ok(())
-            })?;
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    targets.retain(|t| seen.insert(t.doc.hash.clone()));
     ingest::stop_cleanly_on_interrupt();
-    let (mut compiled, mut failed) = (0usize, 0usize);
     let mut documents = Vec::new();
-    for target in targets {
-        if ingest::interrupted() {
-            break;
-        }
-        let session = probe.write_session()?;
-        // The claim, under the lock: a document picked by --pending/--failed that another
-        // compiler (or anything else) changed since it was listed has been dealt with; a
-        // document named on the command line is compiled as asked. Either way, a removed one
-        // is skipped.
-        let Some(doc) = session.get(&target.doc.hash)? else {
-            continue;
-        };
-        if !target.named
-            && (doc.status != target.doc.status || doc.updated_at != target.doc.updated_at)
-        {
-            continue;
-        }
+    let summary = compile::compile(&probe, &selection, &options, &mut |doc, outcome| {
         let label = doc
             .display_doc_name()
             .map_or_else(|| doc.hash.clone(), |d| names::shown(&d).into_owned());
-        let files: Vec<IntentFile> = Vec::new();
-        let intent = session.write(|tx| {
-            tx.record_intent(
-                IntentOp::Compile,
-                &doc.hash,
-                doc.doc_name.as_deref(),
-                &files,
-            )
-        })?;
-        let mut record = ingest::compile::RecordInIntent {
-            session: &session,
-            intent,
-        };
-        // Until the status commits, what the hook did to the document's own files can be undone.
-        let snapshot = ingest::compile::Snapshot::take(kb, &doc)?;
-        let outcome = ingest::compile::run_hook(kb, &command, &doc, &hook_options, &mut record)?;
-        let (status, error) = match &outcome {
-            Ok(()) => (Status::Compiled, None),
-            Err(message) => (Status::Failed, Some(message.as_str())),
-        };
-        if let Err(e) = session.write(|tx| {
-            tx.set_status(&doc.hash, status, error)?;
-            tx.delete_intent(intent)
-        }) {
-            // The refusal is the error to report; a failed restore is said beside it.
-            if let Err(undo_error) = snapshot.restore(kb, session.store()) {
-                eprintln!("warning: could not put every file of {label} back: {undo_error}");
-            }
-            return Err(e);
+        match outcome {
+            Ok(()) => out.line(format_args!("compiled {label}")),
+            Err(message) => eprintln!("failed {label}: {}", names::shown_message(message)),
         }
-        drop(snapshot);
-        let error = match outcome {
-            Ok(()) => {
-                compiled += 1;
-                out.line(format_args!("compiled {label}"));
-                None
-            }
-            Err(message) => {
-                failed += 1;
-                eprintln!("failed {label}: {}", names::shown_message(&message));
-                Some(message)
-            }
-        };
         if out.json {
             documents.push(CompiledDocument {
                 hash: doc.hash.clone(),
                 doc_name: doc.display_doc_name(),
-                status,
-                error,
+                status: if outcome.is_ok() {
+                    Status::Compiled
+                } else {
+                    Status::Failed
+                },
+                error: outcome.clone().err(),
             });
         }
-    }
-    if compiled + failed > 0 {
-        probe
-            .write_session()?
-            .record("compile", &format!("compiled {compiled}, failed {failed}"))?;
-    }
+    })?;
+    let (compiled, failed) = (summary.compiled, summary.failed);
     if out.json {
         out.json(&CompileReport {
             compiled,
@@ -206,7 +107,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
              shows which"
         )));
     }
-    if ingest::interrupted() {
+    if summary.interrupted {
         return Err(Error::Incomplete(
             "interrupted: the documents not compiled yet keep their status; run the same \
              command again"
@@ -214,10 +115,4 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// A document to compile, and whether the user named it (else a --pending/--failed pick).
-struct Target {
-    doc: Document,
-    named: bool,
 }

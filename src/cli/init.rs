@@ -6,7 +6,7 @@ use crate::config::{self, DEFAULT_LANGUAGE, DEFAULT_MODEL, GlobalConfig, KbConfi
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
-use crate::state::{LOG_MD_HEADER, build};
+use crate::state::build;
 use crate::wiki;
 
 #[derive(Debug, clap::Args)]
@@ -25,7 +25,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         None => std::env::current_dir().with_path("cannot read", "the current folder")?,
     };
     std::fs::create_dir_all(&root).with_path("cannot create folder", &root)?;
-    let kb = Kb::at(&root)?;
+    let kb = ctx.kb_at(&root)?;
     let interactive = super::stdin_is_terminal();
     let model = choose(args.model, "Model", DEFAULT_MODEL, interactive)?;
     config::validate_init_value("model", &model, 100)?;
@@ -39,7 +39,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         println!("  model: {model}, language: {language}");
     }
     let mut previous = None;
-    match GlobalConfig::update(|g| {
+    match GlobalConfig::update(&ctx.settings, |g| {
         previous = g.default_kb();
         g.register(kb.root());
         Ok(())
@@ -159,7 +159,7 @@ fn populate(
     let seeds: [(PathBuf, &str); 3] = [
         (kb.wiki_dir().join("AGENTS.md"), wiki::AGENTS_MD),
         (kb.index_md(), wiki::INDEX_SEED),
-        (kb.log_md(), LOG_MD_HEADER),
+        (kb.log_md(), crate::log_md::HEADER),
     ];
     for (path, text) in seeds {
         // A wiki that already exists keeps its pages; init only adds what is missing.
@@ -191,7 +191,7 @@ fn populate(
     if !db.exists() {
         // Built aside and linked in whole: a kill leaves no state.db or a complete one.
         build::remove_stale_builds(&kb.openkb_dir())?;
-        build::create_empty(&db)?;
+        build::create_empty(&db, &kb.settings().fs)?;
     }
     let session = kb.write_session_creating()?;
     // The session is nested in this function's lock and so did not settle on its own; an

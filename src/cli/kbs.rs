@@ -40,7 +40,7 @@ struct KbsReport {
 }
 
 pub fn list(ctx: &super::Ctx, args: KbsArgs) -> Result<()> {
-    let global = GlobalConfig::load()?;
+    let global = GlobalConfig::load(&ctx.settings)?;
     let default = global.default_kb();
     let mut paths = global.known_kbs();
     if let Some(d) = &default
@@ -83,14 +83,14 @@ pub fn list(ctx: &super::Ctx, args: KbsArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn forget(_ctx: &super::Ctx, args: ForgetArgs) -> Result<()> {
+pub fn forget(ctx: &super::Ctx, args: ForgetArgs) -> Result<()> {
     // The path as global.yaml spells it: resolved like `init` and `use` resolve it when the
     // folder still exists, else made absolute (a deleted KB can be forgotten too).
     let given =
         std::path::absolute(&args.path).map_err(|e| Error::io("cannot resolve", &args.path, e))?;
     let resolved = given.canonicalize().unwrap_or_else(|_| given.clone());
     let mut removed = None;
-    GlobalConfig::update(|g| {
+    GlobalConfig::update(&ctx.settings, |g| {
         removed = g.forget(&[resolved.as_path(), given.as_path()]);
         Ok(())
     })?;

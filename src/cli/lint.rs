@@ -36,49 +36,23 @@ struct LintOutput<'a> {
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
     let out = ctx.output(args.json);
-    // Read and analyse in a read session, so lint never blocks other readers for long.
-    let mut analysis = {
-        let session = super::read_session_for_write(ctx)?;
-        // lint always writes (its report and log row): refuse up front, before any work.
-        if session.is_too_new() {
-            return Err(crate::Error::SchemaTooNew {
-                path: session.path().to_path_buf(),
-                found: session.schema_version(),
-                supported: crate::state::schema::latest_version(),
-            });
+    let Some(linted) = lint::lint(&ctx.kb()?, args.fix)? else {
+        if out.json {
+            out.json(&LintOutput {
+                report: None,
+                pages: 0,
+                documents: 0,
+                remaining: 0,
+                pages_rewritten: 0,
+                issues: &[],
+            })?;
+        } else {
+            out.result("Nothing to lint: the knowledge base has no documents.");
         }
-        if session.counts()?.total() == 0 {
-            if out.json {
-                out.json(&LintOutput {
-                    report: None,
-                    pages: 0,
-                    documents: 0,
-                    remaining: 0,
-                    pages_rewritten: 0,
-                    issues: &[],
-                })?;
-            } else {
-                out.result("Nothing to lint: the knowledge base has no documents.");
-            }
-            return Ok(exit::OK);
-        }
-        lint::analyze(&session)?
+        return Ok(exit::OK);
     };
-    // Writing (report, log row, --fix rewrites) takes a write session, briefly.
-    let session = super::write_session(ctx)?;
-    session.ensure_writable()?;
-    // Checked before any page is rewritten: a symlinked reports/ or log.md stops lint early.
-    crate::kbpath::KbPath::bookkeeping(session.kb(), "wiki/reports")?;
-    crate::kbpath::KbPath::bookkeeping(session.kb(), "wiki/log.md")?;
-    let pages_rewritten = if args.fix {
-        lint::fix_broken_links(&session, &mut analysis)?
-    } else {
-        0
-    };
-    let stamp = lint::report_stamp(&chrono::Local::now());
-    let name = lint::write_report(&session, &stamp, &analysis)?;
-    session.record("lint", &format!("report \u{2192} {name}"))?;
-
+    let (analysis, name, pages_rewritten) =
+        (&linted.analysis, &linted.report, linted.pages_rewritten);
     let remaining = analysis.remaining();
     if out.json {
         out.json(&LintOutput {

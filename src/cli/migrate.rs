@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::legacy::journal::JournalReport;
 use crate::legacy::migrate::{self, Options, Outcome, Plan, file_name};
+use crate::log_md::LegacyLogEntry;
 use crate::names;
 use crate::state::imports::ImportKind;
 
@@ -134,7 +135,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         dry_run: args.dry_run,
     };
     if args.all {
-        return run_all(&out, options);
+        return run_all(ctx, &out, options);
     }
     let kb = ctx.kb_quiet()?;
     let outcome = migrate::migrate(&kb, options)?;
@@ -148,8 +149,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     Ok(())
 }
 
-fn run_all(out: &Output, options: Options) -> Result<()> {
-    let known = GlobalConfig::load()?.known_kbs();
+fn run_all(ctx: &super::Ctx, out: &Output, options: Options) -> Result<()> {
+    let known = GlobalConfig::load(&ctx.settings)?.known_kbs();
     if known.is_empty() && !out.json {
         println!("No known knowledge bases (known_kbs of ~/.config/openkb/global.yaml is empty).");
         return Ok(());
@@ -157,7 +158,7 @@ fn run_all(out: &Output, options: Options) -> Result<()> {
     let mut failed = 0usize;
     let mut reports = Vec::new();
     for path in &known {
-        let result = migrate_one(path, options);
+        let result = migrate_one(ctx, path, options);
         if out.json {
             reports.push(match &result {
                 Ok(None) => KbReport::bare(path, "not-a-kb"),
@@ -197,11 +198,11 @@ fn run_all(out: &Output, options: Options) -> Result<()> {
 }
 
 /// Migrate one KB of `--all`; `None` when it is no KB anymore.
-fn migrate_one(path: &Path, options: Options) -> Result<Option<Outcome>> {
+fn migrate_one(ctx: &super::Ctx, path: &Path, options: Options) -> Result<Option<Outcome>> {
     if !path.join(".openkb").is_dir() {
         return Ok(None);
     }
-    let kb = Kb::at(path)?;
+    let kb = ctx.kb_at(path)?;
     migrate::migrate(&kb, options).map(Some)
 }
 
@@ -284,16 +285,7 @@ fn print_outcome(kb: &Kb, outcome: &Outcome, dry_run: bool, verbose: u8) {
                 if dry_run { "to import" } else { "imported" }
             );
             if verbose > 0 {
-                for entry in log_entries {
-                    // The Python tool's lines are hostile input: a control character in one
-                    // must not drive the terminal.
-                    println!(
-                        "    [{}] {} | {}",
-                        names::shown(&entry.timestamp),
-                        names::shown(&entry.operation),
-                        names::escape_line(&entry.description)
-                    );
-                }
+                print_log_entries(log_entries);
             }
         }
         Outcome::Migrated { plan, dry_run } => print_plan(kb, plan, *dry_run, verbose),
@@ -306,10 +298,9 @@ fn print_journals(journals: &[JournalReport], dry_run: bool) {
     }
 }
 
+/// The plan of an import (or what it did), section by section, then its warnings.
 fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
     let root = kb.root().display();
-    let moved = file_name(&plan.moved_to);
-    let n = plan.new_documents.len();
     if dry_run {
         println!("Dry run: nothing was changed. `openkb migrate` on {root} would:");
     } else {
@@ -337,60 +328,88 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
     }
     match plan.kind {
         ImportKind::Initial => println!(
-            "  documents: {n} {} (status compiled, registry order kept)",
+            "  documents: {} {} (status compiled, registry order kept)",
+            plan.new_documents.len(),
             if dry_run { "to import" } else { "imported" }
         ),
-        ImportKind::DriftMerge => {
+        ImportKind::DriftMerge => print_merge(plan, dry_run),
+    }
+    print_kept_entries(plan, dry_run);
+    print_log_import(plan, dry_run, verbose);
+    let moved = file_name(&plan.moved_to);
+    if dry_run {
+        println!("  .openkb/hashes.json would be renamed to .openkb/{moved}");
+    } else {
+        if let Some(record) = &plan.record {
             println!(
-                "  documents: {n} new {}, {} updated, {} removed, {} already in state.db \
-                 unchanged, {} conflicting",
-                if dry_run { "to merge" } else { "merged" },
-                plan.updated_documents.len(),
-                plan.applied_removals(),
-                plan.unchanged,
-                plan.conflicts.len()
+                "  state.db: import #{} recorded at {}",
+                record.id, record.imported_at
             );
-            if !plan.has_base {
-                println!(
-                    "    no base known (nothing handed to the Python tool since this state.db \
-                     keeps one): only additions are merged, other differences are conflicts"
-                );
-            }
-            for doc in &plan.updated_documents {
-                println!(
-                    "    updated: {} ({}) as the Python tool changed it",
-                    doc.hash,
-                    names::shown(doc.name.as_deref().unwrap_or("no name"))
-                );
-            }
-            for removal in &plan.removals {
-                let name = names::shown(removal.name.as_deref().unwrap_or("no name"));
-                if removal.applied {
-                    println!(
-                        "    removed: {} ({name}), as the Python tool did",
-                        removal.hash
-                    );
-                } else {
-                    println!(
-                        "    kept: {} ({name}) is missing from hashes.json, but {}; remove it \
-                         with `openkb remove` if it should go",
-                        removal.hash,
-                        removal.why_kept.unwrap_or("it was not removed")
-                    );
-                }
-            }
-            for conflict in &plan.conflicts {
-                println!(
-                    "    conflict: {} ({}) differs in {}: {}; the file's version stays in \
-                     .openkb/{moved}",
-                    conflict.hash,
-                    names::shown(conflict.name.as_deref().unwrap_or("no name")),
-                    conflict.keys.join(", "),
-                    conflict.resolution
-                );
-            }
+        }
+        println!("  .openkb/hashes.json kept as .openkb/{moved}");
+        println!("  (`openkb export --for-python` hands the KB back to the Python tool)");
+    }
+    for warning in &plan.warnings {
+        eprintln!("warning: {}", names::shown_message(warning));
+    }
+}
+
+/// What a drift merge does to each document: new, updated, removed or kept, conflicting.
+fn print_merge(plan: &Plan, dry_run: bool) {
+    println!(
+        "  documents: {} new {}, {} updated, {} removed, {} already in state.db unchanged, {} \
+         conflicting",
+        plan.new_documents.len(),
+        if dry_run { "to merge" } else { "merged" },
+        plan.updated_documents.len(),
+        plan.applied_removals(),
+        plan.unchanged,
+        plan.conflicts.len()
+    );
+    if !plan.has_base {
+        println!(
+            "    no base known (nothing handed to the Python tool since this state.db keeps \
+             one): only additions are merged, other differences are conflicts"
+        );
+    }
+    for doc in &plan.updated_documents {
+        println!(
+            "    updated: {} ({}) as the Python tool changed it",
+            doc.hash,
+            names::shown(doc.name.as_deref().unwrap_or("no name"))
+        );
+    }
+    for removal in &plan.removals {
+        let name = names::shown(removal.name.as_deref().unwrap_or("no name"));
+        if removal.applied {
+            println!(
+                "    removed: {} ({name}), as the Python tool did",
+                removal.hash
+            );
+        } else {
+            println!(
+                "    kept: {} ({name}) is missing from hashes.json, but {}; remove it with \
+                 `openkb remove` if it should go",
+                removal.hash,
+                removal.why_kept.unwrap_or("it was not removed")
+            );
         }
     }
+    let moved = file_name(&plan.moved_to);
+    for conflict in &plan.conflicts {
+        println!(
+            "    conflict: {} ({}) differs in {}: {}; the file's version stays in \
+             .openkb/{moved}",
+            conflict.hash,
+            names::shown(conflict.name.as_deref().unwrap_or("no name")),
+            conflict.keys.join(", "),
+            conflict.resolution
+        );
+    }
+}
+
+/// Entries kept as they are: a doc_name another document owns, paths openkb will not touch.
+fn print_kept_entries(plan: &Plan, dry_run: bool) {
     for shared in &plan.shared_doc_names {
         println!(
             "    doc_name \"{}\" of {} is already owned by {}: kept in its extra keys (exported \
@@ -407,6 +426,10 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
             if dry_run { "would be kept" } else { "kept" }
         );
     }
+}
+
+/// The `wiki/log.md` entries imported (each one with `-v`).
+fn print_log_import(plan: &Plan, dry_run: bool, verbose: u8) {
     let unparsed = plan.unparsed_log_entries();
     println!(
         "  wiki/log.md: {} entries {}{}",
@@ -422,28 +445,20 @@ fn print_plan(kb: &Kb, plan: &Plan, dry_run: bool, verbose: u8) {
         }
     );
     if verbose > 0 {
-        for entry in &plan.log_entries {
-            println!(
-                "    [{}] {} | {}",
-                names::shown(&entry.timestamp),
-                names::shown(&entry.operation),
-                names::escape_line(&entry.description)
-            );
-        }
+        print_log_entries(&plan.log_entries);
     }
-    if dry_run {
-        println!("  .openkb/hashes.json would be renamed to .openkb/{moved}");
-    } else {
-        if let Some(record) = &plan.record {
-            println!(
-                "  state.db: import #{} recorded at {}",
-                record.id, record.imported_at
-            );
-        }
-        println!("  .openkb/hashes.json kept as .openkb/{moved}");
-        println!("  (`openkb export --for-python` hands the KB back to the Python tool)");
-    }
-    for warning in &plan.warnings {
-        eprintln!("warning: {}", names::shown_message(warning));
+}
+
+/// Log entries read from the Python tool's `wiki/log.md`, one line each.
+fn print_log_entries(entries: &[LegacyLogEntry]) {
+    for entry in entries {
+        // The Python tool's lines are hostile input: a control character in one must not
+        // drive the terminal.
+        println!(
+            "    [{}] {} | {}",
+            names::shown(&entry.timestamp),
+            names::shown(&entry.operation),
+            names::escape_line(&entry.description)
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! composes the library (kb, state, lock, config) and prints; none of them runs SQL.
 
 mod add;
+mod common;
 mod compile;
 mod doctor;
 mod export;
@@ -21,13 +22,14 @@ mod use_kb;
 mod watch;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
 use crate::error::{Result, exit};
 use crate::kb::{Found, Kb, OPENKB_DIR_ENV};
 use crate::session::{Probe, ReadSession, WriteSession};
+use crate::settings::Settings;
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usage error,
@@ -42,10 +44,18 @@ migrate, doctor, lint, list, show, status, log, kbs) prints one JSON document wh
 format_version; absent values are null. Shell completions: `openkb completions SHELL`; the
 manual: `openkb man [COMMAND]`.";
 
+/// The `--version` answer; a build with test-only fault injection says so, which is how the
+/// integration tests know the binary they run has it (see `faults`).
+const VERSION: &str = if crate::faults::ENABLED {
+    concat!(env!("CARGO_PKG_VERSION"), " (fault-injection)")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "openkb",
-    version,
+    version = VERSION,
     about = "State engine for OpenKB knowledge bases",
     after_help = AFTER_HELP
 )]
@@ -113,6 +123,8 @@ pub struct Ctx {
     pub kb_dir: Option<PathBuf>,
     pub verbose: u8,
     pub quiet: bool,
+    /// The environment's settings, read once (see `settings.rs`); every `Kb` carries them.
+    pub settings: Settings,
 }
 
 impl Ctx {
@@ -137,7 +149,7 @@ impl Ctx {
     pub fn kb_quiet(&self) -> Result<Kb> {
         let cwd = std::env::current_dir()
             .map_err(|e| crate::Error::io("cannot read", "the current folder", e))?;
-        let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd)?;
+        let (kb, found) = Kb::discover_how(self.kb_dir.as_deref(), &cwd, &self.settings)?;
         if found == Found::Default {
             crate::notice::note(&format!(
                 "using the default knowledge base {} (no knowledge base encloses {}; pass \
@@ -149,6 +161,11 @@ impl Ctx {
             eprintln!("knowledge base: {}", kb.root().display());
         }
         Ok(kb)
+    }
+
+    /// The KB at `root` (not discovered: `init`, `migrate --all`), with this run's settings.
+    pub fn kb_at(&self, root: &Path) -> Result<Kb> {
+        Ok(Kb::at(root)?.with_settings(self.settings.clone()))
     }
 }
 
@@ -174,14 +191,15 @@ pub(crate) fn warn_if_registry_reappeared(kb: &Kb) {
 
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    // Every command that may wait for the lock reads it; checked first, so that a bad value is
-    // the same clear error whatever the command and whatever else is wrong.
-    crate::lock::lock_timeout()?;
+    // Read and checked first, so that a bad value is the same clear error whatever the command
+    // and whatever else is wrong.
+    let settings = Settings::from_env()?;
     crate::notice::set_quiet(cli.quiet);
     let ctx = Ctx {
         kb_dir: cli.kb_dir,
         verbose: cli.verbose,
         quiet: cli.quiet,
+        settings,
     };
     match cli.command {
         Command::Init(args) => init::run(&ctx, args),

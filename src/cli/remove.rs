@@ -6,7 +6,8 @@ use super::output::Output;
 use crate::error::{Error, Result};
 use crate::ingest::remove::{self, Plan};
 use crate::names;
-use crate::state::{Document, Queries};
+use crate::session::WriteSession;
+use crate::state::Document;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -85,7 +86,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     // KB; then take the exclusive lock and plan again (the KB may have changed meanwhile).
     // Every identifier is resolved before anything is removed: one that matches nothing, or
     // several documents, stops the whole command with nothing changed.
-    let targets: Vec<(Document, Plan)> = {
+    let targets = {
         let open = if args.dry_run {
             super::read_session(ctx)?
         } else {
@@ -95,30 +96,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
             // Said before the plan: a plan that cannot run would only confuse.
             crate::kbpath::refuse_symlinked_bookkeeping(open.kb())?;
         }
-        let reader = open.reader()?;
-        let mut targets: Vec<(Document, Plan)> = Vec::new();
-        let mut problems = Vec::new();
-        for identifier in &args.identifiers {
-            match pick(&reader, identifier) {
-                Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
-                Ok(doc) => {
-                    let plan = remove::plan(open.kb(), &reader, &doc, args.keep_raw)?;
-                    targets.push((doc, plan));
-                }
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-        if !problems.is_empty() {
-            problems.push("nothing was removed".to_owned());
-            return Err(Error::Invalid(problems.join("\n")));
-        }
-        // What the command as a whole does: a file shared only among the targets goes.
-        let hashes: Vec<String> = targets.iter().map(|(d, _)| d.hash.clone()).collect();
-        let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
-        for (_, plan) in &mut targets {
-            remove::leave_shared(&reader, plan, &hashes)?;
-        }
-        targets
+        remove::plan_targets(open.kb(), &open.reader()?, &args.identifiers, args.keep_raw)?
     };
     // The plan is what a dry run was asked for and what the question asks to confirm: -q drops
     // it only when nothing is asked.
@@ -151,46 +129,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         return untouched(&out, reports, "nothing was changed");
     }
     let open = super::write_session(ctx)?;
-    let (mut removed, mut failed) = (0, 0);
-    for ((doc, _), report) in targets.iter().zip(reports.iter_mut()) {
-        let Some(doc) = open.get(&doc.hash)? else {
-            out.result(format_args!(
-                "{} was already removed (by another process)",
-                label(doc, None)
-            ));
-            continue;
-        };
-        let outcome = open.reader().and_then(|reader| {
-            let mut plan = remove::plan(open.kb(), &reader, &doc, args.keep_raw)?;
-            // One document at a time: a file another target shares goes with the last of them,
-            // so a failure part-way never leaves a registered document without its files.
-            remove::leave_shared(&reader, &mut plan, &[])?;
-            drop(reader);
-            remove::execute(&open, &plan).map(|_| plan)
-        });
-        match outcome {
-            Ok(plan) => {
-                removed += 1;
-                report.removed = true;
-                // What was planned again under the exclusive lock is what was deleted.
-                report.files = plan.existing.clone();
-                out.result(format_args!(
-                    "removed {}",
-                    label(&doc, plan.doc_name.as_deref())
-                ));
-            }
-            Err(e) => {
-                failed += 1;
-                let message = e.to_string();
-                eprintln!(
-                    "failed to remove {}: {}",
-                    label(&doc, None),
-                    names::shown_message(&message)
-                );
-                report.error = Some(message);
-            }
-        }
-    }
+    let (removed, failed) = remove_each(&open, &targets, &mut reports, args.keep_raw, &out);
     if out.json {
         out.json(&RemoveReport {
             dry_run: false,
@@ -209,6 +148,47 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Remove each target in `open`, one at a time (planned again under the lock), saying what
+/// became of each and noting it in its report. Returns (removed, failed).
+fn remove_each(
+    open: &WriteSession,
+    targets: &[(Document, Plan)],
+    reports: &mut [DocumentReport<'_>],
+    keep_raw: bool,
+    out: &Output,
+) -> (usize, usize) {
+    let (mut removed, mut failed) = (0, 0);
+    for ((doc, _), report) in targets.iter().zip(reports.iter_mut()) {
+        match remove::remove_document(open, doc, keep_raw) {
+            Ok(None) => out.result(format_args!(
+                "{} was already removed (by another process)",
+                label(doc, None)
+            )),
+            Ok(Some((doc, plan))) => {
+                removed += 1;
+                report.removed = true;
+                // What was planned again under the exclusive lock is what was deleted.
+                report.files = plan.existing.clone();
+                out.result(format_args!(
+                    "removed {}",
+                    label(&doc, plan.doc_name.as_deref())
+                ));
+            }
+            Err(e) => {
+                failed += 1;
+                let message = e.to_string();
+                eprintln!(
+                    "failed to remove {}: {}",
+                    label(doc, None),
+                    names::shown_message(&message)
+                );
+                report.error = Some(message);
+            }
+        }
+    }
+    (removed, failed)
+}
+
 fn label(doc: &Document, doc_name: Option<&str>) -> String {
     let text = doc
         .name
@@ -218,45 +198,6 @@ fn label(doc: &Document, doc_name: Option<&str>) -> String {
         .unwrap_or_else(|| doc.hash.clone());
     names::shown(&text).into_owned()
 }
-
-/// The one document `identifier` names (see `ingest::remove::find`); none or several is an error
-/// that lists the candidates. `show` resolves its argument the same way.
-pub(super) fn pick(q: &impl Queries, identifier: &str) -> Result<Document> {
-    let mut found = remove::find(q, identifier)?;
-    match found.len() {
-        0 => Err(Error::Invalid(format!(
-            "no document matches {identifier:?}; `openkb list` shows the registered ones"
-        ))),
-        1 => Ok(found.remove(0)),
-        n => {
-            let mut listed: Vec<String> = found
-                .iter()
-                .take(CANDIDATES_SHOWN)
-                .map(|d| {
-                    format!(
-                        "  {}  {}  (doc_name {}, {})",
-                        names::short_hash(&d.hash),
-                        names::shown(d.name.as_deref().unwrap_or("-")),
-                        names::shown(d.display_doc_name().as_deref().unwrap_or("-")),
-                        names::shown(d.path.as_deref().unwrap_or("no path"))
-                    )
-                })
-                .collect();
-            if n > CANDIDATES_SHOWN {
-                listed.push(format!("  ... and {} more", n - CANDIDATES_SHOWN));
-            }
-            Err(Error::Invalid(format!(
-                "{n} documents match {:?}; name one by its hash (the first column; a unique \
-                 prefix is enough):\n{}",
-                names::shown(identifier),
-                listed.join("\n")
-            )))
-        }
-    }
-}
-
-/// How many candidates an ambiguous identifier lists.
-const CANDIDATES_SHOWN: usize = 20;
 
 fn show(doc: &Document, plan: &Plan, keep_raw: bool) {
     println!(

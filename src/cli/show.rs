@@ -59,7 +59,7 @@ struct ShowReport<'a> {
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let open = super::read_session(ctx)?;
     let reader = open.reader()?;
-    let doc = super::remove::pick(&reader, &args.identifier)?;
+    let doc = crate::ingest::remove::find_one(&reader, &args.identifier)?;
     let doc_name = doc.display_doc_name();
     let mut log = Vec::new();
     // Log rows carry a document by its file name (ingest, remove) or doc_name.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::names;
 use crate::state::{LogEntry, Queries, StatusCounts};
 
@@ -111,24 +111,24 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
 
 /// Regular files in `dir` (recursively when asked), ignoring dotfiles; a missing folder is 0.
 fn count_files(dir: &Path, recursive: bool) -> Result<u64> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(crate::Error::io("cannot read folder", dir, e)),
-    };
+    use crate::fsx::WalkStep;
     let mut n = 0;
-    for entry in entries {
-        let entry = entry.with_path("cannot read folder", dir)?;
+    crate::fsx::walk(dir, "", &mut |rel, entry| {
         if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
+            return WalkStep::Skip;
         }
-        let kind = entry.file_type().with_path("cannot read", entry.path())?;
-        if kind.is_file() {
+        if rel.ends_with('/') {
+            return if recursive {
+                WalkStep::Continue
+            } else {
+                WalkStep::Skip
+            };
+        }
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
             n += 1;
-        } else if kind.is_dir() && recursive {
-            n += count_files(&entry.path(), true)?;
         }
-    }
+        WalkStep::Continue
+    })?;
     Ok(n)
 }
 

@@ -12,12 +12,12 @@ pub struct Args {
     path: Option<PathBuf>,
 }
 
-pub fn run(_ctx: &super::Ctx, args: Args) -> Result<()> {
+pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let path = args.path.unwrap_or_else(|| PathBuf::from("."));
-    let kb = Kb::discover(Some(&path), &path)?;
+    let kb = Kb::discover(Some(&path), &path, &ctx.settings)?;
     super::warn_if_registry_reappeared(&kb);
     let root = kb.root().to_path_buf();
-    GlobalConfig::update(|g| {
+    GlobalConfig::update(&ctx.settings, |g| {
         g.register(&root);
         Ok(())
     })?;

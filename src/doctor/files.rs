@@ -5,13 +5,13 @@
 //! per document.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::Result;
+use crate::fsx::{self, WalkStep, walk};
 use crate::kb::Kb;
-use crate::legacy::log_md;
+use crate::log_md;
 use crate::names;
-use crate::state::{LOG_MD_HEADER, Queries};
+use crate::state::{Document, Queries};
 
 use super::Finding;
 
@@ -21,6 +21,36 @@ const OWNED_DIRS: [&str; 2] = ["raw", "wiki/sources"];
 
 /// `full`: also hash every raw copy against its document's hash.
 pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>> {
+    let present = present_files(kb)?;
+    let untrusted = crate::state::untrusted::list(reader)?.into_iter().collect();
+    let mut pass = RegistryPass {
+        kb,
+        present: &present,
+        full,
+        untrusted,
+        findings: Vec::new(),
+        owned: HashSet::new(),
+        doc_names: HashSet::new(),
+        claims: HashMap::new(),
+        duplicate_claims: 0,
+        hashed: 0,
+        documents: 0,
+    };
+    reader.for_each_document(&mut |doc| {
+        pass.visit(&doc);
+        Ok(())
+    })?;
+    let mut findings = std::mem::take(&mut pass.findings);
+    findings.extend(unowned_files(&present, &pass.owned));
+    findings.extend(orphan_summaries(kb, &pass.doc_names)?);
+    pass.all_clear(&mut findings);
+    findings.push(check_log_md(kb, reader)?);
+    Ok(findings)
+}
+
+/// Every file under the folders documents own (KB-relative), dotfiles left out: temp files
+/// and `.DS_Store` are not documents (leftovers.rs sweeps temps).
+fn present_files(kb: &Kb) -> Result<HashSet<String>> {
     let mut present = HashSet::new();
     for dir in OWNED_DIRS {
         walk(kb.root(), dir, &mut |rel, _| {
@@ -30,36 +60,44 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
                     _ => WalkStep::Continue,
                 };
             }
-            // Dotfiles (temp files, .DS_Store) are not documents; leftovers.rs sweeps temps.
             if !rel.rsplit('/').next().unwrap_or(rel).starts_with('.') {
                 present.insert(rel.to_owned());
             }
             WalkStep::Continue
         })?;
     }
-    let is_walked = |p: &str| OWNED_DIRS.iter().any(|d| p.starts_with(&format!("{d}/")));
-    let exists = |p: &str| present.contains(p) || (!is_walked(p) && kb.root().join(p).exists());
+    Ok(present)
+}
 
-    let mut findings = Vec::new();
-    let untrusted: std::collections::HashMap<String, String> =
-        crate::state::untrusted::list(reader)?.into_iter().collect();
-    let mut owned: HashSet<String> = HashSet::new();
-    let mut doc_names: HashSet<String> = HashSet::new();
-    // path / raw_path / source_path -> the first document (registry order) claiming it. The
-    // Python tool finds a document by any of the three (`get_by_path`), so two documents
-    // claiming one path make it pick whichever comes first.
-    let mut claims: HashMap<String, (String, String, &'static str)> = HashMap::new();
-    let mut duplicate_claims = 0usize;
-    let mut hashed = 0usize;
-    let mut documents = 0u64;
-    reader.for_each_document(&mut |doc| {
-        documents += 1;
+/// The one pass over the registry: each document's claims and files against what is on
+/// disk, and what the documents own, for the checks that follow.
+struct RegistryPass<'a> {
+    kb: &'a Kb,
+    present: &'a HashSet<String>,
+    full: bool,
+    /// Hash -> why `migrate` marked the entry untrusted.
+    untrusted: HashMap<String, String>,
+    findings: Vec<Finding>,
+    owned: HashSet<String>,
+    doc_names: HashSet<String>,
+    /// path / raw_path / source_path -> the first document (registry order) claiming it:
+    /// (hash, label, key). The Python tool finds a document by any of the three
+    /// (`get_by_path`), so two documents claiming one path make it pick whichever comes first.
+    claims: HashMap<String, (String, String, &'static str)>,
+    duplicate_claims: usize,
+    hashed: usize,
+    documents: u64,
+}
+
+impl RegistryPass<'_> {
+    fn visit(&mut self, doc: &Document) {
+        self.documents += 1;
         let label = doc
             .display_doc_name()
             .unwrap_or_else(|| names::short_hash(&doc.hash).into_owned());
-        if let Some(why) = untrusted.get(&doc.hash) {
+        if let Some(why) = self.untrusted.get(&doc.hash) {
             // Its paths are not the document's to check or to delete: say what remove does.
-            findings.push(Finding::warning(
+            self.findings.push(Finding::warning(
                 "untrusted-entry",
                 format!(
                     "document {label} ({}): its legacy entry names paths openkb will not touch \
@@ -68,8 +106,42 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
                     names::short_hash(&doc.hash)
                 ),
             ));
-            return Ok(());
+            return;
         }
+        self.check_claims(doc, &label);
+        self.check_raw(doc, &label);
+        if let Some(path) = doc.path.as_deref().filter(|p| p.starts_with("raw/")) {
+            self.owned.insert(path.to_owned());
+        }
+        if let Some(source) = &doc.source_path {
+            if !self.exists(source) {
+                self.findings.push(Finding::problem(
+                    "missing-source",
+                    format!(
+                        "document {label}: its source {source} is missing; re-add the document \
+                         (`openkb remove {label}` then `openkb add`) to regenerate it"
+                    ),
+                ));
+            }
+            self.owned.insert(source.clone());
+        }
+        if let Some(name) = doc.display_doc_name() {
+            self.owned.insert(format!("wiki/sources/{name}.md"));
+            self.owned.insert(format!("wiki/sources/{name}.json"));
+            self.doc_names.insert(name);
+        }
+    }
+
+    /// Is `rel` on disk? Answered from the walk for the folders it covered.
+    fn exists(&self, rel: &str) -> bool {
+        let walked = OWNED_DIRS
+            .iter()
+            .any(|d| rel.strip_prefix(d).is_some_and(|r| r.starts_with('/')));
+        self.present.contains(rel) || (!walked && self.kb.root().join(rel).exists())
+    }
+
+    /// Two documents claiming one path, raw_path or source_path.
+    fn check_claims(&mut self, doc: &Document, label: &str) {
         for (key, value) in [
             ("path", &doc.path),
             ("raw_path", &doc.raw_path),
@@ -78,11 +150,11 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
             let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
                 continue;
             };
-            match claims.get(value) {
+            match self.claims.get(value) {
                 Some((owner_hash, _, _)) if *owner_hash == doc.hash => {}
                 Some((_, owner, owner_key)) => {
-                    duplicate_claims += 1;
-                    findings.push(Finding::problem(
+                    self.duplicate_claims += 1;
+                    self.findings.push(Finding::problem(
                         "duplicate-claim",
                         format!(
                             "documents {owner} ({owner_key}) and {label} ({key}) both claim \
@@ -92,11 +164,15 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
                     ));
                 }
                 None => {
-                    claims.insert(value.to_owned(), (doc.hash.clone(), label.clone(), key));
+                    self.claims
+                        .insert(value.to_owned(), (doc.hash.clone(), label.to_owned(), key));
                 }
             }
         }
+    }
 
+    /// The raw copy: present, and (with `full`) still the content its hash names.
+    fn check_raw(&mut self, doc: &Document, label: &str) {
         let cloud = doc.origin.as_deref() == Some("cloud")
             || doc.doc_type.as_deref() == Some("pageindex_cloud");
         // Entries from before raw_path (eras A and B) kept their copy at raw/<name>.
@@ -104,77 +180,93 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
             (Some(name), false) => Some(format!("raw/{name}")),
             _ => None,
         });
-        if let Some(raw) = raw {
-            if full && exists(&raw) && !cloud {
-                hashed += 1;
-                match crate::ingest::hash::sha256_file(&kb.root().join(&raw)) {
-                    Ok(actual) if actual == doc.hash => {}
-                    Ok(actual) => findings.push(Finding::problem(
-                        "hash-mismatch",
-                        format!(
-                            "document {label}: the content of {raw} no longer matches its hash \
-                             (registered {}, now {}); it changed since it was added: `openkb \
-                             add {raw}` registers the new content",
-                            names::short_hash(&doc.hash),
-                            names::short_hash(&actual)
-                        ),
-                    )),
-                    Err(e) => findings.push(Finding::problem(
-                        "hash-mismatch",
-                        format!("document {label}: cannot hash {raw}: {e}"),
-                    )),
-                }
-            }
-            if !exists(&raw) {
-                findings.push(Finding::problem(
-                    "missing-raw",
+        let Some(raw) = raw else {
+            return;
+        };
+        if self.full && self.exists(&raw) && !cloud {
+            self.hashed += 1;
+            match crate::hash::sha256_file(&self.kb.root().join(&raw)) {
+                Ok(actual) if actual == doc.hash => {}
+                Ok(actual) => self.findings.push(Finding::problem(
+                    "hash-mismatch",
                     format!(
-                        "document {label}: its raw copy {raw} is missing; restore the file, or \
-                         run `openkb remove {label}`"
+                        "document {label}: the content of {raw} no longer matches its hash \
+                         (registered {}, now {}); it changed since it was added: `openkb \
+                         add {raw}` registers the new content",
+                        names::short_hash(&doc.hash),
+                        names::short_hash(&actual)
                     ),
-                ));
+                )),
+                Err(e) => self.findings.push(Finding::problem(
+                    "hash-mismatch",
+                    format!("document {label}: cannot hash {raw}: {e}"),
+                )),
             }
-            owned.insert(raw);
         }
-        if let Some(path) = doc.path.as_deref().filter(|p| p.starts_with("raw/")) {
-            owned.insert(path.to_owned());
+        if !self.exists(&raw) {
+            self.findings.push(Finding::problem(
+                "missing-raw",
+                format!(
+                    "document {label}: its raw copy {raw} is missing; restore the file, or \
+                     run `openkb remove {label}`"
+                ),
+            ));
         }
-        if let Some(source) = &doc.source_path {
-            if !exists(source) {
-                findings.push(Finding::problem(
-                    "missing-source",
-                    format!(
-                        "document {label}: its source {source} is missing; re-add the document \
-                         (`openkb remove {label}` then `openkb add`) to regenerate it"
-                    ),
-                ));
-            }
-            owned.insert(source.clone());
-        }
-        if let Some(name) = doc.display_doc_name() {
-            owned.insert(format!("wiki/sources/{name}.md"));
-            owned.insert(format!("wiki/sources/{name}.json"));
-            doc_names.insert(name);
-        }
-        Ok(())
-    })?;
-
-    let mut unowned: Vec<&String> = present.difference(&owned).collect();
-    unowned.sort();
-    for path in unowned {
-        findings.push(Finding::warning(
-            "unowned-file",
-            format!(
-                "{path} belongs to no registered document; `openkb add` it, or move it out of \
-                 the KB"
-            ),
-        ));
+        self.owned.insert(raw);
     }
 
+    /// The "ok" findings of the checks that found nothing.
+    fn all_clear(&self, findings: &mut Vec<Finding>) {
+        if self.duplicate_claims == 0 {
+            findings.push(Finding::ok(
+                "duplicate-claim",
+                "no two documents claim one path, raw_path or source_path",
+            ));
+        }
+        if self.full && !findings.iter().any(|f| f.check == "hash-mismatch") {
+            findings.push(Finding::ok(
+                "hash-mismatch",
+                format!(
+                    "{} raw cop(ies) hashed; every one matches its document's hash",
+                    self.hashed
+                ),
+            ));
+        }
+        if !findings.iter().any(|f| f.check.starts_with("missing-")) {
+            findings.push(Finding::ok(
+                "registry",
+                format!(
+                    "{} document(s); every raw copy and source is present",
+                    self.documents
+                ),
+            ));
+        }
+    }
+}
+
+/// Files in the owned folders that no document owns.
+fn unowned_files(present: &HashSet<String>, owned: &HashSet<String>) -> Vec<Finding> {
+    let mut unowned: Vec<&String> = present.difference(owned).collect();
+    unowned.sort();
+    unowned
+        .into_iter()
+        .map(|path| {
+            Finding::warning(
+                "unowned-file",
+                format!(
+                    "{path} belongs to no registered document; `openkb add` it, or move it out \
+                     of the KB"
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Summaries whose doc_name no registered document has.
+fn orphan_summaries(kb: &Kb, doc_names: &HashSet<String>) -> Result<Vec<Finding>> {
     let summaries = kb.wiki_dir().join("summaries");
     let mut orphans = Vec::new();
-    for entry in read_dir_if_exists(&summaries)? {
-        let entry = entry.with_path("cannot read folder", &summaries)?;
+    for entry in fsx::read_dir_if_exists(&summaries)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(stem) = name.strip_suffix(".md")
             && !name.starts_with('.')
@@ -184,53 +276,21 @@ pub fn check(kb: &Kb, reader: &impl Queries, full: bool) -> Result<Vec<Finding>>
         }
     }
     orphans.sort();
-    for name in orphans {
-        findings.push(Finding::warning(
-            "orphan-summary",
-            format!("wiki/summaries/{name} has no registered document"),
-        ));
-    }
-
-    if duplicate_claims == 0 {
-        findings.push(Finding::ok(
-            "duplicate-claim",
-            "no two documents claim one path, raw_path or source_path",
-        ));
-    }
-    if full && !findings.iter().any(|f| f.check == "hash-mismatch") {
-        findings.push(Finding::ok(
-            "hash-mismatch",
-            format!("{hashed} raw cop(ies) hashed; every one matches its document's hash"),
-        ));
-    }
-    if !findings.iter().any(|f| f.check.starts_with("missing-")) {
-        findings.push(Finding::ok(
-            "registry",
-            format!("{documents} document(s); every raw copy and source is present"),
-        ));
-    }
-    findings.push(check_log_md(kb, reader)?);
-    Ok(findings)
-}
-
-/// `wiki/log.md` as the log table renders it: the header and every entry, oldest first.
-pub fn render_log_md(reader: &impl Queries) -> Result<String> {
-    let mut text = String::from(LOG_MD_HEADER);
-    reader.for_each_log_entry(&mut |entry| {
-        text.push_str(&entry.to_markdown());
-        Ok(())
-    })?;
-    Ok(text)
+    Ok(orphans
+        .into_iter()
+        .map(|name| {
+            Finding::warning(
+                "orphan-summary",
+                format!("wiki/summaries/{name} has no registered document"),
+            )
+        })
+        .collect())
 }
 
 fn check_log_md(kb: &Kb, reader: &impl Queries) -> Result<Finding> {
-    let expected = render_log_md(reader)?;
+    let expected = log_md::render(reader)?;
     let path = kb.log_md();
-    let actual = match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("cannot read", &path, e)),
-    };
+    let actual = fsx::read_if_exists(&path)?;
     Ok(match actual {
         Some(bytes) if bytes == expected.as_bytes() => {
             Finding::ok("log.md", "wiki/log.md matches the log table")
@@ -259,49 +319,4 @@ fn check_log_md(kb: &Kb, reader: &impl Queries) -> Result<Finding> {
 pub(super) fn same_entries(bytes: &[u8], expected: &str) -> bool {
     std::str::from_utf8(bytes)
         .is_ok_and(|text| log_md::parse_text(text) == log_md::parse_text(expected))
-}
-
-pub(super) enum WalkStep {
-    Continue,
-    /// Do not descend into this folder (ignored for files).
-    Skip,
-}
-
-/// Walk `root/rel` recursively without following symlinks, calling `visit` with each entry's
-/// KB-relative POSIX path: files and symlinks as they are, folders with a trailing `/` (before
-/// descending, so the visitor can skip them). A missing folder is empty.
-pub(super) fn walk(
-    root: &Path,
-    rel: &str,
-    visit: &mut dyn FnMut(&str, &std::fs::DirEntry) -> WalkStep,
-) -> Result<()> {
-    let dir = root.join(rel);
-    for entry in read_dir_if_exists(&dir)? {
-        let entry = entry.with_path("cannot read folder", &dir)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let child = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let kind = entry.file_type().with_path("cannot read", entry.path())?;
-        if kind.is_dir() {
-            if let WalkStep::Continue = visit(&format!("{child}/"), &entry) {
-                walk(root, &child, visit)?;
-            }
-        } else {
-            visit(&child, &entry);
-        }
-    }
-    Ok(())
-}
-
-fn read_dir_if_exists(
-    dir: &Path,
-) -> Result<Box<dyn Iterator<Item = std::io::Result<std::fs::DirEntry>>>> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => Ok(Box::new(entries)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),
-        Err(e) => Err(Error::io("cannot read folder", dir, e)),
-    }
 }

@@ -9,7 +9,8 @@ use super::{DbState, Finding};
 pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let openkb_dir = kb.openkb_dir();
-    let Some(fs) = netfs::detect_any(&[kb.root(), &openkb_dir])? else {
+    let policy = &kb.settings().fs;
+    let Some(fs) = netfs::detect_any(&[kb.root(), &openkb_dir], policy)? else {
         return Ok(findings);
     };
     let how = if fs.overridden {
@@ -22,7 +23,7 @@ pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
             "filesystem",
             format!("filesystem {}{how}: local", fs.name),
         ));
-    } else if db.pinned_rollback() || netfs::single_host_opt_in()? {
+    } else if db.pinned_rollback() || policy.single_host {
         findings.push(Finding::warning(
             "filesystem",
             format!(

@@ -4,15 +4,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsx;
 use crate::ingest::leftovers::human_size;
 use crate::kb::Kb;
 use crate::session::WriteSession;
 use crate::state::{Store, intents};
 
-use super::files::{WalkStep, walk};
 use super::{DbState, Finding};
+use crate::fsx::{WalkStep, walk};
 
 /// A temp file younger than this may belong to a command that is still running.
 pub const TEMP_MIN_AGE: Duration = fsx::ABANDONED_TEMP_AGE;
@@ -32,7 +32,7 @@ pub fn check_intents(_kb: &Kb, store: &Store) -> Result<Vec<Finding>> {
         .iter()
         .map(|intent| {
             let hook = match &intent.hook {
-                Some(hook) if !crate::ingest::compile::live_members(hook.pgid).is_empty() => {
+                Some(hook) if !crate::ingest::hook::live_members(hook.pgid).is_empty() => {
                     format!(
                         " (processes of its compile hook, process group {}, may still be \
                          running: the fix kills them first)",
@@ -192,14 +192,8 @@ pub fn old_temp_files(kb: &Kb, min_age: Duration) -> Result<Vec<String>> {
 /// crashed half-way and that only the Python tool can roll back.
 fn python_journals(kb: &Kb) -> Result<Vec<Finding>> {
     let dir = kb.openkb_dir().join("journal");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
-    };
     let mut paths: Vec<PathBuf> = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("cannot read folder", &dir, e))?;
+    for entry in fsx::read_dir_if_exists(&dir)? {
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "json") {
             paths.push(path);

@@ -36,7 +36,6 @@ use crate::kb::Kb;
 use crate::state::Store;
 
 pub use db::DbState;
-pub use files::render_log_md;
 pub use leftovers::{TEMP_MIN_AGE, check_intents, fix_intents, old_temp_files};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]

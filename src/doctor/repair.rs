@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
-use crate::legacy::log_md::{self, LegacyLogEntry};
+use crate::log_md::{self, LegacyLogEntry};
 use crate::names;
 use crate::state::{Create, Document, Status, Store, WriteAccess};
 
-use super::files::{WalkStep, walk};
 use super::{DbState, Diagnosis, Finding, leftovers};
+use crate::fsx::{WalkStep, walk};
 
 pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
     let mut fixed = Vec::new();
@@ -84,7 +84,7 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
             ),
         ));
     }
-    let expected = super::render_log_md(&store.reader()?)?;
+    let expected = log_md::render(&store.reader()?)?;
     let current = std::fs::read(kb.log_md()).ok();
     let up_to_date = current
         .as_deref()
@@ -160,9 +160,10 @@ fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
     let db = kb.state_db();
     let dir = kb.openkb_dir();
     // Where the new database could not be written, leave the old one where it is.
-    if let Some(fs) = crate::netfs::detect_any(&[kb.root(), &dir])?
+    let policy = &kb.settings().fs;
+    if let Some(fs) = crate::netfs::detect_any(&[kb.root(), &dir], policy)?
         && fs.network
-        && !crate::netfs::single_host_opt_in()?
+        && !policy.single_host
     {
         return Err(Error::NetworkFs {
             path: db,
@@ -258,7 +259,7 @@ fn build_from_files(kb: &Kb, temp: &Path, kept_as: Option<&str>) -> Result<(usiz
     };
     // A brand-new file under a temp name, under the exclusive lock: nobody else can see it
     // until it is renamed into place.
-    let store = Store::open(temp, Create::IfMissing)?;
+    let store = Store::open_with(temp, Create::IfMissing, &kb.settings().fs)?;
     let access = WriteAccess::granted();
     let description = match kept_as {
         Some(name) => format!(
@@ -316,7 +317,7 @@ fn documents_from_raw(kb: &Kb) -> Result<(Vec<Document>, usize)> {
     let mut taken_names = HashSet::new();
     let mut documents = Vec::new();
     for (_, rel) in files {
-        let hash = crate::ingest::hash::sha256_file(&kb.root().join(&rel))?;
+        let hash = crate::hash::sha256_file(&kb.root().join(&rel))?;
         if !seen_hashes.insert(hash.clone()) {
             continue; // the same content twice: the registry keys by content
         }

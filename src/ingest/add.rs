@@ -17,16 +17,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::docname::{self, Claims, Origin};
+use super::operation::{Operation, Planned};
 use super::prepare::{self, Prep, Prepared, Staging};
 use super::publish;
-use super::recover::{drop_backups, roll_back_add};
 use super::{raw_target, source_target};
 use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::{self, KbPath};
 use crate::names;
 use crate::session::{Probe, WriteSession};
-use crate::state::{Document, IntentFile, IntentOp, Queries, Status, Store};
+use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries, Status, Store};
 use crate::wiki;
 
 /// Most files published under one lock acquisition.
@@ -96,36 +96,68 @@ pub fn add_paths(
     options: &Options,
     reporter: &mut dyn Reporter,
 ) -> Result<Summary> {
-    let mut summary = Summary::default();
-    let mut emit = |path: &Path, outcome: Outcome, reporter: &mut dyn Reporter| {
-        match &outcome {
-            Outcome::Added { .. } => summary.added += 1,
-            Outcome::Skipped(_) | Outcome::Known => summary.skipped += 1,
-            Outcome::Failed(_) => summary.failed += 1,
-        }
-        reporter.outcome(path, &outcome);
-    };
     let kb = probe.kb();
-    let store: &Store = probe;
     let (files, early) = prepare::collect(kb, inputs);
     reporter.found(files.len() + early.len());
+    let mut tally = Tally {
+        summary: Summary::default(),
+        reporter,
+    };
     for prep in early {
-        match prep {
-            Prep::Skipped(p, why) => emit(&p, Outcome::Skipped(why), reporter),
-            Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
-            Prep::Ready(_) | Prep::Known(_) => {}
-        }
+        // Collecting only skips or fails; what it accepts is prepared below.
+        let _ = tally.take(prep);
     }
     if files.is_empty() {
-        return Ok(summary);
+        return Ok(tally.summary);
     }
-    let mut committed_a_batch = false;
     let staging = Staging::create(kb)?;
-    let mut run_hashes = HashSet::new();
-    let mut batch: Vec<Prepared> = Vec::new();
-    let mut batch_started = Instant::now();
-    let mut outcomes: Vec<(PathBuf, Outcome)> = Vec::new();
-    let mut not_done = 0;
+    let committed_a_batch = add_in_batches(probe, &staging, options, &files, &mut tally)?;
+    drop(staging);
+    if !committed_a_batch {
+        sweep_without_commit(probe);
+    }
+    Ok(tally.summary)
+}
+
+/// Counts the outcomes of a run as they are reported.
+struct Tally<'r> {
+    summary: Summary,
+    reporter: &'r mut dyn Reporter,
+}
+
+impl Tally<'_> {
+    fn emit(&mut self, path: &Path, outcome: Outcome) {
+        match &outcome {
+            Outcome::Added { .. } => self.summary.added += 1,
+            Outcome::Skipped(_) | Outcome::Known => self.summary.skipped += 1,
+            Outcome::Failed(_) => self.summary.failed += 1,
+        }
+        self.reporter.outcome(path, &outcome);
+    }
+
+    /// Report a file that needs no publishing; hand back one that does.
+    fn take(&mut self, prep: Prep) -> Option<Prepared> {
+        match prep {
+            Prep::Ready(p) => return Some(p),
+            Prep::Known(p) => self.emit(&p, Outcome::Known),
+            Prep::Skipped(p, why) => self.emit(&p, Outcome::Skipped(why)),
+            Prep::Failed(p, e) => self.emit(&p, Outcome::Failed(e)),
+        }
+        None
+    }
+}
+
+/// Prepare `files` one by one and commit them in batches (see [`BATCH_FILES`],
+/// [`BATCH_TIME`]); stops between files on SIGINT/SIGTERM, counting the rest as not done.
+/// Returns whether any batch was committed.
+fn add_in_batches(
+    probe: &Probe,
+    staging: &Staging,
+    options: &Options,
+    files: &[PathBuf],
+    tally: &mut Tally<'_>,
+) -> Result<bool> {
+    let store: &Store = probe;
     // A compile hook may take minutes per document and runs under the lock: one document per
     // batch, so other commands get the lock between documents.
     let max_batch = if options.compile_command.is_some() {
@@ -133,51 +165,33 @@ pub fn add_paths(
     } else {
         BATCH_FILES
     };
+    let mut run_hashes = HashSet::new();
+    let mut batch: Vec<Prepared> = Vec::new();
+    let mut batch_started = Instant::now();
+    let mut committed = false;
     for (i, file) in files.iter().enumerate() {
         if super::interrupted() {
-            not_done = files.len() - i;
+            tally.summary.not_done = files.len() - i;
             break;
         }
-        match prepare::prepare(kb, store, &staging, file, &mut run_hashes) {
-            Prep::Ready(p) => {
-                if batch.is_empty() {
-                    batch_started = Instant::now();
-                }
-                batch.push(p);
+        let prep = prepare::prepare(probe.kb(), store, staging, file, &mut run_hashes);
+        if let Some(p) = tally.take(prep) {
+            if batch.is_empty() {
+                batch_started = Instant::now();
             }
-            Prep::Known(p) => emit(&p, Outcome::Known, reporter),
-            Prep::Skipped(p, why) => emit(&p, Outcome::Skipped(why), reporter),
-            Prep::Failed(p, e) => emit(&p, Outcome::Failed(e), reporter),
+            batch.push(p);
         }
         if batch.len() >= max_batch || batch_started.elapsed() >= BATCH_TIME {
-            committed_a_batch = true;
-            commit_batch(
-                probe,
-                &staging,
-                options,
-                std::mem::take(&mut batch),
-                &mut |p, o| outcomes.push((p.to_path_buf(), o)),
-            )?;
-            for (p, o) in outcomes.drain(..) {
-                emit(&p, o, reporter);
-            }
+            committed = true;
+            let items = std::mem::take(&mut batch);
+            commit_batch(probe, staging, options, items, &mut |p, o| tally.emit(p, o))?;
         }
     }
     if !batch.is_empty() {
-        committed_a_batch = true;
-        commit_batch(probe, &staging, options, batch, &mut |p, o| {
-            outcomes.push((p.to_path_buf(), o))
-        })?;
-        for (p, o) in outcomes.drain(..) {
-            emit(&p, o, reporter);
-        }
+        committed = true;
+        commit_batch(probe, staging, options, batch, &mut |p, o| tally.emit(p, o))?;
     }
-    drop(staging);
-    if !committed_a_batch {
-        sweep_without_commit(probe);
-    }
-    summary.not_done = not_done;
-    Ok(summary)
+    Ok(committed)
 }
 
 /// An add that finds everything registered opens no write session, so nothing would sweep
@@ -202,7 +216,7 @@ pub fn unregistered(kb: &Kb, store: &Store, folder: &Path) -> Result<Vec<PathBuf
     let mut waiting = Vec::new();
     for file in files {
         // A file that vanished or cannot be read is not waiting for this KB.
-        let Ok(hash) = super::hash::sha256_file(&file) else {
+        let Ok(hash) = crate::hash::sha256_file(&file) else {
             continue;
         };
         if !store.is_known(&hash)? {
@@ -212,18 +226,40 @@ pub fn unregistered(kb: &Kb, store: &Store, folder: &Path) -> Result<Vec<PathBuf
     Ok(waiting)
 }
 
-/// One file's way through a batch.
+/// One file's way through a batch: what it becomes, which files it publishes, which entries
+/// it replaces, and whether it failed on the way (then it is rolled back alone).
 struct Plan {
     item: Prepared,
+    /// The registry row the commit writes.
     doc: Document,
+    /// The files to publish, in order.
     steps: Vec<Step>,
+    /// Every file the add creates or replaces, as its intent records them.
     files: Vec<IntentFile>,
-    stale: Vec<String>,
-    intent: i64,
-    index_line_ours: bool,
+    /// Hashes of the registered entries the document replaces (formats §1.2).
+    replaces: Vec<String>,
     failed: Option<Error>,
 }
 
+impl Plan {
+    fn intent(&self) -> Planned {
+        Planned {
+            operation: IntentOp::Add,
+            hash: self.doc.hash.clone(),
+            doc_name: self.doc.doc_name.clone(),
+            files: self.files.clone(),
+        }
+    }
+
+    /// The document failed alone: roll its files back now, the others go on.
+    fn fail(&mut self, operation: &mut Operation<'_>, i: usize, e: Error) {
+        operation.roll_back(i);
+        self.failed = Some(e);
+    }
+}
+
+/// Where a file goes: `from` (staged, or a file already in raw/ that stays, then copied) to
+/// `target`, after the file it replaces there is kept at `backup`.
 struct Step {
     from: PathBuf,
     /// Copy `from` (a file already in raw/ that stays) instead of moving it.
@@ -233,6 +269,13 @@ struct Step {
 }
 
 /// Publish and commit `items` in one write session. Outcomes go to `report`.
+///
+/// The steps, in order: plan each file under the lock; record every intent in one
+/// transaction; publish the files and make them durable; insert the `index.md` lines; run the
+/// compile hook per document; commit every document, its log row and the intents' deletion in
+/// one transaction; then render the log rows into `wiki/log.md`. A file that fails alone is
+/// rolled back alone; a step that fails for the batch rolls back every file (the
+/// [`Operation`] guard does, on its way out).
 pub fn commit_batch(
     probe: &Probe,
     staging: &Staging,
@@ -241,156 +284,24 @@ pub fn commit_batch(
     report: &mut dyn FnMut(&Path, Outcome),
 ) -> Result<()> {
     let session = probe.write_session()?;
-    let (kb, store) = (session.kb(), session.store());
-    let mut plans = Vec::new();
-    {
-        let reader = store.reader()?;
-        let mut claims = Claims::default();
-        for item in items {
-            if reader.is_known(&item.hash)? {
-                report(&item.given, Outcome::Known);
-                continue;
-            }
-            if item.in_raw && !item.resolved.is_file() {
-                report(
-                    &item.given,
-                    Outcome::Skipped("the file is gone (moved or deleted meanwhile)".into()),
-                );
-                continue;
-            }
-            match plan(kb, &reader, staging, item, &mut claims, options) {
-                Ok(p) => plans.push(p),
-                Err(failed) => {
-                    let (item, e) = *failed;
-                    report(&item.given, Outcome::Failed(e));
-                }
-            }
-        }
-    }
+    let mut plans = plan_batch(&session, staging, options, items, report)?;
     if plans.is_empty() {
         return Ok(());
     }
-
-    // 1. Intents, committed before any file is touched.
-    let ids = session.write(|tx| {
-        plans
-            .iter()
-            .map(|p| {
-                tx.record_intent(
-                    IntentOp::Add,
-                    &p.doc.hash,
-                    p.doc.doc_name.as_deref(),
-                    &p.files,
-                )
-            })
-            .collect::<Result<Vec<i64>>>()
-    })?;
-    for (p, id) in plans.iter_mut().zip(ids) {
-        p.intent = id;
-    }
-
-    // 2. Files, then made durable (one syncfs for the batch).
-    let mut dirs = BTreeSet::new();
-    let mut published = Vec::new();
-    for p in &mut plans {
-        if let Err(e) = publish_plan(p, &mut dirs, &mut published) {
-            roll_back(kb, store, p);
-            p.failed = Some(e);
-        }
-    }
-    if let Err(e) = publish::make_durable(kb.root(), &published, &dirs) {
-        abandon(&session, &mut plans, &e);
-        return Err(e);
-    }
-
-    // 3. index.md, rewritten once for the batch.
-    let entries: Vec<(String, String)> = plans
-        .iter()
-        .filter(|p| p.failed.is_none())
-        .filter_map(|p| {
-            let d = p.doc.doc_name.clone()?;
-            let line = wiki::index_line(&d, &p.item.name);
-            Some((d, line))
-        })
-        .collect();
-    match wiki::index_md(kb).and_then(|index| wiki::index_insert(&index, &entries)) {
-        Ok(inserted) => {
-            for p in &mut plans {
-                p.index_line_ours = p
-                    .doc
-                    .doc_name
-                    .as_ref()
-                    .is_some_and(|d| inserted.contains(d));
-            }
-        }
-        Err(e) => {
-            abandon(&session, &mut plans, &e);
-            return Err(e);
-        }
-    }
-
-    // 4. The compile hook, per document, before its commit.
+    let mut operation = Operation::begin(&session, plans.iter().map(Plan::intent).collect())?;
+    publish_files(&session, &mut operation, &mut plans)?;
+    insert_index_lines(&session, &mut operation, &plans)?;
     if let Some(command) = &options.compile_command {
-        for p in plans.iter_mut().filter(|p| p.failed.is_none()) {
-            let hook_options = super::compile::HookOptions {
-                timeout: options.compile_timeout,
-                verbose: options.verbose,
-            };
-            let mut record = super::compile::RecordInIntent {
-                session: &session,
-                intent: p.intent,
-            };
-            match super::compile::run_hook(kb, command, &p.doc, &hook_options, &mut record) {
-                Ok(Ok(())) => p.doc.status = Status::Compiled,
-                Ok(Err(message)) => {
-                    roll_back(kb, store, p);
-                    p.failed = Some(Error::Invalid(format!(
-                        "{}: compile failed, nothing was added: {message}",
-                        p.item.given.display()
-                    )));
-                }
-                Err(e) => {
-                    roll_back(kb, store, p);
-                    p.failed = Some(e);
-                }
-            }
-        }
+        run_hooks(&session, &mut operation, &mut plans, command, options);
     }
-
-    super::crash_point("add-commit");
-    // 5. The commit point: every document of the batch, its log row, its intent gone.
-    let committed = session.write(|tx| {
-        let mut logs = Vec::new();
-        for p in &plans {
-            if p.failed.is_none() {
-                for stale in &p.stale {
-                    tx.remove_document(stale)?;
-                }
-                tx.upsert_document(&p.doc)?;
-                logs.push(tx.append_log("ingest", &p.item.name)?);
-            }
-            tx.delete_intent(p.intent)?;
-        }
-        Ok(logs)
-    });
-    let logs = match committed {
-        Ok(logs) => logs,
-        Err(e) => {
-            abandon(&session, &mut plans, &e);
-            return Err(e);
-        }
-    };
-    // One append for the batch's log.md lines (one write, so they stay together).
-    let text: String = logs.iter().map(|e| e.to_markdown()).collect();
-    if !text.is_empty()
-        && let Err(e) = kb.append_log_md_text(&text)
-    {
+    crate::faults::crash_point("add-commit");
+    let logs = commit(operation, &plans)?;
+    if let Err(e) = crate::log_md::append(session.kb(), &logs) {
         crate::notice::warn(&format!(
             "warning: {e} (the log table has the entries; `openkb doctor` can rebuild log.md)"
         ));
     }
     for p in plans {
-        drop_backups(kb, &p.files);
         let outcome = match p.failed {
             Some(e) => Outcome::Failed(e),
             None => Outcome::Added {
@@ -401,6 +312,141 @@ pub fn commit_batch(
         report(&p.item.given, outcome);
     }
     Ok(())
+}
+
+/// Re-check each file under the lock (another process may have added the same content, or
+/// moved a file in raw/ away, since it was prepared) and plan the rest. Files that need no
+/// work, or cannot be planned, are reported at once.
+fn plan_batch(
+    session: &WriteSession,
+    staging: &Staging,
+    options: &Options,
+    items: Vec<Prepared>,
+    report: &mut dyn FnMut(&Path, Outcome),
+) -> Result<Vec<Plan>> {
+    let reader = session.store().reader()?;
+    let mut claims = Claims::default();
+    let mut plans = Vec::new();
+    for item in items {
+        if reader.is_known(&item.hash)? {
+            report(&item.given, Outcome::Known);
+            continue;
+        }
+        if item.in_raw && !item.resolved.is_file() {
+            report(
+                &item.given,
+                Outcome::Skipped("the file is gone (moved or deleted meanwhile)".into()),
+            );
+            continue;
+        }
+        match plan(session.kb(), &reader, staging, item, &mut claims, options) {
+            Ok(p) => plans.push(p),
+            Err(failed) => {
+                let (item, e) = *failed;
+                report(&item.given, Outcome::Failed(e));
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// Publish every file (a file that fails is rolled back alone), then make them durable with
+/// one syncfs for the batch.
+fn publish_files(
+    session: &WriteSession,
+    operation: &mut Operation<'_>,
+    plans: &mut [Plan],
+) -> Result<()> {
+    let mut dirs = BTreeSet::new();
+    let mut published = Vec::new();
+    for (i, p) in plans.iter_mut().enumerate() {
+        if let Err(e) = publish_plan(p, &mut dirs, &mut published) {
+            p.fail(operation, i, e);
+        }
+    }
+    publish::make_durable(session.kb().root(), &published, &dirs)
+}
+
+/// Insert the `index.md` lines of the documents still going, in one rewrite of the page, and
+/// note in each document's undo whether its line is this add's.
+fn insert_index_lines(
+    session: &WriteSession,
+    operation: &mut Operation<'_>,
+    plans: &[Plan],
+) -> Result<()> {
+    let entries: Vec<(String, String)> = plans
+        .iter()
+        .filter(|p| p.failed.is_none())
+        .filter_map(|p| {
+            let d = p.doc.doc_name.clone()?;
+            let line = wiki::index_line(&d, &p.item.name);
+            Some((d, line))
+        })
+        .collect();
+    let inserted = wiki::index_insert(&wiki::index_md(session.kb())?, &entries)?;
+    for (i, p) in plans.iter().enumerate() {
+        let ours = p
+            .doc
+            .doc_name
+            .as_ref()
+            .is_some_and(|d| inserted.contains(d));
+        operation.undo_mut(i).index_line_ours = Some(ours);
+    }
+    Ok(())
+}
+
+/// Run the compile hook per document still going, before its commit: a document whose hook
+/// fails is rolled back ("nothing was added"), one whose hook succeeds is added compiled.
+fn run_hooks(
+    session: &WriteSession,
+    operation: &mut Operation<'_>,
+    plans: &mut [Plan],
+    command: &str,
+    options: &Options,
+) {
+    let hook_options = super::hook::HookOptions {
+        timeout: options.compile_timeout,
+        verbose: options.verbose,
+    };
+    for (i, p) in plans.iter_mut().enumerate() {
+        if p.failed.is_some() {
+            continue;
+        }
+        let ran = super::hook::run_hook(
+            session.kb(),
+            command,
+            &p.doc,
+            &hook_options,
+            &mut operation.hook_recorder(i),
+        );
+        match ran {
+            Ok(Ok(())) => p.doc.status = Status::Compiled,
+            Ok(Err(message)) => {
+                let e = Error::Invalid(format!(
+                    "{}: compile failed, nothing was added: {message}",
+                    p.item.given.display()
+                ));
+                p.fail(operation, i, e);
+            }
+            Err(e) => p.fail(operation, i, e),
+        }
+    }
+}
+
+/// The commit point: every document still going, the entries it replaces gone, its log row,
+/// and every intent of the batch deleted, in one transaction. Returns the log rows.
+fn commit(operation: Operation<'_>, plans: &[Plan]) -> Result<Vec<LogEntry>> {
+    operation.commit(|tx| {
+        let mut logs = Vec::new();
+        for p in plans.iter().filter(|p| p.failed.is_none()) {
+            for stale in &p.replaces {
+                tx.remove_document(stale)?;
+            }
+            tx.upsert_document(&p.doc)?;
+            logs.push(tx.append_log("ingest", &p.item.name)?);
+        }
+        Ok(logs)
+    })
 }
 
 /// Decide a file's doc_name, targets and the entries it replaces.
@@ -419,17 +465,15 @@ fn plan(
         Ok(r) => r,
         Err(e) => return Err(Box::new((item, e))),
     };
-    match plan_inner(kb, staging, &item, &resolved, replaced, options) {
-        Ok((doc, steps, files, stale)) => {
+    match place(kb, staging, &item, &resolved, options) {
+        Ok(Placed { doc, steps, files }) => {
             claims.claim(&resolved, &item.path_key);
             Ok(Plan {
                 item,
                 doc,
                 steps,
                 files,
-                stale,
-                intent: 0,
-                index_line_ours: false,
+                replaces: replaced,
                 failed: None,
             })
         }
@@ -534,7 +578,7 @@ fn keep_off_other_files(
     resolved: docname::Resolved,
     claims: &Claims,
 ) -> Result<(docname::Resolved, Vec<String>)> {
-    // An unusable inherited name is refused with its reason by `plan_inner`.
+    // An unusable inherited name is refused with its reason by `place`.
     if kbpath::check_doc_name(&resolved.doc_name).is_err() {
         return Ok((resolved.clone(), replaced_documents(q, item, &resolved)?));
     }
@@ -573,16 +617,23 @@ fn keep_off_other_files(
     Ok((resolved, replaced))
 }
 
-type Planned = (Document, Vec<Step>, Vec<IntentFile>, Vec<String>);
+/// A file placed under its doc_name: its registry row, the files to publish and what its
+/// intent records.
+struct Placed {
+    doc: Document,
+    steps: Vec<Step>,
+    files: Vec<IntentFile>,
+}
 
-fn plan_inner(
+/// Place `item` under the doc_name `resolved`: the raw copy (unless it is in raw/ already)
+/// and the wiki source, each with a backup of the file it replaces.
+fn place(
     kb: &Kb,
     staging: &Staging,
     item: &Prepared,
     resolved: &docname::Resolved,
-    stale: Vec<String>,
     options: &Options,
-) -> Result<Planned> {
+) -> Result<Placed> {
     let doc_name = &resolved.doc_name;
     // A doc_name can come from a legacy entry (an edited file keeps its name): it names files,
     // so it must be one file name.
@@ -652,7 +703,7 @@ fn plan_inner(
         },
         ..Document::default()
     };
-    Ok((doc, steps, files, stale))
+    Ok(Placed { doc, steps, files })
 }
 
 fn publish_plan(
@@ -665,7 +716,7 @@ fn publish_plan(
             publish::backup(&step.target, backup)?;
         }
         if step.copy {
-            publish::copy_into(&step.from, &step.target)?;
+            crate::fsx::atomic_copy(&step.from, &step.target)?;
         } else {
             publish::publish(&step.from, &step.target)?;
         }
@@ -675,40 +726,6 @@ fn publish_plan(
         published.push(step.target.clone());
     }
     Ok(())
-}
-
-/// Roll one file's publish back now (recovery would do the same after a crash).
-fn roll_back(kb: &Kb, store: &Store, p: &Plan) {
-    if let Err(e) = roll_back_add(
-        kb,
-        store,
-        &p.files,
-        p.doc.doc_name.as_deref(),
-        Some(p.index_line_ours),
-    ) {
-        crate::notice::warn(&format!(
-            "warning: rolling back {} failed: {e}; the next openkb command retries",
-            p.item.given.display()
-        ));
-    }
-}
-
-/// The batch cannot commit: roll every file back and drop the intents (recovery finishes the
-/// job if this fails too).
-fn abandon(session: &WriteSession, plans: &mut [Plan], why: &Error) {
-    for p in plans.iter_mut().filter(|p| p.failed.is_none()) {
-        roll_back(session.kb(), session, p);
-        p.failed = Some(Error::Invalid(format!(
-            "{}: not added: {why}",
-            p.item.given.display()
-        )));
-    }
-    let _ = session.write(|tx| {
-        for p in plans.iter() {
-            tx.delete_intent(p.intent)?;
-        }
-        Ok(())
-    });
 }
 
 fn relative(kb: &Kb, path: &Path) -> Result<String> {

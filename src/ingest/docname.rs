@@ -19,8 +19,8 @@
 
 use std::collections::HashSet;
 
-use super::hash::sha256_hex;
 use crate::error::Result;
+use crate::hash::sha256_hex;
 use crate::names;
 use crate::state::Queries;
 

@@ -116,14 +116,8 @@ fn dead_staging(kb: &Kb) -> Result<Vec<DeadStaging>> {
     let dir = crate::kbpath::KbPath::bookkeeping(kb, ".openkb/staging")?
         .as_path()
         .to_path_buf();
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
-    };
     let mut dead = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("cannot read folder", &dir, e))?;
+    for entry in crate::fsx::read_dir_if_exists(&dir)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with(STAGING_PREFIX) {
             continue;
@@ -178,18 +172,17 @@ fn held_by_a_live_process(lock_path: &Path) -> bool {
     }
 }
 
-/// Bytes of the files under `dir`, symlinks not followed.
+/// Bytes of the files under `dir`, symlinks not followed; what cannot be read counts 0 (the
+/// size is for a report).
 fn tree_size(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => tree_size(&entry.path()),
-            _ => entry.metadata().map(|m| m.len()).unwrap_or(0),
-        })
-        .sum()
+    let mut bytes = 0;
+    let _ = crate::fsx::walk(dir, "", &mut |rel, entry| {
+        if !rel.ends_with('/') {
+            bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        crate::fsx::WalkStep::Continue
+    });
+    bytes
 }
 
 fn relative(kb: &Kb, path: &Path) -> String {

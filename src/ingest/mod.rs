@@ -15,6 +15,9 @@
 //! 3. **one transaction** commits the document row, its log row and deletes the intent.
 //!    This is the commit point. `wiki/log.md` is rendered from the log row afterwards.
 //!
+//! Every operation goes through [`operation::Operation`], the one implementation of these
+//! steps and of the rollback when they fail.
+//!
 //! A crash before step 3 leaves the intent. The next write session (`session.rs`; not a
 //! nested re-entry) runs [`recover::recover_interrupted`]: an add whose row exists is done
 //! (only its backups are dropped); any other add is rolled back file by file (new files
@@ -32,13 +35,15 @@
 pub mod add;
 pub mod compile;
 pub mod docname;
-pub mod hash;
+pub mod hook;
 pub mod hook_output;
 pub mod leftovers;
+pub mod operation;
 pub mod prepare;
 pub mod publish;
 pub mod recover;
 pub mod remove;
+pub mod watch;
 
 use std::path::Path;
 
@@ -110,31 +115,6 @@ pub fn path_key(kb: &Kb, resolved: &Path) -> Result<String> {
             resolved.display()
         ))
     })
-}
-
-/// Hidden crash switch for the crash-safety tests: `OPENKB_TEST_ABORT_AT=<point>` aborts the
-/// process (no unwinding, no cleanup, like a SIGKILL) when it reaches `point`, just before
-/// the commit of an add (`add-commit`) or a remove (`remove-commit`), or between a migration's
-/// commit and the rename of `hashes.json` (`migrate-rename`).
-pub(crate) fn crash_point(point: &str) {
-    if std::env::var_os("OPENKB_TEST_ABORT_AT").is_some_and(|v| v == point) {
-        std::process::abort();
-    }
-}
-
-/// Hidden switch for the tests of refused commits: `OPENKB_TEST_RUN_AT=<point>` runs
-/// `OPENKB_TEST_RUN` with `sh -c` in the current folder when the process reaches `point`
-/// (`remove-commit`, just before a remove's commit), as another process acting at that moment
-/// would (replacing `state.db`, say), and waits for it.
-pub(crate) fn test_point(point: &str) {
-    if std::env::var_os("OPENKB_TEST_RUN_AT").is_some_and(|v| v == point)
-        && let Some(command) = std::env::var_os("OPENKB_TEST_RUN")
-    {
-        let _ = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .status();
-    }
 }
 
 /// `raw/<doc_name><lower-case suffix>`, KB-relative.

@@ -8,16 +8,14 @@
 //! feet.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use super::hash::{CHUNK, sha256_file};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
+use crate::fsx::copy_hashing;
+use crate::hash::sha256_file;
 use crate::kb::Kb;
 use crate::names;
 use crate::state::Store;
@@ -52,12 +50,7 @@ impl Staging {
                 chrono::Utc::now().timestamp_micros()
             );
             let lock_path = parent.join(format!("{name}.lock"));
-            let lock = match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666)
-                .open(&lock_path)
-            {
+            let lock = match fsx::create_new(&lock_path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
                     continue;
@@ -319,21 +312,64 @@ fn prepare_inner(
     path: &Path,
     run_hashes: &mut HashSet<String>,
 ) -> Result<Prep> {
-    let name = match path.file_name().and_then(|n| n.to_str()) {
-        Some(n) => n.to_owned(),
-        None => {
-            return Ok(Prep::Failed(
-                path.to_path_buf(),
-                Error::Invalid(format!(
-                    "{}: the file name is not valid UTF-8; rename the file",
-                    path.display()
-                )),
-            ));
-        }
+    let (name, resolved) = match admit(kb, path)? {
+        Ok(admitted) => admitted,
+        Err(refused) => return Ok(refused),
+    };
+    let Some(content) = Content::read(&resolved)? else {
+        // Replaced by a pipe or device since it was listed: reading it could block forever.
+        return Ok(Prep::Skipped(
+            path.to_path_buf(),
+            "not a regular file (a pipe, socket or device)".into(),
+        ));
+    };
+    if store.is_known(&content.hash)? {
+        return Ok(Prep::Known(path.to_path_buf()));
+    }
+    if !run_hashes.insert(content.hash.clone()) {
+        return Ok(Prep::Skipped(
+            path.to_path_buf(),
+            "same content as another file of this add".into(),
+        ));
+    }
+    let path_key = super::path_key(kb, &resolved)?;
+    let in_raw = resolved.starts_with(kb.raw_dir());
+    let Some(staged) = stage(staging, &resolved, &name, in_raw, &content)? else {
+        return Ok(Prep::Failed(
+            path.to_path_buf(),
+            Error::Invalid(format!(
+                "{}: the file changed while it was being read; add it again",
+                path.display()
+            )),
+        ));
+    };
+    Ok(Prep::Ready(Prepared {
+        given: path.to_path_buf(),
+        resolved,
+        name,
+        hash: content.hash,
+        path_key,
+        in_raw,
+        staged_raw: staged.raw,
+        staged_source: staged.source,
+    }))
+}
+
+/// The file's name and resolved path, or why it is refused: a name that is not UTF-8, or a
+/// path in raw/ that a symlink leads out of raw/.
+fn admit(kb: &Kb, path: &Path) -> Result<std::result::Result<(String, PathBuf), Prep>> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Err(Prep::Failed(
+            path.to_path_buf(),
+            Error::Invalid(format!(
+                "{}: the file name is not valid UTF-8; rename the file",
+                path.display()
+            )),
+        )));
     };
     let resolved = path.canonicalize().with_path("cannot resolve", path)?;
     if !resolved.starts_with(kb.raw_dir()) && named_in_raw(kb, path) {
-        return Ok(Prep::Failed(
+        return Ok(Err(Prep::Failed(
             path.to_path_buf(),
             Error::Invalid(format!(
                 "{}: is a symbolic link (or lies under one) leading out of raw/, to {}; openkb \
@@ -342,86 +378,91 @@ fn prepare_inner(
                 path.display(),
                 resolved.display()
             )),
-        ));
+        )));
     }
-    // Small files are read once: hashed and staged from the same bytes.
-    let meta = std::fs::metadata(&resolved).with_path("cannot read", &resolved)?;
-    if !meta.is_file() {
-        // Replaced by a pipe or device since it was listed: reading it could block forever.
-        return Ok(Prep::Skipped(
-            path.to_path_buf(),
-            "not a regular file (a pipe, socket or device)".into(),
-        ));
+    Ok(Ok((name.to_owned(), resolved)))
+}
+
+/// A file's hash, and its bytes when it is small: a small file is read once, hashed and
+/// staged from the same bytes.
+struct Content {
+    hash: String,
+    bytes: Option<Vec<u8>>,
+}
+
+impl Content {
+    /// `None` when `resolved` is not a regular file.
+    fn read(resolved: &Path) -> Result<Option<Content>> {
+        let meta = std::fs::metadata(resolved).with_path("cannot read", resolved)?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        let content = if meta.len() <= SMALL_FILE {
+            let bytes = crate::fsx::read(resolved)?;
+            Content {
+                hash: crate::hash::sha256_hex(&bytes),
+                bytes: Some(bytes),
+            }
+        } else {
+            Content {
+                hash: sha256_file(resolved)?,
+                bytes: None,
+            }
+        };
+        Ok(Some(content))
     }
-    let size = meta.len();
-    let bytes = if size <= SMALL_FILE {
-        Some(std::fs::read(&resolved).with_path("cannot read", &resolved)?)
-    } else {
-        None
+}
+
+/// The copies a file is published from.
+struct Staged {
+    /// The raw copy (none for a file already in raw/, registered where it is).
+    raw: Option<PathBuf>,
+    /// The wiki source of a text format.
+    source: Option<PathBuf>,
+}
+
+/// Copy the file into staging: its wiki source (text formats) and its raw copy (unless it is
+/// in raw/ already). A large file is hashed again as it is copied; `None` when it changed
+/// since it was hashed.
+fn stage(
+    staging: &Staging,
+    resolved: &Path,
+    name: &str,
+    in_raw: bool,
+    content: &Content,
+) -> Result<Option<Staged>> {
+    let mut staged = Staged {
+        raw: None,
+        source: None,
     };
-    let hash = match &bytes {
-        Some(b) => super::hash::sha256_hex(b),
-        None => sha256_file(&resolved)?,
-    };
-    if store.is_known(&hash)? {
-        return Ok(Prep::Known(path.to_path_buf()));
-    }
-    if !run_hashes.insert(hash.clone()) {
-        return Ok(Prep::Skipped(
-            path.to_path_buf(),
-            "same content as another file of this add".into(),
-        ));
-    }
-    let path_key = super::path_key(kb, &resolved)?;
-    let in_raw = resolved.starts_with(kb.raw_dir());
-    let mut staged_raw = None;
-    let mut staged_source = None;
-    let changed = || {
-        Prep::Failed(
-            path.to_path_buf(),
-            Error::Invalid(format!(
-                "{}: the file changed while it was being read; add it again",
-                path.display()
-            )),
-        )
-    };
-    if super::is_text(&name) {
+    if super::is_text(name) {
         let source = staging.fresh("source");
-        match &bytes {
+        match &content.bytes {
             Some(b) => write_new(&source, b)?,
             None => {
-                if copy_hashing(&resolved, &source)? != hash {
-                    return Ok(changed());
+                if copy_hashing(resolved, &source)? != content.hash {
+                    return Ok(None);
                 }
             }
         }
-        staged_source = Some(source);
+        staged.source = Some(source);
     }
     if !in_raw {
         let raw = staging.fresh("raw");
-        match (&bytes, &staged_source) {
+        match (&content.bytes, &staged.source) {
             (Some(b), _) => write_new(&raw, b)?,
             (None, Some(source)) => {
                 copy_hashing(source, &raw)?;
             }
             (None, None) => {
-                if copy_hashing(&resolved, &raw)? != hash {
-                    return Ok(changed());
+                if copy_hashing(resolved, &raw)? != content.hash {
+                    return Ok(None);
                 }
             }
         }
-        staged_raw = Some(raw);
+        staged.raw = Some(raw);
     }
-    Ok(Prep::Ready(Prepared {
-        given: path.to_path_buf(),
-        resolved,
-        name,
-        hash,
-        path_key,
-        in_raw,
-        staged_raw,
-        staged_source,
-    }))
+    Ok(Some(staged))
 }
 
 /// Does `path`, as written (made absolute, `.` and `..` taken lexically, links not followed),
@@ -454,37 +495,6 @@ const SMALL_FILE: u64 = 4 << 20;
 
 /// Write `bytes` to a new file `path` (mode 0666 minus umask); fsynced with its batch.
 fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o666)
-        .open(path)
-        .with_path("cannot create", path)?;
+    let mut file = fsx::create_new(path).with_path("cannot create", path)?;
     file.write_all(bytes).with_path("cannot write", path)
-}
-
-/// Copy `from` to a new file `to` (mode 0666 minus umask) and return the SHA-256 of the bytes
-/// copied. Not fsynced here: the batch publishing it syncs its files once, before the commit
-/// (see `publish::make_durable`).
-pub fn copy_hashing(from: &Path, to: &Path) -> Result<String> {
-    let mut src = File::open(from).with_path("cannot open", from)?;
-    let mut dst = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o666)
-        .open(to)
-        .with_path("cannot create", to)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("cannot read", from, e)),
-        };
-        hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n]).with_path("cannot write", to)?;
-    }
-    Ok(super::hash::hex(&hasher.finalize()))
 }

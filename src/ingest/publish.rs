@@ -24,32 +24,9 @@ pub fn publish(staged: &Path, target: &Path) -> Result<()> {
     }
     match std::fs::rename(staged, target) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => copy_into(staged, target),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => fsx::atomic_copy(staged, target),
         Err(e) => Err(Error::io("cannot move into place", target, e)),
     }
-}
-
-/// Copy `from` over `target` atomically (temp beside the target, fsync, rename).
-pub fn copy_into(from: &Path, target: &Path) -> Result<()> {
-    if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir).with_path("cannot create folder", dir)?;
-    }
-    let (mut temp, temp_path) = fsx::create_temp_beside(target)?;
-    let done = (|| -> Result<()> {
-        let mut src = std::fs::File::open(from).with_path("cannot open", from)?;
-        std::io::copy(&mut src, &mut temp).with_path("cannot write", &temp_path)?;
-        if let Ok(meta) = std::fs::metadata(target) {
-            let mode = meta.permissions().mode() & 0o7777;
-            temp.set_permissions(std::fs::Permissions::from_mode(mode))
-                .with_path("cannot set permissions of", &temp_path)?;
-        }
-        temp.sync_all().with_path("cannot flush", &temp_path)?;
-        std::fs::rename(&temp_path, target).with_path("cannot replace", target)
-    })();
-    if done.is_err() {
-        let _ = std::fs::remove_file(&temp_path);
-    }
-    done
 }
 
 /// Keep the current content of `target` at `backup` (a hard link: O(1), and the rename that

@@ -6,12 +6,13 @@
 //! works: every intent it finds belongs to a process that died (or was killed) before its
 //! commit.
 
+use super::operation::Undo;
 use super::prepare::STAGING_PREFIX;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::{KbPath, Kind};
 use crate::session::WriteSession;
-use crate::state::{Intent, IntentFile, IntentOp, Status, Store, intents};
+use crate::state::{Intent, IntentFile, IntentOp, Status, Store, WriteTx, intents};
 use crate::wiki;
 
 /// What recovery did.
@@ -110,52 +111,72 @@ fn settle(session: &WriteSession, intent: &Intent, done: &mut Recovered) -> Resu
     // A hook left running by the dead process would keep writing into what is about to be
     // rolled back or marked failed: it goes first.
     if let Some(hook) = &intent.hook
-        && super::compile::kill_orphaned_hook(hook)
+        && super::hook::kill_orphaned_hook(hook)
     {
         done.hooks_killed += 1;
     }
+    let abandon = |why: &str| {
+        session.write(|tx| close_abandoned(tx, intent.id, intent.operation, &intent.hash, why))
+    };
     match intent.operation {
+        IntentOp::Add if store.is_known(&intent.hash)? => {
+            drop_backups(kb, &intent.files);
+            session.write(|tx| tx.delete_intent(intent.id))?;
+            done.adds_completed += 1;
+        }
         IntentOp::Add => {
-            if store.is_known(&intent.hash)? {
-                drop_backups(kb, &intent.files);
-                session.write(|tx| tx.delete_intent(intent.id))?;
-                done.adds_completed += 1;
-            } else {
-                roll_back_add(kb, store, &intent.files, intent.doc_name.as_deref(), None)?;
-                session.write(|tx| tx.delete_intent(intent.id))?;
-                done.adds_rolled_back += 1;
-            }
+            let undo_add = Undo::of_intent(&intent.files);
+            undo(kb, store, intent.doc_name.as_deref(), &undo_add)?;
+            abandon("")?;
+            done.adds_rolled_back += 1;
         }
         IntentOp::Remove => {
-            super::remove::finish(
-                session,
-                intent.id,
-                &intent.hash,
-                intent.doc_name.as_deref(),
-                &intent.files,
-            )?;
+            super::remove::finish(session, intent)?;
             done.removes_finished += 1;
         }
         IntentOp::Compile => {
-            session.write(|tx| {
-                tx.set_status(
-                    &intent.hash,
-                    Status::Failed,
-                    Some("the compile was interrupted (the process died); run `openkb compile` again"),
-                )?;
-                tx.delete_intent(intent.id)
-            })?;
+            abandon("the compile was interrupted (the process died); run `openkb compile` again")?;
             done.compiles_interrupted += 1;
         }
     }
     Ok(())
 }
 
-/// Undo an uncommitted add: restore the files it replaced, delete those it created, and drop
-/// its `index.md` line: when `index_line_ours` says the add inserted it (`Some(true)`), or,
-/// when that is not known (`None`, after a crash), unless a registered document owns the
-/// doc_name.
-pub(crate) fn roll_back_add(
+/// The rows of an operation given up before its commit: its intent goes; a compile leaves
+/// its document `failed` with `why` (never silently `pending` or `compiled`). Recovery runs
+/// it for what a dead process left, [`Operation`](super::operation::Operation) for what failed
+/// in process.
+pub(crate) fn close_abandoned(
+    tx: &WriteTx<'_>,
+    id: i64,
+    operation: IntentOp,
+    hash: &str,
+    why: &str,
+) -> Result<()> {
+    if operation == IntentOp::Compile {
+        tx.set_status(hash, Status::Failed, Some(why))?;
+    }
+    tx.delete_intent(id)?;
+    Ok(())
+}
+
+/// Put back what an uncommitted operation did to a document's files: pages edited in place
+/// get their bytes back, each file is restored from its backup or deleted (last first), and
+/// the document's `index.md` line is dropped when it is the operation's (see
+/// [`Undo::index_line_ours`]). Recovery runs it for an interrupted add, knowing only its
+/// intent; a dropped [`Operation`](super::operation::Operation) runs it knowing more.
+pub(crate) fn undo(kb: &Kb, store: &Store, doc_name: Option<&str>, undo: &Undo) -> Result<()> {
+    for (page, before) in undo.pages.iter().rev() {
+        page.write_atomic(before)?;
+    }
+    roll_back_files(kb, store, &undo.files, doc_name, undo.index_line_ours)
+}
+
+/// Restore the files an uncommitted operation replaced, delete those it created, and drop
+/// the document's `index.md` line: when `index_line_ours` says the operation inserted it
+/// (`Some(true)`), or, when that is not known (`None`, after a crash), unless a registered
+/// document owns the doc_name.
+fn roll_back_files(
     kb: &Kb,
     store: &Store,
     files: &[IntentFile],

@@ -15,13 +15,14 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+use super::operation::{Operation, Planned};
 use super::prepare::Staging;
 use crate::error::{Error, Result};
 use crate::kb::Kb;
 use crate::kbpath::{self, KbPath, Kind, Owned};
 use crate::names;
 use crate::session::WriteSession;
-use crate::state::{Document, IntentFile, IntentOp, LogEntry, Queries};
+use crate::state::{Document, Intent, IntentFile, IntentOp, LogEntry, Queries};
 use crate::wiki;
 
 /// Shortest hash prefix taken as an identifier: shorter hex strings are too likely to be
@@ -85,6 +86,102 @@ pub fn find(q: &impl Queries, identifier: &str) -> Result<Vec<Document>> {
     } else {
         by_substring
     })
+}
+
+/// The one document `identifier` names (see [`find`]); none or several is an error that lists
+/// the candidates. `show` resolves its argument the same way.
+pub fn find_one(q: &impl Queries, identifier: &str) -> Result<Document> {
+    let mut found = find(q, identifier)?;
+    match found.len() {
+        0 => Err(Error::Invalid(format!(
+            "no document matches {identifier:?}; `openkb list` shows the registered ones"
+        ))),
+        1 => Ok(found.remove(0)),
+        n => {
+            let mut listed: Vec<String> = found
+                .iter()
+                .take(CANDIDATES_SHOWN)
+                .map(|d| {
+                    format!(
+                        "  {}  {}  (doc_name {}, {})",
+                        names::short_hash(&d.hash),
+                        names::shown(d.name.as_deref().unwrap_or("-")),
+                        names::shown(d.display_doc_name().as_deref().unwrap_or("-")),
+                        names::shown(d.path.as_deref().unwrap_or("no path"))
+                    )
+                })
+                .collect();
+            if n > CANDIDATES_SHOWN {
+                listed.push(format!("  ... and {} more", n - CANDIDATES_SHOWN));
+            }
+            Err(Error::Invalid(format!(
+                "{n} documents match {:?}; name one by its hash (the first column; a unique \
+                 prefix is enough):\n{}",
+                names::shown(identifier),
+                listed.join("\n")
+            )))
+        }
+    }
+}
+
+/// How many candidates an ambiguous identifier lists.
+const CANDIDATES_SHOWN: usize = 20;
+
+/// Resolve every identifier and plan each document's removal, changing nothing. Every
+/// identifier is resolved before anything is removed: one that matches nothing, or several
+/// documents, is an error naming each problem. A file shared only among the targets goes
+/// ([`leave_shared`] with all of them).
+pub fn plan_targets(
+    kb: &Kb,
+    q: &impl Queries,
+    identifiers: &[String],
+    keep_raw: bool,
+) -> Result<Vec<(Document, Plan)>> {
+    let mut targets: Vec<(Document, Plan)> = Vec::new();
+    let mut problems = Vec::new();
+    for identifier in identifiers {
+        match find_one(q, identifier) {
+            Ok(doc) if targets.iter().any(|(d, _)| d.hash == doc.hash) => {}
+            Ok(doc) => {
+                let plan = plan(kb, q, &doc, keep_raw)?;
+                targets.push((doc, plan));
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        problems.push("nothing was removed".to_owned());
+        return Err(Error::Invalid(problems.join("\n")));
+    }
+    let hashes: Vec<String> = targets.iter().map(|(d, _)| d.hash.clone()).collect();
+    let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+    for (_, plan) in &mut targets {
+        leave_shared(q, plan, &hashes)?;
+    }
+    Ok(targets)
+}
+
+/// Remove `doc` in `session`, planned again under the exclusive lock (the KB may have changed
+/// since the plan the user saw). Returns the document as it was and the plan carried out, or
+/// `None` when another process removed the document first.
+pub fn remove_document(
+    session: &WriteSession,
+    doc: &Document,
+    keep_raw: bool,
+) -> Result<Option<(Document, Plan)>> {
+    let Some(doc) = session.get(&doc.hash)? else {
+        return Ok(None);
+    };
+    let plan = {
+        let reader = session.reader()?;
+        let mut plan = plan(session.kb(), &reader, &doc, keep_raw)?;
+        // One document at a time: a file another target shares goes with the last of them,
+        // so a failure part-way never leaves a registered document without its files.
+        leave_shared(&reader, &mut plan, &[])?;
+        plan
+    };
+    execute(session, &plan)?;
+    Ok(Some((doc, plan)))
 }
 
 /// What removing a document does.
@@ -322,14 +419,8 @@ fn check_owned(
 /// `wiki/sources/<doc_name>.<anything>` that exist.
 pub(crate) fn sources_named(kb: &Kb, doc_name: &str) -> Result<Vec<String>> {
     let dir = kb.wiki_dir().join("sources");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("cannot read folder", &dir, e))?;
+    for entry in crate::fsx::read_dir_if_exists(&dir)? {
         if let Some(name) = entry.file_name().to_str()
             && names::stem(name) == doc_name
             && name != doc_name
@@ -354,17 +445,21 @@ pub fn execute(session: &WriteSession, plan: &Plan) -> Result<Option<LogEntry>> 
         .as_deref()
         .filter(|_| plan.wiki_shared_with.is_none());
     let work = Work::check(kb, doc_name, &plan.files)?;
-    let files: Vec<IntentFile> = plan.files.iter().map(IntentFile::new).collect();
-    let intent =
-        session.write(|tx| tx.record_intent(IntentOp::Remove, &plan.hash, doc_name, &files))?;
-    work.act(session, intent, &plan.hash)
+    let operation = Operation::begin(
+        session,
+        vec![Planned {
+            operation: IntentOp::Remove,
+            hash: plan.hash.clone(),
+            doc_name: doc_name.map(str::to_owned),
+            files: plan.files.iter().map(IntentFile::new).collect(),
+        }],
+    )?;
+    work.act(operation, &plan.hash)
 }
 
 /// A remove checked and ready to run.
 struct Work {
-    /// The doc_name the files were checked against (`None`: only the entry's own paths).
-    doc_name: Option<String>,
-    deletions: Vec<(KbPath, bool)>,
+    deletions: Vec<KbPath>,
     edits: Vec<wiki::Edit>,
     skipped: Vec<(String, String)>,
 }
@@ -378,7 +473,7 @@ impl Work {
         let mut skipped = Vec::new();
         for file in files {
             match check_owned(kb, file, doc_name) {
-                Ok((path, _)) => deletions.push((path, file.ends_with('/'))),
+                Ok((path, _)) => deletions.push(path),
                 Err(why) => skipped.push((file.clone(), why)),
             }
         }
@@ -387,7 +482,6 @@ impl Work {
             None => Vec::new(),
         };
         Ok(Work {
-            doc_name: doc_name.map(str::to_owned),
             deletions,
             edits,
             skipped,
@@ -396,55 +490,40 @@ impl Work {
 
     /// Delete the files and edit the wiki, then commit. Until the commit succeeds nothing is
     /// lost: the files are moved into a private staging folder and the edited pages' text is
-    /// kept, so a refused commit (`state.db` replaced or removed meanwhile, a busy database)
-    /// puts everything back through the rollback crash recovery uses for adds. After a crash
-    /// the intent is finished instead (recovery runs this again), and the dead process's
-    /// staging folder is swept.
-    fn act(self, session: &WriteSession, intent: i64, hash: &str) -> Result<Option<LogEntry>> {
-        let kb = session.kb();
-        let staging = Staging::create(kb)?;
-        let mut undo = Undo::default();
-        let result = self.move_aside(kb, &staging, &mut undo).and_then(|()| {
-            for edit in &self.edits {
-                let before = std::fs::read(edit.path.as_path())
-                    .map_err(|e| Error::io("cannot read", edit.path.as_path(), e))?;
-                edit.apply()?;
-                undo.pages.push((edit.path.clone(), before));
-            }
-            super::crash_point("remove-commit");
-            super::test_point("remove-commit");
-            session.write(|tx| {
-                let doc = tx.get(hash)?;
-                let logged = match &doc {
-                    Some(doc) => {
-                        tx.remove_document(hash)?;
-                        let what = doc
-                            .name
-                            .clone()
-                            .or_else(|| doc.display_doc_name())
-                            .unwrap_or_else(|| hash.to_owned());
-                        Some(tx.append_log("remove", &what)?)
-                    }
-                    None => None,
-                };
-                tx.delete_intent(intent)?;
-                Ok(logged)
-            })
-        });
-        let entry = match result {
-            Ok(entry) => entry,
-            Err(e) => {
-                // The refusal is the error to report; a failed put-back is said beside it.
-                if let Err(undo_error) = undo.put_back(kb, session, self.doc_name.as_deref()) {
-                    eprintln!("warning: could not put every file back: {undo_error}");
-                }
-                // The files are back: the intent must not finish the remove later. Refused
-                // when state.db was replaced, where the intent is not the KB's any more.
-                let _ = session.write(|tx| tx.delete_intent(intent));
-                return Err(e);
-            }
-        };
-        drop(staging);
+    /// kept in the operation's undo, so a refused commit (`state.db` replaced or removed
+    /// meanwhile, a busy database) puts everything back through the rollback crash recovery
+    /// uses. After a crash the intent is finished instead (recovery runs this again), and the
+    /// dead process's staging folder is swept.
+    fn act(self, mut operation: Operation<'_>, hash: &str) -> Result<Option<LogEntry>> {
+        let kb = operation.session().kb();
+        // The staging folder belongs to the undo: it must outlive a rollback that puts the
+        // moved files back from it.
+        let undo = operation.undo_mut(0);
+        let staging = undo.staging.insert(Staging::create(kb)?);
+        self.move_aside(kb, staging, &mut undo.files)?;
+        for edit in &self.edits {
+            let before = std::fs::read(edit.path.as_path())
+                .map_err(|e| Error::io("cannot read", edit.path.as_path(), e))?;
+            edit.apply()?;
+            operation
+                .undo_mut(0)
+                .pages
+                .push((edit.path.clone(), before));
+        }
+        crate::faults::crash_point("remove-commit");
+        crate::faults::run_point("remove-commit");
+        let entry = operation.commit(|tx| {
+            let Some(doc) = tx.get(hash)? else {
+                return Ok(None);
+            };
+            tx.remove_document(hash)?;
+            let what = doc
+                .name
+                .clone()
+                .or_else(|| doc.display_doc_name())
+                .unwrap_or_else(|| hash.to_owned());
+            Ok(Some(tx.append_log("remove", &what)?))
+        })?;
         for (path, why) in &self.skipped {
             crate::notice::warn(&format!(
                 "warning: left {} alone: {}",
@@ -453,14 +532,15 @@ impl Work {
             ));
         }
         if let Some(entry) = &entry {
-            kb.append_log_md(entry)?;
+            crate::log_md::append(kb, std::slice::from_ref(entry))?;
         }
         Ok(entry)
     }
 
-    /// Move every file (and the images folder) into `staging`, noting each in `undo`.
-    fn move_aside(&self, kb: &Kb, staging: &Staging, undo: &mut Undo) -> Result<()> {
-        for (path, _) in &self.deletions {
+    /// Move every file (and the images folder) into `staging`, noting each in `moved` (with
+    /// where it waits, to be put back).
+    fn move_aside(&self, kb: &Kb, staging: &Staging, moved: &mut Vec<IntentFile>) -> Result<()> {
+        for path in &self.deletions {
             if path.kind()?.is_none() {
                 continue;
             }
@@ -468,7 +548,7 @@ impl Work {
             let (_, aside_rel) = staging.fresh_in_kb(kb, name)?;
             let aside_path = KbPath::new(kb, &aside_rel)?;
             if path.rename_to(&aside_path)? {
-                undo.files.push(IntentFile {
+                moved.push(IntentFile {
                     path: path.rel().to_owned(),
                     backup: Some(aside_rel),
                 });
@@ -478,37 +558,10 @@ impl Work {
     }
 }
 
-/// What a remove changed before its commit, to put back if the commit is refused.
-#[derive(Default)]
-struct Undo {
-    /// Each moved file with where it waits in staging.
-    files: Vec<IntentFile>,
-    /// Each edited page with its text before the edit.
-    pages: Vec<(KbPath, Vec<u8>)>,
-}
-
-impl Undo {
-    /// `doc_name`: the one the files were checked against, so the rollback accepts them again.
-    fn put_back(&self, kb: &Kb, session: &WriteSession, doc_name: Option<&str>) -> Result<()> {
-        for (page, before) in self.pages.iter().rev() {
-            page.write_atomic(before)?;
-        }
-        // The rollback of an uncommitted add: each backup goes back to its place; the index
-        // line is the page edit's, restored above.
-        super::recover::roll_back_add(kb, session.store(), &self.files, doc_name, Some(false))
-    }
-}
-
 /// Finish an interrupted remove (recovery): the same checks, then the same steps. Safe to
 /// run again after a crash at any point.
-pub fn finish(
-    session: &WriteSession,
-    intent: i64,
-    hash: &str,
-    doc_name: Option<&str>,
-    files: &[IntentFile],
-) -> Result<Option<LogEntry>> {
-    let kb = session.kb();
-    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-    Work::check(kb, doc_name, &paths)?.act(session, intent, hash)
+pub fn finish(session: &WriteSession, intent: &Intent) -> Result<Option<LogEntry>> {
+    let paths: Vec<String> = intent.files.iter().map(|f| f.path.clone()).collect();
+    let work = Work::check(session.kb(), intent.doc_name.as_deref(), &paths)?;
+    work.act(Operation::resume(session, intent), &intent.hash)
 }

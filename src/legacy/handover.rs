@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 
-use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, Result};
 use crate::fsx;
+use crate::log_md::{self, LegacyLogEntry};
 use crate::session::WriteSession;
 use crate::state::python_base;
 use crate::state::{Queries, Status};
@@ -51,7 +51,7 @@ pub fn export_for_python(session: &WriteSession) -> Result<HandedOver> {
             path.display()
         )));
     }
-    let sha256 = crate::ingest::hash::sha256_hex(text.as_bytes());
+    let sha256 = crate::hash::sha256_hex(text.as_bytes());
     let entries = documents
         .iter()
         .map(|doc| (doc.hash.clone(), super::entry_of(doc)));
@@ -67,7 +67,7 @@ pub fn export_for_python(session: &WriteSession) -> Result<HandedOver> {
     });
     match recorded {
         Ok(row) => {
-            kb.append_log_md(&row)?;
+            log_md::append(kb, std::slice::from_ref(&row))?;
             Ok(HandedOver {
                 documents: documents.len(),
                 log_md,
@@ -104,13 +104,9 @@ fn sync_log_md(session: &WriteSession) -> Result<LogMd> {
     let (kb, store) = (session.kb(), session.store());
     let lines = super::migrate::python_log_lines(kb, &store.reader()?)?;
     super::migrate::import_log_lines(session, &lines, "export")?;
-    let expected = crate::doctor::render_log_md(&store.reader()?)?;
+    let expected = log_md::render(&store.reader()?)?;
     let path = kb.log_md();
-    let current = match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("cannot read", &path, e)),
-    };
+    let current = crate::fsx::read_if_exists(&path)?;
     if current.as_deref() == Some(expected.as_bytes()) {
         return Ok(if lines.is_empty() {
             LogMd::Current

@@ -31,7 +31,7 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
@@ -112,14 +112,8 @@ impl JournalReport {
 /// The journal files of `kb`, in the order recovery handles them.
 pub fn journal_files(kb: &Kb) -> Result<Vec<PathBuf>> {
     let dir = kb.openkb_dir().join("journal");
-    let listing = match fs::read_dir(&dir) {
-        Ok(listing) => listing,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read folder", &dir, e)),
-    };
     let mut files = Vec::new();
-    for item in listing {
-        let item = item.with_path("cannot read folder", &dir)?;
+    for item in fsx::read_dir_if_exists(&dir)? {
         if item.file_name().to_string_lossy().ends_with(".json") {
             files.push(item.path());
         }
@@ -174,11 +168,7 @@ pub fn content_after_recovery(kb: &Kb, rel: &str) -> Result<Option<Vec<u8>>> {
             }
         }
     }
-    let read = |path: &Path| match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("cannot read", path, e)),
-    };
+    let read = fsx::read_if_exists;
     match after {
         None => read(&target),
         Some(None) => Ok(None),
@@ -222,44 +212,16 @@ struct Journal {
 /// Read a journal the way `_snapshot_from_journal` does; an `Err` is the outcome for a journal
 /// that cannot be used.
 fn load(file: &Path, root: &Path) -> std::result::Result<Journal, Outcome> {
-    let unreadable = |reason: String| Outcome::Unreadable { reason };
-    // Recovery writes the journal back (its status, its attempts): through a link that would
-    // write wherever the link leads.
-    if fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(Outcome::Refused {
-            reason: "the journal file is a symbolic link (recovery would write through it); \
-                     replace it with the file it points to if it is the Python tool's"
-                .into(),
-        });
-    }
-    let bytes = fs::read(file).map_err(|e| unreadable(format!("cannot read: {e}")))?;
-    let data: Value =
-        serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("invalid JSON: {e}")))?;
+    let data = read_json(file)?;
     let object = data
         .as_object()
         .ok_or_else(|| unreadable("not a JSON object".into()))?;
-    let text_of = |key: &str| -> std::result::Result<String, Outcome> {
-        match object.get(key) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(unreadable(format!("{key:?} is not a string"))),
-            None => Err(unreadable(format!("no {key:?}"))),
-        }
+    let place = Place {
+        recorded_kb: PathBuf::from(text_of(object, "kb_dir")?),
+        root,
     };
-    let recorded_kb = PathBuf::from(text_of("kb_dir")?);
-    let reroot = |path: &str, what: &str| {
-        reroot(Path::new(path), &recorded_kb, root).map_err(|reason| Outcome::Refused {
-            reason: format!("{what} {path:?} {reason}"),
-        })
-    };
-    let backup_dir = reroot(&text_of("backup_dir")?, "backup_dir")?;
-    let refused = |reason: String| Outcome::Refused { reason };
-    let rel = |path: &Path| {
-        path.strip_prefix(root)
-            .unwrap_or(path)
-            .to_string_lossy()
-            .into_owned()
-    };
-    check_backup_dir(&rel(&backup_dir)).map_err(refused)?;
+    let backup_dir = place.reroot(&text_of(object, "backup_dir")?, "backup_dir")?;
+    check_backup_dir(&place.rel(&backup_dir)).map_err(refused)?;
     let status = match object.get("status") {
         None | Some(Value::Null) => "active".to_owned(),
         Some(Value::String(s)) => s.clone(),
@@ -276,37 +238,14 @@ fn load(file: &Path, root: &Path) -> std::result::Result<Journal, Outcome> {
             .ok_or_else(|| unreadable(format!("attempts {n} is not a count")))?,
         Some(other) => return Err(unreadable(format!("attempts {other} is not a number"))),
     };
-    let mut entries = Vec::new();
-    match object.get("entries") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for item in items {
-                let target = match item.get("target") {
-                    Some(Value::String(t)) => reroot(t, "target")?,
-                    _ => return Err(unreadable("an entry has no \"target\" string".into())),
-                };
-                check_target(&rel(&target)).map_err(refused)?;
-                let backup = match item.get("backup") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(b)) if b.is_empty() => None,
-                    Some(Value::String(b)) => {
-                        let backup = reroot(b, "backup")?;
-                        if !backup.starts_with(&backup_dir) || backup == backup_dir {
-                            return Err(refused(format!(
-                                "backup {b:?} is not inside the journal's backup_dir"
-                            )));
-                        }
-                        Some(backup)
-                    }
-                    Some(other) => {
-                        return Err(unreadable(format!("backup {other} is not a string")));
-                    }
-                };
-                entries.push((target, backup));
-            }
-        }
+    let entries = match object.get("entries") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| load_entry(item, &place, &backup_dir))
+            .collect::<std::result::Result<_, _>>()?,
         Some(_) => return Err(unreadable("\"entries\" is not a list".into())),
-    }
+    };
     Ok(Journal {
         file: file.to_path_buf(),
         root: root.to_path_buf(),
@@ -317,6 +256,85 @@ fn load(file: &Path, root: &Path) -> std::result::Result<Journal, Outcome> {
         entries,
         attempts,
     })
+}
+
+fn unreadable(reason: String) -> Outcome {
+    Outcome::Unreadable { reason }
+}
+
+fn refused(reason: String) -> Outcome {
+    Outcome::Refused { reason }
+}
+
+/// The journal file's JSON. Never through a symlink: recovery writes the journal back (its
+/// status, its attempts), and through a link that would write wherever the link leads.
+fn read_json(file: &Path) -> std::result::Result<Value, Outcome> {
+    if fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(refused(
+            "the journal file is a symbolic link (recovery would write through it); replace it \
+             with the file it points to if it is the Python tool's"
+                .into(),
+        ));
+    }
+    let bytes = fs::read(file).map_err(|e| unreadable(format!("cannot read: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("invalid JSON: {e}")))
+}
+
+fn text_of(object: &Map<String, Value>, key: &str) -> std::result::Result<String, Outcome> {
+    match object.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(unreadable(format!("{key:?} is not a string"))),
+        None => Err(unreadable(format!("no {key:?}"))),
+    }
+}
+
+/// Where the journal's paths land: written for the KB folder it recorded, read in this one.
+struct Place<'a> {
+    recorded_kb: PathBuf,
+    root: &'a Path,
+}
+
+impl Place<'_> {
+    fn reroot(&self, path: &str, what: &str) -> std::result::Result<PathBuf, Outcome> {
+        reroot(Path::new(path), &self.recorded_kb, self.root)
+            .map_err(|reason| refused(format!("{what} {path:?} {reason}")))
+    }
+
+    fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// One `(target, backup)` entry, both re-rooted and checked: the target one the Python tool's
+/// `add` writes, the backup inside the journal's `backup_dir`.
+fn load_entry(
+    item: &Value,
+    place: &Place<'_>,
+    backup_dir: &Path,
+) -> std::result::Result<(PathBuf, Option<PathBuf>), Outcome> {
+    let target = match item.get("target") {
+        Some(Value::String(t)) => place.reroot(t, "target")?,
+        _ => return Err(unreadable("an entry has no \"target\" string".into())),
+    };
+    check_target(&place.rel(&target)).map_err(refused)?;
+    let backup = match item.get("backup") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(b)) if b.is_empty() => None,
+        Some(Value::String(b)) => {
+            let backup = place.reroot(b, "backup")?;
+            if !backup.starts_with(backup_dir) || backup == backup_dir {
+                return Err(refused(format!(
+                    "backup {b:?} is not inside the journal's backup_dir"
+                )));
+            }
+            Some(backup)
+        }
+        Some(other) => return Err(unreadable(format!("backup {other} is not a string"))),
+    };
+    Ok((target, backup))
 }
 
 /// A journal's `backup_dir` must be one folder in `.openkb/staging/`, as the Python tool
@@ -479,7 +497,7 @@ impl Journal {
                 if meta.is_dir() {
                     copy_tree(backup, target)?;
                 } else {
-                    copy_file_atomic(backup, target)?;
+                    fsx::atomic_copy(backup, target)?;
                 }
             }
         }
@@ -502,12 +520,7 @@ impl Journal {
 
     fn discard(&self) -> Result<()> {
         remove_path(&self.backup_dir)?;
-        match fs::remove_file(&self.file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io("cannot remove", &self.file, e))
-            }
-            _ => Ok(()),
-        }
+        fsx::remove_file_if_exists(&self.file).map(drop)
     }
 }
 
@@ -520,24 +533,6 @@ fn remove_path(path: &Path) -> Result<()> {
         Ok(_) => fs::remove_file(path),
     };
     outcome.with_path("cannot remove", path)
-}
-
-fn copy_file_atomic(source: &Path, target: &Path) -> Result<()> {
-    let (mut temp, temp_path) = fsx::create_temp_beside(target)?;
-    let copied = (|| -> Result<()> {
-        let mut input = fs::File::open(source).with_path("cannot read backup", source)?;
-        std::io::copy(&mut input, &mut temp).with_path("cannot write", &temp_path)?;
-        temp.sync_all().with_path("cannot flush", &temp_path)?;
-        fs::rename(&temp_path, target).with_path("cannot restore", target)
-    })();
-    if copied.is_err() {
-        let _ = fs::remove_file(&temp_path);
-        return copied;
-    }
-    if let Some(parent) = target.parent() {
-        fsx::fsync_dir(parent)?;
-    }
-    Ok(())
 }
 
 /// Copy a backup folder tree to `target` (symlinks copied as links, never followed).

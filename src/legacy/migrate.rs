@@ -33,10 +33,10 @@ use serde_json::{Map, Value};
 
 use super::hashes_json::{self, Entry};
 use super::journal::{self, JournalReport};
-use super::log_md::{self, LegacyLogEntry};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
+use crate::log_md::{self, LegacyLogEntry};
 use crate::names;
 use crate::session::WriteSession;
 use crate::state::build;
@@ -220,15 +220,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
     };
 
     let hashes_path = kb.hashes_json();
-    // A dry run does not roll journals back, so it reads the KB as the rollback will leave it.
-    let read_kb_file = |path: &Path, rel: &str| {
-        if options.dry_run {
-            journal::content_after_recovery(kb, rel)
-        } else {
-            read_if_exists(path)
-        }
-    };
-    let Some(bytes) = read_kb_file(&hashes_path, HASHES_JSON)? else {
+    let Some(bytes) = read_kb_file(kb, options.dry_run, &hashes_path, HASHES_JSON)? else {
         return if kb.state_db().exists() {
             let log_entries = import_python_log_lines(kb, session.as_ref())?;
             Ok(Outcome::AlreadyMigrated {
@@ -239,29 +231,10 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             Ok(Outcome::NothingToMigrate { journals })
         };
     };
-    // The registry parse is the long pole; the checksum and log.md go on the other core. An
-    // initial import parses straight into documents; a drift merge compares entries.
+    // An initial import parses straight into documents; a drift merge compares entries.
     let initial = !kb.state_db().exists();
-    let log_path = kb.log_md();
-    let (parsed, (sha256, legacy_log)) = std::thread::scope(|scope| {
-        let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
-            let sha256 = crate::ingest::hash::sha256_hex(&bytes);
-            let log = match read_kb_file(&log_path, LOG_MD)? {
-                Some(text) => log_md::parse(&log_path, &text)?,
-                None => Vec::new(),
-            };
-            Ok((sha256, log))
-        });
-        let parsed = if initial {
-            hashes_json::parse_documents(&hashes_path, &bytes).map(Parsed::Documents)
-        } else {
-            hashes_json::parse(&hashes_path, &bytes).map(Parsed::Entries)
-        };
-        let side = side
-            .join()
-            .unwrap_or_else(|_| Err(Error::Invalid("reading wiki/log.md failed".into())));
-        Ok::<_, Error>((parsed?, side?))
-    })?;
+    let (parsed, sha256, legacy_log) =
+        parse_source(kb, &hashes_path, &bytes, initial, options.dry_run)?;
     let source = Source {
         path: hashes_path,
         sha256,
@@ -272,30 +245,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
 
     match parsed {
         Parsed::Entries(entries) => {
-            let plan = match &session {
-                None => {
-                    let read = kb.read_session()?;
-                    plan_drift(kb, &read, source, entries, legacy_log, journals)?
-                }
-                Some(session) => {
-                    let mut plan = plan_drift(kb, session, source, entries, legacy_log, journals)?;
-                    // The very file the last import read, with nothing to merge: a migration
-                    // killed after its commit and before the rename. Finishing it is the
-                    // rename alone; another record and `migrate` row would say something
-                    // happened twice.
-                    if plan.changes_nothing() && is_last_import(session, &plan.source_sha256)? {
-                        // Its `migrate` row is committed; the kill may have come before its
-                        // line reached wiki/log.md too.
-                        plan.log_row = unrendered_migrate_row(kb, session.store())?;
-                    } else {
-                        commit(session, &mut plan)?;
-                        session.checkpoint()?;
-                    }
-                    crate::ingest::crash_point("migrate-rename");
-                    finish(kb, &mut plan)?;
-                    plan
-                }
-            };
+            let plan = merge(kb, session.as_ref(), source, entries, legacy_log, journals)?;
             Ok(Outcome::Migrated {
                 plan: Box::new(plan),
                 dry_run: options.dry_run,
@@ -305,7 +255,7 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             let mut plan = plan_initial(source, documents, shapes, legacy_log, journals);
             if !options.dry_run {
                 import_into_new_db(kb, &mut plan)?;
-                crate::ingest::crash_point("migrate-rename");
+                crate::faults::crash_point("migrate-rename");
                 finish(kb, &mut plan)?;
             }
             Ok(Outcome::Migrated {
@@ -314,6 +264,79 @@ pub fn migrate(kb: &Kb, options: Options) -> Result<Outcome> {
             })
         }
     }
+}
+
+/// A KB file's bytes (`None`: missing). A dry run does not roll journals back, so it reads
+/// the KB as the rollback will leave it.
+fn read_kb_file(kb: &Kb, dry_run: bool, path: &Path, rel: &str) -> Result<Option<Vec<u8>>> {
+    if dry_run {
+        journal::content_after_recovery(kb, rel)
+    } else {
+        fsx::read_if_exists(path)
+    }
+}
+
+/// Parse `hashes.json` (`bytes`) and, on the other core, checksum it and read `wiki/log.md`.
+/// The registry parse is the long pole.
+fn parse_source(
+    kb: &Kb,
+    hashes_path: &Path,
+    bytes: &[u8],
+    initial: bool,
+    dry_run: bool,
+) -> Result<(Parsed, String, Vec<LegacyLogEntry>)> {
+    let log_path = kb.log_md();
+    std::thread::scope(|scope| {
+        let side = scope.spawn(|| -> Result<(String, Vec<LegacyLogEntry>)> {
+            let sha256 = crate::hash::sha256_hex(bytes);
+            let log = match read_kb_file(kb, dry_run, &log_path, LOG_MD)? {
+                Some(text) => log_md::parse(&log_path, &text)?,
+                None => Vec::new(),
+            };
+            Ok((sha256, log))
+        });
+        let parsed = if initial {
+            hashes_json::parse_documents(hashes_path, bytes).map(Parsed::Documents)
+        } else {
+            hashes_json::parse(hashes_path, bytes).map(Parsed::Entries)
+        };
+        let side = side
+            .join()
+            .unwrap_or_else(|_| Err(Error::Invalid("reading wiki/log.md failed".into())));
+        let (sha256, log) = side?;
+        Ok((parsed?, sha256, log))
+    })
+}
+
+/// Merge the Python tool's entries into an existing `state.db`: a plan only, under a read
+/// session, for a dry run (`session` is `None`); else committed, and `hashes.json` moved.
+fn merge(
+    kb: &Kb,
+    session: Option<&WriteSession>,
+    source: Source,
+    entries: Vec<Entry>,
+    legacy_log: Vec<LegacyLogEntry>,
+    journals: Vec<JournalReport>,
+) -> Result<Plan> {
+    let Some(session) = session else {
+        let read = kb.read_session()?;
+        return plan_drift(kb, &read, source, entries, legacy_log, journals);
+    };
+    let mut plan = plan_drift(kb, session, source, entries, legacy_log, journals)?;
+    // The very file the last import read, with nothing to merge: a migration killed after its
+    // commit and before the rename. Finishing it is the rename alone; another record and
+    // `migrate` row would say something happened twice.
+    if plan.changes_nothing() && is_last_import(session, &plan.source_sha256)? {
+        // Its `migrate` row is committed; the kill may have come before its line reached
+        // wiki/log.md too.
+        plan.log_row = unrendered_migrate_row(kb, session.store())?;
+    } else {
+        commit(session, &mut plan)?;
+        session.checkpoint()?;
+    }
+    crate::faults::crash_point("migrate-rename");
+    finish(kb, &mut plan)?;
+    Ok(plan)
 }
 
 enum Parsed {
@@ -425,35 +448,74 @@ fn plan_drift(
     let reader = store.reader()?;
     let new_log = log_entries_not_in_table(&reader, legacy_log)?;
     let mut plan = new_plan(ImportKind::DriftMerge, source, &entries, new_log, journals);
-    let base = match python_base::load(&reader)? {
+    let base = load_base(kb, &reader)?;
+    plan.has_base = base.is_some();
+    let base = base.unwrap_or_else(|| MergeBase::new(Vec::new()));
+    let removed = plan_removals(kb, &reader, &mut plan, &base, &entries)?;
+    let mut claimed: HashMap<String, String> = HashMap::new();
+    for entry in entries {
+        plan_entry(&reader, &mut plan, &base, &removed, &mut claimed, entry)?;
+    }
+    // An entry the Python tool edited is judged again, like a new one.
+    plan.untrusted = untrusted_of(plan.new_documents.iter().chain(&plan.updated_documents));
+    Ok(plan)
+}
+
+/// The base of a three-way merge: the registry as last handed to (or imported from) the
+/// Python tool, if known.
+fn load_base(kb: &Kb, reader: &impl Queries) -> Result<Option<MergeBase>> {
+    let entries = match python_base::load(reader)? {
         Some(Base::Entries(entries)) => Some(entries),
         Some(Base::File { kept_as, sha256 }) => base_from_kept_file(kb, &kept_as, &sha256)?,
-        None => match imports::list(&reader)?.pop() {
+        None => match imports::list(reader)?.pop() {
             Some(last) => base_from_kept_file(kb, Path::new(&last.moved_to), &last.source_sha256)?,
             None => None,
         },
     };
-    plan.has_base = base.is_some();
-    let base = base.unwrap_or_default();
-    let base_order: Vec<String> = base.iter().map(|(hash, _)| hash.clone()).collect();
-    let base: HashMap<String, Map<String, Value>> = base.into_iter().collect();
+    Ok(entries.map(MergeBase::new))
+}
+
+/// The base's entries, by hash and in registry order.
+struct MergeBase {
+    order: Vec<String>,
+    entries: HashMap<String, Map<String, Value>>,
+}
+
+impl MergeBase {
+    fn new(base: Vec<(String, Map<String, Value>)>) -> MergeBase {
+        MergeBase {
+            order: base.iter().map(|(hash, _)| hash.clone()).collect(),
+            entries: base.into_iter().collect(),
+        }
+    }
+}
+
+/// The base entries the Python tool's file lacks: removed by it (applied, or kept with the
+/// reason), or conflicts when openkb changed them meanwhile. Returns the hashes removed.
+fn plan_removals(
+    kb: &Kb,
+    reader: &impl Queries,
+    plan: &mut Plan,
+    base: &MergeBase,
+    entries: &[Entry],
+) -> Result<HashSet<String>> {
     let in_file: HashSet<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
     // Names of the Python tool's new entries: an entry it replaced by an edited file (same
     // doc_name, new hash) is a removal even though the summary page is still there.
     let new_names: HashSet<String> = entries
         .iter()
-        .filter(|e| !base.contains_key(&e.hash))
+        .filter(|e| !base.entries.contains_key(&e.hash))
         .map(|e| {
             let text = |k: &str| e.meta.get(k).and_then(Value::as_str);
             names::name_key(text("doc_name"), text("name"))
         })
         .collect();
-
     // A Python tool that found no hashes.json (moved away by `migrate`) starts from an empty
     // registry: its file then lacks every base entry without having removed any.
-    let started_empty = !base.is_empty() && !entries.iter().any(|e| base.contains_key(&e.hash));
+    let started_empty =
+        !base.entries.is_empty() && !entries.iter().any(|e| base.entries.contains_key(&e.hash));
     let mut removed: HashSet<String> = HashSet::new();
-    for hash in &base_order {
+    for hash in &base.order {
         if in_file.contains(hash.as_str()) {
             continue;
         }
@@ -461,7 +523,7 @@ fn plan_drift(
             continue; // removed on both sides
         };
         let name = doc.name.clone();
-        if !differing_keys(&base[hash], &super::entry_of(&doc)).is_empty() {
+        if !differing_keys(&base.entries[hash], &super::entry_of(&doc)).is_empty() {
             plan.conflicts.push(Conflict {
                 hash: hash.clone(),
                 name,
@@ -493,91 +555,109 @@ fn plan_drift(
             why_kept,
         });
     }
+    Ok(removed)
+}
 
-    let mut claimed: HashMap<String, String> = HashMap::new();
-    let owner_of =
-        |doc_name: &str, hash: &str, claimed: &HashMap<String, String>| -> Result<Option<String>> {
-            if let Some(owner) = claimed.get(doc_name) {
-                return Ok((owner != hash).then(|| owner.clone()));
+/// One entry of the Python tool's file, merged three ways: unchanged, a conflict, an update
+/// or a new document (with a doc_name another document owns kept in its extra keys).
+/// `claimed`: the doc_names the file's earlier entries took.
+fn plan_entry(
+    reader: &impl Queries,
+    plan: &mut Plan,
+    base: &MergeBase,
+    removed: &HashSet<String>,
+    claimed: &mut HashMap<String, String>,
+    entry: Entry,
+) -> Result<()> {
+    let base_entry = base.entries.get(&entry.hash);
+    let name = entry
+        .meta
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let existing = reader.get(&entry.hash)?;
+    let theirs_changed = base_entry.is_none_or(|b| !differing_keys(&entry.meta, b).is_empty());
+    match (&existing, base_entry) {
+        (Some(existing), _) => {
+            let stored = super::entry_of(existing);
+            let keys = differing_keys(&entry.meta, &stored);
+            if keys.is_empty() || !theirs_changed {
+                plan.unchanged += 1; // same on both sides, or only openkb changed it
+                return Ok(());
             }
-            Ok(reader
-                .find_by_doc_name(doc_name)?
-                .filter(|doc| doc.hash != hash && !removed.contains(&doc.hash))
-                .map(|doc| doc.hash))
-        };
-    for entry in entries {
-        let base_entry = base.get(&entry.hash);
-        let name = entry
-            .meta
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let existing = reader.get(&entry.hash)?;
-        let theirs_changed = base_entry.is_none_or(|b| !differing_keys(&entry.meta, b).is_empty());
-        match (&existing, base_entry) {
-            (Some(existing), _) => {
-                let stored = super::entry_of(existing);
-                let keys = differing_keys(&entry.meta, &stored);
-                if keys.is_empty() || !theirs_changed {
-                    plan.unchanged += 1; // same on both sides, or only openkb changed it
-                    continue;
-                }
-                if !base_entry.is_some_and(|b| differing_keys(b, &stored).is_empty()) {
-                    plan.conflicts.push(Conflict {
-                        hash: entry.hash.clone(),
-                        name,
-                        keys,
-                        resolution: "changed on both sides: state.db keeps its version",
-                    });
-                    continue;
-                }
+            if !base_entry.is_some_and(|b| differing_keys(b, &stored).is_empty()) {
+                plan.conflicts.push(Conflict {
+                    hash: entry.hash.clone(),
+                    name,
+                    keys,
+                    resolution: "changed on both sides: state.db keeps its version",
+                });
+                return Ok(());
             }
-            (None, Some(_)) => {
-                if theirs_changed {
-                    plan.conflicts.push(Conflict {
-                        hash: entry.hash.clone(),
-                        name,
-                        keys: vec!["(removed by openkb)".into()],
-                        resolution: "removed by openkb, changed by the Python tool: stays removed",
-                    });
-                } else {
-                    plan.unchanged += 1; // removed by openkb only: stays removed
-                }
-                continue;
-            }
-            (None, None) => {}
         }
-        let owner = match entry.meta.get("doc_name") {
-            Some(Value::String(doc_name)) => match owner_of(doc_name, &entry.hash, &claimed)? {
+        (None, Some(_)) => {
+            if theirs_changed {
+                plan.conflicts.push(Conflict {
+                    hash: entry.hash.clone(),
+                    name,
+                    keys: vec!["(removed by openkb)".into()],
+                    resolution: "removed by openkb, changed by the Python tool: stays removed",
+                });
+            } else {
+                plan.unchanged += 1; // removed by openkb only: stays removed
+            }
+            return Ok(());
+        }
+        (None, None) => {}
+    }
+    let owner = match entry.meta.get("doc_name") {
+        Some(Value::String(doc_name)) => {
+            match doc_name_owner(reader, removed, claimed, doc_name, &entry.hash)? {
                 Some(owner) => Some((doc_name.clone(), owner)),
                 None => {
                     claimed.insert(doc_name.clone(), entry.hash.clone());
                     None
                 }
-            },
-            _ => None,
-        };
-        if let Some((doc_name, owner)) = &owner {
-            plan.shared_doc_names.push(SharedDocName {
-                hash: entry.hash.clone(),
-                doc_name: doc_name.clone(),
-                owner: owner.clone(),
-            });
-        }
-        let mut doc = super::document_from_entry(entry, owner.is_some());
-        match existing {
-            Some(existing) => {
-                // Only the Python tool changed it: take its version, keep openkb's lifecycle.
-                doc.status = existing.status;
-                doc.error = existing.error;
-                plan.updated_documents.push(doc);
             }
-            None => plan.new_documents.push(doc),
         }
+        _ => None,
+    };
+    if let Some((doc_name, owner)) = &owner {
+        plan.shared_doc_names.push(SharedDocName {
+            hash: entry.hash.clone(),
+            doc_name: doc_name.clone(),
+            owner: owner.clone(),
+        });
     }
-    // An entry the Python tool edited is judged again, like a new one.
-    plan.untrusted = untrusted_of(plan.new_documents.iter().chain(&plan.updated_documents));
-    Ok(plan)
+    let mut doc = super::document_from_entry(entry, owner.is_some());
+    match existing {
+        Some(existing) => {
+            // Only the Python tool changed it: take its version, keep openkb's lifecycle.
+            doc.status = existing.status;
+            doc.error = existing.error;
+            plan.updated_documents.push(doc);
+        }
+        None => plan.new_documents.push(doc),
+    }
+    Ok(())
+}
+
+/// The document other than `hash` that owns `doc_name` after the merge: an earlier entry of
+/// the file, or a registered document the merge does not remove.
+fn doc_name_owner(
+    reader: &impl Queries,
+    removed: &HashSet<String>,
+    claimed: &HashMap<String, String>,
+    doc_name: &str,
+    hash: &str,
+) -> Result<Option<String>> {
+    if let Some(owner) = claimed.get(doc_name) {
+        return Ok((owner != hash).then(|| owner.clone()));
+    }
+    Ok(reader
+        .find_by_doc_name(doc_name)?
+        .filter(|doc| doc.hash != hash && !removed.contains(&doc.hash))
+        .map(|doc| doc.hash))
 }
 
 /// The entries of `wiki/log.md` the log table does not have: lines the Python tool appended
@@ -585,7 +665,7 @@ fn plan_drift(
 /// Call under the exclusive lock (a shared one for a read-only look).
 pub fn python_log_lines(kb: &Kb, reader: &impl Queries) -> Result<Vec<LegacyLogEntry>> {
     let log_path = kb.log_md();
-    python_log_lines_in(&log_path, read_if_exists(&log_path)?, reader)
+    python_log_lines_in(&log_path, fsx::read_if_exists(&log_path)?, reader)
 }
 
 fn python_log_lines_in(
@@ -615,7 +695,11 @@ fn import_python_log_lines(kb: &Kb, session: Option<&WriteSession>) -> Result<Ve
         let log_md = journal::content_after_recovery(kb, LOG_MD)?;
         return python_log_lines_in(&log_path, log_md, &read.reader()?);
     };
-    let lines = python_log_lines_in(&log_path, read_if_exists(&log_path)?, &session.reader()?)?;
+    let lines = python_log_lines_in(
+        &log_path,
+        fsx::read_if_exists(&log_path)?,
+        &session.reader()?,
+    )?;
     import_log_lines(session, &lines, MIGRATE_OPERATION)?;
     Ok(lines)
 }
@@ -648,7 +732,7 @@ pub fn import_log_lines(
         )?;
         tx.append_log(operation, &description)
     })?;
-    session.kb().append_log_md(&row)
+    log_md::append(session.kb(), std::slice::from_ref(&row))
 }
 
 /// The last `migrate` log row, when `wiki/log.md` does not show it yet.
@@ -660,8 +744,8 @@ fn unrendered_migrate_row(kb: &Kb, store: &Store) -> Result<Option<LogEntry>> {
     else {
         return Ok(None);
     };
-    let log_md = read_if_exists(&kb.log_md())?.unwrap_or_default();
-    let line = row.to_markdown();
+    let log_md = fsx::read_if_exists(&kb.log_md())?.unwrap_or_default();
+    let line = log_md::entry(&row);
     Ok((!String::from_utf8_lossy(&log_md).contains(line.trim())).then_some(row))
 }
 
@@ -685,10 +769,10 @@ fn base_from_kept_file(
         return Ok(None); // not a name a migration gives: nothing to look up
     }
     let path = kb.openkb_dir().join(name);
-    let Some(bytes) = read_if_exists(&path)? else {
+    let Some(bytes) = fsx::read_if_exists(&path)? else {
         return Ok(None);
     };
-    if crate::ingest::hash::sha256_hex(&bytes) != sha256 {
+    if crate::hash::sha256_hex(&bytes) != sha256 {
         return Ok(None);
     }
     Ok(hashes_json::parse(&path, &bytes)
@@ -723,7 +807,7 @@ fn log_entries_not_in_table(
     let mut known: HashMap<(String, String, String), usize> = HashMap::new();
     // Imported `unparsed` text is known by its own fields (it renders differently).
     reader.for_each_log_entry(&mut |row| {
-        let rendered = log_md::parse_text(&row.to_markdown());
+        let rendered = log_md::parse_text(&log_md::entry(&row));
         let raw = (row.timestamp, row.operation, row.description);
         for e in rendered {
             let key = (e.timestamp, e.operation, e.description);
@@ -837,11 +921,7 @@ fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
     let temp = build::temp_name(&kb.state_db(), build::IMPORTING_PREFIX);
     // Created by hand first so that a read-only .openkb/ is reported as an I/O error naming the
     // file, not as SQLite's "unable to open database file".
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .with_path("cannot create", &temp)?;
+    fsx::create_new(&temp).with_path("cannot create", &temp)?;
     let built = (|| -> Result<()> {
         let record = record_of(plan);
         let description = plan.log_description();
@@ -880,7 +960,7 @@ fn finish(kb: &Kb, plan: &mut Plan) -> Result<()> {
     })?;
     fsx::fsync_dir(&kb.openkb_dir())?;
     if let Some(row) = &plan.log_row
-        && let Err(e) = kb.append_log_md(row)
+        && let Err(e) = log_md::append(kb, std::slice::from_ref(row))
     {
         plan.warnings.push(format!(
             "the import is complete, but its line could not be added to wiki/log.md: {e}"
@@ -904,14 +984,6 @@ fn free_migrated_name(kb: &Kb) -> Result<PathBuf> {
         candidate = format!("hashes.json.migrated.{n}");
     }
     Ok(dir.join(candidate))
-}
-
-fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("cannot read", path, e)),
-    }
 }
 
 pub(crate) fn file_name(path: &Path) -> String {

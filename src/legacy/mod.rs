@@ -22,7 +22,6 @@ pub mod export;
 pub mod handover;
 pub mod hashes_json;
 pub mod journal;
-pub mod log_md;
 pub mod migrate;
 
 use serde_json::{Map, Value};

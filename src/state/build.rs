@@ -24,16 +24,16 @@ pub fn temp_name(db: &Path, prefix: &str) -> PathBuf {
     db.with_file_name(format!("{prefix}{}", std::process::id()))
 }
 
-/// Create an empty, current-schema state database at `db`, which must not exist. The caller
-/// holds the KB's exclusive lock.
-pub fn create_empty(db: &Path) -> Result<()> {
+/// Create an empty, current-schema state database at `db`, which must not exist, under the
+/// network-filesystem policy `fs`. The caller holds the KB's exclusive lock.
+pub fn create_empty(db: &Path, fs: &crate::netfs::FsPolicy) -> Result<()> {
     refuse_orphan_sidecars(db)?;
     let temp = temp_name(db, INIT_PREFIX);
     remove_database_files(&temp);
     let built = (|| -> Result<()> {
-        // Store::open applies every rule of a real open (journal mode, network filesystems,
+        // Store::open_with applies every rule of a real open (journal mode, network filesystems,
         // migrations); dropping it closes every connection, which checkpoints the WAL away.
-        drop(Store::open(&temp, Create::IfMissing)?);
+        drop(Store::open_with(&temp, Create::IfMissing, fs)?);
         fs::File::open(&temp)
             .and_then(|f| f.sync_all())
             .with_path("cannot sync", &temp)?;
@@ -106,14 +106,8 @@ pub fn place_without_replacing(temp: &Path, target: &Path) -> Result<()> {
 /// bytes (sidecars included). Builds happen only under the KB's exclusive lock, so under that
 /// lock every one found is dead.
 pub fn stale_builds(openkb_dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
-    let entries = match fs::read_dir(openkb_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read folder", openkb_dir, e)),
-    };
     let mut found = Vec::new();
-    for item in entries {
-        let item = item.with_path("cannot read folder", openkb_dir)?;
+    for item in fsx::read_dir_if_exists(openkb_dir)? {
         let name = item.file_name();
         let name = name.to_string_lossy();
         let Some(prefix) = BUILD_PREFIXES.iter().find(|p| name.starts_with(**p)) else {

@@ -1,7 +1,7 @@
 //! Health checks of a `state.db` file, for `openkb doctor`.
 //!
 //! [`inspect`] opens the file without creating it, without migrating it and without changing
-//! its journal mode (unlike [`Store::open`](super::Store::open)), so a damaged, foreign or
+//! its journal mode (unlike [`Store::open_with`](super::Store::open_with)), so a damaged, foreign or
 //! too-new database can be examined and reported as it is.
 
 use std::path::Path;

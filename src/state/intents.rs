@@ -166,7 +166,7 @@ impl WriteTx<'_> {
         Ok(conn.last_insert_rowid())
     }
 
-    /// Record the compile hook an intent's operation started (see `ingest::compile`), so
+    /// Record the compile hook an intent's operation started (see `ingest::hook`), so
     /// that recovery kills what is left of it if this process dies.
     pub fn record_intent_hook(&self, id: i64, hook: &HookGroup) -> Result<()> {
         self.connection()

@@ -40,10 +40,11 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use documents::{Document, Status, StatusCounts};
 pub use intents::{HookGroup, Intent, IntentFile, IntentOp};
-pub use log::{LOG_MD_HEADER, LogEntry};
+pub use log::LogEntry;
 
 use crate::error::{Error, Result};
 use crate::names;
+use crate::netfs::FsPolicy;
 
 /// How long one statement waits for another connection's write lock before SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -154,23 +155,32 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// [`Store::open_with`] under the default policy (no network-filesystem opt-in), for unit
+    /// tests; every caller in the library passes the KB's settings.
+    #[cfg(test)]
+    pub(crate) fn open(path: &Path, create: Create) -> Result<Store> {
+        Self::open_with(path, create, &FsPolicy::default())
+    }
+
     /// Open (or create) the database at `path`, bring its schema up to date and build the pool.
     ///
     /// The journal mode depends on where the file lives (see `netfs.rs`): WAL on a local disk;
     /// on a network filesystem writes are refused ([`Error::NetworkFs`]) unless the user opted
-    /// in with `OPENKB_NETWORK_FS=single-host`, which selects the rollback journal and pins it
-    /// in `meta.journal_mode`. A pinned database is opened in rollback mode by every process,
-    /// wherever it runs, so the file server's own view (a local disk) cannot flip it to WAL.
-    pub(crate) fn open(path: &Path, create: Create) -> Result<Store> {
-        Self::open_with_busy_timeout(path, create, BUSY_TIMEOUT)
+    /// in (`fs.single_host`, from `OPENKB_NETWORK_FS=single-host`; see [`crate::settings`]),
+    /// which selects the rollback journal and pins it in `meta.journal_mode`. A pinned database
+    /// is opened in rollback mode by every process, wherever it runs, so the file server's own
+    /// view (a local disk) cannot flip it to WAL.
+    pub(crate) fn open_with(path: &Path, create: Create, fs: &FsPolicy) -> Result<Store> {
+        Self::open_with_busy_timeout(path, create, BUSY_TIMEOUT, fs)
     }
 
-    /// [`Store::open`] with a custom wait for another connection's write lock (tests use a
+    /// [`Store::open_with`] with a custom wait for another connection's write lock (tests use a
     /// short one to reach [`Error::Busy`] quickly).
     pub(crate) fn open_with_busy_timeout(
         path: &Path,
         create: Create,
         busy_timeout: Duration,
+        fs: &FsPolicy,
     ) -> Result<Store> {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create == Create::IfMissing {
@@ -181,8 +191,8 @@ impl Store {
                 reason: "the file does not exist".into(),
             });
         }
-        let network_fs = network_fs_of(path)?;
-        let opted_in = crate::netfs::single_host_opt_in()?;
+        let network_fs = network_fs_of(path, fs)?;
+        let opted_in = fs.single_host;
         let refuse = |fs: &crate::netfs::FsInfo| Error::NetworkFs {
             path: path.to_path_buf(),
             fs_type: fs.name.clone(),
@@ -686,7 +696,7 @@ impl WriteTx<'_> {
     }
 
     /// Append a log row stamped now. Render it into `wiki/log.md` after the commit
-    /// (see `Kb::append_log_md`).
+    /// (see `crate::log_md::append`).
     pub fn append_log(&self, operation: &str, description: &str) -> Result<LogEntry> {
         log::append(
             &self.tx,
@@ -729,7 +739,7 @@ impl WriteTx<'_> {
 
 /// The network filesystem holding the database's folder or the folder above it (the KB root
 /// for `.openkb/state.db`; a mount point may sit between them), if any.
-fn network_fs_of(path: &Path) -> Result<Option<crate::netfs::FsInfo>> {
+fn network_fs_of(path: &Path, policy: &FsPolicy) -> Result<Option<crate::netfs::FsInfo>> {
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(None);
     };
@@ -737,7 +747,7 @@ fn network_fs_of(path: &Path) -> Result<Option<crate::netfs::FsInfo>> {
     dirs.extend(dir.parent().filter(|d| !d.as_os_str().is_empty()));
     // A folder that does not exist is SQLite's to report when it opens the file.
     dirs.retain(|d| d.exists());
-    Ok(crate::netfs::detect_any(&dirs)?.filter(|fs| fs.network))
+    Ok(crate::netfs::detect_any(&dirs, policy)?.filter(|fs| fs.network))
 }
 
 /// Switch the journal mode and check SQLite's answer: it keeps the old mode when it cannot

@@ -391,7 +391,7 @@ mod tests {
             let Step::Sql(sql) = migration.step else {
                 panic!("shipped migration {name} is no longer its SQL file");
             };
-            let found = crate::ingest::hash::sha256_hex(sql.as_bytes());
+            let found = crate::hash::sha256_hex(sql.as_bytes());
             assert_eq!(
                 &found, expected,
                 "migrations/{name}.sql changed after it shipped: never edit a shipped \

@@ -49,7 +49,7 @@ fn adds_files_and_folders_with_era_c_entries() {
 
     // Same stem from another folder: suffixed with sha256(path key)[:8].
     let b_path = env.path().join("in/b/report.md").canonicalize().unwrap();
-    let suffix = &openkb::ingest::hash::sha256_hex(b_path.to_str().unwrap().as_bytes())[..8];
+    let suffix = &openkb::hash::sha256_hex(b_path.to_str().unwrap().as_bytes())[..8];
     let b = env
         .doc_named(&format!("report-{suffix}"))
         .expect("suffixed report");
@@ -263,7 +263,7 @@ fn doc_names_follow_the_python_rules_on_a_legacy_kb() {
 
     let key = |rel: &str| {
         let p = env.path().join(rel).canonicalize().unwrap();
-        openkb::ingest::hash::sha256_hex(p.to_str().unwrap().as_bytes())[..8].to_owned()
+        openkb::hash::sha256_hex(p.to_str().unwrap().as_bytes())[..8].to_owned()
     };
     assert!(
         env.doc_named(&format!("report-{}", key("new/report.md")))

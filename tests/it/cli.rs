@@ -506,18 +506,40 @@ fn a_python_lock_holder_makes_commands_wait_then_time_out() {
 }
 
 #[test]
-fn a_bad_lock_timeout_is_reported() {
+fn a_bad_setting_is_reported_by_every_command() {
     let sb = Env::new();
     let kb = sb.init_kb("kb");
-    sb.assert_bare()
-        .current_dir(&kb)
-        .env("OPENKB_LOCK_TIMEOUT", "soon")
-        .arg("list")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
+    // Settings are read once, before the command runs: a read command, a write command and one
+    // that needs no KB all refuse the same way, and nothing is written.
+    for (name, value, said) in [
+        (
+            "OPENKB_LOCK_TIMEOUT",
+            "soon",
             "OPENKB_LOCK_TIMEOUT=\"soon\" is not a number",
-        ));
+        ),
+        (
+            "OPENKB_NETWORK_FS",
+            "yes",
+            "OPENKB_NETWORK_FS=\"yes\" is not understood",
+        ),
+        (
+            "OPENKB_WATCH_DEBOUNCE_MS",
+            "2s",
+            "OPENKB_WATCH_DEBOUNCE_MS=\"2s\" is not a number",
+        ),
+    ] {
+        for args in [&["list"][..], &["add", "raw"], &["kbs"]] {
+            sb.assert_bare()
+                .current_dir(&kb)
+                .env(name, value)
+                .args(args)
+                .assert()
+                .code(1)
+                .stderr(predicate::str::contains(said));
+        }
+    }
+    let log = std::fs::read_to_string(kb.join("wiki/log.md")).unwrap();
+    assert!(!log.contains("ingest"), "{log}");
 }
 
 #[test]

@@ -118,7 +118,7 @@ fn a_killed_add_that_replaced_a_file_restores_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&raw).unwrap(), "version 1\n");
     let plan = env.doc_named("plan").unwrap();
-    assert_eq!(plan.hash, openkb::ingest::hash::sha256_hex(b"version 1\n"));
+    assert_eq!(plan.hash, openkb::hash::sha256_hex(b"version 1\n"));
     assert_consistent(&env);
 }
 

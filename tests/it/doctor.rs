@@ -136,16 +136,7 @@ fn fix_rebuilds_log_md_from_the_log_table() {
     kb.record("lint", "report \u{2192} lint_20260101_000000.md");
     let expected = {
         let store = kb.store();
-        let mut text = String::from(openkb::state::LOG_MD_HEADER);
-        store
-            .reader()
-            .unwrap()
-            .for_each_log_entry(&mut |e| {
-                text.push_str(&e.to_markdown());
-                Ok(())
-            })
-            .unwrap();
-        text
+        openkb::log_md::render(&store.reader().unwrap()).unwrap()
     };
     assert_eq!(
         kb.read("wiki/log.md"),

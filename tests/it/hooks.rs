@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 
 use crate::harness::{Env, assert_consistent, stderr, stdout, wait_output};
-use openkb::ingest::compile::live_members;
+use openkb::ingest::hook::live_members;
 use openkb::state::Status;
 
 fn mkfifo(path: &Path) {
@@ -333,7 +333,7 @@ fn sigterm_is_passed_on_to_the_hook_and_the_command_reports_it() {
 /// forged one) is left alone.
 #[test]
 fn recovery_kills_only_a_group_that_carries_the_recorded_token() {
-    use openkb::ingest::compile::{HOOK_TOKEN_ENV, kill_orphaned_hook};
+    use openkb::ingest::hook::{HOOK_TOKEN_ENV, kill_orphaned_hook};
     use openkb::state::HookGroup;
     use std::os::unix::process::CommandExt;
 

@@ -9,7 +9,8 @@
 use std::path::Path;
 
 use crate::harness::{Env, Guard, kb_snapshot, stderr, stdout, tree_snapshot};
-use openkb::legacy::{self, export, hashes_json, journal, log_md};
+use openkb::legacy::{self, export, hashes_json, journal};
+use openkb::log_md;
 use openkb::names;
 use openkb::state::LogEntry;
 use proptest::prelude::*;
@@ -408,7 +409,7 @@ proptest! {
             rows.into_iter().map(|(t, o, d)| entry(t, o, d)).collect();
         let mut page = String::from("# Operations Log\n\n");
         for e in &entries {
-            page.push_str(&e.to_markdown());
+            page.push_str(&log_md::entry(e));
         }
         let parsed: Vec<(String, String, String)> = log_md::parse_text(&page)
             .into_iter()
@@ -424,7 +425,7 @@ proptest! {
     #[test]
     fn an_unparsed_block_renders_and_parses_back(text in any_text()) {
         let kept = entry(String::new(), log_md::UNPARSED.to_owned(), text.clone());
-        let page = format!("# Operations Log\n\n{}", kept.to_markdown());
+        let page = format!("# Operations Log\n\n{}", log_md::entry(&kept));
         let parsed = log_md::parse_text(&page);
         prop_assert_eq!(parsed.len(), 1);
         prop_assert!(parsed[0].is_unparsed());

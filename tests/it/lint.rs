@@ -135,7 +135,10 @@ fn lint_finds_broken_links_orphans_and_summary_mismatches() {
         .unwrap()
         .unwrap();
     assert_eq!(last.description, format!("report \u{2192} {name}"));
-    assert!(kb.read("wiki/log.md").ends_with(&last.to_markdown()));
+    assert!(
+        kb.read("wiki/log.md")
+            .ends_with(&openkb::log_md::entry(&last))
+    );
     // Without --fix no page changes.
     assert!(
         kb.read("wiki/concepts/linked.md")

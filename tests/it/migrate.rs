@@ -523,46 +523,24 @@ fn unreadable_and_read_only_state_fail_cleanly() {
     );
     assert!(!kb.join(".openkb/state.db").exists());
 
-    // A read-only .openkb/: immutable for root (chattr), mode 0555 for anyone else.
+    // .openkb/ refuses the new database: an injected EACCES where the import creates it, the
+    // same for root (which writes through modes) as for anyone else.
     let kb = sb.fixture_kb("ro");
     let openkb = kb.join(".openkb");
     let original = read(hashes(&kb));
-    let immutable = is_root()
-        && std::process::Command::new("chattr")
-            .arg("+i")
-            .arg(&openkb)
-            .status()
-            .is_ok_and(|s| s.success());
-    if !immutable {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&openkb, std::fs::Permissions::from_mode(0o555)).unwrap();
-    }
-    let probe = openkb.join("probe");
-    let writable = std::fs::write(&probe, "x").is_ok();
-    let out = run(&mut sb.openkb(&kb, &["migrate"]));
-    if immutable {
-        let _ = std::process::Command::new("chattr")
-            .arg("-i")
-            .arg(&openkb)
-            .status();
-    } else {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&openkb, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    assert!(!writable, "the test could not make .openkb/ read-only");
+    let out = run(sb.openkb(&kb, &["migrate"]).env(
+        "OPENKB_TEST_IO_FAULT",
+        "create:EACCES:.openkb/state.db.importing-",
+    ));
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stderr.contains(".openkb/state.db.importing-"),
+        out.stderr.contains(".openkb/state.db.importing-")
+            && out.stderr.contains("Permission denied"),
         "{}",
         out.stderr
     );
     assert_eq!(read(hashes(&kb)), original);
     assert!(!openkb.join("state.db").exists());
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 #[test]

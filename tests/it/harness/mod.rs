@@ -202,6 +202,43 @@ impl Env {
         self.cmd().args(args).output().expect("run openkb")
     }
 
+    /// `openkb args...` (as [`Env::cmd`]) on the KB mounted read-only: a read-only bind mount
+    /// in a private mount namespace, inside a user namespace where the caller is root, so it is
+    /// the same for root (CI) and for a user, and needs no privilege. Panics with the reason
+    /// when this machine cannot make the mount (no `unshare`, user namespaces disabled): a skip
+    /// would hide a regression.
+    pub fn run_on_read_only_mount(&self, args: &[&str]) -> Output {
+        const SETUP_FAILED: i32 = 98;
+        let cmd = self.cmd();
+        let mut wrapped = clean("unshare");
+        wrapped
+            .args(["--map-root-user", "--mount", "sh", "-c"])
+            .arg(format!(
+                r#"{{ mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && ! touch "$1/.rw-probe"; }} 2>/dev/null || {{ echo "cannot make a read-only bind mount of $1" >&2; exit {SETUP_FAILED}; }}; shift; exec "$@""#
+            ))
+            .arg("sh")
+            .arg(self.kb())
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .args(args)
+            .current_dir(self.path());
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(value) => wrapped.env(key, value),
+                None => wrapped.env_remove(key),
+            };
+        }
+        let out = wrapped
+            .output()
+            .expect("cannot run `unshare` (util-linux): needed to make a read-only mount");
+        let err = stderr(&out);
+        assert!(
+            out.status.code() != Some(SETUP_FAILED) && !err.starts_with("unshare:"),
+            "needs `unshare --map-root-user --mount` (user namespaces) and `mount`: {err}"
+        );
+        out
+    }
+
     /// `openkb args...` started in the background with both output streams `io` (piped to
     /// read them, or null).
     pub fn spawn(&self, args: &[&str], io: fn() -> std::process::Stdio) -> std::process::Child {

@@ -1,32 +1,75 @@
-//! Reading the history in a Python-tool `wiki/log.md`.
+//! `wiki/log.md`: the operations log as a page for people, written and read in one place.
 //!
-//! The Python tool appends `## [YYYY-MM-DD HH:MM:SS] <operation> | <description>\n\n` and
-//! inserts the description verbatim, so a multi-line `query` question makes a multi-line
-//! entry. Entries are therefore split where a line starts with `## [`, not line by line, and
-//! each keeps its description (newlines included) and its timestamp text as written.
+//! The `log` table is the source of truth; the page is its rendering in the Python tool's
+//! format, `## [YYYY-MM-DD HH:MM:SS] <operation> | <description>` and a blank line per entry
+//! under `# Operations Log`. openkb appends each committed row ([`append`]), `doctor --fix` and
+//! `export --for-python` rewrite the whole page ([`render`]), and `migrate` reads back what the
+//! Python tool appended ([`parse`]).
+//!
+//! # Writing
+//!
+//! Every field is escaped by [`names::escape_line`] (one line per entry; kept unparsed text as
+//! `## [] unparsed | <escaped text>`), so that a name can never start a line of its own and
+//! forge an entry, and parsing the rendering gives the table back.
+//!
+//! # Reading
+//!
+//! The Python tool inserts the description verbatim, so a multi-line `query` question makes a
+//! multi-line entry. Entries are therefore split where a line starts with `## [`, not line by
+//! line, and each keeps its description (newlines included) and its timestamp text as written.
+//! Escapes openkb wrote are undone; a Python-tool description that happens to hold a literal
+//! `\u{HEX}` is read as that character.
 //!
 //! Nothing is dropped. A block that starts with `## [` but does not have the
 //! `[timestamp] operation | description` shape, and any text before the first entry other
 //! than the `# Operations Log` header, become entries with operation [`UNPARSED`], an empty
 //! timestamp and the block's exact text as description: the history stays complete and the
 //! odd text can be found with `openkb log --op unparsed`.
-//!
-//! openkb itself writes every field escaped by [`names::escape_line`] (one line per entry,
-//! unparsed text as `## [] unparsed | <escaped text>`), and this parser unescapes them, so
-//! that rendering the log table and parsing the page gives the table back and a name can never
-//! turn into an entry of its own. A Python-tool description that happens to hold a literal
-//! `\u{HEX}` is read as that character.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::kb::Kb;
+use crate::kbpath::KbPath;
 use crate::names;
+use crate::state::{LogEntry, Queries};
 
 /// Operation of a log row that holds text which was not a well-formed entry.
 pub const UNPARSED: &str = "unparsed";
 
-/// The header line `init` writes.
-const HEADER: &str = "# Operations Log";
+/// What a fresh `wiki/log.md` starts with, as the Python tool writes it.
+pub const HEADER: &str = "# Operations Log\n\n";
+
+/// One entry as a `wiki/log.md` block: `## [ts] op | description` and a blank line, each
+/// field escaped so that no name can start a line of its own (the parser unescapes them).
+pub fn entry(entry: &LogEntry) -> String {
+    format!(
+        "## [{}] {} | {}\n\n",
+        names::escape_line(&entry.timestamp),
+        names::escape_line(&entry.operation),
+        names::escape_line(&entry.description)
+    )
+}
+
+/// The whole page as the log table renders it: the header and every entry, oldest first.
+pub fn render(reader: &impl Queries) -> Result<String> {
+    let mut text = String::from(HEADER);
+    reader.for_each_log_entry(&mut |row| {
+        text.push_str(&entry(&row));
+        Ok(())
+    })?;
+    Ok(text)
+}
+
+/// Append committed rows to `wiki/log.md` (created with its header when missing; never
+/// through a symlink), in one write so that a batch's lines stay together.
+pub fn append(kb: &Kb, rows: &[LogEntry]) -> Result<()> {
+    let text: String = rows.iter().map(entry).collect();
+    if text.is_empty() {
+        return Ok(());
+    }
+    KbPath::bookkeeping(kb, "wiki/log.md")?.append(HEADER, &text)
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LegacyLogEntry {
@@ -44,7 +87,7 @@ impl LegacyLogEntry {
 /// Parse `bytes`, the content of the `wiki/log.md` at `path`.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<LegacyLogEntry>> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        let (line, column) = super::hashes_json::line_column(bytes, e.valid_up_to());
+        let (line, column) = crate::legacy::hashes_json::line_column(bytes, e.valid_up_to());
         Error::LegacyFile {
             path: path.to_path_buf(),
             problem: format!(
@@ -63,7 +106,7 @@ pub fn parse_text(text: &str) -> Vec<LegacyLogEntry> {
     let mut entries = Vec::with_capacity(starts.len() + 1);
     let preamble = &text[..starts.first().copied().unwrap_or(text.len())];
     let rest = preamble.trim_start_matches('\u{feff}').trim();
-    if !rest.is_empty() && rest != HEADER {
+    if !rest.is_empty() && rest != HEADER.trim_end() {
         entries.push(unparsed(preamble.trim_end_matches('\n')));
     }
     for (i, &start) in starts.iter().enumerate() {
@@ -177,6 +220,31 @@ mod tests {
             ]
         );
         assert!(entries[0].is_unparsed());
+    }
+
+    #[test]
+    fn a_rendered_entry_is_one_line_and_parses_back() {
+        let row = LogEntry {
+            id: 1,
+            timestamp: "2026-01-02 03:04:05".into(),
+            operation: "query".into(),
+            description: "line one\n## [x] remove | forged".into(),
+            recorded_at: None,
+        };
+        // A line break in a description is escaped, so it cannot start an entry of its own.
+        assert_eq!(
+            super::entry(&row),
+            "## [2026-01-02 03:04:05] query | line one\\u{a}## [x] remove | forged\n\n"
+        );
+        let page = format!("{HEADER}{}", super::entry(&row));
+        assert_eq!(
+            parse_text(&page),
+            [entry(
+                "2026-01-02 03:04:05",
+                "query",
+                "line one\n## [x] remove | forged"
+            )]
+        );
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! Content hashes: SHA-256 of a file's bytes, streamed in 64 KiB reads as the Python tool's
-//! `HashRegistry.hash_file` does, so both tools key a document identically. sha2 picks the
-//! CPU's SHA extensions at run time when it has them (x86 SHA-NI, ARMv8 SHA2).
+//! SHA-256, the one place openkb computes it: document keys (a file's bytes, streamed in 64 KiB
+//! reads as the Python tool's `HashRegistry.hash_file` does, so both tools key a document
+//! identically), doc_name disambiguators, the checksums of `hashes.json` imports and of shipped
+//! migrations. A leaf: it depends on nothing else of openkb's but the error type, so every
+//! layer can use it. sha2 picks the CPU's SHA extensions at run time when it has them (x86
+//! SHA-NI, ARMv8 SHA2).
 
 use std::io::Read;
 use std::path::Path;
@@ -20,7 +23,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 /// SHA-256 of everything `reader` yields.
 pub fn sha256_reader(reader: &mut impl Read) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::default();
     let mut buf = vec![0u8; CHUNK];
     loop {
         match reader.read(&mut buf) {
@@ -30,7 +33,23 @@ pub fn sha256_reader(reader: &mut impl Read) -> std::io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(hasher.finish_hex())
+}
+
+/// An incremental SHA-256, for code that sees the bytes go by (a copy that hashes what it
+/// writes, so the file is read once).
+#[derive(Default)]
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of everything passed to [`Hasher::update`], as 64 lowercase hex digits.
+    pub fn finish_hex(self) -> String {
+        hex(&self.0.finalize())
+    }
 }
 
 /// SHA-256 of `bytes`, as 64 lowercase hex digits.
@@ -39,7 +58,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Lowercase hex of a digest.
-pub fn hex(digest: &[u8]) -> String {
+fn hex(digest: &[u8]) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(digest.len() * 2);
     for b in digest {
