@@ -45,12 +45,10 @@ pub enum Error {
     #[error("{}: {message}\n  fix the file by hand; openkb did not change it", path.display())]
     ConfigShape { path: PathBuf, message: String },
 
-    #[error("{}: database error: {source}", path.display())]
-    Sqlite {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
+    /// A failure of the storage engine that is neither contention nor a foreign database:
+    /// where (a file, or a server and database) and what the engine said.
+    #[error("{location}: {message}")]
+    Storage { location: String, message: String },
 
     #[error("{}: another openkb process is writing to this database; nothing was changed, try again", path.display())]
     Busy { path: PathBuf },

@@ -47,7 +47,8 @@ pub const DATABASE_ID_KEY: &str = "database_id";
 /// Which database a session works on: the file it opened and the id stored in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DbIdentity {
-    pub file: FileId,
+    /// The database file (device, inode); `None` for a backend that is not one file.
+    pub file: Option<FileId>,
     /// `None` for a database no write session has opened yet (made by an older openkb).
     pub database_id: Option<String>,
 }
@@ -166,19 +167,11 @@ impl Probe {
 
 impl Probe {
     /// A new probe on whatever `state.db` is now, after this one is closed (closing first lets
-    /// it forget the replaced file's `-wal` and `-shm`, see [`Drop`]).
+    /// it forget the replaced file's `-wal` and `-shm`, see the SQLite backend's `Drop`).
     pub fn reopen(self) -> Result<Probe> {
         let kb = self.kb.clone();
         drop(self);
         Probe::open(&kb)
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        if self.store.check_still_at_path().is_err() {
-            forget_sidecars_of_replaced_db(self.store.path());
-        }
     }
 }
 
@@ -248,21 +241,8 @@ impl WriteSession {
     }
 
     fn assign_database_id(&self) -> Result<String> {
-        self.store.write(&self.access, |tx| {
-            tx.connection()
-                .execute(
-                    "INSERT OR IGNORE INTO meta (key, value)
-                     VALUES (?1, lower(hex(randomblob(16))))",
-                    [DATABASE_ID_KEY],
-                )
-                .map_err(|e| state::sql_error(self.store.path(), e))?;
-            tx.meta(DATABASE_ID_KEY)?.ok_or_else(|| {
-                Error::Invalid(format!(
-                    "{}: cannot record the database id",
-                    self.store.path().display()
-                ))
-            })
-        })
+        self.store
+            .write(&self.access, |tx| tx.ensure_random_meta(DATABASE_ID_KEY))
     }
 
     /// Settle what interrupted processes left, in this order: the Python tool's crash
@@ -328,46 +308,8 @@ impl WriteSession {
 
 impl Drop for WriteSession {
     fn drop(&mut self) {
-        if self.store.check_still_at_path().is_err() {
-            forget_sidecars_of_replaced_db(self.store.path());
-        } else if !self.store.is_rollback_mode() && self.store.ensure_writable().is_ok() {
-            // Fold this session's commits into the database file (without waiting for
-            // readers): a lock-free probe that outlives the session would otherwise be the
-            // last connection, which cannot checkpoint, and the commits would stay in the WAL
-            // alone, unseen by a copy of state.db or an `immutable` read on read-only media.
-            if let Ok(reader) = self.store.reader() {
-                let _ = reader
-                    .conn()
-                    .execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
-            }
-        }
+        self.store.end_write_session();
     }
-}
-
-/// `state.db` was replaced or removed while this process had it open. Its `-wal` and `-shm`
-/// at the path are still the old file's (this process holds them open), and SQLite, seeing
-/// the database moved, leaves them behind when it closes: paired with the new `state.db`
-/// they would make it show the old file's last commits. Unlink them, but only when this
-/// process holds exactly those files open; a `-wal` that arrived with the replacement is the
-/// new file's and stays.
-fn forget_sidecars_of_replaced_db(db: &std::path::Path) {
-    let held = held_open_files();
-    for suffix in ["-wal", "-shm"] {
-        let sidecar = state::sidecar_path(db, suffix);
-        if FileId::of(&sidecar).is_ok_and(|id| held.contains(&id)) {
-            let _ = std::fs::remove_file(&sidecar);
-        }
-    }
-}
-
-/// The files this process has open (Linux: `/proc/self/fd`).
-fn held_open_files() -> Vec<FileId> {
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
-        return Vec::new();
-    };
-    fds.flatten()
-        .filter_map(|fd| FileId::of(&fd.path()).ok())
-        .collect()
 }
 
 impl Deref for WriteSession {

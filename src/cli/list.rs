@@ -12,7 +12,11 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Only the documents with this status
-    #[arg(long, value_name = "STATUS", value_parser = ["pending", "compiled", "failed"])]
+    #[arg(
+        long,
+        value_name = "STATUS",
+        value_parser = clap::builder::PossibleValuesParser::new(Status::ALL.map(Status::as_str))
+    )]
     status: Option<String>,
 }
 

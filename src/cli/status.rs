@@ -53,7 +53,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .max_by_key(|e| e.id);
-    let db = open.kb().state_db();
+    let usage = open.disk_usage()?;
     let report = Report {
         knowledge_base: open.kb().root().display().to_string(),
         total_documents: documents.total(),
@@ -71,8 +71,8 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         last_compile,
         last_lint: reader.last_log_of("lint")?,
         schema_version: open.schema_version(),
-        state_db_bytes: file_size(&db),
-        wal_bytes: file_size(&db.with_extension("db-wal")),
+        state_db_bytes: usage.database_bytes,
+        wal_bytes: usage.pending_log_bytes,
     };
     if out.json {
         return out.json(&report);
@@ -130,10 +130,6 @@ fn count_files(dir: &Path, recursive: bool) -> Result<u64> {
         WalkStep::Continue
     })?;
     Ok(n)
-}
-
-fn file_size(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 fn human_bytes(n: u64) -> String {

@@ -66,7 +66,7 @@ pub fn check(kb: &Kb, full: bool) -> Result<(Vec<Finding>, DbState)> {
     let pinned_rollback = report.pinned_journal_mode.as_deref() == Some(schema::JOURNAL_DELETE);
     findings.push(schema_version(report.user_version));
     findings.push(journal_mode(&report.journal_mode, pinned_rollback));
-    findings.push(wal_size(&path));
+    findings.push(wal_size(report.wal_bytes));
     Ok((
         findings,
         DbState::Usable {
@@ -220,10 +220,7 @@ fn journal_mode(mode: &str, pinned_rollback: bool) -> Finding {
 }
 
 /// The write-ahead log's size: a large one means checkpoints are not keeping up.
-fn wal_size(db: &std::path::Path) -> Finding {
-    let wal_bytes = std::fs::metadata(db.with_extension("db-wal"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+fn wal_size(wal_bytes: u64) -> Finding {
     if wal_bytes > WAL_WARN_BYTES {
         Finding::warning(
             "wal-size",

@@ -13,14 +13,14 @@
 //! - Unfinished intents are finished or rolled back, by the recovery every exclusive command runs.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::fsx;
 use crate::kb::Kb;
 use crate::log_md::{self, LegacyLogEntry};
 use crate::names;
-use crate::state::{Create, Document, Status, Store, WriteAccess};
+use crate::state::{Create, Document, Status, Store, WriteAccess, build};
 
 use super::{DbState, Diagnosis, Finding, leftovers};
 use crate::fsx::{WalkStep, walk};
@@ -57,7 +57,7 @@ pub(super) fn repair(kb: &Kb, diagnosis: &Diagnosis) -> Result<Vec<Finding>> {
     // Nested in the caller's exclusive lock, so it does not settle on its own:
     // `fix_intents` settles and reports what it did.
     let store = kb.write_session()?;
-    if store.refused_network_fs().is_some() {
+    if matches!(store.ensure_writable(), Err(crate::Error::NetworkFs { .. })) {
         // openkb writes nothing on a network filesystem without the single-host opt-in.
         return Ok(fixed);
     }
@@ -171,28 +171,21 @@ fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
         });
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let mut aside = format!("state.db.corrupt-{stamp}");
-    let mut n = 1;
-    while dir.join(&aside).exists() || dir.join(format!("{aside}-wal")).exists() {
-        aside = format!("state.db.corrupt-{stamp}-{n}");
-        n += 1;
-    }
+    let aside = build::free_name_beside(&db, &format!("state.db.corrupt-{stamp}"));
     let temp = dir.join(format!(".state.db.rebuild-{stamp}.tmp"));
     // SQLite follows a link at its file or sidecars: whatever is under the temp name (a
     // leftover of a rebuild killed this second, or a planted link) goes first.
-    remove_db_files(&temp);
+    build::remove_database_files(&temp);
     let kept_as = reason.map(|_| aside.as_str());
     let (documents, log_entries, skipped) = match build_from_files(kb, &temp, kept_as) {
         Ok(counts) => counts,
         Err(e) => {
-            remove_db_files(&temp);
+            build::remove_database_files(&temp);
             return Err(e);
         }
     };
-    let moved = move_aside(&db, &dir.join(&aside))?;
-    std::fs::rename(&temp, &db).with_path("cannot move the rebuilt database to", &db)?;
-    remove_db_files(&temp);
-    fsx::fsync_dir(&dir)?;
+    let moved = build::move_database_aside(&db, &dir.join(&aside))?;
+    build::place_without_replacing(&temp, &db)?;
     let kept = if moved.is_empty() {
         String::new()
     } else {
@@ -213,40 +206,6 @@ fn rebuild_state_db(kb: &Kb, reason: Option<&str>) -> Result<Finding> {
              {log_entries} log entries from wiki/log.md{kept}{skipped}"
         ),
     ))
-}
-
-/// Rename `state.db` and its `-wal`, `-shm`, `-journal` to `<aside>` + the same suffixes;
-/// returns the new names of the files that existed.
-fn move_aside(db: &Path, aside: &Path) -> Result<Vec<String>> {
-    let dir = db.parent().unwrap_or(Path::new("."));
-    let mut moved = Vec::new();
-    // Companions first: a stale -wal or -journal must never be left beside a different main
-    // file, because SQLite would replay it into the new database. A crash after this loop
-    // leaves the damaged main file in place, still reported, with no companions.
-    for suffix in ["-wal", "-shm", "-journal", ""] {
-        let from = PathBuf::from(format!("{}{suffix}", db.display()));
-        let to = PathBuf::from(format!("{}{suffix}", aside.display()));
-        match std::fs::rename(&from, &to) {
-            Ok(()) => moved.push(
-                to.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("cannot move aside", &from, e)),
-        }
-    }
-    moved.sort();
-    fsx::fsync_dir(dir)?;
-    Ok(moved)
-}
-
-fn remove_db_files(main: &Path) {
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", main.display()));
-    }
-    let _ = std::fs::remove_file(main);
 }
 
 /// Build a complete database at `temp`; returns (documents, log entries, skipped files).

@@ -12,7 +12,7 @@
 //!    a bad file is reported with its name and the problem, and nothing changes.
 //! 4. Initial import: build the database as `.openkb/state.db.importing-<pid>`, import every
 //!    entry, every log entry, a `migrate` log row and the `imports` record in one transaction
-//!    (see `state::imports::build_database`: a private file, filled without journal or syncs,
+//!    (see `state::build::create_filled`: a private file, filled without journal or syncs,
 //!    then switched to WAL, closed and fsynced), and only then hard-link it into place as
 //!    `state.db` (never replacing one). A failure at any point removes the temp database, so
 //!    `state.db` is absent, never empty beside an unmigrated `hashes.json`. Drift merge: the
@@ -917,34 +917,15 @@ fn commit(session: &WriteSession, plan: &mut Plan) -> Result<()> {
 /// complete, checkpointed and closed.
 fn import_into_new_db(kb: &Kb, plan: &mut Plan) -> Result<()> {
     build::remove_stale_builds(&kb.openkb_dir())?;
-    build::refuse_orphan_sidecars(&kb.state_db())?;
-    let temp = build::temp_name(&kb.state_db(), build::IMPORTING_PREFIX);
-    // Created by hand first so that a read-only .openkb/ is reported as an I/O error naming the
-    // file, not as SQLite's "unable to open database file".
-    fsx::create_new(&temp).with_path("cannot create", &temp)?;
-    let built = (|| -> Result<()> {
-        let record = record_of(plan);
-        let description = plan.log_description();
-        let rows = plan.new_documents.len() + plan.log_entries.len();
-        let (stored, row) = imports::build_database(&temp, rows, |tx| {
-            write_import(tx, plan, &record, &description)
-        })?;
-        plan.record = Some(stored);
-        plan.log_row = Some(row);
-        let wal = build::sidecar(&temp, "-wal");
-        if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
-            return Err(Error::Invalid(format!(
-                "{}: the import's write-ahead log was not fully checkpointed; nothing was \
-                 changed, run `openkb migrate` again",
-                wal.display()
-            )));
-        }
-        build::place_without_replacing(&temp, &kb.state_db())
-    })();
-    if built.is_err() {
-        build::remove_database_files(&temp);
-    }
-    built
+    let record = record_of(plan);
+    let description = plan.log_description();
+    let rows = plan.new_documents.len() + plan.log_entries.len();
+    let (stored, row) = build::create_filled(&kb.state_db(), rows, |tx| {
+        write_import(tx, plan, &record, &description)
+    })?;
+    plan.record = Some(stored);
+    plan.log_row = Some(row);
+    Ok(())
 }
 
 /// Rename `hashes.json` away and render the `migrate` row, after the commit.

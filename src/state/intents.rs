@@ -6,11 +6,10 @@
 //! process is the exact, guess-free description of what to roll back or finish; it is settled
 //! by `ingest::recover` on the next outermost exclusive lock. `openkb doctor` lists them.
 
-use rusqlite::{Connection, Row, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Queries, WriteTx, sql_error, utc_now};
-use crate::error::{Error, Result};
+use super::Queries;
+use crate::error::Result;
 
 /// What an intent is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -30,10 +29,16 @@ impl IntentOp {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
-        [IntentOp::Add, IntentOp::Remove, IntentOp::Compile]
+    pub const ALL: [IntentOp; 3] = [IntentOp::Add, IntentOp::Remove, IntentOp::Compile];
+}
+
+impl std::str::FromStr for IntentOp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        IntentOp::ALL
             .into_iter()
-            .find(|op| op.as_str() == text)
+            .find(|op| op.as_str() == s)
+            .ok_or_else(|| format!("unknown intent operation {s:?}"))
     }
 }
 
@@ -77,111 +82,63 @@ pub struct HookGroup {
     pub token: String,
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Intent> {
-    let bad = |col: usize, msg: String| {
-        rusqlite::Error::FromSqlConversionFailure(
-            col,
-            rusqlite::types::Type::Text,
-            Box::<dyn std::error::Error + Send + Sync>::from(msg),
-        )
-    };
-    let op_text: String = row.get(1)?;
-    let files_text: String = row.get(4)?;
-    Ok(Intent {
-        id: row.get(0)?,
-        operation: IntentOp::parse(&op_text)
-            .ok_or_else(|| bad(1, format!("unknown intent operation {op_text:?}")))?,
-        hash: row.get(2)?,
-        doc_name: row.get(3)?,
-        files: serde_json::from_str(&files_text)
-            .map_err(|e| bad(4, format!("intent files are not a list of files: {e}")))?,
-        started_at: row.get(5)?,
-        pid: row.get(6)?,
-        hook: match (
-            row.get::<_, Option<i64>>(7)?,
-            row.get::<_, Option<String>>(8)?,
-        ) {
-            // Read from disk: an id that is not a plausible process group is ignored, never
-            // signalled (0, 1 and negatives would reach this process's group, init or all).
+impl HookGroup {
+    /// The hook recorded with an intent, as read back from storage. Read from disk: an id that
+    /// is not a plausible process group is ignored, never signalled (0, 1 and negatives would
+    /// reach this process's group, init or every process), and so is a group without a token.
+    pub fn from_stored(pgid: Option<i64>, token: Option<String>) -> Option<HookGroup> {
+        match (pgid, token) {
             (Some(pgid), Some(token)) if !token.is_empty() => i32::try_from(pgid)
                 .ok()
                 .filter(|&p| p > 1)
                 .map(|pgid| HookGroup { pgid, token }),
             _ => None,
-        },
-    })
-}
-
-pub(crate) fn list(conn: &Connection) -> rusqlite::Result<Vec<Intent>> {
-    conn.prepare_cached(
-        "SELECT id, operation, hash, doc_name, files, started_at, pid, hook_pgid, hook_token
-         FROM intents ORDER BY id",
-    )?
-    .query_map([], from_row)?
-    .collect()
-}
-
-pub(crate) fn count(conn: &Connection) -> rusqlite::Result<u64> {
-    let n: i64 = conn.query_row("SELECT count(*) FROM intents", [], |r| r.get(0))?;
-    Ok(u64::try_from(n).unwrap_or(0))
+        }
+    }
 }
 
 /// Every unfinished intent, oldest first (for recovery and `openkb doctor`).
 pub fn unfinished(q: &impl Queries) -> Result<Vec<Intent>> {
-    list(q.conn()).map_err(|e| sql_error(q.db_path(), e))
+    q.unfinished_intents()
 }
 
 /// How many intents are unfinished: the cheap check run on every exclusive acquisition.
 pub fn unfinished_count(q: &impl Queries) -> Result<u64> {
-    count(q.conn()).map_err(|e| sql_error(q.db_path(), e))
+    q.unfinished_intent_count()
 }
 
-impl WriteTx<'_> {
-    /// Record an intent; returns its id. Commit it before touching any file it names.
-    pub fn record_intent(
-        &self,
-        operation: IntentOp,
-        hash: &str,
-        doc_name: Option<&str>,
-        files: &[IntentFile],
-    ) -> Result<i64> {
-        let files = serde_json::to_string(files)
-            .map_err(|e| Error::Invalid(format!("cannot serialize intent files: {e}")))?;
-        let conn = self.connection();
-        conn.prepare_cached(
-            "INSERT INTO intents (operation, hash, doc_name, files, started_at, pid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                operation.as_str(),
-                hash,
-                doc_name,
-                files,
-                utc_now(),
-                i64::from(std::process::id())
-            ])
-        })
-        .map_err(|e| sql_error(self.db_path(), e))?;
-        Ok(conn.last_insert_rowid())
+#[cfg(test)]
+mod tests {
+    use super::{HookGroup, IntentOp};
+
+    #[test]
+    fn a_stored_hook_is_used_only_when_it_is_a_plausible_group_with_a_token() {
+        let token = || Some("t".to_owned());
+        assert_eq!(
+            HookGroup::from_stored(Some(4242), token()),
+            Some(HookGroup {
+                pgid: 4242,
+                token: "t".into()
+            })
+        );
+        // 0, 1 and negatives would signal this process's group, init, or everyone.
+        for pgid in [0, 1, -1, -4242, i64::from(i32::MAX) + 1] {
+            assert_eq!(HookGroup::from_stored(Some(pgid), token()), None, "{pgid}");
+        }
+        assert_eq!(
+            HookGroup::from_stored(Some(4242), Some(String::new())),
+            None
+        );
+        assert_eq!(HookGroup::from_stored(Some(4242), None), None);
+        assert_eq!(HookGroup::from_stored(None, token()), None);
     }
 
-    /// Record the compile hook an intent's operation started (see `ingest::hook`), so
-    /// that recovery kills what is left of it if this process dies.
-    pub fn record_intent_hook(&self, id: i64, hook: &HookGroup) -> Result<()> {
-        self.connection()
-            .prepare_cached("UPDATE intents SET hook_pgid = ?2, hook_token = ?3 WHERE id = ?1")
-            .and_then(|mut stmt| stmt.execute(params![id, hook.pgid, hook.token]))
-            .map(drop)
-            .map_err(|e| sql_error(self.db_path(), e))
-    }
-
-    /// Delete an intent (in the transaction that commits, or abandons, its operation).
-    pub fn delete_intent(&self, id: i64) -> Result<bool> {
-        self.connection()
-            .prepare_cached("DELETE FROM intents WHERE id = ?1")
-            .and_then(|mut stmt| stmt.execute([id]))
-            .map(|n| n > 0)
-            .map_err(|e| sql_error(self.db_path(), e))
+    #[test]
+    fn every_operation_parses_back_from_its_text_and_nothing_else_does() {
+        for op in IntentOp::ALL {
+            assert_eq!(op.as_str().parse::<IntentOp>(), Ok(op));
+        }
+        assert!("Add".parse::<IntentOp>().is_err());
+        assert!("".parse::<IntentOp>().is_err());
     }
 }

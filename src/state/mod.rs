@@ -1,69 +1,47 @@
-//! The state engine: `.openkb/state.db`, a WAL-mode SQLite database holding the document
-//! registry, the operations log and a few meta facts.
+//! The state engine: the document registry, the operations log, the intents of operations in
+//! flight and a few meta facts, behind one [`Store`].
 //!
-//! Connection rules (each one is there because its absence has bitten someone):
-//! - One connection is opened first: it checks that the file is an openkb database (its
-//!   `application_id`), switches to WAL and checks that SQLite answered `wal`, and applies the
-//!   schema migrations. Only then is the r2d2 pool built, so a bad path or a foreign file fails
-//!   at once with a clear message instead of after a pool time-out.
-//! - On a network filesystem (see `netfs.rs`) writes are refused, or, with the single-host
-//!   opt-in or a pinned `meta.journal_mode = delete`, the rollback journal replaces WAL.
-//! - Every pooled connection sets `busy_timeout`, `synchronous=FULL` (a command that says
-//!   "added" must survive a power cut; a WAL commit with FULL costs one fsync, about 0.25 ms
-//!   here) and `foreign_keys=ON`.
-//! - Every write is a `BEGIN IMMEDIATE` transaction: a deferred one that reads and then writes
-//!   can fail with SQLITE_BUSY whatever the busy timeout. A transaction that still meets a busy
-//!   database is retried whole a bounded number of times, then reported as [`Error::Busy`].
-//! - A database whose schema is newer than this binary opens read-only: reads work, every write
-//!   is refused with [`Error::SchemaTooNew`].
+//! What a backend must do is written down once, in [`backend`] (the traits, with every
+//! method's contract), and checked by one conformance suite (`conformance.rs`). The store
+//! dispatches over a boxed backend, so no command is generic over one: SQLite
+//! ([`sqlite`], `.openkb/state.db`, the embedded default) today, PostgreSQL for team mode.
+//!
+//! The API callers use:
+//! - [`Store`]: an opened backend; reads on a pooled connection, [`Store::write`] runs one
+//!   write transaction (retried whole when it meets another writer).
+//! - [`Queries`]: every read, the same on a [`Reader`] and inside a write transaction.
+//! - [`WriteTx`]: every write, inside one transaction. It validates input and stamps times
+//!   and the process id once for every backend.
+//! - [`WriteAccess`]: the proof a write session gives that writing is allowed.
 //!
 //! Callers that mutate the KB hold the KB flock (see `kb.rs`) before they open a write
 //! transaction, never the other way round.
 
-pub mod build;
-pub mod check;
+pub mod backend;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod documents;
 pub mod imports;
 pub mod intents;
 pub mod log;
 pub mod python_base;
-pub mod schema;
-#[cfg(test)]
-mod tests;
+pub mod sqlite;
 pub mod untrusted;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use serde_json::{Map, Value};
 
+pub use backend::{Backend, CheckDepth, Description, DiskUsage, Reads, Writes};
 pub use documents::{Document, Status, StatusCounts};
+pub use imports::{ImportKind, ImportRecord};
 pub use intents::{HookGroup, Intent, IntentFile, IntentOp};
 pub use log::LogEntry;
+pub use sqlite::{build, check, is_blank, schema, sidecar_path};
 
 use crate::error::{Error, Result};
 use crate::names;
 use crate::netfs::FsPolicy;
-
-/// How long one statement waits for another connection's write lock before SQLITE_BUSY.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How many times a whole write transaction is tried before giving up with `Error::Busy`.
-const WRITE_ATTEMPTS: u32 = 4;
-
-/// The pool every store uses: connections are opened lazily (the first one was already checked
-/// by the caller), and a pool time-out names the file.
-fn build_pool(
-    manager: SqliteConnectionManager,
-    path: &Path,
-) -> Result<r2d2::Pool<SqliteConnectionManager>> {
-    r2d2::Pool::builder()
-        .max_size(8)
-        .min_idle(Some(0))
-        .connection_timeout(Duration::from_secs(30))
-        .build(manager)
-        .map_err(|e| Error::Invalid(format!("{}: cannot open: {e}", path.display())))
-}
 
 /// ISO-8601 UTC with milliseconds, the format of every `*_at` column.
 pub fn utc_now() -> String {
@@ -84,21 +62,10 @@ pub enum Create {
     Never,
 }
 
+/// An opened state backend.
+#[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
-    pool: r2d2::Pool<SqliteConnectionManager>,
-    schema_version: i64,
-    too_new: bool,
-    /// Set when the file is on a network filesystem and the user did not opt in: reads work,
-    /// writes are refused.
-    refused: Option<crate::netfs::FsInfo>,
-    /// True in single-host rollback-journal mode (pinned or opted in).
-    rollback: bool,
-    /// Opened with SQLITE_OPEN_READ_ONLY: every write is refused.
-    read_only: bool,
-    /// Device and inode of the file this store opened: the file it reads and writes even
-    /// when another file takes its path later (see [`Store::check_still_at_path`]).
-    file_id: FileId,
+    backend: Box<dyn Backend>,
 }
 
 /// Device and inode of a database file.
@@ -145,16 +112,12 @@ impl WriteAccess {
     }
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .field("schema_version", &self.schema_version)
-            .finish()
-    }
-}
-
 impl Store {
+    /// A store over any backend (the PostgreSQL backend's constructor hands one here).
+    pub fn from_backend(backend: Box<dyn Backend>) -> Store {
+        Store { backend }
+    }
+
     /// [`Store::open_with`] under the default policy (no network-filesystem opt-in), for unit
     /// tests; every caller in the library passes the KB's settings.
     #[cfg(test)]
@@ -162,302 +125,92 @@ impl Store {
         Self::open_with(path, create, &FsPolicy::default())
     }
 
-    /// Open (or create) the database at `path`, bring its schema up to date and build the pool.
-    ///
-    /// The journal mode depends on where the file lives (see `netfs.rs`): WAL on a local disk;
-    /// on a network filesystem writes are refused ([`Error::NetworkFs`]) unless the user opted
-    /// in (`fs.single_host`, from `OPENKB_NETWORK_FS=single-host`; see [`crate::settings`]),
-    /// which selects the rollback journal and pins it in `meta.journal_mode`. A pinned database
-    /// is opened in rollback mode by every process, wherever it runs, so the file server's own
-    /// view (a local disk) cannot flip it to WAL.
+    /// Open (or create) the SQLite database at `path` under the network-filesystem policy
+    /// `fs`, bring its schema up to date and build the pool (see
+    /// [`sqlite::SqliteBackend::open`]).
     pub(crate) fn open_with(path: &Path, create: Create, fs: &FsPolicy) -> Result<Store> {
-        Self::open_with_busy_timeout(path, create, BUSY_TIMEOUT, fs)
+        Ok(Store::from_backend(Box::new(sqlite::SqliteBackend::open(
+            path, create, fs,
+        )?)))
     }
 
-    /// [`Store::open_with`] with a custom wait for another connection's write lock (tests use a
+    /// [`Store::open`] with a custom wait for another connection's write lock (tests use a
     /// short one to reach [`Error::Busy`] quickly).
+    #[cfg(test)]
     pub(crate) fn open_with_busy_timeout(
         path: &Path,
         create: Create,
-        busy_timeout: Duration,
+        busy_timeout: std::time::Duration,
         fs: &FsPolicy,
     ) -> Result<Store> {
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if create == Create::IfMissing {
-            flags |= OpenFlags::SQLITE_OPEN_CREATE;
-        } else if !path.exists() {
-            return Err(Error::NotStateDb {
-                path: path.to_path_buf(),
-                reason: "the file does not exist".into(),
-            });
-        }
-        let network_fs = network_fs_of(path, fs)?;
-        let opted_in = fs.single_host;
-        let refuse = |fs: &crate::netfs::FsInfo| Error::NetworkFs {
-            path: path.to_path_buf(),
-            fs_type: fs.name.clone(),
-        };
-        if let Some(fs) = &network_fs
-            && !opted_in
-            && !path.exists()
-        {
-            // Never create a database where it could not be written safely.
-            return Err(refuse(fs));
-        }
-        let sql = |e| sql_error(path, e);
-        let mut conn = Connection::open_with_flags(path, flags).map_err(sql)?;
-        conn.busy_timeout(busy_timeout).map_err(sql)?;
-        check_identity(&conn, path)?;
-
-        let version = schema::check(&conn).map_err(sql)?;
-        let too_new = matches!(version, schema::Version::TooNew(_));
-        let pinned = schema::pinned_journal_mode(&conn).map_err(sql)?;
-        let rollback =
-            pinned.as_deref() == Some(schema::JOURNAL_DELETE) || (network_fs.is_some() && opted_in);
-        let mut refused = None;
-        if too_new {
-            // Read-only: neither the journal mode nor the schema is touched.
-        } else if rollback {
-            set_journal_mode(&conn, path, schema::JOURNAL_DELETE)?;
-            conn.execute_batch("PRAGMA synchronous = FULL")
-                .map_err(sql)?;
-        } else if let Some(fs) = network_fs {
-            if !matches!(version, schema::Version::Current) {
-                // Bringing the schema up to date is a write.
-                return Err(refuse(&fs));
-            }
-            refused = Some(fs);
-        } else {
-            set_journal_mode(&conn, path, "wal")?;
-        }
-        if let schema::Version::Behind(_) = version {
-            schema::migrate(&mut conn, &utc_now()).map_err(sql)?;
-        }
-        if rollback && pinned.is_none() {
-            schema::pin_journal_mode(&conn, schema::JOURNAL_DELETE).map_err(sql)?;
-        }
-        let schema_version = schema::user_version(&conn).map_err(sql)?;
-        let file_id = opened_file_id(path)?;
-        drop(conn);
-
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(move |c| {
-                c.busy_timeout(busy_timeout)?;
-                // Checkpoint every ~16 MiB of WAL instead of SQLite's 4 MiB: a registration
-                // writes about a dozen pages, so the default made one commit in ~90 pay for a
-                // checkpoint, and pages rewritten between checkpoints are copied once.
-                c.execute_batch(
-                    "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-                     PRAGMA wal_autocheckpoint = 4000;",
-                )
-            });
-        let pool = build_pool(manager, path)?;
-        Ok(Store {
-            path: path.to_path_buf(),
-            pool,
-            schema_version,
-            too_new,
-            refused,
-            rollback,
-            read_only: false,
-            file_id,
-        })
+        Ok(Store::from_backend(Box::new(
+            sqlite::SqliteBackend::open_with_busy_timeout(path, create, busy_timeout, fs)?,
+        )))
     }
 
-    /// Open an existing database for reading only (SQLITE_OPEN_READ_ONLY): never creates the
-    /// file, never changes its journal mode, never migrates its schema. On a read-only
-    /// filesystem (where SQLite could not create the WAL index) the file is opened
-    /// `immutable`, which is sound there because nobody can change it.
-    ///
-    /// A schema older than this binary is refused ([`Error::SchemaBehind`]): reading it with
-    /// today's queries could fail half-way, and upgrading it is a write.
+    /// Open an existing SQLite database for reading only: never creates, migrates or changes
+    /// it (see [`sqlite::SqliteBackend::open_read_only`]).
     pub fn open_read_only(path: &Path) -> Result<Store> {
-        if !path.exists() {
-            return Err(Error::NotStateDb {
-                path: path.to_path_buf(),
-                reason: "the file does not exist".into(),
-            });
-        }
-        // On a read-only filesystem SQLite cannot create the WAL index (`-shm`). With an empty
-        // or absent `-wal` (a writer checkpointed it, as every write session does when it
-        // ends) the database file alone is the whole truth, and `immutable` reads it without
-        // any index. A non-empty `-wal` holds commits the file lacks: it is read through its
-        // existing `-shm`, or refused, never ignored.
-        let read_only_fs = path.parent().is_some_and(crate::fsx::on_read_only_fs);
-        let wal_bytes = std::fs::metadata(sidecar_path(path, "-wal")).map_or(0, |m| m.len());
-        let immutable = read_only_fs && wal_bytes == 0;
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let target = if immutable {
-            flags |= OpenFlags::SQLITE_OPEN_URI;
-            immutable_uri(path)?
-        } else {
-            path.to_string_lossy().into_owned()
-        };
-        let sql = |e| sql_error(path, e);
-        let unreadable_wal = |e: rusqlite::Error| {
-            if read_only_fs && e.sqlite_error_code() == Some(ErrorCode::CannotOpen) {
-                Error::Invalid(format!(
-                    "{}: its write-ahead log (state.db-wal, {wal_bytes} bytes) cannot be read on \
-                     this read-only filesystem without state.db-shm; run any openkb command on \
-                     the KB once where it is writable (it folds the log into state.db)",
-                    path.display()
-                ))
-            } else if e.sqlite_error_code() == Some(ErrorCode::ReadOnly) {
-                // A hot rollback journal (a writer died mid-transaction in rollback mode):
-                // only a writer may roll it back.
-                Error::Invalid(format!(
-                    "{}: holds a transaction interrupted by a crash (state.db-journal) that a \
-                     read-only command cannot roll back; run any openkb command that writes \
-                     (for example `openkb doctor --fix`)",
-                    path.display()
-                ))
-            } else {
-                sql_error(path, e)
-            }
-        };
-        let conn = Connection::open_with_flags(&target, flags).map_err(unreadable_wal)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
-        schema::application_id(&conn).map_err(unreadable_wal)?;
-        check_identity(&conn, path)?;
-        let version = schema::check(&conn).map_err(sql)?;
-        let too_new = match version {
-            schema::Version::Current => false,
-            schema::Version::TooNew(_) => true,
-            schema::Version::Behind(0) => {
-                return Err(Error::NotStateDb {
-                    path: path.to_path_buf(),
-                    reason: "the database is empty (an interrupted `openkb init`?); \
-                             `openkb doctor --fix` rebuilds it"
-                        .into(),
-                });
-            }
-            schema::Version::Behind(found) if found < 0 => {
-                return Err(Error::NotStateDb {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "user_version is {found}, which no openkb writes: the database was \
-                         changed by another program"
-                    ),
-                });
-            }
-            schema::Version::Behind(found) => {
-                return Err(Error::SchemaBehind {
-                    path: path.to_path_buf(),
-                    found,
-                    supported: schema::latest_version(),
-                });
-            }
-        };
-        let rollback = schema::pinned_journal_mode(&conn).map_err(sql)?.as_deref()
-            == Some(schema::JOURNAL_DELETE);
-        let schema_version = schema::user_version(&conn).map_err(sql)?;
-        let file_id = opened_file_id(path)?;
-        drop(conn);
-        let manager = SqliteConnectionManager::file(&target)
-            .with_flags(flags)
-            .with_init(|c| {
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                c.execute_batch("PRAGMA foreign_keys = ON;")
-            });
-        let pool = build_pool(manager, path)?;
-        Ok(Store {
-            path: path.to_path_buf(),
-            pool,
-            schema_version,
-            too_new,
-            refused: None,
-            rollback,
-            read_only: true,
-            file_id,
-        })
+        Ok(Store::from_backend(Box::new(
+            sqlite::SqliteBackend::open_read_only(path)?,
+        )))
     }
 
-    /// Device and inode of the file this store opened.
-    pub fn file_id(&self) -> FileId {
-        self.file_id
+    /// The backend, for what only maintenance asks (describe, integrity, disk usage).
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    /// Device and inode of the database file this store opened (`None` for a server).
+    pub fn file_id(&self) -> Option<FileId> {
+        self.backend.file_id()
     }
 
     /// Fails with [`Error::StateDbReplaced`] when the store's path no longer names the file
     /// it opened: the file was removed, or another file (a restore, a sync client's copy, a
     /// rebuild) was renamed over it. Writes to the old file would be lost with it.
     pub fn check_still_at_path(&self) -> Result<()> {
-        let what = match FileId::of(&self.path) {
-            Ok(now) if now == self.file_id => return Ok(()),
-            Ok(_) => "replaced by another file",
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "removed",
-            Err(e) => return Err(Error::io("cannot read", &self.path, e)),
-        };
-        Err(Error::StateDbReplaced {
-            path: self.path.clone(),
-            what,
-        })
+        self.backend.check_still_in_place()
     }
 
+    /// Where the data lives (the database file for SQLite).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.backend.location()
     }
 
     pub fn schema_version(&self) -> i64 {
-        self.schema_version
+        self.backend.schema_version()
     }
 
     /// True when the database was written by a newer openkb: it can be read, not written.
     pub fn is_too_new(&self) -> bool {
-        self.too_new
+        self.backend.is_too_new()
     }
 
     /// True when the database uses the rollback journal (single-host network mode) instead
     /// of WAL.
     pub fn is_rollback_mode(&self) -> bool {
-        self.rollback
-    }
-
-    /// The network filesystem that makes this store refuse writes, if any.
-    pub fn refused_network_fs(&self) -> Option<&crate::netfs::FsInfo> {
-        self.refused.as_ref()
+        self.backend
+            .describe()
+            .is_ok_and(|d| d.journal_mode == Some(schema::JOURNAL_DELETE))
     }
 
     /// The error every write would meet (a too-new schema, a network filesystem without the
     /// single-host opt-in), if any. Commands that write files before their database row call
     /// this first, so a refused write leaves nothing half-done.
     pub fn ensure_writable(&self) -> Result<()> {
-        if self.read_only {
-            return Err(Error::Invalid(format!(
-                "{}: opened read-only; writes go through a write session",
-                self.path.display()
-            )));
-        }
-        if self.too_new {
-            return Err(Error::SchemaTooNew {
-                path: self.path.clone(),
-                found: self.schema_version,
-                supported: schema::latest_version(),
-            });
-        }
-        if let Some(fs) = &self.refused {
-            return Err(Error::NetworkFs {
-                path: self.path.clone(),
-                fs_type: fs.name.clone(),
-            });
-        }
-        Ok(())
+        self.backend.ensure_writable()
     }
 
-    /// A pooled connection for reading.
+    /// A connection for reading.
     pub fn reader(&self) -> Result<Reader> {
-        let conn = self
-            .pool
-            .get()
-            .map_err(|e| Error::Invalid(format!("{}: cannot open: {e}", self.path.display())))?;
         Ok(Reader {
-            conn,
-            path: self.path.clone(),
+            inner: self.backend.reader()?,
         })
     }
 
-    /// Run `body` in a `BEGIN IMMEDIATE` transaction and commit it. A busy database retries the
-    /// whole body (so it must be repeatable); the last failure becomes [`Error::Busy`].
+    /// Run `body` in one write transaction and commit it. A busy database retries the whole
+    /// body (so it must be repeatable); the last failure becomes [`Error::Busy`].
     ///
     /// Requires a [`WriteAccess`]: outside this crate, write through a write session.
     pub fn write<T>(
@@ -465,31 +218,33 @@ impl Store {
         _access: &WriteAccess,
         mut body: impl FnMut(&WriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.ensure_writable()?;
-        let mut reader = self.reader()?;
-        let mut pause = Duration::from_millis(20);
-        for attempt in 1..=WRITE_ATTEMPTS {
-            match run_transaction(&mut reader.conn, &self.path, &mut body) {
-                Err(Error::Busy { .. }) if attempt < WRITE_ATTEMPTS => {
-                    std::thread::sleep(pause);
-                    pause *= 2;
-                }
-                other => return other,
-            }
-        }
-        Err(Error::Busy {
-            path: self.path.clone(),
+        let mut value = None;
+        self.backend.write(&mut |tx| {
+            value = Some(body(&WriteTx::new(tx))?);
+            Ok(())
+        })?;
+        value.ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: the write transaction committed without running its body",
+                self.path().display()
+            ))
         })
     }
 
-    /// Move the WAL's content into the database file (after bulk imports), so readers do not
-    /// pay for a long WAL and the `-wal` file shrinks.
+    /// Fold the write-ahead log into the database (after bulk imports), so readers do not
+    /// pay for a long log and the `-wal` file shrinks.
     pub(crate) fn checkpoint(&self) -> Result<()> {
-        let reader = self.reader()?;
-        reader
-            .conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-            .map_err(|e| sql_error(&self.path, e))
+        self.backend.checkpoint()
+    }
+
+    /// A write session ends: see [`Backend::end_write_session`].
+    pub(crate) fn end_write_session(&self) {
+        self.backend.end_write_session();
+    }
+
+    /// Bytes on disk (the database and its not yet folded log).
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        self.backend.disk_usage()
     }
 
     // Convenience reads, each on a pooled connection.
@@ -523,149 +278,143 @@ impl Store {
     }
 }
 
-fn run_transaction<T>(
-    conn: &mut Connection,
-    path: &Path,
-    body: &mut impl FnMut(&WriteTx<'_>) -> Result<T>,
-) -> Result<T> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| sql_error(path, e))?;
-    let write = WriteTx { tx, path };
-    let value = body(&write)?;
-    write.tx.commit().map_err(|e| sql_error(path, e))?;
-    Ok(value)
-}
-
-/// Typed reads, shared by pooled readers and write transactions.
+/// Typed reads, the same on a [`Reader`] and inside a write transaction ([`WriteTx`]). Each
+/// forwards to the backend's [`Reads`], whose documentation states the contract (order, what
+/// "not found" returns).
 pub trait Queries {
-    fn conn(&self) -> &Connection;
-    fn db_path(&self) -> &Path;
+    /// The backend's reads this value gives access to.
+    fn reads(&self) -> &dyn Reads;
+
+    /// Where the data lives (the database file for SQLite), for messages.
+    fn db_path(&self) -> &Path {
+        self.reads().location()
+    }
 
     fn get(&self, hash: &str) -> Result<Option<Document>> {
-        documents::get(self.conn(), hash).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().get(hash)
     }
 
     fn is_known(&self, hash: &str) -> Result<bool> {
-        documents::is_known(self.conn(), hash).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().is_known(hash)
     }
 
     /// First document (registry order) whose `path`, `raw_path` or `source_path` is `path`.
     fn find_by_path(&self, path: &str) -> Result<Option<Document>> {
-        documents::find_by_path(self.conn(), path).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().find_by_path(path)
     }
 
     /// Hashes of the documents (registry order) that name `path` as their `path`, `raw_path`
     /// or `source_path`.
     fn claimants_of_path(&self, path: &str) -> Result<Vec<String>> {
-        documents::claimants_of_path(self.conn(), path).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().claimants_of_path(path)
     }
 
     fn find_by_doc_name(&self, doc_name: &str) -> Result<Option<Document>> {
-        documents::find_by_doc_name(self.conn(), doc_name).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().find_by_doc_name(doc_name)
     }
 
     /// Documents whose name key (NFKC of doc_name, or of the name's stem) is NFKC(`name`),
     /// in registry order.
     fn find_by_name_key(&self, name: &str) -> Result<Vec<Document>> {
-        documents::find_by_name_key(self.conn(), &names::nfkc(name))
-            .map_err(|e| sql_error(self.db_path(), e))
+        self.reads().find_by_name_key(&names::nfkc(name))
     }
 
     fn list(&self) -> Result<Vec<Document>> {
-        documents::list(self.conn()).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().list()
     }
 
     fn for_each_document(&self, visit: &mut dyn FnMut(Document) -> Result<()>) -> Result<()> {
-        forward_visits(self.db_path(), visit, |v| {
-            documents::for_each(self.conn(), v)
-        })
+        self.reads().for_each_document(visit)
     }
 
     fn counts(&self) -> Result<StatusCounts> {
-        documents::counts(self.conn()).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().counts()
     }
 
     fn log_tail(&self, limit: Option<u64>, operation: Option<&str>) -> Result<Vec<LogEntry>> {
-        log::tail(self.conn(), limit, operation).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().log_tail(limit, operation)
     }
 
     fn log_count(&self) -> Result<u64> {
-        log::count(self.conn()).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().log_count()
     }
 
     fn last_log_of(&self, operation: &str) -> Result<Option<LogEntry>> {
-        log::last_of(self.conn(), operation).map_err(|e| sql_error(self.db_path(), e))
+        self.reads().last_log_of(operation)
     }
 
     fn for_each_log_entry(&self, visit: &mut dyn FnMut(LogEntry) -> Result<()>) -> Result<()> {
-        forward_visits(self.db_path(), visit, |v| log::for_each(self.conn(), v))
+        self.reads().for_each_log_entry(visit)
+    }
+
+    /// Every unfinished intent, oldest first (for recovery and `openkb doctor`).
+    fn unfinished_intents(&self) -> Result<Vec<Intent>> {
+        self.reads().unfinished_intents()
+    }
+
+    /// How many intents are unfinished: the cheap check run on every exclusive acquisition.
+    fn unfinished_intent_count(&self) -> Result<u64> {
+        self.reads().unfinished_intent_count()
+    }
+
+    /// Every import record, oldest first.
+    fn imports(&self) -> Result<Vec<ImportRecord>> {
+        self.reads().imports()
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        use rusqlite::OptionalExtension;
-        self.conn()
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(|e| sql_error(self.db_path(), e))
+        self.reads().meta(key)
+    }
+
+    /// Why the document `hash` is not trusted, if it is marked.
+    fn untrusted_reason(&self, hash: &str) -> Result<Option<String>> {
+        self.reads().untrusted_reason(hash)
+    }
+
+    /// Every marked document: (hash, reason), in registry order.
+    fn untrusted_entries(&self) -> Result<Vec<(String, String)>> {
+        self.reads().untrusted_entries()
+    }
+
+    /// The latest Python hand-over, if one was recorded.
+    fn python_base(&self) -> Result<Option<python_base::Base>> {
+        self.reads().python_base()
     }
 }
 
-/// Run a row scan that calls `visit` per row, carrying the visitor's own error out of the
-/// rusqlite callback unchanged.
-fn forward_visits<T>(
-    path: &Path,
-    visit: &mut dyn FnMut(T) -> Result<()>,
-    scan: impl FnOnce(&mut dyn FnMut(T) -> rusqlite::Result<()>) -> rusqlite::Result<()>,
-) -> Result<()> {
-    let mut failure = None;
-    let outcome = scan(&mut |item| {
-        visit(item).map_err(|e| {
-            failure = Some(e);
-            rusqlite::Error::QueryReturnedNoRows
-        })
-    });
-    match (failure, outcome) {
-        (Some(visitor_error), _) => Err(visitor_error),
-        (None, Err(e)) => Err(sql_error(path, e)),
-        (None, Ok(())) => Ok(()),
-    }
-}
-
-/// A pooled connection, for reads outside a write transaction.
+/// A connection for reads outside a write transaction.
 pub struct Reader {
-    conn: r2d2::PooledConnection<SqliteConnectionManager>,
-    path: PathBuf,
+    inner: Box<dyn Reads>,
 }
 
 impl Queries for Reader {
-    fn conn(&self) -> &Connection {
-        &self.conn
-    }
-    fn db_path(&self) -> &Path {
-        &self.path
+    fn reads(&self) -> &dyn Reads {
+        &*self.inner
     }
 }
 
-/// An open `BEGIN IMMEDIATE` transaction: the typed writes, plus every read of [`Queries`].
-pub struct WriteTx<'c> {
-    tx: rusqlite::Transaction<'c>,
-    path: &'c Path,
+/// An open write transaction: the typed writes, plus every read of [`Queries`] (which sees
+/// the transaction's own writes). Input is validated, and times and the process id stamped,
+/// here, once for every backend.
+pub struct WriteTx<'t> {
+    inner: &'t dyn Writes,
 }
 
 impl Queries for WriteTx<'_> {
-    fn conn(&self) -> &Connection {
-        &self.tx
-    }
-    fn db_path(&self) -> &Path {
-        self.path
+    fn reads(&self) -> &dyn Reads {
+        self.inner
     }
 }
 
-impl WriteTx<'_> {
-    /// Insert or update a document by hash (`INSERT ... ON CONFLICT DO UPDATE`). An update
-    /// keeps the document's registry position and `created_at`. Refuses a malformed hash and a
-    /// `doc_name` owned by another document.
+impl<'t> WriteTx<'t> {
+    /// A write API over a backend's open transaction (backends call this from their own
+    /// bulk paths; everyone else gets a `WriteTx` from [`Store::write`]).
+    pub fn new(inner: &'t dyn Writes) -> WriteTx<'t> {
+        WriteTx { inner }
+    }
+
+    /// Insert or update a document by hash. An update keeps the document's registry position
+    /// and `created_at`. Refuses a malformed hash and a `doc_name` owned by another document.
     pub fn upsert_document(&self, doc: &Document) -> Result<()> {
         if !names::is_valid_hash(&doc.hash) {
             return Err(Error::InvalidHash {
@@ -681,31 +430,35 @@ impl WriteTx<'_> {
                 owner: owner.hash,
             });
         }
-        documents::upsert(&self.tx, doc, None, &utc_now()).map_err(|e| sql_error(self.path, e))
+        self.inner.upsert_document(doc, &utc_now())
     }
 
-    /// Set a document's lifecycle status (and the error that explains a failure).
+    /// Set a document's lifecycle status (and the error that explains a failure); false when
+    /// the document is not registered.
     pub fn set_status(&self, hash: &str, status: Status, error: Option<&str>) -> Result<bool> {
-        documents::set_status(&self.tx, hash, status, error, &utc_now())
-            .map_err(|e| sql_error(self.path, e))
+        self.inner.set_status(hash, status, error, &utc_now())
     }
 
     /// Delete a document by hash; false when it was not registered.
     pub fn remove_document(&self, hash: &str) -> Result<bool> {
-        documents::remove(&self.tx, hash).map_err(|e| sql_error(self.path, e))
+        self.inner.remove_document(hash)
+    }
+
+    /// Append `docs` after the last document, in order: the bulk path of an import (every
+    /// hash must be new; see [`Writes::append_documents`]).
+    pub fn append_documents(&self, docs: &[Document]) -> Result<()> {
+        self.inner.append_documents(docs, &utc_now())
     }
 
     /// Append a log row stamped now. Render it into `wiki/log.md` after the commit
     /// (see `crate::log_md::append`).
     pub fn append_log(&self, operation: &str, description: &str) -> Result<LogEntry> {
-        log::append(
-            &self.tx,
+        self.inner.append_log(
             &local_log_timestamp(),
             operation,
             description,
             Some(&utc_now()),
         )
-        .map_err(|e| sql_error(self.path, e))
     }
 
     /// Append a log row with a given timestamp text (imports keep what they read).
@@ -715,183 +468,83 @@ impl WriteTx<'_> {
         operation: &str,
         description: &str,
     ) -> Result<LogEntry> {
-        log::append(&self.tx, timestamp, operation, description, None)
-            .map_err(|e| sql_error(self.path, e))
+        self.inner
+            .append_log(timestamp, operation, description, None)
+    }
+
+    /// Append imported log rows (timestamp, operation, description), in order.
+    pub fn append_log_entries<'e>(
+        &self,
+        entries: impl IntoIterator<Item = (&'e str, &'e str, &'e str)>,
+    ) -> Result<()> {
+        self.inner.append_log_entries(&mut entries.into_iter())
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.tx
-            .execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )
-            .map(drop)
-            .map_err(|e| sql_error(self.path, e))
+        self.inner.set_meta(key, value)
     }
 
-    /// Escape hatch for modules of the state layer's own family (imports, intents) that need
-    /// statements of their own inside this transaction.
-    pub fn connection(&self) -> &Connection {
-        &self.tx
+    /// The value under `key`, a fresh random identifier stored first when there is none.
+    pub fn ensure_random_meta(&self, key: &str) -> Result<String> {
+        self.inner.ensure_random_meta(key)
     }
-}
 
-/// The network filesystem holding the database's folder or the folder above it (the KB root
-/// for `.openkb/state.db`; a mount point may sit between them), if any.
-fn network_fs_of(path: &Path, policy: &FsPolicy) -> Result<Option<crate::netfs::FsInfo>> {
-    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
-        return Ok(None);
-    };
-    let mut dirs = vec![dir];
-    dirs.extend(dir.parent().filter(|d| !d.as_os_str().is_empty()));
-    // A folder that does not exist is SQLite's to report when it opens the file.
-    dirs.retain(|d| d.exists());
-    Ok(crate::netfs::detect_any(&dirs, policy)?.filter(|fs| fs.network))
-}
-
-/// Switch the journal mode and check SQLite's answer: it keeps the old mode when it cannot
-/// switch (e.g. leaving WAL while another connection has the file open).
-fn set_journal_mode(conn: &Connection, path: &Path, mode: &str) -> Result<()> {
-    // Leaving WAL needs every other connection closed. A store this process dropped a moment
-    // ago (a read session before a write session) may still be closing its last pooled
-    // connection on r2d2's worker thread, so a busy answer is retried briefly.
-    let mut pause = Duration::from_millis(5);
-    let answer: String = loop {
-        match conn.query_row(&format!("PRAGMA journal_mode={mode}"), [], |r| r.get(0)) {
-            Ok(answer) => break answer,
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-                ) && pause < Duration::from_secs(1) =>
-            {
-                std::thread::sleep(pause);
-                pause *= 2;
-            }
-            Err(e) => return Err(sql_error(path, e)),
-        }
-    };
-    if answer.eq_ignore_ascii_case(mode) {
-        return Ok(());
-    }
-    Err(Error::Invalid(if mode == "wal" {
-        format!(
-            "{}: SQLite refused WAL mode (journal_mode is {answer}); is the folder on a \
-             network filesystem? run `openkb doctor`",
-            path.display()
+    /// Record an intent; returns its id. Commit it before touching any file it names.
+    pub fn record_intent(
+        &self,
+        operation: IntentOp,
+        hash: &str,
+        doc_name: Option<&str>,
+        files: &[IntentFile],
+    ) -> Result<i64> {
+        self.inner.record_intent(
+            operation,
+            hash,
+            doc_name,
+            files,
+            &utc_now(),
+            i64::from(std::process::id()),
         )
-    } else {
-        format!(
-            "{}: cannot switch to journal_mode={mode} (still {answer}); another process has \
-             the database open: close other openkb processes and try again",
-            path.display()
-        )
-    }))
-}
-
-fn check_identity(conn: &Connection, path: &Path) -> Result<()> {
-    let not_ours = |reason: String| Error::NotStateDb {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let app_id = match schema::application_id(conn) {
-        Ok(id) => id,
-        Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
-            return Err(not_ours("the file is not a SQLite database".into()));
-        }
-        Err(e) => return Err(sql_error(path, e)),
-    };
-    if app_id == schema::APPLICATION_ID {
-        return Ok(());
     }
-    if app_id != 0 {
-        return Err(not_ours(format!(
-            "it belongs to another application (application_id {app_id:#x})"
-        )));
+
+    /// Record the compile hook an intent's operation started (see `ingest::compile`), so
+    /// that recovery kills what is left of it if this process dies.
+    pub fn record_intent_hook(&self, id: i64, hook: &HookGroup) -> Result<()> {
+        self.inner.record_intent_hook(id, hook).map(drop)
     }
-    let tables: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .map_err(|e| sql_error(path, e))?;
-    if tables > 0 {
-        return Err(not_ours(
-            "it is a SQLite database with tables of another program".into(),
-        ));
+
+    /// Delete an intent (in the transaction that commits, or abandons, its operation).
+    pub fn delete_intent(&self, id: i64) -> Result<bool> {
+        self.inner.delete_intent(id)
     }
-    Ok(())
-}
 
-/// The (dev, inode) of the file just opened at `path`.
-fn opened_file_id(path: &Path) -> Result<FileId> {
-    FileId::of(path).map_err(|e| Error::io("cannot read", path, e))
-}
-
-/// True when `path` is a database file no schema was ever written to: what a process killed
-/// while creating it leaves (0 bytes, or a bare SQLite header with no table). A file that
-/// cannot be read as a database is not blank (doctor reports it). Opened read-only, except
-/// beside a hot rollback journal (the creator died mid-transaction), which SQLite rolls back
-/// on a read-write open: a file created empty comes back empty.
-pub fn is_blank(path: &Path) -> bool {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.len() == 0 => return true,
-        Ok(_) => {}
-        Err(_) => return false,
+    /// Write the record of an import (in the transaction that imports it); returns it with
+    /// the stored id and time.
+    pub fn record_import(&self, record: &ImportRecord) -> Result<ImportRecord> {
+        self.inner.record_import(record, &utc_now())
     }
-    let access = if sidecar_path(path, "-journal").exists() {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-    };
-    let Ok(conn) = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-    else {
-        return false;
-    };
-    let blank = || -> rusqlite::Result<bool> {
-        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-        Ok(tables == 0 && schema::user_version(&conn)? == 0 && schema::application_id(&conn)? == 0)
-    };
-    blank().unwrap_or(false)
-}
 
-/// `<db>-wal`, `<db>-shm`: SQLite's files beside the database.
-pub(crate) fn sidecar_path(db: &Path, suffix: &str) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// `file:<path>?immutable=1`, with the characters that mean something in a URI escaped.
-fn immutable_uri(path: &Path) -> Result<String> {
-    let text = path.to_str().ok_or_else(|| {
-        Error::Invalid(format!(
-            "{}: the path is not valid UTF-8; cannot open it on a read-only filesystem",
-            path.display()
-        ))
-    })?;
-    let mut uri = String::from("file:");
-    for c in text.chars() {
-        match c {
-            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
-            c => uri.push(c),
-        }
+    /// Mark a registered document as untrusted (in the transaction that registers it).
+    pub fn mark_untrusted(&self, hash: &str, reason: &str) -> Result<()> {
+        self.inner.mark_untrusted(hash, reason)
     }
-    uri.push_str("?immutable=1");
-    Ok(uri)
-}
 
-/// Map a SQLite error to the library error: busy/locked become [`Error::Busy`].
-pub(crate) fn sql_error(path: &Path, e: rusqlite::Error) -> Error {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Busy {
-            path: path.to_path_buf(),
-        },
-        Some(ErrorCode::NotADatabase) => Error::NotStateDb {
-            path: path.to_path_buf(),
-            reason: "the file is not a SQLite database".into(),
-        },
-        _ => Error::Sqlite {
-            path: path.to_path_buf(),
-            source: e,
-        },
+    /// Record that `migrate` handed over the `hashes.json` with `sha256`, now kept as
+    /// `kept_as`.
+    pub fn record_python_migrate(&self, sha256: &str, entries: usize, kept_as: &str) -> Result<()> {
+        let entries = u64::try_from(entries).unwrap_or(u64::MAX);
+        self.inner
+            .record_python_migrate(sha256, entries, kept_as, &utc_now())
+    }
+
+    /// Record that `export` handed over `entries` (registry order) as the `hashes.json` with
+    /// `sha256`, replacing the stored base.
+    pub fn record_python_export(
+        &self,
+        sha256: &str,
+        entries: impl IntoIterator<Item = (String, Map<String, Value>)>,
+    ) -> Result<()> {
+        self.inner
+            .record_python_export(sha256, &mut entries.into_iter(), &utc_now())
     }
 }

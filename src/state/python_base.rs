@@ -10,11 +10,10 @@
 
 use std::path::PathBuf;
 
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::{Queries, WriteTx, sql_error, utc_now};
-use crate::error::{Error, Result};
+use super::{Queries, WriteTx};
+use crate::error::Result;
 
 /// Entries in registry order.
 pub type Entries = Vec<(String, Map<String, Value>)>;
@@ -30,23 +29,7 @@ pub enum Base {
 
 /// Record that `migrate` handed over the `hashes.json` with `sha256`, now kept as `kept_as`.
 pub fn record_migrate(tx: &WriteTx<'_>, sha256: &str, entries: usize, kept_as: &str) -> Result<()> {
-    let conn = tx.connection();
-    let run = || -> rusqlite::Result<()> {
-        conn.execute("DELETE FROM python_base", [])?;
-        conn.execute(
-            "INSERT INTO python_handovers (kind, hashes_json_sha256, entries, kept_as,
-                 handed_over_at)
-             VALUES ('migrate', ?1, ?2, ?3, ?4)",
-            params![
-                sha256,
-                i64::try_from(entries).unwrap_or(i64::MAX),
-                kept_as,
-                utc_now()
-            ],
-        )?;
-        Ok(())
-    };
-    run().map_err(|e| sql_error(tx.db_path(), e))
+    tx.record_python_migrate(sha256, entries, kept_as)
 }
 
 /// Record that `export` handed over `entries` (registry order) as the `hashes.json` with
@@ -56,75 +39,11 @@ pub fn record_export(
     sha256: &str,
     entries: impl IntoIterator<Item = (String, Map<String, Value>)>,
 ) -> Result<()> {
-    let conn = tx.connection();
-    let run = || -> rusqlite::Result<()> {
-        conn.execute("DELETE FROM python_base", [])?;
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO python_base (hash, position, entry) VALUES (?1, ?2, ?3)",
-        )?;
-        let mut count = 0i64;
-        for (hash, entry) in entries {
-            count += 1;
-            insert.execute(params![hash, count, Value::Object(entry).to_string()])?;
-        }
-        conn.execute(
-            "INSERT INTO python_handovers (kind, hashes_json_sha256, entries, handed_over_at)
-             VALUES ('export', ?1, ?2, ?3)",
-            params![sha256, count, utc_now()],
-        )?;
-        Ok(())
-    };
-    run().map_err(|e| sql_error(tx.db_path(), e))
+    tx.record_python_export(sha256, entries)
 }
 
 /// The latest hand-over, or `None` when this database has recorded none (made by an openkb
 /// that did not keep them).
 pub fn load(q: &impl Queries) -> Result<Option<Base>> {
-    let latest = q
-        .conn()
-        .query_row(
-            "SELECT kind, hashes_json_sha256, kept_as FROM python_handovers
-             ORDER BY id DESC LIMIT 1",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(|e| sql_error(q.db_path(), e))?;
-    let Some((kind, sha256, kept_as)) = latest else {
-        return Ok(None);
-    };
-    if kind == "migrate" {
-        return Ok(Some(Base::File {
-            kept_as: PathBuf::from(kept_as.unwrap_or_default()),
-            sha256,
-        }));
-    }
-    let rows = q
-        .conn()
-        .prepare_cached("SELECT hash, entry FROM python_base ORDER BY position")
-        .and_then(|mut stmt| {
-            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(|e| sql_error(q.db_path(), e))?;
-    let mut entries = Vec::with_capacity(rows.len());
-    for (hash, text) in rows {
-        match serde_json::from_str(&text) {
-            Ok(Value::Object(entry)) => entries.push((hash, entry)),
-            _ => {
-                return Err(Error::Invalid(format!(
-                    "{}: the python_base row of {hash} is not a JSON object; run `openkb \
-                     doctor`",
-                    q.db_path().display()
-                )));
-            }
-        }
-    }
-    Ok(Some(Base::Entries(entries)))
+    q.python_base()
 }

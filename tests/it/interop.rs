@@ -655,24 +655,13 @@ fn export_for_python_brings_log_md_to_the_log_table_first() {
     assert_eq!(log[2]["operation"], "export");
 }
 
-/// Make `kb`'s state.db look like one from an openkb that kept no Python base yet.
-fn forget_python_base(kb: &Path) {
-    harness::write_session(kb)
-        .write(|tx| {
-            tx.connection()
-                .execute_batch("DELETE FROM python_base; DELETE FROM python_handovers;")
-                .map_err(|e| openkb::Error::Invalid(e.to_string()))
-        })
-        .unwrap();
-}
-
 #[test]
 fn a_kb_migrated_before_bases_were_kept_uses_the_file_its_migration_moved_aside() {
     let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // As a state.db of an older openkb: no base recorded.
-    forget_python_base(&kb);
+    forget_python_handovers(&kb);
     // The user put the migrated file back and the Python tool removed a document.
     std::fs::copy(
         kb.join(".openkb/hashes.json.migrated"),
@@ -703,7 +692,7 @@ out = h
     let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
-    forget_python_base(&kb);
+    forget_python_handovers(&kb);
     std::fs::rename(
         kb.join(".openkb/hashes.json.migrated"),
         kb.join(".openkb/hashes.json"),
@@ -1027,4 +1016,12 @@ out = {"renamed": renamed, "shared": shared, "foreign": foreign}
         ok(&mut sb.openkb(&kb, &["export", "--legacy-json"])).stdout_bytes,
         python_file
     );
+}
+
+/// Make `kb`'s state.db look like one of an openkb that kept no Python hand-over base.
+fn forget_python_handovers(kb: &Path) {
+    rusqlite::Connection::open(kb.join(".openkb/state.db"))
+        .expect("open state.db")
+        .execute_batch("DELETE FROM python_base; DELETE FROM python_handovers;")
+        .expect("delete the hand-over records");
 }

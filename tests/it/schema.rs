@@ -145,14 +145,30 @@ fn fill(conn: &Connection, with_intents: bool) {
         )
         .unwrap();
     }
+    let (extra, key_order) = (
+        r#"{"tags":["x"],"pages":"n/a"}"#,
+        r#"["doc_id","origin","tags"]"#,
+    );
     conn.execute(
-        "INSERT INTO documents (hash, position, doc_id, origin, pages, extra, key_order,
-             name_key, status, created_at, updated_at)
-         VALUES (?1, 9, 'pi-42', 'cloud', 12, '{\"tags\":[\"x\"],\"pages\":\"n/a\"}',
-             '[\"doc_id\",\"origin\",\"tags\"]', 'pi-42', 'compiled',
+        "INSERT INTO documents (hash, position, doc_id, origin, pages, name_key, status,
+             created_at, updated_at)
+         VALUES (?1, 9, 'pi-42', 'cloud', 12, 'pi-42', 'compiled',
              '2026-11-03T10:00:00.000Z', '2026-11-03T10:00:00.000Z')",
         [hash(4)],
     )
+    .unwrap();
+    // Before 0009 the legacy round-trip columns are in `documents`, from 0009 on beside it.
+    if has_table(conn, "document_legacy") {
+        conn.execute(
+            "INSERT INTO document_legacy (hash, extra, key_order) VALUES (?1, ?2, ?3)",
+            [&hash(4), extra, key_order],
+        )
+    } else {
+        conn.execute(
+            "UPDATE documents SET extra = ?2, key_order = ?3 WHERE hash = ?1",
+            [&hash(4), extra, key_order],
+        )
+    }
     .unwrap();
     // Log ids with a gap, an imported entry without recorded_at.
     for (id, operation, description, recorded_at) in [
@@ -194,29 +210,42 @@ fn fill(conn: &Connection, with_intents: bool) {
     .unwrap();
 }
 
-type Rows = Vec<Vec<Value>>;
+/// A row by column name.
+type Row = BTreeMap<String, Value>;
+type Rows = Vec<Row>;
 
 /// Every row of every table that holds data, in the order that matters (registry order, log
-/// ids).
+/// ids), each column by name, so a reshaped table compares with what it held. A document's
+/// legacy round-trip columns are read from wherever the schema keeps them.
 fn rows(conn: &Connection) -> BTreeMap<&'static str, Rows> {
-    let order = [
-        ("documents", "position"),
-        ("log", "id"),
-        ("intents", "id"),
-        ("imports", "id"),
-        ("meta", "key"),
+    let documents = if has_table(conn, "document_legacy") {
+        "SELECT d.*, coalesce(l.extra, '{}') AS extra, l.key_order AS key_order
+         FROM documents d LEFT JOIN document_legacy l ON l.hash = d.hash ORDER BY d.position"
+    } else {
+        "SELECT * FROM documents ORDER BY position"
+    };
+    let queries = [
+        ("documents", documents),
+        ("log", "SELECT * FROM log ORDER BY id"),
+        ("intents", "SELECT * FROM intents ORDER BY id"),
+        ("imports", "SELECT * FROM imports ORDER BY id"),
+        ("meta", "SELECT * FROM meta ORDER BY key"),
     ];
     let mut all = BTreeMap::new();
-    for (table, order_by) in order {
+    for (table, query) in queries {
         if !has_table(conn, table) {
             continue;
         }
-        let mut stmt = conn
-            .prepare(&format!("SELECT * FROM {table} ORDER BY {order_by}"))
-            .unwrap();
-        let width = stmt.column_count();
+        let mut stmt = conn.prepare(query).unwrap();
+        let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
         let table_rows = stmt
-            .query_map([], |r| (0..width).map(|i| r.get::<_, Value>(i)).collect())
+            .query_map([], |r| {
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| Ok((name.clone(), r.get::<_, Value>(i)?)))
+                    .collect()
+            })
             .unwrap()
             .collect::<rusqlite::Result<Rows>>()
             .unwrap();
@@ -261,21 +290,20 @@ fn assert_upgraded(conn: &Connection, before: &BTreeMap<&str, Rows>, made_by: &s
     for table in ["documents", "log", "intents", "imports"] {
         match before.get(table) {
             Some(rows) => {
-                // Columns added by later migrations (ALTER TABLE ADD COLUMN) come last and
-                // start NULL; every column the row had keeps its value.
+                // Every column the row had keeps its value; columns added by later
+                // migrations start NULL.
                 assert_eq!(after[table].len(), rows.len(), "{made_by}: {table}");
-                let kept: Rows = after[table]
-                    .iter()
-                    .zip(rows)
-                    .map(|(now, was)| {
-                        assert!(
-                            now[was.len()..].iter().all(|v| *v == Value::Null),
-                            "{made_by}: {table}: added columns not NULL: {now:?}"
-                        );
-                        now[..was.len()].to_vec()
-                    })
-                    .collect();
-                assert_eq!(&kept, rows, "{made_by}: {table}");
+                for (now, was) in after[table].iter().zip(rows) {
+                    let (kept, added): (Row, Row) = now
+                        .clone()
+                        .into_iter()
+                        .partition(|(c, _)| was.contains_key(c));
+                    assert_eq!(&kept, was, "{made_by}: {table}");
+                    assert!(
+                        added.values().all(|v| *v == Value::Null),
+                        "{made_by}: {table}: added columns not NULL: {added:?}"
+                    );
+                }
             }
             None => assert_eq!(
                 after[table],
@@ -286,7 +314,7 @@ fn assert_upgraded(conn: &Connection, before: &BTreeMap<&str, Rows>, made_by: &s
     }
     let meta_of = |rows: &Rows| -> BTreeMap<String, String> {
         rows.iter()
-            .map(|r| (text(&r[0]).to_owned(), text(&r[1]).to_owned()))
+            .map(|r| (text(&r["key"]).to_owned(), text(&r["value"]).to_owned()))
             .collect()
     };
     let (meta_before, meta_after) = (meta_of(&before["meta"]), meta_of(&after["meta"]));
@@ -418,12 +446,12 @@ fn the_binary_upgrades_an_old_shape_database_in_a_kb_and_keeps_using_it() {
     );
     assert_eq!(after["documents"].len(), 5);
     assert_eq!(
-        after["documents"][4][1],
+        after["documents"][4]["position"],
         Value::Integer(10),
         "next position"
     );
     assert_eq!(after["log"][..4], before["log"][..], "log rows");
-    let new_ids: Vec<&Value> = after["log"][4..].iter().map(|r| &r[0]).collect();
+    let new_ids: Vec<&Value> = after["log"][4..].iter().map(|r| &r["id"]).collect();
     assert_eq!(
         new_ids.first(),
         Some(&&Value::Integer(8)),

@@ -31,6 +31,8 @@ pub struct DbReport {
     pub integrity_errors: Vec<String>,
     /// Rows of `foreign_key_check` (`full` only), as text.
     pub foreign_key_errors: Vec<String>,
+    /// Size of the write-ahead log (`-wal`); 0 when there is none.
+    pub wal_bytes: u64,
 }
 
 impl DbReport {
@@ -68,6 +70,11 @@ pub fn inspect(path: &Path, full: bool) -> crate::Result<DbHealth> {
         Err(e) => return classify(path, e),
     };
     match examine(&conn, full) {
+        Ok(DbHealth::Inspected(mut report)) => {
+            report.wal_bytes =
+                std::fs::metadata(super::sidecar_path(path, "-wal")).map_or(0, |m| m.len());
+            Ok(DbHealth::Inspected(report))
+        }
         Ok(health) => Ok(health),
         Err(e) => classify(path, e),
     }
@@ -108,6 +115,15 @@ fn examine(conn: &Connection, full: bool) -> rusqlite::Result<DbHealth> {
         pinned_journal_mode: schema::pinned_journal_mode(conn)?,
         ..DbReport::default()
     };
+    report.integrity_errors = integrity_errors(conn, full)?;
+    if full {
+        report.foreign_key_errors = foreign_key_errors(conn)?;
+    }
+    Ok(DbHealth::Inspected(report))
+}
+
+/// Messages of `quick_check` (or `integrity_check` when `full`); empty when it said "ok".
+fn integrity_errors(conn: &Connection, full: bool) -> rusqlite::Result<Vec<String>> {
     let pragma = if full {
         "integrity_check"
     } else {
@@ -117,22 +133,32 @@ fn examine(conn: &Connection, full: bool) -> rusqlite::Result<DbHealth> {
     let messages: Vec<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<_>>()?;
-    report.integrity_errors = messages.into_iter().filter(|m| m != "ok").collect();
+    Ok(messages.into_iter().filter(|m| m != "ok").collect())
+}
+
+/// Rows of `foreign_key_check`, as text.
+fn foreign_key_errors(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+    stmt.query_map([], |r| {
+        Ok(format!(
+            "table {} row {} has no parent in {}",
+            r.get::<_, String>("table")?,
+            r.get::<_, Option<i64>>("rowid")?
+                .map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            r.get::<_, String>("parent")?
+        ))
+    })?
+    .collect()
+}
+
+/// Every problem [`integrity_errors`] and, when `full`, [`foreign_key_errors`] find: the
+/// backend's integrity check of an opened database.
+pub(super) fn integrity_messages(conn: &Connection, full: bool) -> rusqlite::Result<Vec<String>> {
+    let mut found = integrity_errors(conn, full)?;
     if full {
-        let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
-        report.foreign_key_errors = stmt
-            .query_map([], |r| {
-                Ok(format!(
-                    "table {} row {} has no parent in {}",
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<i64>>(1)?
-                        .map_or_else(|| "?".to_owned(), |n| n.to_string()),
-                    r.get::<_, String>(2)?
-                ))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        found.extend(foreign_key_errors(conn)?);
     }
-    Ok(DbHealth::Inspected(report))
+    Ok(found)
 }
 
 /// Corruption and "not a database" are findings, not failures of doctor itself; a busy or

@@ -8,9 +8,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{Create, Store};
+use super::sidecar_path;
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
+use crate::state::{Create, Store, WriteTx};
 
 /// Prefix of the empty database `init` builds beside `state.db`.
 pub const INIT_PREFIX: &str = "state.db.init-";
@@ -45,25 +46,94 @@ pub fn create_empty(db: &Path, fs: &crate::netfs::FsPolicy) -> Result<()> {
     built
 }
 
+/// Create `db`, which must not exist, holding what `body` writes in one transaction: the
+/// initial import of `migrate`. The database is built privately under a temp name
+/// ([`super::build_database`]: no journal, one sync) and linked into place only when it is
+/// complete, checkpointed and closed. The caller holds the KB's exclusive lock.
+pub fn create_filled<T>(
+    db: &Path,
+    expected_rows: usize,
+    body: impl FnOnce(&WriteTx<'_>) -> Result<T>,
+) -> Result<T> {
+    refuse_orphan_sidecars(db)?;
+    let temp = temp_name(db, IMPORTING_PREFIX);
+    // Created by hand first so that a read-only .openkb/ is reported as an I/O error naming the
+    // file, not as SQLite's "unable to open database file".
+    fsx::create_new(&temp).with_path("cannot create", &temp)?;
+    let built = (|| -> Result<T> {
+        let value = super::build_database(&temp, expected_rows, body)?;
+        let wal = sidecar_path(&temp, "-wal");
+        if fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            return Err(Error::Invalid(format!(
+                "{}: the import's write-ahead log was not fully checkpointed; nothing was \
+                 changed, run `openkb migrate` again",
+                wal.display()
+            )));
+        }
+        place_without_replacing(&temp, db)?;
+        Ok(value)
+    })();
+    if built.is_err() {
+        remove_database_files(&temp);
+    }
+    built
+}
+
+/// `base`, or the first of `base-1`, `base-2`, ... that names no file beside `db`, neither as
+/// a database nor as its `-wal`: where a damaged database can be moved aside.
+pub fn free_name_beside(db: &Path, base: &str) -> String {
+    let taken = |name: &str| {
+        let path = db.with_file_name(name);
+        path.exists() || sidecar_path(&path, "-wal").exists()
+    };
+    let mut name = base.to_owned();
+    let mut n = 1;
+    while taken(&name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
 /// Remove `db` and its sidecars. Only for a database that holds nothing
 /// ([`super::is_blank`]) or a private temp build.
 pub fn remove_database_files(db: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
-        let _ = fs::remove_file(sidecar(db, suffix));
+        let _ = fs::remove_file(sidecar_path(db, suffix));
     }
 }
 
-/// `db` with `suffix` appended (`-wal`, `-shm`, `-journal`).
-pub fn sidecar(db: &Path, suffix: &str) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
+/// Rename `state.db` and its `-wal`, `-shm`, `-journal` to `<aside>` + the same suffixes;
+/// returns the new names of the files that existed.
+pub fn move_database_aside(db: &Path, aside: &Path) -> Result<Vec<String>> {
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let mut moved = Vec::new();
+    // Companions first: a stale -wal or -journal must never be left beside a different main
+    // file, because SQLite would replay it into the new database. A crash after this loop
+    // leaves the damaged main file in place, still reported, with no companions.
+    for suffix in ["-wal", "-shm", "-journal", ""] {
+        let from = sidecar_path(db, suffix);
+        let to = sidecar_path(aside, suffix);
+        match fs::rename(&from, &to) {
+            Ok(()) => moved.push(
+                to.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot move aside", &from, e)),
+        }
+    }
+    moved.sort();
+    fsx::fsync_dir(dir)?;
+    Ok(moved)
 }
 
 /// SQLite would replay a WAL left without its database into a new one as if it belonged to it.
 pub fn refuse_orphan_sidecars(db: &Path) -> Result<()> {
     for suffix in ["-wal", "-shm"] {
-        let orphan = sidecar(db, suffix);
+        let orphan = sidecar_path(db, suffix);
         if orphan.exists() {
             return Err(Error::Invalid(format!(
                 "{} exists without {} beside it (left by a deleted database?); move it out of \
@@ -121,7 +191,7 @@ pub fn stale_builds(openkb_dir: &Path) -> Result<Vec<(PathBuf, u64)>> {
         let path = item.path();
         let size = ["", "-wal", "-shm", "-journal"]
             .iter()
-            .filter_map(|s| fs::symlink_metadata(sidecar(&path, s)).ok())
+            .filter_map(|s| fs::symlink_metadata(sidecar_path(&path, s)).ok())
             .map(|m| m.len())
             .sum();
         found.push((path, size));
@@ -136,7 +206,7 @@ pub fn remove_stale_builds(openkb_dir: &Path) -> Result<usize> {
     for (path, _) in &stale {
         fs::remove_file(path).with_path("cannot remove", path)?;
         for suffix in ["-wal", "-shm", "-journal"] {
-            let _ = fs::remove_file(sidecar(path, suffix));
+            let _ = fs::remove_file(sidecar_path(path, suffix));
         }
     }
     Ok(stale.len())

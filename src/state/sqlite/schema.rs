@@ -56,19 +56,19 @@ pub enum Step {
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         name: "0001_initial",
-        step: Step::Sql(include_str!("../../migrations/0001_initial.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0001_initial.sql")),
     },
     Migration {
         name: "0002_imports",
-        step: Step::Sql(include_str!("../../migrations/0002_imports.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0002_imports.sql")),
     },
     Migration {
         name: "0003_intents",
-        step: Step::Sql(include_str!("../../migrations/0003_intents.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0003_intents.sql")),
     },
     Migration {
         name: "0004_document_counts",
-        step: Step::Sql(include_str!("../../migrations/0004_document_counts.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0004_document_counts.sql")),
     },
     Migration {
         name: "0005_one_physical_schema",
@@ -76,15 +76,27 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         name: "0006_python_base",
-        step: Step::Sql(include_str!("../../migrations/0006_python_base.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0006_python_base.sql")),
     },
     Migration {
         name: "0007_untrusted_entries",
-        step: Step::Sql(include_str!("../../migrations/0007_untrusted_entries.sql")),
+        step: Step::Sql(include_str!(
+            "../../../migrations/0007_untrusted_entries.sql"
+        )),
     },
     Migration {
         name: "0008_intent_hooks",
-        step: Step::Sql(include_str!("../../migrations/0008_intent_hooks.sql")),
+        step: Step::Sql(include_str!("../../../migrations/0008_intent_hooks.sql")),
+    },
+    Migration {
+        name: "0009_documents_keyed_by_position",
+        step: Step::Sql(include_str!(
+            "../../../migrations/0009_documents_keyed_by_position.sql"
+        )),
+    },
+    Migration {
+        name: "0010_registry_view",
+        step: Step::Sql(include_str!("../../../migrations/0010_registry_view.sql")),
     },
 ];
 
@@ -162,6 +174,27 @@ fn migrate_with(
     migrations: &[Migration],
     now: &str,
 ) -> rusqlite::Result<i64> {
+    // A table is reshaped the way SQLite documents (create the new table, copy the rows, drop
+    // the old one, rename), which must run with foreign key enforcement off: dropping a parent
+    // table would otherwise delete its children's rows (ON DELETE CASCADE). The pragma does
+    // nothing inside a transaction, so it is switched around it, and `foreign_key_check`
+    // proves the result consistent before the commit.
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    if enforced {
+        conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    }
+    let migrated = migrate_in_transaction(conn, migrations, now);
+    if enforced {
+        conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    }
+    migrated
+}
+
+fn migrate_in_transaction(
+    conn: &mut Connection,
+    migrations: &[Migration],
+    now: &str,
+) -> rusqlite::Result<i64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let from = user_version(&tx)?;
     let to = migrations.len() as i64;
@@ -178,7 +211,18 @@ fn migrate_with(
     if from == 0 {
         tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
     }
+    // Rows a hand edit left dangling before are not this upgrade's to judge (doctor --full
+    // reports them); rows the upgrade itself would leave dangling stop it.
+    let dangling_before = dangling_rows(&tx)?;
     apply(&tx, migrations, first_missing)?;
+    let dangling_after = dangling_rows(&tx)?;
+    if dangling_after > dangling_before {
+        return Err(failure(format!(
+            "the schema upgrade would leave {} row(s) pointing at rows that do not exist; \
+             nothing was changed",
+            dangling_after - dangling_before
+        )));
+    }
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_updated_at', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -197,6 +241,13 @@ fn migrate_with(
     tx.execute_batch(&format!("PRAGMA user_version = {to}"))?;
     tx.commit()?;
     Ok(to)
+}
+
+/// Rows whose foreign key names no row (what `PRAGMA foreign_key_check` lists).
+fn dangling_rows(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })
 }
 
 /// Run `migrations[first..]` on `conn`, inside the caller's transaction.
@@ -376,6 +427,14 @@ mod tests {
             "0008_intent_hooks",
             Some("492e33c22256a8c0ac966a84e726811a966000eef66c2d829a4864b029af85ff"),
         ),
+        (
+            "0009_documents_keyed_by_position",
+            Some("88322883c5ca13df56aae73a7fc1d27d27eec262d88d19f4e900ce211c894c4e"),
+        ),
+        (
+            "0010_registry_view",
+            Some("79c805ece3c465a17ecac169eba283f8f201e1089c76729142429800de8ff58a"),
+        ),
     ];
 
     #[test]
@@ -445,6 +504,123 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap()
+    }
+
+    /// A database at 0008 holding a document, its legacy columns and an untrusted mark.
+    fn at_0008_with_a_marked_legacy_document(conn: &mut Connection) {
+        migrate_with(conn, &MIGRATIONS[..8], "2026-01-01T00:00:00.000Z").unwrap();
+        let hash = "a".repeat(64);
+        conn.execute_batch(&format!(
+            "INSERT INTO documents (hash, position, name, extra, key_order, name_key, status,
+                 created_at, updated_at)
+             VALUES ('{hash}', 3, 'x.md', '{{\"tags\":[1]}}', '[\"name\",\"tags\"]', 'x',
+                 'compiled', 't', 't');
+             INSERT INTO untrusted_entries (hash, reason) VALUES ('{hash}', 'outside the KB');"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn reshaping_documents_keeps_children_even_with_foreign_keys_enforced() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        at_0008_with_a_marked_legacy_document(&mut conn);
+        // As `build_database` opens its connection: a dropped parent table would cascade.
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        migrate(&mut conn, "2026-02-01T00:00:00.000Z").unwrap();
+        let enforced: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(enforced, "the caller's setting is restored");
+        let marked: Vec<(i64, String, String)> = conn
+            .prepare(
+                "SELECT d.position, d.name, u.reason FROM untrusted_entries u
+                 JOIN documents d ON d.hash = u.hash",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            marked,
+            [(3, "x.md".to_owned(), "outside the KB".to_owned())]
+        );
+        let legacy: (String, String) = conn
+            .query_row("SELECT extra, key_order FROM document_legacy", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(
+            legacy,
+            (r#"{"tags":[1]}"#.into(), r#"["name","tags"]"#.into())
+        );
+        // The children still follow their document.
+        conn.execute("DELETE FROM documents", []).unwrap();
+        for child in ["untrusted_entries", "document_legacy"] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {child}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{child}");
+        }
+    }
+
+    #[test]
+    fn an_upgrade_that_would_leave_dangling_rows_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let broken = [
+            Migration {
+                name: MIGRATIONS[0].name,
+                step: MIGRATIONS[0].step,
+            },
+            Migration {
+                name: "0002_dangling",
+                step: Step::Sql(
+                    "CREATE TABLE child (parent TEXT NOT NULL REFERENCES documents (hash));
+                     INSERT INTO child VALUES ('no such document');",
+                ),
+            },
+        ];
+        let err = migrate_with(&mut conn, &broken, "now")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 row(s) pointing at rows that do not exist"),
+            "{err}"
+        );
+        assert_eq!(user_version(&conn).unwrap(), 0);
+        assert!(schema_objects(&conn).unwrap().is_empty(), "nothing applied");
+    }
+
+    #[test]
+    fn the_registry_view_lists_documents_in_order_and_cannot_be_written() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        at_0008_with_a_marked_legacy_document(&mut conn);
+        migrate(&mut conn, "2026-02-01T00:00:00.000Z").unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO documents (hash, doc_name, name_key, status, created_at, updated_at)
+             VALUES ('{}', 'b', 'b', 'pending', 't', 't')",
+            "b".repeat(64)
+        ))
+        .unwrap();
+        let rows: Vec<(i64, Option<String>, String, Option<String>)> = conn
+            .prepare("SELECT position, doc_name, status, untrusted FROM registry")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (3, None, "compiled".into(), Some("outside the KB".into())),
+                (4, Some("b".into()), "pending".into(), None),
+            ]
+        );
+        assert!(conn.execute("DELETE FROM registry", []).is_err());
+        assert!(
+            conn.execute("UPDATE registry SET status = 'failed'", [])
+                .is_err()
+        );
     }
 
     #[test]
