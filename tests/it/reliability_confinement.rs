@@ -2,39 +2,16 @@
 //! a legacy path or a symlink. A canary folder beside the KB must be byte-identical
 //! afterwards, with the same modes and mtimes.
 
-mod common;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
-use common::{Env, stderr, stdout, tree_snapshot};
+use crate::harness::{Background, Env, stderr, stdout, tree_snapshot};
 use openkb::state::Document;
 
 /// `<env>/canary/`: files the attacks aim at, by relative and absolute paths.
 fn canary(env: &Env) -> PathBuf {
-    let dir = env.path().join("canary");
-    for (rel, text) in [
-        ("victim.md", "# victim\n"),
-        ("victim.pdf", "%PDF victim\n"),
-        ("sources/victim.md", "# source victim\n"),
-        ("summaries/victim.md", "# summary victim\n"),
-        ("deep/page.md", "[[summaries/victim]]\n"),
-    ] {
-        let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, text).expect("write");
-    }
-    // A past mtime, so that a touch would show.
-    for rel in ["victim.md", "deep/page.md"] {
-        let f = std::fs::File::options()
-            .write(true)
-            .open(dir.join(rel))
-            .expect("open");
-        f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
-            .expect("mtime");
-    }
-    dir
+    harness::make_canary(env.path())
 }
 
 /// Documents whose names and legacy paths point out of the KB, registered as a legacy
@@ -48,7 +25,7 @@ fn register_escapes(env: &Env, canary: &Path) {
             path: Some("../canary/victim.md".into()),
             raw_path: Some("../canary/victim.md".into()),
             source_path: Some("wiki/sources/../../../canary/sources/victim.md".into()),
-            ..Document::new(common::hash_of(1))
+            ..Document::new(harness::hash_of(1))
         },
         Document {
             name: Some("absolute.pdf".into()),
@@ -62,14 +39,14 @@ fn register_escapes(env: &Env, canary: &Path) {
                     .to_string_lossy()
                     .into_owned(),
             ),
-            ..Document::new(common::hash_of(2))
+            ..Document::new(harness::hash_of(2))
         },
         Document {
             // No raw_path: the oldest entries' raw copy is raw/<name>; a name with `..`.
             name: Some("../canary/victim.md".into()),
             doc_name: None,
             doc_type: Some("md".into()),
-            ..Document::new(common::hash_of(3))
+            ..Document::new(harness::hash_of(3))
         },
         Document {
             // Through a symlinked folder in raw/.
@@ -77,7 +54,7 @@ fn register_escapes(env: &Env, canary: &Path) {
             doc_name: Some("linked".into()),
             doc_type: Some("md".into()),
             raw_path: Some("raw/outside/victim.md".into()),
-            ..Document::new(common::hash_of(4))
+            ..Document::new(harness::hash_of(4))
         },
     ];
     env.write_session()
@@ -136,24 +113,14 @@ fn names_legacy_paths_and_symlinks_never_reach_outside_the_kb() {
     }
     run(&["doctor", "--fix", "--full"]);
     run(&["lint", "--fix"]);
-    // watch: sees raw/linked.md and raw/outside/, runs a few seconds, then stops on SIGTERM.
-    let mut watch = env
-        .cmd()
-        .arg("watch")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("watch");
-    std::thread::sleep(Duration::from_millis(3500));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGTERM) };
-    let _ = &mut watch;
-    let out = watch.wait_with_output().expect("watch");
-    ran.push(format!(
-        "watch -> {:?}\n{}",
-        out.status.code(),
-        stderr(&out)
-    ));
+    // watch: its scan of raw/ (all of `watch --once`) meets raw/linked.md and raw/outside/;
+    // a live watch sets up its recursive watcher over them, then stops on SIGTERM.
+    run(&["watch", "--once"]);
+    let mut watch = Background::start(env.cmd().arg("watch"));
+    watch.wait_for_stderr("watching ");
+    watch.signal(libc::SIGTERM);
+    let (status, _, err) = watch.finish();
+    ran.push(format!("watch -> {:?}\n{err}", status.code()));
 
     let after = tree_snapshot(&canary, &[]);
     assert_eq!(

@@ -6,11 +6,9 @@
 //! checks that nothing outside changed and nothing inside changed but the named document's
 //! own files (and the bookkeeping the command is there to write).
 
-mod common;
-
 use std::path::Path;
 
-use common::{Env, Guard, kb_snapshot, stderr, stdout, tree_snapshot};
+use crate::harness::{Env, Guard, kb_snapshot, stderr, stdout, tree_snapshot};
 use openkb::legacy::{self, export, hashes_json, journal};
 use openkb::log_md;
 use openkb::names;

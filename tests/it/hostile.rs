@@ -1,13 +1,13 @@
 //! Hostile input: registry entries, crash journals, intents, symlinks and names that try to
 //! make openkb delete or write what is not a document's own. Every test keeps a canary folder
-//! outside the KB and a snapshot of the KB ([`common::Guard`]) and asserts that nothing outside
+//! outside the KB and a snapshot of the KB ([`harness::Guard`]) and asserts that nothing outside
 //! changed and nothing inside changed but the named document's own files.
 
-mod common;
+use crate::harness;
 
 use std::path::Path;
 
-use common::{Env, Guard, Run, copy_fixture_kb, hash_of, run};
+use crate::harness::{Env, Guard, Run, copy_fixture_kb, hash_of, run};
 use openkb::state::{Document, IntentFile, IntentOp, Status};
 use serde_json::{Value, json};
 
@@ -186,7 +186,7 @@ fn an_intent_naming_folders_and_kb_files_settles_without_deleting_them() {
     );
     assert!(env.doc_named("a").is_none());
     assert!(env.doc_named("b").is_some());
-    common::assert_consistent(&env);
+    harness::assert_consistent(&env);
 }
 
 #[test]
@@ -258,7 +258,7 @@ fn remove_checks_everything_before_it_deletes_the_first_file() {
     let mut bytes = std::fs::read(&index).unwrap();
     bytes.extend_from_slice(b"- caf\xe9 (latin-1)\n");
     std::fs::write(&index, &bytes).unwrap();
-    let before = common::kb_snapshot(&env.kb());
+    let before = harness::kb_snapshot(&env.kb());
     let guard = Guard::new(env.path(), &env.kb());
 
     let out = run(env.cmd().args(["remove", "-y", "a"]));
@@ -269,7 +269,7 @@ fn remove_checks_everything_before_it_deletes_the_first_file() {
         out.stderr
     );
     guard.assert_only(&[], &show(&[("remove", &out)]));
-    assert_eq!(common::kb_snapshot(&env.kb()), before);
+    assert_eq!(harness::kb_snapshot(&env.kb()), before);
     assert!(env.doc_named("a").is_some());
     let reader = env.store().reader().unwrap();
     assert!(
@@ -424,19 +424,7 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
         std::os::unix::fs::symlink(guard.canary.join(target), &path).unwrap();
         guard.retake();
 
-        let b = env.write("in/b.md", "# b\n");
-        let mut runs = Vec::new();
-        for args in [
-            vec!["add".to_owned(), b.display().to_string()],
-            vec!["lint".into(), "--fix".into()],
-            vec!["remove".into(), "-y".into(), "a".into()],
-            vec!["doctor".into(), "--fix".into()],
-        ] {
-            let out = run(env.cmd().args(&args));
-            runs.push((args.join(" "), out));
-        }
-        let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
-        let context = format!("{rel}:\n{}", show(&shown));
+        let (runs, context) = run_write_commands(&env, rel);
         for (what, out) in &runs {
             assert_ne!(out.code, 0, "{what} ran through a symlinked {context}");
             assert!(
@@ -463,6 +451,26 @@ fn bookkeeping_files_are_never_followed_through_symlinks() {
     }
 }
 
+/// Every kind of write on a KB holding document `a`: add a new file, `lint --fix`, remove
+/// `a`, `doctor --fix`. Returns each command with its run, and all of them shown for a failure
+/// message about `rel`.
+fn run_write_commands(env: &Env, rel: &str) -> (Vec<(String, Run)>, String) {
+    let b = env.write("in/b.md", "# b\n");
+    let mut runs = Vec::new();
+    for args in [
+        vec!["add".to_owned(), b.display().to_string()],
+        vec!["lint".into(), "--fix".into()],
+        vec!["remove".into(), "-y".into(), "a".into()],
+        vec!["doctor".into(), "--fix".into()],
+    ] {
+        let out = run(env.cmd().args(&args));
+        runs.push((args.join(" "), out));
+    }
+    let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let context = format!("{rel}:\n{}", show(&shown));
+    (runs, context)
+}
+
 /// A linked `wiki/` or `.openkb/` (the real folder moved out of the KB): every write command
 /// refuses before it shows or does anything, and says how to put the folder back.
 #[test]
@@ -477,19 +485,7 @@ fn a_linked_wiki_or_openkb_folder_blocks_writes_with_a_way_out() {
         std::os::unix::fs::symlink(&moved, env.kb().join(rel)).unwrap();
         guard.retake();
 
-        let b = env.write("in/b.md", "# b\n");
-        let mut runs = Vec::new();
-        for args in [
-            vec!["add".to_owned(), b.display().to_string()],
-            vec!["lint".into(), "--fix".into()],
-            vec!["remove".into(), "-y".into(), "a".into()],
-            vec!["doctor".into(), "--fix".into()],
-        ] {
-            let out = run(env.cmd().args(&args));
-            runs.push((args.join(" "), out));
-        }
-        let shown: Vec<(&str, &Run)> = runs.iter().map(|(n, r)| (n.as_str(), r)).collect();
-        let context = format!("{rel}:\n{}", show(&shown));
+        let (runs, context) = run_write_commands(&env, rel);
         for (what, out) in &runs {
             assert_ne!(out.code, 0, "{what} ran through a linked {context}");
             assert!(

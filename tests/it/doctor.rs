@@ -1,11 +1,9 @@
 //! `openkb doctor` on real KBs: each finding is detected, `--fix` repairs what it claims and
 //! deletes nothing, and damaged or foreign databases are reported without being written.
 
-mod doctor_support;
-
 use std::time::Duration;
 
-use doctor_support::*;
+use crate::harness::testkb::*;
 use openkb::state::{Document, Queries, Status};
 
 #[test]

@@ -1,11 +1,11 @@
 //! `openkb remove` on entries of every era (a migrated copy of the legacy fixture), its
 //! matching rules, confirmation, and its refusal to delete anything outside the KB.
 
-mod common;
+use crate::harness;
 
 use std::path::Path;
 
-use common::{Env, legacy_kb, stderr, stdout};
+use crate::harness::{Env, legacy_kb, stderr, stdout};
 use openkb::state::Document;
 
 fn legacy() -> Env {
@@ -118,7 +118,7 @@ fn era_c_entries_and_wiki_links() {
     remove(&env, "outside-kb");
     assert!(!kb.join("raw/outside-kb.md").exists());
     assert!(
-        Path::new(common::FIXTURE)
+        Path::new(harness::FIXTURE)
             .join("external/outside-kb.md")
             .exists()
     );

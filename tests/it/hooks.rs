@@ -5,23 +5,19 @@
 //! Every wait on a hook is a handshake: the hook writes to a fifo the test reads, and blocks on
 //! a fifo the test writes.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, ExitStatus, Stdio};
 
-use common::{Env, assert_consistent, stderr, stdout};
+use crate::harness::{Env, assert_consistent, stderr, stdout, wait_output};
 use openkb::ingest::hook::live_members;
 use openkb::state::Status;
 
-/// A guard against a hang: long enough never to be reached by a working openkb.
-const HANG: Duration = Duration::from_secs(120);
-
 fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    let status = crate::harness::clean("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
     assert!(status.success());
 }
 
@@ -58,15 +54,13 @@ fn release(fifo: &Path) {
     writeln!(go, "go").expect("write go fifo");
 }
 
-/// Wait for `child`, failing the test (rather than hanging it) if it does not end.
-fn wait_bounded(child: Child) -> std::process::Output {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(HANG)
-        .expect("openkb did not return: it waits for the hook's background child")
-        .expect("wait")
+/// The process group id a hook wrote to `<env>/pgid`.
+fn hook_pgid(env: &Env) -> i32 {
+    std::fs::read_to_string(env.path().join("pgid"))
+        .expect("pgid")
+        .trim()
+        .parse()
+        .expect("number")
 }
 
 fn sigkill(mut child: Child) -> ExitStatus {
@@ -181,13 +175,9 @@ fn a_background_child_neither_hangs_openkb_nor_keeps_the_lock() {
 "#,
     );
     let child = env.spawn(&["compile", "--pending"], Stdio::piped);
-    let out = wait_bounded(child);
+    let out = wait_output(child);
     assert!(out.status.success(), "{}", stderr(&out));
-    let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
-        .expect("pgid")
-        .trim()
-        .parse()
-        .expect("number");
+    let pgid = hook_pgid(&env);
     let _guard = GroupGuard(pgid);
     assert_eq!(live_members(pgid), Vec::<i32>::new(), "the sleep survived");
     let fds = std::fs::read_to_string(env.path().join("fds")).expect("fds");
@@ -217,13 +207,9 @@ compile_command: 'echo $$ > ../pgid; echo "thinking hard" >&2; sleep 1000 & exec
 "#,
     );
     let child = env.spawn(&["compile", "--pending"], Stdio::piped);
-    let out = wait_bounded(child);
+    let out = wait_output(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
-        .expect("pgid")
-        .trim()
-        .parse()
-        .expect("number");
+    let pgid = hook_pgid(&env);
     let _guard = GroupGuard(pgid);
     assert_eq!(live_members(pgid), Vec::<i32>::new(), "hook processes left");
     let doc = env.doc_named("doc").expect("doc");
@@ -244,14 +230,10 @@ compile_command: 'echo $$ > ../pgid; echo "thinking hard" >&2; sleep 1000 & exec
     // During add, a timed-out hook rolls the document back.
     env.write("in/late.md", "late\n");
     let child = env.spawn(&["add", "in/late.md"], Stdio::piped);
-    let out = wait_bounded(child);
+    let out = wait_output(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("compile_timeout"), "{}", stderr(&out));
-    let pgid: i32 = std::fs::read_to_string(env.path().join("pgid"))
-        .expect("pgid")
-        .trim()
-        .parse()
-        .expect("number");
+    let pgid = hook_pgid(&env);
     let _guard = GroupGuard(pgid);
     assert_eq!(live_members(pgid), Vec::<i32>::new(), "hook processes left");
     assert!(env.doc_named("late").is_none());
@@ -305,8 +287,8 @@ fn two_concurrent_compilers_run_the_hook_once_per_document() {
         );
     }
     release(&go);
-    let first = wait_bounded(first);
-    let second = wait_bounded(second);
+    let first = wait_output(first);
+    let second = wait_output(second);
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(second.status.success(), "{}", stderr(&second));
     let count = std::fs::read_to_string(env.path().join("count")).expect("count");
@@ -331,7 +313,7 @@ fn sigterm_is_passed_on_to_the_hook_and_the_command_reports_it() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let out = wait_bounded(child);
+    let out = wait_output(child);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(live_members(pgid), Vec::<i32>::new(), "hook processes left");
     assert!(
@@ -356,7 +338,7 @@ fn recovery_kills_only_a_group_that_carries_the_recorded_token() {
     use std::os::unix::process::CommandExt;
 
     let spawn = |token: Option<&str>| {
-        let mut cmd = Command::new("sleep");
+        let mut cmd = crate::harness::clean("sleep");
         cmd.arg("1000").process_group(0);
         if let Some(token) = token {
             cmd.env(HOOK_TOKEN_ENV, token);

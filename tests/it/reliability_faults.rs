@@ -4,13 +4,13 @@
 //! Afterwards: the next command succeeds, `doctor --fix` then `doctor` report healthy, config
 //! files are the old or the new version, and no temp file is left.
 
-mod common;
+use crate::harness;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Env, assert_consistent, make_files, stderr, stdout};
+use crate::harness::{Env, assert_consistent, make_files, stderr, stdout};
 use openkb::config::YamlFile;
 use openkb::kb::Kb;
 
@@ -104,12 +104,7 @@ fn log_rows(env: &Env, op: &str) -> i64 {
 
 /// `openkb` with the env's HOME but no `--kb-dir`.
 fn bare_cmd(env: &Env) -> Command {
-    let mut cmd = Command::new(common::BIN);
-    cmd.env("HOME", env.path().join("home"))
-        .env_remove("OPENKB_DIR")
-        .env_remove("OPENKB_LOCK_TIMEOUT")
-        .current_dir(env.path());
-    cmd
+    env.bare(env.path())
 }
 
 const ADD_FILES: usize = 60;
@@ -408,7 +403,7 @@ const MIGRATE_EXTRA_LOG: usize = 20_000;
 
 /// A copy of the legacy fixture at `<env>/kb` with a long `wiki/log.md` history.
 fn legacy_copy(env: &Env) {
-    common::copy_fixture_kb(&env.kb());
+    harness::copy_fixture_kb(&env.kb());
     let log = env.kb().join("wiki/log.md");
     let mut text = std::fs::read_to_string(&log).expect("log.md");
     for i in 0..MIGRATE_EXTRA_LOG {

@@ -2,12 +2,12 @@
 //! work (openkb intents and Python crash journals) first; a commit into a `state.db` that was
 //! replaced or removed meanwhile is refused and its files rolled back.
 
-mod common;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use common::{Env, stderr, stdout};
+use crate::harness::{Env, stderr, stdout};
 use openkb::state::{Queries, intents, schema};
 
 fn state_db(env: &Env) -> PathBuf {
@@ -272,6 +272,23 @@ fn a_state_db_removed_during_an_add_is_refused_and_its_files_rolled_back() {
     assert!(stderr(&out).contains("state.db is missing"));
 }
 
+/// After a remove that was refused or rolled back: every file of `alpha` is there again and
+/// the linking page still links to it. Returns the snapshot for further checks.
+fn assert_remove_undone(env: &Env) -> (Vec<(String, Option<String>)>, Vec<String>) {
+    let (files, staging) = remove_snapshot(env);
+    for (file, text) in &files {
+        assert!(text.is_some(), "{file} was not put back");
+    }
+    assert!(
+        files[4]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("[[summaries/alpha]]")
+    );
+    (files, staging)
+}
+
 /// The files of a KB that a remove touches, with their contents, and what `.openkb/staging`
 /// holds.
 fn remove_snapshot(env: &Env) -> (Vec<(String, Option<String>)>, Vec<String>) {
@@ -344,17 +361,7 @@ fn a_state_db_replaced_during_a_remove_is_refused_and_its_files_put_back() {
         "the files were gone before the commit"
     );
 
-    let (files, staging) = remove_snapshot(&env);
-    for (file, text) in &files {
-        assert!(text.is_some(), "{file} was not put back");
-    }
-    assert!(
-        files[4]
-            .1
-            .as_deref()
-            .unwrap()
-            .contains("[[summaries/alpha]]")
-    );
+    let (files, staging) = assert_remove_undone(&env);
     assert!(files[5].1.as_deref().unwrap().contains("alpha"));
     assert_eq!(files[3].1.as_deref(), Some("# Alpha summary\n"));
     assert!(staging.is_empty(), "staging left: {staging:?}");
@@ -375,17 +382,7 @@ fn a_state_db_removed_during_a_remove_is_refused_and_its_files_put_back() {
     let out = remove_alpha_while(&env, &format!("rm '{kb}/.openkb/state.db'"));
     assert!(!out.status.success(), "{}", stdout(&out));
     assert!(stderr(&out).contains("removed"), "{}", stderr(&out));
-    let (files, staging) = remove_snapshot(&env);
-    for (file, text) in &files {
-        assert!(text.is_some(), "{file} was not put back");
-    }
-    assert!(
-        files[4]
-            .1
-            .as_deref()
-            .unwrap()
-            .contains("[[summaries/alpha]]")
-    );
+    let (_, staging) = assert_remove_undone(&env);
     assert!(staging.is_empty(), "staging left: {staging:?}");
     assert!(!state_db(&env).exists(), "a new state.db was created");
 }
@@ -534,7 +531,7 @@ fn an_active_python_journal_is_settled_before_openkb_writes() {
 #[test]
 fn init_beside_an_unmigrated_hashes_json_creates_no_state_db() {
     let env = Env::new();
-    common::copy_fixture_kb(&env.kb());
+    harness::copy_fixture_kb(&env.kb());
     let _ = std::fs::remove_file(env.kb().join(".openkb/config.yaml"));
     assert!(env.kb().join(".openkb/hashes.json").exists());
     let out = env.run(&["init", "--model", "m", "--language", "en"]);

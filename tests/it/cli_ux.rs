@@ -2,24 +2,14 @@
 //! where, config errors, lint and pending documents, the hook as users see it, `watch`, and
 //! the small commands (`show`, `list --status`, several identifiers for `remove`, `kbs`).
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{Env, assert_consistent, stderr, stdout};
+use crate::harness::{Env, assert_consistent, stderr, stdout, wait_until};
 
 /// `openkb ARGS` from `cwd` with the env's HOME and no --kb-dir: discovery decides.
 fn bare(env: &Env, cwd: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_openkb"))
-        .args(args)
-        .env("HOME", env.path().join("home"))
-        .env_remove("OPENKB_DIR")
-        .env_remove("OPENKB_LOCK_TIMEOUT")
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openkb")
+    env.bare(cwd).args(args).output().expect("run openkb")
 }
 
 #[test]
@@ -697,18 +687,17 @@ fn a_background_process_of_the_hook_holding_its_output_does_not_hold_openkb() {
     ));
     env.write("in/a.md", "a\n");
     let mut add = env.spawn(&["add", "in/a.md"], Stdio::piped);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = add.try_wait().unwrap() {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let mut status = None;
+    let returned = wait_until(|| {
+        status = add.try_wait().unwrap();
+        status.is_some()
+    });
     std::fs::write(&gate, "").unwrap();
-    let status = status.expect("add returned while the hook's background process ran");
+    assert!(
+        returned,
+        "add did not return while the hook's background process ran"
+    );
+    let status = status.expect("exit status");
     let out = add.wait_with_output().unwrap();
     assert!(status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("[a] compiled-it"), "{}", stderr(&out));

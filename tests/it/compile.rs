@@ -1,8 +1,6 @@
 //! The compile hook during `add`, and `openkb compile` later.
 
-mod common;
-
-use common::{Env, assert_consistent, stderr, stdout};
+use crate::harness::{Env, assert_consistent, stderr, stdout};
 use openkb::state::Status;
 
 const RECORDING_HOOK: &str = r#"compile_command: 'test -f "$OPENKB_RAW_PATH" || exit 9; printf "%s|%s|%s|%s|%s\n" "$OPENKB_KB_DIR" "$OPENKB_DOC_NAME" "$OPENKB_DOC_HASH" "$OPENKB_RAW_PATH" "$OPENKB_SOURCE_PATH" >> ../hook.log; case "$OPENKB_DOC_NAME" in bad*) echo "step one ok" >&2; echo "LLM quota exceeded" >&2; exit 3;; esac; cp "$OPENKB_SOURCE_PATH" "wiki/summaries/$OPENKB_DOC_NAME.md"'

@@ -1,11 +1,11 @@
 //! Crash safety: a process killed at any instant leaves a KB the next command repairs.
 
-mod common;
+use crate::harness;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, assert_consistent, make_files, stderr, stdout};
+use crate::harness::{Env, assert_consistent, make_files, output_bounded, stderr, stdout};
 use openkb::state::intents;
 
 /// Run an openkb command that aborts at the hidden crash point `point` (as a kill there
@@ -36,7 +36,7 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
     assert!(env.docs().is_empty());
     assert_eq!(intents_left(&env), 20);
     // Its staging folder and lock file are left (an abort runs no cleanup).
-    let left = common::names_starting_with(&env.kb().join(".openkb/staging"), "rs-");
+    let left = harness::names_starting_with(&env.kb().join(".openkb/staging"), "rs-");
     assert_eq!(left.len(), 2, "{left:?}");
 
     // Readers do not repair (they take the shared lock) and are not confused.
@@ -63,7 +63,7 @@ fn an_add_killed_before_its_commit_is_rolled_back_then_redone() {
     );
     assert!(stdout(&out).ends_with("added 20, skipped 0, failed 0\n"));
     assert_eq!(env.docs().len(), 20);
-    let left = common::names_starting_with(&env.kb().join(".openkb/staging"), "rs-");
+    let left = harness::names_starting_with(&env.kb().join(".openkb/staging"), "rs-");
     assert!(left.is_empty(), "swept by the next write: {left:?}");
     assert_consistent(&env);
 }
@@ -182,10 +182,8 @@ fn sigkill_during_a_folder_add_then_a_rerun_completes_it() {
         let registered = env.docs().len();
         eprintln!("killed at {fraction} of {full:?}: {registered} registered");
 
-        let started = Instant::now();
-        let out = env.cmd().arg("add").arg(&folder).output().unwrap();
+        let out = output_bounded(env.cmd().arg("add").arg(&folder));
         assert!(out.status.success(), "at {fraction}: {}", stderr(&out));
-        assert!(started.elapsed() < Duration::from_secs(120));
         assert_eq!(
             env.docs().len(),
             400,
@@ -333,7 +331,7 @@ fn migrated_copies(env: &Env) -> Vec<String> {
 #[test]
 fn a_migrate_killed_before_the_rename_is_finished_without_importing_twice() {
     let env = Env::new();
-    common::copy_fixture_kb(&env.kb());
+    harness::copy_fixture_kb(&env.kb());
     run_aborted_at(&env, "migrate-rename", |cmd| {
         cmd.arg("migrate");
     });

@@ -3,25 +3,23 @@
 //! history, are in tests/data/migrations/), with real rows in every table; and the declared
 //! `rust-version` against the lockfile.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Env, stderr, stdout};
+use crate::harness::{Env, stderr, stdout};
 use openkb::state::schema;
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-const M0002: &str = include_str!("../migrations/0002_imports.sql");
-const M0003: &str = include_str!("../migrations/0003_intents.sql");
-const M0004: &str = include_str!("../migrations/0004_document_counts.sql");
+const M0002: &str = include_str!("../../migrations/0002_imports.sql");
+const M0003: &str = include_str!("../../migrations/0003_intents.sql");
+const M0004: &str = include_str!("../../migrations/0004_document_counts.sql");
 /// 0001 as shipped first: `log` with AUTOINCREMENT, an index on `documents.status`.
-const M0001_FIRST: &str = include_str!("data/migrations/0001_initial.b212a76.sql");
+const M0001_FIRST: &str = include_str!("../data/migrations/0001_initial.b212a76.sql");
 /// 0003 as shipped first, on the branch where it was the second migration.
-const M0003_FIRST: &str = include_str!("data/migrations/0003_intents.4e778dd.sql");
+const M0003_FIRST: &str = include_str!("../data/migrations/0003_intents.4e778dd.sql");
 /// 0003 made idempotent, still with AUTOINCREMENT (on main until the edit that removed it).
-const M0003_IDEMPOTENT: &str = include_str!("data/migrations/0003_intents.fab13a7.sql");
+const M0003_IDEMPOTENT: &str = include_str!("../data/migrations/0003_intents.fab13a7.sql");
 
 /// Databases builds left with statements that are no longer the shipped ones: the statements
 /// each ran, in order (its `user_version` is their number).
@@ -410,16 +408,21 @@ fn every_shipped_schema_version_and_shape_upgrades_with_every_row() {
     }
 }
 
-#[test]
-fn the_binary_upgrades_an_old_shape_database_in_a_kb_and_keeps_using_it() {
-    let env = Env::with_kb();
-    let db = env.kb().join(".openkb/state.db");
+/// Delete the KB's state.db with its WAL and shared-memory files (to put an older one there).
+fn remove_state_db(env: &Env) {
     for companion in ["state.db", "state.db-wal", "state.db-shm"] {
         let file = env.kb().join(".openkb").join(companion);
         if file.exists() {
             std::fs::remove_file(file).unwrap();
         }
     }
+}
+
+#[test]
+fn the_binary_upgrades_an_old_shape_database_in_a_kb_and_keeps_using_it() {
+    let env = Env::with_kb();
+    let db = env.kb().join(".openkb/state.db");
+    remove_state_db(&env);
     let eras = eras();
     let era = eras
         .iter()
@@ -469,12 +472,7 @@ fn the_binary_upgrades_an_old_shape_database_in_a_kb_and_keeps_using_it() {
 fn reading_commands_upgrade_an_older_schema_once_and_doctor_only_reports_it() {
     let env = Env::with_kb();
     let db = env.kb().join(".openkb/state.db");
-    for companion in ["state.db", "state.db-wal", "state.db-shm"] {
-        let file = env.kb().join(".openkb").join(companion);
-        if file.exists() {
-            std::fs::remove_file(file).unwrap();
-        }
-    }
+    remove_state_db(&env);
     let era = eras()
         .into_iter()
         .find(|e| e.old_statements.is_none() && e.version == 4)

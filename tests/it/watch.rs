@@ -1,41 +1,24 @@
 //! `openkb watch`: files dropped into raw/ are added while other commands stay instant, and
 //! SIGINT ends it cleanly.
 
-mod common;
+use crate::harness::{Background, Env, assert_consistent, stderr, wait_until};
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-use common::{Env, assert_consistent, stderr};
-
-/// `openkb watch` with the given debounce, returned once it says it is watching (its first
-/// stderr line), with the rest of its stderr to read.
-fn start_watch(
-    env: &Env,
-    debounce_ms: &str,
-    stdout: fn() -> Stdio,
-) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
-    let mut watch = env
-        .cmd()
-        .env("OPENKB_WATCH_DEBOUNCE_MS", debounce_ms)
-        .arg("watch")
-        .stdout(stdout())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(watch.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.starts_with("watching "), "{line}");
-    (watch, err)
+/// `openkb watch` with the given debounce, returned once it says it is watching.
+fn start_watch(env: &Env, debounce_ms: &str) -> Background {
+    let mut watch = Background::start(
+        env.cmd()
+            .env("OPENKB_WATCH_DEBOUNCE_MS", debounce_ms)
+            .arg("watch"),
+    );
+    watch.wait_for_stderr("watching ");
+    watch
 }
 
 #[test]
 fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     let env = Env::with_kb();
     let kb = env.kb();
-    let (mut watch, mut err) = start_watch(&env, "300", Stdio::piped);
+    let mut watch = start_watch(&env, "300");
 
     // Dropped the way editors and downloaders do: written under a temp name, then renamed;
     // plus a dotfile, a temp file and an unsupported file that must be ignored.
@@ -50,39 +33,49 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     std::fs::write(kb.join("raw/.draft.md.x1.tmp"), "temp\n").unwrap();
     std::fs::write(kb.join("raw/tool.exe"), "binary\n").unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut slowest = Duration::ZERO;
-    loop {
+    // While watch works, list and status keep answering; once it is idle they find the lock
+    // free at once (a probe: OPENKB_LOCK_TIMEOUT=0 fails if anyone holds it), so watch never
+    // sits on the lock between batches.
+    let all_added = wait_until(|| {
         for args in [&["list"][..], &["status"][..]] {
-            let started = Instant::now();
             let out = env.run(args);
-            let took = started.elapsed();
             assert!(out.status.success(), "{}", stderr(&out));
-            slowest = slowest.max(took);
         }
-        if env.docs().len() >= 13 || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        env.docs().len() >= 13
+    });
     assert!(
-        slowest < Duration::from_secs(2),
-        "list/status took {slowest:?}"
+        all_added,
+        "watch did not add the 13 files: {:?}\n{}",
+        env.docs(),
+        watch.stderr_so_far()
     );
-    // Settle: give a stray event time to do something wrong, then stop.
-    std::thread::sleep(Duration::from_millis(800));
-    // SAFETY: sending a signal to our own child.
-    unsafe {
-        libc::kill(watch.id() as libc::pid_t, libc::SIGINT);
+    for args in [&["list"][..], &["status"][..]] {
+        let out = env
+            .cmd()
+            .env("OPENKB_LOCK_TIMEOUT", "0")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "idle watch holds the lock: {}",
+            stderr(&out)
+        );
     }
-    let status = watch.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    // Settle: a file dropped after all the others is added only once every earlier event was
+    // handled, so a stray event has done whatever it would do by then.
+    std::fs::write(kb.join("raw/zz-last.md"), "last\n").unwrap();
+    assert!(
+        wait_until(|| env.doc_named("zz-last").is_some()),
+        "zz-last.md"
+    );
+    watch.signal(libc::SIGINT);
+    let (status, _, rest) = watch.finish();
     assert_eq!(status.code(), Some(0), "{rest}");
     assert!(rest.contains("stopped watching"), "{rest}");
 
     let docs = env.docs();
-    assert_eq!(docs.len(), 13, "{docs:#?}");
+    assert_eq!(docs.len(), 13 + 1, "the 13 files and zz-last.md: {docs:#?}");
     let note = env.doc_named("note-3").unwrap();
     assert_eq!(note.path.as_deref(), Some("raw/note-3.md"));
     assert_eq!(note.raw_path.as_deref(), Some("raw/note-3.md"));
@@ -102,23 +95,11 @@ fn files_dropped_into_raw_are_added_while_list_stays_instant() {
     assert_consistent(&env);
 }
 
-/// Poll `done` until it holds (the state a handshake waits for) or a minute passes.
-fn wait_until(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 #[test]
 fn watch_reopens_a_state_db_replaced_while_it_runs() {
     let env = Env::with_kb();
     let kb = env.kb();
-    let (mut watch, mut err) = start_watch(&env, "200", Stdio::null);
+    let mut watch = start_watch(&env, "200");
 
     std::fs::write(kb.join("raw/one.md"), "one\n").unwrap();
     assert!(wait_until(|| env.doc_named("one").is_some()), "one.md");
@@ -147,13 +128,8 @@ fn watch_reopens_a_state_db_replaced_while_it_runs() {
 
     std::fs::write(kb.join("raw/two.md"), "two\n").unwrap();
     let landed = wait_until(|| env.doc_named("two").is_some());
-    // SAFETY: sending a signal to our own child.
-    unsafe {
-        libc::kill(watch.id() as libc::pid_t, libc::SIGINT);
-    }
-    let status = watch.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    watch.signal(libc::SIGINT);
+    let (status, _, rest) = watch.finish();
     assert!(landed, "two.md never reached the live state.db\n{rest}");
     assert_eq!(status.code(), Some(0), "{rest}");
     assert!(rest.contains("changed on disk; reopened"), "{rest}");

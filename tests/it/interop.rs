@@ -2,9 +2,7 @@
 //! drift merge of a reappeared `hashes.json`, the way back (`export --for-python`), and the
 //! warnings every command gives.
 
-mod common;
-
-use std::process::Command;
+use crate::harness;
 
 use openkb::ingest::docname::sanitize;
 
@@ -56,7 +54,7 @@ fn unescape(text: &str) -> String {
 
 #[test]
 fn doc_name_matches_pythons_re_for_every_assigned_code_point() {
-    let out = Command::new("python3")
+    let out = harness::clean("python3")
         .args(["-c", PYTHON_TABLE])
         .output()
         .expect("python3 runs (it is part of the test environment)");
@@ -125,7 +123,7 @@ fn doc_name_of_scripts_with_combining_marks_matches_the_python_tool() {
 
 use std::path::{Path, PathBuf};
 
-use common::{Sandbox, json, ok, run};
+use crate::harness::{Env, json, ok, run};
 use serde_json::Value;
 
 /// What the Python tool does to a KB, emulated with python3's standard library exactly as its
@@ -155,7 +153,7 @@ out = {}
 
 fn python_tool(kb: &Path, script: &str) -> Value {
     let program = format!("{PYTHON_TOOL}{script}\nprint(json.dumps(out))\n");
-    let output = Command::new("python3")
+    let output = harness::clean("python3")
         .arg("-c")
         .arg(program)
         .arg(kb)
@@ -170,7 +168,7 @@ fn python_tool(kb: &Path, script: &str) -> Value {
 }
 
 /// The fixture KB, migrated, then handed back to the Python tool with `export --for-python`.
-fn handed_to_python(sb: &Sandbox) -> PathBuf {
+fn handed_to_python(sb: &Env) -> PathBuf {
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     let out = ok(&mut sb.openkb(&kb, &["export", "--for-python"]));
@@ -186,7 +184,7 @@ fn read(path: impl AsRef<Path>) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-fn documents(sb: &Sandbox, kb: &Path) -> Vec<Value> {
+fn documents(sb: &Env, kb: &Path) -> Vec<Value> {
     json(&ok(&mut sb.openkb(kb, &["list", "--json"])))["documents"]
         .as_array()
         .unwrap()
@@ -220,7 +218,7 @@ fn as_done(stdout: &str) -> Vec<String> {
 
 /// `migrate --dry-run` then `migrate`: the dry run changed nothing it reads and its report is
 /// the run's, line for line. Returns the run's output.
-fn dry_run_then_run(sb: &Sandbox, kb: &Path) -> common::Run {
+fn dry_run_then_run(sb: &Env, kb: &Path) -> harness::Run {
     let before = (
         std::fs::read(kb.join(".openkb/hashes.json")).ok(),
         read(kb.join("wiki/log.md")),
@@ -246,7 +244,7 @@ fn dry_run_then_run(sb: &Sandbox, kb: &Path) -> common::Run {
 
 #[test]
 fn python_side_add_remove_edit_and_log_lines_are_merged_with_nothing_lost() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = handed_to_python(&sb);
     let handed = read(kb.join(".openkb/hashes.json"));
     let exported = ok(&mut sb.openkb(&kb, &["export", "--legacy-json"]));
@@ -371,7 +369,7 @@ out = {"removed": removed, "old": old, "new": new, "added": added}
 
 #[test]
 fn log_lines_the_python_tool_appends_without_touching_the_registry_are_imported() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // The Python tool's `query` appends to log.md (plain append) and never writes hashes.json.
@@ -404,7 +402,7 @@ fn log_lines_the_python_tool_appends_without_touching_the_registry_are_imported(
 
 #[test]
 fn a_document_changed_on_both_sides_keeps_state_db_and_loses_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = handed_to_python(&sb);
     let docs = documents(&sb, &kb);
     let short: Vec<&Value> = docs
@@ -416,7 +414,7 @@ fn a_document_changed_on_both_sides_keeps_state_db_and_loses_nothing() {
 
     // openkb: removes X, renames Y and Z (as a newer openkb would edit an entry).
     ok(&mut sb.openkb(&kb, &["remove", &name_of(x), "--yes"]));
-    let store = common::write_session(&kb);
+    let store = harness::write_session(&kb);
     store
         .write(|tx| {
             for d in [y, z] {
@@ -503,7 +501,7 @@ save()
 
 #[test]
 fn a_dry_run_predicts_the_run_when_a_python_journal_will_be_rolled_back() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     let log_md = read(kb.join("wiki/log.md"));
@@ -567,7 +565,7 @@ fn a_dry_run_predicts_the_run_when_a_python_journal_will_be_rolled_back() {
 
 #[test]
 fn export_for_python_refuses_to_overwrite_an_unmerged_hashes_json() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = handed_to_python(&sb);
     let handed = read(kb.join(".openkb/hashes.json"));
     let refused = run(&mut sb.openkb(&kb, &["export", "--for-python"]));
@@ -591,7 +589,7 @@ fn export_for_python_refuses_to_overwrite_an_unmerged_hashes_json() {
 
 #[test]
 fn a_python_tool_that_started_from_an_empty_registry_removes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // `migrate` moved hashes.json away, so the Python tool starts from an empty registry and
@@ -626,7 +624,7 @@ save()
 
 #[test]
 fn export_for_python_brings_log_md_to_the_log_table_first() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // The Python tool appended a line, then openkb logged a row of its own after it.
@@ -659,7 +657,7 @@ fn export_for_python_brings_log_md_to_the_log_table_first() {
 
 #[test]
 fn a_kb_migrated_before_bases_were_kept_uses_the_file_its_migration_moved_aside() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // As a state.db of an older openkb: no base recorded.
@@ -691,7 +689,7 @@ out = h
     assert!(!hashes_of(&documents(&sb, &kb)).contains(&removed.as_str().unwrap()));
 
     // Without that file (or with it changed) there is no base: nothing is removed.
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     forget_python_handovers(&kb);
@@ -709,7 +707,7 @@ out = h
 
 #[test]
 fn imported_history_is_never_taken_for_new_python_lines() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let hash = "a".repeat(64);
     let kb = sb.legacy_kb(
         "kb",
@@ -746,7 +744,7 @@ fn python_lines_with_control_characters_are_imported_once_whoever_imports_them()
     // log.md escapes control characters in openkb's own lines (`\u{1b}`), but the Python tool
     // writes them raw: its lines must still be found once, by migrate or by doctor --fix, and
     // never again however often either runs.
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     let append = |text: &str| {
@@ -843,7 +841,7 @@ def in_place(file_name):
 
 #[test]
 fn files_registered_in_raw_in_place_go_to_the_python_tool_and_back_as_it_writes_them() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     std::fs::write(kb.join("raw/Foo Bar.md"), "# Foo Bar\nby openkb\n").unwrap();
@@ -923,7 +921,7 @@ out["gone"] = gone; out["added"] = added
 
 #[test]
 fn legacy_json_never_replaces_the_kbs_own_hashes_json() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = handed_to_python(&sb);
     // The Python tool changed the file; an export there would throw that away and hand over
     // without a base.
@@ -958,7 +956,7 @@ fn legacy_json_never_replaces_the_kbs_own_hashes_json() {
 
 #[test]
 fn python_side_renames_shared_names_and_foreign_paths_are_predicted_and_merged() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = handed_to_python(&sb);
     let pending_before = documents(&sb, &kb);
     let ids = python_tool(

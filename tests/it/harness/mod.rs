@@ -1,105 +1,20 @@
-//! Helpers shared by the integration tests: a temp HOME, the built binary, KBs (fresh or a
-//! copy of the legacy fixture), and a whole-KB consistency check.
-#![allow(dead_code)]
+//! The one harness of the integration tests: a temp HOME, the built binary started from a
+//! cleared environment ([`process`]), KBs (fresh or a copy of the legacy fixture), snapshots,
+//! and a whole-KB consistency check. `testkb` adds the doctor/lint/netfs fixture.
+
+pub mod process;
+pub mod testkb;
+
+pub use process::{
+    BIN, Background, DEADLINE, clean, openkb, openkb_with_umask, output_bounded, shell_line,
+    stderr, stdout, wait_output, wait_until,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use openkb::state::{Document, Store, intents};
-use tempfile::TempDir;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_openkb");
-
-/// A sandbox: a temp folder holding a fake HOME and room for KBs.
-pub struct Sandbox {
-    pub dir: TempDir,
-}
-
-impl Sandbox {
-    pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("home")).expect("home");
-        Sandbox { dir }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-
-    pub fn global_yaml(&self) -> PathBuf {
-        self.home().join(".config/openkb/global.yaml")
-    }
-
-    /// `openkb` with HOME redirected, no inherited KB or lock settings, run from the sandbox.
-    pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env("HOME", self.home())
-            .env_remove("OPENKB_DIR")
-            .env_remove("OPENKB_LOCK_TIMEOUT")
-            .current_dir(self.path())
-            .stdin(std::process::Stdio::null());
-        cmd
-    }
-
-    pub fn assert_cmd(&self) -> assert_cmd::Command {
-        assert_cmd::Command::from_std(self.cmd())
-    }
-
-    /// `openkb init` a KB at `<sandbox>/<name>` and return its root.
-    pub fn init_kb(&self, name: &str) -> PathBuf {
-        let root = self.path().join(name);
-        let out = self
-            .cmd()
-            .arg("--kb-dir")
-            .arg(&root)
-            .arg("init")
-            .output()
-            .expect("run openkb init");
-        assert!(out.status.success(), "init failed: {out:?}");
-        root.canonicalize().expect("kb root")
-    }
-
-    /// A writable copy of the legacy fixture KB at `<sandbox>/<name>`.
-    pub fn fixture_kb(&self, name: &str) -> PathBuf {
-        let target = self.dir.path().join(name);
-        copy_fixture_kb(&target);
-        target
-    }
-
-    /// A minimal legacy KB (just `.openkb/hashes.json` and optionally `wiki/log.md`).
-    pub fn legacy_kb(&self, name: &str, hashes_json: &[u8], log_md: Option<&str>) -> PathBuf {
-        let root = self.dir.path().join(name);
-        std::fs::create_dir_all(root.join(".openkb")).unwrap();
-        std::fs::create_dir_all(root.join("wiki")).unwrap();
-        std::fs::write(root.join(".openkb/hashes.json"), hashes_json).unwrap();
-        if let Some(log) = log_md {
-            std::fs::write(root.join("wiki/log.md"), log).unwrap();
-        }
-        root
-    }
-
-    /// `openkb --kb-dir <kb> args...` with HOME in the sandbox.
-    pub fn openkb(&self, kb: &Path, args: &[&str]) -> Command {
-        let mut cmd = self.openkb_bare(&["--kb-dir"]);
-        cmd.arg(kb).args(args);
-        cmd
-    }
-
-    pub fn openkb_bare(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openkb"));
-        cmd.args(args)
-            .env("HOME", self.home())
-            .env_remove("OPENKB_DIR")
-            .env_remove("OPENKB_LOCK_TIMEOUT")
-            .current_dir(self.dir.path());
-        cmd
-    }
-}
 
 pub fn hash_of(n: u64) -> String {
     format!("{n:064x}")
@@ -131,14 +46,6 @@ pub fn open_store(kb: &Path) -> Store {
     Store::open_read_only(&kb.join(".openkb/state.db")).expect("open store")
 }
 
-pub fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// A python3 child holding `fcntl.flock` on `path` (as the Python openkb tool does) until
 /// killed; returns once the lock is held.
 pub struct PythonLockHolder {
@@ -156,7 +63,7 @@ impl PythonLockHolder {
              print('locked', flush=True)\n\
              time.sleep(600)\n"
         );
-        let mut child = Command::new("python3")
+        let mut child = clean("python3")
             .arg("-c")
             .arg(script)
             .arg(path)
@@ -188,7 +95,8 @@ impl Drop for PythonLockHolder {
 /// MANIFEST.json), kept in the repository so the tests need nothing beside it.
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/legacy-kb-50");
 
-/// A temp folder with a HOME of its own and a KB at `<tmp>/kb`.
+/// A temp folder with a HOME of its own (`<tmp>/home`), a KB at `<tmp>/kb` for the tests that
+/// need one, and room for more KBs (`init_kb`, `fixture_kb`, `legacy_kb` by name).
 pub struct Env {
     pub dir: tempfile::TempDir,
 }
@@ -216,15 +124,77 @@ impl Env {
         self.dir.path().join("kb")
     }
 
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
     /// `openkb --kb-dir <kb> ...` with HOME inside the temp folder.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openkb"));
-        cmd.env("HOME", self.path().join("home"))
-            .env_remove("OPENKB_DIR")
-            .env_remove("OPENKB_LOCK_TIMEOUT")
+        let mut cmd = self.bare(self.path());
+        cmd.arg("--kb-dir").arg(self.kb());
+        cmd
+    }
+
+    /// `openkb ...` without `--kb-dir`, run in `cwd` (discovery decides the KB), with the
+    /// env's HOME.
+    pub fn bare(&self, cwd: &Path) -> Command {
+        openkb(&self.home(), cwd)
+    }
+
+    /// [`Env::bare`] in the env's folder, as an `assert_cmd` command.
+    pub fn assert_bare(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.bare(self.path()))
+    }
+
+    pub fn global_yaml(&self) -> PathBuf {
+        self.home().join(".config/openkb/global.yaml")
+    }
+
+    /// `openkb init` a KB at `<env>/<name>` and return its root.
+    pub fn init_kb(&self, name: &str) -> PathBuf {
+        let root = self.path().join(name);
+        let out = self
+            .bare(self.path())
             .arg("--kb-dir")
-            .arg(self.kb())
-            .current_dir(self.path());
+            .arg(&root)
+            .arg("init")
+            .output()
+            .expect("run openkb init");
+        assert!(out.status.success(), "init failed: {out:?}");
+        root.canonicalize().expect("kb root")
+    }
+
+    /// A writable copy of the legacy fixture KB at `<env>/<name>`.
+    pub fn fixture_kb(&self, name: &str) -> PathBuf {
+        let target = self.path().join(name);
+        copy_fixture_kb(&target);
+        target
+    }
+
+    /// A minimal legacy KB (just `.openkb/hashes.json` and optionally `wiki/log.md`) at
+    /// `<env>/<name>`.
+    pub fn legacy_kb(&self, name: &str, hashes_json: &[u8], log_md: Option<&str>) -> PathBuf {
+        let root = self.path().join(name);
+        std::fs::create_dir_all(root.join(".openkb")).unwrap();
+        std::fs::create_dir_all(root.join("wiki")).unwrap();
+        std::fs::write(root.join(".openkb/hashes.json"), hashes_json).unwrap();
+        if let Some(log) = log_md {
+            std::fs::write(root.join("wiki/log.md"), log).unwrap();
+        }
+        root
+    }
+
+    /// `openkb --kb-dir <kb> args...` for a KB other than `<env>/kb`.
+    pub fn openkb(&self, kb: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.bare(self.path());
+        cmd.arg("--kb-dir").arg(kb).args(args);
+        cmd
+    }
+
+    /// `openkb args...` without `--kb-dir`, in the env's folder.
+    pub fn openkb_bare(&self, args: &[&str]) -> Command {
+        let mut cmd = self.bare(self.path());
+        cmd.args(args);
         cmd
     }
 
@@ -240,7 +210,7 @@ impl Env {
     pub fn run_on_read_only_mount(&self, args: &[&str]) -> Output {
         const SETUP_FAILED: i32 = 98;
         let cmd = self.cmd();
-        let mut wrapped = Command::new("unshare");
+        let mut wrapped = clean("unshare");
         wrapped
             .args(["--map-root-user", "--mount", "sh", "-c"])
             .arg(format!(
@@ -313,14 +283,14 @@ impl Env {
 
 /// A writable copy of the fixture's KB at `target` (the fixture itself is never touched).
 pub fn copy_fixture_kb(target: &Path) {
-    let status = Command::new("cp")
+    let status = clean("cp")
         .arg("-r")
         .arg(Path::new(FIXTURE).join("kb"))
         .arg(target)
         .status()
         .expect("cp");
     assert!(status.success());
-    let status = Command::new("chmod")
+    let status = clean("chmod")
         .args(["-R", "u+w"])
         .arg(target)
         .status()
@@ -572,6 +542,34 @@ pub const BOOKKEEPING_CHANGES: &[&str] = &[
     "wiki/log.md",
 ];
 
+/// `<dir>/canary`: files an attack could aim at (a page, a PDF, a source, a summary, a nested
+/// folder), with old mtimes so that a touch would show.
+pub fn make_canary(dir: &Path) -> PathBuf {
+    let canary = dir.join("canary");
+    for (rel, text) in [
+        ("victim.md", "# victim\n"),
+        ("victim.pdf", "%PDF victim\n"),
+        ("sources/victim.md", "# source victim\n"),
+        ("summaries/victim.md", "# summary victim\n"),
+        ("deep/page.md", "[[summaries/victim]]\n"),
+    ] {
+        let path = canary.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        if !path.exists() {
+            std::fs::write(&path, text).expect("write");
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            f.set_modified(
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000),
+            )
+            .expect("mtime");
+        }
+    }
+    canary
+}
+
 /// A canary folder outside a KB plus tree snapshots (paths, content hashes, modes, mtimes,
 /// symlink targets) of it and of the KB, taken when the guard is made. [`Guard::assert_only`]
 /// then checks that nothing outside changed and nothing inside changed but the named paths.
@@ -586,29 +584,7 @@ impl Guard {
     /// Make `<dir>/canary` (files an attack could aim at: a page, a PDF, a source, a summary,
     /// a nested folder; old mtimes, so a touch would show) and snapshot it and `kb`.
     pub fn new(dir: &Path, kb: &Path) -> Guard {
-        let canary = dir.join("canary");
-        for (rel, text) in [
-            ("victim.md", "# victim\n"),
-            ("victim.pdf", "%PDF victim\n"),
-            ("sources/victim.md", "# source victim\n"),
-            ("summaries/victim.md", "# summary victim\n"),
-            ("deep/page.md", "[[summaries/victim]]\n"),
-        ] {
-            let path = canary.join(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            if !path.exists() {
-                std::fs::write(&path, text).expect("write");
-                let f = std::fs::File::options()
-                    .write(true)
-                    .open(&path)
-                    .expect("open");
-                f.set_modified(
-                    std::time::SystemTime::UNIX_EPOCH
-                        + std::time::Duration::from_secs(1_600_000_000),
-                )
-                .expect("mtime");
-            }
-        }
+        let canary = make_canary(dir);
         let mut guard = Guard {
             canary_before: BTreeMap::new(),
             kb_before: BTreeMap::new(),

@@ -1,12 +1,10 @@
 //! `openkb migrate` end to end: the real binary on copies of the legacy fixture and on KBs
 //! built by the tests (eras, journals, bad input, drift, `--all`, concurrency).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::*;
+use crate::harness::*;
 use serde_json::Value;
 
 fn read(path: impl AsRef<Path>) -> Vec<u8> {
@@ -45,7 +43,7 @@ fn fixture_log_entries(log_md: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn fixture_migrates_losslessly_end_to_end() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let original = read(hashes(&kb));
     let original_log = String::from_utf8(read(kb.join("wiki/log.md"))).unwrap();
@@ -176,7 +174,7 @@ fn fixture_migrates_losslessly_end_to_end() {
 
 #[test]
 fn running_again_reports_already_migrated_and_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     // The second run reads the log table (for lines the Python tool appended to log.md), so
@@ -200,7 +198,7 @@ fn running_again_reports_already_migrated_and_changes_nothing() {
 
 #[test]
 fn every_era_imports_and_exports_in_the_0_4_format() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     for (name, file) in [
         ("era-0.1", "era-0.1-hashes.json"),
         ("era-0.2-0.3", "era-0.2-0.3-hashes.json"),
@@ -296,7 +294,7 @@ fn journal_json(
 
 #[test]
 fn python_crash_journals_are_recovered_before_the_import() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     // The fixture's journals name the machine it was made on; recovery re-roots them.
     let recorded = "/home/user/openkb-fixtures/legacy-kb-50/kb";
@@ -423,7 +421,7 @@ fn python_crash_journals_are_recovered_before_the_import() {
 
 #[test]
 fn a_journal_pointing_outside_the_kb_is_refused_and_nothing_is_imported() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let outside = sb.path().join("precious.txt");
     std::fs::write(&outside, "do not delete").unwrap();
@@ -448,7 +446,7 @@ fn a_journal_pointing_outside_the_kb_is_refused_and_nothing_is_imported() {
 }
 
 /// Run migrate on a KB whose hashes.json is `bytes`; require a clean failure.
-fn assert_refused(sb: &Sandbox, name: &str, bytes: &[u8], expected: &[&str]) {
+fn assert_refused(sb: &Env, name: &str, bytes: &[u8], expected: &[&str]) {
     let kb = sb.legacy_kb(name, bytes, Some("# Operations Log\n\n"));
     let out = run(&mut sb.openkb(&kb, &["migrate"]));
     assert_eq!(out.code, 1, "{name}: {}{}", out.stdout, out.stderr);
@@ -472,7 +470,7 @@ fn assert_refused(sb: &Sandbox, name: &str, bytes: &[u8], expected: &[&str]) {
 
 #[test]
 fn bad_registry_files_fail_cleanly_and_change_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let h = "6".repeat(64);
     assert_refused(
         &sb,
@@ -512,7 +510,7 @@ fn bad_registry_files_fail_cleanly_and_change_nothing() {
 
 #[test]
 fn unreadable_and_read_only_state_fail_cleanly() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     // Unreadable: a folder where the file should be (works even when tests run as root).
     let kb = sb.path().join("dir-kb");
     std::fs::create_dir_all(kb.join(".openkb/hashes.json")).unwrap();
@@ -547,7 +545,7 @@ fn unreadable_and_read_only_state_fail_cleanly() {
 
 #[test]
 fn log_md_problems_keep_text_or_fail_cleanly() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let h = "6".repeat(64);
     let registry =
         format!("{{\n  \"{h}\": {{\n    \"name\": \"a.md\",\n    \"type\": \"md\"\n  }}\n}}\n");
@@ -592,7 +590,7 @@ fn log_md_problems_keep_text_or_fail_cleanly() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let before = snapshot(&kb);
     let out = ok(&mut sb.openkb(&kb, &["migrate", "--dry-run"]));
@@ -621,7 +619,7 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn concurrent_migrates_import_once() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     // Hold the KB lock so that both processes are waiting when it is released.
     let lock = openkb::lock::acquire(
@@ -632,14 +630,11 @@ fn concurrent_migrates_import_once() {
     .unwrap();
     let children: Vec<_> = (0..2)
         .map(|_| {
-            sb.openkb(&kb, &["migrate"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            let mut child = Background::start(&mut sb.openkb(&kb, &["migrate"]));
+            child.wait_for_stderr("waiting for another openkb process");
+            child
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(
         !kb.join(".openkb/state.db").exists(),
         "nobody imports while the lock is held"
@@ -648,13 +643,9 @@ fn concurrent_migrates_import_once() {
     let outputs: Vec<String> = children
         .into_iter()
         .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            let (status, out, err) = c.finish();
+            assert!(status.success(), "{err}");
+            out
         })
         .collect();
     assert_eq!(
@@ -681,7 +672,7 @@ fn concurrent_migrates_import_once() {
 
 #[test]
 fn drift_merges_additions_and_edits_of_the_python_tool() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     let first_migrated = read(migrated(&kb));
@@ -806,7 +797,7 @@ fn drift_merges_additions_and_edits_of_the_python_tool() {
 
 #[test]
 fn migrate_all_reports_each_kb_and_goes_on_after_a_failure() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let good = sb.fixture_kb("good");
     let broken = sb.legacy_kb("broken", b"{\"not-a-hash\": {}}", None);
     let done = sb.fixture_kb("done");
@@ -865,7 +856,7 @@ fn migrate_all_reports_each_kb_and_goes_on_after_a_failure() {
 
 #[test]
 fn a_legacy_kb_is_refused_by_other_commands_until_migrated() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let out = run(&mut sb.openkb(&kb, &["list"]));
     assert_eq!(out.code, 3);
@@ -879,7 +870,7 @@ fn a_legacy_kb_is_refused_by_other_commands_until_migrated() {
 
 #[test]
 fn a_kb_without_hashes_json_has_nothing_to_migrate_and_gets_no_state_db() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.path().join("empty");
     std::fs::create_dir_all(kb.join(".openkb")).unwrap();
     let out = ok(&mut sb.openkb(&kb, &["migrate"]));
@@ -891,7 +882,7 @@ fn a_kb_without_hashes_json_has_nothing_to_migrate_and_gets_no_state_db() {
 fn a_migration_interrupted_before_the_rename_is_finished_by_the_next_run() {
     // The state after a crash between the commit and the rename: state.db complete, the
     // same hashes.json still in place.
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let original = read(hashes(&kb));
     ok(&mut sb.openkb(&kb, &["migrate"]));
@@ -922,7 +913,7 @@ fn a_migration_interrupted_before_the_rename_is_finished_by_the_next_run() {
 
 #[test]
 fn an_orphan_wal_blocks_the_import_instead_of_being_replayed() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     std::fs::write(kb.join(".openkb/state.db-wal"), b"stale").unwrap();
     let out = run(&mut sb.openkb(&kb, &["migrate"]));
@@ -937,7 +928,7 @@ fn an_orphan_wal_blocks_the_import_instead_of_being_replayed() {
 }
 
 /// Write a legacy KB of `n` 0.4-shaped entries and as many log lines.
-fn big_legacy_kb(sb: &Sandbox, name: &str, n: usize) -> PathBuf {
+fn big_legacy_kb(sb: &Env, name: &str, n: usize) -> PathBuf {
     use sha2::Digest;
     let docs: Vec<openkb::state::Document> = (0..n)
         .map(|i| {
@@ -966,7 +957,7 @@ fn big_legacy_kb(sb: &Sandbox, name: &str, n: usize) -> PathBuf {
 
 #[test]
 fn a_migration_killed_at_any_moment_leaves_no_state_db_or_a_complete_one() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let n = 4_000;
     for (round, delay_ms) in [5u64, 100, 250, 350, 450, 600, 900].into_iter().enumerate() {
         let kb = big_legacy_kb(&sb, &format!("kb{round}"), n);

@@ -2,9 +2,7 @@
 //! the rollback journal and pins it. CI has no NFS, so `OPENKB_FS_TYPE` stands in for
 //! `statfs` (the detection itself is unit-tested in src/netfs.rs).
 
-mod doctor_support;
-
-use doctor_support::*;
+use crate::harness::testkb::*;
 use openkb::state::Queries;
 
 fn journal_mode(kb: &TestKb) -> String {
@@ -81,11 +79,9 @@ fn network_filesystems_refuse_writes_with_a_clear_message() {
 fn init_on_a_network_filesystem_creates_no_database() {
     let kb = TestKb::new();
     let other = kb.root.parent().unwrap().join("kb-on-nfs");
-    let output = assert_cmd::Command::cargo_bin("openkb")
-        .unwrap()
-        .env("HOME", &kb.home)
+    let output = kb
+        .bare()
         .env("OPENKB_FS_TYPE", "nfs")
-        .env_remove("OPENKB_NETWORK_FS")
         .args(["init", "--kb-dir"])
         .arg(&other)
         .output()
@@ -173,15 +169,7 @@ fn single_host_opt_in_uses_the_rollback_journal_and_the_pin_survives_a_local_ope
     let fs = findings(&json, "filesystem");
     assert_eq!(fs[0].0, "warning");
     assert!(fs[0].1.contains("single-host mode"), "{fs:?}");
-    assert_eq!(
-        kb.store()
-            .reader()
-            .unwrap()
-            .log_tail(None, Some("lint"))
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(kb.log_rows("lint"), 4);
 }
 
 #[test]

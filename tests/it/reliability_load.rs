@@ -3,12 +3,10 @@
 //! exactly once with its files, the log has exactly one row per reported ingest and remove,
 //! and the database is intact.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 
-use common::{Env, assert_consistent, stderr, stdout};
+use crate::harness::{Env, assert_consistent, stderr, stdout};
 
 const PROCESSES: usize = 8;
 const OPS_PER_PROCESS: usize = 20;

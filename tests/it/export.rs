@@ -1,14 +1,12 @@
 //! `openkb export`: the legacy hashes.json round trip and the JSON state export.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::*;
+use crate::harness::*;
 
 #[test]
 fn legacy_json_to_a_file_is_the_original_registry() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let original = std::fs::read(kb.join(".openkb/hashes.json")).unwrap();
     ok(&mut sb.openkb(&kb, &["migrate"]));
@@ -44,7 +42,7 @@ fn legacy_json_to_a_file_is_the_original_registry() {
 #[test]
 fn a_python_tool_round_trip_through_export_is_exact() {
     // Export, put the file back as hashes.json of a fresh copy, migrate that: same registry.
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     let exported = ok(&mut sb.openkb(&kb, &["export", "--legacy-json"])).stdout_bytes;
@@ -56,7 +54,7 @@ fn a_python_tool_round_trip_through_export_is_exact() {
 
 #[test]
 fn json_export_holds_documents_log_and_imports() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     ok(&mut sb.openkb(&kb, &["migrate"]));
     let state = json(&ok(&mut sb.openkb(&kb, &["export", "--json"])));
@@ -94,7 +92,7 @@ fn json_export_holds_documents_log_and_imports() {
 
 #[test]
 fn export_needs_a_format_and_a_migrated_kb() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("kb");
     let out = run(&mut sb.openkb(&kb, &["export"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
@@ -107,7 +105,7 @@ fn export_needs_a_format_and_a_migrated_kb() {
 
 #[test]
 fn a_fresh_kb_exports_an_empty_registry() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.path().join("new");
     ok(&mut sb.openkb(&kb, &["init"]));
     let out = ok(&mut sb.openkb(&kb, &["export", "--legacy-json"]));

@@ -2,12 +2,12 @@
 //! in docs/schemas/, `-q` and `-v`, per-file lines against the progress bar (through a pipe
 //! and through a pseudo-terminal), each documented exit code, shell completions and man pages.
 
-mod common;
+use crate::harness;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{Env, PythonLockHolder, Run, ok, run, stderr, stdout};
+use crate::harness::{Env, PythonLockHolder, Run, ok, run, stderr, stdout};
 use serde_json::Value;
 
 const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schemas");
@@ -250,7 +250,7 @@ fn every_json_output_matches_its_schema() {
 #[test]
 fn migrate_json_matches_its_schema_for_one_kb_and_for_all() {
     let env = Env::new();
-    common::copy_fixture_kb(&env.kb());
+    harness::copy_fixture_kb(&env.kb());
     let dry = valid(
         "migrate",
         &ok(&mut openkb(&env, &["migrate", "--dry-run", "--json"])),
@@ -458,7 +458,7 @@ fn quiet_drops_per_item_lines_of_compile_and_doctor_but_keeps_their_result() {
 /// a tty as for a person at a terminal; returns what the terminal showed.
 fn on_a_terminal(env: &Env, args: &[&str]) -> String {
     assert!(
-        Command::new("script").arg("--version").output().is_ok(),
+        harness::clean("script").arg("--version").output().is_ok(),
         "util-linux `script` is not installed: this test needs it for a pseudo-terminal"
     );
     let mut line = vec![
@@ -467,16 +467,10 @@ fn on_a_terminal(env: &Env, args: &[&str]) -> String {
         env.kb().to_string_lossy().into_owned(),
     ];
     line.extend(args.iter().map(|a| a.to_string()));
-    let quoted: Vec<String> = line
-        .iter()
-        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-        .collect();
-    let out = Command::new("script")
-        .args(["-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
-        .env("HOME", env.path().join("home"))
-        .env_remove("OPENKB_DIR")
+    let out = harness::clean("script")
+        .args(["-q", "-e", "-c", &harness::shell_line(&line), "/dev/null"])
+        .env("HOME", env.home())
         .env("TERM", "xterm")
-        .stdin(std::process::Stdio::null())
         .output()
         .expect("run script");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -592,14 +586,10 @@ fn each_documented_exit_code() {
     // 3: no usable KB (none there; a legacy KB that needs migrate).
     let nowhere = env.path().join("nowhere");
     std::fs::create_dir_all(&nowhere).unwrap();
-    let out = run(Command::new(env!("CARGO_BIN_EXE_openkb"))
-        .env("HOME", env.path().join("home-without-config"))
-        .env_remove("OPENKB_DIR")
-        .current_dir(&nowhere)
-        .arg("status"));
+    let out = run(harness::openkb(&env.path().join("home-without-config"), &nowhere).arg("status"));
     assert_eq!(out.code, 3, "{}", out.stderr);
     let legacy = Env::new();
-    common::copy_fixture_kb(&legacy.kb());
+    harness::copy_fixture_kb(&legacy.kb());
     let out = run(&mut openkb(&legacy, &["list"]));
     assert_eq!(out.code, 3, "{}", out.stderr);
     // 4: busy, another process holds the lock past OPENKB_LOCK_TIMEOUT; nothing changed.
@@ -707,7 +697,7 @@ fn completions_name_every_subcommand_and_parse_in_their_shell() {
         // is a broken machine, not a reason to pass.
         let file = env.path().join(format!("openkb.{shell}"));
         std::fs::write(&file, &script).unwrap();
-        let checked = Command::new(shell)
+        let checked = harness::clean(shell)
             .arg("-n")
             .arg(&file)
             .output()
@@ -742,7 +732,7 @@ fn man_pages_cover_the_tool_and_each_command() {
     // Rendered by man itself, where it is installed: no roff warnings.
     let file = env.path().join("openkb-add.1");
     std::fs::write(&file, &add).unwrap();
-    if let Ok(rendered) = Command::new("man")
+    if let Ok(rendered) = harness::clean("man")
         .args(["--warnings", "-l"])
         .arg(&file)
         .env("MANPAGER", "cat")

@@ -1,12 +1,11 @@
 //! Shared helpers of the doctor, lint and netfs tests: real KBs made by the real `openkb init`
 //! in temp folders, documents registered through the library, files written on disk.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use assert_cmd::Command;
-use openkb::state::{Document, Status, Store};
+use openkb::state::{Document, Queries, Status, Store};
 use sha2::{Digest, Sha256};
 
 pub struct TestKb {
@@ -41,17 +40,17 @@ impl TestKb {
         }
     }
 
-    /// `openkb --kb-dir <root>` with HOME in the temp folder and no filesystem overrides.
+    /// `openkb --kb-dir <root>` with HOME in the temp folder (and, like every command of the
+    /// harness, nothing else of the test's environment: no filesystem overrides).
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::cargo_bin("openkb").unwrap();
-        cmd.env("HOME", &self.home)
-            .env_remove("OPENKB_DIR")
-            .env_remove("OPENKB_FS_TYPE")
-            .env_remove("OPENKB_NETWORK_FS")
-            .env_remove("OPENKB_LOCK_TIMEOUT")
-            .arg("--kb-dir")
-            .arg(&self.root);
+        let mut cmd = self.bare();
+        cmd.arg("--kb-dir").arg(&self.root);
         cmd
+    }
+
+    /// `openkb` without `--kb-dir`, with the KB's HOME.
+    pub fn bare(&self) -> Command {
+        Command::from_std(super::openkb(&self.home, self._dir.path()))
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -123,15 +122,19 @@ impl TestKb {
         self.write_session().record(op, desc).unwrap();
     }
 
+    /// How many log rows of operation `op` state.db holds.
+    pub fn log_rows(&self, op: &str) -> usize {
+        self.store()
+            .reader()
+            .unwrap()
+            .log_tail(None, Some(op))
+            .unwrap()
+            .len()
+    }
+
     /// Files of `.openkb/` whose names start with `prefix`.
     pub fn openkb_files(&self, prefix: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.path(".openkb"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(prefix))
-            .collect();
-        names.sort();
-        names
+        super::names_starting_with(&self.path(".openkb"), prefix)
     }
 }
 
@@ -148,13 +151,7 @@ pub fn age_file(path: &Path, age: Duration) {
     file.set_modified(SystemTime::now() - age).unwrap();
 }
 
-pub fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-pub fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+pub use super::{stderr, stdout};
 
 /// `openkb doctor --json` parsed.
 pub fn doctor_json(kb: &TestKb, extra: &[&str]) -> (i32, serde_json::Value) {

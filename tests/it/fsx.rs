@@ -249,9 +249,8 @@ fn copy_hashing_copies_and_hashes_what_it_copied() {
 /// injected-error test would run against a binary that ignores the switches.
 #[test]
 fn the_binary_under_test_has_fault_injection() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_openkb"))
+    let out = crate::harness::clean(crate::harness::BIN)
         .arg("--version")
-        .env_clear()
         .output()
         .unwrap();
     let version = String::from_utf8_lossy(&out.stdout);
@@ -261,14 +260,8 @@ fn the_binary_under_test_has_fault_injection() {
     let dir = tempfile::tempdir().unwrap();
     let kb = dir.path().join("kb");
     let run = |args: &[&str], fault: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_openkb"));
-        cmd.env_clear()
-            .env("HOME", dir.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg("--kb-dir")
-            .arg(&kb)
-            .args(args)
-            .stdin(std::process::Stdio::null());
+        let mut cmd = crate::harness::openkb(dir.path(), dir.path());
+        cmd.arg("--kb-dir").arg(&kb).args(args);
         if let Some(fault) = fault {
             cmd.env("OPENKB_TEST_IO_FAULT", fault);
         }

@@ -1,17 +1,16 @@
 //! Every foundation command through the built binary, on temp KBs with HOME redirected.
 
-mod common;
+use crate::harness;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
 
-use common::{PythonLockHolder, Sandbox, open_store, stderr, stdout, text_doc};
+use crate::harness::{Background, Env, PythonLockHolder, open_store, stderr, stdout, text_doc};
 use openkb::state::Status;
 use predicates::prelude::*;
 
 #[test]
 fn init_creates_the_python_layout_and_registers_the_kb() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     for dir in [
         "raw",
@@ -54,8 +53,8 @@ fn init_creates_the_python_layout_and_registers_the_kb() {
 
 #[test]
 fn init_takes_model_and_language_and_validates_them() {
-    let sb = Sandbox::new();
-    sb.assert_cmd()
+    let sb = Env::new();
+    sb.assert_bare()
         .args([
             "--kb-dir",
             "kb",
@@ -75,12 +74,12 @@ fn init_takes_model_and_language_and_validates_them() {
         config,
         "language: de\nmodel: anthropic/claude\npageindex_threshold: 20\n"
     );
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["--kb-dir", "bad", "init", "--model", "a\nb"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("control characters"));
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["--kb-dir", "bad", "init", "--language"])
         .arg("x".repeat(51))
         .assert()
@@ -91,10 +90,10 @@ fn init_takes_model_and_language_and_validates_them() {
 
 #[test]
 fn init_refuses_an_existing_kb_and_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     std::fs::write(kb.join(".openkb/config.yaml"), "model: mine\n").unwrap();
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&kb)
         .arg("init")
         .assert()
@@ -108,15 +107,9 @@ fn init_refuses_an_existing_kb_and_changes_nothing() {
 
 #[test]
 fn init_files_follow_the_umask() {
-    let sb = Sandbox::new();
-    let out = std::process::Command::new("sh")
-        .env("HOME", sb.home())
-        .current_dir(sb.path())
-        .arg("-c")
-        .arg(format!(
-            "umask 027 && exec '{}' --kb-dir kb2 init",
-            common::BIN
-        ))
+    let sb = Env::new();
+    let out = harness::openkb_with_umask("027", &sb.home(), sb.path())
+        .args(["--kb-dir", "kb2", "init"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -132,10 +125,10 @@ fn init_files_follow_the_umask() {
 
 #[test]
 fn discovery_walks_up_from_the_working_directory() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let deep = kb.join("wiki/concepts");
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&deep)
         .arg("status")
         .assert()
@@ -146,7 +139,7 @@ fn discovery_walks_up_from_the_working_directory() {
         )));
     // OPENKB_DIR wins over the working directory.
     let other = sb.init_kb("other");
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&deep)
         .env("OPENKB_DIR", &other)
         .arg("status")
@@ -160,14 +153,14 @@ fn discovery_walks_up_from_the_working_directory() {
 
 #[test]
 fn use_sets_the_default_kb_used_outside_any_kb() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let first = sb.init_kb("first");
     let second = sb.init_kb("second");
     let outside = sb.path().join("elsewhere");
     std::fs::create_dir(&outside).unwrap();
     let status_from_outside = || {
         let out = sb
-            .cmd()
+            .bare(sb.path())
             .current_dir(&outside)
             .arg("status")
             .output()
@@ -179,7 +172,7 @@ fn use_sets_the_default_kb_used_outside_any_kb() {
         status_from_outside(),
         format!("Knowledge base: {}", second.display())
     );
-    sb.assert_cmd()
+    sb.assert_bare()
         .arg("use")
         .arg(&first)
         .assert()
@@ -195,7 +188,7 @@ fn use_sets_the_default_kb_used_outside_any_kb() {
         2,
         "{global}"
     );
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["use", "elsewhere"])
         .assert()
         .code(3)
@@ -204,12 +197,12 @@ fn use_sets_the_default_kb_used_outside_any_kb() {
 
 #[test]
 fn use_keeps_unknown_global_keys_and_refuses_malformed_yaml() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let global = sb.global_yaml();
     let text = std::fs::read_to_string(&global).unwrap();
     std::fs::write(&global, format!("{text}kb_aliases:\n  main: /x\n")).unwrap();
-    sb.assert_cmd().arg("use").arg(&kb).assert().success();
+    sb.assert_bare().arg("use").arg(&kb).assert().success();
     assert!(
         std::fs::read_to_string(&global)
             .unwrap()
@@ -218,7 +211,7 @@ fn use_keeps_unknown_global_keys_and_refuses_malformed_yaml() {
 
     let broken = "default_kb: [unclosed\nknown_kbs: 3\n";
     std::fs::write(&global, broken).unwrap();
-    sb.assert_cmd()
+    sb.assert_bare()
         .arg("use")
         .arg(&kb)
         .assert()
@@ -234,8 +227,8 @@ fn use_keeps_unknown_global_keys_and_refuses_malformed_yaml() {
 
 #[test]
 fn no_kb_anywhere_suggests_init() {
-    let sb = Sandbox::new();
-    sb.assert_cmd()
+    let sb = Env::new();
+    sb.assert_bare()
         .arg("list")
         .assert()
         .code(3)
@@ -245,16 +238,16 @@ fn no_kb_anywhere_suggests_init() {
 
 #[test]
 fn kb_dir_pointing_at_a_file_or_nowhere_is_explained() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     std::fs::write(sb.path().join("file.txt"), "x").unwrap();
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["--kb-dir", "file.txt", "status"])
         .assert()
         .code(3)
         .stderr(predicate::str::contains(
             "file.txt: is a file, not a folder",
         ));
-    sb.assert_cmd()
+    sb.assert_bare()
         .args(["--kb-dir", "missing", "status"])
         .assert()
         .code(3)
@@ -263,7 +256,7 @@ fn kb_dir_pointing_at_a_file_or_nowhere_is_explained() {
 
 #[test]
 fn a_legacy_kb_is_refused_by_every_command_and_no_state_db_appears() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.path().join("legacy");
     std::fs::create_dir_all(kb.join(".openkb")).unwrap();
     std::fs::write(
@@ -275,7 +268,7 @@ fn a_legacy_kb_is_refused_by_every_command_and_no_state_db_appears() {
     )
     .unwrap();
     for args in [&["list"][..], &["status"], &["log"], &["list", "--json"]] {
-        sb.assert_cmd()
+        sb.assert_bare()
             .current_dir(&kb)
             .args(args)
             .assert()
@@ -288,34 +281,39 @@ fn a_legacy_kb_is_refused_by_every_command_and_no_state_db_appears() {
 
 #[test]
 fn list_shows_registry_order_with_status() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&kb)
         .arg("list")
         .assert()
         .success()
         .stdout(predicate::str::contains("No documents registered"));
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&kb)
         .args(["list", "--json"])
         .assert()
         .success()
         .stdout("{\n  \"format_version\": 1,\n  \"documents\": []\n}\n");
-    common::write_session(&kb)
+    harness::write_session(&kb)
         .write(|tx| {
             tx.upsert_document(&text_doc(3, "zeta"))?;
             tx.upsert_document(&text_doc(1, "alpha"))?;
             tx.upsert_document(&openkb::state::Document {
                 name: Some("Legacy Paper 0.md".into()),
                 doc_type: Some("md".into()),
-                ..openkb::state::Document::new(common::hash_of(2))
+                ..openkb::state::Document::new(harness::hash_of(2))
             })?;
-            tx.set_status(&common::hash_of(1), Status::Compiled, None)?;
+            tx.set_status(&harness::hash_of(1), Status::Compiled, None)?;
             Ok(())
         })
         .unwrap();
-    let out = sb.cmd().current_dir(&kb).arg("list").output().unwrap();
+    let out = sb
+        .bare(sb.path())
+        .current_dir(&kb)
+        .arg("list")
+        .output()
+        .unwrap();
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("NAME"), "{text}");
@@ -334,7 +332,7 @@ fn list_shows_registry_order_with_status() {
     assert_eq!(lines[4], "3 document(s)");
 
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .args(["list", "--json"])
         .output()
@@ -355,23 +353,28 @@ fn list_shows_registry_order_with_status() {
 
 #[test]
 fn status_reports_counts_files_and_state() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     std::fs::write(kb.join("raw/a.md"), "a").unwrap();
     std::fs::create_dir(kb.join("raw/sub")).unwrap();
     std::fs::write(kb.join("raw/sub/b.pdf"), "b").unwrap();
     std::fs::write(kb.join("raw/.hidden"), "h").unwrap();
     std::fs::write(kb.join("wiki/summaries/a.md"), "s").unwrap();
-    common::write_session(&kb)
+    harness::write_session(&kb)
         .write(|tx| {
             tx.upsert_document(&text_doc(1, "a"))?;
             tx.upsert_document(&text_doc(2, "b"))?;
-            tx.set_status(&common::hash_of(2), Status::Failed, Some("boom"))?;
+            tx.set_status(&harness::hash_of(2), Status::Failed, Some("boom"))?;
             tx.append_log("ingest", "a.md")?;
             tx.append_log("lint", "report → lint_20260101_000000.md")
         })
         .unwrap();
-    let out = sb.cmd().current_dir(&kb).arg("status").output().unwrap();
+    let out = sb
+        .bare(sb.path())
+        .current_dir(&kb)
+        .arg("status")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = stdout(&out);
     assert!(text.starts_with(&format!("Knowledge base: {}\n", kb.display())));
@@ -394,7 +397,7 @@ fn status_reports_counts_files_and_state() {
     );
 
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .args(["status", "--json"])
         .output()
@@ -408,9 +411,9 @@ fn status_reports_counts_files_and_state() {
 
 #[test]
 fn log_shows_newest_last_with_limit_and_filter() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
-    let session = common::write_session(&kb);
+    let session = harness::write_session(&kb);
     for i in 0..30 {
         let op = if i % 3 == 0 { "query" } else { "ingest" };
         session.record(op, &format!("entry {i}")).unwrap();
@@ -425,14 +428,19 @@ fn log_shows_newest_last_with_limit_and_filter() {
     );
     assert!(log_md.ends_with("] ingest | entry 29\n\n"));
 
-    let out = sb.cmd().current_dir(&kb).arg("log").output().unwrap();
+    let out = sb
+        .bare(sb.path())
+        .current_dir(&kb)
+        .arg("log")
+        .output()
+        .unwrap();
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 20, "default is the newest 20");
     assert!(lines[19].ends_with("ingest | entry 29"));
     assert!(lines[0].ends_with("entry 10"));
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .args(["log", "-n", "3", "--op", "query"])
         .output()
@@ -443,7 +451,7 @@ fn log_shows_newest_last_with_limit_and_filter() {
     assert!(lines.iter().all(|l| l.contains("] query | ")));
     assert!(lines[2].ends_with("entry 27"));
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .args(["log", "--all", "--json"])
         .output()
@@ -455,18 +463,16 @@ fn log_shows_newest_last_with_limit_and_filter() {
 
 #[test]
 fn a_python_lock_holder_makes_commands_wait_then_time_out() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let holder = PythonLockHolder::hold(&kb.join(".openkb/ingest.lock"), true);
-    let started = Instant::now();
     let out = sb
-        .cmd()
+        .bare(sb.path())
         .current_dir(&kb)
         .env("OPENKB_LOCK_TIMEOUT", "0.5")
         .arg("status")
         .output()
         .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(500));
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     let err = stderr(&out);
     assert!(
@@ -475,23 +481,33 @@ fn a_python_lock_holder_makes_commands_wait_then_time_out() {
     );
     assert!(err.contains("timed out after 0.5s"), "{err}");
 
-    // Without a timeout the command waits and then succeeds once the holder is gone.
-    let waiter = sb
-        .cmd()
-        .current_dir(&kb)
-        .arg("status")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    holder.release();
-    let out = waiter.wait_with_output().unwrap();
-    assert!(out.status.success());
+    // With a timeout it would not reach, and without one, the command waits (it says so and
+    // is still running while the lock is held) and succeeds once the holder is gone.
+    let mut holder = Some(holder);
+    for timeout in [Some("600"), None] {
+        let held = holder
+            .take()
+            .unwrap_or_else(|| PythonLockHolder::hold(&kb.join(".openkb/ingest.lock"), true));
+        let mut cmd = sb.bare(sb.path());
+        cmd.current_dir(&kb).arg("status");
+        if let Some(seconds) = timeout {
+            cmd.env("OPENKB_LOCK_TIMEOUT", seconds);
+        }
+        let mut waiter = Background::start(&mut cmd);
+        waiter.wait_for_stderr("waiting for another openkb process on");
+        assert!(
+            waiter.is_running(),
+            "timeout {timeout:?}: went on while held"
+        );
+        held.release();
+        let (status, _, err) = waiter.finish();
+        assert!(status.success(), "timeout {timeout:?}: {err}");
+    }
 }
 
 #[test]
 fn a_bad_setting_is_reported_by_every_command() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     // Settings are read once, before the command runs: a read command, a write command and one
     // that needs no KB all refuse the same way, and nothing is written.
@@ -513,7 +529,7 @@ fn a_bad_setting_is_reported_by_every_command() {
         ),
     ] {
         for args in [&["list"][..], &["add", "raw"], &["kbs"]] {
-            sb.assert_cmd()
+            sb.assert_bare()
                 .current_dir(&kb)
                 .env(name, value)
                 .args(args)
@@ -528,11 +544,11 @@ fn a_bad_setting_is_reported_by_every_command() {
 
 #[test]
 fn a_state_db_that_is_not_a_database_is_reported_not_replaced() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let db = kb.join(".openkb/state.db");
     std::fs::write(&db, vec![7u8; 4096]).unwrap();
-    sb.assert_cmd()
+    sb.assert_bare()
         .current_dir(&kb)
         .arg("list")
         .assert()
@@ -545,32 +561,32 @@ fn a_state_db_that_is_not_a_database_is_reported_not_replaced() {
 
 #[test]
 fn version_and_help_on_every_command() {
-    let sb = Sandbox::new();
-    sb.assert_cmd()
+    let sb = Env::new();
+    sb.assert_bare()
         .arg("--version")
         .assert()
         .success()
         .stdout(predicate::str::starts_with("openkb "));
-    sb.assert_cmd()
+    sb.assert_bare()
         .arg("--help")
         .assert()
         .success()
         .stdout(predicate::str::contains("Exit codes"));
     for command in ["init", "use", "list", "status", "log"] {
-        sb.assert_cmd()
+        sb.assert_bare()
             .args([command, "--help"])
             .assert()
             .success()
             .stdout(predicate::str::contains("Usage: openkb"));
     }
-    sb.assert_cmd().arg("frobnicate").assert().code(2);
+    sb.assert_bare().arg("frobnicate").assert().code(2);
 }
 
 /// What a killed `init` of an older build could leave: config written, `state.db` created but
 /// empty (0 bytes) or holding only a SQLite header. The next `init` finishes the KB.
 #[test]
 fn init_finishes_a_kb_whose_state_db_a_killed_init_left_empty() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     for leftover in ["zero bytes", "header only"] {
         let kb = sb.init_kb(&leftover.replace(' ', "-"));
         let db = kb.join(".openkb/state.db");
@@ -606,7 +622,7 @@ fn init_finishes_a_kb_whose_state_db_a_killed_init_left_empty() {
 /// init, which builds its own and links it in.
 #[test]
 fn init_removes_the_temp_database_of_a_killed_init() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.init_kb("kb");
     let db = kb.join(".openkb/state.db");
     let temp = kb.join(".openkb/state.db.init-999999999");
@@ -631,7 +647,7 @@ fn init_removes_the_temp_database_of_a_killed_init() {
 /// beside the unmigrated hashes.json (every document would look new), and says to migrate.
 #[test]
 fn init_never_creates_state_db_beside_an_unmigrated_hashes_json() {
-    let sb = Sandbox::new();
+    let sb = Env::new();
     let kb = sb.fixture_kb("legacy");
     std::fs::remove_file(kb.join(".openkb/config.yaml")).ok();
     assert!(!kb.join(".openkb/state.db").exists());

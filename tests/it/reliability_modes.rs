@@ -1,12 +1,12 @@
 //! File modes: files openkb rewrites keep their mode; files it creates follow the umask.
 
-mod common;
+use crate::harness;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{Env, stderr};
+use crate::harness::{Env, stderr};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -22,19 +22,12 @@ fn set_mode(path: &Path, mode: u32) {
 
 /// `openkb --kb-dir <kb> args` run by `sh -c 'umask <umask>; exec openkb ...'`.
 fn run_with_umask(env: &Env, umask: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!("umask {umask}; exec \"$@\""))
-        .arg("sh")
-        .arg(common::BIN)
+    let out = harness::openkb_with_umask(umask, &env.home(), env.path())
         .arg("--kb-dir")
         .arg(env.kb())
         .args(args)
-        .env("HOME", env.path().join("home"))
-        .env_remove("OPENKB_DIR")
-        .env_remove("OPENKB_LOCK_TIMEOUT")
-        .current_dir(env.path());
-    let out = cmd.output().expect("sh");
+        .output()
+        .expect("sh");
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     out
 }
@@ -109,8 +102,8 @@ fn rewritten_files_keep_their_mode() {
 
     // use rewrites global.yaml.
     let other = env.path().join("other");
-    let out = Command::new(common::BIN)
-        .env("HOME", env.path().join("home"))
+    let out = env
+        .bare(env.path())
         .arg("--kb-dir")
         .arg(&other)
         .args(["init", "-m", "m", "-l", "en"])

@@ -1,43 +1,18 @@
 //! Bad input: each case gets a clear error (naming the file and the problem) and changes
 //! nothing (the KB's files and state.db rows are compared before and after).
 
-mod common;
+use crate::harness;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Instant;
 
-use common::{Env, kb_snapshot, stderr, stdout, tree_snapshot};
+use crate::harness::{Env, kb_snapshot, output_bounded, stderr, stdout, tree_snapshot};
 
 /// `openkb` with the env's HOME, no `--kb-dir`, run in `cwd`.
 fn bare_cmd(env: &Env, cwd: &Path) -> Command {
-    let mut cmd = Command::new(common::BIN);
-    cmd.env("HOME", env.path().join("home"))
-        .env_remove("OPENKB_DIR")
-        .env_remove("OPENKB_LOCK_TIMEOUT")
-        .current_dir(cwd)
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// Run with a deadline: a command that hangs on bad input is a failure, not a stuck CI job.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let started = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if started.elapsed() > limit {
-            child.kill().expect("kill");
-            let out = child.wait_with_output().expect("wait");
-            panic!("hung for {limit:?}: {}{}", stdout(&out), stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    env.bare(cwd)
 }
 
 fn assert_fails_naming(out: &Output, needles: &[&str]) {
@@ -174,7 +149,7 @@ fn a_file_name_that_is_not_utf8_is_reported_and_not_added() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(raw, vec![std::ffi::OsString::from("good.md")]);
-    common::assert_consistent(&env);
+    harness::assert_consistent(&env);
 }
 
 #[test]
@@ -191,7 +166,7 @@ fn a_pipe_is_skipped_not_waited_on() {
     // Named on the command line, a pipe would block `add` forever on open.
     let mut cmd = env.cmd();
     cmd.arg("add").arg(&fifo);
-    let out = run_bounded(cmd, Duration::from_secs(20));
+    let out = output_bounded(&mut cmd);
     assert!(
         stderr(&out).contains("pipe.md") && stderr(&out).contains("not a regular file"),
         "{}",
@@ -200,7 +175,7 @@ fn a_pipe_is_skipped_not_waited_on() {
     assert_eq!(kb_snapshot(&env.kb()), before, "nothing changed");
     let mut cmd = env.cmd();
     cmd.arg("add").arg(&folder);
-    let out = run_bounded(cmd, Duration::from_secs(20));
+    let out = output_bounded(&mut cmd);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(env.docs().len(), 1);
 }
@@ -278,7 +253,7 @@ fn a_file_that_shrinks_while_it_is_hashed() {
                 outcomes.push(format!("{delay:?}: reported as changed"));
             }
         }
-        common::assert_consistent(&env);
+        harness::assert_consistent(&env);
     }
     eprintln!(
         "shrinking file ({full:?} untouched): {whole} added whole, {short} added truncated, \
@@ -308,7 +283,7 @@ fn unreadable_files_are_reported_and_the_rest_added() {
         stderr(&out)
     );
     assert_eq!(env.docs().len(), 1);
-    common::assert_consistent(&env);
+    harness::assert_consistent(&env);
 }
 
 #[test]
@@ -321,17 +296,17 @@ fn a_symlink_loop_in_a_folder_add_terminates() {
     std::os::unix::fs::symlink("a.md", folder.join("b.md")).expect("link");
     let mut cmd = env.cmd();
     cmd.arg("add").arg(&folder);
-    let out = run_bounded(cmd, Duration::from_secs(30));
+    let out = output_bounded(&mut cmd);
     assert!(out.status.code().is_some(), "exited");
     assert_eq!(env.docs().len(), 1, "{}{}", stdout(&out), stderr(&out));
     // The file loop, named directly: an error naming it, nothing added.
     let before = kb_snapshot(&env.kb());
     let mut cmd = env.cmd();
     cmd.arg("add").arg(folder.join("a.md"));
-    let out = run_bounded(cmd, Duration::from_secs(30));
+    let out = output_bounded(&mut cmd);
     assert_fails_naming(&out, &["a.md"]);
     assert_eq!(kb_snapshot(&env.kb()), before);
-    common::assert_consistent(&env);
+    harness::assert_consistent(&env);
 }
 
 #[test]

@@ -1,13 +1,13 @@
 //! `openkb add`: files, folders, dedupe, doc_names, concurrency and the lock.
 
-mod common;
+use crate::harness;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use common::{Env, assert_consistent, make_files, stderr, stdout};
+use crate::harness::{
+    Background, Env, PythonLockHolder, assert_consistent, make_files, stderr, stdout,
+};
 use openkb::state::Status;
 
 #[test]
@@ -178,70 +178,45 @@ fn concurrent_adds_register_every_file_exactly_once() {
     assert_consistent(&env);
 }
 
-/// A python3 child holding `fcntl.flock` on ingest.lock, as the Python tool does. Returns
-/// once the lock is held.
-fn hold_lock(env: &Env, seconds: f64) -> std::process::Child {
-    let script = format!(
-        "import fcntl, sys, time\n\
-         f = open({:?}, 'a+')\n\
-         fcntl.flock(f, fcntl.LOCK_EX)\n\
-         print('locked', flush=True)\n\
-         time.sleep({seconds})\n",
-        env.kb().join(".openkb/ingest.lock").to_str().unwrap()
-    );
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "locked");
-    child
-}
-
 #[test]
 fn a_held_lock_makes_add_wait_and_the_timeout_ends_it_clearly() {
     let env = Env::with_kb();
     env.write("in/doc.md", "doc\n");
-    let mut holder = hold_lock(&env, 30.0);
-    let started = Instant::now();
+    let lock = env.kb().join(".openkb/ingest.lock");
+    let holder = PythonLockHolder::hold(&lock, true);
     let out = env
         .cmd()
         .env("OPENKB_LOCK_TIMEOUT", "1")
         .args(["add", "in"])
         .output()
         .unwrap();
-    let waited = started.elapsed();
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    holder.release();
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("waiting for another openkb process"), "{err}");
     assert!(err.contains("timed out after 1s"), "{err}");
     assert!(err.contains("OPENKB_LOCK_TIMEOUT"), "{err}");
-    assert!(waited >= Duration::from_millis(900), "{waited:?}");
     assert!(env.docs().is_empty());
     assert_consistent(&env);
 
-    // Without a timeout, add waits for the holder and then completes.
-    let holder = hold_lock(&env, 1.5);
-    let started = Instant::now();
-    let out = env.run(&["add", "in"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(started.elapsed() >= Duration::from_millis(1000));
+    // Without a timeout, add waits for the holder (it says so and is still running, the
+    // lock being held) and then completes.
+    let holder = PythonLockHolder::hold(&lock, true);
+    let mut add = Background::start(env.cmd().args(["add", "in"]));
+    add.wait_for_stderr("waiting for another openkb process");
+    assert!(add.is_running(), "add went on while the lock was held");
+    assert!(env.docs().is_empty());
+    holder.release();
+    let (status, _, err) = add.finish();
+    assert!(status.success(), "{err}");
     assert_eq!(env.docs().len(), 1);
-    let _ = holder.wait_with_output();
     assert_consistent(&env);
 }
 
 #[test]
 fn doc_names_follow_the_python_rules_on_a_legacy_kb() {
     let env = Env::new();
-    common::legacy_kb(&env);
+    harness::legacy_kb(&env);
     let before = env.docs().len();
     // Era A entry {name, type}: a new version of the same file takes its name and replaces
     // it (legacy convergence: one entry, not two).

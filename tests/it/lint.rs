@@ -1,9 +1,7 @@
 //! `openkb lint` on real KBs: what it finds, the report and log row it writes, and what
 //! `--fix` rewrites.
 
-mod doctor_support;
-
-use doctor_support::*;
+use crate::harness::testkb::*;
 use openkb::state::Queries;
 
 fn reports(kb: &TestKb) -> Vec<String> {
@@ -190,15 +188,7 @@ fn fix_turns_broken_links_into_plain_text_and_keeps_the_rest() {
         kb.read(&format!("wiki/reports/{}", first[0]))
             .contains("(fixed: now plain text)")
     );
-    assert_eq!(
-        kb.store()
-            .reader()
-            .unwrap()
-            .log_tail(None, Some("lint"))
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(kb.log_rows("lint"), 2);
 }
 
 #[test]
