@@ -900,7 +900,18 @@ mod reliability {
         holder.child.kill().expect("SIGKILL");
         holder.child.wait().expect("wait");
 
-        let out = team.ok(Host::B, &["add", other.to_str().unwrap()]);
+        // The dead holder's session, and with it the lock, is gone by the time the other host
+        // asks: a bounded wait proves it (exit 4 if the lock were still held).
+        let out = team
+            .cmd(Host::B, &["add", other.to_str().unwrap()])
+            .env("OPENKB_LOCK_TIMEOUT", "10")
+            .output()
+            .expect("run openkb");
+        assert!(
+            out.status.success(),
+            "the other host got in: {}",
+            text(&out)
+        );
         assert!(
             stderr(&out).contains("rolled back"),
             "recovery says what it did: {}",
