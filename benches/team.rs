@@ -138,7 +138,10 @@ fn write_legacy_kb(kb: &Path, n: u64) {
 fn register_latencies(kb: &Path, state_env: &StateEnv, n: u64) -> Vec<Duration> {
     let session = openkb::Kb::at(kb)
         .expect("kb")
-        .with_state_env(state_env.clone())
+        .with_settings(openkb::settings::Settings {
+            state: state_env.clone(),
+            ..openkb::settings::Settings::default()
+        })
         .write_session()
         .expect("write session");
     let mut latencies: Vec<Duration> = (n..n + REGISTRATIONS)
