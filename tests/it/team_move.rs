@@ -5,7 +5,7 @@
 
 use std::process::Output;
 
-use crate::harness::{Env, legacy_kb, stderr, stdout};
+use crate::harness::{Env, legacy_kb, names_starting_with, stderr, stdout};
 use crate::pg_server;
 use openkb::state::Queries;
 
@@ -88,13 +88,7 @@ impl TeamEnv {
 
     /// Files in .openkb/ whose names start with `prefix`.
     fn openkb_files(&self, prefix: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.env.kb().join(".openkb"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(prefix))
-            .collect();
-        names.sort();
-        names
+        names_starting_with(&self.env.kb().join(".openkb"), prefix)
     }
 
     /// `export --json` (without the time it was made) and `export --legacy-json`, as text.

@@ -117,26 +117,8 @@ const DOCUMENT_COLUMNS: &str = "hash, name, doc_name, type, path, raw_path, sour
 fn document(location: &Location, row: &Row) -> Result<Document> {
     let g = |c: &str| get::<Option<String>>(location, row, c);
     let extra_text: String = get(location, row, "extra")?;
-    let extra = if extra_text == "{}" {
-        Map::new()
-    } else {
-        match serde_json::from_str::<Value>(&extra_text) {
-            Ok(Value::Object(map)) => map,
-            _ => {
-                return Err(bad_row(
-                    location,
-                    format!("extra is not a JSON object: {extra_text}"),
-                ));
-            }
-        }
-    };
-    let key_order = match g("key_order")? {
-        None => None,
-        Some(text) => Some(
-            serde_json::from_str::<Vec<String>>(&text)
-                .map_err(|e| bad_row(location, format!("key_order: {e}")))?,
-        ),
-    };
+    let (extra, key_order) = Document::legacy_from_json(&extra_text, g("key_order")?.as_deref())
+        .map_err(|(column, what)| bad_row(location, format!("{column}: {what}")))?;
     let status: String = get(location, row, "status")?;
     Ok(Document {
         hash: get(location, row, "hash")?,
@@ -246,7 +228,7 @@ pub fn counts(q: &(impl Sql + ?Sized)) -> Result<StatusCounts> {
 /// takes the next position. (Hash shape and `doc_name` ownership were checked by `WriteTx`;
 /// the constraints refuse what slips past.)
 pub fn upsert_document(q: &(impl Sql + ?Sized), doc: &Document, now: &str) -> Result<()> {
-    let (extra, key_order) = json_columns(doc);
+    let (extra, key_order) = doc.legacy_json();
     let sql = "INSERT INTO documents (hash, name, doc_name, type, path, raw_path, source_path,
              doc_id, origin, pages, extra, key_order, name_key, status, error, created_at,
              updated_at)
@@ -305,7 +287,7 @@ pub fn insert_documents(q: &(impl Sql + ?Sized), docs: &[Document], how: Insert<
     let text = |f: fn(&Document) -> Option<String>| docs.iter().map(f).collect::<Vec<_>>();
     let hashes: Vec<String> = docs.iter().map(|d| d.hash.clone()).collect();
     let (extras, key_orders): (Vec<String>, Vec<Option<String>>) =
-        docs.iter().map(json_columns).unzip();
+        docs.iter().map(Document::legacy_json).unzip();
     let name_keys: Vec<String> = docs.iter().map(Document::name_key).collect();
     let statuses: Vec<String> = docs.iter().map(|d| d.status.as_str().to_owned()).collect();
     let pages: Vec<Option<i64>> = docs.iter().map(|d| d.pages).collect();
@@ -386,20 +368,6 @@ pub fn insert_documents(q: &(impl Sql + ?Sized), docs: &[Document], how: Insert<
         ],
     )
     .map(drop)
-}
-
-/// `extra` and `key_order` as the JSON text stored.
-fn json_columns(doc: &Document) -> (String, Option<String>) {
-    let extra = if doc.extra.is_empty() {
-        "{}".to_owned()
-    } else {
-        Value::Object(doc.extra.clone()).to_string()
-    };
-    let key_order = doc
-        .key_order
-        .as_ref()
-        .map(|k| Value::from(k.clone()).to_string());
-    (extra, key_order)
 }
 
 pub fn set_status(
