@@ -3,7 +3,7 @@
 //! cleared environment, a temp HOME, the built binary on temp KBs).
 
 mod harness;
-/// The test PostgreSQL server (one per run of this binary), for the team-mode tests.
+/// The test PostgreSQL server (one for this binary) of the team-mode tests.
 #[path = "../support/pg_server.rs"]
 mod pg_server;
 
@@ -32,5 +32,6 @@ mod reliability_modes;
 mod remove;
 mod schema;
 mod sessions;
+mod team_lock;
 mod team_move;
 mod watch;

@@ -8,18 +8,12 @@
 //! Both "hosts" set `OPENKB_FS_TYPE=nfs`, so openkb skips the flock and the PostgreSQL lock
 //! alone excludes them.
 
-mod common;
-#[path = "support/pg_server.rs"]
-mod pg_server;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-/// A guard against a hang: never reached by a working openkb.
-const HANG: Duration = Duration::from_secs(120);
+use crate::harness::{self, PythonLockHolder, clean, stderr, stdout, wait_output};
+use crate::pg_server;
 
 /// A temp folder with its own HOME and a team KB at `<tmp>/kb` whose state is in the test
 /// server.
@@ -58,21 +52,9 @@ impl Team {
 
     /// [`Team::cmd`] without `--kb-dir`.
     fn member(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openkb"));
-        cmd.env("HOME", self.path().join("home"))
-            .env("OPENKB_STATE_URL", &self.url)
-            .env("OPENKB_FS_TYPE", "nfs")
-            .env_remove("OPENKB_DIR")
-            .env_remove("OPENKB_LOCK_TIMEOUT")
-            .env_remove("OPENKB_HOOK_LOCK")
-            .env_remove("PGHOST")
-            .env_remove("PGPORT")
-            .env_remove("PGUSER")
-            .env_remove("PGPASSWORD")
-            .env_remove("PGDATABASE")
-            .env_remove("PGPASSFILE")
-            .current_dir(self.path())
-            .stdin(Stdio::null());
+        let mut cmd = harness::openkb(&self.path().join("home"), self.path());
+        cmd.env("OPENKB_STATE_URL", &self.url)
+            .env("OPENKB_FS_TYPE", "nfs");
         cmd
     }
 
@@ -126,7 +108,7 @@ impl Team {
         let ready = self.path().join("ready.fifo");
         let go = self.path().join("go.fifo");
         for fifo in [&ready, &go] {
-            let made = Command::new("mkfifo").arg(fifo).status().unwrap();
+            let made = clean("mkfifo").arg(fifo).status().unwrap();
             assert!(made.success());
         }
         let child = self
@@ -176,7 +158,7 @@ impl Holder {
         {
             let _ = writeln!(go, "go");
         }
-        wait_bounded(self.child.take().unwrap())
+        wait_output(self.child.take().unwrap())
     }
 
     /// SIGKILL the command (its hook is ended by the guard's drop).
@@ -200,24 +182,6 @@ impl Drop for Holder {
             let _ = child.wait();
         }
     }
-}
-
-fn wait_bounded(child: Child) -> Output {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(HANG)
-        .expect("openkb did not return")
-        .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -377,7 +341,7 @@ fn a_second_process_waits_says_why_and_gives_up_with_exit_4() {
         .unwrap();
     let held = holder.release();
     assert!(held.status.success(), "{}", stderr(&held));
-    let waited = wait_bounded(waiter);
+    let waited = wait_output(waiter);
     assert!(waited.status.success(), "{}", stderr(&waited));
     assert_eq!(team.status_of("a"), "compiled");
     assert_eq!(team.status_of("b"), "pending");
@@ -463,7 +427,7 @@ fn an_openkb_run_by_the_compile_hook_refuses_at_once_instead_of_waiting_for_its_
 fn the_flock_is_still_taken_where_it_works_and_skipped_on_a_network_filesystem() {
     let team = Team::new();
     // The Python tool knows only the flock: on a local disk a team KB still respects it.
-    let python = common::PythonLockHolder::hold(&team.kb().join(".openkb/ingest.lock"), true);
+    let python = PythonLockHolder::hold(&team.kb().join(".openkb/ingest.lock"), true);
     let doc = team.write("a.md", "alpha\n");
     let out = team
         .cmd()
