@@ -30,6 +30,7 @@ mod tests;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -126,6 +127,10 @@ pub struct PgStore {
     /// [`PgStore::location`], made once.
     location_text: String,
     pool: r2d2::Pool<CachingManager>,
+    /// The connection `open` checked the schema on, lent to readers and writers before the
+    /// pool is asked for one: a command's first statements cost no second connection (each is
+    /// a server process forked and authenticated, the largest cost of a short command).
+    spare: Arc<Mutex<Option<Conn>>>,
     schema_version: i64,
     too_new: bool,
     /// How long a write transaction waits for another writer of this KB before it is
@@ -164,7 +169,6 @@ impl PgStore {
             Ok(migrated) => migrated.to,
             Err(refusal) => return Err(location.refused(refusal, kb_id)),
         };
-        drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(4)
             .min_idle(Some(0))
@@ -178,6 +182,10 @@ impl PgStore {
             location_text: location.text.clone(),
             schema,
             pool,
+            spare: Arc::new(Mutex::new(Some(Conn {
+                client: first,
+                statements: Statements::default(),
+            }))),
             schema_version,
             too_new: schema_version > schema::latest_version(),
             busy_timeout: BUSY_TIMEOUT,
@@ -246,9 +254,8 @@ impl PgStore {
     /// configured for it, so nothing can be written there and lost.
     pub fn retire(&self, suffix: &str) -> Result<String> {
         let aside = format!("{}_moved_{suffix}", self.schema);
-        let mut client = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
-        client
-            .client
+        let mut conn = self.connection()?;
+        conn.client
             .batch_execute(&format!("ALTER SCHEMA {} RENAME TO {aside}", self.schema))
             .map_err(|e| self.loc().error(e))?;
         Ok(aside)
@@ -296,11 +303,23 @@ impl PgStore {
 
     /// A pooled connection for reading.
     pub fn reader(&self) -> Result<PgReader> {
-        let conn = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
         Ok(PgReader {
-            conn: RefCell::new(conn),
+            conn: RefCell::new(self.connection()?),
             location: self.loc(),
         })
+    }
+
+    /// The spare connection when it is free and alive, else one from the pool.
+    fn connection(&self) -> Result<Lent> {
+        let spare = self.spare.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(conn) = spare.filter(|c| !c.client.is_closed()) {
+            return Ok(Lent::Spare {
+                conn: Some(conn),
+                home: Arc::clone(&self.spare),
+            });
+        }
+        let pooled = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
+        Ok(Lent::Pooled(pooled))
     }
 
     /// Run `body` in one READ COMMITTED transaction on a pooled connection and commit it;
@@ -311,7 +330,7 @@ impl PgStore {
         mut body: impl FnMut(&PgWriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.ensure_writable()?;
-        let mut conn = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
+        let mut conn = self.connection()?;
         run_write(&mut conn, &self.write_plan(fence), &mut body)
     }
 
@@ -573,8 +592,47 @@ fn write_once<T>(
 
 /// A pooled connection, for reads outside a write transaction.
 pub struct PgReader {
-    conn: RefCell<r2d2::PooledConnection<CachingManager>>,
+    conn: RefCell<Lent>,
     location: Location,
+}
+
+/// A connection lent out by a store: its spare one (given back when done), or a pooled one.
+enum Lent {
+    Spare {
+        conn: Option<Conn>,
+        home: Arc<Mutex<Option<Conn>>>,
+    },
+    Pooled(r2d2::PooledConnection<CachingManager>),
+}
+
+impl std::ops::Deref for Lent {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match self {
+            Lent::Spare { conn, .. } => conn.as_ref().expect("a spare connection is lent whole"),
+            Lent::Pooled(pooled) => pooled,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match self {
+            Lent::Spare { conn, .. } => conn.as_mut().expect("a spare connection is lent whole"),
+            Lent::Pooled(pooled) => pooled,
+        }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Lent::Spare { conn, home } = self
+            && let Ok(mut slot) = home.lock()
+            && slot.is_none()
+        {
+            *slot = conn.take();
+        }
+    }
 }
 
 /// An open write transaction.
