@@ -217,6 +217,231 @@ impl KbConfig {
     }
 }
 
+/// The `state:` section of a KB's config: where its registry and log live.
+///
+/// ```yaml
+/// state:
+///   backend: postgres      # absent or `sqlite`: the local .openkb/state.db
+///   kb_id: 5b0c2c1e-...    # the KB's id in the shared database (a UUID v4)
+/// ```
+///
+/// The connection string is deliberately not here: the KB folder is shared by the whole team
+/// (and often synced), so it comes from each user's environment (`OPENKB_STATE_URL`, libpq's
+/// variables, `~/.pgpass`). A password or connection string under `state:` is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateConfig {
+    /// The local `.openkb/state.db` (the default).
+    Sqlite,
+    /// Team mode: the state in PostgreSQL, in the schema of this KB id.
+    Postgres { kb_id: KbId },
+}
+
+impl StateConfig {
+    pub fn is_team(&self) -> bool {
+        matches!(self, StateConfig::Postgres { .. })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            StateConfig::Sqlite => "sqlite",
+            StateConfig::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+/// A team KB's id: a UUID, kept in its canonical lowercase hyphenated form. It names the KB's
+/// schema in the shared database and keys its advisory lock, so two KBs sharing a database
+/// never see each other's state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KbId(String);
+
+impl KbId {
+    /// A new random (version 4) id, for `init --backend postgres` and `migrate --to-postgres`.
+    pub fn new_random() -> Result<KbId> {
+        use std::io::Read;
+        let mut bytes = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .with_path("cannot read random bytes from", "/dev/urandom")?;
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(KbId(format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )))
+    }
+
+    /// Parse a UUID written with hyphens (8-4-4-4-12 hex digits, any case).
+    pub fn parse(text: &str) -> Option<KbId> {
+        let groups: Vec<&str> = text.split('-').collect();
+        let lengths_ok = groups.len() == 5
+            && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+            && groups
+                .iter()
+                .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
+        lengths_ok.then(|| KbId(text.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 32 hex digits of the id, without hyphens.
+    pub fn hex(&self) -> String {
+        self.0.replace('-', "")
+    }
+
+    /// The KB's schema in the shared database: `openkb_<32 hex digits>` (a plain identifier:
+    /// lowercase, no quoting needed, 39 bytes, under PostgreSQL's 63).
+    pub fn schema_name(&self) -> String {
+        format!("openkb_{}", self.hex())
+    }
+}
+
+impl std::fmt::Display for KbId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Keys under `state:` that would put a secret or a connection string into the shared folder.
+const SECRET_KEYS: &[&str] = &[
+    "url",
+    "dsn",
+    "password",
+    "passwd",
+    "pass",
+    "passfile",
+    "connection",
+    "connection_string",
+    "conninfo",
+];
+
+impl KbConfig {
+    /// The `state:` section (see [`StateConfig`]). Absent means the local `state.db`.
+    /// Refused, naming the file: an unknown backend, team mode without a valid `kb_id`, and
+    /// any password or connection string under `state:`.
+    pub fn state(&self) -> Result<StateConfig> {
+        let section = match self.file.values.get("state") {
+            None | Some(Value::Null) => return Ok(StateConfig::Sqlite),
+            Some(Value::Mapping(section)) => section,
+            Some(other) => {
+                return Err(self.wrong_type("state", "a mapping (backend, kb_id)", other));
+            }
+        };
+        self.refuse_secrets(section)?;
+        let backend = match section.get("backend") {
+            None | Some(Value::Null) => "sqlite",
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => return Err(self.wrong_type("state.backend", "a string", other)),
+        };
+        match backend {
+            "sqlite" => Ok(StateConfig::Sqlite),
+            "postgres" | "postgresql" => {
+                let kb_id = match section.get("kb_id") {
+                    Some(Value::String(s)) => KbId::parse(s.trim()),
+                    _ => None,
+                };
+                let kb_id = kb_id.ok_or_else(|| Error::ConfigShape {
+                    path: self.path.clone(),
+                    message: "`state.backend` is postgres but `state.kb_id` is missing or not a \
+                              UUID (8-4-4-4-12 hex digits): it names the KB's schema in the \
+                              database; restore it from a teammate's copy of this file"
+                        .into(),
+                })?;
+                Ok(StateConfig::Postgres { kb_id })
+            }
+            other => Err(Error::ConfigShape {
+                path: self.path.clone(),
+                message: format!(
+                    "`state.backend` is {:?}; the backends are `sqlite` (the default) and \
+                     `postgres`",
+                    crate::names::truncate_bytes(other, 64)
+                ),
+            }),
+        }
+    }
+
+    /// Write `state` into the `state:` section, keeping any other key there (and everywhere
+    /// else). `Sqlite` drops `backend` and `kb_id`, and the section when nothing else is in it.
+    pub fn set_state(&mut self, state: &StateConfig) {
+        let mut section = match self.file.values.get("state") {
+            Some(Value::Mapping(section)) => section.clone(),
+            _ => Mapping::new(),
+        };
+        match state {
+            StateConfig::Sqlite => {
+                section.remove("backend");
+                section.remove("kb_id");
+            }
+            StateConfig::Postgres { kb_id } => {
+                section.insert("backend".into(), "postgres".into());
+                section.insert("kb_id".into(), kb_id.as_str().into());
+            }
+        }
+        if section.is_empty() {
+            self.file.values.remove("state");
+        } else {
+            self.file.set("state", Value::Mapping(section));
+        }
+    }
+
+    fn refuse_secrets(&self, section: &Mapping) -> Result<()> {
+        match find_secret_in(section, "state") {
+            None => Ok(()),
+            Some(place) => Err(Error::ConfigShape {
+                path: self.path.clone(),
+                message: format!(
+                    "{place}: a connection string or password must not be in the KB's config, \
+                     which everyone who can read the KB folder can read; remove it and set \
+                     OPENKB_STATE_URL (the connection, without the password) in each user's \
+                     environment, with the password in PGPASSWORD or ~/.pgpass"
+                ),
+            }),
+        }
+    }
+}
+
+/// Where under `value` (named `at`) a secret sits: a key of [`SECRET_KEYS`] (or one containing
+/// "password"), or a string that is a URL with a password or a libpq `password=` setting.
+fn find_secret(value: &Value, at: &str) -> Option<String> {
+    match value {
+        Value::Mapping(map) => find_secret_in(map, at),
+        Value::Sequence(items) => items.iter().find_map(|v| find_secret(v, at)),
+        Value::Tagged(tagged) => find_secret(&tagged.value, at),
+        Value::String(s) if looks_like_secret(s) => Some(format!("`{at}`")),
+        _ => None,
+    }
+}
+
+fn find_secret_in(map: &Mapping, at: &str) -> Option<String> {
+    map.iter().find_map(|(key, value)| {
+        let name = sort_key(key).trim().to_ascii_lowercase();
+        let here = format!("{at}.{}", crate::names::truncate_bytes(&name, 64));
+        if SECRET_KEYS.contains(&name.as_str()) || name.contains("password") {
+            return Some(format!("`{here}`"));
+        }
+        find_secret(value, &here)
+    })
+}
+
+/// A `scheme://user:password@host` URL, or a libpq key=value string with a `password=`.
+pub(crate) fn looks_like_secret(text: &str) -> bool {
+    if let Some((_, rest)) = text.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            return userinfo.contains(':');
+        }
+    }
+    text.split_whitespace()
+        .any(|word| word.to_ascii_lowercase().starts_with("password="))
+}
+
 /// Validate a model or language value given to `init`, with the Python tool's limits.
 pub fn validate_init_value(what: &str, value: &str, max_len: usize) -> Result<()> {
     if value.is_empty() {
@@ -478,6 +703,159 @@ mod tests {
                 text.contains("`compile_timeout` must be a positive number of seconds"),
                 "{bad}: {text}"
             );
+        }
+    }
+
+    fn kb_config(text: &str) -> KbConfig {
+        KbConfig {
+            file: YamlFile::parse(Path::new("c.yaml"), text).unwrap(),
+            path: PathBuf::from("/kb/.openkb/config.yaml"),
+        }
+    }
+
+    const ID: &str = "5b0c2c1e-8d3f-4a6b-9c2d-0e1f2a3b4c5d";
+
+    #[test]
+    fn state_section_absent_or_sqlite_is_local() {
+        assert_eq!(
+            kb_config("model: m\n").state().unwrap(),
+            StateConfig::Sqlite
+        );
+        assert_eq!(
+            kb_config("state: null\n").state().unwrap(),
+            StateConfig::Sqlite
+        );
+        assert_eq!(
+            kb_config("state:\n  backend: sqlite\n").state().unwrap(),
+            StateConfig::Sqlite
+        );
+    }
+
+    #[test]
+    fn team_mode_reads_backend_and_kb_id() {
+        let upper = ID.to_ascii_uppercase();
+        let state = kb_config(&format!("state:\n  backend: postgres\n  kb_id: {upper}\n"))
+            .state()
+            .unwrap();
+        let StateConfig::Postgres { kb_id } = state else {
+            panic!("not team mode: {state:?}");
+        };
+        assert_eq!(kb_id.as_str(), ID);
+        assert_eq!(
+            kb_id.schema_name(),
+            "openkb_5b0c2c1e8d3f4a6b9c2d0e1f2a3b4c5d"
+        );
+    }
+
+    #[test]
+    fn team_mode_without_a_valid_kb_id_names_the_file() {
+        for text in [
+            "state:\n  backend: postgres\n",
+            "state:\n  backend: postgres\n  kb_id: 42\n",
+            "state:\n  backend: postgres\n  kb_id: 5b0c2c1e-8d3f-4a6b-9c2d-0e1f2a3b4c5\n",
+            "state:\n  backend: postgres\n  kb_id: 5b0c2c1e-8d3f-4a6b-9c2d-0e1f2a3b4c5g\n",
+            "state:\n  backend: postgres\n  kb_id: 5b0c2c1e8d3f4a6b9c2d0e1f2a3b4c5d\n",
+        ] {
+            let message = kb_config(text).state().unwrap_err().to_string();
+            assert!(message.contains("/kb/.openkb/config.yaml"), "{message}");
+            assert!(message.contains("`state.kb_id`"), "{message}");
+        }
+    }
+
+    #[test]
+    fn unknown_backend_and_wrong_shapes_are_refused() {
+        for (text, expected) in [
+            ("state:\n  backend: mysql\n", "the backends are `sqlite`"),
+            ("state: postgres\n", "`state` must be a mapping"),
+            (
+                "state:\n  backend: [postgres]\n",
+                "`state.backend` must be a string",
+            ),
+        ] {
+            let message = kb_config(text).state().unwrap_err().to_string();
+            assert!(message.contains("/kb/.openkb/config.yaml"), "{message}");
+            assert!(message.contains(expected), "{message}");
+        }
+    }
+
+    #[test]
+    fn passwords_and_connection_strings_under_state_are_refused() {
+        let base = format!("state:\n  backend: postgres\n  kb_id: {ID}\n");
+        for (extra, place) in [
+            ("  url: postgresql://kb@db/kb\n", "`state.url`"),
+            ("  URL: postgresql://kb@db/kb\n", "`state.url`"),
+            ("  password: hunter2\n", "`state.password`"),
+            ("  dsn: host=db\n", "`state.dsn`"),
+            ("  db_password: x\n", "`state.db_password`"),
+            (
+                "  extra:\n    server: postgres://kb:hunter2@db:5432/kb\n",
+                "`state.extra.server`",
+            ),
+            ("  notes: [\"host=db password=hunter2\"]\n", "`state.notes`"),
+            (
+                "  nested: {deeper: {PassWord: x}}\n",
+                "`state.nested.deeper.password`",
+            ),
+        ] {
+            let message = kb_config(&format!("{base}{extra}"))
+                .state()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("/kb/.openkb/config.yaml"),
+                "{extra}: {message}"
+            );
+            assert!(message.contains(place), "{extra}: {message}");
+            assert!(message.contains("OPENKB_STATE_URL"), "{message}");
+            assert!(message.contains("~/.pgpass"), "{message}");
+            assert!(
+                !message.contains("hunter2"),
+                "the secret is echoed: {message}"
+            );
+        }
+        // Refused in local mode too: the file is shared whatever the backend.
+        assert!(kb_config("state:\n  password: x\n").state().is_err());
+        // A URL without a password elsewhere in the config is not a secret.
+        assert!(
+            kb_config(&format!("{base}  comment: see https://example.org/a@b\n"))
+                .state()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn set_state_keeps_unknown_keys_and_round_trips() {
+        let mut config = kb_config("model: m\nstate:\n  team_note: shared\nzeta: 1\n");
+        let kb_id = KbId::parse(ID).unwrap();
+        config.set_state(&StateConfig::Postgres {
+            kb_id: kb_id.clone(),
+        });
+        let text = config.file.to_yaml().unwrap();
+        let back = kb_config(&text);
+        assert_eq!(back.state().unwrap(), StateConfig::Postgres { kb_id });
+        assert!(text.contains("team_note: shared"), "{text}");
+        assert!(text.contains("zeta: 1"), "{text}");
+        let mut back = back;
+        back.set_state(&StateConfig::Sqlite);
+        let text = back.file.to_yaml().unwrap();
+        assert_eq!(text, "model: m\nstate:\n  team_note: shared\nzeta: 1\n");
+        let mut plain = kb_config("model: m\n");
+        plain.set_state(&StateConfig::Postgres {
+            kb_id: KbId::parse(ID).unwrap(),
+        });
+        plain.set_state(&StateConfig::Sqlite);
+        assert_eq!(plain.file.to_yaml().unwrap(), "model: m\n");
+    }
+
+    #[test]
+    fn random_kb_ids_are_version_4_and_distinct() {
+        let a = KbId::new_random().unwrap();
+        let b = KbId::new_random().unwrap();
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            assert_eq!(KbId::parse(id.as_str()).as_ref(), Some(id));
+            assert_eq!(&id.as_str()[14..15], "4", "{id}");
+            assert!("89ab".contains(&id.as_str()[19..20]), "{id}");
         }
     }
 

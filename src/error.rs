@@ -22,6 +22,9 @@ pub mod exit {
     /// Another process holds the KB (lock wait timed out, or the database stayed busy):
     /// nothing changed, try again.
     pub const BUSY: i32 = 4;
+    /// Team mode: the state server cannot be reached, or this process lost the KB lock
+    /// (fenced); nothing was committed.
+    pub const STATE_SERVER: i32 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +115,26 @@ pub enum Error {
     #[error("{}: {problem}\n  openkb changed nothing; fix the file (or restore it from a backup) and run `openkb migrate` again", path.display())]
     LegacyFile { path: PathBuf, problem: String },
 
+    #[error(
+        "{location}: cannot reach the state server: {message}\n  nothing was committed; check that the server runs and that OPENKB_STATE_URL (or PGHOST, PGPORT, ...) points at it, then run the command again"
+    )]
+    StateUnreachable { location: String, message: String },
+
+    #[error(
+        "{location}: this openkb process lost the KB lock (its session ended, and another process has taken the lock since: lock epoch {epoch} is over)\n  nothing was committed; the next openkb command settles this operation's files; run it again"
+    )]
+    Fenced { location: String, epoch: i64 },
+
+    #[error(
+        "{location}: this openkb process lost the KB lock: the database session holding it ended ({message}; a network partition, a server restart or pg_terminate_backend)\n  nothing was committed; the next openkb command settles this operation's files; run it again"
+    )]
+    LockLost { location: String, message: String },
+
+    #[error(
+        "{location}: holds no state for this knowledge base\n  nothing was created; check OPENKB_STATE_URL (is it the KB's database?), or move a local KB there with `openkb migrate --to-postgres`"
+    )]
+    StateMissing { location: String },
+
     #[error("{0}")]
     Invalid(String),
 
@@ -141,6 +164,10 @@ impl Error {
             | Error::LegacyKb { .. }
             | Error::StateDbMissing { .. } => exit::NO_KB,
             Error::Busy { .. } | Error::LockTimeout { .. } => exit::BUSY,
+            Error::StateUnreachable { .. } | Error::Fenced { .. } | Error::LockLost { .. } => {
+                exit::STATE_SERVER
+            }
+            Error::StateMissing { .. } => exit::NO_KB,
             Error::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,
         }

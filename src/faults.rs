@@ -26,7 +26,9 @@ pub const ENABLED: bool = cfg!(feature = "fault-injection");
 
 /// Abort the process at `point` when `OPENKB_TEST_ABORT_AT` names it. Points: `add-commit`,
 /// `remove-commit` (just before those commits), `migrate-rename` (between a migration's
-/// commit and the rename of `hashes.json`).
+/// commit and the rename of `hashes.json`), and each step of a move between backends
+/// (`to-postgres-commit`, `-config`, `-set-aside`; `to-sqlite-commit`, `-config`, `-retire`:
+/// see `state_move.rs`).
 #[inline(always)]
 pub(crate) fn crash_point(point: &str) {
     #[cfg(feature = "fault-injection")]
@@ -38,7 +40,8 @@ pub(crate) fn crash_point(point: &str) {
 
 /// Run `OPENKB_TEST_RUN` with `sh -c` in the current folder when `OPENKB_TEST_RUN_AT` names
 /// `point`, and wait for it: another process acting at exactly that moment (replacing
-/// `state.db` just before a remove's commit, say). Point: `remove-commit`.
+/// `state.db` just before a remove's commit, say, or ending the server session of a team
+/// KB's lock). Points: `remove-commit`, `add-commit`.
 #[inline(always)]
 pub(crate) fn run_point(point: &str) {
     #[cfg(feature = "fault-injection")]

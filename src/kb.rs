@@ -12,13 +12,48 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{GlobalConfig, KbConfig};
+use crate::config::{GlobalConfig, KbConfig, StateConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::lock::{self, LockGuard, LockMode};
+use crate::lock_team::{LockSession, TeamLockGuard};
 use crate::session::{Probe, ReadSession, WriteSession};
 use crate::settings::Settings;
 
 pub const OPENKB_DIR_ENV: &str = "OPENKB_DIR";
+
+/// The KB lock: the flock of a local KB, or the advisory lock of a team KB; the same
+/// protocol (shared for reads, exclusive for changes, re-entrant per thread).
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub enum KbLock {
+    Local(LockGuard),
+    Team(TeamLockGuard),
+}
+
+impl KbLock {
+    pub fn mode(&self) -> LockMode {
+        match self {
+            KbLock::Local(guard) => guard.mode(),
+            KbLock::Team(guard) => guard.mode(),
+        }
+    }
+
+    /// True when this guard took the lock (not a nested re-entry): recovery runs only then.
+    pub fn is_outermost(&self) -> bool {
+        match self {
+            KbLock::Local(guard) => guard.is_outermost(),
+            KbLock::Team(guard) => guard.is_outermost(),
+        }
+    }
+
+    /// The database session holding a team lock, on which the state's writes must run.
+    pub fn team_session(&self) -> Option<std::sync::Arc<LockSession>> {
+        match self {
+            KbLock::Local(_) => None,
+            KbLock::Team(guard) => Some(guard.session()),
+        }
+    }
+}
 
 /// How [`Kb::discover_how`] found a KB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +96,12 @@ impl Kb {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Where this KB's state lives: the `state:` section of its config (refused when it holds
+    /// a password or a connection string).
+    pub fn state_config(&self) -> Result<StateConfig> {
+        self.config()?.state()
     }
 
     /// Find the KB for a command: `explicit` (from `--kb-dir` or `OPENKB_DIR`), else walk up
@@ -165,26 +206,41 @@ impl Kb {
     }
 
     /// Shared KB lock, for commands that only read.
-    pub(crate) fn lock_shared(&self) -> Result<LockGuard> {
+    pub(crate) fn lock_shared(&self) -> Result<KbLock> {
         crate::kbpath::KbPath::bookkeeping(self, ".openkb/ingest.lock")?;
-        lock::acquire_waiting(
-            &self.lock_path(),
-            LockMode::Shared,
-            &self.root,
-            &self.settings.lock,
-        )
+        self.lock(LockMode::Shared)
     }
 
     /// Exclusive KB lock, for commands that change `raw/`, `wiki/` or the registry. Refused
     /// while one of the KB's own files is a symlink (see [`crate::kbpath::BOOKKEEPING`]).
-    pub(crate) fn lock_exclusive(&self) -> Result<LockGuard> {
+    pub(crate) fn lock_exclusive(&self) -> Result<KbLock> {
         crate::kbpath::refuse_symlinked_bookkeeping(self)?;
-        lock::acquire_waiting(
-            &self.lock_path(),
-            LockMode::Exclusive,
-            &self.root,
-            &self.settings.lock,
-        )
+        self.lock(LockMode::Exclusive)
+    }
+
+    /// The KB lock of this KB's mode: the flock of a local KB, the advisory lock in the state
+    /// server of a team KB (see `lock_team.rs`).
+    fn lock(&self, mode: LockMode) -> Result<KbLock> {
+        match self.state_config()? {
+            StateConfig::Sqlite => {
+                lock::acquire_waiting(&self.lock_path(), mode, &self.root, &self.settings.lock)
+                    .map(KbLock::Local)
+            }
+            StateConfig::Postgres { kb_id } => {
+                let store = self.team_store(&kb_id, crate::state::postgres::Create::Never)?;
+                crate::lock_team::acquire(self, &store, mode, &self.settings.lock).map(KbLock::Team)
+            }
+        }
+    }
+
+    /// The state of team KB `kb_id` in the server `OPENKB_STATE_URL` names.
+    pub(crate) fn team_store(
+        &self,
+        kb_id: &crate::config::KbId,
+        create: crate::state::postgres::Create,
+    ) -> Result<crate::state::postgres::PgStore> {
+        let server = self.settings.state.config(&self.root)?;
+        crate::state::postgres::PgStore::open(&server, kb_id, create)
     }
 
     /// A read session: the shared lock and `state.db` opened read-only (see `session.rs`).

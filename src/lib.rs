@@ -21,6 +21,7 @@ pub mod kbpath;
 pub mod legacy;
 pub mod lint;
 pub mod lock;
+pub mod lock_team;
 pub mod log_md;
 pub mod names;
 pub mod netfs;
@@ -28,7 +29,15 @@ pub mod notice;
 pub mod session;
 pub mod settings;
 pub mod state;
+pub mod state_move;
+pub mod state_url;
 pub mod wiki;
 
 pub use error::{Error, Result};
 pub use kb::Kb;
+
+/// The test PostgreSQL server (one per test binary), for the unit tests of team mode.
+#[cfg(test)]
+#[path = "../tests/support/pg_server.rs"]
+#[allow(unused_imports)]
+mod test_pg_server;

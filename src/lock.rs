@@ -53,7 +53,7 @@ pub struct LockWait {
 }
 
 /// The holder named by the hook marker when it names `lock_path` and is still alive.
-fn hook_holder(marker: Option<&std::ffi::OsStr>, lock_path: &Path) -> Option<u32> {
+pub(crate) fn hook_holder(marker: Option<&std::ffi::OsStr>, lock_path: &Path) -> Option<u32> {
     use std::os::unix::ffi::OsStrExt;
     let bytes = marker?.as_bytes();
     let colon = bytes.iter().position(|&b| b == b':')?;
@@ -75,11 +75,57 @@ pub enum LockMode {
     Exclusive,
 }
 
+/// How many times one thread holds a lock in each mode: a nested acquisition only counts, and
+/// the lock itself goes with the last release. Shared by the flock and the team lock.
+#[derive(Debug)]
+pub(crate) struct Depth {
+    exclusive: u32,
+    shared: u32,
+}
+
+impl Depth {
+    /// The first acquisition, in `mode`.
+    pub(crate) fn first(mode: LockMode) -> Depth {
+        Depth {
+            exclusive: u32::from(mode == LockMode::Exclusive),
+            shared: u32::from(mode == LockMode::Shared),
+        }
+    }
+
+    /// Count a nested acquisition; false (nothing counted) for exclusive while only shared is
+    /// held: upgrading in place would deadlock two such threads.
+    pub(crate) fn enter(&mut self, mode: LockMode) -> bool {
+        match mode {
+            LockMode::Exclusive if self.exclusive == 0 => return false,
+            LockMode::Exclusive => self.exclusive += 1,
+            LockMode::Shared => self.shared += 1,
+        }
+        true
+    }
+
+    /// Count a release; true when it was the last.
+    pub(crate) fn leave(&mut self, mode: LockMode) -> bool {
+        match mode {
+            LockMode::Exclusive => self.exclusive -= 1,
+            LockMode::Shared => self.shared -= 1,
+        }
+        self.exclusive == 0 && self.shared == 0
+    }
+
+    /// The strongest mode held.
+    pub(crate) fn mode(&self) -> LockMode {
+        if self.exclusive > 0 {
+            LockMode::Exclusive
+        } else {
+            LockMode::Shared
+        }
+    }
+}
+
 struct Held {
     /// Keeps the open file description (and so the flock) alive.
     _file: File,
-    exclusive_depth: u32,
-    shared_depth: u32,
+    depth: Depth,
 }
 
 thread_local! {
@@ -113,15 +159,11 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         HELD.with(|held| {
             let mut held = held.borrow_mut();
-            if let Some(entry) = held.get_mut(&self.path) {
-                match self.mode {
-                    LockMode::Exclusive => entry.exclusive_depth -= 1,
-                    LockMode::Shared => entry.shared_depth -= 1,
-                }
-                if entry.exclusive_depth == 0 && entry.shared_depth == 0 {
-                    // Closing the file releases the flock.
-                    held.remove(&self.path);
-                }
+            if let Some(entry) = held.get_mut(&self.path)
+                && entry.depth.leave(self.mode)
+            {
+                // Closing the file releases the flock.
+                held.remove(&self.path);
             }
         });
     }
@@ -129,15 +171,7 @@ impl Drop for LockGuard {
 
 /// What the current thread holds on `lock_path`, if anything.
 pub fn held_mode(lock_path: &Path) -> Option<LockMode> {
-    HELD.with(|held| {
-        held.borrow().get(lock_path).map(|h| {
-            if h.exclusive_depth > 0 {
-                LockMode::Exclusive
-            } else {
-                LockMode::Shared
-            }
-        })
-    })
+    HELD.with(|held| held.borrow().get(lock_path).map(|h| h.depth.mode()))
 }
 
 /// Acquire `lock_path` in `mode`, waiting as long as it takes. `subject` is what the waiting
@@ -153,11 +187,15 @@ pub fn acquire_with_timeout(
     subject: &Path,
     timeout: Option<Duration>,
 ) -> Result<LockGuard> {
-    let wait = LockWait {
-        timeout,
-        hook_lock: None,
-    };
-    acquire_waiting(lock_path, mode, subject, &wait)
+    acquire_waiting(
+        lock_path,
+        mode,
+        subject,
+        &LockWait {
+            timeout,
+            hook_lock: None,
+        },
+    )
 }
 
 /// Acquire `lock_path` in `mode`, waiting as `wait` says (see the module docs): a busy lock
@@ -168,6 +206,28 @@ pub fn acquire_waiting(
     mode: LockMode,
     subject: &Path,
     wait: &LockWait,
+) -> Result<LockGuard> {
+    acquire_inner(lock_path, mode, subject, wait, true)
+}
+
+/// [`acquire_waiting`] that never makes a blocking `flock` call: it retries `try_lock` until
+/// the lock is free or the wait runs out. Team mode takes the flock this way, beside the
+/// PostgreSQL lock: a blocking `flock` on a network filesystem can hang forever.
+pub fn acquire_polling(
+    lock_path: &Path,
+    mode: LockMode,
+    subject: &Path,
+    wait: &LockWait,
+) -> Result<LockGuard> {
+    acquire_inner(lock_path, mode, subject, wait, false)
+}
+
+fn acquire_inner(
+    lock_path: &Path,
+    mode: LockMode,
+    subject: &Path,
+    wait: &LockWait,
+    blocking: bool,
 ) -> Result<LockGuard> {
     let timeout = wait.timeout;
     if let Some(guard) = reenter(lock_path, mode)? {
@@ -194,11 +254,13 @@ pub fn acquire_waiting(
                 lock_path.display()
             ));
             match timeout {
-                None => match mode {
+                None if blocking => match mode {
                     LockMode::Exclusive => file.lock(),
                     LockMode::Shared => file.lock_shared(),
                 }
                 .with_path("cannot lock", lock_path)?,
+                // A deadline `Instant` cannot hold: polled as long as it takes.
+                None => wait_with_deadline(&file, lock_path, subject, Duration::MAX, try_once)?,
                 Some(timeout) => wait_with_deadline(&file, lock_path, subject, timeout, try_once)?,
             }
         }
@@ -208,8 +270,7 @@ pub fn acquire_waiting(
             lock_path.to_path_buf(),
             Held {
                 _file: file,
-                exclusive_depth: u32::from(mode == LockMode::Exclusive),
-                shared_depth: u32::from(mode == LockMode::Shared),
+                depth: Depth::first(mode),
             },
         )
     });
@@ -227,27 +288,17 @@ fn reenter(lock_path: &Path, mode: LockMode) -> Result<Option<LockGuard>> {
         let Some(entry) = held.get_mut(lock_path) else {
             return Ok(None);
         };
-        match mode {
-            LockMode::Exclusive if entry.exclusive_depth == 0 => Err(Error::LockUpgrade {
+        if !entry.depth.enter(mode) {
+            return Err(Error::LockUpgrade {
                 path: lock_path.to_path_buf(),
-            }),
-            LockMode::Exclusive => {
-                entry.exclusive_depth += 1;
-                Ok(Some(()))
-            }
-            LockMode::Shared => {
-                entry.shared_depth += 1;
-                Ok(Some(()))
-            }
+            });
         }
-        .map(|reentered| {
-            reentered.map(|()| LockGuard {
-                path: lock_path.to_path_buf(),
-                mode,
-                first: false,
-                _not_send: PhantomData,
-            })
-        })
+        Ok(Some(LockGuard {
+            path: lock_path.to_path_buf(),
+            mode,
+            first: false,
+            _not_send: PhantomData,
+        }))
     })
 }
 

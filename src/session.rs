@@ -31,12 +31,16 @@
 //! unmigrated `hashes.json`).
 
 use std::ops::Deref;
+use std::sync::Arc;
 
+use crate::config::StateConfig;
 use crate::error::{Error, Result};
 use crate::ingest::recover::{self, Recovered};
-use crate::kb::Kb;
+use crate::kb::{Kb, KbLock};
 use crate::legacy::journal;
-use crate::lock::{LockGuard, LockMode};
+use crate::lock::LockMode;
+use crate::lock_team::LockSession;
+use crate::state::postgres::{Create as TeamCreate, PgStore};
 use crate::state::{self, FileId, LogEntry, Queries, Store, WriteAccess, WriteTx};
 
 /// The `meta` key of the database's identity, a random 128-bit hex string given when the
@@ -77,7 +81,7 @@ impl DbIdentity {
 pub struct ReadSession {
     kb: Kb,
     store: Store,
-    _lock: LockGuard,
+    _lock: KbLock,
 }
 
 impl ReadSession {
@@ -188,8 +192,10 @@ pub struct WriteSession {
     store: Store,
     identity: DbIdentity,
     access: WriteAccess,
+    /// A team KB's writer; `None` for `state.db`.
+    team: Option<TeamWriter>,
     recovered: Recovered,
-    _lock: LockGuard,
+    _lock: KbLock,
 }
 
 impl std::fmt::Debug for WriteSession {
@@ -204,25 +210,35 @@ impl std::fmt::Debug for WriteSession {
 impl WriteSession {
     pub(crate) fn open(kb: &Kb) -> Result<WriteSession> {
         let lock = kb.lock_exclusive()?;
-        let store = open_writable(kb, state::Create::Never)?;
-        Self::start(kb, store, lock)
+        let (store, team) = open_writable(kb, state::Create::Never, &lock)?;
+        Self::start(kb, store, team, lock)
     }
 
     /// [`WriteSession::open`] that creates `state.db` when it is missing (and no legacy
     /// `hashes.json` waits for `openkb migrate`): for `init` only.
     pub(crate) fn open_creating(kb: &Kb) -> Result<WriteSession> {
+        // A new team KB's schema is made first: its lock keeps the fencing epoch there.
+        if let StateConfig::Postgres { kb_id } = kb.state_config()? {
+            drop(kb.team_store(&kb_id, TeamCreate::IfMissing)?);
+        }
         let lock = kb.lock_exclusive()?;
-        let store = open_writable(kb, state::Create::IfMissing)?;
-        Self::start(kb, store, lock)
+        let (store, team) = open_writable(kb, state::Create::IfMissing, &lock)?;
+        Self::start(kb, store, team, lock)
     }
 
-    fn start(kb: &Kb, store: Store, lock: LockGuard) -> Result<WriteSession> {
+    fn start(
+        kb: &Kb,
+        store: Store,
+        team: Option<TeamWriter>,
+        lock: KbLock,
+    ) -> Result<WriteSession> {
         let identity = DbIdentity::of(&store)?;
         let mut session = WriteSession {
             kb: kb.clone(),
             store,
             identity,
             access: WriteAccess::granted(),
+            team,
             recovered: Recovered::default(),
             _lock: lock,
         };
@@ -241,8 +257,7 @@ impl WriteSession {
     }
 
     fn assign_database_id(&self) -> Result<String> {
-        self.store
-            .write(&self.access, |tx| tx.ensure_random_meta(DATABASE_ID_KEY))
+        self.transact(|tx| tx.ensure_random_meta(DATABASE_ID_KEY))
     }
 
     /// Settle what interrupted processes left, in this order: the Python tool's crash
@@ -287,10 +302,19 @@ impl WriteSession {
         // Checked before a connection is taken too: a new pooled connection opened by path
         // would pair the replacement file with the old file's WAL.
         self.store.check_still_at_path()?;
-        self.store.write(&self.access, |tx| {
+        self.transact(|tx| {
             self.store.check_still_at_path()?;
             body(tx)
         })
+    }
+
+    /// One write transaction: on the store's own connection for `state.db`, on the KB lock's
+    /// session, fenced, for a team KB.
+    fn transact<T>(&self, mut body: impl FnMut(&WriteTx<'_>) -> Result<T>) -> Result<T> {
+        match &self.team {
+            None => self.store.write(&self.access, body),
+            Some(team) => team.lock.write(&team.store, |tx| body(&WriteTx::new(tx))),
+        }
     }
 
     /// Commit a log row and render it into `wiki/log.md`.
@@ -338,7 +362,7 @@ pub(crate) fn upgrading_first<T>(kb: &Kb, open: impl Fn(&Kb) -> Result<T>) -> Re
 /// half-applied Python change whose later rollback would undo openkb's work.
 pub(crate) fn settle_python_journals(
     kb: &Kb,
-    lock: &LockGuard,
+    lock: &KbLock,
 ) -> Result<Vec<journal::JournalReport>> {
     debug_assert_eq!(lock.mode(), LockMode::Exclusive);
     let reports = journal::recover(kb)?;
@@ -377,7 +401,12 @@ fn require_state_db(kb: &Kb) -> Result<()> {
     })
 }
 
+/// The KB's state for reading: `state.db` opened read-only, or a team KB's schema.
 fn open_read_only(kb: &Kb) -> Result<Store> {
+    if let StateConfig::Postgres { kb_id } = kb.state_config()? {
+        let store = kb.team_store(&kb_id, TeamCreate::Never)?;
+        return Ok(Store::from_backend(Box::new(store)));
+    }
     let db = kb.state_db_checked()?;
     require_state_db(kb)?;
     match Store::open_read_only(&db) {
@@ -390,7 +419,31 @@ fn open_read_only(kb: &Kb) -> Result<Store> {
     }
 }
 
-fn open_writable(kb: &Kb, create: state::Create) -> Result<Store> {
+/// The KB's state for writing under `lock`, the exclusive KB lock: `state.db`, or a team
+/// KB's schema with the [`TeamWriter`] its write transactions go through.
+fn open_writable(
+    kb: &Kb,
+    create: state::Create,
+    lock: &KbLock,
+) -> Result<(Store, Option<TeamWriter>)> {
+    if let StateConfig::Postgres { kb_id } = kb.state_config()? {
+        let create = match create {
+            state::Create::IfMissing => TeamCreate::IfMissing,
+            state::Create::Never => TeamCreate::Never,
+        };
+        let store = kb.team_store(&kb_id, create)?;
+        let lock = lock.team_session().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: a team KB's state is written under its PostgreSQL lock, not a flock",
+                kb.root().display()
+            ))
+        })?;
+        let writer = TeamWriter {
+            store: store.clone(),
+            lock,
+        };
+        return Ok((Store::from_backend(Box::new(store)), Some(writer)));
+    }
     let db = kb.state_db_checked()?;
     match create {
         state::Create::Never => require_state_db(kb)?,
@@ -406,5 +459,13 @@ fn open_writable(kb: &Kb, create: state::Create) -> Result<Store> {
             }
         }
     }
-    Store::open_with(&db, create, &kb.settings().fs)
+    Ok((Store::open_with(&db, create, &kb.settings().fs)?, None))
+}
+
+/// How a team KB's write session writes: on the KB lock's own database session, fenced by
+/// the epoch of its acquisition (see `lock_team.rs`), so a process that lost the lock (its
+/// session ended) can commit nothing.
+struct TeamWriter {
+    store: PgStore,
+    lock: Arc<LockSession>,
 }

@@ -14,6 +14,8 @@
 //! | `OPENKB_FS_TYPE` | [`Settings::fs`] | testing and diagnosis: the filesystem type to assume instead of the detected one |
 //! | `OPENKB_WATCH_DEBOUNCE_MS` | [`Settings::watch_debounce`] | testing: `watch`'s debounce (default 2 s) |
 //! | `HOME` | [`Settings::home`] | where `.config/openkb/global.yaml` and `global.lock` live |
+//! | `OPENKB_STATE_URL` | [`Settings::state`] | a team KB's PostgreSQL server (see `state_url.rs`) |
+//! | `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGPASSFILE` | [`Settings::state`] | what `OPENKB_STATE_URL` leaves out, as libpq reads them |
 //!
 //! `OPENKB_DIR` (the KB, like `--kb-dir`) is an argument, parsed by clap with the others.
 
@@ -24,6 +26,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::lock::{HOOK_LOCK_ENV, LOCK_TIMEOUT_ENV, LockWait};
 use crate::netfs::{FS_TYPE_ENV, FsPolicy, NETWORK_FS_ENV};
+use crate::state_url::StateEnv;
 
 pub const WATCH_DEBOUNCE_ENV: &str = "OPENKB_WATCH_DEBOUNCE_MS";
 
@@ -39,6 +42,8 @@ pub struct Settings {
     /// `HOME`, where `.config/openkb/` is; `None` when unset or empty (commands that need
     /// global.yaml then say to set it).
     pub home: Option<PathBuf>,
+    /// Where a team KB's state server is.
+    pub state: StateEnv,
 }
 
 impl Settings {
@@ -64,6 +69,7 @@ impl Settings {
             },
             watch_debounce: parse_debounce(lookup(WATCH_DEBOUNCE_ENV))?,
             home: lookup("HOME").filter(|v| !v.is_empty()).map(PathBuf::from),
+            state: StateEnv::from_lookup(&lookup)?,
         })
     }
 }

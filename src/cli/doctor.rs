@@ -54,6 +54,9 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<i32> {
         return Ok(report.exit_code());
     }
     out.result(format_args!("Knowledge base: {}", report.knowledge_base));
+    if let Some(state) = &report.state {
+        out.line(format_args!("State: {}", state.line()));
+    }
     // Long lists (100k unowned files) are cut per check; --json has them all.
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut hidden: Vec<(&str, usize)> = Vec::new();

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, DEFAULT_LANGUAGE, DEFAULT_MODEL, GlobalConfig, KbConfig};
+use crate::config::{
+    self, DEFAULT_LANGUAGE, DEFAULT_MODEL, GlobalConfig, KbConfig, KbId, StateConfig,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::fsx;
 use crate::kb::Kb;
@@ -17,6 +19,16 @@ pub struct Args {
     /// Language of the wiki (asked for on a terminal; default en)
     #[arg(short, long)]
     language: Option<String>,
+    /// Where the state lives: `sqlite` (.openkb/state.db, the default) or `postgres` (a team
+    /// KB: the state in the PostgreSQL server OPENKB_STATE_URL names)
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    backend: Backend,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
@@ -26,13 +38,23 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     };
     std::fs::create_dir_all(&root).with_path("cannot create folder", &root)?;
     let kb = ctx.kb_at(&root)?;
+    if args.backend == Backend::Postgres {
+        // Said before anything is created: a team KB without a server to reach is no KB.
+        ctx.settings.state.config(kb.root())?;
+    }
     let interactive = super::stdin_is_terminal();
     let model = choose(args.model, "Model", DEFAULT_MODEL, interactive)?;
     config::validate_init_value("model", &model, 100)?;
     let language = choose(args.language, "Language", DEFAULT_LANGUAGE, interactive)?;
     config::validate_init_value("language", &language, 50)?;
 
-    create_layout(&kb, &KbConfig::initial(&model, &language))?;
+    let mut config = KbConfig::initial(&model, &language);
+    if args.backend == Backend::Postgres {
+        config.set_state(&StateConfig::Postgres {
+            kb_id: KbId::new_random()?,
+        });
+    }
+    create_layout(&kb, &config)?;
 
     println!("Initialized knowledge base at {}", kb.root().display());
     if !ctx.quiet {
@@ -142,16 +164,25 @@ fn create_layout(kb: &Kb, config: &KbConfig) -> Result<()> {
 /// A KB has its config and its registry (state.db, or a legacy hashes.json to migrate). A
 /// blank state.db (0 bytes or a bare header) is what an init killed while SQLite created the
 /// file leaves: not a registry yet, so init finishes it (read commands refuse to).
+/// A team KB is complete once its schema exists in the server.
 fn is_complete(kb: &Kb) -> bool {
+    if !kb.config_path().exists() {
+        return false;
+    }
+    if let Ok(StateConfig::Postgres { kb_id }) = kb.state_config() {
+        return kb
+            .team_store(&kb_id, crate::state::postgres::Create::Never)
+            .is_ok();
+    }
     let has_db = kb.state_db().exists() && !crate::state::is_blank(&kb.state_db());
-    kb.config_path().exists() && (has_db || kb.hashes_json().exists())
+    has_db || kb.hashes_json().exists()
 }
 
 fn populate(
     kb: &Kb,
     config: &KbConfig,
     created: &mut Vec<PathBuf>,
-    lock: &crate::lock::LockGuard,
+    lock: &crate::kb::KbLock,
 ) -> Result<()> {
     for dir in wiki::INIT_DIRS {
         create_dirs(&kb.root().join(dir), created)?;
@@ -183,15 +214,18 @@ fn populate(
         );
         return Ok(());
     }
-    let db = kb.state_db();
-    if crate::state::is_blank(&db) {
-        // Left by an init killed while SQLite created the file: it holds nothing.
-        build::remove_database_files(&db);
-    }
-    if !db.exists() {
-        // Built aside and linked in whole: a kill leaves no state.db or a complete one.
-        build::remove_stale_builds(&kb.openkb_dir())?;
-        build::create_empty(&db, &kb.settings().fs)?;
+    // A team KB's schema is made in the server by the write session below.
+    if !kb.state_config()?.is_team() {
+        let db = kb.state_db();
+        if crate::state::is_blank(&db) {
+            // Left by an init killed while SQLite created the file: it holds nothing.
+            build::remove_database_files(&db);
+        }
+        if !db.exists() {
+            // Built aside and linked in whole: a kill leaves no state.db or a complete one.
+            build::remove_stale_builds(&kb.openkb_dir())?;
+            build::create_empty(&db, &kb.settings().fs)?;
+        }
     }
     let session = kb.write_session_creating()?;
     // The session is nested in this function's lock and so did not settle on its own; an

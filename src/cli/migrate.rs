@@ -14,6 +14,7 @@ use crate::legacy::migrate::{self, Options, Outcome, Plan, file_name};
 use crate::log_md::LegacyLogEntry;
 use crate::names;
 use crate::state::imports::ImportKind;
+use crate::state_move;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,6 +27,12 @@ pub struct Args {
     /// Print the outcome as JSON (docs/schemas/migrate.json)
     #[arg(long)]
     json: bool,
+    /// Move this KB's state into PostgreSQL (team mode): the server OPENKB_STATE_URL names
+    #[arg(long, conflicts_with_all = ["all", "dry_run", "json", "to_sqlite"])]
+    to_postgres: bool,
+    /// Move a team KB's state out of PostgreSQL into a local .openkb/state.db
+    #[arg(long, conflicts_with_all = ["all", "dry_run", "json"])]
+    to_sqlite: bool,
 }
 
 /// `migrate --json` (docs/schemas/migrate.json): one entry per KB, for one KB and for `--all`
@@ -130,6 +137,16 @@ impl KbReport {
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
+    if args.to_postgres || args.to_sqlite {
+        let kb = ctx.kb_quiet()?;
+        let moved = if args.to_postgres {
+            state_move::to_postgres(&kb)?
+        } else {
+            state_move::to_sqlite(&kb)?
+        };
+        print_moved(&kb, &moved);
+        return Ok(());
+    }
     let out = ctx.output(args.json);
     let options = Options {
         dry_run: args.dry_run,
@@ -204,6 +221,42 @@ fn migrate_one(ctx: &super::Ctx, path: &Path, options: Options) -> Result<Option
     }
     let kb = ctx.kb_at(path)?;
     migrate::migrate(&kb, options).map(Some)
+}
+
+fn print_moved(kb: &Kb, moved: &state_move::Moved) {
+    let print = &moved.fingerprint;
+    let (into, after) = match moved.backend {
+        "postgres" => (
+            "PostgreSQL",
+            "Every user of this KB now needs OPENKB_STATE_URL set to that server (the \
+             password in PGPASSWORD or ~/.pgpass).",
+        ),
+        _ => (
+            "the local state database",
+            "The KB no longer uses the server.",
+        ),
+    };
+    println!(
+        "Moved the state of {} into {into}: {}.",
+        names::shown(&kb.root().to_string_lossy()),
+        names::shown_message(&moved.location)
+    );
+    println!(
+        "  {} documents, {} log entries, {} imports; registry and log checksums verified \
+         (registry {}).",
+        print.documents,
+        print.log_entries,
+        print.imports,
+        &print.registry_sha256[..16]
+    );
+    println!("  kb_id {} (in .openkb/config.yaml).", moved.kb_id);
+    if let Some(aside) = &moved.kept_aside {
+        println!(
+            "  The old state was kept as {}.",
+            names::shown_message(aside)
+        );
+    }
+    println!("{after}");
 }
 
 /// One line per KB for `--all`.

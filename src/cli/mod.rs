@@ -34,10 +34,12 @@ use crate::settings::Settings;
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 failed (the message says why; nothing was half-done), 2 usage error,
 3 no usable knowledge base (none found, or a legacy KB that needs `openkb migrate`),
-4 another openkb process holds the KB (lock wait timed out or database busy): try again.
+4 another openkb process holds the KB (lock wait timed out or database busy): try again,
+5 team mode: the state server cannot be reached, or the KB lock was lost; nothing committed.
 
 Environment: OPENKB_DIR (the KB, like --kb-dir), OPENKB_LOCK_TIMEOUT (seconds to wait for a
-busy KB; unset waits forever), HOME (where ~/.config/openkb/global.yaml lives).
+busy KB; unset waits forever), HOME (where ~/.config/openkb/global.yaml lives),
+OPENKB_STATE_URL (a team KB's PostgreSQL server; PGHOST, PGPASSWORD, ~/.pgpass fill the rest).
 
 Output: results on stdout, progress, notes and errors on stderr. --json (add, remove, compile,
 migrate, doctor, lint, list, show, status, log, kbs) prints one JSON document whose first key is

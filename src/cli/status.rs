@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::doctor::StateReport;
 use crate::error::Result;
 use crate::names;
 use crate::state::{LogEntry, Queries, StatusCounts};
@@ -39,13 +40,18 @@ struct Report {
     schema_version: i64,
     state_db_bytes: u64,
     wal_bytes: u64,
+    state: StateReport,
 }
 
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let out = ctx.output(args.json);
     let open = super::read_session(ctx)?;
     let reader = open.reader()?;
-    let documents = reader.counts()?;
+    let mut documents = StatusCounts::default();
+    let state = StateReport::measure(open.kb(), open.store(), || {
+        documents = reader.counts()?;
+        Ok(())
+    })?;
     // Only compile rows: an `ingest` row says a file was added, not that anything compiled.
     let last_compile = ["compile", "recompile"]
         .into_iter()
@@ -73,6 +79,7 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         schema_version: open.schema_version(),
         state_db_bytes: usage.database_bytes,
         wal_bytes: usage.pending_log_bytes,
+        state,
     };
     if out.json {
         return out.json(&report);
@@ -100,12 +107,14 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     };
     out.result(format_args!("Last compile: {}", when(&report.last_compile)));
     out.result(format_args!("Last lint: {}", when(&report.last_lint)));
-    out.result(format_args!(
-        "State: schema version {}, state.db {} (WAL {})",
-        report.schema_version,
-        human_bytes(report.state_db_bytes),
-        human_bytes(report.wal_bytes)
-    ));
+    out.result(format_args!("State: {}", report.state.line()));
+    if report.state.schema.is_none() {
+        out.result(format_args!(
+            "State size: state.db {} (WAL {})",
+            human_bytes(report.state_db_bytes),
+            human_bytes(report.wal_bytes)
+        ));
+    }
     Ok(())
 }
 

@@ -6,7 +6,8 @@ use crate::netfs;
 
 use super::{DbState, Finding};
 
-pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
+/// `team`: the KB's state and lock are in PostgreSQL (see `lock_team.rs`).
+pub fn check(kb: &Kb, db: &DbState, team: bool) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let openkb_dir = kb.openkb_dir();
     let policy = &kb.settings().fs;
@@ -22,6 +23,18 @@ pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
         findings.push(Finding::ok(
             "filesystem",
             format!("filesystem {}{how}: local", fs.name),
+        ));
+    } else if team {
+        findings.push(Finding::ok(
+            "filesystem",
+            format!(
+                "{} is on a network filesystem ({}){how}: fine for a team KB. The refusal of \
+                 network filesystems protects state.db and the flock, and a team KB uses \
+                 neither there: its state is in PostgreSQL and its lock is the server's \
+                 advisory lock. raw/ and wiki/ must be on a filesystem every member shares",
+                fs.path.display(),
+                fs.name
+            ),
         ));
     } else if db.pinned_rollback() || policy.single_host {
         findings.push(Finding::warning(
@@ -49,14 +62,21 @@ pub fn check(kb: &Kb, db: &DbState) -> Result<Vec<Finding>> {
         ));
     }
     for marker in netfs::sync_markers(kb.root()) {
-        findings.push(Finding::warning(
-            "sync-folder",
+        let message = if team {
+            format!(
+                "the KB is inside a sync-client folder ({marker}): a sync client delivers \
+                 files late and without locks, so one member may see wiki pages older or newer \
+                 than the registry in PostgreSQL; share raw/ and wiki/ through a network \
+                 filesystem instead"
+            )
+        } else {
             format!(
                 "the KB is inside a sync-client folder ({marker}): a sync client can ship \
                  state.db without its -wal and corrupt it; exclude .openkb/state.db* from \
                  syncing and write from one machine at a time"
-            ),
-        ));
+            )
+        };
+        findings.push(Finding::warning("sync-folder", message));
     }
     Ok(findings)
 }

@@ -28,15 +28,19 @@ mod files;
 mod fs;
 mod leftovers;
 mod repair;
+mod state;
 
 use serde::Serialize;
 
+use crate::config::{KbId, StateConfig};
 use crate::error::Result;
 use crate::kb::Kb;
-use crate::state::Store;
+use crate::state::backend::CheckDepth;
+use crate::state::{Queries, Store};
 
 pub use db::DbState;
 pub use leftovers::{TEMP_MIN_AGE, check_intents, fix_intents, old_temp_files};
+pub use state::StateReport;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,11 +109,13 @@ pub struct Report {
     pub problems: usize,
     pub warnings: usize,
     pub fixed: usize,
+    /// Where the state lives and how fast it answered; `None` when it could not be opened.
+    pub state: Option<StateReport>,
     pub findings: Vec<Finding>,
 }
 
 impl Report {
-    fn new(kb: &Kb, findings: Vec<Finding>) -> Report {
+    fn new(kb: &Kb, findings: Vec<Finding>, state: Option<StateReport>) -> Report {
         let count = |s: Severity| {
             findings
                 .iter()
@@ -123,6 +129,7 @@ impl Report {
             problems,
             warnings: count(Severity::Warning),
             fixed: findings.iter().filter(|f| f.fixed).count(),
+            state,
             findings,
         }
     }
@@ -154,7 +161,7 @@ pub fn symlinks_only(kb: &Kb) -> Report {
         "the other checks were skipped: they would open state.db and the lock file through \
          the symbolic links above",
     ));
-    Report::new(kb, findings)
+    Report::new(kb, findings, None)
 }
 
 /// Check the KB (and repair it with `options.fix`).
@@ -166,34 +173,44 @@ pub fn run(kb: &Kb, options: Options) -> Result<Report> {
     };
     let diagnosis = diagnose(kb, options.full)?;
     if !options.fix {
-        return Ok(Report::new(kb, diagnosis.findings));
+        return Ok(Report::new(kb, diagnosis.findings, diagnosis.state));
     }
     let mut fixed = repair::repair(kb, &diagnosis)?;
     let after = diagnose(kb, options.full)?;
     fixed.extend(after.findings);
-    Ok(Report::new(kb, fixed))
+    Ok(Report::new(kb, fixed, after.state))
 }
 
 /// Everything the checks found, and what `repair` needs to know about the database.
 pub(crate) struct Diagnosis {
     pub findings: Vec<Finding>,
     pub db: DbState,
+    pub state: Option<StateReport>,
 }
 
 fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
+    if let StateConfig::Postgres { kb_id } = kb.state_config()? {
+        return diagnose_team(kb, &kb_id, full);
+    }
     let (mut findings, db) = db::check(kb, full)?;
-    findings.extend(fs::check(kb, &db)?);
+    findings.extend(fs::check(kb, &db, false)?);
     findings.extend(fs::check_symlinks(kb));
+    let mut state = None;
     if db.is_readable() {
         // Read-only: a check never migrates the schema, switches the journal mode or creates
         // anything (an older schema is reported by the `schema` check and upgraded by --fix).
         let registry = Store::open_read_only(&kb.state_db()).and_then(|store| {
-            let mut found = files::check(kb, &store.reader()?, full)?;
+            let reader = store.reader()?;
+            let measured = StateReport::measure(kb, &store, || reader.counts().map(drop))?;
+            let mut found = files::check(kb, &reader, full)?;
             found.extend(leftovers::check_intents(kb, &store)?);
-            Ok(found)
+            Ok((found, measured))
         });
         match registry {
-            Ok(found) => findings.extend(found),
+            Ok((found, measured)) => {
+                findings.extend(found);
+                state = Some(measured);
+            }
             // A newer schema may not be readable by this binary; say so instead of failing.
             Err(e) if e.exit_code() == crate::error::exit::FAILURE => findings.push(
                 Finding::problem("state.db", format!("cannot read the registry: {e}")),
@@ -207,5 +224,69 @@ fn diagnose(kb: &Kb, full: bool) -> Result<Diagnosis> {
         ));
     }
     findings.extend(leftovers::check(kb, &db)?);
-    Ok(Diagnosis { findings, db })
+    Ok(Diagnosis {
+        findings,
+        db,
+        state,
+    })
+}
+
+/// A team KB: its state is a schema in the server, not a file, so the `state.db` checks give
+/// way to the server's (reachable, engine, schema version, round trip, integrity); the
+/// checks of the files are the same. A server that cannot be reached is the command's error
+/// (exit 5), not a finding: nothing can be checked without it.
+fn diagnose_team(kb: &Kb, kb_id: &KbId, full: bool) -> Result<Diagnosis> {
+    let store = Store::from_backend(Box::new(
+        kb.team_store(kb_id, crate::state::postgres::Create::Never)?,
+    ));
+    let reader = store.reader()?;
+    let measured = StateReport::measure(kb, &store, || reader.counts().map(drop))?;
+    let too_new = store.is_too_new();
+    let mut findings = vec![if too_new {
+        Finding::problem(
+            "state",
+            format!(
+                "{}: schema version {} is newer than this openkb understands; it reads but \
+                 never writes it: upgrade openkb",
+                measured.location, measured.schema_version
+            ),
+        )
+    } else {
+        Finding::ok(
+            "state",
+            format!(
+                "the state server answers; schema version {} is this openkb's",
+                measured.schema_version
+            ),
+        )
+    }];
+    let depth = if full {
+        CheckDepth::Full
+    } else {
+        CheckDepth::Quick
+    };
+    let damage = store.backend().check_integrity(depth)?;
+    if damage.is_empty() {
+        findings.push(Finding::ok(
+            "integrity",
+            "the state's integrity checks pass",
+        ));
+    }
+    for problem in damage {
+        findings.push(Finding::problem("integrity", problem));
+    }
+    let db = DbState::Usable {
+        too_new,
+        pinned_rollback: false,
+    };
+    findings.extend(fs::check(kb, &db, true)?);
+    findings.extend(fs::check_symlinks(kb));
+    findings.extend(files::check(kb, &reader, full)?);
+    findings.extend(leftovers::check_intents(kb, &store)?);
+    findings.extend(leftovers::check(kb, &db)?);
+    Ok(Diagnosis {
+        findings,
+        db,
+        state: Some(measured),
+    })
 }

@@ -295,6 +295,7 @@ pub fn commit_batch(
         run_hooks(&session, &mut operation, &mut plans, command, options);
     }
     crate::faults::crash_point("add-commit");
+    crate::faults::run_point("add-commit");
     let logs = commit(operation, &plans)?;
     if let Err(e) = crate::log_md::append(session.kb(), &logs) {
         crate::notice::warn(&format!(

@@ -343,6 +343,16 @@ pub trait Writes: Reads {
         entries: &mut dyn Iterator<Item = (String, Map<String, Value>)>,
         now: &str,
     ) -> Result<()>;
+
+    /// Store `docs` exactly as another backend held them: position, status, `created_at` and
+    /// `updated_at` included, so a KB moved between backends lists, shows and exports the
+    /// same. Every hash must be new (a registered one fails, never duplicates). Later new
+    /// documents still go after every copied one. Called with batches (a few thousand).
+    fn copy_documents(&self, docs: &[Document]) -> Result<()>;
+
+    /// Store `entries` with their ids and both timestamps, as another backend held them. The
+    /// ids must be new; later appends get greater ids.
+    fn copy_log_entries(&self, entries: &[LogEntry]) -> Result<()>;
 }
 
 /// A storage error that is neither contention nor a foreign database: where, and what.

@@ -67,6 +67,7 @@ macro_rules! storage_tests {
             a_second_writer_waits_for_the_first,
             a_writer_that_stays_blocked_gets_the_typed_busy_error,
             maintenance_describes_checks_and_rebuilds,
+            copies_keep_positions_ids_and_timestamps,
         );
     };
     (@each $harness:expr; $($property:ident),* $(,)?) => {
@@ -906,4 +907,47 @@ pub(crate) fn maintenance_describes_checks_and_rebuilds(h: &dyn Harness) {
     backend.checkpoint().unwrap();
     backend.end_write_session();
     assert_eq!(store.counts().unwrap(), before);
+}
+
+pub(crate) fn copies_keep_positions_ids_and_timestamps(h: &dyn Harness) {
+    let store = h.open();
+    let mut first = doc(7, "copied-7");
+    first.position = 5;
+    first.status = Status::Compiled;
+    first.created_at = "2020-01-02T03:04:05.678Z".into();
+    first.updated_at = "2021-01-02T03:04:05.678Z".into();
+    let mut second = doc(8, "copied-8");
+    second.position = 9;
+    second.created_at = "2020-02-02T00:00:00.000Z".into();
+    second.updated_at = second.created_at.clone();
+    let entry = super::LogEntry {
+        id: 41,
+        timestamp: "2020-01-02 03:04:05".into(),
+        operation: "add".into(),
+        description: "copied.md".into(),
+        recorded_at: Some("2020-01-02T03:04:05.678Z".into()),
+    };
+    write(&store, |tx| {
+        tx.copy_documents(&[first.clone(), second.clone()])?;
+        tx.copy_log_entries(std::slice::from_ref(&entry))
+    })
+    .unwrap();
+    assert_eq!(store.list().unwrap(), [first.clone(), second.clone()]);
+    assert_eq!(
+        store.log_tail(None, None).unwrap(),
+        std::slice::from_ref(&entry)
+    );
+    // A hash already there is refused, never duplicated.
+    assert!(write(&store, |tx| tx.copy_documents(std::slice::from_ref(&first))).is_err());
+    // What comes after a copy goes after it.
+    write(&store, |tx| {
+        tx.upsert_document(&doc(1, "later"))?;
+        tx.append_log("ingest", "later.md").map(drop)
+    })
+    .unwrap();
+    let docs = store.list().unwrap();
+    assert_eq!(docs.len(), 3);
+    assert!(docs[2].position > second.position, "{docs:?}");
+    let log = store.log_tail(None, None).unwrap();
+    assert!(log[1].id > entry.id, "{log:?}");
 }

@@ -24,8 +24,10 @@ pub mod documents;
 pub mod imports;
 pub mod intents;
 pub mod log;
+pub mod postgres;
 pub mod python_base;
 pub mod sqlite;
+pub mod transfer;
 pub mod untrusted;
 
 use std::path::Path;
@@ -546,5 +548,16 @@ impl<'t> WriteTx<'t> {
     ) -> Result<()> {
         self.inner
             .record_python_export(sha256, &mut entries.into_iter(), &utc_now())
+    }
+
+    /// Store `docs` exactly as another backend held them (position, status, timestamps): a
+    /// KB moving between backends (`state::transfer`).
+    pub fn copy_documents(&self, docs: &[Document]) -> Result<()> {
+        self.inner.copy_documents(docs)
+    }
+
+    /// Store `entries` with their ids and timestamps, as another backend held them.
+    pub fn copy_log_entries(&self, entries: &[LogEntry]) -> Result<()> {
+        self.inner.copy_log_entries(entries)
     }
 }

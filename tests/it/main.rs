@@ -3,6 +3,9 @@
 //! cleared environment, a temp HOME, the built binary on temp KBs).
 
 mod harness;
+/// The test PostgreSQL server (one for this binary) of the team-mode tests.
+#[path = "../support/pg_server.rs"]
+mod pg_server;
 
 mod add;
 mod cli;
@@ -29,4 +32,6 @@ mod reliability_modes;
 mod remove;
 mod schema;
 mod sessions;
+mod team_lock;
+mod team_move;
 mod watch;

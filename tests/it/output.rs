@@ -142,6 +142,24 @@ fn every_json_output_matches_its_schema() {
     );
     assert_eq!(status["last_lint"], Value::Null);
     assert_eq!(status["documents"]["failed"], 1);
+    // A local KB: the state is state.db, described the same way a team KB's server is.
+    assert_eq!(status["state"]["backend"], "sqlite");
+    assert_eq!(status["state"]["schema"], Value::Null);
+    assert_eq!(status["state"]["schema_version"], status["schema_version"]);
+    assert!(
+        status["state"]["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("SQLite 3."),
+        "{status:#}"
+    );
+    assert!(
+        status["state"]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(".openkb/state.db")
+    );
+    assert!(status["state"]["latency_ms"].as_f64().unwrap() >= 0.0);
 
     let log = valid("log", &ok(&mut openkb(&env, &["log", "--json", "-n", "2"])));
     assert_eq!(log["entries"].as_array().unwrap().len(), 2);
@@ -157,6 +175,11 @@ fn every_json_output_matches_its_schema() {
     assert_eq!(
         doctor.code,
         i32::from(!doctor_json["healthy"].as_bool().unwrap())
+    );
+    assert_eq!(doctor_json["state"]["backend"], "sqlite");
+    assert_eq!(
+        doctor_json["state"]["schema_version"],
+        status["schema_version"]
     );
 
     valid("export", &ok(&mut openkb(&env, &["export", "--json"])));
@@ -305,6 +328,15 @@ fn the_schemas_are_strict_enough_to_catch_a_broken_output() {
     let mut pairs = status.clone();
     pairs["wiki"] = serde_json::json!([["sources", 3]]);
     assert!(!schema.is_valid(&pairs), "wiki as pairs is caught");
+    let mut backend = status.clone();
+    backend["state"]["backend"] = "mysql".into();
+    assert!(!schema.is_valid(&backend), "an unknown backend is caught");
+    let mut no_latency = status.clone();
+    no_latency["state"]
+        .as_object_mut()
+        .unwrap()
+        .remove("latency_ms");
+    assert!(!schema.is_valid(&no_latency), "a missing latency is caught");
     let mut version = status;
     version["format_version"] = 2.into();
     assert!(
@@ -437,8 +469,14 @@ fn quiet_drops_per_item_lines_of_compile_and_doctor_but_keeps_their_result() {
     assert_eq!(compile.stdout, "compiled 1, failed 0\n");
     let loud = ok(&mut openkb(&env, &["doctor"]));
     assert!(loud.stdout.contains("\nok "), "{}", loud.stdout);
+    assert!(
+        loud.stdout.contains("\nState: SQLite 3."),
+        "{}",
+        loud.stdout
+    );
     let quiet = ok(&mut openkb(&env, &["-q", "doctor"]));
     assert!(!quiet.stdout.contains("\nok "), "{}", quiet.stdout);
+    assert!(!quiet.stdout.contains("State: "), "{}", quiet.stdout);
     assert!(quiet.stdout.contains("Healthy"), "{}", quiet.stdout);
     // remove -y -q: the summary alone; a dry run keeps its plan, which is its result.
     let dry = ok(&mut openkb(&env, &["-q", "remove", "a", "--dry-run"]));

@@ -1,7 +1,6 @@
 //! SQL of the `documents` table and its `document_counts`.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 
 use super::rows::{self, DocumentColumns, SELECT_DOCUMENTS};
 use crate::state::{Document, Status, StatusCounts};
@@ -152,11 +151,7 @@ fn set_legacy(conn: &Connection, doc: &Document) -> rusqlite::Result<()> {
             .execute([&doc.hash])?;
         return Ok(());
     }
-    let extra = Value::Object(doc.extra.clone()).to_string();
-    let key_order = doc
-        .key_order
-        .as_ref()
-        .map(|k| Value::from(k.clone()).to_string());
+    let (extra, key_order) = doc.legacy_json();
     conn.prepare_cached(
         "INSERT INTO document_legacy (hash, extra, key_order) VALUES (?1, ?2, ?3)
          ON CONFLICT (hash) DO UPDATE SET extra = excluded.extra, key_order = excluded.key_order",
@@ -200,4 +195,19 @@ pub(super) fn remove(conn: &Connection, hash: &str) -> rusqlite::Result<bool> {
         .prepare_cached("DELETE FROM documents WHERE hash = ?1")?
         .execute([hash])?;
     Ok(removed > 0)
+}
+
+/// Store `doc` as another backend held it: position, `created_at` and `updated_at` kept. A
+/// registered hash fails on its primary key instead of being updated.
+pub(super) fn copy(conn: &Connection, doc: &Document) -> rusqlite::Result<()> {
+    if is_known(conn, &doc.hash)? {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY),
+            Some(format!("document {} is already registered", doc.hash)),
+        ));
+    }
+    upsert(conn, doc, Some(doc.position), &doc.created_at)?;
+    conn.prepare_cached("UPDATE documents SET updated_at = ?2 WHERE hash = ?1")?
+        .execute(params![doc.hash, doc.updated_at])?;
+    Ok(())
 }

@@ -96,3 +96,19 @@ pub(super) fn for_each(
 pub(super) fn count(conn: &Connection) -> rusqlite::Result<u64> {
     conn.query_row("SELECT count(*) AS n FROM log", [], |r| rows::count(r, "n"))
 }
+
+/// Store `entry` with its id, as another backend held it.
+pub(super) fn copy(conn: &Connection, entry: &LogEntry) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO log (id, timestamp, operation, description, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        entry.id,
+        entry.timestamp,
+        entry.operation,
+        entry.description,
+        entry.recorded_at
+    ])
+    .map(drop)
+}

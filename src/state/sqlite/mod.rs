@@ -705,6 +705,14 @@ impl Writes for Sql<rusqlite::Transaction<'_>> {
     ) -> Result<()> {
         self.run(|c| extras::record_python_export(c, sha256, entries, now))
     }
+
+    fn copy_documents(&self, docs: &[Document]) -> Result<()> {
+        self.run(|c| docs.iter().try_for_each(|doc| documents::copy(c, doc)))
+    }
+
+    fn copy_log_entries(&self, entries: &[LogEntry]) -> Result<()> {
+        self.run(|c| entries.iter().try_for_each(|entry| log::copy(c, entry)))
+    }
 }
 
 /// `state.db` was replaced or removed while this process had it open. Its `-wal` and `-shm`
@@ -724,7 +732,7 @@ fn forget_sidecars_of_replaced_db(db: &Path) {
 }
 
 /// The files this process has open (Linux: `/proc/self/fd`).
-fn held_open_files() -> Vec<FileId> {
+pub(crate) fn held_open_files() -> Vec<FileId> {
     let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
         return Vec::new();
     };
