@@ -17,7 +17,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use openkb::settings::Settings;
 use openkb::state_url::StateEnv;
 
 mod common;
@@ -68,16 +67,13 @@ fn main() {
         format!("`migrate --to-postgres`: {}", secs(to_postgres)),
     ));
 
-    let settings = Settings {
-        state: StateEnv {
-            url: Some(url.clone()),
-            ..StateEnv::default()
-        },
-        ..Settings::default()
+    let state_env = StateEnv {
+        url: Some(url.clone()),
+        ..StateEnv::default()
     };
     let mut measured = Vec::new();
     for kb in [&local, &team] {
-        let register = register_latencies(kb, &settings, n);
+        let register = register_latencies(kb, &state_env, n);
         measured.push([
             format!(
                 "p50 {} / p99 {}",
@@ -139,10 +135,13 @@ fn write_legacy_kb(kb: &Path, n: u64) {
 
 /// One write session, `REGISTRATIONS` durable registrations (document + log row) after the
 /// KB's `n`: the latency of each.
-fn register_latencies(kb: &Path, settings: &Settings, n: u64) -> Vec<Duration> {
+fn register_latencies(kb: &Path, state_env: &StateEnv, n: u64) -> Vec<Duration> {
     let session = openkb::Kb::at(kb)
         .expect("kb")
-        .with_settings(settings.clone())
+        .with_settings(openkb::settings::Settings {
+            state: state_env.clone(),
+            ..openkb::settings::Settings::default()
+        })
         .write_session()
         .expect("write session");
     let mut latencies: Vec<Duration> = (n..n + REGISTRATIONS)

@@ -33,6 +33,8 @@ pub struct StateEnv {
     pub pgdatabase: Option<String>,
     /// `PGPASSFILE`, else `$HOME/.pgpass`.
     pub passfile: Option<PathBuf>,
+    /// `USER` (else `LOGNAME`): libpq's default user, for the password file.
+    pub os_user: Option<String>,
 }
 
 impl std::fmt::Debug for StateEnv {
@@ -52,6 +54,7 @@ impl std::fmt::Debug for StateEnv {
             .field("pgpassword", &self.pgpassword.as_ref().map(|_| "(set)"))
             .field("pgdatabase", &self.pgdatabase)
             .field("passfile", &self.passfile)
+            .field("os_user", &self.os_user)
             .finish()
     }
 }
@@ -83,6 +86,7 @@ impl StateEnv {
             pgpassword: var("PGPASSWORD")?,
             pgdatabase: var("PGDATABASE")?,
             passfile,
+            os_user: var("USER")?.or(var("LOGNAME")?),
         })
     }
 
@@ -191,7 +195,10 @@ impl StateEnv {
             .copied()
             .unwrap_or(5432)
             .to_string();
-        let user = config.get_user().map(str::to_owned).or_else(os_user)?;
+        let user = config
+            .get_user()
+            .map(str::to_owned)
+            .or_else(|| self.os_user.clone())?;
         let dbname = config.get_dbname().unwrap_or(&user).to_owned();
         pgpass_lookup(&text, [&host, &port, &dbname, &user])
     }
@@ -239,32 +246,6 @@ fn with_default_port(url: &str, port: u16) -> String {
         .collect();
     let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
     format!("{scheme}://{userinfo}{}{tail}", hosts.join(","))
-}
-
-/// The login name of this process's effective user, libpq's default user. Like libpq, from
-/// the password database, not from `USER` (the library reads no environment variable: the
-/// command line hands it `Settings`).
-fn os_user() -> Option<String> {
-    let mut record = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r fills `record` with pointers into `buffer`, both alive until the name
-    // is copied out below; `found` is null unless the record was filled.
-    let status = unsafe {
-        libc::getpwuid_r(
-            libc::geteuid(),
-            record.as_mut_ptr(),
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    if status != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: `found` points at the filled record, whose `pw_name` is a C string in `buffer`.
-    let name = unsafe { std::ffi::CStr::from_ptr((*found).pw_name) };
-    name.to_str().ok().map(str::to_owned)
 }
 
 /// The password of the first `.pgpass` line matching `wanted` (host, port, database, user).
@@ -337,6 +318,41 @@ mod tests {
             .map(|p| std::str::from_utf8(p).unwrap())
     }
 
+    fn env_of(vars: &[(&str, &[u8])]) -> Result<StateEnv> {
+        use std::os::unix::ffi::OsStrExt;
+        StateEnv::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| std::ffi::OsStr::from_bytes(v).to_owned())
+        })
+    }
+
+    #[test]
+    fn the_environment_is_read_through_the_settings_lookup() {
+        let env = env_of(&[
+            ("OPENKB_STATE_URL", b"postgresql://kb:hunter2@db/team"),
+            ("PGPASSWORD", b"also-secret"),
+            ("PGUSER", b"  "),
+            ("HOME", b"/home/u"),
+            ("LOGNAME", b"login"),
+        ])
+        .unwrap();
+        assert_eq!(env.os_user.as_deref(), Some("login"));
+        assert_eq!(env.url.as_deref(), Some("postgresql://kb:hunter2@db/team"));
+        assert_eq!(env.pguser, None, "a blank value is unset");
+        assert_eq!(env.passfile, Some(PathBuf::from("/home/u/.pgpass")));
+        let shown = format!("{env:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("also-secret"),
+            "{shown}"
+        );
+
+        let env = env_of(&[("PGPASSFILE", b"/etc/pgpass"), ("HOME", b"/home/u")]).unwrap();
+        assert_eq!(env.passfile, Some(PathBuf::from("/etc/pgpass")));
+        let message = env_of(&[("PGHOST", b"\xff\xfe")]).unwrap_err().to_string();
+        assert!(message.contains("PGHOST is not valid UTF-8"), "{message}");
+    }
+
     #[test]
     fn team_mode_without_url_or_pghost_says_what_to_set() {
         let message = StateEnv::default()
@@ -358,6 +374,7 @@ mod tests {
             pgpassword: Some("from-env".into()),
             pgdatabase: Some("otherdb".into()),
             passfile: None,
+            os_user: Some("login".into()),
         };
         let config = env.config(Path::new(KB)).unwrap();
         assert_eq!(config.get_hosts(), [Host::Tcp("db.example".into())]);

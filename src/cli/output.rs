@@ -17,7 +17,7 @@
 //! with [`Output::result`], and its JSON with [`Output::json`] on a struct whose absent values
 //! are `Option`s (never `skip_serializing_if`), or stream a long list with
 //! [`JsonArrayWriter`]; then add docs/schemas/<command>.json and validate the command's output
-//! against it in tests/output.rs.
+//! against it in tests/it/output.rs.
 
 use std::io::{IsTerminal, Write};
 

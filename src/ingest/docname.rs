@@ -91,7 +91,7 @@ pub fn sanitize(stem: &str) -> String {
 /// (`Lu Ll Lt Lm Lo`) or a number (`Nd Nl No`) — exactly `str.isalnum()`. Rust's
 /// `char::is_alphanumeric` is wider: it counts combining vowel signs (`Mn`, `Mc`, e.g.
 /// Devanagari `ि`) as alphabetic, which Python turns into `-`, and the same file must get the
-/// same doc_name from both tools. `tests/interop.rs` checks every code point against python3.
+/// same doc_name from both tools. `tests/it/interop.rs` checks every code point against python3.
 pub fn is_python_word(c: char) -> bool {
     use unicode_general_category::{GeneralCategory as G, get_general_category};
     c == '_'

@@ -344,15 +344,15 @@ pub trait Writes: Reads {
         now: &str,
     ) -> Result<()>;
 
-    /// Store `doc` exactly as another backend held it: its position, status, `created_at`
-    /// and `updated_at` included, so a KB moved between backends lists, shows and exports
-    /// the same. The hash must be new (a registered one fails, never duplicates); positions
-    /// given must keep their order. Later new documents still go after every copied one.
-    fn copy_document(&self, doc: &Document) -> Result<()>;
+    /// Store `docs` exactly as another backend held them: position, status, `created_at` and
+    /// `updated_at` included, so a KB moved between backends lists, shows and exports the
+    /// same. Every hash must be new (a registered one fails, never duplicates). Later new
+    /// documents still go after every copied one. Called with batches (a few thousand).
+    fn copy_documents(&self, docs: &[Document]) -> Result<()>;
 
-    /// Store `entry` with its id and both timestamps, as another backend held it. The id
-    /// must be new; later appends get greater ids.
-    fn copy_log_entry(&self, entry: &LogEntry) -> Result<()>;
+    /// Store `entries` with their ids and both timestamps, as another backend held them. The
+    /// ids must be new; later appends get greater ids.
+    fn copy_log_entries(&self, entries: &[LogEntry]) -> Result<()>;
 }
 
 /// A storage error that is neither contention nor a foreign database: where, and what.

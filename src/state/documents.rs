@@ -101,7 +101,49 @@ impl Document {
     pub fn name_key(&self) -> String {
         names::name_key(self.doc_name.as_deref(), self.name.as_deref())
     }
+
+    /// `extra` and `key_order` as stored: JSON text (`{}` when there are no extra keys).
+    pub fn legacy_json(&self) -> (String, Option<String>) {
+        let extra = if self.extra.is_empty() {
+            "{}".to_owned()
+        } else {
+            Value::Object(self.extra.clone()).to_string()
+        };
+        let key_order = self
+            .key_order
+            .as_ref()
+            .map(|k| Value::from(k.clone()).to_string());
+        (extra, key_order)
+    }
+
+    /// The inverse of [`Document::legacy_json`]: `extra` and `key_order` read back from the
+    /// stored text. The error names the column that does not hold what it must.
+    pub fn legacy_from_json(
+        extra: &str,
+        key_order: Option<&str>,
+    ) -> Result<LegacyFields, (&'static str, String)> {
+        // Nearly every row has no extra keys: skip the JSON parser for those.
+        let extra = if extra == "{}" {
+            Map::new()
+        } else {
+            match serde_json::from_str::<Value>(extra) {
+                Ok(Value::Object(map)) => map,
+                _ => return Err(("extra", format!("not a JSON object: {extra}"))),
+            }
+        };
+        let key_order = match key_order {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_str::<Vec<String>>(text)
+                    .map_err(|e| ("key_order", e.to_string()))?,
+            ),
+        };
+        Ok((extra, key_order))
+    }
 }
+
+/// A document's legacy round-trip fields: its extra keys and its key order.
+pub type LegacyFields = (Map<String, Value>, Option<Vec<String>>);
 
 /// Counts of documents by lifecycle status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -550,14 +550,14 @@ impl<'t> WriteTx<'t> {
             .record_python_export(sha256, &mut entries.into_iter(), &utc_now())
     }
 
-    /// Store `doc` exactly as another backend held it (position, status, timestamps): a KB
-    /// moving between backends (`state::transfer`).
-    pub fn copy_document(&self, doc: &Document) -> Result<()> {
-        self.inner.copy_document(doc)
+    /// Store `docs` exactly as another backend held them (position, status, timestamps): a
+    /// KB moving between backends (`state::transfer`).
+    pub fn copy_documents(&self, docs: &[Document]) -> Result<()> {
+        self.inner.copy_documents(docs)
     }
 
-    /// Store `entry` with its id and timestamps, as another backend held it.
-    pub fn copy_log_entry(&self, entry: &LogEntry) -> Result<()> {
-        self.inner.copy_log_entry(entry)
+    /// Store `entries` with their ids and timestamps, as another backend held them.
+    pub fn copy_log_entries(&self, entries: &[LogEntry]) -> Result<()> {
+        self.inner.copy_log_entries(entries)
     }
 }

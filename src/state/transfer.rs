@@ -92,8 +92,14 @@ pub fn copy_all(from: &dyn Reads, to: &WriteTx<'_>, target: &str) -> Result<Fing
         )));
     }
     let source = fingerprint(from)?;
-    from.for_each_document(&mut |doc| to.copy_document(&doc))?;
-    from.for_each_log_entry(&mut |entry| to.copy_log_entry(&entry))?;
+    in_batches(
+        |visit| from.for_each_document(visit),
+        |docs| to.copy_documents(docs),
+    )?;
+    in_batches(
+        |visit| from.for_each_log_entry(visit),
+        |entries| to.copy_log_entries(entries),
+    )?;
     for record in from.imports()? {
         to.record_import(&record, &record.imported_at)?;
     }
@@ -109,6 +115,30 @@ pub fn copy_all(from: &dyn Reads, to: &WriteTx<'_>, target: &str) -> Result<Fing
         )));
     }
     Ok(source)
+}
+
+/// Rows copied per call: one statement each on a server, so a 100k-document KB is a hundred
+/// round trips, not a hundred thousand, and at most this many rows are held at once.
+const BATCH: usize = 1000;
+
+/// Feed what `scan` visits to `store` in batches of [`BATCH`], in order.
+fn in_batches<T>(
+    scan: impl FnOnce(&mut dyn FnMut(T) -> Result<()>) -> Result<()>,
+    mut store: impl FnMut(&[T]) -> Result<()>,
+) -> Result<()> {
+    let mut batch = Vec::with_capacity(BATCH);
+    scan(&mut |item| {
+        batch.push(item);
+        if batch.len() == BATCH {
+            store(&batch)?;
+            batch.clear();
+        }
+        Ok(())
+    })?;
+    if !batch.is_empty() {
+        store(&batch)?;
+    }
+    Ok(())
 }
 
 fn copy_python_base(from: &dyn Reads, to: &dyn Writes) -> Result<()> {

@@ -244,10 +244,7 @@ impl Writes for PgWriteTx<'_> {
     }
 
     fn append_documents(&self, docs: &[Document], now: &str) -> Result<()> {
-        for doc in docs {
-            rows::upsert_document(self, doc, now)?;
-        }
-        Ok(())
+        rows::insert_documents(self, docs, rows::Insert::Append { now })
     }
 
     fn append_log(
@@ -264,10 +261,7 @@ impl Writes for PgWriteTx<'_> {
         &self,
         entries: &mut dyn Iterator<Item = (&str, &str, &str)>,
     ) -> Result<()> {
-        for (timestamp, operation, description) in entries {
-            rows::append_log(self, timestamp, operation, description, None)?;
-        }
-        Ok(())
+        rows::append_imported_log(self, entries)
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<()> {
@@ -325,11 +319,11 @@ impl Writes for PgWriteTx<'_> {
         rows::record_export_handover(self, sha256, entries, now)
     }
 
-    fn copy_document(&self, doc: &Document) -> Result<()> {
-        rows::copy_document(self, doc)
+    fn copy_documents(&self, docs: &[Document]) -> Result<()> {
+        rows::insert_documents(self, docs, rows::Insert::Copy)
     }
 
-    fn copy_log_entry(&self, entry: &LogEntry) -> Result<()> {
-        rows::copy_log_entry(self, entry)
+    fn copy_log_entries(&self, entries: &[LogEntry]) -> Result<()> {
+        rows::copy_log_entries(self, entries)
     }
 }

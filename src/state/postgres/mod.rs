@@ -30,6 +30,7 @@ mod tests;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -125,7 +126,11 @@ pub struct PgStore {
     schema: String,
     /// [`PgStore::location`], made once.
     location_text: String,
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    pool: r2d2::Pool<CachingManager>,
+    /// The connection `open` checked the schema on, lent to readers and writers before the
+    /// pool is asked for one: a command's first statements cost no second connection (each is
+    /// a server process forked and authenticated, the largest cost of a short command).
+    spare: Arc<Mutex<Option<Conn>>>,
     schema_version: i64,
     too_new: bool,
     /// How long a write transaction waits for another writer of this KB before it is
@@ -164,18 +169,23 @@ impl PgStore {
             Ok(migrated) => migrated.to,
             Err(refusal) => return Err(location.refused(refusal, kb_id)),
         };
-        drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(4)
             .min_idle(Some(0))
             .connection_timeout(CONNECT_TIMEOUT)
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(CachingManager(PostgresConnectionManager::new(
+                config, NoTls,
+            )));
         Ok(PgStore {
             server: server.clone(),
             kb_id: kb_id.clone(),
             location_text: location.text.clone(),
             schema,
             pool,
+            spare: Arc::new(Mutex::new(Some(Conn {
+                client: first,
+                statements: Statements::default(),
+            }))),
             schema_version,
             too_new: schema_version > schema::latest_version(),
             busy_timeout: BUSY_TIMEOUT,
@@ -203,6 +213,7 @@ impl PgStore {
         let location = Location::new(server, &schema);
         let config = for_schema(server, &schema);
         let mut client = config.connect(NoTls).map_err(|e| location.error(e))?;
+        let statements = Statements::default();
         let mut tx = client.transaction().map_err(|e| location.error(e))?;
         let outcome = schema::migrate_in(&mut tx, &schema, kb_id, &super::utc_now(), true)
             .map_err(|e| location.error(e))?;
@@ -217,17 +228,24 @@ impl PgStore {
             }
             Err(refusal) => return Err(location.refused(refusal, kb_id)),
         }
-        let write = PgWriteTx {
-            tx: RefCell::new(tx),
-            location: location.clone(),
-            statements: RefCell::default(),
+        let value = {
+            let write = PgWriteTx {
+                tx: RefCell::new(tx),
+                location: location.clone(),
+                statements: &statements,
+            };
+            let value = body(&write)?;
+            write
+                .tx
+                .into_inner()
+                .commit()
+                .map_err(|e| location.error(e))?;
+            value
         };
-        let value = body(&write)?;
-        write
-            .tx
-            .into_inner()
-            .commit()
-            .map_err(|e| location.error(e))?;
+        // Statistics and hint bits for the tables just filled, so the first `list` does not
+        // pay for them. Only an optimisation (autovacuum does it later): a failure is no
+        // reason to report the committed move as failed.
+        let _ = client.batch_execute("VACUUM ANALYZE documents; VACUUM ANALYZE log");
         Ok((PgStore::open(server, kb_id, Create::Never)?, value))
     }
 
@@ -236,8 +254,8 @@ impl PgStore {
     /// configured for it, so nothing can be written there and lost.
     pub fn retire(&self, suffix: &str) -> Result<String> {
         let aside = format!("{}_moved_{suffix}", self.schema);
-        let mut client = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
-        client
+        let mut conn = self.connection()?;
+        conn.client
             .batch_execute(&format!("ALTER SCHEMA {} RENAME TO {aside}", self.schema))
             .map_err(|e| self.loc().error(e))?;
         Ok(aside)
@@ -285,12 +303,23 @@ impl PgStore {
 
     /// A pooled connection for reading.
     pub fn reader(&self) -> Result<PgReader> {
-        let client = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
         Ok(PgReader {
-            client: RefCell::new(client),
+            conn: RefCell::new(self.connection()?),
             location: self.loc(),
-            statements: RefCell::default(),
         })
+    }
+
+    /// The spare connection when it is free and alive, else one from the pool.
+    fn connection(&self) -> Result<Lent> {
+        let spare = self.spare.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(conn) = spare.filter(|c| !c.client.is_closed()) {
+            return Ok(Lent::Spare {
+                conn: Some(conn),
+                home: Arc::clone(&self.spare),
+            });
+        }
+        let pooled = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
+        Ok(Lent::Pooled(pooled))
     }
 
     /// Run `body` in one READ COMMITTED transaction on a pooled connection and commit it;
@@ -301,8 +330,8 @@ impl PgStore {
         mut body: impl FnMut(&PgWriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.ensure_writable()?;
-        let mut client = self.pool.get().map_err(|e| self.loc().pool_error(e))?;
-        run_write(&mut client, &self.write_plan(fence), &mut body)
+        let mut conn = self.connection()?;
+        run_write(&mut conn, &self.write_plan(fence), &mut body)
     }
 
     fn write_plan(&self, fence: Option<Fence>) -> WritePlan {
@@ -326,7 +355,7 @@ impl PgStore {
         mut body: impl FnMut(&PgWriteTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.ensure_writable()?;
-        run_write(&mut session.client, &self.write_plan(fence), &mut body)
+        run_write(&mut session.conn, &self.write_plan(fence), &mut body)
     }
 
     /// A dedicated connection outside the pool (the KB lock's session), with TCP keepalives
@@ -347,7 +376,10 @@ impl PgStore {
         config.options(&options);
         let client = config.connect(NoTls).map_err(|e| self.loc().error(e))?;
         Ok(PgSession {
-            client,
+            conn: Conn {
+                client,
+                statements: Statements::default(),
+            },
             location: self.loc(),
         })
     }
@@ -363,7 +395,7 @@ pub struct Fence {
 
 /// A dedicated connection to the KB's schema (see [`PgStore::session`]).
 pub struct PgSession {
-    client: Client,
+    conn: Conn,
     location: Location,
 }
 
@@ -380,6 +412,7 @@ impl PgSession {
     /// exclusive acquisition. Committed at once, so every older token is void from now on.
     pub fn advance_lock_epoch(&mut self) -> Result<Fence> {
         let row = self
+            .conn
             .client
             .query_one(
                 "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'lock_epoch'
@@ -398,7 +431,8 @@ impl PgSession {
             LockMode::Shared => "SELECT pg_try_advisory_lock_shared($1, $2)",
             LockMode::Exclusive => "SELECT pg_try_advisory_lock($1, $2)",
         };
-        self.client
+        self.conn
+            .client
             .query_one(sql, &[&class, &key])
             .map(|r| r.get(0))
             .map_err(|e| self.location.error(e))
@@ -420,10 +454,11 @@ impl PgSession {
         // lock_timeout 0 means "no limit"; a wait bounded below a millisecond becomes 1 ms.
         let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
         let waited = (|| {
-            self.client
+            self.conn
+                .client
                 .batch_execute(&format!("SET lock_timeout = {millis}"))?;
-            let outcome = self.client.execute(sql, &[&class, &key]);
-            self.client.batch_execute("SET lock_timeout = 0")?;
+            let outcome = self.conn.client.execute(sql, &[&class, &key]);
+            self.conn.client.batch_execute("SET lock_timeout = 0")?;
             outcome
         })();
         waited.map(drop).map_err(|e| self.location.error(e))
@@ -436,7 +471,8 @@ impl PgSession {
             LockMode::Shared => "SELECT pg_advisory_unlock_shared($1, $2)",
             LockMode::Exclusive => "SELECT pg_advisory_unlock($1, $2)",
         };
-        self.client
+        self.conn
+            .client
             .query_one(sql, &[&class, &key])
             .map(|r| r.get(0))
             .map_err(|e| self.location.error(e))
@@ -446,6 +482,7 @@ impl PgSession {
     /// the message a waiting process prints.
     pub fn lock_holders(&mut self, class: i32, key: i32) -> Result<Vec<String>> {
         let rows = self
+            .conn
             .client
             .query(
                 "SELECT DISTINCT coalesce(nullif(a.application_name, ''), 'pid ' || a.pid)
@@ -461,7 +498,8 @@ impl PgSession {
 
     /// The server's process id serving this session (for tests and doctor).
     pub fn backend_pid(&mut self) -> Result<i32> {
-        self.client
+        self.conn
+            .client
             .query_one("SELECT pg_backend_pid()", &[])
             .map(|r| r.get(0))
             .map_err(|e| self.location.error(e))
@@ -477,13 +515,13 @@ struct WritePlan {
 }
 
 fn run_write<T>(
-    client: &mut Client,
+    conn: &mut Conn,
     plan: &WritePlan,
     body: &mut impl FnMut(&PgWriteTx<'_>) -> Result<T>,
 ) -> Result<T> {
     let mut pause = Duration::from_millis(20);
     for attempt in 1..=WRITE_ATTEMPTS {
-        match write_once(client, plan, body) {
+        match write_once(conn, plan, body) {
             Err(Attempt::Retry) if attempt < WRITE_ATTEMPTS => {
                 std::thread::sleep(pause);
                 pause *= 2;
@@ -506,7 +544,7 @@ enum Attempt {
 }
 
 fn write_once<T>(
-    client: &mut Client,
+    conn: &mut Conn,
     plan: &WritePlan,
     body: &mut impl FnMut(&PgWriteTx<'_>) -> Result<T>,
 ) -> std::result::Result<T, Attempt> {
@@ -515,6 +553,7 @@ fn write_once<T>(
         Error::Busy { .. } => Attempt::Retry,
         other => Attempt::Failed(other),
     };
+    let Conn { client, statements } = conn;
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::ReadCommitted)
@@ -540,7 +579,7 @@ fn write_once<T>(
     let write = PgWriteTx {
         tx: RefCell::new(tx),
         location: location.clone(),
-        statements: RefCell::default(),
+        statements,
     };
     let value = body(&write).map_err(|e| match e {
         // The body's statements turned a serialization failure into Busy: retry it whole.
@@ -553,21 +592,90 @@ fn write_once<T>(
 
 /// A pooled connection, for reads outside a write transaction.
 pub struct PgReader {
-    client: RefCell<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>>,
+    conn: RefCell<Lent>,
     location: Location,
-    statements: Statements,
+}
+
+/// A connection lent out by a store: its spare one (given back when done), or a pooled one.
+enum Lent {
+    Spare {
+        conn: Option<Conn>,
+        home: Arc<Mutex<Option<Conn>>>,
+    },
+    Pooled(r2d2::PooledConnection<CachingManager>),
+}
+
+impl std::ops::Deref for Lent {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match self {
+            Lent::Spare { conn, .. } => conn.as_ref().expect("a spare connection is lent whole"),
+            Lent::Pooled(pooled) => pooled,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match self {
+            Lent::Spare { conn, .. } => conn.as_mut().expect("a spare connection is lent whole"),
+            Lent::Pooled(pooled) => pooled,
+        }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Lent::Spare { conn, home } = self
+            && let Ok(mut slot) = home.lock()
+            && slot.is_none()
+        {
+            *slot = conn.take();
+        }
+    }
 }
 
 /// An open write transaction.
 pub struct PgWriteTx<'c> {
     tx: RefCell<postgres::Transaction<'c>>,
     location: Location,
+    statements: &'c Statements,
+}
+
+/// Statements prepared on one connection, by text, kept as long as the connection: a
+/// statement run again (the lookups and writes of every registration) costs one round trip
+/// instead of two (prepare, then execute).
+type Statements = RefCell<std::collections::HashMap<String, postgres::Statement>>;
+
+/// A connection and the statements prepared on it.
+pub(crate) struct Conn {
+    client: Client,
     statements: Statements,
 }
 
-/// Statements prepared on one connection, by text: a statement run again (every row of a
-/// bulk copy, the lookups of each registration) costs one round trip instead of two.
-type Statements = RefCell<std::collections::HashMap<String, postgres::Statement>>;
+/// r2d2's PostgreSQL manager, handing out connections with their statement cache.
+#[derive(Debug)]
+struct CachingManager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for CachingManager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.0.connect()?,
+            statements: Statements::default(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
 
 /// What a backend error message says the state is: the schema and the server.
 #[derive(Clone, Debug)]

@@ -42,31 +42,43 @@ fn prepared(
     Ok(statement)
 }
 
-/// [`Sql`] for a type with a `RefCell`'d client, a statement cache and a location.
-macro_rules! sql_over {
-    ($type:ty, $client:ident, $($deref:tt)+) => {
-        impl Sql for $type {
-            fn location(&self) -> &Location {
-                &self.location
-            }
-            fn rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-                let mut client = self.$client.borrow_mut();
-                prepared($($deref)+client, &self.statements, sql)
-                    .and_then(|statement| client.query(&statement, params))
-                    .map_err(|e| self.location.error(e))
-            }
-            fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
-                let mut client = self.$client.borrow_mut();
-                prepared($($deref)+client, &self.statements, sql)
-                    .and_then(|statement| client.execute(&statement, params))
-                    .map_err(|e| self.location.error(e))
-            }
-        }
-    };
+impl Sql for PgReader {
+    fn location(&self) -> &Location {
+        &self.location
+    }
+    fn rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        let mut conn = self.conn.borrow_mut();
+        let super::Conn { client, statements } = &mut **conn;
+        prepared(client, statements, sql)
+            .and_then(|statement| client.query(&statement, params))
+            .map_err(|e| self.location.error(e))
+    }
+    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
+        let mut conn = self.conn.borrow_mut();
+        let super::Conn { client, statements } = &mut **conn;
+        prepared(client, statements, sql)
+            .and_then(|statement| client.execute(&statement, params))
+            .map_err(|e| self.location.error(e))
+    }
 }
 
-sql_over!(PgReader, client, &mut **);
-sql_over!(PgWriteTx<'_>, tx, &mut *);
+impl Sql for PgWriteTx<'_> {
+    fn location(&self) -> &Location {
+        &self.location
+    }
+    fn rows(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        let mut tx = self.tx.borrow_mut();
+        prepared(&mut *tx, self.statements, sql)
+            .and_then(|statement| tx.query(&statement, params))
+            .map_err(|e| self.location.error(e))
+    }
+    fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
+        let mut tx = self.tx.borrow_mut();
+        prepared(&mut *tx, self.statements, sql)
+            .and_then(|statement| tx.execute(&statement, params))
+            .map_err(|e| self.location.error(e))
+    }
+}
 
 /// A value read from the database that the domain cannot hold: the database was changed by
 /// another program.
@@ -105,26 +117,8 @@ const DOCUMENT_COLUMNS: &str = "hash, name, doc_name, type, path, raw_path, sour
 fn document(location: &Location, row: &Row) -> Result<Document> {
     let g = |c: &str| get::<Option<String>>(location, row, c);
     let extra_text: String = get(location, row, "extra")?;
-    let extra = if extra_text == "{}" {
-        Map::new()
-    } else {
-        match serde_json::from_str::<Value>(&extra_text) {
-            Ok(Value::Object(map)) => map,
-            _ => {
-                return Err(bad_row(
-                    location,
-                    format!("extra is not a JSON object: {extra_text}"),
-                ));
-            }
-        }
-    };
-    let key_order = match g("key_order")? {
-        None => None,
-        Some(text) => Some(
-            serde_json::from_str::<Vec<String>>(&text)
-                .map_err(|e| bad_row(location, format!("key_order: {e}")))?,
-        ),
-    };
+    let (extra, key_order) = Document::legacy_from_json(&extra_text, g("key_order")?.as_deref())
+        .map_err(|(column, what)| bad_row(location, format!("{column}: {what}")))?;
     let status: String = get(location, row, "status")?;
     Ok(Document {
         hash: get(location, row, "hash")?,
@@ -234,20 +228,13 @@ pub fn counts(q: &(impl Sql + ?Sized)) -> Result<StatusCounts> {
 /// takes the next position. (Hash shape and `doc_name` ownership were checked by `WriteTx`;
 /// the constraints refuse what slips past.)
 pub fn upsert_document(q: &(impl Sql + ?Sized), doc: &Document, now: &str) -> Result<()> {
-    let (extra, key_order) = json_columns(doc);
+    let (extra, key_order) = doc.legacy_json();
     let sql = "INSERT INTO documents (hash, name, doc_name, type, path, raw_path, source_path,
              doc_id, origin, pages, extra, key_order, name_key, status, error, created_at,
              updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12::text::json, $13,
              $14, $15, $16, $16)
-         ON CONFLICT (hash) DO UPDATE SET
-             name = excluded.name, doc_name = excluded.doc_name, type = excluded.type,
-             path = excluded.path, raw_path = excluded.raw_path,
-             source_path = excluded.source_path, doc_id = excluded.doc_id,
-             origin = excluded.origin, pages = excluded.pages, extra = excluded.extra,
-             key_order = excluded.key_order, name_key = excluded.name_key,
-             status = excluded.status, error = excluded.error,
-             updated_at = excluded.updated_at";
+         ON CONFLICT (hash) DO UPDATE SET ";
     let name_key = doc.name_key();
     let status = doc.status.as_str();
     let params: [&(dyn ToSql + Sync); 16] = [
@@ -268,64 +255,119 @@ pub fn upsert_document(q: &(impl Sql + ?Sized), doc: &Document, now: &str) -> Re
         &doc.error,
         &now,
     ];
-    q.execute(sql, &params)?;
+    q.execute(&format!("{sql}{UPSERT_SET}"), &params)?;
     Ok(())
 }
 
-/// Store `doc` exactly as given, position and timestamps included: a copy from another
-/// backend. The hash must be new. The position sequence is moved past the copied position in
-/// the same statement, so a later new document still goes to the end.
-pub fn copy_document(q: &(impl Sql + ?Sized), doc: &Document) -> Result<()> {
-    let (extra, key_order) = json_columns(doc);
-    let name_key = doc.name_key();
-    let status = doc.status.as_str();
+/// What an upsert of a registered hash replaces: every field but its position and
+/// `created_at`.
+const UPSERT_SET: &str = "name = excluded.name, doc_name = excluded.doc_name, \
+     type = excluded.type, path = excluded.path, raw_path = excluded.raw_path, \
+     source_path = excluded.source_path, doc_id = excluded.doc_id, origin = excluded.origin, \
+     pages = excluded.pages, extra = excluded.extra, key_order = excluded.key_order, \
+     name_key = excluded.name_key, status = excluded.status, error = excluded.error, \
+     updated_at = excluded.updated_at";
+
+/// How [`insert_documents`] places its rows.
+pub enum Insert<'a> {
+    /// After every registered document, stamped `now`; a registered hash is updated in place
+    /// (its position and `created_at` kept), as by [`upsert_document`].
+    Append { now: &'a str },
+    /// Exactly as given (positions, timestamps): a copy from another backend. A registered
+    /// hash fails. The position sequence moves past the copied positions.
+    Copy,
+}
+
+/// Insert `docs` in order with ONE statement (arrays unnested server-side): one round trip
+/// and one run of the counting triggers for the whole batch.
+pub fn insert_documents(q: &(impl Sql + ?Sized), docs: &[Document], how: Insert<'_>) -> Result<()> {
+    if docs.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&Document) -> Option<String>| docs.iter().map(f).collect::<Vec<_>>();
+    let hashes: Vec<String> = docs.iter().map(|d| d.hash.clone()).collect();
+    let (extras, key_orders): (Vec<String>, Vec<Option<String>>) =
+        docs.iter().map(Document::legacy_json).unzip();
+    let name_keys: Vec<String> = docs.iter().map(Document::name_key).collect();
+    let statuses: Vec<String> = docs.iter().map(|d| d.status.as_str().to_owned()).collect();
+    let pages: Vec<Option<i64>> = docs.iter().map(|d| d.pages).collect();
+    let (created, updated, positions): (Vec<String>, Vec<String>, Vec<i64>) = match how {
+        Insert::Append { now } => (
+            vec![now.to_owned(); docs.len()],
+            vec![now.to_owned(); docs.len()],
+            Vec::new(),
+        ),
+        Insert::Copy => (
+            docs.iter().map(|d| d.created_at.clone()).collect(),
+            docs.iter().map(|d| d.updated_at.clone()).collect(),
+            docs.iter().map(|d| d.position).collect(),
+        ),
+    };
+    let (name, doc_name, doc_type) = (
+        text(|d| d.name.clone()),
+        text(|d| d.doc_name.clone()),
+        text(|d| d.doc_type.clone()),
+    );
+    let (path, raw_path, source_path) = (
+        text(|d| d.path.clone()),
+        text(|d| d.raw_path.clone()),
+        text(|d| d.source_path.clone()),
+    );
+    let (doc_id, origin, error) = (
+        text(|d| d.doc_id.clone()),
+        text(|d| d.origin.clone()),
+        text(|d| d.error.clone()),
+    );
+    let columns = "hash, name, doc_name, type, path, raw_path, source_path, doc_id, origin, \
+         pages, extra, key_order, name_key, status, error, created_at, updated_at";
+    let unnest = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], \
+         $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
+         $18::bigint[]) WITH ORDINALITY AS r(hash, name, doc_name, type, path, raw_path, \
+         source_path, doc_id, origin, pages, extra, key_order, name_key, status, error, \
+         created_at, updated_at, position, ord)";
+    let values = "r.hash, r.name, r.doc_name, r.type, r.path, r.raw_path, r.source_path, \
+         r.doc_id, r.origin, r.pages, r.extra::json, r.key_order::json, r.name_key, r.status, \
+         r.error, r.created_at, r.updated_at";
+    let sql = match how {
+        Insert::Append { .. } => format!(
+            "INSERT INTO documents ({columns}) SELECT {values} FROM {unnest} ORDER BY r.ord
+             ON CONFLICT (hash) DO UPDATE SET {UPSERT_SET}"
+        ),
+        Insert::Copy => format!(
+            "WITH copied AS (
+                 INSERT INTO documents ({columns}, position) OVERRIDING SYSTEM VALUE
+                 SELECT {values}, r.position FROM {unnest} ORDER BY r.ord
+                 RETURNING position)
+             SELECT setval('documents_position_seq', greatest(
+                 (SELECT max(position) FROM copied),
+                 (SELECT last_value FROM documents_position_seq)))"
+        ),
+    };
     q.execute(
-        "WITH copied AS (
-             INSERT INTO documents (hash, name, doc_name, type, path, raw_path, source_path,
-                 doc_id, origin, pages, extra, key_order, name_key, status, error, created_at,
-                 updated_at, position)
-             OVERRIDING SYSTEM VALUE
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json, $12::text::json,
-                 $13, $14, $15, $16, $17, $18)
-             RETURNING position)
-         SELECT setval('documents_position_seq',
-             greatest((SELECT position FROM copied), (SELECT last_value FROM documents_position_seq)))",
+        &sql,
         &[
-            &doc.hash,
-            &doc.name,
-            &doc.doc_name,
-            &doc.doc_type,
-            &doc.path,
-            &doc.raw_path,
-            &doc.source_path,
-            &doc.doc_id,
-            &doc.origin,
-            &doc.pages,
-            &extra,
-            &key_order,
-            &name_key,
-            &status,
-            &doc.error,
-            &doc.created_at,
-            &doc.updated_at,
-            &doc.position,
+            &hashes,
+            &name,
+            &doc_name,
+            &doc_type,
+            &path,
+            &raw_path,
+            &source_path,
+            &doc_id,
+            &origin,
+            &pages,
+            &extras,
+            &key_orders,
+            &name_keys,
+            &statuses,
+            &error,
+            &created,
+            &updated,
+            &positions,
         ],
     )
     .map(drop)
-}
-
-/// `extra` and `key_order` as the JSON text stored.
-fn json_columns(doc: &Document) -> (String, Option<String>) {
-    let extra = if doc.extra.is_empty() {
-        "{}".to_owned()
-    } else {
-        Value::Object(doc.extra.clone()).to_string()
-    };
-    let key_order = doc
-        .key_order
-        .as_ref()
-        .map(|k| Value::from(k.clone()).to_string());
-    (extra, key_order)
 }
 
 pub fn set_status(
@@ -391,24 +433,54 @@ pub fn append_log(
     })
 }
 
-/// Copy a log row with its id (a move between backends keeps the ids users have seen); the
-/// id sequence moves past it in the same statement.
-pub fn copy_log_entry(q: &(impl Sql + ?Sized), entry: &LogEntry) -> Result<()> {
+/// Copy log rows with their ids (a move between backends keeps the ids users have seen), in
+/// one statement; the id sequence moves past them.
+pub fn copy_log_entries(q: &(impl Sql + ?Sized), entries: &[LogEntry]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+    let timestamps: Vec<&str> = entries.iter().map(|e| e.timestamp.as_str()).collect();
+    let operations: Vec<&str> = entries.iter().map(|e| e.operation.as_str()).collect();
+    let descriptions: Vec<&str> = entries.iter().map(|e| e.description.as_str()).collect();
+    let recorded: Vec<Option<&str>> = entries.iter().map(|e| e.recorded_at.as_deref()).collect();
     q.execute(
         "WITH copied AS (
              INSERT INTO log (id, timestamp, operation, description, recorded_at)
-             OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5) RETURNING id)
-         SELECT setval('log_id_seq',
-             greatest((SELECT id FROM copied), (SELECT last_value FROM log_id_seq)))",
-        &[
-            &entry.id,
-            &entry.timestamp,
-            &entry.operation,
-            &entry.description,
-            &entry.recorded_at,
-        ],
+             OVERRIDING SYSTEM VALUE
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+             RETURNING id)
+         SELECT setval('log_id_seq', greatest(
+             (SELECT max(id) FROM copied), (SELECT last_value FROM log_id_seq)))",
+        &[&ids, &timestamps, &operations, &descriptions, &recorded],
     )
     .map(drop)
+}
+
+/// Append imported log entries (timestamp, operation, description; no `recorded_at`), in
+/// order, in batches of one statement each.
+pub fn append_imported_log(
+    q: &(impl Sql + ?Sized),
+    entries: &mut dyn Iterator<Item = (&str, &str, &str)>,
+) -> Result<()> {
+    let mut batch: Vec<(&str, &str, &str)> = Vec::new();
+    loop {
+        batch.clear();
+        batch.extend((&mut *entries).take(1000));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let timestamps: Vec<&str> = batch.iter().map(|e| e.0).collect();
+        let operations: Vec<&str> = batch.iter().map(|e| e.1).collect();
+        let descriptions: Vec<&str> = batch.iter().map(|e| e.2).collect();
+        q.execute(
+            "INSERT INTO log (timestamp, operation, description)
+             SELECT t, o, d FROM unnest($1::text[], $2::text[], $3::text[])
+                 WITH ORDINALITY AS r(t, o, d, ord)
+             ORDER BY ord",
+            &[&timestamps, &operations, &descriptions],
+        )?;
+    }
 }
 
 /// The newest `limit` entries (all when `None`), optionally of one operation, oldest first.

@@ -254,7 +254,8 @@ fn advisory_locks_exclude_and_a_bounded_wait_ends_busy() {
     assert!(!a.try_advisory_lock(LockMode::Shared, CLASS, key).unwrap());
     // The session's lock_timeout is back to "no limit" after a bounded wait.
     assert_eq!(
-        a.client
+        a.conn
+            .client
             .query_one("SHOW lock_timeout", &[])
             .unwrap()
             .get::<_, String>(0),

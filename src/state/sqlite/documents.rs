@@ -1,7 +1,6 @@
 //! SQL of the `documents` table and its `document_counts`.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 
 use super::rows::{self, DocumentColumns, SELECT_DOCUMENTS};
 use crate::state::{Document, Status, StatusCounts};
@@ -152,11 +151,7 @@ fn set_legacy(conn: &Connection, doc: &Document) -> rusqlite::Result<()> {
             .execute([&doc.hash])?;
         return Ok(());
     }
-    let extra = Value::Object(doc.extra.clone()).to_string();
-    let key_order = doc
-        .key_order
-        .as_ref()
-        .map(|k| Value::from(k.clone()).to_string());
+    let (extra, key_order) = doc.legacy_json();
     conn.prepare_cached(
         "INSERT INTO document_legacy (hash, extra, key_order) VALUES (?1, ?2, ?3)
          ON CONFLICT (hash) DO UPDATE SET extra = excluded.extra, key_order = excluded.key_order",

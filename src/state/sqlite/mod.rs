@@ -706,12 +706,12 @@ impl Writes for Sql<rusqlite::Transaction<'_>> {
         self.run(|c| extras::record_python_export(c, sha256, entries, now))
     }
 
-    fn copy_document(&self, doc: &Document) -> Result<()> {
-        self.run(|c| documents::copy(c, doc))
+    fn copy_documents(&self, docs: &[Document]) -> Result<()> {
+        self.run(|c| docs.iter().try_for_each(|doc| documents::copy(c, doc)))
     }
 
-    fn copy_log_entry(&self, entry: &LogEntry) -> Result<()> {
-        self.run(|c| log::copy(c, entry))
+    fn copy_log_entries(&self, entries: &[LogEntry]) -> Result<()> {
+        self.run(|c| entries.iter().try_for_each(|entry| log::copy(c, entry)))
     }
 }
 

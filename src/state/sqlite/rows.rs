@@ -7,7 +7,6 @@
 
 use rusqlite::Row;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use serde_json::{Map, Value};
 
 use crate::state::{Document, ImportKind, IntentOp, LogEntry, Status};
 
@@ -111,28 +110,9 @@ pub(super) fn document(row: &Row<'_>) -> rusqlite::Result<Document> {
 impl DocumentColumns {
     pub(super) fn read(&self, row: &Row<'_>) -> rusqlite::Result<Document> {
         let extra_text: String = row.get(self.extra)?;
-        // Nearly every row has no extra keys: skip the JSON parser for those.
-        let extra = if extra_text == "{}" {
-            Map::new()
-        } else {
-            match serde_json::from_str::<Value>(&extra_text) {
-                Ok(Value::Object(map)) => map,
-                _ => {
-                    return Err(bad(
-                        row,
-                        "extra",
-                        format!("not a JSON object: {extra_text}"),
-                    ));
-                }
-            }
-        };
-        let key_order = match row.get::<_, Option<String>>(self.key_order)? {
-            None => None,
-            Some(text) => Some(
-                serde_json::from_str::<Vec<String>>(&text)
-                    .map_err(|e| bad(row, "key_order", e.to_string()))?,
-            ),
-        };
+        let key_order_text: Option<String> = row.get(self.key_order)?;
+        let (extra, key_order) = Document::legacy_from_json(&extra_text, key_order_text.as_deref())
+            .map_err(|(column, what)| bad(row, column, what))?;
         Ok(Document {
             hash: row.get(self.hash)?,
             name: row.get(self.name)?,
