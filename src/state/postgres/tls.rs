@@ -1,0 +1,136 @@
+//! The one way openkb connects to PostgreSQL: every connection (the first one that checks
+//! the schema, the pool's, the KB lock's session) goes through [`Connector::connect`], so all
+//! of them are protected as the user's `sslmode` says.
+//!
+//! TLS is OpenSSL's, through `native-tls`: libpq's own library, so a CA file that works with
+//! `psql` works here, and the checks map one to one (chain: the root certificates; host name:
+//! `verify-full` only).
+
+use postgres::{Client, Config};
+use postgres_native_tls::MakeTlsConnector;
+
+use super::Location;
+use crate::error::{Error, Result};
+use crate::state_url::{RootCert, SslMode, StateServer, Tls};
+
+/// A TLS connector built once per store from the user's settings (the root certificate is
+/// read once), cloned into the pool.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    make: MakeTlsConnector,
+    tls: Tls,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").field("tls", &self.tls).finish()
+    }
+}
+
+impl Connector {
+    pub(crate) fn new(server: &StateServer) -> Result<Connector> {
+        let tls = &server.tls;
+        let mut builder = native_tls::TlsConnector::builder();
+        match &tls.root_cert {
+            None => {
+                builder.danger_accept_invalid_certs(true);
+            }
+            Some(RootCert::System) => {}
+            Some(RootCert::File(path)) => {
+                let unreadable = |problem: String| {
+                    Error::Invalid(format!(
+                        "{}: cannot be used as the root certificate (sslrootcert / \
+                         PGSSLROOTCERT): {problem}; point it at the PEM file of the CA that \
+                         signed the server's certificate",
+                        path.display()
+                    ))
+                };
+                let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+                let certs = native_tls::Certificate::stack_from_pem(&pem)
+                    .map_err(|e| unreadable(e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(unreadable("it holds no PEM certificate".to_owned()));
+                }
+                // The named CAs alone, as libpq: a certificate the system trusts but the
+                // user's CA did not sign is refused.
+                builder.disable_built_in_roots(true);
+                for cert in certs {
+                    builder.add_root_certificate(cert);
+                }
+            }
+        }
+        builder.danger_accept_invalid_hostnames(!tls.check_host);
+        let connector = builder.build().map_err(|e| {
+            Error::Invalid(format!("cannot set up TLS for the state server: {e}"))
+        })?;
+        Ok(Connector {
+            make: MakeTlsConnector::new(connector),
+            tls: tls.clone(),
+        })
+    }
+
+    /// Connect as `config` says; a failure is the library's error, with what TLS has to do
+    /// with it when it has.
+    pub(crate) fn connect(&self, config: &Config, location: &Location) -> Result<Client> {
+        self.connect_raw(config).map_err(|e| self.error(e, location))
+    }
+
+    /// [`Connector::connect`] with the driver's error, for the pool (r2d2 reports it).
+    pub(crate) fn connect_raw(&self, config: &Config) -> std::result::Result<Client, postgres::Error> {
+        config.connect(self.make.clone())
+    }
+
+    /// A failed TLS handshake, or a server refusing a connection without TLS, is a server
+    /// that cannot be reached as configured (exit 5), with the setting to look at.
+    pub(crate) fn error(&self, e: postgres::Error, location: &Location) -> Error {
+        let text = e.to_string();
+        let refused_plain = e
+            .as_db_error()
+            .is_some_and(|db| db.code().code() == "28000" && db.message().contains("no encryption"));
+        let hint = if text.contains("TLS") || tls_source(&e) {
+            Some(format!(
+                "the TLS connection failed with sslmode={}{}; check that the server's \
+                 certificate is signed by that CA{} (or set sslmode and sslrootcert in \
+                 OPENKB_STATE_URL, PGSSLMODE or PGSSLROOTCERT to match the server)",
+                self.tls.mode.as_str(),
+                match &self.tls.root_cert {
+                    Some(RootCert::File(path)) => format!(" and sslrootcert={}", path.display()),
+                    Some(RootCert::System) => " and the system's root certificates".to_owned(),
+                    None => String::new(),
+                },
+                if self.tls.check_host {
+                    " and names the host in OPENKB_STATE_URL"
+                } else {
+                    ""
+                }
+            ))
+        } else if refused_plain && self.tls.mode == SslMode::Disable {
+            Some(
+                "the server accepts only TLS connections from here; set sslmode=require (or \
+                 verify-full with sslrootcert) in OPENKB_STATE_URL or PGSSLMODE"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        match hint {
+            Some(hint) => Error::StateUnreachable {
+                location: location.text.clone(),
+                message: format!("{}\n  {hint}", super::describe(&e)),
+            },
+            None => location.error(e),
+        }
+    }
+}
+
+/// Whether the error came from the TLS library (a handshake or certificate failure).
+fn tls_source(e: &postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if inner.is::<native_tls::Error>() {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
+}
