@@ -925,15 +925,8 @@ mod tests {
         );
 
         // system means verify-full, and refuses weaker modes.
-        assert_eq!(
-            tls("host=db sslrootcert=system").mode,
-            SslMode::VerifyFull
-        );
-        let err = |url: &str| {
-            server(url, StateEnv::default())
-                .unwrap_err()
-                .to_string()
-        };
+        assert_eq!(tls("host=db sslrootcert=system").mode, SslMode::VerifyFull);
+        let err = |url: &str| server(url, StateEnv::default()).unwrap_err().to_string();
         assert!(
             err("host=db sslrootcert=system sslmode=require").contains("needs sslmode=verify-full")
         );

@@ -207,8 +207,8 @@ fn a_server_that_is_not_there_is_unreachable_with_where_it_was_looked_for() {
         nowhere.path().display()
     ))
     .unwrap();
-    let err = PgStore::open(&StateServer::plain(config), &fresh_kb(), Create::IfMissing)
-        .unwrap_err();
+    let err =
+        PgStore::open(&StateServer::plain(config), &fresh_kb(), Create::IfMissing).unwrap_err();
     assert!(matches!(err, Error::StateUnreachable { .. }), "{err:?}");
     assert_eq!(err.exit_code(), crate::error::exit::STATE_SERVER);
     let text = err.to_string();

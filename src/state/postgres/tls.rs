@@ -60,9 +60,9 @@ impl Connector {
             }
         }
         builder.danger_accept_invalid_hostnames(!tls.check_host);
-        let connector = builder.build().map_err(|e| {
-            Error::Invalid(format!("cannot set up TLS for the state server: {e}"))
-        })?;
+        let connector = builder
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot set up TLS for the state server: {e}")))?;
         Ok(Connector {
             make: MakeTlsConnector::new(connector),
             tls: tls.clone(),
@@ -72,11 +72,15 @@ impl Connector {
     /// Connect as `config` says; a failure is the library's error, with what TLS has to do
     /// with it when it has.
     pub(crate) fn connect(&self, config: &Config, location: &Location) -> Result<Client> {
-        self.connect_raw(config).map_err(|e| self.error(e, location))
+        self.connect_raw(config)
+            .map_err(|e| self.error(e, location))
     }
 
     /// [`Connector::connect`] with the driver's error, for the pool (r2d2 reports it).
-    pub(crate) fn connect_raw(&self, config: &Config) -> std::result::Result<Client, postgres::Error> {
+    pub(crate) fn connect_raw(
+        &self,
+        config: &Config,
+    ) -> std::result::Result<Client, postgres::Error> {
         config.connect(self.make.clone())
     }
 
@@ -84,19 +88,19 @@ impl Connector {
     /// that cannot be reached as configured (exit 5), with the setting to look at.
     pub(crate) fn error(&self, e: postgres::Error, location: &Location) -> Error {
         let text = e.to_string();
-        let refused_plain = e
-            .as_db_error()
-            .is_some_and(|db| db.code().code() == "28000" && db.message().contains("no encryption"));
+        let refused_plain = e.as_db_error().is_some_and(|db| {
+            db.code().code() == "28000" && db.message().contains("no encryption")
+        });
         let hint = if text.contains("TLS") || tls_source(&e) {
             Some(format!(
-                "the TLS connection failed with sslmode={}{}; check that the server's \
-                 certificate is signed by that CA{} (or set sslmode and sslrootcert in \
+                "the TLS connection failed with sslmode={}{}; check the server's \
+                 certificate against that{} (or set sslmode and sslrootcert in \
                  OPENKB_STATE_URL, PGSSLMODE or PGSSLROOTCERT to match the server)",
                 self.tls.mode.as_str(),
                 match &self.tls.root_cert {
                     Some(RootCert::File(path)) => format!(" and sslrootcert={}", path.display()),
                     Some(RootCert::System) => " and the system's root certificates".to_owned(),
-                    None => String::new(),
+                    None => " (no root certificate, so only that the server speaks TLS)".to_owned(),
                 },
                 if self.tls.check_host {
                     " and names the host in OPENKB_STATE_URL"
