@@ -98,16 +98,16 @@ fn verify_full_refuses_a_certificate_of_another_ca_or_another_host() {
             "localhost",
             &format!("sslmode=verify-full sslrootcert={other_ca}"),
         ),
-        "sslmode=verify-full",
+        "signed the server's certificate",
     );
     let message = TlsKb::new().refused(
         &server.tcp_url(
             "db.invalid",
             &format!("sslmode=verify-full sslrootcert={}", ca()),
         ),
-        "names the host",
+        "does not name the host \"db.invalid\"",
     );
-    assert!(message.contains("TLS"), "{message}");
+    assert!(message.contains("certificate verify failed"), "{message}");
     // verify-ca checks the chain only: the wrong name is accepted, the wrong CA is not.
     TlsKb::new().works_over(&server.tcp_url(
         "db.invalid",
@@ -144,5 +144,28 @@ fn prefer_falls_back_to_plain_text_where_the_server_has_no_tls() {
         pg_server::ROLE
     );
     TlsKb::new().works_over(&format!("{url} sslmode=prefer"));
-    TlsKb::new().refused(&format!("{url} sslmode=require"), "sslmode=require");
+    TlsKb::new().refused(
+        &format!("{url} sslmode=require"),
+        "does not offer TLS, which sslmode=require requires",
+    );
+}
+
+#[test]
+fn a_root_certificate_that_is_not_one_is_named_before_anything_is_written() {
+    let server = pg_server::tls_server();
+    let kb = TlsKb::new();
+    let bogus = kb.path().join("ca.pem");
+    std::fs::write(&bogus, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n").unwrap();
+    for root in [bogus.clone(), kb.path().join("missing.pem")] {
+        let url = server.tcp_url(
+            "localhost",
+            &format!("sslmode=verify-full sslrootcert={}", root.display()),
+        );
+        let out = kb.init(&url);
+        let message = stderr(&out);
+        assert!(!out.status.success(), "{message}");
+        assert!(message.contains(&root.display().to_string()), "{message}");
+        assert!(message.contains("PEM file of the CA"), "{message}");
+        assert!(!kb.kb().join(".openkb").exists(), "{message}");
+    }
 }

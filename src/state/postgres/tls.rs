@@ -73,7 +73,7 @@ impl Connector {
     /// with it when it has.
     pub(crate) fn connect(&self, config: &Config, location: &Location) -> Result<Client> {
         self.connect_raw(config)
-            .map_err(|e| self.error(e, location))
+            .map_err(|e| self.error(e, config, location))
     }
 
     /// [`Connector::connect`] with the driver's error, for the pool (r2d2 reports it).
@@ -86,44 +86,57 @@ impl Connector {
 
     /// A failed TLS handshake, or a server refusing a connection without TLS, is a server
     /// that cannot be reached as configured (exit 5), with the setting to look at.
-    pub(crate) fn error(&self, e: postgres::Error, location: &Location) -> Error {
-        let text = e.to_string();
+    fn error(&self, e: postgres::Error, config: &Config, location: &Location) -> Error {
+        let text = super::describe(&e);
+        let mode = self.tls.mode.as_str();
         let refused_plain = e.as_db_error().is_some_and(|db| {
             db.code().code() == "28000" && db.message().contains("no encryption")
         });
-        let hint = if text.contains("TLS") || tls_source(&e) {
-            Some(format!(
-                "the TLS connection failed with sslmode={}{}; check the server's \
-                 certificate against that{} (or set sslmode and sslrootcert in \
-                 OPENKB_STATE_URL, PGSSLMODE or PGSSLROOTCERT to match the server)",
-                self.tls.mode.as_str(),
-                match &self.tls.root_cert {
-                    Some(RootCert::File(path)) => format!(" and sslrootcert={}", path.display()),
-                    Some(RootCert::System) => " and the system's root certificates".to_owned(),
-                    None => " (no root certificate, so only that the server speaks TLS)".to_owned(),
-                },
-                if self.tls.check_host {
-                    " and names the host in OPENKB_STATE_URL"
-                } else {
-                    ""
-                }
-            ))
-        } else if refused_plain && self.tls.mode == SslMode::Disable {
-            Some(
-                "the server accepts only TLS connections from here; set sslmode=require (or \
-                 verify-full with sslrootcert) in OPENKB_STATE_URL or PGSSLMODE"
-                    .to_owned(),
+        let hint = if text.contains("does not support TLS") {
+            format!(
+                "the server does not offer TLS, which sslmode={mode} requires; turn `ssl` on at \
+                 the server, or (on a trusted network only) use sslmode=prefer"
             )
+        } else if text.contains("hostname mismatch") {
+            let host = match config.get_hosts().first() {
+                Some(postgres::config::Host::Tcp(name)) => name.clone(),
+                _ => String::new(),
+            };
+            format!(
+                "the server's certificate does not name the host {host:?} (sslmode={mode} \
+                 checks it); connect by a name the certificate has"
+            )
+        } else if text.contains("TLS") || tls_source(&e) {
+            let roots = match &self.tls.root_cert {
+                Some(RootCert::File(path)) => format!("the CA in sslrootcert={}", path.display()),
+                Some(RootCert::System) => "the system's root certificates".to_owned(),
+                None => "nothing (no root certificate)".to_owned(),
+            };
+            format!(
+                "the TLS handshake failed with sslmode={mode}, the server's certificate checked \
+                 against {roots}; set sslrootcert (or PGSSLROOTCERT) to the CA that signed the \
+                 server's certificate"
+            )
+        } else if refused_plain && self.tls.mode == SslMode::Disable {
+            "the server accepts only TLS connections from here; set sslmode=verify-full with \
+             sslrootcert (or at least sslmode=require) in OPENKB_STATE_URL or PGSSLMODE"
+                .to_owned()
         } else {
-            None
+            return location.error(e);
         };
-        match hint {
-            Some(hint) => Error::StateUnreachable {
-                location: location.text.clone(),
-                message: format!("{}\n  {hint}", super::describe(&e)),
-            },
-            None => location.error(e),
+        Error::StateUnreachable {
+            location: location.text.clone(),
+            message: format!("{}\n  {hint}", first_line_of_tls(&text)),
         }
+    }
+}
+
+/// OpenSSL's error text says the same thing twice (the error, then its source); the first
+/// half is enough.
+fn first_line_of_tls(text: &str) -> &str {
+    match text.match_indices("): error:").next() {
+        Some((end, _)) => &text[..=end],
+        None => text,
     }
 }
 
