@@ -47,8 +47,9 @@ impl TlsKb {
         )
     }
 
-    /// Init, add and list over `url`: the whole path of a team command.
-    fn works_over(&self, url: &str) {
+    /// Init, add and list over `url`: the whole path of a team command. Returns what
+    /// `status --json` says of the connection's encryption.
+    fn works_over(&self, url: &str) -> serde_json::Value {
         let out = self.init(url);
         assert!(out.status.success(), "init: {}", stderr(&out));
         let doc = self.path().join("a.md");
@@ -57,6 +58,10 @@ impl TlsKb {
         let out = self.run(url, &["list"]);
         assert!(out.status.success(), "list: {}", stderr(&out));
         assert!(stdout(&out).contains('a'), "list: {}", stdout(&out));
+        let out = self.run(url, &["status", "--json"]);
+        assert!(out.status.success(), "status: {}", stderr(&out));
+        let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        status["state"]["tls"].clone()
     }
 
     /// `init` over `url` fails with exit 5, a message holding `expected`, and no KB folder.
@@ -127,7 +132,12 @@ fn require_and_prefer_connect_without_a_ca_and_disable_is_refused_by_the_server(
     let server = pg_server::tls_server();
     TlsKb::new().works_over(&server.tcp_url("db.invalid", "sslmode=require"));
     // libpq's default (prefer): TLS since the server offers it.
-    TlsKb::new().works_over(&server.tcp_url("db.invalid", ""));
+    let tls = TlsKb::new().works_over(&server.tcp_url("db.invalid", ""));
+    assert!(
+        tls.as_str()
+            .is_some_and(|t| t.ends_with("(sslmode=prefer)")),
+        "{tls}"
+    );
     TlsKb::new().refused(
         &server.tcp_url("localhost", "sslmode=disable"),
         "accepts only TLS connections",
@@ -143,7 +153,11 @@ fn prefer_falls_back_to_plain_text_where_the_server_has_no_tls() {
         server.port(),
         pg_server::ROLE
     );
-    TlsKb::new().works_over(&format!("{url} sslmode=prefer"));
+    assert_eq!(
+        TlsKb::new().works_over(&format!("{url} sslmode=prefer")),
+        serde_json::Value::Null,
+        "status must say the connection is not encrypted"
+    );
     TlsKb::new().refused(
         &format!("{url} sslmode=require"),
         "does not offer TLS, which sslmode=require requires",

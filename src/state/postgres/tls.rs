@@ -69,6 +69,11 @@ impl Connector {
         })
     }
 
+    /// The `sslmode` connections are made with, for `status`.
+    pub(crate) fn mode(&self) -> &'static str {
+        self.tls.mode.as_str()
+    }
+
     /// Connect as `config` says; a failure is the library's error, with what TLS has to do
     /// with it when it has.
     pub(crate) fn connect(&self, config: &Config, location: &Location) -> Result<Client> {
