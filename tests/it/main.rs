@@ -34,4 +34,5 @@ mod schema;
 mod sessions;
 mod team_lock;
 mod team_move;
+mod team_tls;
 mod watch;
