@@ -380,7 +380,9 @@ mod tests {
         }
 
         fn store_of(kb_id: &KbId, create: Create) -> PgStore {
-            let server = postgres::Config::from_str(&pg_server::server().url()).unwrap();
+            let server = crate::state_url::StateServer::plain(
+                postgres::Config::from_str(&pg_server::server().url()).unwrap(),
+            );
             PgStore::open(&server, kb_id, create).unwrap()
         }
 

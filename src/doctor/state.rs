@@ -20,6 +20,9 @@ pub struct StateReport {
     pub location: String,
     /// One round trip to the state (a read of the counts by status), in milliseconds.
     pub latency_ms: f64,
+    /// How the connection to the server is encrypted (`TLSv1.3 (sslmode=verify-full)`);
+    /// `null` for `state.db` or a connection in plain text.
+    pub tls: Option<String>,
 }
 
 impl StateReport {
@@ -44,14 +47,20 @@ impl StateReport {
             schema_version: description.schema_version,
             location: description.location,
             latency_ms,
+            tls: description.tls,
         })
     }
 
     /// `PostgreSQL 15.18, schema version 1, round trip 0.41 ms, at <location>` (a team KB's
-    /// location names its schema).
+    /// location names its schema), and for a server how the connection is encrypted.
     pub fn line(&self) -> String {
+        let tls = match (&self.tls, self.schema.is_some()) {
+            (Some(tls), _) => format!(", over {tls}"),
+            (None, true) => ", not encrypted".to_owned(),
+            (None, false) => String::new(),
+        };
         format!(
-            "{}, schema version {}, round trip {:.2} ms, at {}",
+            "{}, schema version {}, round trip {:.2} ms, at {}{tls}",
             self.server_version, self.schema_version, self.latency_ms, self.location
         )
     }

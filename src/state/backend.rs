@@ -54,6 +54,9 @@ pub struct Description {
     /// How commits reach disk, when the engine has such a mode (`wal`, `delete` for SQLite's
     /// rollback journal); `None` for a server.
     pub journal_mode: Option<&'static str>,
+    /// How the connection to a server is encrypted (`TLSv1.3 (sslmode=verify-full)`);
+    /// `None` for a file, or a connection in plain text.
+    pub tls: Option<String>,
 }
 
 /// How thorough [`Backend::check_integrity`] is.

@@ -35,4 +35,5 @@ mod sessions;
 mod team;
 mod team_lock;
 mod team_move;
+mod team_tls;
 mod watch;

@@ -106,6 +106,13 @@ impl Server {
     /// A server of the caller's own, stopped and removed when dropped. For tests that restart
     /// or stop the server; everything else uses the shared [`server`].
     pub fn start_private() -> Result<Server, String> {
+        Server::start_prepared(|_| Ok(()))
+    }
+
+    /// [`Server::start_private`], with `prepare` run on the new cluster before it starts.
+    fn start_prepared(
+        prepare: impl FnOnce(&Launch) -> Result<(), String>,
+    ) -> Result<Server, String> {
         let bin = find_bin_dir()?;
         let run_as = server_user()?;
         sweep_stale();
@@ -115,7 +122,9 @@ impl Server {
             root: root.clone(),
             run_as,
         };
-        let started = initdb(&launch).and_then(|()| start_control(launch));
+        let started = initdb(&launch)
+            .and_then(|()| prepare(&launch))
+            .and_then(|()| start_control(launch));
         match started {
             Ok((control, port, pid)) => Ok(Server {
                 root,
@@ -378,6 +387,143 @@ pub fn process_alive(pid: u32) -> bool {
             .is_some_and(|state| state != 'Z' && state != 'X'),
         Err(_) => false,
     }
+}
+
+static TLS: OnceLock<Result<TlsServer, String>> = OnceLock::new();
+
+/// A second server of this test binary, started on first use, that speaks TLS and accepts TCP
+/// connections only with it (`hostssl` in pg_hba.conf; its Unix socket stays plain, as
+/// PostgreSQL's always is). Its certificate is for `localhost` only, signed by [`TlsServer::ca`].
+pub fn tls_server() -> &'static TlsServer {
+    let shared = TLS.get_or_init(|| {
+        let server = Server::start_prepared(|launch| {
+            let dir = launch.root.join("tls");
+            fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            enable_tls(launch, &dir)
+        })?;
+        let tls = server.root().join("tls");
+        // SAFETY: registering a plain `extern "C" fn` with no captured state.
+        if unsafe { libc::atexit(stop_tls_server) } != 0 {
+            return Err("atexit refused to register the TLS server's shutdown".to_string());
+        }
+        Ok(TlsServer { server, dir: tls })
+    });
+    match shared {
+        Ok(server) => server,
+        Err(reason) => panic!("the test PostgreSQL TLS server could not be started: {reason}"),
+    }
+}
+
+extern "C" fn stop_tls_server() {
+    if let Some(Ok(tls)) = TLS.get() {
+        tls.server.shutdown();
+    }
+}
+
+/// The server of [`tls_server`] and the certificates made for it (in its folder, removed with
+/// it).
+pub struct TlsServer {
+    pub server: Server,
+    dir: PathBuf,
+}
+
+impl TlsServer {
+    /// The CA that signed the server's certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Another CA, which signed nothing the server has.
+    pub fn other_ca(&self) -> PathBuf {
+        self.dir.join("other-ca.pem")
+    }
+
+    /// A libpq key=value string for TCP to `host` (resolved to 127.0.0.1 by `hostaddr`, so
+    /// any name can be checked against the certificate), plus `extra` settings.
+    pub fn tcp_url(&self, host: &str, extra: &str) -> String {
+        format!(
+            "host={host} hostaddr=127.0.0.1 port={} user={ROLE} dbname=postgres {extra}",
+            self.server.port()
+        )
+    }
+}
+
+/// Make a CA, a second CA and a server certificate for `localhost` in `dir` with the
+/// `openssl` command, and switch the new cluster to TLS-only TCP.
+fn enable_tls(launch: &Launch, dir: &Path) -> Result<(), String> {
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run openssl (install it): {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("openssl {args:?} failed: {}", describe(&out)))
+        }
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (name, subject) in [("ca", "/CN=openkb test CA"), ("other-ca", "/CN=another CA")] {
+        let (keyout, out) = (format!("{name}.key"), format!("{name}.pem"));
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", subject];
+        args.extend(key);
+        args.extend(["-keyout", &keyout, "-out", &out]);
+        openssl(&args)?;
+    }
+    let mut args = vec!["req", "-subj", "/CN=localhost", "-keyout", "server.key"];
+    args.extend(key);
+    args.extend(["-out", "server.csr"]);
+    openssl(&args)?;
+    fs::write(dir.join("san.cnf"), "subjectAltName=DNS:localhost\n").map_err(|e| e.to_string())?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "server.crt",
+    ])?;
+    let data = launch.root.join("data");
+    for file in ["server.crt", "server.key"] {
+        let target = data.join(file);
+        fs::copy(dir.join(file), &target).map_err(|e| e.to_string())?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+        if let Some((uid, gid)) = launch.run_as {
+            std::os::unix::fs::chown(&target, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        }
+    }
+    let mut conf = fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .map_err(|e| e.to_string())?;
+    writeln!(
+        conf,
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+    )
+    .map_err(|e| e.to_string())?;
+    fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn read_postmaster_pid(data: &Path) -> Option<u32> {

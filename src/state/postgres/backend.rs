@@ -22,19 +22,25 @@ impl Backend for PgStore {
 
     fn describe(&self) -> Result<Description> {
         let reader = self.reader()?;
-        let version = reader
-            .row(
-                "SELECT 'PostgreSQL ' || current_setting('server_version') AS v",
-                &[],
-            )?
-            .map(|r| r.get::<_, String>("v"))
-            .unwrap_or_default();
+        let row = reader.row(
+            "SELECT 'PostgreSQL ' || current_setting('server_version') AS v, \
+             (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl) AS tls",
+            &[],
+        )?;
+        let (version, tls) = match row {
+            Some(row) => (
+                row.get::<_, String>("v"),
+                row.get::<_, Option<String>>("tls"),
+            ),
+            None => (String::new(), None),
+        };
         Ok(Description {
             backend: "postgresql",
             engine_version: version,
             schema_version: self.schema_version,
             location: self.location_text.clone(),
             journal_mode: None,
+            tls: tls.map(|protocol| format!("{protocol} (sslmode={})", self.connector.mode())),
         })
     }
 

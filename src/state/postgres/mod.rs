@@ -19,14 +19,16 @@
 //!   [`Error::StateUnreachable`] (exit 5): nothing was committed.
 //! - A schema newer than this binary is opened for reading only; every write is refused with
 //!   [`Error::SchemaTooNew`].
-//! - TLS is not built in (no TLS crate is linked): `sslmode=require` fails to connect with a
-//!   message saying so; team mode is meant for a server on the local network or a socket.
+//! - Every connection is opened by one [`tls::Connector`], with TLS as libpq's `sslmode`
+//!   and `sslrootcert` say; a failed handshake or certificate check is
+//!   [`Error::StateUnreachable`] with the setting to look at.
 
 mod backend;
 pub(crate) mod rows;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -34,12 +36,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::{Client, Config, IsolationLevel, NoTls};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{Client, Config, IsolationLevel};
 
 use crate::config::KbId;
 use crate::error::{Error, Result};
 use crate::lock::LockMode;
+use crate::state_url::StateServer;
+use tls::Connector;
 
 /// How many times a whole write transaction is tried before giving up with `Error::Busy`.
 const WRITE_ATTEMPTS: u32 = 4;
@@ -122,6 +125,7 @@ pub enum Create {
 #[derive(Clone)]
 pub struct PgStore {
     server: Config,
+    connector: Connector,
     kb_id: KbId,
     schema: String,
     /// [`PgStore::location`], made once.
@@ -152,11 +156,12 @@ impl PgStore {
     /// Open the state of KB `kb_id` on `server`: check its schema (refusing another KB's),
     /// create it when `create` allows and it is missing, apply missing migrations, and build
     /// the pool.
-    pub fn open(server: &Config, kb_id: &KbId, create: Create) -> Result<PgStore> {
+    pub fn open(server: &StateServer, kb_id: &KbId, create: Create) -> Result<PgStore> {
         let schema = kb_id.schema_name();
-        let location = Location::new(server, &schema);
-        let config = for_schema(server, &schema);
-        let mut first = config.connect(NoTls).map_err(|e| location.error(e))?;
+        let location = Location::new(&server.config, &schema);
+        let config = for_schema(&server.config, &schema);
+        let connector = Connector::new(server)?;
+        let mut first = connector.connect(&config, &location)?;
         let outcome = schema::migrate(
             &mut first,
             &schema,
@@ -173,11 +178,13 @@ impl PgStore {
             .max_size(4)
             .min_idle(Some(0))
             .connection_timeout(CONNECT_TIMEOUT)
-            .build_unchecked(CachingManager(PostgresConnectionManager::new(
-                config, NoTls,
-            )));
+            .build_unchecked(CachingManager {
+                config,
+                connector: connector.clone(),
+            });
         Ok(PgStore {
-            server: server.clone(),
+            server: server.config.clone(),
+            connector,
             kb_id: kb_id.clone(),
             location_text: location.text.clone(),
             schema,
@@ -205,14 +212,14 @@ impl PgStore {
     /// Refuses a KB id whose schema already exists. Returns the opened store and `body`'s
     /// value.
     pub fn create_filled<T>(
-        server: &Config,
+        server: &StateServer,
         kb_id: &KbId,
         body: impl FnOnce(&PgWriteTx<'_>) -> Result<T>,
     ) -> Result<(PgStore, T)> {
         let schema = kb_id.schema_name();
-        let location = Location::new(server, &schema);
-        let config = for_schema(server, &schema);
-        let mut client = config.connect(NoTls).map_err(|e| location.error(e))?;
+        let location = Location::new(&server.config, &schema);
+        let config = for_schema(&server.config, &schema);
+        let mut client = Connector::new(server)?.connect(&config, &location)?;
         let statements = Statements::default();
         let mut tx = client.transaction().map_err(|e| location.error(e))?;
         let outcome = schema::migrate_in(&mut tx, &schema, kb_id, &super::utc_now(), true)
@@ -374,7 +381,7 @@ impl PgStore {
             config.get_options().unwrap_or_default()
         );
         config.options(&options);
-        let client = config.connect(NoTls).map_err(|e| self.loc().error(e))?;
+        let client = self.connector.connect(&config, &self.loc())?;
         Ok(PgSession {
             conn: Conn {
                 client,
@@ -653,9 +660,13 @@ pub(crate) struct Conn {
     statements: Statements,
 }
 
-/// r2d2's PostgreSQL manager, handing out connections with their statement cache.
+/// The pool's connection manager: connections opened by the store's [`Connector`], handed
+/// out with their statement cache.
 #[derive(Debug)]
-struct CachingManager(PostgresConnectionManager<NoTls>);
+struct CachingManager {
+    config: Config,
+    connector: Connector,
+}
 
 impl r2d2::ManageConnection for CachingManager {
     type Connection = Conn;
@@ -663,17 +674,17 @@ impl r2d2::ManageConnection for CachingManager {
 
     fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
         Ok(Conn {
-            client: self.0.connect()?,
+            client: self.connector.connect_raw(&self.config)?,
             statements: Statements::default(),
         })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
-        self.0.is_valid(&mut conn.client)
+        conn.client.simple_query("").map(|_| ())
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        self.0.has_broken(&mut conn.client)
+        conn.client.is_closed()
     }
 }
 

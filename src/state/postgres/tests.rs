@@ -11,8 +11,8 @@ use crate::state::Document;
 
 use crate::test_pg_server as pg_server;
 
-fn server_config() -> Config {
-    Config::from_str(&pg_server::server().url()).unwrap()
+fn server_config() -> StateServer {
+    StateServer::plain(Config::from_str(&pg_server::server().url()).unwrap())
 }
 
 fn fresh_kb() -> KbId {
@@ -207,7 +207,8 @@ fn a_server_that_is_not_there_is_unreachable_with_where_it_was_looked_for() {
         nowhere.path().display()
     ))
     .unwrap();
-    let err = PgStore::open(&config, &fresh_kb(), Create::IfMissing).unwrap_err();
+    let err =
+        PgStore::open(&StateServer::plain(config), &fresh_kb(), Create::IfMissing).unwrap_err();
     assert!(matches!(err, Error::StateUnreachable { .. }), "{err:?}");
     assert_eq!(err.exit_code(), crate::error::exit::STATE_SERVER);
     let text = err.to_string();

@@ -350,6 +350,7 @@ impl Backend for SqliteBackend {
             } else {
                 "wal"
             }),
+            tls: None,
         })
     }
 
