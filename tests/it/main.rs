@@ -32,6 +32,7 @@ mod reliability_modes;
 mod remove;
 mod schema;
 mod sessions;
+mod team;
 mod team_lock;
 mod team_move;
 mod team_tls;

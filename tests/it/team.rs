@@ -1,21 +1,18 @@
 //! Team mode against a real PostgreSQL server that the harness (`tests/support/pg_server.rs`)
 //! starts: first the harness's own promises, then team-mode reliability.
 
-#[path = "support/pg_server.rs"]
-mod pg_server;
-
 /// The harness: the server starts (as the `postgres` user when run as root), its URL works with
 /// psql, a restart is real, and the server never outlives the test binary.
-mod harness {
+mod pg_harness {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
     use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-    use super::pg_server::{self, Server};
+    use crate::pg_server::{self, Server};
 
     /// The name of the test that the exit tests run in a child copy of this test binary.
-    const CHILD_TEST: &str = "harness::child_reports_its_server";
+    const CHILD_TEST: &str = "team::pg_harness::child_reports_its_server";
     /// Set by the exit tests: a FIFO the child blocks on after reporting, until it is killed.
     const HOLD_ENV: &str = "OPENKB_PG_HARNESS_HOLD";
 
@@ -58,8 +55,7 @@ mod harness {
         let server = pg_server::server();
         let db = server.create_database();
         let psql = |conninfo: &str, sql: &str| {
-            let out = Command::new(server.bin_dir().join("psql"))
-                .env_clear()
+            let out = crate::harness::clean(server.bin_dir().join("psql"))
                 .args([
                     "-X",
                     "-A",
@@ -274,6 +270,8 @@ mod harness {
 
     impl ChildBinary {
         fn spawn(hold: Option<&Path>) -> ChildBinary {
+            // Not from a cleared environment: the copy must find the server binaries the way
+            // this binary did (OPENKB_TEST_PGBIN in CI).
             let mut cmd = Command::new(std::env::current_exe().unwrap());
             cmd.args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
                 .stdout(Stdio::piped())
@@ -363,9 +361,9 @@ mod reliability {
 
     use serde_json::Value;
 
-    use super::pg_server::{self, Server};
+    use crate::harness::{self, stderr};
+    use crate::pg_server::{self, Server};
 
-    const BIN: &str = env!("CARGO_BIN_EXE_openkb");
     /// What a command reports when the state server cannot be reached (exit 5).
     const UNREACHABLE: &str = "cannot reach the state server";
 
@@ -437,26 +435,20 @@ mod reliability {
             }
         }
 
-        /// `openkb --kb-dir <host's path> args...` in a cleared environment: the host's HOME,
-        /// this KB's database, flock disabled by the filesystem override, English messages.
+        /// `openkb --kb-dir <host's path> args...` from the harness's cleared environment: the
+        /// host's HOME, this KB's database, flock disabled by the filesystem override.
         fn cmd(&self, host: Host, args: &[&str]) -> Command {
             let home = match host {
                 Host::A => "home-a",
                 Host::B => "home-b",
             };
-            let mut cmd = Command::new(BIN);
-            cmd.env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("LC_ALL", "C")
-                .env("HOME", self.dir.path().join(home))
-                .env("OPENKB_STATE_URL", self.server.url_for(&self.database))
+            let mut cmd = harness::openkb(&self.dir.path().join(home), self.dir.path());
+            cmd.env("OPENKB_STATE_URL", self.server.url_for(&self.database))
                 .env("OPENKB_FS_TYPE", "nfs")
                 .env("OPENKB_LOCK_TIMEOUT", "60")
                 .arg("--kb-dir")
                 .arg(self.path_for(host))
-                .args(args)
-                .current_dir(self.dir.path())
-                .stdin(Stdio::null());
+                .args(args);
             cmd
         }
 
@@ -688,10 +680,6 @@ mod reliability {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
-    }
-
-    fn stderr(out: &Output) -> String {
-        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// The doc_names an `add --json` or `remove --json` reports done.
