@@ -8,9 +8,12 @@
 //! given (`require`), the host name for `verify-full` only, and the handshake's signatures
 //! always.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use postgres::{Client, Config};
+use postgres::tls::{MakeTlsConnect, TlsConnect};
+use postgres::{Client, Config, Socket};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
@@ -27,7 +30,7 @@ use crate::state_url::{RootCert, SslMode, StateServer, Tls};
 /// read once), cloned into the pool.
 #[derive(Clone)]
 pub(crate) struct Connector {
-    make: MakeRustlsConnect,
+    make: MakeConnect,
     tls: Tls,
 }
 
@@ -62,7 +65,7 @@ impl Connector {
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         Ok(Connector {
-            make: MakeRustlsConnect::new(config),
+            make: MakeConnect(MakeRustlsConnect::new(config)),
             tls: tls.clone(),
         })
     }
@@ -130,6 +133,60 @@ impl Connector {
         Error::StateUnreachable {
             location: location.text.clone(),
             message: format!("{text}\n  {hint}"),
+        }
+    }
+}
+
+/// rustls's connector, able to take the empty host name tokio-postgres gives it for a Unix
+/// socket: no TLS is ever started there (the server does not offer it), so a name that is not
+/// one fails only a handshake that is actually attempted, with the reason.
+#[derive(Clone)]
+struct MakeConnect(MakeRustlsConnect);
+
+impl MakeTlsConnect<Socket> for MakeConnect {
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+    type TlsConnect = NamedConnect<<MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect>;
+    type Error = std::convert::Infallible;
+
+    fn make_tls_connect(
+        &mut self,
+        hostname: &str,
+    ) -> std::result::Result<Self::TlsConnect, Self::Error> {
+        Ok(
+            match MakeTlsConnect::<Socket>::make_tls_connect(&mut self.0, hostname) {
+                Ok(connect) => NamedConnect::Named(connect),
+                Err(e) => NamedConnect::Unnamed(format!(
+                    "the host {hostname:?} cannot be checked against a certificate: {e}"
+                )),
+            },
+        )
+    }
+}
+
+enum NamedConnect<C> {
+    Named(C),
+    Unnamed(String),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, C> TlsConnect<S> for NamedConnect<C>
+where
+    C: TlsConnect<S>,
+    C::Future: Send + 'static,
+    C::Stream: Send + 'static,
+{
+    type Stream = C::Stream;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = std::result::Result<C::Stream, BoxError>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        match self {
+            NamedConnect::Named(connect) => {
+                let handshake = connect.connect(stream);
+                Box::pin(async move { handshake.await.map_err(Into::into) })
+            }
+            NamedConnect::Unnamed(why) => Box::pin(std::future::ready(Err(why.into()))),
         }
     }
 }
