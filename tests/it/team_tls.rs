@@ -11,16 +11,24 @@ use crate::pg_server;
 /// A temp folder with its own HOME, a document, and a KB folder `kb` made with `url`.
 struct TlsKb {
     dir: tempfile::TempDir,
+    /// The operating system's root store, as `SSL_CERT_FILE` names it, for `sslrootcert=system`.
+    system_roots: Option<PathBuf>,
 }
 
 impl TlsKb {
     fn new() -> TlsKb {
         let kb = TlsKb {
             dir: tempfile::tempdir().unwrap(),
+            system_roots: None,
         };
         std::fs::create_dir_all(kb.path().join("home")).unwrap();
         std::fs::write(kb.path().join("a.md"), "alpha\n").unwrap();
         kb
+    }
+
+    fn with_system_roots(mut self, file: &Path) -> TlsKb {
+        self.system_roots = Some(file.to_path_buf());
+        self
     }
 
     fn path(&self) -> &Path {
@@ -37,6 +45,9 @@ impl TlsKb {
             .arg("--kb-dir")
             .arg(self.kb())
             .args(args);
+        if let Some(file) = &self.system_roots {
+            cmd.env("SSL_CERT_FILE", file);
+        }
         cmd.output().unwrap()
     }
 
@@ -112,7 +123,10 @@ fn verify_full_refuses_a_certificate_of_another_ca_or_another_host() {
         ),
         "does not name the host \"db.invalid\"",
     );
-    assert!(message.contains("certificate verify failed"), "{message}");
+    assert!(
+        message.contains("certificate not valid for name"),
+        "{message}"
+    );
     // verify-ca checks the chain only: the wrong name is accepted, the wrong CA is not.
     TlsKb::new().works_over(&server.tcp_url(
         "db.invalid",
@@ -182,4 +196,36 @@ fn a_root_certificate_that_is_not_one_is_named_before_anything_is_written() {
         assert!(message.contains("PEM file of the CA"), "{message}");
         assert!(!kb.kb().join(".openkb").exists(), "{message}");
     }
+}
+
+#[test]
+fn sslrootcert_system_trusts_the_system_store_and_only_it() {
+    // The system store is found as OpenSSL finds it, SSL_CERT_FILE first: holding the server's
+    // CA it verifies the server in full (system's default mode); holding another CA, it refuses.
+    let server = pg_server::tls_server();
+    let url = server.tcp_url("localhost", "sslrootcert=system");
+    let tls = TlsKb::new()
+        .with_system_roots(&server.ca())
+        .works_over(&url);
+    assert!(
+        tls.as_str()
+            .is_some_and(|t| t.ends_with("(sslmode=verify-full)")),
+        "{tls}"
+    );
+    TlsKb::new()
+        .with_system_roots(&server.other_ca())
+        .refused(&url, "checked against the system's root certificates");
+
+    let kb = TlsKb::new();
+    let empty = kb.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let kb = kb.with_system_roots(&empty);
+    let out = kb.init(&url);
+    let message = stderr(&out);
+    assert!(!out.status.success(), "{message}");
+    assert!(
+        message.contains("cannot load the system's root certificates"),
+        "{message}"
+    );
+    assert!(!kb.kb().join(".openkb").exists(), "{message}");
 }
