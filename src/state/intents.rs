@@ -58,6 +58,12 @@ impl IntentFile {
             backup: None,
         }
     }
+
+    /// An intent's files as every backend stores them: one JSON list.
+    pub fn list_to_json(files: &[IntentFile]) -> Result<String> {
+        serde_json::to_string(files)
+            .map_err(|e| crate::Error::Invalid(format!("cannot serialize intent files: {e}")))
+    }
 }
 
 /// An unfinished operation.

@@ -44,6 +44,15 @@ pub fn record_export(
 
 /// The latest hand-over, or `None` when this database has recorded none (made by an openkb
 /// that did not keep them).
+/// One stored entry of the base (a JSON object, as every backend keeps it); `None` when the
+/// text is anything else.
+pub fn parse_entry(text: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(entry)) => Some(entry),
+        _ => None,
+    }
+}
+
 pub fn load(q: &impl Queries) -> Result<Option<Base>> {
     q.python_base()
 }

@@ -616,8 +616,7 @@ pub fn record_intent(
     started_at: &str,
     pid: i64,
 ) -> Result<i64> {
-    let files = serde_json::to_string(files)
-        .map_err(|e| Error::Invalid(format!("cannot serialize intent files: {e}")))?;
+    let files = IntentFile::list_to_json(files)?;
     let row = q
         .row(
             "INSERT INTO intents (operation, hash, doc_name, files, started_at, pid)
@@ -822,9 +821,9 @@ pub fn python_base(q: &(impl Sql + ?Sized)) -> Result<Option<Base>> {
     )? {
         let hash: String = get(location, &row, "hash")?;
         let text: String = get(location, &row, "entry")?;
-        match serde_json::from_str(&text) {
-            Ok(Value::Object(entry)) => entries.push((hash, entry)),
-            _ => {
+        match crate::state::python_base::parse_entry(&text) {
+            Some(entry) => entries.push((hash, entry)),
+            None => {
                 return Err(bad_row(
                     location,
                     format!("the python_base row of {hash} is not a JSON object"),

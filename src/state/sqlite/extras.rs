@@ -135,9 +135,9 @@ pub(super) fn python_base(conn: &Connection, path: &Path) -> Result<Option<Base>
         .map_err(sql)?;
     let mut entries = Vec::with_capacity(stored.len());
     for (hash, text) in stored {
-        match serde_json::from_str(&text) {
-            Ok(Value::Object(entry)) => entries.push((hash, entry)),
-            _ => {
+        match crate::state::python_base::parse_entry(&text) {
+            Some(entry) => entries.push((hash, entry)),
+            None => {
                 return Err(Error::Invalid(format!(
                     "{}: the python_base row of {hash} is not a JSON object; run `openkb \
                      doctor`",

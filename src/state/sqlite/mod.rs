@@ -667,8 +667,7 @@ impl Writes for Sql<rusqlite::Transaction<'_>> {
         started_at: &str,
         pid: i64,
     ) -> Result<i64> {
-        let files = serde_json::to_string(files)
-            .map_err(|e| Error::Invalid(format!("cannot serialize intent files: {e}")))?;
+        let files = IntentFile::list_to_json(files)?;
         self.run(|c| intents::record(c, operation, hash, doc_name, &files, started_at, pid))
     }
 
