@@ -53,6 +53,15 @@ impl KbLock {
             KbLock::Team(guard) => Some(guard.session()),
         }
     }
+
+    /// The team KB's store the lock was taken through, for the session under it: one server
+    /// connection fewer than opening the store again.
+    pub fn team_store(&self) -> Option<crate::state::postgres::PgStore> {
+        match self {
+            KbLock::Local(_) => None,
+            KbLock::Team(guard) => Some(guard.session().store().clone()),
+        }
+    }
 }
 
 /// How [`Kb::discover_how`] found a KB.

@@ -58,6 +58,11 @@ pub const LOCK_CLASS: i32 = 0x4F4B_4231;
 /// through it is refused.
 pub struct LockSession {
     session: Mutex<PgSession>,
+    /// The store the lock was taken through: the sessions under this lock use it rather than
+    /// open their own, which would cost another server connection (schema checks and
+    /// upgrades are serialised by their own advisory lock, not by the KB lock, so a store
+    /// opened just before the lock is as current as one opened just after).
+    store: PgStore,
     /// The fencing token of an exclusive acquisition; `None` for a shared one.
     fence: Option<Fence>,
     key: i32,
@@ -76,6 +81,11 @@ impl std::fmt::Debug for LockSession {
 }
 
 impl LockSession {
+    /// The store the lock was taken through (see the field).
+    pub fn store(&self) -> &PgStore {
+        &self.store
+    }
+
     /// The fencing token of the exclusive acquisition this session holds.
     pub fn fence(&self) -> Option<Fence> {
         self.fence
@@ -266,6 +276,7 @@ pub fn acquire(kb: &Kb, store: &PgStore, mode: LockMode, wait: &LockWait) -> Res
     };
     let session = Arc::new(LockSession {
         session: Mutex::new(session),
+        store: store.clone(),
         fence,
         key,
         mode,
@@ -624,5 +635,70 @@ mod tests {
         assert!(matches!(err, Error::Fenced { .. }), "{err}");
         assert_eq!(err.exit_code(), crate::error::exit::STATE_SERVER);
         assert_eq!(team.written(), "");
+    }
+
+    /// A team KB configured for a database of its own, so `pg_stat_activity` shows exactly
+    /// this KB's connections.
+    fn kb_in_own_database() -> (tempfile::TempDir, Kb, String) {
+        let server = pg_server::server();
+        let database = server.create_database();
+        let url = server.url_for(&database);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".openkb")).unwrap();
+        let kb_id = KbId::new_random().unwrap();
+        std::fs::write(
+            dir.path().join(".openkb/config.yaml"),
+            format!("state:\n  backend: postgres\n  kb_id: {kb_id}\n"),
+        )
+        .unwrap();
+        let state = crate::state_url::StateEnv::from_lookup(|name| {
+            (name == "OPENKB_STATE_URL").then(|| url.clone().into())
+        })
+        .unwrap();
+        let settings = crate::settings::Settings {
+            state,
+            ..Default::default()
+        };
+        let kb = Kb::at(dir.path()).unwrap().with_settings(settings);
+        drop(kb.team_store(&kb_id, Create::IfMissing).unwrap());
+        (dir, kb, database)
+    }
+
+    /// Connections open to `database`, the asking one aside. A connection is listed from the
+    /// moment it is accepted, so what a session opened is all there when this asks.
+    fn connections_to(database: &str) -> usize {
+        pg_server::server()
+            .psql_in(
+                database,
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}' \
+                     AND pid <> pg_backend_pid()"
+                ),
+            )
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_session_reads_and_writes_on_the_lock_session_and_the_store_the_lock_was_taken_through() {
+        let (_dir, kb, database) = kb_in_own_database();
+        {
+            let read = kb.read_session().unwrap();
+            read.counts().unwrap();
+            read.backend().describe().unwrap();
+            read.disk_usage().unwrap();
+            // The lock's session and the state's one connection: the store the lock opened
+            // to take it serves the session, rather than a third.
+            assert_eq!(connections_to(&database), 2);
+        }
+        // Another KB in another database: the read session's connections may still be
+        // closing on the server.
+        let (_dir, kb, database) = kb_in_own_database();
+        {
+            let write = kb.write_session().unwrap();
+            write.write(|tx| tx.set_meta("t-connections", "1")).unwrap();
+            write.counts().unwrap();
+            assert_eq!(connections_to(&database), 2);
+        }
     }
 }

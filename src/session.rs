@@ -87,7 +87,7 @@ pub struct ReadSession {
 impl ReadSession {
     pub(crate) fn open(kb: &Kb) -> Result<ReadSession> {
         let lock = kb.lock_shared()?;
-        let store = open_read_only(kb)?;
+        let store = open_read_only(kb, Some(&lock))?;
         Ok(ReadSession {
             kb: kb.clone(),
             store,
@@ -123,7 +123,7 @@ pub struct Probe {
 
 impl Probe {
     pub(crate) fn open(kb: &Kb) -> Result<Probe> {
-        let store = open_read_only(kb)?;
+        let store = open_read_only(kb, None)?;
         let identity = DbIdentity::of(&store)?;
         Ok(Probe {
             kb: kb.clone(),
@@ -401,10 +401,11 @@ fn require_state_db(kb: &Kb) -> Result<()> {
     })
 }
 
-/// The KB's state for reading: `state.db` opened read-only, or a team KB's schema.
-fn open_read_only(kb: &Kb) -> Result<Store> {
+/// The KB's state for reading (under `lock`, when it is held): `state.db` opened read-only,
+/// or a team KB's schema.
+fn open_read_only(kb: &Kb, lock: Option<&KbLock>) -> Result<Store> {
     if let StateConfig::Postgres { kb_id } = kb.state_config()? {
-        let store = kb.team_store(&kb_id, TeamCreate::Never)?;
+        let store = team_store_under(kb, &kb_id, TeamCreate::Never, lock)?;
         return Ok(Store::from_backend(Box::new(store)));
     }
     let db = kb.state_db_checked()?;
@@ -431,7 +432,7 @@ fn open_writable(
             state::Create::IfMissing => TeamCreate::IfMissing,
             state::Create::Never => TeamCreate::Never,
         };
-        let store = kb.team_store(&kb_id, create)?;
+        let store = team_store_under(kb, &kb_id, create, Some(lock))?;
         let lock = lock.team_session().ok_or_else(|| {
             Error::Invalid(format!(
                 "{}: a team KB's state is written under its PostgreSQL lock, not a flock",
@@ -460,6 +461,21 @@ fn open_writable(
         }
     }
     Ok((Store::open_with(&db, create, &kb.settings().fs)?, None))
+}
+
+/// The team KB's store under `lock`: the one the lock was taken through (its first
+/// connection serves the session's reads, so a short command opens one connection beside the
+/// lock's), or a new one when the lock is a flock.
+fn team_store_under(
+    kb: &Kb,
+    kb_id: &crate::config::KbId,
+    create: TeamCreate,
+    lock: Option<&KbLock>,
+) -> Result<PgStore> {
+    match lock.and_then(KbLock::team_store) {
+        Some(store) if store.kb_id() == kb_id => Ok(store),
+        _ => kb.team_store(kb_id, create),
+    }
 }
 
 /// How a team KB's write session writes: on the KB lock's own database session, fenced by

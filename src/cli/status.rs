@@ -46,12 +46,15 @@ struct Report {
 pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
     let out = ctx.output(args.json);
     let open = super::read_session(ctx)?;
-    let reader = open.reader()?;
     let mut documents = StatusCounts::default();
+    // The long-lived reader is taken after the measure and the disk usage, which each read on
+    // a connection of their own: while it held one, a team KB would open another.
     let state = StateReport::measure(open.kb(), open.store(), || {
-        documents = reader.counts()?;
+        documents = open.reader()?.counts()?;
         Ok(())
     })?;
+    let usage = open.disk_usage()?;
+    let reader = open.reader()?;
     // Only compile rows: an `ingest` row says a file was added, not that anything compiled.
     let last_compile = ["compile", "recompile"]
         .into_iter()
@@ -59,7 +62,6 @@ pub fn run(ctx: &super::Ctx, args: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .max_by_key(|e| e.id);
-    let usage = open.disk_usage()?;
     let report = Report {
         knowledge_base: open.kb().root().display().to_string(),
         total_documents: documents.total(),
