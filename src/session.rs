@@ -404,8 +404,7 @@ fn require_state_db(kb: &Kb) -> Result<()> {
 /// The KB's state for reading (under `lock`, when it is held): `state.db` opened read-only,
 /// or a team KB's schema.
 fn open_read_only(kb: &Kb, lock: Option<&KbLock>) -> Result<Store> {
-    if let StateConfig::Postgres { kb_id } = kb.state_config()? {
-        let store = team_store_under(kb, &kb_id, TeamCreate::Never, lock)?;
+    if let Some(store) = team_store_of(kb, lock)? {
         return Ok(Store::from_backend(Box::new(store)));
     }
     let db = kb.state_db_checked()?;
@@ -427,18 +426,9 @@ fn open_writable(
     create: state::Create,
     lock: &KbLock,
 ) -> Result<(Store, Option<TeamWriter>)> {
-    if let StateConfig::Postgres { kb_id } = kb.state_config()? {
-        let create = match create {
-            state::Create::IfMissing => TeamCreate::IfMissing,
-            state::Create::Never => TeamCreate::Never,
-        };
-        let store = team_store_under(kb, &kb_id, create, Some(lock))?;
-        let lock = lock.team_session().ok_or_else(|| {
-            Error::Invalid(format!(
-                "{}: a team KB's state is written under its PostgreSQL lock, not a flock",
-                kb.root().display()
-            ))
-        })?;
+    // The lock was taken by the KB's mode (`Kb::lock`): a team lock carries the store its
+    // write transactions go through, and its session.
+    if let (Some(store), Some(lock)) = (lock.team_store(), lock.team_session()) {
         let writer = TeamWriter {
             store: store.clone(),
             lock,
@@ -463,18 +453,18 @@ fn open_writable(
     Ok((Store::open_with(&db, create, &kb.settings().fs)?, None))
 }
 
-/// The team KB's store under `lock`: the one the lock was taken through (its first
-/// connection serves the session's reads, so a short command opens one connection beside the
-/// lock's), or a new one when the lock is a flock.
-fn team_store_under(
-    kb: &Kb,
-    kb_id: &crate::config::KbId,
-    create: TeamCreate,
-    lock: Option<&KbLock>,
-) -> Result<PgStore> {
-    match lock.and_then(KbLock::team_store) {
-        Some(store) if store.kb_id() == kb_id => Ok(store),
-        _ => kb.team_store(kb_id, create),
+/// A team KB's store for a session under `lock`: the one the lock was taken through (its
+/// first connection serves the session's reads, so a short command opens one connection
+/// beside the lock's); without a lock (a probe), the one the config names. `None` for a
+/// local KB. Under a lock the config is not read again: the lock was chosen by it, and the
+/// mode cannot change while the lock is held.
+fn team_store_of(kb: &Kb, lock: Option<&KbLock>) -> Result<Option<PgStore>> {
+    match lock {
+        Some(lock) => Ok(lock.team_store()),
+        None => match kb.state_config()? {
+            StateConfig::Postgres { kb_id } => kb.team_store(&kb_id, TeamCreate::Never).map(Some),
+            StateConfig::Sqlite => Ok(None),
+        },
     }
 }
 
